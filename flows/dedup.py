@@ -1,0 +1,194 @@
+"""Exact and near-duplicate detection: text normalisation, word shingles, MinHash, LSH buckets, verification.
+
+Pure functions. The warehouse stores each article's LSH buckets and a 1-in-`sample_mod` sample of its shingle
+hashes; candidates found through either are verified here on the exact shingle sets.
+
+- Jaccard catches copies with different boilerplate, headlines, edits or reordered paragraphs.
+- Containment (share of the shorter text's shingles found in the longer) catches cuts, truncations and
+  summaries, where Jaccard is low only because one text is much shorter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from flows.settings import DedupSettings
+
+_WORD = re.compile(r"\w+")
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_SEED_RNG = np.random.default_rng(0x6E657773)  # fixed: signatures must be comparable across runs
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """Avalanche mix of uint64 values (SplitMix64 finaliser); wraps modulo 2**64 by design."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+_PERM_SEEDS = _SEED_RNG.integers(1, 2**63, size=512, dtype=np.uint64)
+
+
+def normalize_text(text: str) -> str:
+    """Lower-cased NFKC words joined by single spaces: what 'the same text' means for exact dedup."""
+    return " ".join(_WORD.findall(unicodedata.normalize("NFKC", text).casefold()))
+
+
+def text_hash(text: str) -> str:
+    return hashlib.blake2b(normalize_text(text).encode(), digest_size=16).hexdigest()
+
+
+def _word_hashes(words: list[str]) -> np.ndarray:
+    cache: dict[str, int] = {}
+    out = np.empty(len(words), dtype=np.uint64)
+    for i, w in enumerate(words):
+        h = cache.get(w)
+        if h is None:
+            h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
+            cache[w] = h
+        out[i] = h
+    return out
+
+
+def shingle_hashes(text: str, size: int) -> np.ndarray:
+    """Sorted unique 64-bit hashes of the text's `size`-word shingles (one shingle for shorter texts)."""
+    words = normalize_text(text).split()
+    if not words:
+        return np.empty(0, dtype=np.uint64)
+    wh = _word_hashes(words)
+    n = max(1, len(words) - size + 1)
+    acc = np.zeros(n, dtype=np.uint64)
+    for j in range(min(size, len(words))):
+        acc = _splitmix(acc ^ wh[j : j + n])
+    return np.unique(acc)
+
+
+def minhash(hashes: np.ndarray, num_perm: int) -> np.ndarray:
+    """MinHash signature: for each of `num_perm` seeded hash functions, the minimum over the shingles."""
+    if hashes.size == 0:
+        return np.full(num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+    seeds = _PERM_SEEDS[:num_perm]
+    sig = np.empty(num_perm, dtype=np.uint64)
+    # Chunked so a very long text does not build a num_perm x n matrix in one go.
+    step = 64
+    for start in range(0, num_perm, step):
+        block = _splitmix(hashes[None, :] ^ seeds[start : start + step, None])
+        sig[start : start + step] = block.min(axis=1)
+    return sig
+
+
+def lsh_buckets(signature: np.ndarray, bands: int) -> np.ndarray:
+    """One int64 bucket key per band: a hash of that band's rows of the signature."""
+    rows = signature.reshape(bands, -1)
+    acc = np.zeros(bands, dtype=np.uint64)
+    for r in range(rows.shape[1]):
+        acc = _splitmix(acc ^ rows[:, r])
+    return acc.view(np.int64)
+
+
+def sample(hashes: np.ndarray, mod: int) -> np.ndarray:
+    """The shingle hashes kept for containment lookups: those divisible by `mod` (Broder's mod-p sketch)."""
+    return hashes[hashes % np.uint64(mod) == 0].view(np.int64)
+
+
+@dataclass(frozen=True)
+class Signature:
+    text_hash: str
+    shingles: np.ndarray  # sorted unique uint64
+    buckets: np.ndarray  # int64, one per band
+    samples: np.ndarray  # int64
+
+    @property
+    def size(self) -> int:
+        return int(self.shingles.size)
+
+
+def signature(text: str, settings: DedupSettings) -> Signature:
+    hashes = shingle_hashes(text, settings.shingle_size)
+    usable = hashes.size >= settings.min_shingles
+    return Signature(
+        text_hash=text_hash(text),
+        shingles=hashes,
+        buckets=lsh_buckets(minhash(hashes, settings.num_perm), settings.bands)
+        if usable
+        else np.empty(0, dtype=np.int64),
+        samples=sample(hashes, settings.sample_mod) if usable else np.empty(0, dtype=np.int64),
+    )
+
+
+@dataclass(frozen=True)
+class Match:
+    method: Literal["exact", "near"]
+    criterion: Literal["text_hash", "jaccard", "containment"]
+    similarity: float
+    jaccard: float
+    containment: float
+
+
+EXACT = Match("exact", "text_hash", 1.0, 1.0, 1.0)
+
+
+def compare(a: Signature, b: Signature, settings: DedupSettings) -> Match | None:
+    """The verdict for one pair, or None when they are different stories."""
+    if a.text_hash == b.text_hash and a.size:
+        return EXACT
+    if min(a.size, b.size) < settings.min_shingles:
+        return None
+    shared = np.intersect1d(a.shingles, b.shingles, assume_unique=True).size
+    jaccard = shared / (a.size + b.size - shared)
+    containment = shared / min(a.size, b.size)
+    if jaccard >= settings.jaccard_threshold:
+        return Match("near", "jaccard", jaccard, jaccard, containment)
+    if containment >= settings.containment_threshold:
+        return Match("near", "containment", containment, jaccard, containment)
+    return None
+
+
+def min_shared_samples(n_a: int, n_b: int, settings: DedupSettings) -> int:
+    """How many sampled shingles two texts with n_a and n_b samples must share to be worth verifying.
+
+    Mirrored in warehouse/queries/dedup_candidates.sql. Half the count a containment-threshold pair would
+    share tolerates sampling noise; at least one.
+    """
+    return max(1, int(min(n_a, n_b) * settings.containment_threshold * 0.5))
+
+
+class BatchIndex:
+    """In-memory LSH and sample index for the articles of one batch, so copies within a batch are found too."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[int, int], list[int]] = {}
+        self._samples: dict[int, list[int]] = {}
+        self._n_samples: dict[int, int] = {}
+        self._hashes: dict[str, int] = {}
+
+    def add(self, key: int, sig: Signature) -> None:
+        self._hashes.setdefault(sig.text_hash, key)
+        self._n_samples[key] = sig.samples.size
+        for band, bucket in enumerate(sig.buckets.tolist()):
+            self._buckets.setdefault((band, bucket), []).append(key)
+        for h in sig.samples.tolist():
+            self._samples.setdefault(h, []).append(key)
+
+    def candidates(self, sig: Signature, settings: DedupSettings) -> list[int]:
+        found: dict[int, None] = {}
+        exact = self._hashes.get(sig.text_hash)
+        if exact is not None:
+            found[exact] = None
+        for band, bucket in enumerate(sig.buckets.tolist()):
+            for key in self._buckets.get((band, bucket), ()):
+                found[key] = None
+        counts: dict[int, int] = {}
+        for h in sig.samples.tolist():
+            for key in self._samples.get(h, ()):
+                counts[key] = counts.get(key, 0) + 1
+        for key, n in counts.items():
+            if n >= min_shared_samples(sig.samples.size, self._n_samples[key], settings):
+                found[key] = None
+        return list(found)

@@ -1,0 +1,237 @@
+"""Prefect flows: the edges of newsflow. Each task wraps a plain function from flows.pipeline."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from flows import pipeline, report, staging, warehouse
+from flows.pipeline import RunStats
+from flows.runlock import run_lock
+from flows.settings import FeedConfig, Settings, load_settings
+
+# Tasks take live objects (pools, clients): no input hashing, no result persistence.
+_TASK = {"cache_policy": NO_CACHE, "persist_result": False}
+
+fetch_feeds = task(pipeline.fetch_feeds, name="fetch-feeds", **_TASK)
+load_pending = task(pipeline.load_pending, name="load-staged", retries=2, retry_delay_seconds=[5, 30], **_TASK)
+publish_snapshot = task(warehouse.publish_snapshot, name="publish-snapshot", **_TASK)
+
+
+@dataclass
+class RunContext:
+    settings: Settings
+    run_id: str
+    started_at: datetime
+    stats: RunStats
+    parameters: dict[str, Any]
+    flow: str
+    seq: int = 0
+
+    def batch(self) -> staging.Batch:
+        self.seq += 1
+        return staging.Batch(f"{self.started_at:%Y%m%dT%H%M%S}-{self.run_id[:8]}-{self.seq:04d}", self.run_id)
+
+    def run_row(self, status: str, message: str | None = None) -> dict[str, Any]:
+        finished = None if status == "running" else datetime.now(UTC)
+        return {"run_id": self.run_id, "flow": self.flow, "started_at": self.started_at,
+                "finished_at": finished, "status": status, "parameters": _json(self.parameters),
+                "message": message, **self.stats.counts()}
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def select_feeds(settings: Settings, names: list[str] | None, tags: list[str] | None) -> list[FeedConfig]:
+    """Enabled feeds, narrowed to the given names and/or tags; unknown names are an error."""
+    feeds = [f for f in settings.feeds if f.enabled]
+    if names:
+        unknown = sorted(set(names) - {f.name for f in settings.feeds})
+        if unknown:
+            raise ValueError(f"unknown feed name(s): {', '.join(unknown)}")
+        feeds = [f for f in feeds if f.name in names]
+    if tags:
+        feeds = [f for f in feeds if set(tags) & set(f.tags)]
+    return feeds
+
+
+@task(name="store-batch", retries=1, retry_delay_seconds=5, **_TASK)
+def store_batch(ctx: RunContext, batch: staging.Batch) -> bool:
+    """Stage and load one batch; False when it stays staged because the warehouse is locked."""
+    result = pipeline.store(ctx.settings, batch)
+    if result is None:
+        ctx.stats.batches_staged += 1
+        get_run_logger().warning("warehouse locked: batch %s stays staged for the next run", batch.batch_id)
+        return False
+    ctx.stats.add_load(result)
+    return True
+
+
+@task(name="process-articles", **_TASK)
+def process_articles(ctx: RunContext, pool: Any, entries: list[Any], dry_run: bool) -> None:
+    """Download, extract, dedup-check, tag and store one batch of new entries."""
+    log = get_run_logger()
+    settings, stats = ctx.settings, ctx.stats
+    pages = list(pipeline.download(settings, entries))
+    built = list(pool.map(pipeline.build_doc, [e for e, _ in pages], [r for _, r in pages],
+                          [settings] * len(pages)))
+    docs = [d for d, _ in built if d is not None]
+    page_rows = [dict(p, run_id=ctx.run_id) for _, p in built]
+    stats.pages_fetched += sum(1 for _, r in pages if r is not None and r.ok)
+    stats.pages_failed += sum(1 for _, p in built if p["outcome"] in ("fallback", "failed"))
+    stats.fallbacks += sum(1 for d in docs if d["body_source"] == "feed_summary")
+    pipeline.process_docs(pool, settings, docs, settings.worker_count())
+    log.info("batch of %d pages: %d documents, %d fallbacks", len(pages), len(docs),
+             sum(1 for d in docs if d["body_source"] == "feed_summary"))
+    if dry_run:
+        return
+    batch = ctx.batch()
+    batch.add("page_fetches", *page_rows)
+    batch.add("docs", *docs)
+    store_batch(ctx, batch)
+
+
+def _since(entries: list[Any], since: date | None) -> list[Any]:
+    if since is None:
+        return entries
+    cut = datetime.combine(since, datetime.min.time(), UTC)
+    return [e for e in entries if e.published_at is None or e.published_at >= cut]
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+@flow(name="ingest", log_prints=True)
+def ingest(
+    feeds: Annotated[list[str] | None, Field(description="Feed names to fetch; empty means all enabled feeds")] = None,
+    tags: Annotated[list[str] | None, Field(description="Only feeds with any of these tags")] = None,
+    max_articles_per_feed: Annotated[
+        int | None, Field(ge=0, le=1000, description="New articles taken per feed; empty uses the config")
+    ] = None,
+    since: Annotated[date | None, Field(description="Backfill window: skip entries published before this day")] = None,
+    dry_run: Annotated[bool, Field(description="Fetch, extract and tag, but write nothing")] = False,
+    config: Annotated[str | None, Field(description="Config file; empty uses NEWSFLOW_CONFIG or the default")] = None,
+    warehouse_path: Annotated[str | None, Field(description="DuckDB file; empty uses the config")] = None,
+) -> dict[str, Any]:
+    """Fetch feeds, download and extract new articles, deduplicate, tag entities, load the warehouse."""
+    log = get_run_logger()
+    settings = load_settings(config, warehouse=warehouse_path)
+    params = {"feeds": feeds, "tags": tags, "max_articles_per_feed": max_articles_per_feed,
+              "since": since, "dry_run": dry_run}
+    ctx = RunContext(settings, str(flow_run.get_id() or uuid.uuid4()), datetime.now(UTC), RunStats(), params,
+                     "ingest")
+    with run_lock(settings.warehouse.path) as mine:
+        if not mine:
+            log.warning("another ingest run holds %s; this run does nothing", settings.warehouse.path)
+            return {"status": "skipped", "reason": "another run in progress"}
+        return _ingest(ctx, feeds, tags, max_articles_per_feed, since, dry_run)
+
+
+def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, max_per_feed: int | None,
+            since: date | None, dry_run: bool) -> dict[str, Any]:
+    log = get_run_logger()
+    settings, stats = ctx.settings, ctx.stats
+    warehouse.ensure_ready(settings.warehouse)
+    if not dry_run:
+        loaded, left = load_pending(settings, stats)
+        if loaded or left:
+            log.info("loaded %d batches staged by earlier runs; %d still staged", loaded, left)
+        pipeline.mark_abandoned(settings, ctx.run_id)
+    selected = select_feeds(settings, names, tags)
+    pool = None
+    try:
+        seeds, errors = pipeline.seeds_to_load(settings)
+        for err in errors:
+            log.warning("seed skipped: %s", err)
+        if seeds and not dry_run:
+            pool = pool or pipeline.make_pool(settings)
+            load_seeds_batch(ctx, pool, seeds)
+
+        states = pipeline.read_feed_states(settings)
+        out = fetch_feeds(settings, selected, states, ctx.run_id, stats, log=log.warning)
+        new = pipeline.select_new(settings, _since(out.entries, since), out.fetch_rows,
+                                  settings.fetch.max_articles_per_feed if max_per_feed is None else max_per_feed)
+        stats.entries_new = len(new)
+        log.info("%d feeds: %d ok, %d not modified, %d failed, %d skipped; %d entries, %d new",
+                 stats.feeds_total, stats.feeds_ok, stats.feeds_not_modified, stats.feeds_failed,
+                 stats.feeds_skipped, stats.entries_seen, len(new))
+        if not dry_run:
+            head = ctx.batch()
+            head.add("runs", ctx.run_row("running"))
+            head.add("feeds", *out.state_rows)
+            head.add("feed_fetches", *out.fetch_rows)
+            head.add("entries", *pipeline.entry_rows(out.entries, ctx.run_id))
+            store_batch(ctx, head)
+        batches = _chunks(new, settings.pipeline.batch_size)
+        if batches:
+            pool = pool or pipeline.make_pool(settings)
+        for i, chunk in enumerate(batches, start=1):
+            process_articles(ctx, pool, chunk, dry_run)
+            log.info("batch %d/%d done: %d new articles, %d duplicates so far", i, len(batches),
+                     stats.articles_new, stats.duplicates_exact + stats.duplicates_near)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+    status = "staged" if stats.batches_staged else "completed"
+    message = (f"{stats.batches_staged} batches left staged: the warehouse was locked"
+               if stats.batches_staged else None)
+    if not dry_run:
+        tail = ctx.batch()
+        tail.add("runs", ctx.run_row(status, message))
+        store_batch(ctx, tail)
+        if not stats.batches_staged:
+            try:
+                publish_snapshot(settings.warehouse)
+            except warehouse.WarehouseLocked:
+                log.warning("snapshot not published: warehouse locked")
+    report.publish(ctx.settings, ctx.run_id, stats, dry_run)
+    summary = {"run_id": ctx.run_id, "status": "dry_run" if dry_run else status, **stats.counts()}
+    if message:
+        log.warning(message)
+    return summary
+
+
+def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Any]) -> None:
+    settings = ctx.settings
+    for chunk in _chunks(seeds, settings.pipeline.batch_size):
+        docs = [pipeline.seed_doc(s, settings) for s in chunk]
+        pipeline.tag_docs(pool, docs, settings, settings.worker_count())
+        batch = ctx.batch()
+        batch.add("docs", *docs)
+        store_batch(ctx, batch)
+
+
+@flow(name="reload-seeds", log_prints=True)
+def reload_seeds(
+    config: Annotated[str | None, Field(description="Config file; empty uses the default")] = None,
+    warehouse_path: Annotated[str | None, Field(description="DuckDB file; empty uses the config")] = None,
+) -> dict[str, Any]:
+    """Load new or changed files from the seed folder (unchanged ones are skipped)."""
+    log = get_run_logger()
+    settings = load_settings(config, warehouse=warehouse_path)
+    ctx = RunContext(settings, str(flow_run.get_id() or uuid.uuid4()), datetime.now(UTC), RunStats(), {},
+                     "reload_seeds")
+    warehouse.ensure_ready(settings.warehouse)
+    seeds, errors = pipeline.seeds_to_load(settings)
+    for err in errors:
+        log.warning("seed skipped: %s", err)
+    if seeds:
+        pool = pipeline.make_pool(settings) if len(seeds) > 4 else pipeline.InlineExecutor()
+        try:
+            load_seeds_batch(ctx, pool, seeds)
+        finally:
+            pool.shutdown()
+    log.info("%d seed files loaded or reloaded, %d errors", len(seeds), len(errors))
+    return {"seeds_loaded": len(seeds), "errors": errors, **ctx.stats.counts()}

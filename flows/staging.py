@@ -1,0 +1,82 @@
+"""Durable staging: every batch is written as Parquet before the warehouse is opened, and removed once loaded.
+
+A batch directory appears atomically (written under a temporary name, then renamed), so a run killed while
+staging leaves either a whole batch or only a `.tmp` directory that is cleaned up. A batch that could not be
+loaded (warehouse locked, process killed) is loaded by the next run, before its own work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TABLES = ("runs", "feeds", "feed_fetches", "entries", "page_fetches", "docs")
+
+
+def stable_key(text: str) -> int:
+    """Signed 64-bit key of a string, for article ids."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+@dataclass
+class Batch:
+    batch_id: str  # sortable: run start time, run id, sequence number
+    run_id: str
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        return self.tables.get(table, [])
+
+    def add(self, table: str, *rows: dict[str, Any]) -> None:
+        self.tables.setdefault(table, []).extend(rows)
+
+    def is_empty(self) -> bool:
+        return not any(self.tables.values())
+
+
+def write(batch: Batch, staging_dir: Path) -> Path:
+    final = staging_dir / batch.batch_id
+    tmp = staging_dir / f"{batch.batch_id}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    (tmp / "run_id").write_text(batch.run_id)
+    for name, rows in batch.tables.items():
+        if rows:
+            pq.write_table(pa.Table.from_pylist(rows), tmp / f"{name}.parquet", compression="zstd")
+    if final.exists():  # a retry of the same batch: the new copy replaces the old
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+def pending(staging_dir: Path) -> list[Path]:
+    """Complete staged batches, oldest first; leftovers of interrupted writes are removed."""
+    if not staging_dir.exists():
+        return []
+    out = []
+    for path in sorted(staging_dir.iterdir()):
+        if path.name.endswith(".tmp"):
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_dir():
+            out.append(path)
+    return out
+
+
+def read(path: Path) -> Batch:
+    batch = Batch(batch_id=path.name, run_id=(path / "run_id").read_text())
+    for name in TABLES:
+        file = path / f"{name}.parquet"
+        if file.exists():
+            batch.tables[name] = pq.read_table(file).to_pylist()
+    return batch
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,41 @@
+"""URL normalisation: one spelling per article, so the same link from two feeds is one key."""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from courlan import normalize_url
+
+
+def normalise_url(url: str, base: str | None = None) -> str | None:
+    """Absolute, lower-case host, tracking parameters and fragment removed; None when it is not http(s)."""
+    url = (url or "").strip()
+    if not url:
+        return None
+    if base:
+        url = urljoin(base, url)
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        # courlan drops utm_*, fbclid and similar trackers and sorts the remaining parameters.
+        cleaned = normalize_url(url)
+    except ValueError:
+        return None
+    parts = urlsplit(cleaned)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
+
+
+def redact(url: str) -> str:
+    """The URL without user:password, for logs and the warehouse."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()

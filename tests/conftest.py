@@ -1,0 +1,66 @@
+"""Shared fixtures: a real HTTP server on 127.0.0.1, a real DuckDB file in tmp_path, a real Prefect API."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import pytest  # noqa: E402
+
+from flows.demo import DEMO_DATA, demo_config  # noqa: E402
+from flows.localserver import LocalServer  # noqa: E402
+from flows.settings import PROJECT_ROOT, Settings, load_settings  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+SEEDS = PROJECT_ROOT / "seeds"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect API (SQLite in a temp dir) for every flow test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def demo_server() -> Iterator[LocalServer]:
+    """The bundled demo snapshot served on a free loopback port."""
+    with LocalServer(DEMO_DATA) as server:
+        yield server
+
+
+@pytest.fixture
+def warehouse_path(tmp_path: Path) -> Path:
+    return tmp_path / "wh" / "test.duckdb"
+
+
+@pytest.fixture
+def demo_settings(demo_server: LocalServer, warehouse_path: Path, tmp_path: Path) -> Settings:
+    """Settings for the demo feeds on the local server, with a fresh warehouse in tmp_path."""
+    config = demo_config(demo_server, warehouse_path, tmp_path)
+    return load_settings(config, env={})
+
+
+def write_config(tmp_path: Path, body: str, *, warehouse: Path | None = None, workers: int = 1) -> Path:
+    """A config file with loopback allowed, a warehouse in tmp_path, and `body` (feeds, overrides) appended."""
+    db = warehouse or tmp_path / "wh" / "test.duckdb"
+    text = (
+        "[warehouse]\n"
+        f'path = "{db}"\n'
+        f'staging_dir = "{db.with_name(db.stem + ".staging")}"\n'
+        f'snapshot_path = "{db.with_name(db.stem + ".snapshot.duckdb")}"\n'
+        "lock_wait_seconds = 2\n"
+        "[fetch]\nallow_private_networks = true\nmin_host_delay = 0\nconnect_timeout = 3\nread_timeout = 5\n"
+        "total_timeout = 10\nretries = 0\n"
+        f"[pipeline]\nworkers = {workers}\n"
+        f'seeds_dir = "{SEEDS}"\n'
+    ) + body
+    path = tmp_path / "newsflow.toml"
+    path.write_text(text)
+    return path

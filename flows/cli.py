@@ -14,8 +14,8 @@ from typing import Any
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from flows import warehouse  # noqa: E402
-from flows.settings import ConfigError, Settings, load_settings  # noqa: E402
+from flows import warehouse
+from flows.settings import ConfigError, Settings, load_settings
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -34,7 +34,7 @@ class LocalServer:
             def log_message(self, format: str, *args: object) -> None:  # quiet: tests and demo read rows
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 with server._lock:
                     server.hits[path] = server.hits.get(path, 0) + 1

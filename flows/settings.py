@@ -52,9 +52,19 @@ class FetchSettings(_Section):
     per_host_concurrency: int = Field(default=2, ge=1)
     min_host_delay: float = Field(default=0.5, ge=0)
     allow_private_networks: bool = False
+    allowed_networks: tuple[str, ...] = ()  # CIDR exceptions to the private-address refusal
     respect_robots: bool = True
     max_articles_per_feed: int = Field(default=50, ge=0)
     retries: int = Field(default=2, ge=0)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for net in v:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad entry
+        return v
 
 
 class HealthSettings(_Section):

@@ -9,11 +9,11 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-import pytest  # noqa: E402
+import pytest
 
-from flows.demo import DEMO_DATA, demo_config  # noqa: E402
-from flows.localserver import LocalServer  # noqa: E402
-from flows.settings import PROJECT_ROOT, Settings, load_settings  # noqa: E402
+from flows.demo import DEMO_DATA, demo_config
+from flows.localserver import LocalServer
+from flows.settings import PROJECT_ROOT, Settings, load_settings
 
 DATA = Path(__file__).parent / "data"
 SEEDS = PROJECT_ROOT / "seeds"

@@ -49,6 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="last runs, failing feeds, staged batches")
     _common(p)
 
+    p = sub.add_parser("serve", help="register the Prefect deployments (ingest on the config's cron schedule) "
+                                     "and run their flow runs until stopped (Ctrl-C or SIGTERM)")
+    _common(p)
+
+    p = sub.add_parser("reprocess", help="re-run dedup and/or entity tagging over the stored articles")
+    _common(p)
+    p.add_argument("--step", action="append", dest="steps", choices=("dedup", "entities"),
+                   help="dedup and/or entities (repeatable; default both)")
+    p.add_argument("--all", action="store_true", help="re-tag every article, not only those tagged by another model")
+    p.add_argument("--batch-size", type=int, default=500, help="articles per transaction")
+
     p = sub.add_parser("demo", help="serve the bundled offline snapshot on 127.0.0.1 and ingest it")
     p.add_argument("--warehouse", help="DuckDB file (default: warehouse/demo.duckdb)")
     p.add_argument("--port", type=int, default=8765,
@@ -164,7 +175,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ingest": cmd_ingest, "seeds": cmd_seeds, "sql": cmd_sql, "status": cmd_status, "demo": cmd_demo}
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from flows.deploy import serve
+
+    serve(settings)
+    return 0
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from flows.maintenance import Step, reprocess
+
+    result = reprocess(steps=[Step(s) for s in args.steps or ("dedup", "entities")], only_stale=not args.all,
+                       batch_size=args.batch_size, config=str(settings.config_path),
+                       warehouse_path=str(settings.warehouse.path))
+    for step in ("dedup", "entities"):
+        if step in result:
+            print(f"{step}: " + ", ".join(f"{k}={v}" for k, v in result[step].items()))
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "reprocess": cmd_reprocess,
+            "ingest": cmd_ingest, "seeds": cmd_seeds, "sql": cmd_sql, "status": cmd_status, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

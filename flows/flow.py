@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows import pipeline, report, staging, warehouse
+from flows import alerts, pipeline, report, staging, warehouse
 from flows.pipeline import RunStats
 from flows.runlock import run_lock
 from flows.settings import FeedConfig, Settings, load_settings
@@ -124,7 +124,17 @@ def ingest(
     config: Annotated[str | None, Field(description="Config file; empty uses NEWSFLOW_CONFIG or the default")] = None,
     warehouse_path: Annotated[str | None, Field(description="DuckDB file; empty uses the config")] = None,
 ) -> dict[str, Any]:
-    """Fetch feeds, download and extract new articles, deduplicate, tag entities, load the warehouse."""
+    """Fetch feeds, download and extract new articles, deduplicate, tag entities, load the warehouse.
+
+    Args:
+        feeds: Feed names to fetch; empty means all enabled feeds.
+        tags: Only feeds with any of these tags; empty means no tag filter.
+        max_articles_per_feed: New articles taken per feed (0-1000); empty uses the config.
+        since: Backfill window: skip entries published before this day; empty takes every entry.
+        dry_run: Fetch, extract and tag, but write nothing.
+        config: Config file; empty uses NEWSFLOW_CONFIG or the default.
+        warehouse_path: DuckDB file; empty uses the config.
+    """
     log = get_run_logger()
     settings = load_settings(config, warehouse=warehouse_path)
     params = {"feeds": feeds, "tags": tags, "max_articles_per_feed": max_articles_per_feed,
@@ -197,6 +207,8 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             except warehouse.WarehouseLocked:
                 log.warning("snapshot not published: warehouse locked")
     report.publish(ctx.settings, ctx.run_id, stats, dry_run)
+    if not dry_run:
+        alerts.publish(settings, log)  # ERROR log + `newsflow.feed.failing` event per feed over the threshold
     summary = {"run_id": ctx.run_id, "status": "dry_run" if dry_run else status, **stats.counts()}
     if message:
         log.warning(message)
@@ -218,7 +230,12 @@ def reload_seeds(
     config: Annotated[str | None, Field(description="Config file; empty uses the default")] = None,
     warehouse_path: Annotated[str | None, Field(description="DuckDB file; empty uses the config")] = None,
 ) -> dict[str, Any]:
-    """Load new or changed files from the seed folder (unchanged ones are skipped)."""
+    """Load new or changed files from the seed folder (unchanged ones are skipped).
+
+    Args:
+        config: Config file; empty uses NEWSFLOW_CONFIG or the default.
+        warehouse_path: DuckDB file; empty uses the config.
+    """
     log = get_run_logger()
     settings = load_settings(config, warehouse=warehouse_path)
     ctx = RunContext(settings, str(flow_run.get_id() or uuid.uuid4()), datetime.now(UTC), RunStats(), {},

@@ -1,0 +1,180 @@
+"""Re-run dedup and entity tagging over stored articles, after a change of thresholds or spaCy model.
+
+No Prefect here: flows/maintenance.py wraps these. Each batch is one transaction, so a run stopped half way
+leaves every article either done or untouched, and running it again finishes the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from flows import dedup, entities, pipeline, warehouse
+from flows.dedup import BatchIndex, Match, Signature
+from flows.entities import entity_id
+from flows.load import delete_articles
+from flows.settings import Settings
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass
+class ReprocessStats:
+    articles_seen: int = 0
+    duplicates_found: int = 0
+    articles_tagged: int = 0
+    entity_mentions: int = 0
+    batches: int = 0
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _rows(conn: Any, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    cur = conn.execute(warehouse.query(name), params or {})
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
+def _register(conn: Any, name: str, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
+    conn.register(name, pa.Table.from_pylist(rows, schema=schema))
+
+
+_DEMOTED = pa.schema([("article_id", pa.int64()), ("duplicate_of", pa.int64()), ("method", pa.string()),
+                      ("criterion", pa.string()), ("similarity", pa.float64()), ("jaccard", pa.float64()),
+                      ("containment", pa.float64())])
+_SIZES = pa.schema([("article_id", pa.int64()), ("n_shingles", pa.int32()), ("n_samples", pa.int32())])
+
+
+def _best(sig: Signature, others: list[tuple[Signature, int]], settings: Settings) -> tuple[Match, int] | None:
+    best: tuple[Match, int] | None = None
+    for other, other_id in others:
+        match = dedup.compare(sig, other, settings.dedup)
+        if match and (best is None or (match.method == "exact", match.similarity)
+                      > (best[0].method == "exact", best[0].similarity)):
+            best = (match, other_id)
+    return best
+
+
+def dedup_batch(conn: Any, settings: Settings, rows: list[dict[str, Any]], rank: dict[int, int], run_id: str
+                ) -> int:
+    """Re-sign one batch, re-index it and demote articles that copy an earlier one. Returns copies found.
+
+    Only articles earlier in the reprocessing order count as originals; seeds are never demoted.
+    """
+    sigs = {r["article_id"]: dedup.signature(r["text"], settings.dedup) for r in rows}
+    ids = list(sigs)
+    conn.execute("delete from lsh_buckets where article_id in (select unnest($ids::bigint[]))", {"ids": ids})
+    conn.execute("delete from shingle_samples where article_id in (select unnest($ids::bigint[]))", {"ids": ids})
+    index, demoted, kept = BatchIndex(), [], []
+    for r in rows:
+        aid, sig = r["article_id"], sigs[r["article_id"]]
+        best = None
+        if not r["is_seed"]:
+            conn.register("q_docs", pa.Table.from_pylist([{"doc": 0, "text_hash": sig.text_hash}]))
+            conn.register("q_buckets", pa.Table.from_pylist(
+                [{"doc": 0, "band": b, "bucket": int(v)} for b, v in enumerate(sig.buckets)]
+                or [{"doc": -1, "band": -1, "bucket": 0}]))
+            conn.register("q_samples", pa.Table.from_pylist(
+                [{"doc": 0, "hash": int(h), "n_samples": int(sig.samples.size)} for h in sig.samples]
+                or [{"doc": -1, "hash": 0, "n_samples": 0}]))
+            found = conn.execute(warehouse.query("dedup_candidates"),
+                                 {"containment_threshold": settings.dedup.containment_threshold}).fetchall()
+            earlier = sorted({a for _doc, a in found if a != aid and rank.get(a, len(rank)) < rank[aid]})
+            others = [(dedup.signature(text, settings.dedup), a)
+                      for a, text in conn.execute(warehouse.query("candidate_texts"), {"ids": earlier}).fetchall()
+                      ] if earlier else []
+            others += [(sigs[k], k) for k in index.candidates(sig, settings.dedup)]
+            best = _best(sig, others, settings)
+        if best:
+            m = best[0]
+            demoted.append({"article_id": aid, "duplicate_of": best[1], "method": m.method,
+                            "criterion": m.criterion, "similarity": m.similarity, "jaccard": m.jaccard,
+                            "containment": m.containment})
+        else:
+            index.add(aid, sig)
+            kept.append(aid)
+    buckets = [{"band": b, "bucket": int(v), "article_id": a} for a in kept for b, v in enumerate(sigs[a].buckets)]
+    samples = [{"hash": int(h), "article_id": a} for a in kept for h in sigs[a].samples]
+    if buckets:
+        conn.register("q_rows", pa.Table.from_pylist(buckets))
+        conn.execute("insert into lsh_buckets by name select * from q_rows")
+    if samples:
+        conn.register("q_rows", pa.Table.from_pylist(samples))
+        conn.execute("insert into shingle_samples by name select * from q_rows")
+    _register(conn, "q_sizes", [{"article_id": a, "n_shingles": sigs[a].size, "n_samples": int(sigs[a].samples.size)}
+                                for a in kept], _SIZES)
+    conn.execute(warehouse.query("reprocess_sizes"))
+    if demoted:
+        _register(conn, "q_demoted", demoted, _DEMOTED)
+        conn.execute(warehouse.query("reprocess_demote"), {"run_id": run_id})
+        conn.execute(warehouse.query("reprocess_repoint"))
+        delete_articles(conn, [d["article_id"] for d in demoted])
+    return len(demoted)
+
+
+def redo_dedup(settings: Settings, run_id: str, batch_size: int, progress: Progress) -> ReprocessStats:
+    """Re-decide every stored article against those before it, with the current dedup settings."""
+    stats = ReprocessStats()
+    with warehouse.connect(settings.warehouse) as conn:
+        warehouse.migrate(conn)
+        order = [r["article_id"] for r in _rows(conn, "reprocess_order")]
+    rank = {a: i for i, a in enumerate(order)}
+    for chunk in _chunks(order, batch_size):
+        with warehouse.connect(settings.warehouse) as conn, warehouse.transaction(conn):
+            rows = sorted(_rows(conn, "reprocess_articles", {"ids": chunk}), key=lambda r: rank[r["article_id"]])
+            stats.duplicates_found += dedup_batch(conn, settings, rows, rank, run_id)
+        stats.articles_seen += len(rows)
+        stats.batches += 1
+        progress(stats.articles_seen, len(order))
+    return stats
+
+
+def current_pipeline(settings: Settings) -> str:
+    return entities.pipeline_version(entities.load_pipeline(settings.entities.pipeline))
+
+
+def retag(settings: Settings, pool: Executor, batch_size: int, only_stale: bool, progress: Progress
+          ) -> ReprocessStats:
+    """Tag articles again with the configured spaCy pipeline, replacing their entity links batch by batch."""
+    stats = ReprocessStats()
+    version = current_pipeline(settings)
+    with warehouse.connect(settings.warehouse) as conn:
+        warehouse.migrate(conn)
+        todo = [r["article_id"] for r in _rows(conn, "reprocess_entities_stale",
+                                                {"all": not only_stale, "pipeline": version})]
+    for chunk in _chunks(todo, batch_size):
+        # Read, tag outside any transaction (NER is the slow part), then write the batch in one transaction.
+        with warehouse.connect(settings.warehouse) as conn:
+            docs = _rows(conn, "reprocess_articles", {"ids": chunk})
+        pipeline.tag_docs(pool, docs, settings, settings.worker_count())
+        links = [{"article_id": d["article_id"], "entity_id": entity_id(m["name"], m["label"]),
+                  "mentions": m["mentions"]} for d in docs for m in d["mentions"]]
+        names = {entity_id(m["name"], m["label"]): (m["name"], m["label"]) for d in docs for m in d["mentions"]}
+        with warehouse.connect(settings.warehouse) as conn, warehouse.transaction(conn):
+            ids = [d["article_id"] for d in docs]
+            conn.execute("delete from article_entities where article_id in (select unnest($ids::bigint[]))",
+                         {"ids": ids})
+            if names:
+                conn.register("q_rows", pa.Table.from_pylist(
+                    [{"entity_id": e, "name": n, "label": lab} for e, (n, lab) in names.items()]))
+                conn.execute("insert or ignore into entities by name select *, now() as first_seen_at from q_rows")
+            if links:
+                conn.register("q_rows", pa.Table.from_pylist(links))
+                conn.execute("insert into article_entities by name select * from q_rows")
+            conn.execute(warehouse.query("reprocess_entities_done"), {"pipeline": version, "ids": ids})
+        stats.articles_tagged += len(docs)
+        stats.entity_mentions += sum(x["mentions"] for x in links)
+        stats.batches += 1
+        progress(stats.articles_tagged, len(todo))
+    return stats
+
+
+def counts(stats: ReprocessStats) -> dict[str, int]:
+    return {k: v for k, v in vars(stats).items() if isinstance(v, int)}
+

@@ -1,0 +1,5 @@
+-- The order in which reprocessing re-decides duplicates: seeds first, then articles in the order they were stored.
+-- An article can only become a duplicate of one earlier in this order, as at ingest.
+select article_id, is_seed
+from articles
+order by is_seed desc, loaded_at, article_id

@@ -14,9 +14,9 @@ from flows.urls import redact
 _MAX_AGE = re.compile(r"max-age\s*=\s*(\d+)", re.I)
 
 
-def due(state: dict[str, Any] | None, now: datetime) -> tuple[bool, str | None]:
-    """Whether a feed may be fetched now, and why not."""
-    if not state:
+def due(state: dict[str, Any] | None, now: datetime, feed: FeedConfig | None = None) -> tuple[bool, str | None]:
+    """Whether a feed may be fetched now, and why not. A feed whose configured URL changed starts afresh."""
+    if not state or (feed is not None and state.get("configured_url") != redact(feed.url)):
         return True, None
     if state.get("disabled"):
         return False, f"disabled: {state.get('disabled_reason')}"
@@ -44,10 +44,12 @@ def next_state(prev: dict[str, Any] | None, feed: FeedConfig, result: FetchResul
                settings: HealthSettings) -> dict[str, Any]:
     """The feed's row in `feeds` after this fetch. `error` is set when the fetch or the parse failed."""
     prev = prev or {}
+    if prev.get("configured_url") != redact(feed.url):
+        prev = {}  # a new URL in the config: earlier failures, validators and disabling belonged to the old one
     state: dict[str, Any] = {
         "feed": feed.name,
         "configured_url": redact(feed.url),
-        "url": prev.get("url") if prev.get("configured_url") == redact(feed.url) else redact(feed.url),
+        "url": prev.get("url") or redact(feed.url),
         "tags": list(feed.tags),
         "title": (parsed.title if parsed else None) or prev.get("title"),
         "etag": prev.get("etag"),
@@ -63,12 +65,14 @@ def next_state(prev: dict[str, Any] | None, feed: FeedConfig, result: FetchResul
         "disabled_reason": None,
         "updated_at": now,
     }
-    state["url"] = state["url"] or redact(feed.url)
     if result.permanent_url and not error:
         state["url"] = redact(result.permanent_url)
     if error is None:
         state.update(last_success_at=now, last_error=None, consecutive_failures=0)
-        if result.status != 304:
+        if result.status == 304:  # a 304 may carry fresh validators; keep the old ones when it does not
+            state.update(etag=result.headers.get("etag") or state["etag"],
+                         last_modified=result.headers.get("last-modified") or state["last_modified"])
+        else:
             state.update(etag=result.headers.get("etag"), last_modified=result.headers.get("last-modified"),
                          body_hash=body_hash or prev.get("body_hash"))
         interval = _interval(result, parsed, settings)
@@ -79,7 +83,8 @@ def next_state(prev: dict[str, Any] | None, feed: FeedConfig, result: FetchResul
     failures = state["consecutive_failures"] + 1
     state.update(consecutive_failures=failures, last_error=f"{error}: {detail}" if detail else error)
     if result.status == 410:
-        state.update(disabled=True, disabled_reason=f"410 Gone at {now:%Y-%m-%d %H:%M} UTC")
+        state.update(disabled=True, disabled_reason=f"410 Gone at {now:%Y-%m-%d %H:%M} UTC; change the feed's URL "
+                                                     "in the config to fetch it again")
         return state
     wait = min(settings.backoff_base_seconds * 2 ** (failures - 1), settings.backoff_max_seconds)
     if result.status in (429, 503):

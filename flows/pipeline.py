@@ -23,11 +23,12 @@ import httpx
 
 from flows import dedup, entities, extract, health, staging, warehouse
 from flows.feeds import FeedEntry, ParsedFeed, parse_feed
-from flows.fetch import FetchResult, fetch, make_client
+from flows.fetch import FetchResult, fetch, is_feed_type, is_page_type, make_client
 from flows.load import LoadResult, decide, load_batch
+from flows.robots import MAX_ROBOTS_BYTES, RobotsCache
 from flows.seeds import Seed, read_seeds
 from flows.settings import FeedConfig, Settings
-from flows.urls import host_of, redact
+from flows.urls import host_of, redact, scrub
 
 FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
@@ -123,18 +124,20 @@ def fetch_feeds(settings: Settings, feeds: list[FeedConfig], states: dict[str, d
 
     def one(feed: FeedConfig) -> tuple[FeedConfig, FetchResult | None, str | None]:
         prev = states.get(feed.name)
-        ok, why = health.due(prev, now)
+        ok, why = health.due(prev, now, feed)
         if not ok:
             return feed, None, why
-        url = prev["url"] if prev and prev.get("configured_url") == redact(feed.url) else feed.url
+        same = bool(prev) and prev.get("configured_url") == redact(feed.url)
+        url = prev["url"] if same and prev.get("url") else feed.url
         # The stored URL is redacted; credentials only ever come from the config.
         if "***@" in url:
             url = feed.url
         result = FetchResult(url=url, final_url=url, status=None, body=None)
         for attempt in range(settings.fetch.retries + 1):
             result = fetch(c, url, settings.fetch, max_bytes=settings.fetch.max_feed_bytes,
-                           etag=prev.get("etag") if prev else None,
-                           last_modified=prev.get("last_modified") if prev else None, accept=FEED_ACCEPT)
+                           etag=prev.get("etag") if same else None,
+                           last_modified=prev.get("last_modified") if same else None, accept=FEED_ACCEPT,
+                           accept_type=is_feed_type)
             if not _retryable(result) or attempt == settings.fetch.retries:
                 break
             time.sleep(min(2.0 * 2**attempt, 10))  # transient network error: back off before retrying
@@ -148,6 +151,7 @@ def fetch_feeds(settings: Settings, feeds: list[FeedConfig], states: dict[str, d
                     "url": redact(result.url if result else feed.url), "fetched_at": now}
             if result is None:
                 stats.feeds_skipped += 1
+                log(f"feed {feed.name!r} skipped: {skipped}")
                 fetch_rows.append({**base, "outcome": "skipped", "error": "skipped", "error_detail": skipped,
                                    "entries": 0, "new_entries": 0})
                 continue
@@ -158,12 +162,12 @@ def fetch_feeds(settings: Settings, feeds: list[FeedConfig], states: dict[str, d
                 outcome = "not_modified"
             elif result.ok and result.body is not None:
                 body_hash = hashlib.sha256(result.body).hexdigest()
-                if prev and prev.get("body_hash") == body_hash:
+                if prev and prev.get("body_hash") == body_hash and prev.get("configured_url") == redact(feed.url):
                     outcome = "unchanged"
                 else:
                     parsed = parse_feed(result.body, result.final_url, feed.name)
                     if parsed.error:
-                        error, detail = "not_a_feed", parsed.error
+                        error, detail = "not_a_feed", scrub(parsed.error)
             elif error is None:
                 error, detail = f"http_{result.status}", f"unexpected HTTP {result.status}"
             if error:
@@ -181,7 +185,7 @@ def fetch_feeds(settings: Settings, feeds: list[FeedConfig], states: dict[str, d
                 **base, "final_url": redact(result.final_url), "http_status": result.status,
                 "bytes": len(result.body) if result.body else 0, "duration_ms": result.elapsed_ms,
                 "entries": len(found), "new_entries": 0, "outcome": outcome, "error": error,
-                "error_detail": detail if error else (parsed.warning if parsed else None),
+                "error_detail": detail if error else (scrub(parsed.warning) if parsed and parsed.warning else None),
             })
             state_rows.append(health.next_state(prev, feed, result, parsed, error, detail, body_hash, now,
                                                 settings.health))
@@ -189,7 +193,13 @@ def fetch_feeds(settings: Settings, feeds: list[FeedConfig], states: dict[str, d
 
 
 def _retryable(result: FetchResult) -> bool:
-    return result.error in ("timeout", "connection_error") or (result.status or 0) in (502, 503, 504)
+    """A transient failure worth another try in this run. A server that hit the total time limit or asked us
+    to come back later (Retry-After) is left to the backoff instead."""
+    if result.error == "timeout":
+        return "total limit" not in (result.detail or "")
+    if result.status == 503:
+        return "retry-after" not in result.headers
+    return result.error == "connection_error" or result.status in (502, 504)
 
 
 @contextmanager
@@ -245,6 +255,14 @@ class HostGate:
         self._lock = threading.Lock()
         self._sems: dict[str, threading.Semaphore] = {}
         self._next: dict[str, float] = {}
+        self._robots: RobotsCache | None = None
+
+    def robots(self, get: Callable[[str], FetchResult], user_agent: str) -> RobotsCache:
+        """The robots.txt cache that lives as long as this gate (one run, or one batch)."""
+        with self._lock:
+            if self._robots is None:
+                self._robots = RobotsCache(get, user_agent)
+            return self._robots
 
     @contextmanager
     def slot(self, host: str) -> Iterator[None]:
@@ -260,19 +278,34 @@ class HostGate:
             yield
 
 
-def download(settings: Settings, entries: list[FeedEntry], client: httpx.Client | None = None
-             ) -> Iterator[tuple[FeedEntry, FetchResult | None]]:
-    """Fetch each entry's page, yielding as pages arrive. Entries without a link yield None."""
-    gate = HostGate(settings.fetch.per_host_concurrency, settings.fetch.min_host_delay)
+def download(settings: Settings, entries: list[FeedEntry], client: httpx.Client | None = None, *,
+             gate: HostGate | None = None) -> Iterator[tuple[FeedEntry, FetchResult | None]]:
+    """Fetch each entry's page, yielding as pages arrive. Entries without a link yield None.
+
+    robots.txt is checked first when `respect_robots` is on: a refused page comes back as a `robots_disallowed`
+    failure without being requested. Pass one `gate` to several calls to keep host delays and robots.txt across
+    batches.
+    """
+    fs = settings.fetch
+    gate = gate or HostGate(fs.per_host_concurrency, fs.min_host_delay)
+
+    def robots_txt(url: str) -> FetchResult:
+        with gate.slot(host_of(url)):
+            return fetch(c, url, fs, max_bytes=MAX_ROBOTS_BYTES, accept="text/plain, */*;q=0.5")
 
     def one(entry: FeedEntry) -> tuple[FeedEntry, FetchResult | None]:
         if not entry.url:
             return entry, None
+        if fs.respect_robots:
+            refused = gate.robots(robots_txt, fs.user_agent).check(entry.url)
+            if refused:
+                return entry, FetchResult(url=entry.url, final_url=entry.url, status=None, body=None,
+                                          error="robots_disallowed", detail=refused)
         with gate.slot(host_of(entry.url)):
-            return entry, fetch(c, entry.url, settings.fetch, max_bytes=settings.fetch.max_page_bytes,
-                                accept=PAGE_ACCEPT)
+            return entry, fetch(c, entry.url, fs, max_bytes=fs.max_page_bytes, accept=PAGE_ACCEPT,
+                                accept_type=is_page_type)
 
-    with _client(settings, client) as c, ThreadPoolExecutor(settings.fetch.concurrency) as pool:
+    with _client(settings, client) as c, ThreadPoolExecutor(fs.concurrency) as pool:
         # Interleave hosts so one slow host does not hold every thread.
         ordered = _round_robin(entries)
         yield from pool.map(one, ordered)

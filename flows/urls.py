@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from courlan import normalize_url
@@ -26,9 +27,21 @@ def normalise_url(url: str, base: str | None = None) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
 
 
+_USERINFO = re.compile(r"(?<=//)[^/\s@]*@")
+
+
+def scrub(text: str) -> str:
+    """Any text (an error message, a log line) with the user:password of every URL in it replaced by ***."""
+    return _USERINFO.sub("***@", text)
+
+
 def redact(url: str) -> str:
     """The URL without user:password, for logs and the warehouse."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port, which the fallback below handles
+    except ValueError:
+        return scrub(url)
     if parts.username is None and parts.password is None:
         return url
     host = parts.hostname or ""

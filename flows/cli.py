@@ -13,6 +13,11 @@ from typing import Any
 # An offline machine has no one to send analytics to; keep Prefect quiet unless the user says otherwise.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Without PREFECT_API_URL, runs use a temporary local Prefect server; on a busy 2-core machine its first start
+# (creating its SQLite database) can take longer than Prefect's 20 s default.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+if not os.environ.get("PREFECT_API_URL"):
+    os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
 
 from flows import warehouse
 from flows.settings import ConfigError, Settings, load_settings
@@ -38,13 +43,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("seeds", help="load new or changed seed files")
     _common(p)
 
-    p = sub.add_parser("sql", help="run a read-only SQL query and print the result")
+    p = sub.add_parser("sql", help="run a read-only SQL query and print the result",
+                       description="Runs one query and closes the file at once, so it never holds up a run "
+                                   "for long. For a long session use the snapshot: "
+                                   "duckdb -readonly <snapshot_path> (see docs/schema.md).")
     _common(p)
     p.add_argument("query", help="SQL text, or @file.sql")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--snapshot", action="store_true",
                    help="query the published snapshot instead of the live file (never blocks a run)")
     p.add_argument("--max-rows", type=int, default=40, help="rows shown in table format")
+
+    p = sub.add_parser("export", help="write tables, views or a query to Parquet or CSV files")
+    _common(p)
+    p.add_argument("tables", nargs="*", metavar="TABLE",
+                   help="tables or views to export (default: every table and view except the dedup index)")
+    p.add_argument("--query", help="export this SQL query (or @file.sql) instead of tables")
+    p.add_argument("--name", default="query", help="file name (without extension) for --query")
+    p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    p.add_argument("--out", default="export", help="output folder, or a file path for --query (default: export)")
+    p.add_argument("--snapshot", action="store_true", help="read the published snapshot (never blocks a run)")
 
     p = sub.add_parser("status", help="last runs, failing feeds, staged batches")
     _common(p)
@@ -106,36 +124,49 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     settings = _settings(args)
     text = Path(args.query[1:]).read_text() if args.query.startswith("@") else args.query
-    path = settings.warehouse.snapshot_path if args.snapshot else settings.warehouse.path
-    try:
-        ctx = warehouse.connect(settings.warehouse, read_only=True, wait=3.0, path=path)
-        conn = ctx.__enter__()
-    except warehouse.WarehouseLocked:
-        if args.snapshot or not settings.warehouse.snapshot_path.exists():
-            raise
-        print("(the live warehouse is busy loading; querying the last snapshot)", file=sys.stderr)
-        ctx = warehouse.connect(settings.warehouse, read_only=True, path=settings.warehouse.snapshot_path)
-        conn = ctx.__enter__()
-    try:
-        rel = conn.sql(text)
-        if rel is None:
-            return 0
-        if args.format == "table":
-            rel.show(max_rows=args.max_rows, max_width=200)
-        elif args.format == "csv":
-            import csv
+    with warehouse.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
+        if path != settings.warehouse.path and not args.snapshot:
+            print(f"(the live warehouse is busy loading; querying the last snapshot {path})", file=sys.stderr)
+        return _show(conn, text, args)
 
-            w = csv.writer(sys.stdout)
-            w.writerow(rel.columns)
-            w.writerows(rel.fetchall())
-        else:
-            import json
 
-            cols = rel.columns
-            for row in rel.fetchall():
-                print(json.dumps(dict(zip(cols, row, strict=True)), default=str))
-    finally:
-        ctx.__exit__(None, None, None)
+def _show(conn: Any, text: str, args: argparse.Namespace) -> int:
+    """Print the result of `text` as a table, CSV or JSON lines."""
+    rel = conn.sql(text)
+    if rel is None:
+        return 0
+    if args.format == "table":
+        rel.show(max_rows=args.max_rows, max_width=200)
+    elif args.format == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(rel.columns)
+        w.writerows(rel.fetchall())
+    else:
+        import json
+
+        cols = rel.columns
+        for row in rel.fetchall():
+            print(json.dumps(dict(zip(cols, row, strict=True)), default=str))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from flows.export import export
+
+    query = args.query
+    if query and query.startswith("@"):
+        query = Path(query[1:]).read_text()
+    if query and args.tables:
+        raise ValueError("give tables or --query, not both")
+    with warehouse.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
+        done = export(conn, Path(args.out), tables=args.tables or None, query=query, name=args.name,
+                      fmt=args.format)
+    print(f"exported from {path}:")
+    for item in done:
+        print(f"  {item.path}  ({item.rows} rows)")
     return 0
 
 

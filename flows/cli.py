@@ -228,7 +228,8 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "reprocess": cmd_reprocess,
-            "ingest": cmd_ingest, "seeds": cmd_seeds, "sql": cmd_sql, "status": cmd_status, "demo": cmd_demo}
+            "ingest": cmd_ingest, "seeds": cmd_seeds, "sql": cmd_sql, "export": cmd_export,
+            "status": cmd_status, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

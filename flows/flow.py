@@ -152,7 +152,10 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             since: date | None, dry_run: bool) -> dict[str, Any]:
     log = get_run_logger()
     settings, stats = ctx.settings, ctx.stats
-    warehouse.ensure_ready(settings.warehouse)
+    if not warehouse.ensure_ready(settings.warehouse):
+        log.warning("%s is held open by another process: this run stages its batches in %s and loads them as "
+                    "soon as the lock is free (or the next run does)", settings.warehouse.path,
+                    settings.warehouse.staging_dir)
     if not dry_run:
         loaded, left = load_pending(settings, stats)
         if loaded or left:
@@ -194,14 +197,22 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
-    status = "staged" if stats.batches_staged else "completed"
-    message = (f"{stats.batches_staged} batches left staged: the warehouse was locked"
-               if stats.batches_staged else None)
+    status, message = "completed", None
     if not dry_run:
+        # Last chance to load what the lock kept staged (full lock wait), before the run row records the outcome.
+        _, stats.batches_staged = pipeline.load_pending(settings, stats)
+        if stats.batches_staged:
+            status = "staged"
+            message = (f"the warehouse was locked: {stats.batches_staged} batches are staged in "
+                       f"{settings.warehouse.staging_dir} and the next run loads them; nothing is lost")
         tail = ctx.batch()
         tail.add("runs", ctx.run_row(status, message))
         store_batch(ctx, tail)
-        if not stats.batches_staged:
+        if stats.batches_staged:
+            status = "staged"
+            message = message or (f"the warehouse was locked at the end of the run: its last batch is staged in "
+                                  f"{settings.warehouse.staging_dir} and the next run loads it; nothing is lost")
+        else:
             try:
                 publish_snapshot(settings.warehouse)
             except warehouse.WarehouseLocked:

@@ -20,7 +20,7 @@ from flows.dedup import EXACT, BatchIndex, Match, Signature
 from flows.entities import entity_id
 from flows.settings import DedupSettings
 from flows.staging import Batch, stable_key
-from flows.warehouse import query, transaction
+from flows.warehouse import pause_point, query, transaction
 
 _UPSERT = {  # table -> statement verb: state tables take the latest row, event tables keep the first
     "runs": "insert or replace",
@@ -42,6 +42,11 @@ class Verdict:
     status: str  # new | duplicate | known
     duplicate_of: int | None = None
     match: Match | None = None
+    # For a new document, provenance of the verdict: how many candidates were verified, and the closest one.
+    candidates: int = 0
+    nearest: int | None = None
+    nearest_jaccard: float | None = None
+    nearest_containment: float | None = None
 
 
 @dataclass
@@ -126,16 +131,32 @@ def decide(conn: duckdb.DuckDBPyConnection, docs: list[dict[str, Any]], settings
             if match and (best is None or _rank(match) > _rank(best[0])):
                 best = (match, other_id)
         if best:
-            verdicts[i] = Verdict("duplicate", best[1], best[0])
+            verdicts[i] = Verdict("duplicate", best[1], best[0], candidates=len(pairs))
             copy_hashes.setdefault(sigs[i].text_hash, best[1])
         else:
-            verdicts[i] = Verdict("new")
+            verdicts[i] = _new_verdict(sigs[i], pairs)
             index.add(i, sigs[i])
     return [verdicts[i] for i in range(len(docs))]
 
 
 def _rank(match: Match) -> tuple[bool, float]:
     return (match.method == "exact", match.similarity)
+
+
+def _new_verdict(sig: Signature, pairs: list[tuple[Signature, int]]) -> Verdict:
+    """A 'new' verdict that records the closest candidate verified and its scores (below the thresholds)."""
+    nearest: tuple[float, float, int] | None = None
+    for other, other_id in pairs:
+        if not sig.size or not other.size:
+            continue
+        shared = np.intersect1d(sig.shingles, other.shingles, assume_unique=True).size
+        scores = (shared / (sig.size + other.size - shared), shared / min(sig.size, other.size), other_id)
+        if nearest is None or scores[:2] > nearest[:2]:
+            nearest = scores
+    if nearest is None:
+        return Verdict("new", candidates=len(pairs))
+    return Verdict("new", candidates=len(pairs), nearest=nearest[2], nearest_jaccard=nearest[0],
+                   nearest_containment=nearest[1])
 
 
 def delete_articles(conn: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
@@ -206,6 +227,7 @@ def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
         _insert(conn, "insert or replace", "raw_pages", raw)
         pages = [dict(p, outcome=outcome.get(p["url"], p["outcome"])) for p in batch.rows("page_fetches")]
         _insert(conn, "insert or replace", "page_fetches", pages)
+        pause_point("load")  # crash tests: killed here, inside the open transaction
     result.verdicts = verdicts
     return result
 

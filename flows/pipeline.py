@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from multiprocessing import get_context
 from typing import Any
 
+import duckdb
 import httpx
 
 from flows import dedup, entities, extract, health, staging, warehouse
@@ -79,36 +80,52 @@ def now_utc() -> datetime:
 
 # ---------------------------------------------------------------- warehouse reads (brief, tolerant of locks)
 
-def read_feed_states(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Stored per-feed state; empty (so no conditional GET this time) when the warehouse is locked."""
+def _read(settings: Settings, read: Callable[[Any], Any]) -> Any:
+    """`read(conn)` on the live warehouse; on the published snapshot when the live file stays locked; None when
+    neither can be read. The snapshot may be a run behind: good enough for hints, never for decisions (the
+    loader decides against the live file)."""
+    wh = settings.warehouse
     try:
-        with warehouse.connect(settings.warehouse, wait=min(5.0, settings.warehouse.lock_wait_seconds)) as conn:
+        with warehouse.connect(wh, wait=min(5.0, wh.lock_wait_seconds)) as conn:
             warehouse.migrate(conn)
-            cur = conn.execute("select * from feeds")
-            cols = [d[0] for d in cur.description]
-            return {row[0]: dict(zip(cols, row, strict=True)) for row in cur.fetchall()}
+            return read(conn)
     except warehouse.WarehouseLocked:
-        return {}
+        pass
+    if not (wh.snapshot and wh.snapshot_path.exists()):
+        return None
+    try:
+        with warehouse.connect(wh, read_only=True, wait=0, path=wh.snapshot_path) as conn:
+            return read(conn)
+    except (warehouse.WarehouseError, duckdb.Error):
+        return None
+
+
+def read_feed_states(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Stored per-feed state; empty (so no conditional GET this time) when no copy of the warehouse is readable.
+
+    Feeds last fetched by a run that died come without validators, so their entries are read again.
+    """
+    def read(conn: Any) -> dict[str, dict[str, Any]]:
+        cur = conn.execute(warehouse.query("feed_states"))
+        cols = [d[0] for d in cur.description]
+        return {row[0]: dict(zip(cols, row, strict=True)) for row in cur.fetchall()}
+
+    return _read(settings, read) or {}
 
 
 def known_urls(settings: Settings, urls: list[str]) -> set[str] | None:
     """Which URLs are already stored; None when the warehouse is locked (then the loader sorts it out)."""
     if not urls:
         return set()
-    try:
-        with warehouse.connect(settings.warehouse, wait=min(5.0, settings.warehouse.lock_wait_seconds)) as conn:
-            return {r[0] for r in conn.execute(warehouse.query("known_urls"), {"urls": urls}).fetchall()}
-    except warehouse.WarehouseLocked:
-        return None
+    return _read(settings, lambda conn: {
+        r[0] for r in conn.execute(warehouse.query("known_urls"), {"urls": urls}).fetchall()
+    })
 
 
 def stored_seed_hashes(settings: Settings) -> dict[str, str] | None:
-    try:
-        with warehouse.connect(settings.warehouse, wait=min(5.0, settings.warehouse.lock_wait_seconds)) as conn:
-            warehouse.migrate(conn)
-            return dict(conn.execute("select seed_file, seed_file_hash from articles where is_seed").fetchall())
-    except warehouse.WarehouseLocked:
-        return None
+    return _read(settings, lambda conn: dict(
+        conn.execute("select seed_file, seed_file_hash from articles where is_seed").fetchall()
+    ))
 
 
 # ---------------------------------------------------------------- feeds
@@ -470,35 +487,59 @@ def process_docs(pool: Executor, settings: Settings, docs: list[dict[str, Any]],
 
 
 def store(settings: Settings, batch: staging.Batch) -> LoadResult | None:
-    """Stage the batch durably, then load it; None when the warehouse stayed locked (the batch stays staged)."""
-    path = staging.write(batch, settings.warehouse.staging_dir)
-    return load_staged(settings, path)
+    """Stage the batch durably, then load it after any batch staged before it; None when the warehouse stayed
+    locked (the batch stays staged for the next run). The result counts every batch loaded by this call."""
+    wh = settings.warehouse
+    backlog = staging.pending(wh.staging_dir)
+    path = staging.write(batch, wh.staging_dir)
+    warehouse.pause_point("staged")
+    # Behind a batch that already found the lock held, wait briefly: the run's last batch, or the next run,
+    # loads the backlog in order.
+    wait = min(2.0, wh.lock_wait_seconds) if backlog else None
+    total = LoadResult()
+    loaded = _load_in_order(settings, [*backlog, path], total, wait=wait)
+    return total if loaded else None
+
+
+def _load_in_order(settings: Settings, paths: list[Any], total: LoadResult, *, wait: float | None = None
+                   ) -> bool:
+    """Load the staged batches oldest first over one connection, each in its own transaction, removing each
+    once committed. False when the warehouse stayed locked (nothing was loaded)."""
+    if not paths:
+        return True
+    try:
+        with warehouse.connect(settings.warehouse, wait=wait) as conn:
+            warehouse.migrate(conn)
+            for path in sorted(set(paths)):
+                result = load_batch(conn, staging.read(path), settings.dedup)
+                # Killed between the commit and this removal, the batch is loaded again: a no-op.
+                staging.remove(path)
+                for name in ("new", "exact", "near", "known", "mentions"):
+                    setattr(total, name, getattr(total, name) + getattr(result, name))
+    except warehouse.WarehouseLocked:
+        return False
+    return True
 
 
 def load_staged(settings: Settings, path: Any, batch: staging.Batch | None = None) -> LoadResult | None:
-    batch = batch or staging.read(path)
-    try:
-        with warehouse.connect(settings.warehouse) as conn:
-            warehouse.migrate(conn)
-            result = load_batch(conn, batch, settings.dedup)
-    except warehouse.WarehouseLocked:
-        return None
-    staging.remove(path)
-    return result
+    """Load one staged batch; None when the warehouse stayed locked."""
+    total = LoadResult()
+    return total if _load_in_order(settings, [path], total) else None
 
 
 def load_pending(settings: Settings, stats: RunStats | None = None) -> tuple[int, int]:
-    """Load batches earlier runs left staged. Returns (loaded, still staged)."""
+    """Load batches earlier runs left staged, oldest first. Returns (loaded, still staged).
+
+    Called at the start of a run, under the run lock, so leftovers of interrupted staging writes are removed.
+    """
+    staging.remove_partial(settings.warehouse.staging_dir)
     paths = staging.pending(settings.warehouse.staging_dir)
-    loaded = 0
-    for i, path in enumerate(paths):
-        result = load_staged(settings, path)
-        if result is None:
-            return loaded, len(paths) - i
-        loaded += 1
-        if stats:
-            stats.add_load(result)
-    return loaded, 0
+    total = LoadResult()
+    if not _load_in_order(settings, paths, total):
+        return 0, len(paths)
+    if stats:
+        stats.add_load(total)
+    return len(paths), 0
 
 
 def seeds_to_load(settings: Settings) -> tuple[list[Seed], list[str]]:
@@ -512,6 +553,7 @@ def mark_abandoned(settings: Settings, run_id: str) -> None:
     """Runs still marked running died without finishing (this run holds the run lock, so none is alive)."""
     try:
         with warehouse.connect(settings.warehouse, wait=min(5.0, settings.warehouse.lock_wait_seconds)) as conn:
+            warehouse.migrate(conn)
             conn.execute(warehouse.query("mark_abandoned"), {"run_id": run_id})
     except warehouse.WarehouseLocked:
-        pass
+        pass  # the next run that finds the warehouse free marks them

@@ -1,13 +1,15 @@
 """Durable staging: every batch is written as Parquet before the warehouse is opened, and removed once loaded.
 
-A batch directory appears atomically (written under a temporary name, then renamed), so a run killed while
-staging leaves either a whole batch or only a `.tmp` directory that is cleaned up. A batch that could not be
-loaded (warehouse locked, process killed) is loaded by the next run, before its own work.
+A batch directory appears atomically (written under a temporary name, fsynced, then renamed), so a run killed
+while staging leaves either a whole batch or only a `.tmp` directory that is cleaned up. A batch that could not
+be loaded (warehouse locked, process killed) is loaded by the next run, before its own work; batches load in
+name order (run start time, run id, sequence), so a later batch never overwrites an earlier one's state.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +42,19 @@ class Batch:
         return not any(self.tables.values())
 
 
-def write(batch: Batch, staging_dir: Path) -> Path:
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write(batch: Batch, staging_dir: Path, *, durable: bool = True) -> Path:
+    """Stage the batch; with `durable`, its files and directory entry are on disk before this returns."""
     final = staging_dir / batch.batch_id
+    if final.exists():  # a retry of the same batch (ids are unique per run): the staged copy already holds it
+        return final
     tmp = staging_dir / f"{batch.batch_id}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -50,23 +63,32 @@ def write(batch: Batch, staging_dir: Path) -> Path:
     for name, rows in batch.tables.items():
         if rows:
             pq.write_table(pa.Table.from_pylist(rows), tmp / f"{name}.parquet", compression="zstd")
-    if final.exists():  # a retry of the same batch: the new copy replaces the old
-        shutil.rmtree(final)
+    if durable:
+        for file in tmp.iterdir():
+            _fsync(file)
+        _fsync(tmp)
     tmp.rename(final)
+    if durable:
+        _fsync(staging_dir)
     return final
 
 
 def pending(staging_dir: Path) -> list[Path]:
-    """Complete staged batches, oldest first; leftovers of interrupted writes are removed."""
+    """Complete staged batches, oldest first."""
     if not staging_dir.exists():
         return []
-    out = []
-    for path in sorted(staging_dir.iterdir()):
-        if path.name.endswith(".tmp"):
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.is_dir():
-            out.append(path)
-    return out
+    return [p for p in sorted(staging_dir.iterdir()) if p.is_dir() and not p.name.endswith(".tmp")]
+
+
+def remove_partial(staging_dir: Path) -> int:
+    """Delete what interrupted writes left (`.tmp` directories); only a run holding the run lock calls this,
+    since another process may be writing one right now."""
+    if not staging_dir.exists():
+        return 0
+    partial = [p for p in staging_dir.iterdir() if p.name.endswith(".tmp")]
+    for path in partial:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(partial)
 
 
 def read(path: Path) -> Batch:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +34,7 @@ class WarehouseError(Exception):
     """The warehouse cannot be used (not a DuckDB file, newer schema than this code, ...)."""
 
 
-class WarehouseLocked(WarehouseError):
+class WarehouseLocked(WarehouseError):  # noqa: N818 - the name says what happened
     """Another process held the warehouse for longer than the configured wait."""
 
 
@@ -102,6 +102,34 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float
         conn.close()
 
 
+@contextmanager
+def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float = 3.0
+           ) -> Iterator[tuple[Path, duckdb.DuckDBPyConnection]]:
+    """A read-only connection for people and exports, with the file it reads: the snapshot when asked, else the
+    live file, falling back to the snapshot while a run holds the live file for longer than `wait`."""
+    if snapshot:
+        if not settings.snapshot_path.exists():
+            raise WarehouseError(f"{settings.snapshot_path}: no snapshot yet (it is published after each "
+                                 "run that loads everything; `[warehouse] snapshot = true`)")
+        with connect(settings, read_only=True, wait=wait, path=settings.snapshot_path) as conn:
+            yield settings.snapshot_path, conn
+        return
+    try:
+        cm = connect(settings, read_only=True, wait=wait)
+        conn = cm.__enter__()
+    except WarehouseLocked:
+        if not settings.snapshot_path.exists():
+            raise WarehouseLocked(f"{settings.path} is busy (a run is loading it) and there is no snapshot yet; "
+                                  "try again in a moment") from None
+        with connect(settings, read_only=True, wait=wait, path=settings.snapshot_path) as conn:
+            yield settings.snapshot_path, conn
+        return
+    try:
+        yield settings.path, conn
+    finally:
+        cm.__exit__(None, None, None)
+
+
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
     exists = conn.execute(
         "select count(*) from information_schema.tables where table_name = 'schema_migrations'"
@@ -111,13 +139,14 @@ def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
     return conn.execute("select coalesce(max(version), 0) from schema_migrations").fetchone()[0]
 
 
-def migrate(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply pending migrations, each with its record in one transaction, then re-create the views."""
+def migrate(conn: duckdb.DuckDBPyConnection, known: list[tuple[int, str, str]] | None = None) -> list[str]:
+    """Apply pending migrations (forward only), each with its record in one transaction, then re-create the
+    views. `known` defaults to warehouse/migrations/; tests pass a prefix of it to build earlier versions."""
     conn.execute(
         "create table if not exists schema_migrations "
         "(version integer primary key, name varchar not null, applied_at timestamptz not null)"
     )
-    known = migrations()
+    known = migrations() if known is None else known
     current = schema_version(conn)
     if current > len(known):
         raise WarehouseError(
@@ -134,7 +163,8 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> list[str]:
             conn.execute("rollback")
             raise
         applied.append(name)
-    create_views(conn)
+    if len(known) == len(migrations()):  # views read the latest schema
+        create_views(conn)
     return applied
 
 
@@ -171,25 +201,75 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
     conn.execute("commit")
 
 
-def ensure_ready(settings: WarehouseSettings) -> None:
-    """Create or migrate the warehouse file."""
-    with connect(settings) as conn:
-        migrate(conn)
+def ensure_ready(settings: WarehouseSettings) -> bool:
+    """Create or migrate the warehouse file and purge raw HTML past its retention; False when it is locked.
+
+    A locked warehouse is not an error for a run: its batches are staged and the next run loads them.
+    """
+    try:
+        with connect(settings) as conn:
+            migrate(conn)
+            purge_raw_html(conn, settings.raw_html_retention_days)
+    except WarehouseLocked:
+        return False
+    return True
+
+
+def purge_raw_html(conn: duckdb.DuckDBPyConnection, retention_days: int) -> int:
+    """Delete raw pages fetched more than `retention_days` ago (0 keeps them forever); returns rows deleted."""
+    if retention_days <= 0:
+        return 0
+    return conn.execute(query("purge_raw_pages"), {"days": retention_days}).fetchone()[0]
+
+
+def pause_point(name: str) -> None:
+    """Crash-test hook: with NEWSFLOW_PAUSE_AT=<name>[@n]:<file>, the n-th time (default first) this process
+    reaches `name` it writes <file> and waits forever, so a test can SIGKILL it at a known stage.
+    """
+    spec = os.environ.get("NEWSFLOW_PAUSE_AT")
+    if not spec:
+        return
+    point, _, ready = spec.partition(":")
+    point, _, nth = point.partition("@")
+    if point != name:
+        return
+    _PAUSE_HITS[name] = _PAUSE_HITS.get(name, 0) + 1
+    if _PAUSE_HITS[name] != int(nth or 1):
+        return
+    Path(ready).write_text(str(os.getpid()))
+    while True:
+        time.sleep(1)  # held here until the test kills the process
+
+
+_PAUSE_HITS: dict[str, int] = {}
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def publish_snapshot(settings: WarehouseSettings) -> Path | None:
     """Copy the warehouse to the snapshot path atomically, for readers who keep a session open.
 
     Readers of the snapshot never hold a lock on the live file, so they cannot block a load; each run replaces
-    the snapshot whole (os.replace), so an open reader keeps the old file until it reconnects.
+    the snapshot whole (os.replace), so an open reader keeps the old file until it reconnects, and a crash
+    mid-copy leaves the previous snapshot in place.
     """
     if not settings.snapshot or not settings.path.exists():
         return None
+    target = settings.snapshot_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
     with connect(settings) as conn:
         conn.execute("checkpoint")
-        target = settings.snapshot_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
+        # Copied while the connection holds the lock, so no writer changes the file mid-copy.
         shutil.copyfile(settings.path, tmp)
+    _fsync(tmp)
+    pause_point("snapshot")
     os.replace(tmp, target)
+    _fsync(target.parent)
     return target

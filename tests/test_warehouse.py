@@ -1,0 +1,257 @@
+"""The warehouse module on real DuckDB files: migrations, views, staging, snapshot, raw-HTML retention, export."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from demo_warehouse import copy_demo
+
+from flows import staging, warehouse
+from flows.export import export
+from flows.settings import WarehouseSettings
+
+VIEWS = ("article_provenance", "articles_per_day", "articles_per_feed", "entity_comentions", "entity_mentions_top",
+         "entity_surges", "entity_timeline", "run_history", "syndication")
+
+
+def _settings(tmp_path: Path, **extra: object) -> WarehouseSettings:
+    return WarehouseSettings(path=tmp_path / "wh.duckdb", staging_dir=tmp_path / "staging",
+                             snapshot_path=tmp_path / "snap" / "wh.duckdb", lock_wait_seconds=0.5, **extra)
+
+
+def _tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in conn.execute(
+        "select table_name from information_schema.tables where table_type = 'BASE TABLE'").fetchall()}
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Path:
+    return copy_demo(tmp_path_factory, tmp_path_factory.mktemp("wh-module") / "demo.duckdb")
+
+
+# ---------------------------------------------------------------- migrations
+
+def test_migrate_from_empty_creates_every_table_and_view(tmp_path: Path) -> None:
+    with duckdb.connect(str(tmp_path / "new.duckdb")) as conn:
+        applied = warehouse.migrate(conn)
+        assert applied == [name for _, name, _ in warehouse.migrations()]
+        assert warehouse.schema_version(conn) == len(warehouse.migrations())
+        assert {"runs", "feeds", "feed_fetches", "entries", "articles", "duplicates", "entities",
+                "article_entities", "page_fetches", "raw_pages", "lsh_buckets", "shingle_samples"} <= _tables(conn)
+        views = {r[0] for r in conn.execute("select view_name from duckdb_views() where not internal").fetchall()}
+        assert set(VIEWS) <= views
+        assert warehouse.migrate(conn) == []  # a second run changes nothing
+
+
+@pytest.mark.parametrize("version", range(len(warehouse.migrations())))
+def test_migrate_from_every_earlier_version_keeps_data(tmp_path: Path, version: int) -> None:
+    known = warehouse.migrations()
+    with duckdb.connect(str(tmp_path / "old.duckdb")) as conn:
+        warehouse.migrate(conn, known[:version])
+        assert warehouse.schema_version(conn) == version
+        if version >= 1:
+            conn.execute("insert into feeds (feed, url, configured_url) values ('f', 'http://x/', 'http://x/')")
+        assert warehouse.migrate(conn) == [name for _, name, _ in known[version:]]
+        assert warehouse.schema_version(conn) == len(known)
+        assert conn.execute("select count(*) from feeds").fetchone()[0] == (1 if version >= 1 else 0)
+        for view in VIEWS:
+            conn.execute(f"select * from {view}").fetchall()
+
+
+def test_failed_migration_rolls_back_with_its_record(tmp_path: Path) -> None:
+    known = warehouse.migrations()
+    broken = [*known, (len(known) + 1, "9999_broken.sql", "create table half_done (x int); select * from nowhere;")]
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:
+        warehouse.migrate(conn)
+        with pytest.raises(duckdb.Error):
+            warehouse.migrate(conn, broken)
+        assert warehouse.schema_version(conn) == len(known)
+        assert "half_done" not in _tables(conn)
+
+
+def test_newer_schema_than_the_code_is_refused(tmp_path: Path) -> None:
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:
+        warehouse.migrate(conn)
+        conn.execute("insert into schema_migrations values (999, '0999_future.sql', now())")
+        with pytest.raises(warehouse.WarehouseError, match="newer than this newsflow"):
+            warehouse.migrate(conn)
+
+
+def test_migration_files_are_numbered_without_gaps() -> None:
+    found = warehouse.migrations()
+    assert [v for v, _, _ in found] == list(range(1, len(found) + 1))
+
+
+# ---------------------------------------------------------------- views on a demo-filled warehouse
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_every_view_answers_on_the_demo(demo_db: Path, view: str) -> None:
+    with duckdb.connect(str(demo_db), read_only=True) as conn:
+        assert conn.execute(f"select count(*) from {view}").fetchone()[0] > 0
+
+
+def test_syndication_lists_the_outlets_that_carried_the_seed_story(demo_db: Path) -> None:
+    with duckdb.connect(str(demo_db), read_only=True) as conn:
+        rows = conn.execute("select is_seed, copies, n_outlets, outlets from syndication").fetchall()
+        dups = conn.execute("select count(*), count(distinct feed) from duplicates").fetchone()
+    assert sum(r[1] for r in rows) == dups[0]
+    seed = [r for r in rows if r[0]]
+    assert seed and seed[0][2] == len(seed[0][3]) >= 2
+
+
+def test_article_provenance_has_one_row_per_article_with_its_sources(demo_db: Path) -> None:
+    with duckdb.connect(str(demo_db), read_only=True) as conn:
+        n_articles = conn.execute("select count(*) from articles").fetchone()[0]
+        rows = conn.execute(
+            "select is_seed, feeds, http_status, extractor, published_source, ner_pipeline, body_source "
+            "from article_provenance").fetchall()
+    assert len(rows) == n_articles
+    for is_seed, feeds, status, extractor, source, ner, body in rows:
+        assert ner
+        if is_seed:
+            assert source == "seed" and feeds == []
+        else:
+            assert feeds and status is not None and source in ("feed", "page")
+            assert (extractor == "trafilatura") == (body == "extracted")
+
+
+def test_entity_surges_against_the_trailing_week(tmp_path: Path) -> None:
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:
+        warehouse.migrate(conn)
+        conn.execute("insert into entities values (1, 'Lumora', 'ORG', now())")
+        days = [datetime(2024, 5, d, tzinfo=UTC) for d in (1, 2, 3, 10)]
+        for i, day in enumerate(days):
+            conn.execute(
+                "insert into articles (article_id, url, text, text_hash, body_source, n_shingles, n_samples, "
+                "run_id, loaded_at, published_at) values (?, ?, 'x', ?, 'extracted', 1, 0, 'r', now(), ?)",
+                [i, f"http://a/{i}", f"h{i}", day])
+            conn.execute("insert into article_entities values (?, 1, ?)", [i, 7 if i == 3 else 1])
+        rows = dict(((d.day, (m, b, s)) for d, m, b, s in conn.execute(
+            "select day, mentions, baseline_7d, surge_ratio from entity_surges").fetchall()))
+    assert rows[1] == (1, 0.0, 2.0)
+    assert rows[3] == (1, round(2 / 7, 3), round(2 / (2 / 7 + 1), 3))
+    # 10 May: the week before (3-9 May) holds one mention.
+    assert rows[10] == (7, round(1 / 7, 3), round(8 / (1 / 7 + 1), 3))
+
+
+# ---------------------------------------------------------------- raw HTML retention
+
+def test_raw_html_past_retention_is_purged_and_zero_keeps_it(tmp_path: Path) -> None:
+    old, new = datetime.now(UTC) - timedelta(days=40), datetime.now(UTC)
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:
+        warehouse.migrate(conn)
+        conn.executemany("insert into raw_pages values (?, ?, 'zlib', ?)",
+                         [["http://a/old", old, b"x"], ["http://a/new", new, b"y"]])
+        assert warehouse.purge_raw_html(conn, 0) == 0
+        assert warehouse.purge_raw_html(conn, 30) == 1
+        assert conn.execute("select url from raw_pages").fetchall() == [("http://a/new",)]
+
+
+def test_ensure_ready_applies_the_retention(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, raw_html_retention_days=7)
+    assert warehouse.ensure_ready(settings)
+    with duckdb.connect(str(settings.path)) as conn:
+        conn.execute("insert into raw_pages values ('http://a/', now() - interval 8 day, 'zlib', 'x'::blob)")
+    assert warehouse.ensure_ready(settings)
+    with duckdb.connect(str(settings.path)) as conn:
+        assert conn.execute("select count(*) from raw_pages").fetchone()[0] == 0
+
+
+# ---------------------------------------------------------------- staging
+
+def test_staged_batch_round_trips_and_partial_writes_are_cleaned(tmp_path: Path) -> None:
+    batch = staging.Batch("20240101T000000-abcd-0001", "run-1")
+    batch.add("entries", {"feed": "f", "guid": "g", "url": "http://a/"})
+    path = staging.write(batch, tmp_path)
+    (tmp_path / "20240101T000000-abcd-0002.tmp").mkdir()
+    assert staging.pending(tmp_path) == [path]
+    assert staging.read(path).tables == batch.tables
+    # A retry of the same batch keeps the staged copy instead of rewriting it.
+    assert staging.write(batch, tmp_path) == path
+    assert staging.remove_partial(tmp_path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+# ---------------------------------------------------------------- snapshot and readers
+
+def test_snapshot_is_replaced_atomically_while_a_reader_keeps_the_old_one(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    warehouse.ensure_ready(settings)
+    with warehouse.connect(settings) as conn:
+        conn.execute("insert into feeds (feed, url, configured_url) values ('a', 'u', 'u')")
+    assert warehouse.publish_snapshot(settings) == settings.snapshot_path
+    old = duckdb.connect(str(settings.snapshot_path), read_only=True)
+    with warehouse.connect(settings) as conn:
+        conn.execute("insert into feeds (feed, url, configured_url) values ('b', 'u', 'u')")
+    warehouse.publish_snapshot(settings)
+    assert old.execute("select count(*) from feeds").fetchone()[0] == 1
+    old.close()
+    with duckdb.connect(str(settings.snapshot_path), read_only=True) as new:
+        assert new.execute("select count(*) from feeds").fetchone()[0] == 2
+    assert not list(settings.snapshot_path.parent.glob("*.tmp"))
+
+
+HOLD = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_reader_falls_back_to_the_snapshot_while_a_writer_holds_the_file(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    warehouse.ensure_ready(settings)
+    warehouse.publish_snapshot(settings)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(settings.path), "rw"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with warehouse.reader(settings, wait=0.2) as (path, conn):
+            assert path == settings.snapshot_path
+            assert conn.execute("select count(*) from runs").fetchone()[0] == 0
+        shutil.rmtree(settings.snapshot_path.parent)
+        with pytest.raises(warehouse.WarehouseLocked, match="no snapshot yet"):
+            with warehouse.reader(settings, wait=0.2):
+                pass
+    finally:
+        holder.communicate("")
+    with warehouse.reader(settings) as (path, _conn):
+        assert path == settings.path
+
+
+# ---------------------------------------------------------------- export
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_export_tables_and_a_query(demo_db: Path, tmp_path: Path, fmt: str) -> None:
+    with duckdb.connect(str(demo_db), read_only=True) as conn:
+        done = export(conn, tmp_path / "out", tables=["articles", "syndication"], fmt=fmt)
+        q = export(conn, tmp_path / "q" / f"by_feed.{fmt}", fmt=fmt,
+                   query="select feed, count(*) as n from articles group by feed")
+        n_articles = conn.execute("select count(*) from articles").fetchone()[0]
+        with pytest.raises(ValueError, match="no such table"):
+            export(conn, tmp_path / "out", tables=["nope"])
+    assert [d.name for d in done] == ["articles", "syndication"]
+    reader = "read_parquet" if fmt == "parquet" else "read_csv"
+    with duckdb.connect() as mem:
+        assert mem.execute(f"select count(*) from {reader}(?)", [str(done[0].path)]).fetchone()[0] == n_articles
+        assert mem.execute(f"select sum(n) from {reader}(?)", [str(q[0].path)]).fetchone()[0] == n_articles
+    assert done[0].rows == n_articles
+
+
+def test_export_command_writes_every_table_from_the_snapshot(demo_db: Path, tmp_path: Path) -> None:
+    from flows.cli import main
+
+    snap = tmp_path / "demo.snapshot.duckdb"
+    shutil.copyfile(demo_db, snap)
+    out = tmp_path / "out"
+    assert main(["export", "--warehouse", str(tmp_path / "demo.duckdb"), "--snapshot", "--out", str(out)]) == 0
+    names = {p.stem for p in out.iterdir()}
+    assert {"articles", "duplicates", "entities", "syndication", "run_history"} <= names
+    assert not {"lsh_buckets", "shingle_samples", "schema_migrations"} & names

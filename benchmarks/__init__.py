@@ -1,0 +1,1 @@
+"""Benchmarks (speed, memory) and evaluations (quality) of newsflow: `make bench`, `make eval`."""

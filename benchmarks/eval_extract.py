@@ -1,0 +1,91 @@
+"""Extraction quality on the fundus pages, with the bag-of-words metric of the corpora README."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from benchmarks.corpora import Page, fundus_pages
+
+_TOKEN = re.compile(r"\w+")
+
+
+def page_scores(extracted: str, expected: str) -> tuple[float | None, float, float]:
+    """(precision or None for empty output, recall, page F1) of one page, on bags of words."""
+    got, want = Counter(_TOKEN.findall(extracted)), Counter(_TOKEN.findall(expected))
+    matched = sum((got & want).values())
+    n_got, n_want = sum(got.values()), sum(want.values())
+    p = matched / n_got if n_got else None
+    r = matched / n_want if n_want else 0.0
+    f = 2 * p * r / (p + r) if p and r else 0.0
+    return p, r, f
+
+
+@dataclass
+class Score:
+    name: str
+    pages: int
+    f1: float
+    precision: float
+    recall: float
+    empty: int
+    under_half: int
+    pages_per_s: float
+
+
+def score(name: str, pages: list[Page], outputs: list[str], elapsed: float) -> tuple[Score, list[float]]:
+    """F1 of the mean precision (non-empty outputs) and the mean recall (all pages), empties, pages under 0.5."""
+    ps, rs, fs = [], [], []
+    empty = 0
+    for out, page in zip(outputs, pages, strict=True):
+        p, r, f = page_scores(out, page.body)
+        if p is None:
+            empty += 1
+        else:
+            ps.append(p)
+        rs.append(r)
+        fs.append(f)
+    mp = sum(ps) / len(ps) if ps else 0.0
+    mr = sum(rs) / len(rs) if rs else 0.0
+    f1 = 2 * mp * mr / (mp + mr) if mp + mr else 0.0
+    return Score(name, len(pages), f1, mp, mr, empty, sum(1 for f in fs if f < 0.5),
+                 len(pages) / elapsed if elapsed else 0.0), fs
+
+
+def extractors() -> dict[str, Callable[[Page], str]]:
+    """Reference trafilatura (the README's setting) and newsflow's extraction with its fallbacks."""
+    import trafilatura
+
+    from flows import extract
+    from flows.settings import ExtractSettings
+
+    settings = ExtractSettings()
+
+    def reference(page: Page) -> str:
+        return trafilatura.extract(page.html, url=page.url, include_comments=False) or ""
+
+    def newsflow(page: Page) -> str:
+        found = extract.extract(page.html, page.url, settings)
+        return found.text if found else ""
+
+    return {"trafilatura (reference)": reference, "newsflow extract": newsflow}
+
+
+def run() -> tuple[list[Score], dict[str, list[tuple[str, float]]]]:
+    """Scores overall and for English, and each extractor's page F1 by page id."""
+    pages = list(fundus_pages())
+    english = [i for i, p in enumerate(pages) if p.lang == "en"]
+    rows, per_page = [], {}
+    for name, fn in extractors().items():
+        start = time.perf_counter()
+        outputs = [fn(p) or "" for p in pages]
+        elapsed = time.perf_counter() - start
+        s_all, fs = score(name, pages, outputs, elapsed)
+        s_en, _ = score(f"{name}, English", [pages[i] for i in english], [outputs[i] for i in english],
+                        elapsed * len(english) / len(pages))
+        rows += [s_all, s_en]
+        per_page[name] = [(p.id, f) for p, f in zip(pages, fs, strict=True)]
+    return rows, per_page

@@ -402,7 +402,8 @@ def build_doc(entry: FeedEntry, result: FetchResult | None, settings: Settings
         "is_seed": False, "seed_file": None, "seed_file_hash": None,
         "extractor": extract.EXTRACTOR if found else None,
         "extractor_version": extract.EXTRACTOR_VERSION if found else None,
-        "extractor_options": json.dumps(extract.extractor_options(settings.extract)) if found else None,
+        "extractor_options": json.dumps({**extract.extractor_options(settings.extract), "pass": found.method})
+        if found else None,
         "raw_html": raw,
     }
     doc.update(_sig_columns(sig))

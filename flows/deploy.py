@@ -5,6 +5,7 @@ The same flows run under a work pool through prefect.yaml; this module is the no
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from prefect import serve as prefect_serve
@@ -64,4 +65,13 @@ def serve(settings: Settings, *, limit: int | None = None) -> None:
     """Register the deployments and run their flow runs in subprocesses until SIGINT/SIGTERM."""
     # pause_on_shutdown: with nobody serving, the UI shows the schedule paused rather than piling up Late runs;
     # the next `newsflow serve` registers the deployments unpaused again.
-    prefect_serve(*deployments(settings), limit=limit, pause_on_shutdown=True)
+    # Until the runner installs its own graceful SIGTERM handler, a SIGTERM stops registration like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        prefect_serve(*deployments(settings), limit=limit, pause_on_shutdown=True)
+    except KeyboardInterrupt:
+        pass
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

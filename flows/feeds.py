@@ -205,8 +205,8 @@ def _entries(items: Any, url: str, feed_name: str) -> tuple[FeedEntry, ...]:
             if link:
                 break
         guid = str(raw_id).strip() if raw_id not in (None, "") else None
-        if link is None and guid:
-            link = normalise_url(guid, url)  # an id that is a permalink stands in for a missing link
+        if link is None and guid and guid.lower().startswith(("http://", "https://")):
+            link = normalise_url(guid)  # an id that is a permalink stands in for a missing link
         title = plain_text(raw_title)
         summary = plain_text(raw_summary)
         if guid is None:

@@ -1,0 +1,100 @@
+"""The reprocess flow over a real demo warehouse: idempotent re-runs, a looser threshold, re-tagging, the run lock."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.demo import DEMO_DATA, demo_config
+from flows.flow import ingest
+from flows.localserver import LocalServer
+from flows.maintenance import Step, reprocess
+from flows.runlock import run_lock
+from flows.settings import load_settings
+from flows.warehouse import connect
+
+
+@pytest.fixture(scope="module")
+def ingested(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse holding one demo ingest, kept pristine: each test works on a copy."""
+    tmp = tmp_path_factory.mktemp("maint")
+    with LocalServer(DEMO_DATA) as server:
+        config = demo_config(server, tmp / "wh" / "demo.duckdb", tmp)
+        ingest(config=str(config))
+    return tmp / "wh" / "demo.duckdb"
+
+
+@pytest.fixture
+def wh(ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    db = tmp_path / "demo.duckdb"
+    shutil.copyfile(ingested, db)
+    monkeypatch.setenv("NEWSFLOW_PIPELINE__WORKERS", "1")
+    return db
+
+
+def _q(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    settings = load_settings(warehouse=db, env={})
+    with connect(settings.warehouse, read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _state(db: Path) -> dict[str, Any]:
+    return {
+        "articles": _q(db, "select url from articles order by url"),
+        "duplicates": _q(db, "select url, duplicate_of, method from duplicates order by url"),
+        "links": _q(db, "select article_id, entity_id, mentions from article_entities order by all"),
+        "buckets": _q(db, "select count(*) from lsh_buckets")[0][0],
+        "samples": _q(db, "select count(*) from shingle_samples")[0][0],
+    }
+
+
+def test_reprocess_with_unchanged_settings_changes_nothing(wh: Path) -> None:
+    before = _state(wh)
+    result = reprocess(steps=[Step.dedup, Step.entities], only_stale=False, batch_size=5, warehouse_path=str(wh))
+    assert result["dedup"]["duplicates_found"] == 0
+    assert result["dedup"]["articles_seen"] == len(before["articles"]) and result["dedup"]["batches"] >= 3
+    assert result["entities"]["articles_tagged"] == len(before["articles"])
+    assert _state(wh) == before
+
+
+def test_looser_threshold_moves_copies_to_duplicates(wh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _state(wh)
+    monkeypatch.setenv("NEWSFLOW_DEDUP__SHINGLE_SIZE", "1")  # single words: stories on one topic now match
+    monkeypatch.setenv("NEWSFLOW_DEDUP__JACCARD_THRESHOLD", "0.15")
+    monkeypatch.setenv("NEWSFLOW_DEDUP__CONTAINMENT_THRESHOLD", "0.3")
+    result = reprocess(steps=[Step.dedup], batch_size=4, warehouse_path=str(wh))
+    found = result["dedup"]["duplicates_found"]
+    after = _state(wh)
+    assert found > 0
+    assert len(after["articles"]) == len(before["articles"]) - found
+    assert len(after["duplicates"]) == len(before["duplicates"]) + found
+    # Consistent: every copy points at a stored article, nothing is both, seeds stay, no orphaned index rows.
+    assert _q(wh, "select count(*) from duplicates d anti join articles a on a.article_id = d.duplicate_of") == [(0,)]
+    assert _q(wh, "select count(*) from duplicates d semi join articles a on a.url = d.url") == [(0,)]
+    assert _q(wh, "select count(*) from articles where is_seed") == [(1,)]
+    for table in ("lsh_buckets", "shingle_samples", "article_entities"):
+        assert _q(wh, f"select count(*) from {table} t anti join articles a using (article_id)") == [(0,)]
+    # A second pass with the same settings finds nothing more.
+    assert reprocess(steps=[Step.dedup], warehouse_path=str(wh))["dedup"]["duplicates_found"] == 0
+
+
+def test_retag_only_stale_articles(wh: Path) -> None:
+    before = _state(wh)
+    settings = load_settings(warehouse=wh, env={})
+    with connect(settings.warehouse) as conn:
+        conn.execute("update articles set ner_pipeline = 'en_old-0.1' where article_id in "
+                     "(select article_id from articles order by article_id limit 2)")
+        conn.execute("delete from article_entities where article_id in "
+                     "(select article_id from articles where ner_pipeline = 'en_old-0.1')")
+    result = reprocess(steps=[Step.entities], warehouse_path=str(wh))
+    assert result["entities"]["articles_tagged"] == 2
+    assert _q(wh, "select count(*) from articles where ner_pipeline = 'en_old-0.1'") == [(0,)]
+    assert _state(wh)["links"] == before["links"]
+
+
+def test_reprocess_refuses_while_another_run_holds_the_warehouse(wh: Path) -> None:
+    with run_lock(wh), pytest.raises(RuntimeError, match="holds"):
+        reprocess(steps=[Step.dedup], warehouse_path=str(wh))

@@ -275,3 +275,22 @@ def test_two_runs_at_once_are_serialised(served: Served) -> None:
         return {e["resource"]["prefect.resource.name"] for e in r.json()["events"]}
 
     assert wait_for(lambda: {"Broken Feed", "Gone Gazette"} <= feed_events(), "newsflow.feed.failing events", 30)
+
+
+def test_documented_automations_are_accepted(prefect_server: Server) -> None:
+    """automations/newsflow.yaml, with a block id filled in, is accepted by the API as `prefect automation create`."""
+    import uuid
+
+    import yaml
+    from prefect.events.schemas.automations import AutomationCore
+
+    from flows.settings import PROJECT_ROOT
+
+    client = prefect_server.client
+    for spec in yaml.safe_load((PROJECT_ROOT / "automations" / "newsflow.yaml").read_text())["automations"]:
+        spec["actions"][0]["block_document_id"] = str(uuid.uuid4())
+        body = AutomationCore.model_validate(spec).model_dump(mode="json")
+        r = client.post("/automations/", json=body)
+        assert r.status_code == 201, r.text
+        stored = client.get(f"/automations/{r.json()['id']}").json()
+        assert sorted(stored["trigger"]["expect"]) == sorted(spec["trigger"]["expect"])

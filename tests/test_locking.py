@@ -1,0 +1,139 @@
+"""Readers never lose a writer's data, writers never break a reader: real ingest runs while a second process
+holds the warehouse file open (read-only and read-write), then a run with the file free loads everything."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+from demo_warehouse import FAST_ENV, demo_filled, run_ingest
+
+from flows import pipeline, staging, warehouse
+from flows.localserver import LocalServer
+from flows.settings import Settings
+
+# A second process: opens the file, says "ready", then answers each SQL line on stdin with its first value.
+HOLDER = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
+print("ready", flush=True)
+for line in sys.stdin:
+    print(conn.execute(line).fetchone()[0], flush=True)
+"""
+LOCKED_ENV = {"NEWSFLOW_WAREHOUSE__LOCK_WAIT_SECONDS": "0.5"}
+# Tables whose rows describe the stories, so they must match a clean run's (feed_fetches has a row per run).
+TABLES = ("articles", "duplicates", "entries", "feeds", "entities", "article_entities", "page_fetches",
+          "raw_pages", "lsh_buckets", "shingle_samples")
+
+
+@contextmanager
+def holding(path: Path, mode: str) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), mode], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"  # blocks until it holds
+        yield proc
+    finally:
+        proc.communicate("")
+
+
+def ask(proc: subprocess.Popen[str], sql: str) -> str:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(sql + "\n")
+    proc.stdin.flush()
+    return proc.stdout.readline().strip()
+
+
+def counts(path: Path) -> dict[str, int]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in TABLES}
+
+
+def url_paths(path: Path, base_of: str) -> set[str]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        urls = conn.execute("select url from articles union all select url from duplicates").fetchall()
+    return {u.replace(base_of, "") for (u,) in urls}
+
+
+def base_url(path: Path) -> str:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        url = conn.execute("select url from feeds limit 1").fetchone()[0]
+    return url.split("/feeds/")[0]
+
+
+@pytest.mark.parametrize("mode", ["ro", "rw"])
+def test_a_run_against_a_held_warehouse_stages_everything_and_the_next_run_loads_it(
+        mode: str, demo_server: LocalServer, demo_settings: Settings, prefect_harness: None,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    reference = demo_filled(tmp_path_factory)
+    wh = demo_settings.warehouse
+    assert warehouse.ensure_ready(wh)  # the file exists, so a read-only holder can open it
+    with holding(wh.path, mode) as holder:
+        summary = run_ingest(demo_settings.config_path, wh.path, env=LOCKED_ENV)
+        assert summary["status"] == "staged"
+        assert summary["batches_staged"] == len(staging.pending(wh.staging_dir)) >= 3
+        # The reader was never disturbed: it still answers, and nothing was written under it.
+        assert ask(holder, "select count(*) from articles") == "0"
+    assert counts(wh.path)["articles"] == 0
+    assert not wh.snapshot_path.exists()  # nothing to publish while the data is only staged
+
+    summary = run_ingest(demo_settings.config_path, wh.path, env=LOCKED_ENV)
+    assert summary["status"] == "completed"
+    assert staging.pending(wh.staging_dir) == []
+    assert counts(wh.path) == counts(reference)
+    with duckdb.connect(str(wh.path), read_only=True) as conn, duckdb.connect(str(reference), read_only=True) as ref:
+        # The second run found every feed unchanged: one fetch row per feed per run, no new entries.
+        assert conn.execute("select count(*) from feed_fetches").fetchone()[0] == \
+            2 * ref.execute("select count(*) from feed_fetches").fetchone()[0]
+    assert url_paths(wh.path, demo_server.base) == url_paths(reference, base_url(reference))
+    with duckdb.connect(str(wh.path), read_only=True) as conn:
+        runs = dict(conn.execute("select status, count(*) from runs group by all").fetchall())
+    assert runs == {"staged": 1, "completed": 1}
+    assert wh.snapshot_path.exists()
+
+
+def test_a_lock_released_mid_run_loads_the_backlog_in_the_same_run(demo_settings: Settings) -> None:
+    """Batches staged while the file was held are loaded, in order, by the first load that gets the lock."""
+    wh = demo_settings.warehouse.model_copy(update={"lock_wait_seconds": 0.2})
+    settings = demo_settings.model_copy(update={"warehouse": wh})
+    started = datetime(2000, 1, 1, tzinfo=UTC)
+    assert warehouse.ensure_ready(wh)
+    with holding(wh.path, "ro"):
+        # The head batch (runs row 'running', feed state) cannot load and stays staged.
+        first = staging.Batch("20000101T000000-aaaaaaaa-0001", "run-a")
+        first.add("runs", {"run_id": "run-a", "flow": "ingest", "started_at": started,
+                           "status": "running"})
+        assert pipeline.store(settings, first) is None
+    last = staging.Batch("20000101T000000-aaaaaaaa-0002", "run-a")
+    last.add("runs", {"run_id": "run-a", "flow": "ingest", "started_at": started,
+                      "status": "completed"})
+    assert pipeline.store(settings, last) is not None
+    assert staging.pending(wh.staging_dir) == []
+    with duckdb.connect(str(wh.path), read_only=True) as conn:
+        # Loaded oldest first, so the later state wins.
+        assert conn.execute("select status from runs").fetchall() == [("completed",)]
+
+
+def test_newsflow_ingest_under_a_held_lock_exits_cleanly_with_its_data_staged(
+        demo_server: LocalServer, demo_settings: Settings, prefect_harness: None) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    wh = demo_settings.warehouse
+    assert warehouse.ensure_ready(wh)
+    env = {**os.environ, **FAST_ENV, **LOCKED_ENV, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    cli = [str(Path(sys.executable).with_name("newsflow")), "ingest", "--config", str(demo_settings.config_path),
+           "--warehouse", str(wh.path)]
+    with holding(wh.path, "rw"):
+        done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert ": staged" in done.stdout
+    assert "the warehouse was locked: batches are staged and the next run loads them" in done.stdout
+    assert len(staging.pending(wh.staging_dir)) >= 3

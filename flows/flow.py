@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows import alerts, pipeline, report, staging, warehouse
+from flows import alerts, pipeline, report, staging, stream, warehouse
 from flows.pipeline import RunStats
 from flows.runlock import run_lock
 from flows.settings import FeedConfig, Settings, load_settings
@@ -78,26 +78,23 @@ def store_batch(ctx: RunContext, batch: staging.Batch) -> bool:
 
 
 @task(name="process-articles", **_TASK)
-def process_articles(ctx: RunContext, pool: Any, entries: list[Any], dry_run: bool) -> None:
-    """Download, extract, dedup-check, tag and store one batch of new entries."""
+def process_articles(ctx: RunContext, ready: stream.Ready, dry_run: bool) -> None:
+    """Count and store one batch that the article stream downloaded, extracted, dedup-checked and tagged.
+
+    The CPU work of the next batches goes on in the pool meanwhile (flows/stream.py).
+    """
     log = get_run_logger()
-    settings, stats = ctx.settings, ctx.stats
-    pages = list(pipeline.download(settings, entries))
-    built = list(pool.map(pipeline.build_doc, [e for e, _ in pages], [r for _, r in pages],
-                          [settings] * len(pages)))
-    docs = [d for d, _ in built if d is not None]
-    page_rows = [dict(p, run_id=ctx.run_id) for _, p in built]
-    stats.pages_fetched += sum(1 for _, r in pages if r is not None and r.ok)
-    stats.pages_failed += sum(1 for _, p in built if p["outcome"] in ("fallback", "failed"))
-    stats.fallbacks += sum(1 for d in docs if d["body_source"] == "feed_summary")
-    pipeline.process_docs(pool, settings, docs, settings.worker_count())
-    log.info("batch of %d pages: %d documents, %d fallbacks", len(pages), len(docs),
-             sum(1 for d in docs if d["body_source"] == "feed_summary"))
+    stats = ctx.stats
+    stats.pages_fetched += ready.fetched
+    stats.pages_failed += sum(1 for p in ready.pages if p["outcome"] in ("fallback", "failed"))
+    fallbacks = sum(1 for d in ready.docs if d["body_source"] == "feed_summary")
+    stats.fallbacks += fallbacks
+    log.info("batch of %d pages: %d documents, %d fallbacks", len(ready.pages), len(ready.docs), fallbacks)
     if dry_run:
         return
     batch = ctx.batch()
-    batch.add("page_fetches", *page_rows)
-    batch.add("docs", *docs)
+    batch.add("page_fetches", *(dict(p, run_id=ctx.run_id) for p in ready.pages))
+    batch.add("docs", *ready.docs)
     store_batch(ctx, batch)
 
 
@@ -186,12 +183,12 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             head.add("feed_fetches", *out.fetch_rows)
             head.add("entries", *pipeline.entry_rows(out.entries, ctx.run_id))
             store_batch(ctx, head)
-        batches = _chunks(new, settings.pipeline.batch_size)
-        if batches:
+        n_batches = -(-len(new) // settings.pipeline.batch_size)
+        if new:
             pool = pool or pipeline.make_pool(settings)
-        for i, chunk in enumerate(batches, start=1):
-            process_articles(ctx, pool, chunk, dry_run)
-            log.info("batch %d/%d done: %d new articles, %d duplicates so far", i, len(batches),
+        for i, ready in enumerate(stream.articles(settings, pool, new), start=1):
+            process_articles(ctx, ready, dry_run)
+            log.info("batch %d/%d done: %d new articles, %d duplicates so far", i, n_batches,
                      stats.articles_new, stats.duplicates_exact + stats.duplicates_near)
     finally:
         if pool is not None:

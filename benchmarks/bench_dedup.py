@@ -1,0 +1,110 @@
+"""Dedup at scale and load speed: candidate lookup and insert of 1,000 new articles against 1M stored synthetic
+signatures, and rows per second into DuckDB for articles and entity mentions."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from benchmarks.corpora import fundus_pages
+from flows import pipeline, staging, warehouse
+from flows.load import decide, load_batch
+from flows.seeds import Seed
+from flows.settings import Settings, WarehouseSettings
+
+_SYNTHETIC = """
+insert into articles (article_id, url, text, text_hash, body_source, n_shingles, n_samples, run_id, loaded_at)
+select i, 'http://127.0.0.1/s/' || i, 'synthetic', md5(i::varchar), 'extracted', 600, 75, 'bench', now()
+from range($n) t(i);
+insert into lsh_buckets select b, (hash(i, b) >> 1)::bigint, i from range($n) t(i), range($bands) u(b);
+insert into shingle_samples select (hash(i, j, 'x') >> 4 << 3)::bigint, i from range($n) t(i), range(75) u(j);
+"""
+
+
+@dataclass
+class DedupScaleResult:
+    stored: int
+    new: int
+    lookup_seconds: float
+    insert_seconds: float
+    index_mib_per_million: float
+    fill_seconds: float
+
+
+@dataclass
+class LoadResultRow:
+    articles: int
+    mentions: int
+    article_rows_per_s: float
+    mention_rows_per_s: float
+    seconds: float
+
+
+def new_docs(settings: Settings, n: int) -> list[dict]:
+    """`n` real-text documents (fundus bodies, cut and numbered so each is new), with signatures."""
+    bodies = [p.body for p in fundus_pages()]
+    docs = []
+    for i in range(n):
+        words = bodies[i % len(bodies)].split()
+        text = f"Bench {i}. " + " ".join(words[(i // len(bodies)) * 7:])
+        docs.append(pipeline.seed_doc(Seed(f"bench-{i}.txt", date(2026, 1, 1), text, f"h{i}"), settings))
+    return docs
+
+
+def _db_mib(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 2**20
+
+
+def dedup_scale(settings: Settings, *, stored: int = 1_000_000, new: int = 1000) -> DedupScaleResult:
+    with tempfile.TemporaryDirectory(prefix="newsflow-dedup-") as tmp_name:
+        wh = WarehouseSettings(path=Path(tmp_name) / "scale.duckdb", staging_dir=Path(tmp_name) / "staging",
+                               snapshot=False)
+        with warehouse.connect(wh) as conn:
+            warehouse.migrate(conn)
+            empty = _db_mib(wh.path)
+            start = time.perf_counter()
+            for stmt in filter(str.strip, _SYNTHETIC.split(";")):
+                conn.execute(stmt, {"n": stored, "bands": settings.dedup.bands} if "$bands" in stmt else
+                             {"n": stored})
+            conn.execute("checkpoint")
+            fill = time.perf_counter() - start
+        index = (_db_mib(wh.path) - empty) * 1_000_000 / stored
+        docs = new_docs(settings, new)
+        with warehouse.connect(wh) as conn:
+            start = time.perf_counter()
+            with warehouse.transaction(conn):
+                verdicts = decide(conn, docs, settings.dedup)
+            lookup = time.perf_counter() - start
+            batch = staging.Batch("scale-0001", "bench")
+            batch.add("docs", *docs)
+            start = time.perf_counter()
+            load_batch(conn, batch, settings.dedup)
+            total = time.perf_counter() - start
+        assert len(verdicts) == new
+    return DedupScaleResult(stored, new, lookup, max(0.0, total - lookup), index, fill)
+
+
+def load_speed(settings: Settings, *, articles: int = 2000, mentions_per_article: int = 25) -> LoadResultRow:
+    """Load `articles` documents with `mentions_per_article` entity mentions each through flows.load."""
+    docs = new_docs(settings, articles)
+    for i, d in enumerate(docs):
+        d["mentions"] = [{"name": f"Entity {(i * 7 + j) % 5000}", "label": "ORG", "mentions": 1 + j % 3}
+                         for j in range(mentions_per_article)]
+        d["ner_pipeline"] = "bench"
+    with tempfile.TemporaryDirectory(prefix="newsflow-load-") as tmp_name:
+        wh = WarehouseSettings(path=Path(tmp_name) / "load.duckdb", staging_dir=Path(tmp_name) / "staging",
+                               snapshot=False)
+        with warehouse.connect(wh) as conn:
+            warehouse.migrate(conn)
+            start = time.perf_counter()
+            for k in range(0, articles, settings.pipeline.batch_size):
+                batch = staging.Batch(f"load-{k:06d}", "bench")
+                batch.add("docs", *docs[k:k + settings.pipeline.batch_size])
+                load_batch(conn, batch, settings.dedup)
+            seconds = time.perf_counter() - start
+            n_articles = conn.execute("select count(*) from articles").fetchone()[0]
+            n_mentions = conn.execute("select count(*) from article_entities").fetchone()[0]
+    return LoadResultRow(n_articles, n_mentions, n_articles / seconds, n_mentions / seconds, seconds)

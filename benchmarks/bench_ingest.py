@@ -1,0 +1,169 @@
+"""End to end against the CPU bound: a full ingest of a local site, and extraction + NER alone on the same pages
+with every core busy. Also the resident memory of the run over time (it must stay flat)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from benchmarks import site
+from flows.settings import Settings, load_settings
+
+
+def write_config(tmp: Path, base: str, feeds: list[str], *, feed_dir: str = "feeds", extra: str = "") -> Path:
+    """A config with loopback allowed, a warehouse and an empty seed folder in `tmp`, and the given feeds."""
+    (tmp / "seeds").mkdir(exist_ok=True)
+    text = (
+        f'[warehouse]\npath = "{tmp / "wh.duckdb"}"\nstaging_dir = "{tmp / "staging"}"\n'
+        f'snapshot_path = "{tmp / "snapshot.duckdb"}"\n'
+        "[fetch]\nallow_private_networks = true\nmin_host_delay = 0\nper_host_concurrency = 4\n"
+        "max_articles_per_feed = 1000\n"
+        f'[pipeline]\nseeds_dir = "{tmp / "seeds"}"\n' + extra
+    )
+    text += "".join(f'[[feeds]]\nname = "{f}"\nurl = "{base}/{feed_dir}/{f}"\n' for f in feeds)
+    path = tmp / "newsflow.toml"
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------- memory
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _workers() -> list[int]:
+    """Our process-pool workers (spawned children running multiprocessing's spawn_main)."""
+    pids = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    out = []
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmd:
+            out.append(pid)
+    return out
+
+
+@dataclass
+class MemorySampler:
+    """RSS of this process and of the pool workers, sampled every `every` seconds in a thread."""
+
+    every: float = 0.5
+    samples: list[tuple[float, int, int]] = field(default_factory=list)  # (t, parent KiB, workers KiB)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> MemorySampler:
+        self._start = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.samples.append((time.perf_counter() - self._start, _rss_kib(os.getpid()),
+                                 sum(_rss_kib(p) for p in _workers())))
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def quarters(self) -> list[tuple[float, float]]:
+        """Peak (parent MiB, workers MiB) in each quarter of the run."""
+        if not self.samples:
+            return []
+        end = self.samples[-1][0]
+        out = []
+        for q in range(4):
+            part = [s for s in self.samples if q * end / 4 <= s[0] <= (q + 1) * end / 4] or self.samples
+            out.append((max(s[1] for s in part) / 1024, max(s[2] for s in part) / 1024))
+        return out
+
+
+# ---------------------------------------------------------------- the bound
+
+def bound_chunk(htmls: list[bytes], settings: Settings) -> int:
+    """trafilatura extraction plus NER of some pages, nothing else (runs in a worker)."""
+    import trafilatura
+
+    from flows import entities, extract
+
+    nlp = entities.load_pipeline(settings.entities.pipeline)
+    texts = []
+    for html in htmls:
+        doc = trafilatura.bare_extraction(html, **extract.extractor_options(settings.extract))
+        texts.append((doc.text or "") if doc else "")
+    entities.tag(nlp, texts, settings.entities.labels, settings.entities.max_chars)
+    return len(htmls)
+
+
+def warm(settings: Settings) -> None:
+    from flows import entities
+
+    entities.load_pipeline(settings.entities.pipeline)
+
+
+def cpu_bound(pages: list[Path], settings: Settings, workers: int) -> float:
+    """Pages per second for extraction + NER alone, `workers` processes, chunks of 8 pages."""
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        list(pool.map(warm, [settings] * workers))
+        htmls = [p.read_bytes() for p in pages]
+        chunks = [htmls[i:i + 8] for i in range(0, len(htmls), 8)]
+        start = time.perf_counter()
+        done = sum(pool.map(bound_chunk, chunks, [settings] * len(chunks)))
+        return done / (time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------- the run
+
+@dataclass
+class IngestResult:
+    articles: int
+    pages: int
+    seconds: float
+    rate: float
+    bound_rate: float
+    bound_pages: int
+    memory: list[tuple[float, float]]
+    summary: dict[str, Any]
+    warehouse_mib: float
+
+
+def run(*, variants: int, feeds: int, bound_variants: int = 3) -> IngestResult:
+    from flows.flow import ingest
+
+    with tempfile.TemporaryDirectory(prefix="newsflow-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        s = site.build(tmp / "site", variants=variants, feeds=feeds)
+        with site.Server(s.root) as server:
+            config = write_config(tmp, server.base, s.feeds)
+            settings = load_settings(config, env={})
+            with MemorySampler() as mem:
+                start = time.perf_counter()
+                summary = ingest(config=str(config))
+                seconds = time.perf_counter() - start
+        sample = sorted((s.root / "pages").glob("p*.html"))[: bound_variants * (s.pages // variants)]
+        bound = cpu_bound(sample, settings, settings.worker_count())
+        size = sum(p.stat().st_size for p in tmp.glob("wh.duckdb*")) / 2**20
+    articles = summary.get("articles_new", 0)
+    return IngestResult(articles, s.pages, seconds, s.pages / seconds, bound, len(sample), mem.quarters(),
+                        summary, size)

@@ -1,0 +1,175 @@
+"""`make bench`: the speed and memory benchmarks. Writes benchmarks/results/benchmarks.md (and a dated copy).
+
+    python -m benchmarks.run                 # everything, about 10 minutes on 2 cores
+    python -m benchmarks.run ingest quiet    # chosen sections: ingest stages quiet dedup load ner
+    NEWSFLOW_BENCH_VARIANTS=24 python -m benchmarks.run ingest  # 2,112 articles instead of 704
+
+Loopback only: every page and feed is served from 127.0.0.1 by a child process; Prefect runs against a temporary
+local API with analytics off.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before Prefect is imported: no telemetry leaves the machine.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import importlib.util
+import runpy
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.machine import header, table
+from flows.settings import Settings
+
+RESULTS = Path(__file__).parent / "results"
+TARGET_RATIO = 0.85
+
+
+def ingest_section() -> str:
+    from benchmarks import bench_ingest
+
+    variants = int(os.environ.get("NEWSFLOW_BENCH_VARIANTS", "8"))
+    r = bench_ingest.run(variants=variants, feeds=24)
+    ratio = r.rate / r.bound_rate
+    out = "## 1. End to end against the CPU bound\n\n"
+    out += (f"{r.pages} article pages ({variants} variants of each English fundus page) in 24 RSS feeds, served "
+            "from 127.0.0.1 by a child process; a full `ingest` flow run (feeds, download, extract, dedup, NER, "
+            "staging, load, snapshot) with a fresh warehouse and the default config (workers = one per core, "
+            f"batches of 64). The bound: trafilatura extraction + NER alone, {os.cpu_count()} processes, on "
+            f"{r.bound_pages} of the same pages.\n\n")
+    out += table(["measure", "value"], [
+        ["articles stored", r.articles],
+        ["ingest wall time (s)", round(r.seconds, 1)],
+        ["pipeline (articles/s)", round(r.rate, 2)],
+        ["bound: extraction + NER alone (pages/s)", round(r.bound_rate, 2)],
+        ["**pipeline / bound** (target >= 0.85)", f"**{ratio:.3f}** ({'met' if ratio >= TARGET_RATIO else 'NOT met'})"],
+        ["warehouse size (MiB)", round(r.warehouse_mib, 1)],
+        ["warehouse MiB per 1M articles (extrapolated)", round(r.warehouse_mib / max(r.articles, 1) * 1e6)],
+    ])
+    out += "\n### Resident memory over the run (peak per quarter of the wall time)\n\n"
+    out += table(["quarter", "parent (MiB)", "pool workers, together (MiB)"],
+                 [[f"Q{i + 1}", round(p), round(w)] for i, (p, w) in enumerate(r.memory)])
+    return out
+
+
+def stages_section() -> str:
+    from benchmarks import bench_stages
+
+    r = bench_stages.run()
+    out = "## 2. Stage breakdown\n\n"
+    out += (f"Each stage alone, in one process, over {r.pages} pages of the benchmark site (ms per article; "
+            "CPU stages are per core). Peak memory is in section 1.\n\n")
+    out += table(["stage", "ms / article"], [[k, round(v, 2)] for k, v in r.ms.items()])
+    return out
+
+
+def quiet_section() -> str:
+    from benchmarks import bench_quiet
+
+    r = bench_quiet.run()
+    out = "## 3. Quiet run: 100 feeds, all 304 Not Modified\n\n"
+    out += table(["measure", "value"], [
+        ["feeds answering 304", r.not_modified],
+        ["whole `ingest` flow run (s), target < 5",
+         f"{r.flow_seconds:.2f} ({'met' if r.flow_seconds < 5 else 'NOT met'})"],
+        ["the same steps as plain functions (s)", round(r.plain_seconds, 2)],
+        ["Prefect overhead (s)", round(r.flow_seconds - r.plain_seconds, 2)],
+    ])
+    return out
+
+
+def dedup_section(settings: Settings) -> str:
+    from benchmarks import bench_dedup
+
+    r = bench_dedup.dedup_scale(settings)
+    out = "## 4. Dedup at scale\n\n"
+    out += (f"{r.stored:,} stored synthetic signatures ({settings.dedup.bands} LSH buckets and 75 shingle samples "
+            f"each, filled in {r.fill_seconds:.0f} s), then {r.new:,} new real-text articles.\n\n")
+    out += table(["measure", "value"], [
+        ["candidate lookup + verification, 1,000 articles (s), target < 0.5",
+         f"{r.lookup_seconds:.3f} ({'met' if r.lookup_seconds < 0.5 else 'NOT met'})"],
+        ["insert of the 1,000 (articles, buckets, samples) (s)", round(r.insert_seconds, 3)],
+        ["dedup index size per 1M articles (MiB)", round(r.index_mib_per_million)],
+    ])
+    out += "\nThe whole warehouse per million articles (text, entities, raw HTML) is extrapolated in section 1.\n"
+    return out
+
+
+def load_section(settings: Settings) -> str:
+    from benchmarks import bench_dedup
+
+    r = bench_dedup.load_speed(settings)
+    out = "## 5. Load into DuckDB\n\n"
+    out += ("Method: `flows.load.load_batch`, one transaction per batch of 64 articles: each table's rows as one "
+            "Arrow table registered with DuckDB and inserted set-wise (`insert or ignore into t by name select * "
+            "from rows`), the dedup decision included.\n\n")
+    out += table(["measure", "value"], [
+        ["articles", r.articles], ["entity mentions (article_entities rows)", r.mentions],
+        ["seconds", round(r.seconds, 2)],
+        ["articles rows/s", round(r.article_rows_per_s)], ["entity mention rows/s", round(r.mention_rows_per_s)],
+    ])
+    return out
+
+
+def ner_section(settings: Settings) -> str:
+    from benchmarks import bench_ner
+
+    r = bench_ner.run(settings)
+    out = "## NER speed: unused spaCy components disabled\n\n"
+    out += table(["pipeline", "ms / article (1 core)"], [
+        ["full spaCy pipeline", round(r.full_ms, 1)], ["flows.entities.load_pipeline", round(r.reduced_ms, 1)]])
+    out += (f"\nSpeed-up {r.full_ms / r.reduced_ms:.2f}x on {r.texts} English fundus articles; "
+            f"identical entities: {r.same_entities}.\n")
+    return out
+
+
+def others() -> str:
+    """Benchmarks other modules contribute (benchmarks/feeds_corpus.py, benchmarks/warehouse_scale.py)."""
+    out = ""
+    for name in ("feeds_corpus", "warehouse_scale"):
+        if importlib.util.find_spec(f"benchmarks.{name}") is None:
+            continue
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        runpy.run_module(f"benchmarks.{name}", run_name="__main__")
+        out += f"- `benchmarks/{name}.py` ran; its own results are in benchmarks/results/.\n"
+    return out
+
+
+def main(argv: list[str]) -> None:
+    from prefect.testing.utilities import prefect_test_harness
+
+    settings = Settings()
+    sections: dict[str, Callable[[], str]] = {
+        "ingest": ingest_section, "stages": stages_section, "quiet": quiet_section,
+        "dedup": lambda: dedup_section(settings), "load": lambda: load_section(settings),
+        "ner": lambda: ner_section(settings), "others": others,
+    }
+    chosen = argv or list(sections)
+    unknown = set(chosen) - set(sections)
+    if unknown:
+        raise SystemExit(f"unknown section(s) {sorted(unknown)}; choose from {list(sections)}")
+    parts = [header("newsflow benchmarks")]
+    start = time.perf_counter()
+    with prefect_test_harness(server_startup_timeout=180):
+        for name in chosen:
+            t = time.perf_counter()
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            parts.append(sections[name]())
+            print(f"bench: {name} done in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    parts.append(f"\nTotal benchmark time {time.perf_counter() - start:.0f} s.\n")
+    text = "\n".join(p for p in parts if p)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    latest = "benchmarks.md" if set(chosen) == set(sections) else f"benchmarks-{'-'.join(chosen)}.md"
+    (RESULTS / latest).write_text(text)
+    (RESULTS / f"{datetime.now(UTC):%Y-%m-%d}-{latest}").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,129 @@
+"""The article stream: download, extraction, NER and loading of successive batches overlap, so no core waits.
+
+A download thread fetches the pages batch by batch and hands them to the process pool in small extraction chunks
+as they arrive. The calling thread takes the batches in order: it pre-checks a batch against the warehouse (and
+the batch before it, not loaded yet) once its extraction is done, submits NER for the documents that are not
+copies in chunks of `NER_CHUNK`, and yields the batch when it is tagged, while the pool works on the next ones.
+The caller stages and loads what it receives (one writer, one transaction per batch). At most `window` batches
+are in flight, so memory stays flat however long the run.
+
+No Prefect here: flows/flow.py makes one task per yielded batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows import pipeline
+from flows.feeds import FeedEntry
+from flows.fetch import FetchResult, make_client
+from flows.settings import Settings
+
+# Small chunks keep both workers busy to the end of a batch; each call still amortises its pickling.
+EXTRACT_CHUNK = 4
+NER_CHUNK = 8
+
+
+@dataclass
+class Ready:
+    """One batch, downloaded, extracted, pre-checked and tagged: what the caller stages and loads."""
+
+    entries: list[FeedEntry]
+    docs: list[dict[str, Any]]
+    pages: list[dict[str, Any]]  # `page_fetches` rows, one per entry
+    fetched: int  # pages that came back OK
+
+
+@dataclass
+class _Batch:
+    entries: list[FeedEntry]
+    extracting: list[Future[Any]] = field(default_factory=list)
+    submitted: threading.Event = field(default_factory=threading.Event)
+    fetched: int = 0
+    docs: list[dict[str, Any]] = field(default_factory=list)
+    pages: list[dict[str, Any]] = field(default_factory=list)
+    tagging: list[tuple[list[dict[str, Any]], Future[Any]]] = field(default_factory=list)
+
+
+def build_docs(pairs: list[tuple[FeedEntry, FetchResult | None]], settings: Settings
+               ) -> list[tuple[dict[str, Any] | None, dict[str, Any]]]:
+    """Extract and sign a chunk of pages (runs in a worker process)."""
+    return [pipeline.build_doc(entry, result, settings) for entry, result in pairs]
+
+
+def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, batch_size: int | None = None,
+             window: int = 3) -> Iterator[Ready]:
+    """Process `entries` in batches of `batch_size`, yielding each batch in order once it is tagged."""
+    size = batch_size or settings.pipeline.batch_size
+    batches = [_Batch(entries[i:i + size]) for i in range(0, len(entries), size)]
+    if not batches:
+        return
+    slots = threading.Semaphore(window)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def download_all() -> None:
+        gate = pipeline.HostGate(settings.fetch.per_host_concurrency, settings.fetch.min_host_delay)
+        try:
+            with make_client(settings.fetch) as client:
+                for batch in batches:
+                    slots.acquire()
+                    if stop.is_set():
+                        return
+                    chunk: list[tuple[FeedEntry, FetchResult | None]] = []
+                    for entry, result in pipeline.download(settings, batch.entries, client, gate=gate):
+                        batch.fetched += result is not None and result.ok
+                        chunk.append((entry, result))
+                        if len(chunk) == EXTRACT_CHUNK:
+                            batch.extracting.append(pool.submit(build_docs, chunk, settings))
+                            chunk = []
+                        if stop.is_set():
+                            return
+                    if chunk:
+                        batch.extracting.append(pool.submit(build_docs, chunk, settings))
+                    batch.submitted.set()
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+        finally:
+            for batch in batches:  # wake a caller waiting on a batch that will never come
+                batch.submitted.set()
+
+    def extracted(batch: _Batch, before: list[dict[str, Any]]) -> None:
+        batch.submitted.wait()
+        if failure:
+            raise failure[0]
+        for future in batch.extracting:
+            for doc, page in future.result():
+                batch.pages.append(page)
+                if doc is not None:
+                    batch.docs.append(doc)
+        batch.extracting.clear()  # drop the page bodies held by the futures' arguments
+        copies = pipeline.precheck(settings, batch.docs, before=before)
+        todo = [d for d, copy in zip(batch.docs, copies, strict=True) if not copy]
+        for i in range(0, len(todo), NER_CHUNK):
+            part = todo[i:i + NER_CHUNK]
+            batch.tagging.append((part, pool.submit(pipeline.tag_texts, [d["text"] for d in part], settings)))
+
+    thread = threading.Thread(target=download_all, name="newsflow-download", daemon=True)
+    thread.start()
+    try:
+        extracted(batches[0], [])
+        for k, batch in enumerate(batches):
+            if k + 1 < len(batches):
+                extracted(batches[k + 1], batch.docs)
+            for part, future in batch.tagging:
+                tagged, version = future.result()
+                for doc, mentions in zip(part, tagged, strict=True):
+                    doc["mentions"], doc["ner_pipeline"] = mentions, version
+            yield Ready(batch.entries, batch.docs, batch.pages, batch.fetched)
+            batches[k] = _Batch([])  # the caller has stored it: let it go
+            slots.release()
+    finally:
+        stop.set()
+        for _ in batches:
+            slots.release()
+        thread.join()

@@ -553,7 +553,7 @@ def load_staged(settings: Settings, path: Any, batch: staging.Batch | None = Non
 def load_pending(settings: Settings, stats: RunStats | None = None) -> tuple[int, int]:
     """Load batches earlier runs left staged, oldest first. Returns (loaded, still staged).
 
-    Called at the start of a run, under the run lock, so leftovers of interrupted staging writes are removed.
+    Leftovers of interrupted staging writes are removed too.
     """
     staging.remove_partial(settings.warehouse.staging_dir)
     paths = staging.pending(settings.warehouse.staging_dir)

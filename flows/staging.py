@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,12 +81,13 @@ def pending(staging_dir: Path) -> list[Path]:
     return [p for p in sorted(staging_dir.iterdir()) if p.is_dir() and not p.name.endswith(".tmp")]
 
 
-def remove_partial(staging_dir: Path) -> int:
-    """Delete what interrupted writes left (`.tmp` directories); only a run holding the run lock calls this,
-    since another process may be writing one right now."""
+def remove_partial(staging_dir: Path, older_than: float = 3600.0) -> int:
+    """Delete what interrupted writes left: `.tmp` directories untouched for `older_than` seconds (a batch is
+    written in well under a second, and another process may be writing one right now)."""
     if not staging_dir.exists():
         return 0
-    partial = [p for p in staging_dir.iterdir() if p.name.endswith(".tmp")]
+    cutoff = time.time() - older_than
+    partial = [p for p in staging_dir.iterdir() if p.name.endswith(".tmp") and p.stat().st_mtime < cutoff]
     for path in partial:
         shutil.rmtree(path, ignore_errors=True)
     return len(partial)

@@ -3,6 +3,7 @@ signatures, and rows per second into DuckDB for articles and entity mentions."""
 
 from __future__ import annotations
 
+import random
 import tempfile
 import time
 from dataclasses import dataclass
@@ -44,12 +45,16 @@ class LoadResultRow:
 
 
 def new_docs(settings: Settings, n: int) -> list[dict]:
-    """`n` real-text documents (fundus bodies, cut and numbered so each is new), with signatures."""
+    """`n` distinct real-text documents with signatures: fundus bodies with a third of their lower-case words
+    swapped at random (as benchmarks/site.py does), so that none is a near-copy of another."""
     bodies = [p.body for p in fundus_pages()]
+    vocab = sorted({w for b in bodies for w in b.split() if w.isalpha() and w.islower()})
+    rng = random.Random(11)
     docs = []
     for i in range(n):
-        words = bodies[i % len(bodies)].split()
-        text = f"Bench {i}. " + " ".join(words[(i // len(bodies)) * 7:])
+        words = [rng.choice(vocab) if w.islower() and rng.random() < 0.35 else w
+                 for w in bodies[i % len(bodies)].split()]
+        text = f"Bench {i}. " + " ".join(words)
         docs.append(pipeline.seed_doc(Seed(f"bench-{i}.txt", date(2026, 1, 1), text, f"h{i}"), settings))
     return docs
 

@@ -206,7 +206,9 @@ def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
             result.new += 1
             row = {c: doc.get(c) for c in _ARTICLE_COLUMNS}
             row.update(article_id=article_id, n_shingles=len(doc["shingles"]), n_samples=len(doc["samples"]),
-                       run_id=batch.run_id, loaded_at=now)
+                       run_id=batch.run_id, loaded_at=now, dedup_candidates=verdict.candidates,
+                       dedup_nearest=verdict.nearest, dedup_nearest_jaccard=verdict.nearest_jaccard,
+                       dedup_nearest_containment=verdict.nearest_containment)
             articles.append(row)
             buckets += [{"band": b, "bucket": v, "article_id": article_id} for b, v in enumerate(doc["buckets"])]
             samples += [{"hash": h, "article_id": article_id} for h in doc["samples"]]

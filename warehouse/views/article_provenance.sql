@@ -22,7 +22,8 @@ final as (
            a.extractor, a.extractor_version, a.extractor_options,
            a.body_source, a.fallback_reason,
            a.published_at, a.published_source,
-           'new' as dedup_verdict, coalesce(c.copies, 0) as copies_found,
+           'new' as dedup_verdict, a.dedup_candidates, a.dedup_nearest, a.dedup_nearest_jaccard,
+           a.dedup_nearest_containment, coalesce(c.copies, 0) as copies_found,
            a.ner_pipeline,
            r.url is not null as has_raw_html, r.fetched_at as raw_html_fetched_at,
            a.run_id, a.loaded_at

@@ -458,7 +458,8 @@ def make_pool(settings: Settings) -> Executor:
     if n <= 1:
         return InlineExecutor()
     # spawn, not fork: the parent runs threads (HTTP, Prefect's API client) that fork would copy mid-state.
-    pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"))
+    recycle = {"max_tasks_per_child": settings.pipeline.worker_max_tasks} if settings.pipeline.worker_max_tasks else {}
+    pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"), **recycle)
     # Start the workers and load spaCy now, while the parent fetches the feeds.
     for _ in range(n):
         pool.submit(warm_up, settings)

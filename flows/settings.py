@@ -39,6 +39,13 @@ class WarehouseSettings(_Section):
     keep_raw_html: bool = True
     raw_html_retention_days: int = Field(default=90, ge=0)
 
+    @property
+    def raw_dir(self) -> Path:
+        """Raw-HTML Parquet archives, beside the warehouse file (kept out of it so its checkpoints stay short):
+        <dir>/<stem>.raw/<YYYY-MM-DD>/<batch_id>.parquet. Derived from the resolved `path`, so a --warehouse
+        override moves it along with the file."""
+        return self.path.parent / f"{self.path.stem}.raw"
+
 
 class FetchSettings(_Section):
     user_agent: str = "newsflow/0.1 (+https://github.com/newsflow/newsflow)"
@@ -111,6 +118,7 @@ class EntitySettings(_Section):
 class PipelineSettings(_Section):
     workers: int = Field(default=0, ge=0)  # 0 = one per CPU core
     batch_size: int = Field(default=64, ge=1)
+    worker_max_tasks: int = Field(default=200, ge=0)  # 0 = never recycle a worker
     seeds_dir: Path = Path("seeds")
 
 

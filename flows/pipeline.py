@@ -31,7 +31,8 @@ from flows.seeds import Seed, read_seeds
 from flows.settings import FeedConfig, Settings
 from flows.urls import host_of, redact, scrub
 
-FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+FEED_ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, "
+               "text/xml;q=0.9, */*;q=0.5")
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 _HTML_TYPES = ("", "text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml")
 
@@ -535,7 +536,8 @@ def _load_in_order(settings: Settings, paths: list[Any], total: LoadResult, *, w
         with warehouse.connect(settings.warehouse, wait=wait) as conn:
             warehouse.migrate(conn)
             for path in sorted(set(paths)):
-                result = load_batch(conn, staging.read(path), settings.dedup)
+                result = load_batch(conn, staging.read(path), settings.dedup,
+                                    raw_dir=settings.warehouse.raw_dir)
                 # Killed between the commit and this removal, the batch is loaded again: a no-op.
                 staging.remove(path)
                 for name in ("new", "exact", "near", "known", "mentions"):

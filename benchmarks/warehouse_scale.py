@@ -10,8 +10,8 @@ Measures, on one machine:
 3. publishing the read-only snapshot of the full warehouse (checkpoint, copy, fsync, atomic rename).
 
 The warehouse is filled set-wise in SQL with the row shapes a run writes (32 LSH buckets, ~1-in-8 shingle
-samples, ~12 entities and a zlib-sized raw page per article); staged documents carry real dedup signatures of
-synthetic texts. Nothing touches the network.
+samples, ~12 entities and a zlib-sized raw page per article, the pages in Parquet archives beside the file);
+staged documents carry real dedup signatures of synthetic texts. Nothing touches the network.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from benchmarks.machine import header, table
-from flows import dedup, staging, warehouse
+from flows import dedup, rawstore, staging, warehouse
 from flows.load import load_batch
 from flows.settings import DedupSettings, WarehouseSettings
 
@@ -119,13 +119,17 @@ def fill(settings: WarehouseSettings, articles: int, raw_kb: int) -> None:
         if raw_kb:
             # Compressed pages are incompressible bytes, each different (DuckDB would fold identical ones).
             now = datetime.now(UTC)
+            # They go to Parquet archives beside the file, as loads write them (flows/rawstore.py).
             for start in range(0, articles, 5000):
                 ids = range(start, min(articles, start + 5000))
+                rows = [{"url": f"https://fill.example/{i}", "fetched_at": now, "encoding": "zlib",
+                         "html": _RNG.bytes(raw_kb * 1024)} for i in ids]
+                rel = rawstore.write_archive(settings.raw_dir, f"fill-{start:07d}", now.date(), rows)
                 conn.register("raw_chunk", pa.table({
-                    "url": [f"https://fill.example/{i}" for i in ids], "fetched_at": [now] * len(ids),
-                    "encoding": ["zlib"] * len(ids), "html": [_RNG.bytes(raw_kb * 1024) for _ in ids],
+                    "url": [r["url"] for r in rows], "fetched_at": [now] * len(rows),
+                    "archive_file": [rel] * len(rows), "bytes": [raw_kb * 1024] * len(rows),
                 }))
-                conn.execute("insert into raw_pages by name select * from raw_chunk")
+                conn.execute("insert into raw_archive by name select * from raw_chunk")
                 conn.unregister("raw_chunk")
         conn.execute("checkpoint")
 
@@ -153,7 +157,7 @@ def run(articles: int, batch_size: int, raw_kb: int) -> str:
             path = staging.write(batch, settings.staging_dir)
             t = time.perf_counter()
             with warehouse.connect(settings) as conn:
-                result = load_batch(conn, staging.read(path), dedup_settings)
+                result = load_batch(conn, staging.read(path), dedup_settings, raw_dir=settings.raw_dir)
             loads.append(time.perf_counter() - t)
 
         snaps = []

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows import dedup
+from flows import dedup, rawstore
 from flows.dedup import EXACT, BatchIndex, Match, Signature
 from flows.entities import entity_id
 from flows.settings import DedupSettings
@@ -172,8 +173,13 @@ def _insert(conn: duckdb.DuckDBPyConnection, verb: str, table: str, rows: list[d
         conn.unregister("q_rows")
 
 
-def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSettings) -> LoadResult:
-    """Load one batch in one transaction. Loading the same batch twice changes nothing."""
+def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSettings, *,
+               raw_dir: Path | None = None) -> LoadResult:
+    """Load one batch in one transaction. Loading the same batch twice changes nothing.
+
+    The raw HTML of new articles goes to a Parquet archive under `raw_dir` (flows/rawstore.py), pointed at
+    by `raw_archive` rows; without `raw_dir` it is not kept.
+    """
     now = datetime.now(UTC)
     result = LoadResult()
     docs = batch.rows("docs")
@@ -226,7 +232,14 @@ def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
         _insert(conn, "insert", "shingle_samples", samples)
         _insert(conn, "insert or ignore", "entities", entities)
         _insert(conn, "insert or ignore", "article_entities", links)
-        _insert(conn, "insert or replace", "raw_pages", raw)
+        if raw and raw_dir is not None:
+            # Only now is it known which pages are new. The file is durable before the rows pointing at it
+            # are inserted and committed: a crash leaves at worst an orphan file, never a dangling row.
+            archive = rawstore.write_archive(raw_dir, batch.batch_id, now.date(), raw)
+            _insert(conn, "insert or replace", "raw_archive", [
+                {"url": r["url"], "fetched_at": r["fetched_at"], "archive_file": archive, "bytes": len(r["html"])}
+                for r in raw
+            ])
         pages = [dict(p, outcome=outcome.get(p["url"], p["outcome"])) for p in batch.rows("page_fetches")]
         _insert(conn, "insert or replace", "page_fetches", pages)
         pause_point("load")  # crash tests: killed here, inside the open transaction

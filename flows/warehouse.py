@@ -209,17 +209,27 @@ def ensure_ready(settings: WarehouseSettings) -> bool:
     try:
         with connect(settings) as conn:
             migrate(conn)
-            purge_raw_html(conn, settings.raw_html_retention_days)
+            purge_raw_html(conn, settings.raw_html_retention_days, raw_dir=settings.raw_dir)
     except WarehouseLocked:
         return False
     return True
 
 
-def purge_raw_html(conn: duckdb.DuckDBPyConnection, retention_days: int) -> int:
-    """Delete raw pages fetched more than `retention_days` ago (0 keeps them forever); returns rows deleted."""
+def purge_raw_html(conn: duckdb.DuckDBPyConnection, retention_days: int, *, raw_dir: Path | None = None) -> int:
+    """Delete raw HTML fetched more than `retention_days` ago (0 keeps it forever): the `raw_archive` pointers
+    and legacy `raw_pages` rows, then, under `raw_dir`, the day folders of archives that are all that old and
+    no pointer still uses. Returns rows deleted."""
     if retention_days <= 0:
         return 0
-    return conn.execute(query("purge_raw_pages"), {"days": retention_days}).fetchone()[0]
+    from flows import rawstore  # rawstore reads through this module
+
+    deleted = 0
+    for name in ("purge_raw_archive", "purge_raw_pages"):
+        deleted += conn.execute(query(name), {"days": retention_days}).fetchone()[0]
+    if raw_dir is not None:
+        keep = {r[0] for r in conn.execute(query("raw_archive_days")).fetchall()}
+        rawstore.purge_days(raw_dir, retention_days, keep)
+    return deleted
 
 
 def pause_point(name: str) -> None:

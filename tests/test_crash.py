@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from demo_warehouse import FAST_ENV, demo_filled, run_ingest
 
@@ -29,7 +30,7 @@ from flows.settings import load_settings
 HELD_PAGE = "/pages/valley-ledger/unhcr-report-forced-displacement.html"
 # Tables whose rows describe the stories, so they must match a clean run's (feed_fetches has a row per run).
 TABLES = ("articles", "duplicates", "entries", "feeds", "entities", "article_entities", "page_fetches",
-          "raw_pages", "lsh_buckets", "shingle_samples")
+          "raw_archive", "lsh_buckets", "shingle_samples")
 # Rows that must never repeat: tables without a primary key, and natural keys the loader relies on.
 REPEATS = {
     "lsh_buckets": "select band, bucket, article_id from lsh_buckets",
@@ -138,6 +139,13 @@ def test_sigkill_then_rerun_matches_a_clean_run(pause_at: str | None, server: Ho
     with duckdb.connect(str(db), read_only=True) as got, duckdb.connect(str(reference), read_only=True) as ref:
         assert table_counts(got) == table_counts(ref)
         assert url_paths(got) == url_paths(ref)
+        # Every raw-HTML pointer names an archive file on disk that holds its page.
+        archived: dict[str, set[str]] = {}
+        for url, file in got.execute("select url, archive_file from raw_archive").fetchall():
+            archived.setdefault(file, set()).add(url)
+        assert archived
+        for file, urls in archived.items():
+            assert urls <= set(pq.read_table(settings.warehouse.raw_dir / file, columns=["url"])["url"].to_pylist())
         for name, sql in REPEATS.items():
             repeated = got.execute(f"select count(*) from (select *, count(*) as n from ({sql}) group by all "
                                    "having n > 1)").fetchone()[0]

@@ -8,12 +8,13 @@ import pytest
 
 from flows.flow import ingest
 from flows.localserver import LocalServer
+from flows.rawstore import read_raw_html
 from flows.settings import Settings
 from flows.warehouse import connect
 
 SEED_URL = "seed:000_e64399ec47401f51.txt"
 DATA_TABLES = ("articles", "duplicates", "entities", "article_entities", "entries", "lsh_buckets",
-               "shingle_samples", "page_fetches", "raw_pages", "feeds")
+               "shingle_samples", "page_fetches", "raw_archive", "feeds")
 
 
 def _q(settings: Settings, sql: str, params: Any = None) -> list[tuple]:
@@ -115,7 +116,19 @@ def test_provenance_is_recorded(demo_run: Any) -> None:
     rows = _q(settings, """select extractor, extractor_version, ner_pipeline, published_source, http_status, feed
                            from articles where body_source = 'extracted'""")
     assert rows and all(r[0] == "trafilatura" and r[1] and r[2] and r[3] and r[4] == 200 and r[5] for r in rows)
-    assert _q(settings, "select count(*) from raw_pages")[0][0] == len(rows)
+    # Raw HTML sits in Parquet archives beside the warehouse, one pointer row per stored page.
+    archived = _q(settings, "select url, archive_file, bytes from raw_archive")
+    assert len(archived) == len(rows) and all(b > 0 for _, _, b in archived)
+    assert _q(settings, "select count(*) from raw_pages")[0][0] == 0
+    files = sorted(settings.warehouse.raw_dir.glob("*/*.parquet"))
+    assert {settings.warehouse.raw_dir / f for _, f, _ in archived} <= set(files)
+    on_disk = _q(settings, "select count(distinct url) from read_parquet(?)",
+                 [str(settings.warehouse.raw_dir / "**" / "*.parquet")])
+    assert on_disk[0][0] == len(rows)
+    url = archived[0][0]
+    html = read_raw_html(settings.warehouse, url)
+    assert html is not None and b"<html" in html.lower()
+    assert read_raw_html(settings.warehouse, "https://nowhere.example/missing") is None
 
 
 def test_second_identical_run_adds_no_rows(demo_run: Any) -> None:

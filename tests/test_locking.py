@@ -30,7 +30,7 @@ for line in sys.stdin:
 LOCKED_ENV = {"NEWSFLOW_WAREHOUSE__LOCK_WAIT_SECONDS": "0.5"}
 # Tables whose rows describe the stories, so they must match a clean run's (feed_fetches has a row per run).
 TABLES = ("articles", "duplicates", "entries", "feeds", "entities", "article_entities", "page_fetches",
-          "raw_pages", "lsh_buckets", "shingle_samples")
+          "raw_archive", "lsh_buckets", "shingle_samples")
 
 
 @contextmanager

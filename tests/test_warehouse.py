@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import duckdb
 import pytest
 from demo_warehouse import copy_demo
 
-from flows import staging, warehouse
+from flows import rawstore, staging, warehouse
 from flows.export import export
 from flows.settings import WarehouseSettings
 
@@ -45,7 +46,7 @@ def test_migrate_from_empty_creates_every_table_and_view(tmp_path: Path) -> None
         assert applied == [name for _, name, _ in warehouse.migrations()]
         assert warehouse.schema_version(conn) == len(warehouse.migrations())
         assert {"runs", "feeds", "feed_fetches", "entries", "articles", "duplicates", "entities",
-                "article_entities", "page_fetches", "raw_pages", "lsh_buckets", "shingle_samples"} <= _tables(conn)
+                "article_entities", "page_fetches", "raw_archive", "lsh_buckets", "shingle_samples"} <= _tables(conn)
         views = {r[0] for r in conn.execute("select view_name from duckdb_views() where not internal").fetchall()}
         assert set(VIEWS) <= views
         assert warehouse.migrate(conn) == []  # a second run changes nothing
@@ -144,25 +145,64 @@ def test_entity_surges_against_the_trailing_week(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- raw HTML retention
 
+def _archive(raw_dir: Path, batch_id: str, day: datetime, urls: list[str], age_days: float) -> str:
+    """One archive file of the given pages, its modification time set `age_days` back."""
+    rows = [{"url": u, "fetched_at": day, "encoding": "zlib", "html": zlib.compress(f"<html>{u}</html>".encode())}
+            for u in urls]
+    rel = rawstore.write_archive(raw_dir, batch_id, day.date(), rows)
+    stamp = time.time() - age_days * 86400
+    os.utime(raw_dir / rel, (stamp, stamp))
+    return rel
+
+
 def test_raw_html_past_retention_is_purged_and_zero_keeps_it(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
     old, new = datetime.now(UTC) - timedelta(days=40), datetime.now(UTC)
-    with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:
+    old_file = _archive(settings.raw_dir, "b-old", old, ["http://a/old"], 40)
+    new_file = _archive(settings.raw_dir, "b-new", new, ["http://a/new"], 0)
+    orphan = _archive(settings.raw_dir, "b-orphan", old - timedelta(days=1), ["http://a/orphan"], 41)
+    with duckdb.connect(str(settings.path)) as conn:
         warehouse.migrate(conn)
-        conn.executemany("insert into raw_pages values (?, ?, 'zlib', ?)",
-                         [["http://a/old", old, b"x"], ["http://a/new", new, b"y"]])
-        assert warehouse.purge_raw_html(conn, 0) == 0
-        assert warehouse.purge_raw_html(conn, 30) == 1
-        assert conn.execute("select url from raw_pages").fetchall() == [("http://a/new",)]
+        conn.executemany("insert into raw_archive values (?, ?, ?, 1)",
+                         [["http://a/old", old, old_file], ["http://a/new", new, new_file]])
+        conn.execute("insert into raw_pages values ('http://a/legacy', ?, 'zlib', ?)",
+                     [old, zlib.compress(b"<html>legacy</html>")])
+        assert rawstore.read_raw_html(settings, "http://a/old", conn=conn) == b"<html>http://a/old</html>"
+        assert rawstore.read_raw_html(settings, "http://a/legacy", conn=conn) == b"<html>legacy</html>"
+        assert warehouse.purge_raw_html(conn, 0, raw_dir=settings.raw_dir) == 0
+        assert (settings.raw_dir / old_file).exists() and (settings.raw_dir / orphan).exists()
+        assert warehouse.purge_raw_html(conn, 30, raw_dir=settings.raw_dir) == 2  # archive pointer + legacy row
+        assert conn.execute("select url from raw_archive").fetchall() == [("http://a/new",)]
+        assert conn.execute("select count(*) from raw_pages").fetchone()[0] == 0
+        assert rawstore.read_raw_html(settings, "http://a/old", conn=conn) is None
+        assert rawstore.read_raw_html(settings, "http://a/new", conn=conn) == b"<html>http://a/new</html>"
+    assert sorted(p.parent.name for p in settings.raw_dir.glob("*/*.parquet")) == [f"{new:%Y-%m-%d}"]
+
+
+def test_a_day_folder_a_pointer_still_uses_is_kept(tmp_path: Path) -> None:
+    """A batch staged for days keeps old fetch times in a recent file: the file outlives its rows, never the
+    reverse, and a folder is kept while any row points into it."""
+    settings = _settings(tmp_path)
+    fetched = datetime.now(UTC) - timedelta(days=1)
+    kept = _archive(settings.raw_dir, "b-kept", fetched, ["http://a/kept"], 40)
+    with duckdb.connect(str(settings.path)) as conn:
+        warehouse.migrate(conn)
+        conn.execute("insert into raw_archive values ('http://a/kept', ?, ?, 1)", [fetched, kept])
+        assert warehouse.purge_raw_html(conn, 30, raw_dir=settings.raw_dir) == 0
+    assert (settings.raw_dir / kept).exists()
 
 
 def test_ensure_ready_applies_the_retention(tmp_path: Path) -> None:
     settings = _settings(tmp_path, raw_html_retention_days=7)
     assert warehouse.ensure_ready(settings)
+    old = datetime.now(UTC) - timedelta(days=8)
+    rel = _archive(settings.raw_dir, "b1", old, ["http://a/"], 8)
     with duckdb.connect(str(settings.path)) as conn:
-        conn.execute("insert into raw_pages values ('http://a/', now() - interval 8 day, 'zlib', 'x'::blob)")
+        conn.execute("insert into raw_archive values ('http://a/', ?, ?, 1)", [old, rel])
     assert warehouse.ensure_ready(settings)
     with duckdb.connect(str(settings.path)) as conn:
-        assert conn.execute("select count(*) from raw_pages").fetchone()[0] == 0
+        assert conn.execute("select count(*) from raw_archive").fetchone()[0] == 0
+    assert not (settings.raw_dir / rel).exists()
 
 
 # ---------------------------------------------------------------- staging

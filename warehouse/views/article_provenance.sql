@@ -25,12 +25,14 @@ final as (
            'new' as dedup_verdict, a.dedup_candidates, a.dedup_nearest, a.dedup_nearest_jaccard,
            a.dedup_nearest_containment, coalesce(c.copies, 0) as copies_found,
            a.ner_pipeline,
-           r.url is not null as has_raw_html, r.fetched_at as raw_html_fetched_at,
+           coalesce(r.url, l.url) is not null as has_raw_html,
+           coalesce(r.fetched_at, l.fetched_at) as raw_html_fetched_at,
            a.run_id, a.loaded_at
     from articles a
     left join surfaced s on s.url = a.url
     left join page_fetches p on p.url = a.url
     left join copies c on c.article_id = a.article_id
-    left join raw_pages r on r.url = a.url
+    left join raw_archive r on r.url = a.url
+    left join raw_pages l on l.url = a.url  -- kept before 0003_raw_html_archive
 )
 select * from final

@@ -78,7 +78,7 @@ def store_batch(ctx: RunContext, batch: staging.Batch) -> bool:
 
 
 @task(name="process-articles", **_TASK)
-def process_articles(ctx: RunContext, ready: stream.Ready, dry_run: bool) -> None:
+def process_articles(ctx: RunContext, ready: stream.Ready, dry_run: bool) -> staging.Batch | None:
     """Count and store one batch that the article stream downloaded, extracted, dedup-checked and tagged.
 
     The CPU work of the next batches goes on in the pool meanwhile (flows/stream.py).
@@ -91,11 +91,11 @@ def process_articles(ctx: RunContext, ready: stream.Ready, dry_run: bool) -> Non
     stats.fallbacks += fallbacks
     log.info("batch of %d pages: %d documents, %d fallbacks", len(ready.pages), len(ready.docs), fallbacks)
     if dry_run:
-        return
+        return None
     batch = ctx.batch()
     batch.add("page_fetches", *(dict(p, run_id=ctx.run_id) for p in ready.pages))
     batch.add("docs", *ready.docs)
-    store_batch(ctx, batch)
+    return batch
 
 
 def _since(entries: list[Any], since: date | None) -> list[Any]:
@@ -186,10 +186,20 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
         n_batches = -(-len(new) // settings.pipeline.batch_size)
         if new:
             pool = pool or pipeline.make_pool(settings)
+        # Loads run in a writer thread, one after the other (wait_for chains them: still one writer, batches in
+        # order), so this thread keeps feeding the pool while a batch is staged and loaded. At most two loads
+        # wait at a time, which bounds the batches held in memory.
+        loads: list[Any] = []
         for i, ready in enumerate(stream.articles(settings, pool, new), start=1):
-            process_articles(ctx, ready, dry_run)
-            log.info("batch %d/%d done: %d new articles, %d duplicates so far", i, n_batches,
+            batch = process_articles(ctx, ready, dry_run)
+            if batch is not None:
+                if len(loads) >= 2:
+                    loads.pop(0).result()
+                loads.append(store_batch.submit(ctx, batch, wait_for=loads[-1:]))
+            log.info("batch %d/%d processed; %d new articles, %d duplicates loaded so far", i, n_batches,
                      stats.articles_new, stats.duplicates_exact + stats.duplicates_near)
+        for load in loads:
+            load.result()
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from flows import warehouse
 from flows.settings import WarehouseSettings
-from flows.staging import _fsync
+from flows.staging import fsync
 
 SCHEMA = pa.schema([
     ("url", pa.string()),
@@ -42,10 +42,10 @@ def write_archive(raw_dir: Path, batch_id: str, day: date, rows: list[dict[str, 
     tmp = final.with_name(final.name + ".tmp")  # not matched by *.parquet globs while it is incomplete
     # The pages are zlib bytes already: compressing them again costs time and saves nothing.
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp, compression="none")
-    _fsync(tmp)
+    fsync(tmp)
     os.replace(tmp, final)
-    _fsync(final.parent)
-    _fsync(raw_dir)
+    fsync(final.parent)
+    fsync(raw_dir)
     return rel
 
 

@@ -43,7 +43,8 @@ class Batch:
         return not any(self.tables.values())
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Force a file's (or a directory's entries') contents to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -66,11 +67,11 @@ def write(batch: Batch, staging_dir: Path, *, durable: bool = True) -> Path:
             pq.write_table(pa.Table.from_pylist(rows), tmp / f"{name}.parquet", compression="zstd")
     if durable:
         for file in tmp.iterdir():
-            _fsync(file)
-        _fsync(tmp)
+            fsync(file)
+        fsync(tmp)
     tmp.rename(final)
     if durable:
-        _fsync(staging_dir)
+        fsync(staging_dir)
     return final
 
 

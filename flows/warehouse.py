@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 
 from flows.settings import PROJECT_ROOT, WarehouseSettings
+from flows.staging import fsync
 
 SQL_DIR = PROJECT_ROOT / "warehouse"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
@@ -254,14 +255,6 @@ def pause_point(name: str) -> None:
 _PAUSE_HITS: dict[str, int] = {}
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def publish_snapshot(settings: WarehouseSettings) -> Path | None:
     """Copy the warehouse to the snapshot path atomically, for readers who keep a session open.
 
@@ -278,8 +271,8 @@ def publish_snapshot(settings: WarehouseSettings) -> Path | None:
         conn.execute("checkpoint")
         # Copied while the connection holds the lock, so no writer changes the file mid-copy.
         shutil.copyfile(settings.path, tmp)
-    _fsync(tmp)
+    fsync(tmp)
     pause_point("snapshot")
     os.replace(tmp, target)
-    _fsync(target.parent)
+    fsync(target.parent)
     return target

@@ -459,8 +459,9 @@ def make_pool(settings: Settings) -> Executor:
     if n <= 1:
         return InlineExecutor()
     # spawn, not fork: the parent runs threads (HTTP, Prefect's API client) that fork would copy mid-state.
-    recycle = {"max_tasks_per_child": settings.pipeline.worker_max_tasks} if settings.pipeline.worker_max_tasks else {}
-    pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"), **recycle)
+    # No max_tasks_per_child: on Python 3.11 a pool that replaces its workers can hang once they have all exited
+    # (seen here: a 2,112-article benchmark stopped with no workers left).
+    pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"))
     # Start the workers and load spaCy now, while the parent fetches the feeds.
     for _ in range(n):
         pool.submit(warm_up, settings)

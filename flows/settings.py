@@ -118,7 +118,6 @@ class EntitySettings(_Section):
 class PipelineSettings(_Section):
     workers: int = Field(default=0, ge=0)  # 0 = one per CPU core
     batch_size: int = Field(default=64, ge=1)
-    worker_max_tasks: int = Field(default=200, ge=0)  # 0 = never recycle a worker
     seeds_dir: Path = Path("seeds")
 
 

@@ -105,10 +105,6 @@ def _since(entries: list[Any], since: date | None) -> list[Any]:
     return [e for e in entries if e.published_at is None or e.published_at >= cut]
 
 
-def _chunks(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
 @flow(name="ingest", log_prints=True)
 def ingest(
     feeds: Annotated[list[str] | None, Field(description="Feed names to fetch; empty means all enabled feeds")] = None,
@@ -235,7 +231,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
 
 def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Any]) -> None:
     settings = ctx.settings
-    for chunk in _chunks(seeds, settings.pipeline.batch_size):
+    for chunk in pipeline.chunks(seeds, settings.pipeline.batch_size):
         docs = [pipeline.seed_doc(s, settings) for s in chunk]
         pipeline.tag_docs(pool, docs, settings, settings.worker_count())
         batch = ctx.batch()

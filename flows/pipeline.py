@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from multiprocessing import get_context
 from typing import Any
@@ -56,7 +56,6 @@ class RunStats:
     duplicates_near: int = 0
     entity_mentions: int = 0
     batches_staged: int = 0
-    failing_feeds: list[dict[str, Any]] = field(default_factory=list)
 
     def add_load(self, result: LoadResult) -> None:
         self.articles_new += result.new
@@ -473,7 +472,7 @@ def warm_up(settings: Settings) -> None:
     entities.load_pipeline(settings.entities.pipeline)
 
 
-def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
@@ -482,7 +481,7 @@ def tag_docs(pool: Executor, docs: list[dict[str, Any]], settings: Settings, wor
     uneven split. (`workers` is accepted for older callers and ignored.)"""
     if not docs:
         return
-    parts = _chunks([d["text"] for d in docs], 8)
+    parts = chunks([d["text"] for d in docs], 8)
     results = list(pool.map(tag_texts, parts, [settings] * len(parts)))
     tagged = [m for part, _version in results for m in part]
     for doc, mentions in zip(docs, tagged, strict=True):
@@ -504,12 +503,6 @@ def precheck(settings: Settings, docs: list[dict[str, Any]], *, before: list[dic
             return [v.status != "new" for v in verdicts[len(before):]]
     except warehouse.WarehouseLocked:
         return [False] * len(docs)
-
-
-def process_docs(pool: Executor, settings: Settings, docs: list[dict[str, Any]], workers: int) -> None:
-    """Tag the documents that are not already stored or copies of stored ones."""
-    dup = precheck(settings, docs)
-    tag_docs(pool, [d for d, is_dup in zip(docs, dup, strict=True) if not is_dup], settings, workers)
 
 
 def store(settings: Settings, batch: staging.Batch) -> LoadResult | None:

@@ -31,10 +31,6 @@ class ReprocessStats:
     batches: int = 0
 
 
-def _chunks(items: list[int], size: int) -> list[list[int]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
 def _rows(conn: Any, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     cur = conn.execute(warehouse.query(name), params or {})
     cols = [d[0] for d in cur.description]
@@ -125,7 +121,7 @@ def redo_dedup(settings: Settings, run_id: str, batch_size: int, progress: Progr
         warehouse.migrate(conn)
         order = [r["article_id"] for r in _rows(conn, "reprocess_order")]
     rank = {a: i for i, a in enumerate(order)}
-    for chunk in _chunks(order, batch_size):
+    for chunk in pipeline.chunks(order, batch_size):
         with warehouse.connect(settings.warehouse) as conn, warehouse.transaction(conn):
             rows = sorted(_rows(conn, "reprocess_articles", {"ids": chunk}), key=lambda r: rank[r["article_id"]])
             stats.duplicates_found += dedup_batch(conn, settings, rows, rank, run_id)
@@ -148,7 +144,7 @@ def retag(settings: Settings, pool: Executor, batch_size: int, only_stale: bool,
         warehouse.migrate(conn)
         todo = [r["article_id"] for r in _rows(conn, "reprocess_entities_stale",
                                                 {"all": not only_stale, "pipeline": version})]
-    for chunk in _chunks(todo, batch_size):
+    for chunk in pipeline.chunks(todo, batch_size):
         # Read, tag outside any transaction (NER is the slow part), then write the batch in one transaction.
         with warehouse.connect(settings.warehouse) as conn:
             docs = _rows(conn, "reprocess_articles", {"ids": chunk})

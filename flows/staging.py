@@ -39,9 +39,6 @@ class Batch:
     def add(self, table: str, *rows: dict[str, Any]) -> None:
         self.tables.setdefault(table, []).extend(rows)
 
-    def is_empty(self) -> bool:
-        return not any(self.tables.values())
-
 
 def fsync(path: Path) -> None:
     """Force a file's (or a directory's entries') contents to disk."""

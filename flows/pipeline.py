@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -26,7 +25,8 @@ from flows import dedup, entities, extract, health, staging, warehouse
 from flows.feeds import FeedEntry, ParsedFeed, parse_feed
 from flows.fetch import FetchResult, fetch, is_feed_type, is_page_type, make_client
 from flows.load import LoadResult, decide, load_batch
-from flows.robots import MAX_ROBOTS_BYTES, RobotsCache
+from flows.politeness import HostGate
+from flows.robots import MAX_ROBOTS_BYTES
 from flows.seeds import Seed, read_seeds
 from flows.settings import FeedConfig, Settings
 from flows.urls import host_of, redact, scrub
@@ -263,37 +263,6 @@ def entry_rows(entries: list[FeedEntry], run_id: str) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- pages
-
-class HostGate:
-    """At most `per_host` requests in flight to one host, and `delay` seconds between their starts."""
-
-    def __init__(self, per_host: int, delay: float) -> None:
-        self.per_host, self.delay = per_host, delay
-        self._lock = threading.Lock()
-        self._sems: dict[str, threading.Semaphore] = {}
-        self._next: dict[str, float] = {}
-        self._robots: RobotsCache | None = None
-
-    def robots(self, get: Callable[[str], FetchResult], user_agent: str) -> RobotsCache:
-        """The robots.txt cache that lives as long as this gate (one run, or one batch)."""
-        with self._lock:
-            if self._robots is None:
-                self._robots = RobotsCache(get, user_agent)
-            return self._robots
-
-    @contextmanager
-    def slot(self, host: str) -> Iterator[None]:
-        with self._lock:
-            sem = self._sems.setdefault(host, threading.Semaphore(self.per_host))
-        with sem:
-            with self._lock:
-                start = max(time.monotonic(), self._next.get(host, 0.0))
-                self._next[host] = start + self.delay
-            pause = start - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)  # politeness delay between requests to one host
-            yield
-
 
 def download(settings: Settings, entries: list[FeedEntry], client: httpx.Client | None = None, *,
              gate: HostGate | None = None) -> Iterator[tuple[FeedEntry, FetchResult | None]]:

@@ -96,9 +96,9 @@ def load_speed(settings: Settings, *, articles: int = 2000, mentions_per_article
     """Load `articles` documents with `mentions_per_article` entity mentions each through flows.load."""
     docs = new_docs(settings, articles)
     for i, d in enumerate(docs):
-        d["mentions"] = [{"name": f"Entity {(i * 7 + j) % 5000}", "label": "ORG", "mentions": 1 + j % 3}
-                         for j in range(mentions_per_article)]
-        d["ner_pipeline"] = "bench"
+        d.mentions = [{"name": f"Entity {(i * 7 + j) % 5000}", "label": "ORG", "mentions": 1 + j % 3}
+                      for j in range(mentions_per_article)]
+        d.ner_pipeline = "bench"
     with tempfile.TemporaryDirectory(prefix="newsflow-load-") as tmp_name:
         wh = WarehouseSettings(path=Path(tmp_name) / "load.duckdb", staging_dir=Path(tmp_name) / "staging",
                                snapshot=False)

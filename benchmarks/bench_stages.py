@@ -51,10 +51,8 @@ def run(*, pages: int = 64) -> Stages:
         nlp = entities.load_pipeline(settings.entities.pipeline)
         entities.tag(nlp, texts[:2], settings.entities.labels, settings.entities.max_chars)
         start = time.perf_counter()
-        tagged = pipeline.tag_texts([d["text"] for d in docs], settings)
+        pipeline.tag_documents(pipeline.InlineExecutor(), docs, settings)
         t["NER"] = time.perf_counter() - start
-        for d, m in zip(docs, tagged[0], strict=True):
-            d["mentions"], d["ner_pipeline"] = m, tagged[1]
         batch = staging.Batch("stages-0001", "bench")
         batch.add("page_fetches", *(dict(pipeline.build_doc(e, r, settings)[1], run_id="bench") for e, r in fetched))
         batch.add("docs", *docs)

@@ -22,9 +22,9 @@ import statistics
 import tempfile
 import time
 import zlib
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +32,7 @@ import pyarrow as pa
 from benchmarks.machine import header, table
 from flows import dedup, rawstore, staging, warehouse
 from flows.load import load_batch
+from flows.records import Document
 from flows.settings import DedupSettings, WarehouseSettings
 
 RESULTS = Path(__file__).parent / "results"
@@ -43,7 +44,7 @@ def synthetic_text(words: int = 450) -> str:
     return " ".join(_RNG.choice(_VOCAB, size=words))
 
 
-def make_docs(n: int, settings: DedupSettings, raw_kb: int) -> list[dict[str, Any]]:
+def make_docs(n: int, settings: DedupSettings, raw_kb: int) -> list[Document]:
     """`n` documents shaped like the ones a run stages (text, signature, mentions, raw HTML)."""
     now = datetime.now(UTC)
     docs = []
@@ -51,7 +52,7 @@ def make_docs(n: int, settings: DedupSettings, raw_kb: int) -> list[dict[str, An
         text = synthetic_text()
         sig = dedup.signature(text, settings)
         raw = zlib.compress(_RNG.bytes(raw_kb * 1024), 1) if raw_kb else None
-        docs.append({
+        docs.append(Document(**{
             "url": f"https://bench.example/{i}", "feed": f"feed{i % 40}", "entry_guid": f"g{i}", "title": text[:80],
             "author": None, "published_at": now, "published_source": "feed", "fetched_at": now, "language": "en",
             "site_name": "bench", "canonical_url": None, "final_url": f"https://bench.example/{i}",
@@ -61,11 +62,11 @@ def make_docs(n: int, settings: DedupSettings, raw_kb: int) -> list[dict[str, An
             "text_hash": sig.text_hash, "shingles": sig.shingles.view("int64").tolist(),
             "buckets": sig.buckets.tolist(), "samples": sig.samples.tolist(),
             "mentions": [{"name": f"Entity {j}", "label": "ORG", "mentions": 2} for j in _RNG.integers(0, 50_000, 12)],
-        })
+        }))
     return docs
 
 
-def bench_staging(docs: list[dict[str, Any]], articles: int, batch_size: int, root: Path, durable: bool
+def bench_staging(docs: list[Document], articles: int, batch_size: int, root: Path, durable: bool
                   ) -> dict[str, float]:
     """Stage `articles` documents in batches (the pool of docs is cycled with fresh URLs)."""
     out = root / ("durable" if durable else "plain")
@@ -74,12 +75,11 @@ def bench_staging(docs: list[dict[str, Any]], articles: int, batch_size: int, ro
     for b in range(-(-articles // batch_size)):
         rows = []
         for k in range(min(batch_size, articles - b * batch_size)):
-            doc = dict(docs[(b * batch_size + k) % len(docs)])
-            doc["url"] = f"https://bench.example/{b}/{k}"
+            doc = replace(docs[(b * batch_size + k) % len(docs)], url=f"https://bench.example/{b}/{k}")
             rows.append(doc)
         batch = staging.Batch(f"bench-{b:06d}", "bench")
         batch.add("docs", *rows)
-        batch.add("page_fetches", *[{"url": d["url"], "outcome": "extracted"} for d in rows])
+        batch.add("page_fetches", *[{"url": d.url, "outcome": "extracted"} for d in rows])
         t = time.perf_counter()
         path = staging.write(batch, out, durable=durable)
         times.append(time.perf_counter() - t)
@@ -152,7 +152,7 @@ def run(articles: int, batch_size: int, raw_kb: int) -> str:
         loads = []
         for n in range(3):  # each a new batch of new articles, read from staging, in its own connection
             batch = staging.Batch(f"bench-load-{n}", "bench")
-            batch.add("docs", *[dict(d, url=f"https://load.example/{n}/{i}")
+            batch.add("docs", *[replace(d, url=f"https://load.example/{n}/{i}")
                                 for i, d in enumerate(docs[n * batch_size:(n + 1) * batch_size])])
             path = staging.write(batch, settings.staging_dir)
             t = time.perf_counter()

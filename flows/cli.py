@@ -13,6 +13,8 @@ from typing import Any
 # An offline machine has no one to send analytics to; keep Prefect quiet unless the user says otherwise.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Tracebacks of a unit of work that failed unexpectedly (logged by the stage modules) reach the Prefect run log.
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "newsflow")
 # Without PREFECT_API_URL, runs use a temporary local Prefect server; on a busy 2-core machine its first start
 # (creating its SQLite database) can take longer than Prefect's 20 s default.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from flows.settings import EntitySettings
+
 if TYPE_CHECKING:
     from spacy.language import Language
 
@@ -111,3 +113,18 @@ def tag(nlp: Language, texts: list[str], labels: Iterable[str], max_chars: int) 
     labels = tuple(labels)
     docs = nlp.pipe((t[:max_chars] for t in texts), batch_size=16)
     return [normalise(((e.text, e.label_) for e in doc.ents), labels) for doc in docs]
+
+
+def plan(language: str | None, feed_language: str | None, settings: EntitySettings) -> tuple[str | None, str | None]:
+    """The pipeline for a text in `language` (else the feed's), or None and why it is not tagged."""
+    return settings.pipeline, None
+
+
+def labels_for(nlp: Language, settings: EntitySettings) -> tuple[str, ...]:
+    """The entity labels kept from this pipeline."""
+    return tuple(settings.labels)
+
+
+def configured(settings: EntitySettings) -> list[str]:
+    """Names of every configured pipeline."""
+    return [settings.pipeline]

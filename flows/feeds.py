@@ -256,3 +256,11 @@ def parse_json_feed(body: bytes, url: str, feed_name: str) -> ParsedFeed:
     title = doc.get("title") if isinstance(doc.get("title"), str) else None
     return ParsedFeed(_entries(rows, base if isinstance(base, str) else url, feed_name), plain_text(title),
                       None, None, None, "utf-8")
+
+
+def entry_url(entry: FeedEntry) -> str:
+    """The entry's article key: its link, or a stand-in for an entry that has none."""
+    if entry.url:
+        return entry.url
+    digest = hashlib.sha1(f"{entry.feed}\x1f{entry.guid}".encode()).hexdigest()[:20]
+    return f"urn:newsflow:entry:{digest}"

@@ -13,6 +13,7 @@ import email.utils
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
@@ -279,3 +280,18 @@ def _from_exception(url: str, current: str, start: float, hops: list[tuple[int, 
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return _failure(url, current, start, hops, "bad_url", f"{type(exc).__name__}: {exc}")
     return _failure(url, current, start, hops, "connection_error", f"{type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def client_for(settings: FetchSettings, client: httpx.Client | None) -> Iterator[httpx.Client]:
+    """The given client, or a new guarded one closed on exit."""
+    if client is not None:
+        yield client
+        return
+    with make_client(settings) as c:
+        yield c
+
+
+def failed(url: str, code: str, detail: str) -> FetchResult:
+    """A fetch that never got an answer, with its error code."""
+    return FetchResult(url=url, final_url=url, status=None, body=None, error=code, detail=detail)

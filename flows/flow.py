@@ -1,4 +1,4 @@
-"""Prefect flows: the edges of newsflow. Each task wraps a plain function from flows.pipeline."""
+"""Prefect flows: the edges of newsflow. Each task wraps a plain function of a stage module (flows/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows import alerts, pipeline, report, staging, stream, warehouse
-from flows.pipeline import RunStats
+from flows import alerts, collect, documents, reads, report, staging, store, stream, warehouse, workers
+from flows.errors import ConfigError, describe
+from flows.politeness import HostGate
 from flows.runlock import run_lock
+from flows.seeds import Seed, SeedError
 from flows.settings import FeedConfig, Settings, load_settings
+from flows.stats import RunStats
 
 # Tasks take live objects (pools, clients): no input hashing, no result persistence.
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 
-fetch_feeds = task(pipeline.fetch_feeds, name="fetch-feeds", **_TASK)
-load_pending = task(pipeline.load_pending, name="load-staged", retries=2, retry_delay_seconds=[5, 30], **_TASK)
+fetch_feeds = task(collect.fetch_feeds, name="fetch-feeds", **_TASK)
+load_pending = task(store.load_pending, name="load-staged", retries=2, retry_delay_seconds=[5, 30], **_TASK)
 publish_snapshot = task(warehouse.publish_snapshot, name="publish-snapshot", **_TASK)
 
 
@@ -58,7 +61,7 @@ def select_feeds(settings: Settings, names: list[str] | None, tags: list[str] | 
     if names:
         unknown = sorted(set(names) - {f.name for f in settings.feeds})
         if unknown:
-            raise ValueError(f"unknown feed name(s): {', '.join(unknown)}")
+            raise ConfigError(f"unknown feed name(s): {', '.join(unknown)}")
         feeds = [f for f in feeds if f.name in names]
     if tags:
         feeds = [f for f in feeds if set(tags) & set(f.tags)]
@@ -68,7 +71,7 @@ def select_feeds(settings: Settings, names: list[str] | None, tags: list[str] | 
 @task(name="store-batch", retries=1, retry_delay_seconds=5, **_TASK)
 def store_batch(ctx: RunContext, batch: staging.Batch) -> bool:
     """Stage and load one batch; False when it stays staged because the warehouse is locked."""
-    result = pipeline.store(ctx.settings, batch)
+    result = store.store(ctx.settings, batch)
     if result is None:
         ctx.stats.batches_staged += 1
         get_run_logger().warning("warehouse locked: batch %s stays staged for the next run", batch.batch_id)
@@ -87,7 +90,7 @@ def process_articles(ctx: RunContext, ready: stream.Ready, dry_run: bool) -> sta
     stats = ctx.stats
     stats.pages_fetched += ready.fetched
     stats.pages_failed += sum(1 for p in ready.pages if p["outcome"] in ("fallback", "failed"))
-    fallbacks = sum(1 for d in ready.docs if d["body_source"] == "feed_summary")
+    fallbacks = sum(1 for d in ready.docs if d.body_source == "feed_summary")
     stats.fallbacks += fallbacks
     log.info("batch of %d pages: %d documents, %d fallbacks", len(ready.pages), len(ready.docs), fallbacks)
     if dry_run:
@@ -153,21 +156,20 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
         loaded, left = load_pending(settings, stats)
         if loaded or left:
             log.info("loaded %d batches staged by earlier runs; %d still staged", loaded, left)
-        pipeline.mark_abandoned(settings, ctx.run_id)
+        reads.mark_abandoned(settings, ctx.run_id)
     selected = select_feeds(settings, names, tags)
+    gate = HostGate(settings.fetch.per_host_concurrency, settings.fetch.min_host_delay)
     pool = None
     try:
-        seeds, errors = pipeline.seeds_to_load(settings)
-        for err in errors:
-            log.warning("seed skipped: %s", err)
-        if seeds and not dry_run:
-            pool = pool or pipeline.make_pool(settings)
-            load_seeds_batch(ctx, pool, seeds)
+        seeds, errors = reads.seeds_to_load(settings)
+        if (seeds or errors) and not dry_run:
+            pool = pool or workers.make_pool(settings)
+            load_seeds_batch(ctx, pool, seeds, errors)
 
-        states = pipeline.read_feed_states(settings)
-        out = fetch_feeds(settings, selected, states, ctx.run_id, stats, log=log.warning)
-        new = pipeline.select_new(settings, _since(out.entries, since), out.fetch_rows,
-                                  settings.fetch.max_articles_per_feed if max_per_feed is None else max_per_feed)
+        states = reads.read_feed_states(settings)
+        out = fetch_feeds(settings, selected, states, ctx.run_id, stats, gate=gate, log=log.warning)
+        new = collect.select_new(settings, _since(out.entries, since), out.fetch_rows,
+                                 settings.fetch.max_articles_per_feed if max_per_feed is None else max_per_feed)
         stats.entries_new = len(new)
         log.info("%d feeds: %d ok, %d not modified, %d failed, %d skipped; %d entries, %d new",
                  stats.feeds_total, stats.feeds_ok, stats.feeds_not_modified, stats.feeds_failed,
@@ -177,16 +179,16 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             head.add("runs", ctx.run_row("running"))
             head.add("feeds", *out.state_rows)
             head.add("feed_fetches", *out.fetch_rows)
-            head.add("entries", *pipeline.entry_rows(out.entries, ctx.run_id))
+            head.add("entries", *collect.entry_rows(out.entries, ctx.run_id))
             store_batch(ctx, head)
         n_batches = -(-len(new) // settings.pipeline.batch_size)
         if new:
-            pool = pool or pipeline.make_pool(settings)
+            pool = pool or workers.make_pool(settings)
         # Loads run in a writer thread, one after the other (wait_for chains them: still one writer, batches in
         # order), so this thread keeps feeding the pool while a batch is staged and loaded. At most two loads
         # wait at a time, which bounds the batches held in memory.
         loads: list[Any] = []
-        for i, ready in enumerate(stream.articles(settings, pool, new), start=1):
+        for i, ready in enumerate(stream.articles(settings, pool, new, gate=gate), start=1):
             batch = process_articles(ctx, ready, dry_run)
             if batch is not None:
                 if len(loads) >= 2:
@@ -203,7 +205,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     status, message = "completed", None
     if not dry_run:
         # Last chance to load what the lock kept staged (full lock wait), before the run row records the outcome.
-        _, stats.batches_staged = pipeline.load_pending(settings, stats)
+        _, stats.batches_staged = store.load_pending(settings, stats)
         if stats.batches_staged:
             status = "staged"
             message = (f"the warehouse was locked: {stats.batches_staged} batches are staged in "
@@ -229,13 +231,28 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     return summary
 
 
-def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Any]) -> None:
-    settings = ctx.settings
-    for chunk in pipeline.chunks(seeds, settings.pipeline.batch_size):
-        docs = [pipeline.seed_doc(s, settings) for s in chunk]
-        pipeline.tag_docs(pool, docs, settings, settings.worker_count())
+def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list[SeedError]) -> None:
+    """Load seed files in batches; each file that cannot be loaded is its own `page_fetches` row."""
+    settings, log = ctx.settings, get_run_logger()
+    errors = list(errors)
+    docs = []
+    for seed in seeds:
+        try:
+            docs.append(documents.seed_doc(seed, settings))
+        except Exception as exc:  # one odd seed file must not stop the others
+            log.exception("seed %s: unexpected error", seed.name)
+            errors.append(SeedError(seed.name, "internal_error", describe(exc)))
+    for err in errors:
+        log.warning("seed skipped: %s", err)
+    now = datetime.now(UTC)
+    failures = [{"url": e.url, "feed": None, "run_id": ctx.run_id, "outcome": "failed", "error": e.code,
+                 "error_detail": e.detail, "fetched_at": now} for e in errors]
+    for chunk in workers.chunks(docs, settings.pipeline.batch_size) or [[]]:
+        documents.tag_documents(pool, chunk, settings)
         batch = ctx.batch()
-        batch.add("docs", *docs)
+        batch.add("docs", *chunk)
+        batch.add("page_fetches", *failures)
+        failures = []
         store_batch(ctx, batch)
 
 
@@ -255,14 +272,12 @@ def reload_seeds(
     ctx = RunContext(settings, str(flow_run.get_id() or uuid.uuid4()), datetime.now(UTC), RunStats(), {},
                      "reload_seeds")
     warehouse.ensure_ready(settings.warehouse)
-    seeds, errors = pipeline.seeds_to_load(settings)
-    for err in errors:
-        log.warning("seed skipped: %s", err)
-    if seeds:
-        pool = pipeline.make_pool(settings) if len(seeds) > 4 else pipeline.InlineExecutor()
+    seeds, errors = reads.seeds_to_load(settings)
+    if seeds or errors:
+        pool = workers.make_pool(settings) if len(seeds) > 4 else workers.InlineExecutor()
         try:
-            load_seeds_batch(ctx, pool, seeds)
+            load_seeds_batch(ctx, pool, seeds, errors)
         finally:
             pool.shutdown()
     log.info("%d seed files loaded or reloaded, %d errors", len(seeds), len(errors))
-    return {"seeds_loaded": len(seeds), "errors": errors, **ctx.stats.counts()}
+    return {"seeds_loaded": len(seeds), "errors": [str(e) for e in errors], **ctx.stats.counts()}

@@ -19,6 +19,7 @@ import pyarrow as pa
 from flows import dedup, rawstore
 from flows.dedup import EXACT, BatchIndex, Match, Signature
 from flows.entities import entity_id
+from flows.records import Document
 from flows.settings import DedupSettings
 from flows.staging import Batch, stable_key
 from flows.warehouse import pause_point, query, transaction
@@ -34,8 +35,9 @@ _ARTICLE_COLUMNS = (
     "url", "canonical_url", "final_url", "feed", "entry_guid", "title", "author", "published_at",
     "published_source", "fetched_at", "language", "site_name", "text", "text_hash", "is_seed", "seed_file",
     "seed_file_hash", "body_source", "fallback_reason", "http_status", "extractor", "extractor_version",
-    "extractor_options", "ner_pipeline",
+    "extractor_options", "ner_pipeline", "ner_skip_reason",
 )
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -60,22 +62,33 @@ class LoadResult:
     verdicts: list[Verdict] | None = None
 
 
-def signature_of(doc: dict[str, Any]) -> Signature:
+def signature_of(doc: Document) -> Signature:
     return Signature(
-        text_hash=doc["text_hash"],
-        shingles=np.asarray(doc["shingles"], dtype=np.int64).view(np.uint64),
-        buckets=np.asarray(doc["buckets"], dtype=np.int64),
-        samples=np.asarray(doc["samples"], dtype=np.int64),
+        text_hash=doc.text_hash,
+        shingles=np.asarray(doc.shingles, dtype=np.int64).view(np.uint64),
+        buckets=np.asarray(doc.buckets, dtype=np.int64),
+        samples=np.asarray(doc.samples, dtype=np.int64),
     )
+
+
+def decision_order(docs: list[Document], tiers: list[int] | None = None) -> list[int]:
+    """The order in which a batch's documents are judged, so the copy kept of a pair that arrives in one batch
+    does not depend on how the batch happens to be ordered: seeds first, then the earliest published, then by
+    URL. `tiers` (lower first) keeps documents of an earlier batch ahead of a later one's."""
+    def key(i: int) -> tuple[int, bool, datetime, str]:
+        d = docs[i]
+        return ((tiers[i] if tiers else 0), not d.is_seed, d.published_at or _LATEST, d.url)
+
+    return sorted(range(len(docs)), key=key)
 
 
 def _register(conn: duckdb.DuckDBPyConnection, name: str, rows: list[dict[str, Any]]) -> None:
     conn.register(name, pa.Table.from_pylist(rows))
 
 
-def decide(conn: duckdb.DuckDBPyConnection, docs: list[dict[str, Any]], settings: DedupSettings,
-           replace_seeds: bool = False) -> list[Verdict]:
-    """Each document's verdict against the warehouse and the documents before it in the batch.
+def decide(conn: duckdb.DuckDBPyConnection, docs: list[Document], settings: DedupSettings,
+           replace_seeds: bool = False, tiers: list[int] | None = None) -> list[Verdict]:
+    """Each document's verdict against the warehouse and the documents judged before it (decision_order).
 
     With `replace_seeds`, a seed whose file changed is deleted so that it is loaded again as new.
     """
@@ -83,21 +96,21 @@ def decide(conn: duckdb.DuckDBPyConnection, docs: list[dict[str, Any]], settings
         return []
     sigs = [signature_of(d) for d in docs]
     _register(conn, "q_docs", [
-        {"doc": i, "url": d["url"], "text_hash": d["text_hash"], "is_seed": d.get("is_seed", False),
-         "seed_file_hash": d.get("seed_file_hash"), "n_samples": len(d["samples"])}
+        {"doc": i, "url": d.url, "text_hash": d.text_hash, "is_seed": d.is_seed,
+         "seed_file_hash": d.seed_file_hash, "n_samples": len(d.samples)}
         for i, d in enumerate(docs)
     ])
     verdicts: dict[int, Verdict] = {}
     stale_seeds: list[int] = []
     for i, article_id, _is_seed, same_seed, _kind in conn.execute(query("dedup_known")).fetchall():
-        if docs[i].get("is_seed") and same_seed is False:
+        if docs[i].is_seed and same_seed is False:
             stale_seeds.append(article_id)
         else:
             verdicts[i] = Verdict("known", article_id)
     if stale_seeds and replace_seeds:
         delete_articles(conn, stale_seeds)
 
-    todo = [i for i in range(len(docs)) if i not in verdicts]
+    todo = [i for i in decision_order(docs, tiers) if i not in verdicts]
     _register(conn, "q_buckets", [
         {"doc": i, "band": band, "bucket": int(b)} for i in todo for band, b in enumerate(sigs[i].buckets)
     ] or [{"doc": -1, "band": -1, "bucket": 0}])
@@ -125,8 +138,10 @@ def decide(conn: duckdb.DuckDBPyConnection, docs: list[dict[str, Any]], settings
             verdicts[i] = Verdict("duplicate", seen, EXACT)
             continue
         best: tuple[Match, int] | None = None
-        pairs = [(stored_sigs[a], a) for a in stored.get(i, []) if a in stored_sigs]
-        pairs += [(sigs[j], stable_key(docs[j]["url"])) for j in index.candidates(sigs[i], settings)]
+        # Sorted by id: of two equally good originals, the same one is chosen whatever order SQL returned them.
+        pairs = [(stored_sigs[a], a) for a in sorted(set(stored.get(i, []))) if a in stored_sigs]
+        pairs += sorted(((sigs[j], stable_key(docs[j].url)) for j in index.candidates(sigs[i], settings)),
+                        key=lambda p: p[1])
         for other, other_id in pairs:
             match = dedup.compare(sigs[i], other, settings)
             if match and (best is None or _rank(match) > _rank(best[0])):
@@ -182,7 +197,7 @@ def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
     """
     now = datetime.now(UTC)
     result = LoadResult()
-    docs = batch.rows("docs")
+    docs = batch.docs
     with transaction(conn):
         for table, verb in _UPSERT.items():
             if table != "page_fetches":
@@ -199,33 +214,33 @@ def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
                 assert m is not None
                 result.exact += m.method == "exact"
                 result.near += m.method == "near"
-                outcome[doc["url"]] = "duplicate"
+                outcome[doc.url] = "duplicate"
                 dups.append({
-                    "url": doc["url"], "feed": doc.get("feed"), "entry_guid": doc.get("entry_guid"),
-                    "title": doc.get("title"), "duplicate_of": verdict.duplicate_of, "method": m.method,
+                    "url": doc.url, "feed": doc.feed, "entry_guid": doc.entry_guid,
+                    "title": doc.title, "duplicate_of": verdict.duplicate_of, "method": m.method,
                     "criterion": m.criterion, "similarity": m.similarity, "jaccard": m.jaccard,
-                    "containment": m.containment, "text_hash": doc["text_hash"], "seen_at": now,
+                    "containment": m.containment, "text_hash": doc.text_hash, "seen_at": now,
                     "run_id": batch.run_id,
                 })
                 continue
-            article_id = stable_key(doc["url"])
+            article_id = stable_key(doc.url)
             result.new += 1
-            row = {c: doc.get(c) for c in _ARTICLE_COLUMNS}
-            row.update(article_id=article_id, n_shingles=len(doc["shingles"]), n_samples=len(doc["samples"]),
+            row = {c: getattr(doc, c) for c in _ARTICLE_COLUMNS}
+            row.update(article_id=article_id, n_shingles=len(doc.shingles), n_samples=len(doc.samples),
                        run_id=batch.run_id, loaded_at=now, dedup_candidates=verdict.candidates,
                        dedup_nearest=verdict.nearest, dedup_nearest_jaccard=verdict.nearest_jaccard,
                        dedup_nearest_containment=verdict.nearest_containment)
             articles.append(row)
-            buckets += [{"band": b, "bucket": v, "article_id": article_id} for b, v in enumerate(doc["buckets"])]
-            samples += [{"hash": h, "article_id": article_id} for h in doc["samples"]]
-            for m in doc.get("mentions") or []:
+            buckets += [{"band": b, "bucket": v, "article_id": article_id} for b, v in enumerate(doc.buckets)]
+            samples += [{"hash": h, "article_id": article_id} for h in doc.samples]
+            for m in doc.mentions:
                 eid = entity_id(m["name"], m["label"])
                 entities.append({"entity_id": eid, "name": m["name"], "label": m["label"], "first_seen_at": now})
                 links.append({"article_id": article_id, "entity_id": eid, "mentions": m["mentions"]})
                 result.mentions += m["mentions"]
-            if doc.get("raw_html"):
-                raw.append({"url": doc["url"], "fetched_at": doc.get("fetched_at") or now, "encoding": "zlib",
-                            "html": doc["raw_html"]})
+            if doc.raw_html:
+                raw.append({"url": doc.url, "fetched_at": doc.fetched_at or now, "encoding": "zlib",
+                            "html": doc.raw_html})
         _insert(conn, "insert or ignore", "articles", articles)
         _insert(conn, "insert or ignore", "duplicates", dups)
         _insert(conn, "insert", "lsh_buckets", buckets)

@@ -12,10 +12,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows import pipeline
 from flows import reprocess as redo
 from flows.runlock import run_lock
 from flows.settings import load_settings
+from flows.workers import make_pool
 
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 
@@ -44,7 +44,7 @@ def redo_dedup(settings: Any, run_id: str, batch_size: int) -> redo.ReprocessSta
 
 @task(name="retag-entities", **_TASK)
 def retag(settings: Any, batch_size: int, only_stale: bool) -> redo.ReprocessStats:
-    pool = pipeline.make_pool(settings)
+    pool = make_pool(settings)
     try:
         return redo.retag(settings, pool, batch_size, only_stale, _progress(Step.entities))
     finally:

@@ -13,11 +13,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from flows import dedup, entities, pipeline, warehouse
+from flows import dedup, entities, warehouse
 from flows.dedup import BatchIndex, Match, Signature
+from flows.documents import tag_documents
 from flows.entities import entity_id
 from flows.load import delete_articles
+from flows.records import Document
 from flows.settings import Settings
+from flows.workers import chunks
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -121,7 +124,7 @@ def redo_dedup(settings: Settings, run_id: str, batch_size: int, progress: Progr
         warehouse.migrate(conn)
         order = [r["article_id"] for r in _rows(conn, "reprocess_order")]
     rank = {a: i for i, a in enumerate(order)}
-    for chunk in pipeline.chunks(order, batch_size):
+    for chunk in chunks(order, batch_size):
         with warehouse.connect(settings.warehouse) as conn, warehouse.transaction(conn):
             rows = sorted(_rows(conn, "reprocess_articles", {"ids": chunk}), key=lambda r: rank[r["article_id"]])
             stats.duplicates_found += dedup_batch(conn, settings, rows, rank, run_id)
@@ -131,29 +134,35 @@ def redo_dedup(settings: Settings, run_id: str, batch_size: int, progress: Progr
     return stats
 
 
-def current_pipeline(settings: Settings) -> str:
-    return entities.pipeline_version(entities.load_pipeline(settings.entities.pipeline))
+def current_pipelines(settings: Settings) -> list[str]:
+    """Versions of every configured pipeline: an article tagged by one of them is up to date."""
+    return [entities.pipeline_version(entities.load_pipeline(name)) for name in entities.configured(settings.entities)]
+
+
+_TAGGED = pa.schema([("article_id", pa.int64()), ("ner_pipeline", pa.string()), ("ner_skip_reason", pa.string())])
 
 
 def retag(settings: Settings, pool: Executor, batch_size: int, only_stale: bool, progress: Progress
           ) -> ReprocessStats:
-    """Tag articles again with the configured spaCy pipeline, replacing their entity links batch by batch."""
+    """Tag articles again with the configured spaCy pipelines, replacing their entity links batch by batch."""
     stats = ReprocessStats()
-    version = current_pipeline(settings)
     with warehouse.connect(settings.warehouse) as conn:
         warehouse.migrate(conn)
         todo = [r["article_id"] for r in _rows(conn, "reprocess_entities_stale",
-                                                {"all": not only_stale, "pipeline": version})]
-    for chunk in pipeline.chunks(todo, batch_size):
+                                                {"all": not only_stale, "pipelines": current_pipelines(settings)})]
+    for chunk in chunks(todo, batch_size):
         # Read, tag outside any transaction (NER is the slow part), then write the batch in one transaction.
         with warehouse.connect(settings.warehouse) as conn:
-            docs = _rows(conn, "reprocess_articles", {"ids": chunk})
-        pipeline.tag_docs(pool, docs, settings, settings.worker_count())
-        links = [{"article_id": d["article_id"], "entity_id": entity_id(m["name"], m["label"]),
-                  "mentions": m["mentions"]} for d in docs for m in d["mentions"]]
-        names = {entity_id(m["name"], m["label"]): (m["name"], m["label"]) for d in docs for m in d["mentions"]}
+            rows = _rows(conn, "reprocess_articles", {"ids": chunk})
+        docs = [(r["article_id"], Document(url=r["url"], text=r["text"], body_source="", text_hash="", shingles=[],
+                                           buckets=[], samples=[], feed=r["feed"], language=r["language"]))
+                for r in rows]
+        tag_documents(pool, [d for _, d in docs], settings)
+        links = [{"article_id": a, "entity_id": entity_id(m["name"], m["label"]), "mentions": m["mentions"]}
+                 for a, d in docs for m in d.mentions]
+        names = {entity_id(m["name"], m["label"]): (m["name"], m["label"]) for _, d in docs for m in d.mentions}
         with warehouse.connect(settings.warehouse) as conn, warehouse.transaction(conn):
-            ids = [d["article_id"] for d in docs]
+            ids = [a for a, _ in docs]
             conn.execute("delete from article_entities where article_id in (select unnest($ids::bigint[]))",
                          {"ids": ids})
             if names:
@@ -163,7 +172,9 @@ def retag(settings: Settings, pool: Executor, batch_size: int, only_stale: bool,
             if links:
                 conn.register("q_rows", pa.Table.from_pylist(links))
                 conn.execute("insert into article_entities by name select * from q_rows")
-            conn.execute(warehouse.query("reprocess_entities_done"), {"pipeline": version, "ids": ids})
+            _register(conn, "q_tagged", [{"article_id": a, "ner_pipeline": d.ner_pipeline,
+                                          "ner_skip_reason": d.ner_skip_reason} for a, d in docs], _TAGGED)
+            conn.execute(warehouse.query("reprocess_entities_done"))
         stats.articles_tagged += len(docs)
         stats.entity_mentions += sum(x["mentions"] for x in links)
         stats.batches += 1

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from flows.errors import INTERNAL_ERROR, SeedFormatError, describe
+
 _HEADER = re.compile(r"\A\s*date\s+(\d{4}-\d{2}-\d{2})\s+", re.I)
-
-
-class SeedFormatError(ValueError):
-    """A seed file that does not start with `date YYYY-MM-DD`."""
 
 
 @dataclass(frozen=True)
@@ -42,13 +40,36 @@ def parse_seed(name: str, raw: str) -> Seed:
     return Seed(name, published, text, hashlib.sha256(raw.encode()).hexdigest())
 
 
-def read_seeds(folder: Path) -> tuple[list[Seed], list[str]]:
-    """All `*.txt` seeds in the folder, sorted by name, and one error line per file that could not be read."""
+@dataclass(frozen=True)
+class SeedError:
+    """A seed file that could not be loaded, recorded as its `page_fetches` row (url `seed:<file>`)."""
+
+    name: str
+    code: str  # seed_format | not_utf8 | internal_error
+    detail: str
+
+    @property
+    def url(self) -> str:
+        return f"seed:{self.name}"
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.detail}"
+
+
+def read_seeds(folder: Path) -> tuple[list[Seed], list[SeedError]]:
+    """All `*.txt` seeds in the folder, sorted by name, and one error per file that could not be read.
+
+    One file's problem, expected or not, is that file's error; the others still load.
+    """
     seeds: list[Seed] = []
-    errors: list[str] = []
+    errors: list[SeedError] = []
     for path in sorted(folder.glob("*.txt")):
         try:
             seeds.append(parse_seed(path.name, path.read_text(encoding="utf-8")))
-        except (SeedFormatError, UnicodeDecodeError) as exc:
-            errors.append(str(exc) if isinstance(exc, SeedFormatError) else f"{path.name}: not UTF-8 text")
+        except SeedFormatError as exc:
+            errors.append(SeedError(path.name, "seed_format", str(exc).removeprefix(f"{path.name}: ")))
+        except UnicodeDecodeError:
+            errors.append(SeedError(path.name, "not_utf8", "not UTF-8 text"))
+        except Exception as exc:
+            errors.append(SeedError(path.name, INTERNAL_ERROR, describe(exc)))
     return seeds, errors

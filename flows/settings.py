@@ -9,12 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from flows.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "newsflow.toml"
-
-
-class ConfigError(Exception):
-    """A config file that cannot be used; the message is one line naming the key."""
 
 
 class _Section(BaseModel):

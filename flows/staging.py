@@ -4,6 +4,9 @@ A batch directory appears atomically (written under a temporary name, fsynced, t
 while staging leaves either a whole batch or only a `.tmp` directory that is cleaned up. A batch that could not
 be loaded (warehouse locked, process killed) is loaded by the next run, before its own work; batches load in
 name order (run start time, run id, sequence), so a later batch never overwrites an earlier one's state.
+
+Every table is written with its explicit schema (flows/records.py) and the batch records the schema version it
+was written with; batches of the previous version still load.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
+
+from flows import records
+from flows.errors import StagingError
 
 TABLES = ("runs", "feeds", "feed_fetches", "entries", "page_fetches", "docs")
 
@@ -31,12 +36,20 @@ def stable_key(text: str) -> int:
 class Batch:
     batch_id: str  # sortable: run start time, run id, sequence number
     run_id: str
-    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # "docs" holds records.Document; every other table, dicts named like its warehouse columns.
+    tables: dict[str, list[Any]] = field(default_factory=dict)
+    schema_version: int = records.SCHEMA_VERSION
 
-    def rows(self, table: str) -> list[dict[str, Any]]:
+    def rows(self, table: str) -> list[Any]:
         return self.tables.get(table, [])
 
-    def add(self, table: str, *rows: dict[str, Any]) -> None:
+    @property
+    def docs(self) -> list[records.Document]:
+        return self.tables.get("docs", [])
+
+    def add(self, table: str, *rows: Any) -> None:
+        if table not in TABLES:
+            raise ValueError(f"no staged table {table!r}")
         self.tables.setdefault(table, []).extend(rows)
 
 
@@ -59,9 +72,11 @@ def write(batch: Batch, staging_dir: Path, *, durable: bool = True) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     (tmp / "run_id").write_text(batch.run_id)
+    (tmp / "schema_version").write_text(str(records.SCHEMA_VERSION))
     for name, rows in batch.tables.items():
         if rows:
-            pq.write_table(pa.Table.from_pylist(rows), tmp / f"{name}.parquet", compression="zstd")
+            table = records.documents_table(rows) if name == "docs" else records.rows_table(name, rows)
+            pq.write_table(table, tmp / f"{name}.parquet", compression="zstd")
     if durable:
         for file in tmp.iterdir():
             fsync(file)
@@ -92,11 +107,22 @@ def remove_partial(staging_dir: Path, older_than: float = 3600.0) -> int:
 
 
 def read(path: Path) -> Batch:
-    batch = Batch(batch_id=path.name, run_id=(path / "run_id").read_text())
+    """A staged batch of this version or an earlier one (version 1 wrote no version file)."""
+    version_file = path / "schema_version"
+    try:
+        version = int(version_file.read_text()) if version_file.exists() else 1
+        run_id = (path / "run_id").read_text()
+    except (OSError, ValueError) as exc:
+        raise StagingError(f"staged batch {path.name}: {exc}") from exc
+    if version > records.SCHEMA_VERSION:
+        raise StagingError(f"staged batch {path.name} has schema version {version}; this newsflow reads up to "
+                           f"{records.SCHEMA_VERSION}: upgrade newsflow to load it")
+    batch = Batch(batch_id=path.name, run_id=run_id, schema_version=version)
     for name in TABLES:
         file = path / f"{name}.parquet"
         if file.exists():
-            batch.tables[name] = pq.read_table(file).to_pylist()
+            table = pq.read_table(file)
+            batch.tables[name] = records.documents_from_table(table) if name == "docs" else table.to_pylist()
     return batch
 
 

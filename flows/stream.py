@@ -18,14 +18,17 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows import pipeline
+from flows.documents import apply_tags, build_docs, plan_tagging, tag_texts
 from flows.feeds import FeedEntry
 from flows.fetch import FetchResult, make_client
+from flows.pages import download
+from flows.politeness import HostGate
+from flows.records import Document
 from flows.settings import Settings
+from flows.store import COPY_REASON, precheck
 
 # Small chunks keep both workers busy to the end of a batch; each call still amortises its pickling.
 EXTRACT_CHUNK = 4
-NER_CHUNK = 8
 
 
 @dataclass
@@ -33,7 +36,7 @@ class Ready:
     """One batch, downloaded, extracted, pre-checked and tagged: what the caller stages and loads."""
 
     entries: list[FeedEntry]
-    docs: list[dict[str, Any]]
+    docs: list[Document]
     pages: list[dict[str, Any]]  # `page_fetches` rows, one per entry
     fetched: int  # pages that came back OK
 
@@ -44,20 +47,17 @@ class _Batch:
     extracting: list[Future[Any]] = field(default_factory=list)
     submitted: threading.Event = field(default_factory=threading.Event)
     fetched: int = 0
-    docs: list[dict[str, Any]] = field(default_factory=list)
+    docs: list[Document] = field(default_factory=list)
     pages: list[dict[str, Any]] = field(default_factory=list)
-    tagging: list[tuple[list[dict[str, Any]], Future[Any]]] = field(default_factory=list)
-
-
-def build_docs(pairs: list[tuple[FeedEntry, FetchResult | None]], settings: Settings
-               ) -> list[tuple[dict[str, Any] | None, dict[str, Any]]]:
-    """Extract and sign a chunk of pages (runs in a worker process)."""
-    return [pipeline.build_doc(entry, result, settings) for entry, result in pairs]
+    tagging: list[tuple[list[tuple[Document, str]], Future[Any]]] = field(default_factory=list)
 
 
 def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, batch_size: int | None = None,
-             window: int = 3) -> Iterator[Ready]:
-    """Process `entries` in batches of `batch_size`, yielding each batch in order once it is tagged."""
+             window: int = 3, gate: HostGate | None = None) -> Iterator[Ready]:
+    """Process `entries` in batches of `batch_size`, yielding each batch in order once it is tagged.
+
+    Pass the run's `gate` so feed and page requests to one host share its politeness bound.
+    """
     size = batch_size or settings.pipeline.batch_size
     batches = [_Batch(entries[i:i + size]) for i in range(0, len(entries), size)]
     if not batches:
@@ -67,7 +67,8 @@ def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, ba
     failure: list[BaseException] = []
 
     def download_all() -> None:
-        gate = pipeline.HostGate(settings.fetch.per_host_concurrency, settings.fetch.min_host_delay)
+        nonlocal gate
+        gate = gate or HostGate(settings.fetch.per_host_concurrency, settings.fetch.min_host_delay)
         try:
             with make_client(settings.fetch) as client:
                 for batch in batches:
@@ -75,7 +76,7 @@ def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, ba
                     if stop.is_set():
                         return
                     chunk: list[tuple[FeedEntry, FetchResult | None]] = []
-                    for entry, result in pipeline.download(settings, batch.entries, client, gate=gate):
+                    for entry, result in download(settings, batch.entries, client, gate=gate):
                         batch.fetched += result is not None and result.ok
                         chunk.append((entry, result))
                         if len(chunk) == EXTRACT_CHUNK:
@@ -92,7 +93,7 @@ def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, ba
             for batch in batches:  # wake a caller waiting on a batch that will never come
                 batch.submitted.set()
 
-    def extracted(batch: _Batch, before: list[dict[str, Any]]) -> None:
+    def extracted(batch: _Batch, before: list[Document]) -> None:
         batch.submitted.wait()
         if failure:
             raise failure[0]
@@ -102,11 +103,12 @@ def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, ba
                 if doc is not None:
                     batch.docs.append(doc)
         batch.extracting.clear()  # drop the page bodies held by the futures' arguments
-        copies = pipeline.precheck(settings, batch.docs, before=before)
-        todo = [d for d, copy in zip(batch.docs, copies, strict=True) if not copy]
-        for i in range(0, len(todo), NER_CHUNK):
-            part = todo[i:i + NER_CHUNK]
-            batch.tagging.append((part, pool.submit(pipeline.tag_texts, [d["text"] for d in part], settings)))
+        copies = precheck(settings, batch.docs, before=before)
+        for doc, copy in zip(batch.docs, copies, strict=True):
+            if copy:
+                doc.ner_skip_reason = COPY_REASON
+        for chunk in plan_tagging([d for d, copy in zip(batch.docs, copies, strict=True) if not copy], settings):
+            batch.tagging.append((chunk, pool.submit(tag_texts, [(d.text, name) for d, name in chunk], settings)))
 
     thread = threading.Thread(target=download_all, name="newsflow-download", daemon=True)
     thread.start()
@@ -115,10 +117,8 @@ def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, ba
         for k, batch in enumerate(batches):
             if k + 1 < len(batches):
                 extracted(batches[k + 1], batch.docs)
-            for part, future in batch.tagging:
-                tagged, version = future.result()
-                for doc, mentions in zip(part, tagged, strict=True):
-                    doc["mentions"], doc["ner_pipeline"] = mentions, version
+            for chunk, future in batch.tagging:
+                apply_tags(chunk, future.result())
             yield Ready(batch.entries, batch.docs, batch.pages, batch.fetched)
             batches[k] = _Batch([])  # the caller has stored it: let it go
             slots.release()

@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from flows.errors import WarehouseError, WarehouseLocked
 from flows.settings import PROJECT_ROOT, WarehouseSettings
 from flows.staging import fsync
 
@@ -29,14 +30,6 @@ VIEWS_DIR = SQL_DIR / "views"
 QUERIES_DIR = SQL_DIR / "queries"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
-
-
-class WarehouseError(Exception):
-    """The warehouse cannot be used (not a DuckDB file, newer schema than this code, ...)."""
-
-
-class WarehouseLocked(WarehouseError):  # noqa: N818 - the name says what happened
-    """Another process held the warehouse for longer than the configured wait."""
 
 
 def is_lock_error(exc: BaseException) -> bool:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from flows import dedup
+from flows.documents import signature_fields
 from flows.load import decide, load_batch
-from flows.pipeline import _sig_columns
+from flows.records import Document
 from flows.settings import DedupSettings, WarehouseSettings
 from flows.staging import Batch
 from flows.warehouse import connect, migrate
@@ -44,9 +45,9 @@ def test_short_texts_only_match_exactly() -> None:
     assert dedup.compare(a, dedup.signature("putin RECEIVES wang yi!", SETTINGS), SETTINGS) == dedup.EXACT
 
 
-def _doc(url: str, text: str) -> dict:
-    return {"url": url, "feed": "test", "entry_guid": url, "title": url, "text": text, "body_source": "extracted",
-            "is_seed": False, **_sig_columns(dedup.signature(text, SETTINGS))}
+def _doc(url: str, text: str) -> Document:
+    return Document(url=url, feed="test", entry_guid=url, title=url, text=text, body_source="extracted",
+                    ner_skip_reason="not tagged in this test", **signature_fields(text, SETTINGS))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import write_config
 
-from flows import pipeline
+from flows import documents, pipeline
 from flows.seeds import SeedFormatError, parse_seed, read_seeds
 from flows.settings import PROJECT_ROOT, Settings, load_settings
 from flows.staging import Batch
@@ -37,7 +37,7 @@ def test_a_bad_file_does_not_stop_the_others(tmp_path: Path) -> None:
     (tmp_path / "c.txt").write_bytes(b"date 2024-01-01 \xff\xfe")
     seeds, errors = read_seeds(tmp_path)
     assert [s.name for s in seeds] == ["a.txt"]
-    assert len(errors) == 2 and errors[0].startswith("b.txt")
+    assert len(errors) == 2 and str(errors[0]).startswith("b.txt")
 
 
 def _load(settings: Settings) -> int:
@@ -45,7 +45,7 @@ def _load(settings: Settings) -> int:
     seeds, _ = pipeline.seeds_to_load(settings)
     if seeds:
         docs = [pipeline.seed_doc(s, settings) for s in seeds]
-        pipeline.tag_docs(pipeline.InlineExecutor(), docs, settings, 1)
+        documents.tag_documents(pipeline.InlineExecutor(), docs, settings)
         batch = Batch(f"seeds-{len(list(settings.warehouse.staging_dir.glob('*')))}", "run")
         batch.add("docs", *docs)
         assert pipeline.store(settings, batch) is not None

@@ -1,0 +1,79 @@
+"""Brief reads of the warehouse that steer a run (feed states, known URLs, stored seeds), tolerant of locks.
+
+These are hints: when the live file is locked they read the published snapshot, and when neither can be read
+the run goes on without them. The loader decides for real, inside its transaction (flows/load.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+
+from flows import warehouse
+from flows.errors import WarehouseError, WarehouseLocked
+from flows.seeds import Seed, SeedError, read_seeds
+from flows.settings import Settings
+
+
+def _read(settings: Settings, read: Callable[[Any], Any]) -> Any:
+    """`read(conn)` on the live warehouse; on the published snapshot when the live file stays locked; None when
+    neither can be read. The snapshot may be a run behind: good enough for hints, never for decisions."""
+    wh = settings.warehouse
+    try:
+        with warehouse.connect(wh, wait=min(5.0, wh.lock_wait_seconds)) as conn:
+            warehouse.migrate(conn)
+            return read(conn)
+    except WarehouseLocked:
+        pass
+    if not (wh.snapshot and wh.snapshot_path.exists()):
+        return None
+    try:
+        with warehouse.connect(wh, read_only=True, wait=0, path=wh.snapshot_path) as conn:
+            return read(conn)
+    except (WarehouseError, duckdb.Error):
+        return None
+
+
+def read_feed_states(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Stored per-feed state; empty (so no conditional GET this time) when no copy of the warehouse is readable.
+
+    Feeds last fetched by a run that died come without validators, so their entries are read again.
+    """
+    def read(conn: Any) -> dict[str, dict[str, Any]]:
+        cur = conn.execute(warehouse.query("feed_states"))
+        cols = [d[0] for d in cur.description]
+        return {row[0]: dict(zip(cols, row, strict=True)) for row in cur.fetchall()}
+
+    return _read(settings, read) or {}
+
+
+def known_urls(settings: Settings, urls: list[str]) -> set[str] | None:
+    """Which URLs are already stored; None when the warehouse is locked (then the loader sorts it out)."""
+    if not urls:
+        return set()
+    return _read(settings, lambda conn: {
+        r[0] for r in conn.execute(warehouse.query("known_urls"), {"urls": urls}).fetchall()
+    })
+
+
+def stored_seed_hashes(settings: Settings) -> dict[str, str] | None:
+    return _read(settings, lambda conn: dict(conn.execute(warehouse.query("stored_seeds")).fetchall()))
+
+
+def mark_abandoned(settings: Settings, run_id: str) -> None:
+    """Runs still marked running died without finishing (this run holds the run lock, so none is alive)."""
+    try:
+        with warehouse.connect(settings.warehouse, wait=min(5.0, settings.warehouse.lock_wait_seconds)) as conn:
+            warehouse.migrate(conn)
+            conn.execute(warehouse.query("mark_abandoned"), {"run_id": run_id})
+    except WarehouseLocked:
+        pass  # the next run that finds the warehouse free marks them
+
+
+def seeds_to_load(settings: Settings) -> tuple[list[Seed], list[SeedError]]:
+    """Seed files that are new or changed since they were loaded, and errors for unreadable ones."""
+    seeds, errors = read_seeds(settings.pipeline.seeds_dir)
+    stored = stored_seed_hashes(settings) or {}
+    return [s for s in seeds if stored.get(s.name) != s.file_hash], errors

@@ -1,0 +1,91 @@
+"""Stage 4, load: stage each batch durably, then load staged batches oldest first (flows/load.py decides).
+
+Also the pre-check that spares NER for documents the warehouse already has a copy of.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows import staging, warehouse
+from flows.errors import WarehouseLocked
+from flows.load import LoadResult, decide, load_batch
+from flows.records import Document
+from flows.settings import Settings
+from flows.stats import RunStats
+
+COPY_REASON = "copy: the pre-check found it a copy of a stored or earlier article, so it was not tagged"
+
+
+def precheck(settings: Settings, docs: list[Document], *, before: list[Document] | None = None) -> list[bool]:
+    """Which documents the warehouse (or the `before` documents, staged but not loaded yet) already has a copy
+    of, so they skip NER. The loader decides for real; a document skipped here that it stores after all keeps
+    the reason it was not tagged."""
+    if not docs:
+        return []
+    before = before or []
+    try:
+        with warehouse.connect(settings.warehouse, wait=min(2.0, settings.warehouse.lock_wait_seconds)) as conn:
+            with warehouse.transaction(conn):
+                verdicts = decide(conn, before + docs, settings.dedup,
+                                  tiers=[0] * len(before) + [1] * len(docs))
+            return [v.status != "new" for v in verdicts[len(before):]]
+    except WarehouseLocked:
+        return [False] * len(docs)
+
+
+def store(settings: Settings, batch: staging.Batch) -> LoadResult | None:
+    """Stage the batch durably, then load it after any batch staged before it; None when the warehouse stayed
+    locked (the batch stays staged for the next run). The result counts every batch loaded by this call."""
+    wh = settings.warehouse
+    backlog = staging.pending(wh.staging_dir)
+    path = staging.write(batch, wh.staging_dir)
+    warehouse.pause_point("staged")
+    # Behind a batch that already found the lock held, wait briefly: the run's last batch, or the next run,
+    # loads the backlog in order.
+    wait = min(2.0, wh.lock_wait_seconds) if backlog else None
+    total = LoadResult()
+    loaded = _load_in_order(settings, [*backlog, path], total, wait=wait)
+    return total if loaded else None
+
+
+def _load_in_order(settings: Settings, paths: list[Path], total: LoadResult, *, wait: float | None = None
+                   ) -> bool:
+    """Load the staged batches oldest first over one connection, each in its own transaction, removing each
+    once committed. False when the warehouse stayed locked (nothing was loaded)."""
+    if not paths:
+        return True
+    try:
+        with warehouse.connect(settings.warehouse, wait=wait) as conn:
+            warehouse.migrate(conn)
+            for path in sorted(set(paths)):
+                result = load_batch(conn, staging.read(path), settings.dedup,
+                                    raw_dir=settings.warehouse.raw_dir)
+                # Killed between the commit and this removal, the batch is loaded again: a no-op.
+                staging.remove(path)
+                for name in ("new", "exact", "near", "known", "mentions"):
+                    setattr(total, name, getattr(total, name) + getattr(result, name))
+    except WarehouseLocked:
+        return False
+    return True
+
+
+def load_staged(settings: Settings, path: Path) -> LoadResult | None:
+    """Load one staged batch; None when the warehouse stayed locked."""
+    total = LoadResult()
+    return total if _load_in_order(settings, [path], total) else None
+
+
+def load_pending(settings: Settings, stats: RunStats | None = None) -> tuple[int, int]:
+    """Load batches earlier runs left staged, oldest first. Returns (loaded, still staged).
+
+    Leftovers of interrupted staging writes are removed too.
+    """
+    staging.remove_partial(settings.warehouse.staging_dir)
+    paths = staging.pending(settings.warehouse.staging_dir)
+    total = LoadResult()
+    if not _load_in_order(settings, paths, total):
+        return 0, len(paths)
+    if stats:
+        stats.add_load(total)
+    return len(paths), 0

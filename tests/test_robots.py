@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 
 import httpx
@@ -197,12 +198,8 @@ def test_cache_fetches_once_per_origin(client: httpx.Client, serve: Callable[...
         start.wait()  # all threads ask at the same moment
         return cache.check((one if i % 2 else two).url(f"/private/{i}.html"))
 
-    threads_out: list[str | None] = [None] * 8
-    threads = [threading.Thread(target=lambda i=i: threads_out.__setitem__(i, check(i))) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(8) as pool:
+        threads_out = list(pool.map(check, range(8)))
     assert cache.check(one.url("/private/again.html")) is not None
     assert sorted(asked) == sorted([one.url("/robots.txt"), two.url("/robots.txt")])
     assert one.hits["/robots.txt"] == 1 and two.hits["/robots.txt"] == 1

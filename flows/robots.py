@@ -1,8 +1,9 @@
-"""robots.txt for article pages, by RFC 9309: fetched once per origin and cached, longest match wins, allow wins a
-tie, 4xx means everything is allowed and an unreachable file (5xx, network failure) means nothing is.
+"""robots.txt for article pages, by RFC 9309: fetched once per origin and cached, read with protego (own group
+else `*`, longest match wins, allow wins a tie, `*` and `$` wildcards, Crawl-delay); 4xx means everything is
+allowed and an unreachable file (5xx, network failure, over MAX_ROBOTS_BYTES) means nothing is.
 
-Pure parsing (`Rules.parse`) is kept apart from fetching (`RobotsCache`), which takes a fetch function so that
-robots.txt goes through the same guard, limits and per-host politeness as the pages.
+Reading (`Rules`) is kept apart from fetching (`RobotsCache`), which takes a fetch function so that robots.txt
+goes through the same guard, limits and per-host politeness as the pages.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
+
+from protego import Protego
 
 from flows.fetch import FetchResult
 
@@ -23,61 +26,42 @@ def agent_token(user_agent: str) -> str:
     return re.split(r"[/\s]", user_agent.strip(), maxsplit=1)[0].lower() or "*"
 
 
-def _pattern(path: str) -> re.Pattern[str]:
-    anchored = path.endswith("$")
-    body = re.escape(path[:-1] if anchored else path).replace(r"\*", ".*")
-    return re.compile(body + ("$" if anchored else ""), re.S)
+def origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL, without credentials: the scope of one robots.txt."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower().rsplit("@", 1)[-1], "", "", ""))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Rules:
-    """The allow/disallow rules of the group that applies to one user agent."""
+    """What one origin's robots.txt says for one agent: the parsed file, or a blanket answer and its reason."""
 
-    rules: tuple[tuple[bool, str, re.Pattern[str]], ...] = ()  # (allow, pattern text, compiled)
+    parser: Protego | None = None
+    agent: str = "*"
     note: str | None = None  # why everything is allowed or disallowed without rules (status, failure)
     allow_all: bool | None = None  # set when the file could not be used at all
 
     @classmethod
     def parse(cls, text: str, agent: str) -> Rules:
-        """The rules for `agent` (its own groups if any, else the '*' groups) from a robots.txt body."""
-        groups: dict[str, list[tuple[bool, str]]] = {}
-        current: list[str] = []
-        in_rules = False
-        for raw in text.splitlines():
-            line = raw.split("#", 1)[0].strip()
-            key, sep, value = line.partition(":")
-            if not sep:
-                continue
-            key, value = key.strip().lower(), value.strip()
-            if key == "user-agent":
-                if in_rules:
-                    current, in_rules = [], False
-                current.append(value.lower())
-            elif key in ("allow", "disallow"):
-                in_rules = True
-                if not value or not current:  # an empty disallow is no rule at all
-                    continue
-                for ua in current:
-                    groups.setdefault(ua, []).append((key == "allow", value))
-        chosen = groups.get(agent) or next((g for ua, g in groups.items() if ua != "*" and agent.startswith(ua)),
-                                           None) or groups.get("*", [])
-        return cls(tuple((allow, path, _pattern(path)) for allow, path in chosen))
+        """The rules for `agent` from a robots.txt body."""
+        try:
+            parser = Protego.parse(text.removeprefix("\ufeff"))  # RFC 9309 allows a UTF-8 BOM
+            # Match the group and index its rules now, so threads sharing the parser only ever read it.
+            parser.can_fetch("/", agent)
+        except Exception as err:  # a parser bug must refuse one origin, not end the run
+            return cls(agent=agent, allow_all=False,
+                       note=f"robots.txt unreadable ({type(err).__name__}: {err}): all disallowed")
+        return cls(parser, agent)
 
     def allowed(self, url: str) -> bool:
         if self.allow_all is not None:
             return self.allow_all
-        parts = urlsplit(url)
-        if parts.path == "/robots.txt":
-            return True
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        best: tuple[int, bool] | None = None
-        for allow, path, pattern in self.rules:
-            if pattern.match(target):
-                # The longest pattern decides; on a tie the allow rule wins (the least restrictive).
-                rank = (len(path), allow)
-                if best is None or rank > best:
-                    best = rank
-        return True if best is None else best[1]
+        return self.parser is None or self.parser.can_fetch(url, self.agent)
+
+    @property
+    def crawl_delay(self) -> float | None:
+        """Seconds between requests asked by the agent's group (`Crawl-delay`), None when it asks nothing."""
+        return self.parser.crawl_delay(self.agent) if self.parser is not None else None
 
 
 def rules_from(result: FetchResult, agent: str) -> Rules:
@@ -85,9 +69,9 @@ def rules_from(result: FetchResult, agent: str) -> Rules:
     if result.ok and result.body is not None:
         return Rules.parse(result.body.decode("utf-8", "replace"), agent)
     if result.status is not None and 400 <= result.status < 500:
-        return Rules(allow_all=True, note=f"robots.txt unavailable (HTTP {result.status}): all allowed")
+        return Rules(agent=agent, allow_all=True, note=f"robots.txt unavailable (HTTP {result.status}): all allowed")
     why = f"HTTP {result.status}" if result.error and result.error.startswith("http_") else result.error
-    return Rules(allow_all=False, note=f"robots.txt unreachable ({why}): all disallowed")
+    return Rules(agent=agent, allow_all=False, note=f"robots.txt unreachable ({why}): all disallowed")
 
 
 class RobotsCache:
@@ -101,8 +85,7 @@ class RobotsCache:
         self._origin_locks: dict[str, threading.Lock] = {}
 
     def rules_for(self, url: str) -> Rules:
-        parts = urlsplit(url)
-        origin = urlunsplit((parts.scheme.lower(), parts.netloc.lower().rsplit("@", 1)[-1], "", "", ""))
+        origin = origin_of(url)
         with self._lock:
             lock = self._origin_locks.setdefault(origin, threading.Lock())
         with lock:

@@ -56,6 +56,7 @@ class FetchSettings(_Section):
     concurrency: int = Field(default=8, ge=1)
     per_host_concurrency: int = Field(default=2, ge=1)
     min_host_delay: float = Field(default=0.5, ge=0)
+    max_crawl_delay: float = Field(default=30.0, ge=0)  # cap on a robots.txt Crawl-delay
     allow_private_networks: bool = False
     allowed_networks: tuple[str, ...] = ()  # CIDR exceptions to the private-address refusal
     respect_robots: bool = True

@@ -1,4 +1,4 @@
-"""fetch() against the fault-injection server on 127.0.0.1, plus robots.txt rules, decompression and headers."""
+"""fetch() against the fault-injection server on 127.0.0.1, plus decompression and headers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from faultserver import FAULTS, FaultServer
 
 from flows.fetch import FetchResult, Inflater, fetch, is_feed_type, is_page_type, make_client, retry_after
-from flows.robots import RobotsCache, Rules, agent_token, rules_from
 from flows.settings import FetchSettings
 from flows.urls import redact, scrub
 
@@ -119,53 +118,3 @@ def test_retry_after() -> None:
     assert retry_after("soon") is None and retry_after(None) is None
 
 
-ROBOTS = """
-# comment
-User-agent: *
-Disallow: /private/
-Allow: /private/open$
-
-User-agent: newsflow
-User-agent: other
-Disallow: /news/*.pdf$
-Disallow: /drafts
-Allow: /drafts/public
-Disallow:
-"""
-
-
-def test_robots_rules_longest_match_and_own_group() -> None:
-    rules = Rules.parse(ROBOTS, "newsflow")
-    assert rules.allowed("http://x.test/private/anything")  # its own group replaces the * group
-    assert not rules.allowed("http://x.test/drafts/x") and rules.allowed("http://x.test/drafts/public/y")
-    assert not rules.allowed("http://x.test/news/a/b.pdf") and rules.allowed("http://x.test/news/a.pdf?x=1")
-    star = Rules.parse(ROBOTS, "someone-else")
-    assert not star.allowed("http://x.test/private/a") and star.allowed("http://x.test/private/open")
-    assert not star.allowed("http://x.test/private/open/more")
-    assert star.allowed("http://x.test/robots.txt")
-    tie = Rules.parse("User-agent: *\nDisallow: /a\nAllow: /a\n", "newsflow")
-    assert tie.allowed("http://x.test/a")  # equal length: allow wins
-    assert agent_token("newsflow/0.1 (+https://x.test)") == "newsflow"
-
-
-@pytest.mark.parametrize(("status", "error", "allowed"), [
-    (404, "http_404", True), (401, "http_401", True), (403, "http_403", True),
-    (500, "http_500", False), (503, "http_503", False), (None, "timeout", False),
-])
-def test_robots_status_rules(status: int | None, error: str, allowed: bool) -> None:
-    result = FetchResult(url="http://x.test/robots.txt", final_url="http://x.test/robots.txt", status=status,
-                         body=None, error=error)
-    assert rules_from(result, "newsflow").allowed("http://x.test/page") is allowed
-
-
-def test_robots_cache_fetches_once_per_origin(client: httpx.Client, server: FaultServer) -> None:
-    asked: list[str] = []
-
-    def get(url: str) -> FetchResult:
-        asked.append(url)
-        return fetch(client, url, SETTINGS, max_bytes=10_000)
-
-    cache = RobotsCache(get, SETTINGS.user_agent)
-    assert cache.check(server.url("/articles/story-1.html")) is None
-    assert "disallows" in (cache.check(server.url("/private/secret.html")) or "")
-    assert asked == [server.url("/robots.txt")]

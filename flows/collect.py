@@ -47,7 +47,7 @@ def fetch_feeds(settings: Settings, feeds: list[FeedConfig], states: dict[str, d
     """Fetch and parse every due feed concurrently; one `feed_fetches` row per feed, whatever happened."""
     now = datetime.now(UTC)
     fs = settings.fetch
-    gate = gate or HostGate(fs.per_host_concurrency, fs.min_host_delay)
+    gate = gate or HostGate.for_settings(fs)
     out = FeedsOutcome([], [], [])
 
     def one(feed: FeedConfig) -> tuple[FeedConfig, FetchResult | None, str | None]:

@@ -158,7 +158,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             log.info("loaded %d batches staged by earlier runs; %d still staged", loaded, left)
         reads.mark_abandoned(settings, ctx.run_id)
     selected = select_feeds(settings, names, tags)
-    gate = HostGate(settings.fetch.per_host_concurrency, settings.fetch.min_host_delay)
+    gate = HostGate.for_settings(settings.fetch)
     pool = None
     try:
         seeds, errors = reads.seeds_to_load(settings)
@@ -198,6 +198,8 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                      stats.articles_new, stats.duplicates_exact + stats.duplicates_near)
         for load in loads:
             load.result()
+        for note in gate.crawl_delay_notes():
+            log.warning("politeness: %s", note)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

@@ -33,7 +33,7 @@ def download(settings: Settings, entries: list[FeedEntry], client: httpx.Client 
     batches.
     """
     fs = settings.fetch
-    gate = gate or HostGate(fs.per_host_concurrency, fs.min_host_delay)
+    gate = gate or HostGate.for_settings(fs)
 
     def robots_txt(url: str) -> FetchResult:
         with gate.slot(host_of(url)):
@@ -45,7 +45,7 @@ def download(settings: Settings, entries: list[FeedEntry], client: httpx.Client 
         try:
             failpoint("fetch_page", entry.url)
             if fs.respect_robots:
-                refused = gate.robots(robots_txt, fs.user_agent).check(entry.url)
+                refused = gate.admit(entry.url, robots_txt, fs.user_agent)
                 if refused:
                     return entry, failed(entry.url, "robots_disallowed", refused)
             with gate.slot(host_of(entry.url)):

@@ -68,7 +68,7 @@ def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, ba
 
     def download_all() -> None:
         nonlocal gate
-        gate = gate or HostGate(settings.fetch.per_host_concurrency, settings.fetch.min_host_delay)
+        gate = gate or HostGate.for_settings(settings.fetch)
         try:
             with make_client(settings.fetch) as client:
                 for batch in batches:

@@ -106,7 +106,11 @@ def _document(entry: FeedEntry, result: FetchResult | None, found: extract.Extra
         author=(found.author if found else None) or entry.author,
         published_at=published_at, published_source=published_source,
         fetched_at=result.fetched_at if result else datetime.now(UTC),
-        language=found.language if found else None, site_name=found.site_name if found else None,
+        # The page's language, else the feed's, else identified from the text here in the worker, so that
+        # routing to an NER pipeline (flows/entities.py `route`) needs no detection in the parent.
+        language=entities.language_tag(found.language if found else None)
+        or _feed_language(settings, entry.feed) or entities.detect_language(text),
+        site_name=found.site_name if found else None,
         canonical_url=found.canonical_url if found else None,
         final_url=redact(result.final_url) if result else None, http_status=result.status if result else None,
         text=text, body_source="extracted" if found else "feed_summary",
@@ -148,14 +152,11 @@ def ner_plan(text: str, language: str | None, feed: str | None, settings: Settin
     """The spaCy pipeline that tags this text, or None and why it is not tagged."""
     if not text.strip():
         return None, "empty text"
-    return entities.plan(language, _feed_language(settings, feed), settings.entities)
+    return entities.route(language, _feed_language(settings, feed), text, settings.entities)
 
 
 def _feed_language(settings: Settings, feed: str | None) -> str | None:
-    for f in settings.feeds:
-        if f.name == feed:
-            return getattr(f, "language", None)
-    return None
+    return next((f.language for f in settings.feeds if f.name == feed), None)
 
 
 def tag_texts(items: list[tuple[str, str]], settings: Settings) -> list[tuple[list[dict[str, Any]], str | None,
@@ -190,7 +191,8 @@ def _tag(name: str, texts: list[str], settings: Settings) -> list[tuple[list[dic
         failpoint("tag", text)
     nlp = entities.load_pipeline(name)
     version = entities.pipeline_version(nlp)
-    tagged = entities.tag(nlp, texts, entities.labels_for(nlp, settings.entities), settings.entities.max_chars)
+    es = settings.entities
+    tagged = entities.tag(nlp, texts, es.labels, es.max_chars, es.label_map)
     return [([vars(m) for m in ms], version, None) for ms in tagged]
 
 

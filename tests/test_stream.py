@@ -46,7 +46,7 @@ def test_no_entries_yields_nothing(demo_settings: Settings) -> None:
 def test_a_tagger_that_fails_leaves_every_document_with_the_reason(demo_settings: Settings) -> None:
     """NER failing in a worker (here: its pipeline cannot load) costs the entities, never the documents."""
     entries = _entries(demo_settings)
-    missing = demo_settings.entities.model_copy(update={"pipeline": "nf_no_such_spacy_pipeline"})
+    missing = demo_settings.entities.model_copy(update={"pipelines": {"en": "nf_no_such_spacy_pipeline"}})
     broken = demo_settings.model_copy(update={"entities": missing})
     ready = list(stream.articles(broken, pipeline.InlineExecutor(), entries, batch_size=4))
     docs = [d for r in ready for d in r.docs]

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import spacy
+from conftest import write_config
 
 from flows import entities
 from flows.extract import extract
 from flows.seeds import read_seeds
 from flows.settings import PROJECT_ROOT, ConfigError, EntitySettings, ExtractSettings, load_settings
-from tests.conftest import write_config
 
 SETTINGS = EntitySettings()
 DATA = Path(__file__).parent / "data" / "entities"

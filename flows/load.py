@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows import dedup, rawstore
+from flows import candidates, rawstore
 from flows.dedup import EXACT, BatchIndex, Match, Signature
 from flows.entities import entity_id
 from flows.records import Document
@@ -111,23 +111,8 @@ def decide(conn: duckdb.DuckDBPyConnection, docs: list[Document], settings: Dedu
         delete_articles(conn, stale_seeds)
 
     todo = [i for i in decision_order(docs, tiers) if i not in verdicts]
-    _register(conn, "q_buckets", [
-        {"doc": i, "band": band, "bucket": int(b)} for i in todo for band, b in enumerate(sigs[i].buckets)
-    ] or [{"doc": -1, "band": -1, "bucket": 0}])
-    _register(conn, "q_samples", [
-        {"doc": i, "hash": int(h), "n_samples": int(sigs[i].samples.size)} for i in todo for h in sigs[i].samples
-    ] or [{"doc": -1, "hash": 0, "n_samples": 0}])
-    stored: dict[int, list[int]] = {}
-    for i, article_id in conn.execute(
-        query("dedup_candidates"), {"containment_threshold": settings.containment_threshold}
-    ).fetchall():
-        if i in todo:
-            stored.setdefault(i, []).append(article_id)
-    stored_ids = sorted({a for ids in stored.values() for a in ids})
-    stored_sigs: dict[int, Signature] = {}
-    if stored_ids:
-        for article_id, text in conn.execute(query("candidate_texts"), {"ids": stored_ids}).fetchall():
-            stored_sigs[article_id] = dedup.signature(text, settings)
+    stored = candidates.stored_candidates(conn, {i: sigs[i] for i in todo}, settings)
+    stored_sigs = candidates.stored_signatures(conn, (a for ids in stored.values() for a in ids), settings)
 
     copies = dict(conn.execute(query("dedup_exact_seen")).fetchall())
     copy_hashes: dict[str, int] = {}
@@ -137,15 +122,9 @@ def decide(conn: duckdb.DuckDBPyConnection, docs: list[Document], settings: Dedu
         if seen is not None:
             verdicts[i] = Verdict("duplicate", seen, EXACT)
             continue
-        best: tuple[Match, int] | None = None
-        # Sorted by id: of two equally good originals, the same one is chosen whatever order SQL returned them.
-        pairs = [(stored_sigs[a], a) for a in sorted(set(stored.get(i, []))) if a in stored_sigs]
-        pairs += sorted(((sigs[j], stable_key(docs[j].url)) for j in index.candidates(sigs[i], settings)),
-                        key=lambda p: p[1])
-        for other, other_id in pairs:
-            match = dedup.compare(sigs[i], other, settings)
-            if match and (best is None or _rank(match) > _rank(best[0])):
-                best = (match, other_id)
+        pairs = [(stored_sigs[a], a) for a in stored.get(i, []) if a in stored_sigs]
+        pairs += [(sigs[j], stable_key(docs[j].url)) for j in index.candidates(sigs[i], settings)]
+        best = candidates.best_match(sigs[i], pairs, settings)
         if best:
             verdicts[i] = Verdict("duplicate", best[1], best[0], candidates=len(pairs))
             copy_hashes.setdefault(sigs[i].text_hash, best[1])
@@ -153,10 +132,6 @@ def decide(conn: duckdb.DuckDBPyConnection, docs: list[Document], settings: Dedu
             verdicts[i] = _new_verdict(sigs[i], pairs)
             index.add(i, sigs[i])
     return [verdicts[i] for i in range(len(docs))]
-
-
-def _rank(match: Match) -> tuple[bool, float]:
-    return (match.method == "exact", match.similarity)
 
 
 def _new_verdict(sig: Signature, pairs: list[tuple[Signature, int]]) -> Verdict:

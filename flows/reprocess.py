@@ -13,8 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from flows import dedup, entities, warehouse
-from flows.dedup import BatchIndex, Match, Signature
+from flows import candidates, dedup, entities, warehouse
+from flows.dedup import BatchIndex
 from flows.documents import tag_documents
 from flows.entities import entity_id
 from flows.load import delete_articles
@@ -50,16 +50,6 @@ _DEMOTED = pa.schema([("article_id", pa.int64()), ("duplicate_of", pa.int64()), 
 _SIZES = pa.schema([("article_id", pa.int64()), ("n_shingles", pa.int32()), ("n_samples", pa.int32())])
 
 
-def _best(sig: Signature, others: list[tuple[Signature, int]], settings: Settings) -> tuple[Match, int] | None:
-    best: tuple[Match, int] | None = None
-    for other, other_id in others:
-        match = dedup.compare(sig, other, settings.dedup)
-        if match and (best is None or (match.method == "exact", match.similarity)
-                      > (best[0].method == "exact", best[0].similarity)):
-            best = (match, other_id)
-    return best
-
-
 def dedup_batch(conn: Any, settings: Settings, rows: list[dict[str, Any]], rank: dict[int, int], run_id: str
                 ) -> int:
     """Re-sign one batch, re-index it and demote articles that copy an earlier one. Returns copies found.
@@ -67,29 +57,24 @@ def dedup_batch(conn: Any, settings: Settings, rows: list[dict[str, Any]], rank:
     Only articles earlier in the reprocessing order count as originals; seeds are never demoted.
     """
     sigs = {r["article_id"]: dedup.signature(r["text"], settings.dedup) for r in rows}
+    by_id = {r["article_id"]: r for r in rows}
     ids = list(sigs)
     conn.execute("delete from lsh_buckets where article_id in (select unnest($ids::bigint[]))", {"ids": ids})
     conn.execute("delete from shingle_samples where article_id in (select unnest($ids::bigint[]))", {"ids": ids})
     index, demoted, kept = BatchIndex(), [], []
+    # One lookup for the whole batch (their own index rows were just deleted, so only other articles come back);
+    # each article then counts only those earlier in the reprocessing order, like a fresh ingest would.
+    found = candidates.stored_candidates(conn, {a: s for a, s in sigs.items()
+                                                if not by_id[a]["is_seed"]}, settings.dedup)
+    earlier = {a: [c for c in ids if c != a and rank.get(c, len(rank)) < rank[a]] for a, ids in found.items()}
+    stored_sigs = candidates.stored_signatures(conn, (c for ids in earlier.values() for c in ids), settings.dedup)
     for r in rows:
         aid, sig = r["article_id"], sigs[r["article_id"]]
         best = None
         if not r["is_seed"]:
-            conn.register("q_docs", pa.Table.from_pylist([{"doc": 0, "text_hash": sig.text_hash}]))
-            conn.register("q_buckets", pa.Table.from_pylist(
-                [{"doc": 0, "band": b, "bucket": int(v)} for b, v in enumerate(sig.buckets)]
-                or [{"doc": -1, "band": -1, "bucket": 0}]))
-            conn.register("q_samples", pa.Table.from_pylist(
-                [{"doc": 0, "hash": int(h), "n_samples": int(sig.samples.size)} for h in sig.samples]
-                or [{"doc": -1, "hash": 0, "n_samples": 0}]))
-            found = conn.execute(warehouse.query("dedup_candidates"),
-                                 {"containment_threshold": settings.dedup.containment_threshold}).fetchall()
-            earlier = sorted({a for _doc, a in found if a != aid and rank.get(a, len(rank)) < rank[aid]})
-            others = [(dedup.signature(text, settings.dedup), a)
-                      for a, text in conn.execute(warehouse.query("candidate_texts"), {"ids": earlier}).fetchall()
-                      ] if earlier else []
+            others = [(stored_sigs[c], c) for c in earlier.get(aid, []) if c in stored_sigs]
             others += [(sigs[k], k) for k in index.candidates(sig, settings.dedup)]
-            best = _best(sig, others, settings)
+            best = candidates.best_match(sig, others, settings.dedup)
         if best:
             m = best[0]
             demoted.append({"article_id": aid, "duplicate_of": best[1], "method": m.method,

@@ -1,9 +1,11 @@
 -- Stored articles worth verifying against each document of the batch:
 -- the same normalised text, a shared LSH bucket, or enough shared sampled shingles for a containment match.
+-- q_hashes(doc, text_hash), q_buckets(doc, band, bucket), q_samples(doc, hash, n_samples) are registered by
+-- flows/candidates.py.
 -- The sample threshold mirrors flows.dedup.min_shared_samples.
 with exact as (
     select q.doc, a.article_id
-    from q_docs q
+    from q_hashes q
     join articles a on a.text_hash = q.text_hash
 ),
 lsh as (

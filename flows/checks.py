@@ -143,9 +143,13 @@ def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Seque
     note = None
     started_before = datetime.now(UTC)
     held = False
+    skip: dict[str, str] = {}
     if alive_runs is None:
-        with run_lock(settings.path) as mine:
-            held = not mine
+        try:
+            with run_lock(settings.path) as mine:
+                held = not mine
+        except OSError as exc:  # e.g. a read-only folder: which runs are alive cannot be told
+            skip["stale_running_runs"] = f"the run lock could not be tested ({exc})"
     with warehouse.connect(settings, wait=wait) as conn:
         # Not warehouse.schema_version: its fetchone() leaves a result open, and DuckDB 2 then refuses register().
         try:
@@ -158,13 +162,13 @@ def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Seque
                 "the next `newsflow ingest` migrates it")
         if alive_runs is None:
             alive_runs = []
-            if held:
+            if held and not skip:
                 newest = next(iter(conn.execute(warehouse.query("newest_running_run")).fetchall()), None)
                 alive_runs = [newest[0]] if newest else []
                 note = ("a run holds the run lock: its run " + (f"{newest[0]} " if newest else "")
                         + "is taken as alive by stale_running_runs")
         results = run_checks(conn, staging_dir=settings.staging_dir, alive_runs=alive_runs,
-                             started_before=started_before)
+                             started_before=started_before, skip=skip)
         store_results(conn, run_id, results)
     return CheckRun(run_id, results, note)
 

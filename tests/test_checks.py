@@ -160,6 +160,32 @@ def test_a_check_that_cannot_run_is_a_recorded_failure(db: Path) -> None:
     assert "| bad_check | **error** |" in markdown("r", RunStats(), [], [], 3, checks.CheckRun("r", [bad, ok]))
 
 
+def _api(path: str, body: dict[str, object]) -> list[dict[str, object]]:
+    """POST to the harness's Prefect API once the logs and events this process queued are delivered."""
+    import httpx
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL
+
+    APILogWorker.drain_all()
+    EventsWorker.drain_all()
+    r = httpx.post(f"{PREFECT_API_URL.value()}{path}", json=body, timeout=30)
+    r.raise_for_status()
+    return r.json()
+
+
+def api_messages(flow_run_id: str) -> list[str]:
+    logs = _api("/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}, "level": {"ge_": 40}}})
+    return [str(log["message"]) for log in logs]
+
+
+def api_events(name: str) -> set[tuple[str, object]]:
+    found = _api("/events/filter", {"filter": {"event": {"name": [name]},
+                                               "occurred": {"since": "2000-01-01T00:00:00Z",
+                                                            "until": datetime.now(UTC).isoformat()}}})
+    return {(e["resource"]["prefect.resource.id"], e["payload"]["offending_rows"]) for e in found["events"]}
+
+
 def check_cli(db: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code = main(["check", "--warehouse", str(db)])
     out = capsys.readouterr()
@@ -226,6 +252,13 @@ def test_an_ingest_stores_its_checks_and_status_shows_them(
                                  [summary["run_id"]]).fetchall())
         assert conn.execute("select count(*) from check_results where run_id = ?", [dry["run_id"]]).fetchone() == (0,)
     assert rows == {**dict.fromkeys(CHECKS, 0), "orphan_duplicates": 1}
+
+    # The alert path: an ERROR log line in the run and a `newsflow.check.failed` event, in the Prefect API.
+    assert any("warehouse check 'orphan_duplicates' failed" in m for m in api_messages(summary["run_id"]))
+    deadline = time.monotonic() + 30  # the server persists events in batches, a few seconds after they arrive
+    while ("newsflow.check.orphan_duplicates", 1) not in api_events("newsflow.check.failed"):
+        assert time.monotonic() < deadline, "no newsflow.check.failed event reached the Prefect API"
+        time.sleep(0.25)  # polling interval, not synchronisation: the loop waits for the event itself
 
     assert main(["status", "--warehouse", str(db)]) == 0
     out = capsys.readouterr().out

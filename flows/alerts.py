@@ -1,4 +1,5 @@
-"""Feed alerts: feeds failing `health.alert_after_failures` runs in a row, as an ERROR log and a Prefect event.
+"""Alerts: feeds failing `health.alert_after_failures` runs in a row, and warehouse checks that fail at the end of
+a run, each as an ERROR log and a Prefect event.
 
 The condition is answered by the warehouse (feeds.consecutive_failures), so it survives restarts and is the same
 whether the run came from a schedule, the UI or the CLI. A Prefect automation on the event sends the alert
@@ -13,9 +14,11 @@ from typing import Any
 from prefect.events import emit_event
 
 from flows import warehouse
+from flows.checks import CheckRun
 from flows.settings import Settings
 
 FEED_FAILING = "newsflow.feed.failing"
+CHECK_FAILED = "newsflow.check.failed"
 
 
 def failing_feeds(settings: Settings) -> list[dict[str, Any]]:
@@ -44,3 +47,18 @@ def publish(settings: Settings, log: logging.Logger | logging.LoggerAdapter[Any]
                      "alert_after_failures": settings.health.alert_after_failures},
         )
     return failing
+
+
+def publish_checks(settings: Settings, checked: CheckRun, log: logging.Logger | logging.LoggerAdapter[Any]
+                   ) -> list[str]:
+    """Log each failing warehouse check at ERROR and emit one `newsflow.check.failed` event per check."""
+    for r in checked.failed:
+        what = f"could not run: {r.error}" if r.error else f"{r.offending_rows} offending rows, e.g. {r.sample[:1]}"
+        log.error("warehouse check %r failed: %s (check_results, run %s)", r.name, what, checked.run_id)
+        emit_event(
+            CHECK_FAILED,
+            resource={"prefect.resource.id": f"newsflow.check.{r.name}", "prefect.resource.name": r.name},
+            payload={"check": r.name, "offending_rows": r.offending_rows, "error": r.error,
+                     "sample": r.sample, "run_id": checked.run_id, "warehouse": str(settings.warehouse.path)},
+        )
+    return [r.name for r in checked.failed]

@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="last runs, failing feeds, staged batches")
     _common(p)
 
+    p = sub.add_parser("check", help="run the warehouse checks (invariants as queries); exit 1 when any fails",
+                       description="Runs every warehouse/checks/*.sql and stores the outcome in check_results. "
+                                   "Exit codes: 0 all checks hold, 1 some returned rows, 2 cannot run.")
+    _common(p)
+
     p = sub.add_parser("serve", help="register the Prefect deployments (ingest on the config's cron schedule) "
                                      "and run their flow runs until stopped (Ctrl-C or SIGTERM)")
     _common(p)
@@ -110,6 +115,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print("  " + ", ".join(f"{k}={summary[k]}" for k in keys if k in summary))
     if summary.get("batches_staged"):
         print("  the warehouse was locked: batches are staged and the next run loads them")
+    if summary.get("checks_failed"):
+        print(f"  {summary['checks_failed']} warehouse checks failed: see `newsflow status` or `newsflow check`")
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
@@ -181,9 +188,38 @@ def cmd_status(args: argparse.Namespace) -> int:
         conn.sql(warehouse.query("status_runs")).show(max_width=200)
         print("Feeds failing or disabled:")
         conn.sql(warehouse.query("run_report")).show(max_width=200)
+        print("Warehouse checks (latest outcome of each; `newsflow check` runs them now):")
+        conn.sql(warehouse.query("status_checks")).show(max_width=200)
     staged = staging.pending(settings.warehouse.staging_dir)
     print(f"Staged batches waiting to load: {len(staged)}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run the warehouse checks once: 0 when all hold, 1 when any returns rows (WarehouseError gives 2)."""
+    settings = _settings(args)
+    import json
+
+    from flows import checks
+
+    # Read-write but brief (well under a second at 2,000 articles), so a load meeting it only waits a moment.
+    done = checks.run_and_store(settings.warehouse, checks.new_check_id(),
+                                wait=min(10.0, settings.warehouse.lock_wait_seconds))
+    print(f"{settings.warehouse.path}: {len(done.results)} checks, {len(done.failed)} failing "
+          f"(stored as run {done.run_id})")
+    if done.note:
+        print(f"  note: {done.note}")
+    for r in done.results:
+        if r.skipped:
+            print(f"  skip  {r.name}: {r.skipped}")
+            continue
+        mark = "FAIL" if r.failed else "ok  "
+        print(f"  {mark}  {r.name:<28} {r.offending_rows if r.error is None else 'error':>6}  {r.duration_ms:7.1f} ms")
+        if r.error:
+            print(f"          {r.error}")
+        for row in r.sample:
+            print(f"          {json.dumps(row, default=str)}")
+    return 1 if done.failed else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -229,7 +265,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "reprocess": cmd_reprocess,
+COMMANDS = {"serve": cmd_serve, "check": cmd_check, "reprocess": cmd_reprocess,
             "ingest": cmd_ingest, "seeds": cmd_seeds, "sql": cmd_sql, "export": cmd_export,
             "status": cmd_status, "demo": cmd_demo}
 

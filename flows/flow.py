@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
+import duckdb
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows import alerts, collect, documents, reads, report, staging, store, stream, warehouse, workers
+from flows import alerts, checks, collect, documents, reads, report, staging, store, stream, warehouse, workers
 from flows.errors import ConfigError, describe
 from flows.politeness import HostGate
 from flows.runlock import run_lock
@@ -78,6 +79,24 @@ def store_batch(ctx: RunContext, batch: staging.Batch) -> bool:
         return False
     ctx.stats.add_load(result)
     return True
+
+
+@task(name="warehouse-checks", **_TASK)
+def warehouse_checks(ctx: RunContext) -> checks.CheckRun | None:
+    """Run the warehouse checks and store them with the run (check_results, runs.checks_failed); None when they
+    could not run (the warehouse is locked: a warning, not a failure)."""
+    log = get_run_logger()
+    wh = ctx.settings.warehouse
+    try:
+        done = checks.run_and_store(wh, ctx.run_id, alive_runs=[ctx.run_id], wait=min(5.0, wh.lock_wait_seconds))
+    except warehouse.WarehouseLocked:
+        log.warning("warehouse checks skipped: %s is held by another process", wh.path)
+        return None
+    except (warehouse.WarehouseError, duckdb.Error) as exc:  # everything is stored; the run stays good
+        log.error("warehouse checks could not run: %s", exc)
+        return None
+    log.info("warehouse checks: %d run, %d failing", len(done.results), len(done.failed))
+    return done
 
 
 @task(name="process-articles", **_TASK)
@@ -205,6 +224,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             pool.shutdown(cancel_futures=True)
 
     status, message = "completed", None
+    checked = None
     if not dry_run:
         # Last chance to load what the lock kept staged (full lock wait), before the run row records the outcome.
         _, stats.batches_staged = store.load_pending(settings, stats)
@@ -219,15 +239,20 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             status = "staged"
             message = message or (f"the warehouse was locked at the end of the run: its last batch is staged in "
                                   f"{settings.warehouse.staging_dir} and the next run loads it; nothing is lost")
+            log.warning("warehouse checks skipped: the warehouse was locked at the end of the run")
         else:
+            checked = warehouse_checks(ctx)
             try:
                 publish_snapshot(settings.warehouse)
             except warehouse.WarehouseLocked:
                 log.warning("snapshot not published: warehouse locked")
-    report.publish(ctx.settings, ctx.run_id, stats, dry_run)
+    report.publish(ctx.settings, ctx.run_id, stats, dry_run, checks=checked)
     if not dry_run:
         alerts.publish(settings, log)  # ERROR log + `newsflow.feed.failing` event per feed over the threshold
-    summary = {"run_id": ctx.run_id, "status": "dry_run" if dry_run else status, **stats.counts()}
+    if checked is not None:
+        alerts.publish_checks(settings, checked, log)  # ERROR log + `newsflow.check.failed` event per check
+    summary = {"run_id": ctx.run_id, "status": "dry_run" if dry_run else status, **stats.counts(),
+               "checks_failed": None if checked is None else len(checked.failed)}
     if message:
         log.warning(message)
     return summary

@@ -1,23 +1,45 @@
-"""The run report: a summary table and a markdown page of failing feeds and top entities, as Prefect artifacts."""
+"""The run report: a summary table and a markdown page of failing feeds, top entities and warehouse checks, as
+Prefect artifacts."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows import warehouse
+from flows.checks import CheckRun
 from flows.pipeline import RunStats
 from flows.settings import Settings
 
 
-def summary_rows(stats: RunStats) -> list[dict[str, Any]]:
+def summary_rows(stats: RunStats, checks: CheckRun | None = None) -> list[dict[str, Any]]:
     c = stats.counts()
-    return [{"metric": k.replace("_", " "), "value": v} for k, v in c.items()]
+    rows = [{"metric": k.replace("_", " "), "value": v} for k, v in c.items()]
+    if checks is not None:
+        rows.append({"metric": "checks failed", "value": len(checks.failed)})
+    return rows
+
+
+def checks_markdown(checks: CheckRun | None) -> list[str]:
+    """The report's section on the warehouse checks run at the end of the run."""
+    lines = ["## Warehouse checks", ""]
+    if checks is None:
+        return [*lines, "Not run (dry run, or the warehouse was locked at the end of the run)."]
+    lines += [f"{len(checks.results)} checks, {len(checks.failed)} failing.", "",
+              "| check | offending rows | ms | sample |", "|---|---|---|---|"]
+    for r in checks.results:
+        n = "error" if r.error else r.offending_rows
+        if r.failed:
+            n = f"**{n}**"
+        sample = (r.error or (json.dumps(r.sample[0], default=str) if r.sample else "")).replace("|", "\\|")
+        lines.append(f"| {r.name} | {n} | {r.duration_ms:.1f} | {sample[:200]} |")
+    return lines
 
 
 def markdown(run_id: str, stats: RunStats, failing: list[tuple[Any, ...]], top: list[tuple[Any, ...]],
-             alert_after: int) -> str:
+             alert_after: int, checks: CheckRun | None = None) -> str:
     lines = [f"# newsflow run `{run_id}`", "",
              f"{stats.feeds_ok} feeds ok, {stats.feeds_not_modified} not modified, {stats.feeds_failed} failed, "
              f"{stats.feeds_skipped} skipped; {stats.articles_new} new articles, "
@@ -39,10 +61,12 @@ def markdown(run_id: str, stats: RunStats, failing: list[tuple[Any, ...]], top: 
         lines += [f"| {name} | {label} | {m} | {a} |" for name, label, m, a in top]
     else:
         lines.append("No new articles were tagged.")
+    lines += ["", *checks_markdown(checks)]
     return "\n".join(lines) + "\n"
 
 
-def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool) -> None:
+def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool, checks: CheckRun | None = None
+            ) -> None:
     """Create the run's artifacts in Prefect (best effort: a locked warehouse gives a shorter report)."""
     failing: list[tuple[Any, ...]] = []
     top: list[tuple[Any, ...]] = []
@@ -53,8 +77,9 @@ def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool) -> 
                 top = conn.execute(warehouse.query("run_top_entities"), {"run_id": run_id, "limit": 15}).fetchall()
         except warehouse.WarehouseLocked:
             pass
-    create_table_artifact(key="ingest-summary", table=summary_rows(stats),
+    create_table_artifact(key="ingest-summary", table=summary_rows(stats, checks),
                           description=f"newsflow ingest run {run_id}")
     create_markdown_artifact(key="ingest-report",
-                             markdown=markdown(run_id, stats, failing, top, settings.health.alert_after_failures),
-                             description="failing feeds and top entities")
+                             markdown=markdown(run_id, stats, failing, top, settings.health.alert_after_failures,
+                                               checks),
+                             description="failing feeds, top entities and warehouse checks")

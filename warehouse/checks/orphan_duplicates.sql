@@ -1,0 +1,6 @@
+-- Invariant: every duplicates.duplicate_of points at a stored article (or seed). Why: a copy whose original is
+-- gone cannot be traced (syndication, provenance) and its text was never stored, so the story is lost.
+select d.url, d.duplicate_of, d.method, d.run_id
+from duplicates d
+where not exists (select 1 from articles a where a.article_id = d.duplicate_of)
+order by d.url

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import flows.flow  # noqa: F401 - Prefect binds its log handler to the stderr of its import: not a capsys one
 from flows import demo, warehouse
 from flows.cli import main
 from flows.settings import PROJECT_ROOT, WarehouseSettings
@@ -56,7 +57,11 @@ class Env:
 
     def __post_init__(self) -> None:
         self.config = self.tmp / "newsflow.toml"
-        self.config.write_text(f'[pipeline]\nworkers = 1\nseeds_dir = "{self.tmp / "seeds"}"\n' + FEEDS)
+        # The default warehouse is in tmp too, so a case that forgets --warehouse cannot reach the project's.
+        db = self.tmp / "default.duckdb"
+        self.config.write_text(f'[warehouse]\npath = "{db}"\nstaging_dir = "{self.tmp / "staging"}"\n'
+                               f'snapshot_path = "{self.tmp / "snap.duckdb"}"\n'
+                               f'[pipeline]\nworkers = 1\nseeds_dir = "{self.tmp / "seeds"}"\n' + FEEDS)
         (self.tmp / "seeds").mkdir()
 
     def p(self, name: str) -> str:

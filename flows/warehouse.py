@@ -179,10 +179,10 @@ def check_file(path: Path, *, create: bool = False) -> None:
     try:
         conn = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
-        if is_lock_error(exc):
+        # Held by another process, or open in this one with another configuration: a run has it, not a stranger.
+        if is_lock_error(exc) or isinstance(exc, duckdb.ConnectionException):
             return
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WarehouseError(f"{path}: not a newsflow warehouse ({first})") from None
+        raise WarehouseError(f"{path}: not a newsflow warehouse ({first_line(exc)})") from None
     try:
         tables = _user_tables(conn)
     finally:

@@ -337,6 +337,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_reprocess(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from flows.maintenance import Step, reprocess
+    from flows.runlock import run_lock
+
+    with run_lock(settings.warehouse.path) as free:  # the flow takes it again; this only says so in one line
+        if not free:
+            raise CliError(f"an ingest or maintenance run holds {settings.warehouse.path}; try again when it ends")
 
     result = reprocess(steps=[Step(s) for s in args.steps or ("dedup", "entities")], only_stale=not args.all,
                        batch_size=args.batch_size, config=str(settings.config_path),

@@ -1,14 +1,23 @@
-"""`newsflow`: the command line. Every command loads the settings first, so a bad config stops it in one line."""
+"""`newsflow`: the command line. Every command loads the settings first, so a bad config stops it in one line.
+
+The contract every command keeps: arguments are checked before anything runs; a user error (bad argument,
+config, file or query) is one line on stderr, `newsflow: ...`, and exit 2; an unexpected exception is one line
+naming its type, and exit 1; `--debug` or NEWSFLOW_DEBUG=1 adds the traceback. No command deletes, migrates
+or creates a file that is not a newsflow warehouse.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import tempfile
+import traceback
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 # An offline machine has no one to send analytics to; keep Prefect quiet unless the user says otherwise.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -21,25 +30,91 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 if not os.environ.get("PREFECT_API_URL"):
     os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
 
+import duckdb
+
 from flows import warehouse
+from flows.export import check_name
 from flows.settings import ConfigError, Settings, load_settings
 
 
+class CliError(Exception):
+    """A user error found by a command: printed as one line, exit 2."""
+
+
+# Errors that come from what the user gave (arguments, config, files, SQL): one line and exit 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (CliError, ConfigError, warehouse.WarehouseError, ValueError, OSError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error of every other user error (its default prints the usage too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"newsflow: {message} (see `{self.prog} --help`)\n")
+
+
+def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type for a whole number from `lo` to `hi` (no upper bound when None)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if n < lo or (hi is not None and n > hi):
+            limit = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+            raise argparse.ArgumentTypeError(f"must be {limit}, got {n}")
+        return n
+
+    return parse
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _file_name(text: str) -> str:
+    try:
+        return check_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="config file (default: NEWSFLOW_CONFIG or config/newsflow.toml)")
-    p.add_argument("--warehouse", help="DuckDB file (default: NEWSFLOW_WAREHOUSE or the config's)")
+    p.add_argument("--config", type=_text, help="config file (default: NEWSFLOW_CONFIG or config/newsflow.toml)")
+    p.add_argument("--warehouse", type=_text, help="DuckDB file (default: NEWSFLOW_WAREHOUSE or the config's)")
+    _debug(p)
+
+
+def _debug(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a subcommand's default must not undo `newsflow --debug CMD`.
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="print the traceback of an error (also NEWSFLOW_DEBUG=1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="newsflow", description="Scheduled news ingestion into DuckDB.")
+    parser = _Parser(prog="newsflow", description="Scheduled news ingestion into DuckDB.",
+                     epilog="Exit status: 0 done, 2 user error (one line on stderr), 1 unexpected error, "
+                            "130 interrupted. --debug or NEWSFLOW_DEBUG=1 prints tracebacks.")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error (also NEWSFLOW_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", help="run the ingest flow once")
     _common(p)
-    p.add_argument("--feed", action="append", dest="feeds", metavar="NAME", help="only this feed (repeatable)")
-    p.add_argument("--tag", action="append", dest="tags", metavar="TAG", help="only feeds with this tag")
-    p.add_argument("--max-articles", type=int, metavar="N", help="new articles per feed (default: config)")
-    p.add_argument("--since", type=date.fromisoformat, metavar="YYYY-MM-DD", help="skip older entries")
+    p.add_argument("--feed", action="append", dest="feeds", metavar="NAME", type=_text,
+                   help="only this feed (repeatable; must be in the config)")
+    p.add_argument("--tag", action="append", dest="tags", metavar="TAG", type=_text,
+                   help="only feeds with this tag (repeatable; must be a tag of a configured feed)")
+    p.add_argument("--max-articles", type=_int_in(0, 1000), metavar="N",
+                   help="new articles per feed, 0-1000 (default: config)")
+    p.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="skip older entries")
     p.add_argument("--dry-run", action="store_true", help="fetch, extract and tag, but write nothing")
 
     p = sub.add_parser("seeds", help="load new or changed seed files")
@@ -54,16 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--snapshot", action="store_true",
                    help="query the published snapshot instead of the live file (never blocks a run)")
-    p.add_argument("--max-rows", type=int, default=40, help="rows shown in table format")
+    p.add_argument("--max-rows", type=_int_in(1), default=40, metavar="N",
+                   help="rows shown in table format, at least 1 (default 40)")
 
     p = sub.add_parser("export", help="write tables, views or a query to Parquet or CSV files")
     _common(p)
     p.add_argument("tables", nargs="*", metavar="TABLE",
                    help="tables or views to export (default: every table and view except the dedup index)")
     p.add_argument("--query", help="export this SQL query (or @file.sql) instead of tables")
-    p.add_argument("--name", default="query", help="file name (without extension) for --query")
+    p.add_argument("--name", default="query", type=_file_name,
+                   help="file name (without extension, no folders) for --query")
     p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
-    p.add_argument("--out", default="export", help="output folder, or a file path for --query (default: export)")
+    p.add_argument("--out", default="export", type=_text,
+                   help="output folder, or a file path for --query (default: export)")
     p.add_argument("--snapshot", action="store_true", help="read the published snapshot (never blocks a run)")
 
     p = sub.add_parser("status", help="last runs, failing feeds, staged batches")
@@ -83,23 +161,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", action="append", dest="steps", choices=("dedup", "entities"),
                    help="dedup and/or entities (repeatable; default both)")
     p.add_argument("--all", action="store_true", help="re-tag every article, not only those tagged by another model")
-    p.add_argument("--batch-size", type=int, default=500, help="articles per transaction")
+    p.add_argument("--batch-size", type=_int_in(1, 10_000), default=500, metavar="N",
+                   help="articles per transaction, 1-10000 (default 500)")
 
     p = sub.add_parser("demo", help="serve the bundled offline snapshot on 127.0.0.1 and ingest it")
-    p.add_argument("--warehouse", help="DuckDB file (default: warehouse/demo.duckdb)")
-    p.add_argument("--port", type=int, default=8765,
-                   help="port for the local server; article URLs include it, so keep it to re-run (default 8765)")
-    p.add_argument("--fresh", action="store_true", help="delete the demo warehouse first")
+    p.add_argument("--warehouse", type=_text, help="DuckDB file (default: warehouse/demo.duckdb); a new file or "
+                                                   "one the demo made")
+    p.add_argument("--port", type=_int_in(0, 65535), default=8765,
+                   help="port for the local server, 0-65535 (0: any free one); article URLs include it, so keep it "
+                        "to re-run (default 8765)")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete the demo warehouse first (only one the demo made: it has a <file>.demo marker)")
+    _debug(p)
     return parser
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(getattr(args, "config", None), warehouse=getattr(args, "warehouse", None))
+def _settings(args: argparse.Namespace, *, create: bool = False, snapshot: bool = False) -> Settings:
+    """The settings, after checking the warehouse file the command will use: it must be a newsflow warehouse
+    (`create`: or missing, for the commands that make one); `snapshot`: the published snapshot is read."""
+    settings = load_settings(getattr(args, "config", None), warehouse=getattr(args, "warehouse", None))
+    path = settings.warehouse.snapshot_path if snapshot else settings.warehouse.path
+    if not (snapshot and not path.exists()):  # a missing snapshot: warehouse.reader says how one is made
+        warehouse.check_file(path, create=create)
+    return settings
+
+
+def _query_text(arg: str) -> str:
+    """The SQL of `arg`, or of the file it names as @file.sql."""
+    if not arg.startswith("@"):
+        return arg
+    path = Path(arg[1:])
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise CliError(f"{path}: cannot read the query file ({reason})") from None
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    from flows.flow import ingest
+    settings = _settings(args, create=True)
+    from flows.flow import ingest, select_feeds
+
+    select_feeds(settings, args.feeds, args.tags)  # unknown names or tags stop here, before a run starts
 
     summary = ingest(feeds=args.feeds, tags=args.tags, max_articles_per_feed=args.max_articles,
                      since=args.since, dry_run=args.dry_run, config=str(settings.config_path),
@@ -120,7 +223,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _settings(args, create=True)
     from flows.flow import reload_seeds
 
     result = reload_seeds(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
@@ -131,12 +234,18 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    text = Path(args.query[1:]).read_text() if args.query.startswith("@") else args.query
+    settings = _settings(args, snapshot=args.snapshot)
+    text = _query_text(args.query)
     with warehouse.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
+        # Reads the warehouse and its raw archives (docs/schema.md reads them with read_parquet), writes nothing.
+        warehouse.restrict_files(conn, [settings.warehouse.raw_dir])
+        warehouse.check_read_only(conn, text)
         if path != settings.warehouse.path and not args.snapshot:
             print(f"(the live warehouse is busy loading; querying the last snapshot {path})", file=sys.stderr)
-        return _show(conn, text, args)
+        try:
+            return _show(conn, text, args)
+        except duckdb.Error as exc:
+            raise warehouse.QueryError(warehouse.first_line(exc)) from None
 
 
 def _show(conn: Any, text: str, args: argparse.Namespace) -> int:
@@ -162,17 +271,21 @@ def _show(conn: Any, text: str, args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _settings(args, snapshot=args.snapshot)
     from flows.export import export
 
-    query = args.query
-    if query and query.startswith("@"):
-        query = Path(query[1:]).read_text()
+    query = _query_text(args.query) if args.query else None
     if query and args.tables:
-        raise ValueError("give tables or --query, not both")
+        raise CliError("give tables or --query, not both")
     with warehouse.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
-        done = export(conn, Path(args.out), tables=args.tables or None, query=query, name=args.name,
-                      fmt=args.format)
+        warehouse.restrict_files(conn, [settings.warehouse.raw_dir])
+        if query:
+            warehouse.check_read_only(conn, query)
+        try:
+            done = export(conn, Path(args.out), tables=args.tables or None, query=query, name=args.name,
+                          fmt=args.format)
+        except duckdb.Error as exc:
+            raise warehouse.QueryError(warehouse.first_line(exc)) from None
     print(f"exported from {path}:")
     for item in done:
         print(f"  {item.path}  ({item.rows} rows)")
@@ -223,17 +336,24 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flows.demo import DEMO_DATA, DEMO_WAREHOUSE, demo_config
+    from flows import demo
     from flows.localserver import LocalServer
 
-    db = Path(args.warehouse).resolve() if args.warehouse else DEMO_WAREHOUSE
-    if args.fresh:
-        for p in (db, db.with_name(db.name + ".wal")):
-            p.unlink(missing_ok=True)
-    with LocalServer(DEMO_DATA, port=args.port) as server, tempfile.TemporaryDirectory() as tmp:
+    db = Path(args.warehouse).resolve() if args.warehouse else demo.DEMO_WAREHOUSE
+    demo.check_target(db, fresh=args.fresh)
+    try:
+        server = LocalServer(demo.DEMO_DATA, port=args.port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(f"port {args.port} on 127.0.0.1 is in use; choose another with --port") from None
+        raise
+    with server, tempfile.TemporaryDirectory() as tmp:
         print(f"serving the offline snapshot at {server.base}")
-        config = demo_config(server, db, Path(tmp))
-        load_settings(config)
+        config = demo.demo_config(server, db, Path(tmp))
+        load_settings(config)  # a bad NEWSFLOW_* override stops the demo before it deletes or writes anything
+        if args.fresh:
+            demo.remove(db)
+        demo.mark(db)
         from flows.flow import ingest
 
         summary = ingest(config=str(config), warehouse_path=str(db))
@@ -245,7 +365,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _settings(args, create=True)
     from flows.deploy import serve
 
     serve(settings)
@@ -255,6 +375,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_reprocess(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from flows.maintenance import Step, reprocess
+    from flows.runlock import run_lock
+
+    with run_lock(settings.warehouse.path) as free:  # the flow takes it again; this only says so in one line
+        if not free:
+            raise CliError(f"an ingest or maintenance run holds {settings.warehouse.path}; try again when it ends")
 
     result = reprocess(steps=[Step(s) for s in args.steps or ("dedup", "entities")], only_stale=not args.all,
                        batch_size=args.batch_size, config=str(settings.config_path),
@@ -271,15 +396,33 @@ COMMANDS = {"serve": cmd_serve, "check": cmd_check, "reprocess": cmd_reprocess,
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; every error, whichever command raised it, ends as one line and an exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a bad argument already reported in one line (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    debug = getattr(args, "debug", False) or os.environ.get("NEWSFLOW_DEBUG", "") not in ("", "0")
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, warehouse.WarehouseError, ValueError) as exc:
-        print(f"newsflow: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("newsflow: interrupted", file=sys.stderr)
         return 130
+    except USER_ERRORS as exc:
+        return _fail(exc, debug, 2, f"newsflow: {_one_line(exc)}")
+    except Exception as exc:  # a bug or a broken environment: still one line, but say what it was
+        return _fail(exc, debug, 1, f"newsflow: unexpected {type(exc).__name__}: {_one_line(exc)} "
+                                    "(run with --debug or NEWSFLOW_DEBUG=1 for the traceback)")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(warehouse.first_line(exc).split())
+
+
+def _fail(exc: BaseException, debug: bool, code: int, line: str) -> int:
+    if debug:
+        traceback.print_exception(exc)
+    print(line, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

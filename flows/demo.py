@@ -44,3 +44,55 @@ def demo_config(server: LocalServer, warehouse: Path, workdir: Path) -> Path:
     path = workdir / "newsflow-demo.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def marker(warehouse: Path) -> Path:
+    """The sidecar file that says `newsflow demo` made this warehouse, so `--fresh` may delete it."""
+    return warehouse.with_name(warehouse.name + ".demo")
+
+
+def _derived(warehouse: Path) -> list[Path]:
+    """What a demo run writes beside its warehouse (paths as in `demo_config`)."""
+    stem = warehouse.with_name(warehouse.stem)
+    return [warehouse.with_name(warehouse.name + ".wal"), warehouse.with_name(warehouse.name + ".runlock"),
+            Path(f"{stem}.staging"), Path(f"{stem}.snapshot.duckdb"), Path(f"{stem}.snapshot.duckdb.wal"),
+            Path(f"{stem}.raw")]
+
+
+def check_target(warehouse: Path, *, fresh: bool) -> None:
+    """Refuse (WarehouseError) a warehouse the demo must not write or, with `fresh`, delete: the demo writes
+    only into a missing file or a newsflow warehouse holding nothing but loopback and seed data, and deletes
+    only such a warehouse that also has its marker."""
+    from flows import warehouse as wh
+
+    wh.check_file(warehouse, create=True)
+    if not warehouse.exists():
+        return
+    if fresh and not marker(warehouse).exists():
+        raise wh.WarehouseError(f"{warehouse}: not made by `newsflow demo` (no {marker(warehouse).name} beside "
+                                "it), so --fresh will not delete it; delete it yourself if you mean to")
+    try:
+        with wh.connect(wh.WarehouseSettings(path=warehouse), read_only=True, wait=3.0) as conn:
+            tables = {r[0] for r in conn.execute(wh.query("user_tables")).fetchall()}
+            foreign = conn.execute(wh.query("demo_foreign_rows")).fetchone()[0] if "articles" in tables else 0
+    except wh.WarehouseLocked:
+        raise wh.WarehouseError(f"{warehouse} is in use by another process; close it and try again") from None
+    if foreign:
+        raise wh.WarehouseError(f"{warehouse}: holds {foreign} feeds or articles from beyond 127.0.0.1, so it is "
+                                "not a demo warehouse; the demo will not write to or delete it")
+
+
+def mark(warehouse: Path) -> None:
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    marker(warehouse).write_text("Made by `newsflow demo`: `newsflow demo --fresh` may delete this warehouse.\n")
+
+
+def remove(warehouse: Path) -> None:
+    """Delete a demo warehouse and everything its runs wrote beside it (call `check_target` first)."""
+    import shutil
+
+    for path in [warehouse, *_derived(warehouse), marker(warehouse)]:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)

@@ -3,7 +3,8 @@
     NewsflowError
     ├── ConfigError            a config file, override or argument that cannot be used (one line, exit 2)
     ├── WarehouseError         the warehouse cannot be used (not a DuckDB file, newer schema, ...)
-    │   └── WarehouseLocked    another process held it for longer than the configured wait
+    │   ├── WarehouseLocked    another process held it for longer than the configured wait
+    │   └── QueryError         a user's query that does not parse, fails, or would write
     ├── SeedFormatError        a seed file that does not start with `date YYYY-MM-DD` (also a ValueError)
     └── StagingError           a staged batch that cannot be read (unknown schema version, missing files)
 
@@ -35,6 +36,10 @@ class WarehouseError(NewsflowError):
 
 class WarehouseLocked(WarehouseError):  # noqa: N818 - the name says what happened
     """Another process held the warehouse for longer than the configured wait."""
+
+
+class QueryError(WarehouseError):
+    """A user's query that does not parse, fails, or would change something (only reading statements run)."""
 
 
 class SeedFormatError(NewsflowError, ValueError):

@@ -1,7 +1,9 @@
 """`newsflow export`: tables, views or a query written to Parquet or CSV for other tools.
 
 Reads the published snapshot when asked (or when the live file is busy), so an export never blocks a run.
-The output is written by DuckDB's relation API, so no path or value is ever spliced into SQL text.
+The output is written by DuckDB's relation API, so no path or value is ever spliced into SQL text. The
+connection that runs a user's query may have file access turned off (`warehouse.restrict_files`): the rows
+then cross as Arrow batches to an in-memory connection of our own, which writes them.
 """
 
 from __future__ import annotations
@@ -30,13 +32,27 @@ def relations(conn: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in rows]
 
 
+def check_name(name: str) -> str:
+    """`name` if it is a plain file name (the export stays inside its folder), else ValueError."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"{name!r} is not a plain file name (no folders, '/' or '..'); choose the folder with --out")
+    return name
+
+
 def _write(rel: duckdb.DuckDBPyRelation, path: Path, fmt: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    if fmt == "parquet":
-        rel.write_parquet(str(tmp), compression="zstd")
-    else:
-        rel.write_csv(str(tmp), header=True)
+    batches = rel.to_arrow_reader() if hasattr(rel, "to_arrow_reader") else rel.fetch_record_batch()
+    try:
+        with duckdb.connect() as writer:
+            out = writer.from_arrow(batches)
+            if fmt == "parquet":
+                out.write_parquet(str(tmp), compression="zstd")
+            else:
+                out.write_csv(str(tmp), header=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)  # a reader never sees a half-written export
 
 
@@ -50,7 +66,7 @@ def export(conn: duckdb.DuckDBPyConnection, out: Path, *, tables: list[str] | No
         rel = conn.sql(query)
         if rel is None:
             raise ValueError("the query returns no rows to export (is it a SELECT?)")
-        path = out if out.suffix else out / f"{name}.{fmt}"
+        path = out if out.suffix else out / f"{check_name(name)}.{fmt}"
         _write(rel, path, fmt)
         done.append(Exported(name, path, _count(conn, rel)))
         return done

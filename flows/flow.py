@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from flows import alerts, checks, collect, documents, reads, report, staging, store, stream, warehouse, workers
-from flows.errors import ConfigError, describe
+from flows.errors import describe
 from flows.politeness import HostGate
 from flows.runlock import run_lock
 from flows.seeds import Seed, SeedError
@@ -57,15 +57,26 @@ def _json(value: Any) -> str:
 
 
 def select_feeds(settings: Settings, names: list[str] | None, tags: list[str] | None) -> list[FeedConfig]:
-    """Enabled feeds, narrowed to the given names and/or tags; unknown names are an error."""
+    """Enabled feeds, narrowed to the given names and/or tags; unknown names or tags, or a selection of
+    disabled feeds only, are errors naming what the config has."""
+    known_names = sorted(f.name for f in settings.feeds)
+    known_tags = sorted({t for f in settings.feeds for t in f.tags})
+    unknown = sorted(set(names or ()) - set(known_names))
+    if unknown:
+        raise ValueError(f"unknown feed name(s): {', '.join(unknown)} (the config has: "
+                         f"{', '.join(known_names) or 'no feeds'})")
+    unknown = sorted(set(tags or ()) - set(known_tags))
+    if unknown:
+        raise ValueError(f"unknown tag(s): {', '.join(unknown)} (the config's feeds have: "
+                         f"{', '.join(known_tags) or 'no tags'})")
     feeds = [f for f in settings.feeds if f.enabled]
     if names:
-        unknown = sorted(set(names) - {f.name for f in settings.feeds})
-        if unknown:
-            raise ConfigError(f"unknown feed name(s): {', '.join(unknown)}")
         feeds = [f for f in feeds if f.name in names]
     if tags:
         feeds = [f for f in feeds if set(tags) & set(f.tags)]
+    if (names or tags) and not feeds:
+        asked = [f"feed {', '.join(names)}"] * bool(names) + [f"tag {', '.join(tags)}"] * bool(tags)
+        raise ValueError(f"no enabled feed matches {' and '.join(asked)} (disabled feeds have enabled = false)")
     return feeds
 
 

@@ -27,14 +27,15 @@ class Seed:
 
 
 def parse_seed(name: str, raw: str) -> Seed:
-    m = _HEADER.match(raw)
+    body = raw.removeprefix("\ufeff")  # editors on Windows save UTF-8 with a byte-order mark
+    m = _HEADER.match(body)
     if not m:
         raise SeedFormatError(f"{name}: expected the file to start with 'date YYYY-MM-DD'")
     try:
         published = date.fromisoformat(m.group(1))
     except ValueError:
         raise SeedFormatError(f"{name}: {m.group(1)!r} is not a valid date") from None
-    text = raw[m.end():].strip()
+    text = body[m.end():].strip()
     if not text:
         raise SeedFormatError(f"{name}: no text after the date")
     return Seed(name, published, text, hashlib.sha256(raw.encode()).hexdigest())

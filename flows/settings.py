@@ -168,6 +168,7 @@ class EntitySettings(_Section):
         return out
 
 
+
 class PipelineSettings(_Section):
     workers: int = Field(default=0, ge=0)  # 0 = one per CPU core
     batch_size: int = Field(default=64, ge=1)
@@ -205,7 +206,7 @@ class Settings(_Section):
         return self.pipeline.workers or os.cpu_count() or 1
 
 
-def _describe(err: ValidationError) -> str:
+def _describe(err: ValidationError, path: Path, env_names: dict[tuple[str, str], str]) -> str:
     first = err.errors()[0]
     parts: list[str] = []
     for loc in first["loc"]:
@@ -217,7 +218,13 @@ def _describe(err: ValidationError) -> str:
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
-    return f"{key}: {msg}"
+    loc = tuple(str(x) for x in first["loc"][:2])
+    source = (env_names.get(loc) or env_names.get((loc[0], ""))) if loc else None
+    return f"{source}: {key}: {msg}" if source else f"{path}: {key}: {msg}"
+
+
+def _env_name(section: str, key: str) -> str:
+    return f"NEWSFLOW_{section.upper()}__{key.upper()}"
 
 
 def _env_overrides(env: dict[str, str] | os._Environ[str]) -> dict[str, dict[str, Any]]:
@@ -260,13 +267,22 @@ def load_settings(
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    for section, values in {**_env_overrides(env), **(overrides or {})}.items():
-        data.setdefault(section, {}).update(values)
+    from_env = _env_overrides(env)
+    # A bad value from the environment is reported under its variable's name, not the file's.
+    env_names = {(s, k): f"{_env_name(s, k)}={env[_env_name(s, k)]!r}" for s, v in from_env.items() for k in v}
+    env_names |= {(s, ""): _env_name(s, next(iter(v))) for s, v in from_env.items()}
+    for section, values in {**from_env, **(overrides or {})}.items():
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            where = env_names.get((section, "")) or f"overrides[{section!r}]"
+            raise ConfigError(f"{where}: [{section}] is not a table of settings (feeds are [[feeds]] entries in "
+                              f"{path}); it cannot be set this way")
+        target.update(values)
     data["config_path"] = path.resolve()
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_describe(exc)}") from None
+        raise ConfigError(_describe(exc, path, env_names)) from None
 
     wh = settings.warehouse
     wh_path = Path(warehouse or env.get("NEWSFLOW_WAREHOUSE") or "")

@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from flows.errors import WarehouseError, WarehouseLocked
+from flows.errors import QueryError, WarehouseError, WarehouseLocked
 from flows.settings import PROJECT_ROOT, WarehouseSettings
 from flows.staging import fsync
 
@@ -30,6 +30,32 @@ VIEWS_DIR = SQL_DIR / "views"
 QUERIES_DIR = SQL_DIR / "queries"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
+
+
+# Statement kinds a user's query may hold: they read. Everything else (COPY, EXPORT, ATTACH, INSERT, SET, ...)
+# is refused before anything runs.
+READ_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA", "CALL")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (DuckDB adds the query and a caret below it)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_read_only(conn: duckdb.DuckDBPyConnection, text: str) -> None:
+    """Refuse (QueryError) SQL text that does not parse or holds a statement that is not in READ_STATEMENTS."""
+    try:
+        statements = conn.extract_statements(text)
+    except duckdb.Error as exc:
+        raise QueryError(first_line(exc)) from None
+    if not statements:
+        raise QueryError("no SQL statement given")
+    for statement in statements:
+        kind = statement.type.name
+        if kind not in READ_STATEMENTS:
+            raise QueryError(f"queries are read-only: a {kind} statement is not run "
+                             f"(only {', '.join(READ_STATEMENTS)})")
 
 
 def is_lock_error(exc: BaseException) -> bool:
@@ -124,6 +150,38 @@ def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float =
         cm.__exit__(None, None, None)
 
 
+def _user_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in conn.execute(query("user_tables")).fetchall()]
+
+
+def check_file(path: Path, *, create: bool = False) -> None:
+    """Refuse anything but a newsflow warehouse: a DuckDB file with a `schema_migrations` table (opened read-only,
+    so nothing is written). With `create`, a missing file or a DuckDB file without tables also passes (the caller
+    creates and migrates it). A file another process holds open cannot be looked into and passes: its holder is
+    a run, and a load still refuses a foreign file in `migrate`."""
+    if path.is_dir():
+        raise WarehouseError(f"{path}: is a folder, not a warehouse file")
+    if not path.exists():
+        if create:
+            return
+        raise WarehouseError(f"{path}: no warehouse yet (run `newsflow ingest` or `newsflow demo` first)")
+    try:
+        conn = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        # Held by another process, or open in this one with another configuration: a run has it, not a stranger.
+        if is_lock_error(exc) or isinstance(exc, duckdb.ConnectionException):
+            return
+        raise WarehouseError(f"{path}: not a newsflow warehouse ({first_line(exc)})") from None
+    try:
+        tables = _user_tables(conn)
+    finally:
+        conn.close()
+    if "schema_migrations" in tables or (create and not tables):
+        return
+    raise WarehouseError(f"{path}: a DuckDB file but not a newsflow warehouse (no schema_migrations table); "
+                         "newsflow leaves it alone")
+
+
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
     exists = conn.execute(
         "select count(*) from information_schema.tables where table_name = 'schema_migrations'"
@@ -135,7 +193,12 @@ def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
 
 def migrate(conn: duckdb.DuckDBPyConnection, known: list[tuple[int, str, str]] | None = None) -> list[str]:
     """Apply pending migrations (forward only), each with its record in one transaction, then re-create the
-    views. `known` defaults to warehouse/migrations/; tests pass a prefix of it to build earlier versions."""
+    views. `known` defaults to warehouse/migrations/; tests pass a prefix of it to build earlier versions.
+    A DuckDB file with tables but no migration record is someone else's data: it is refused, never migrated."""
+    tables = _user_tables(conn)
+    if tables and "schema_migrations" not in tables:
+        raise WarehouseError(f"{_db_file(conn)}: a DuckDB file but not a newsflow warehouse (no schema_migrations "
+                             "table); newsflow leaves it alone")
     conn.execute(
         "create table if not exists schema_migrations "
         "(version integer primary key, name varchar not null, applied_at timestamptz not null)"
@@ -160,6 +223,19 @@ def migrate(conn: duckdb.DuckDBPyConnection, known: list[tuple[int, str, str]] |
     if len(known) == len(migrations()):  # views read the latest schema
         create_views(conn)
     return applied
+
+
+def _db_file(conn: duckdb.DuckDBPyConnection) -> str:
+    row = conn.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()
+    return row[0] if row and row[0] else "the database"
+
+
+def restrict_files(conn: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
+    """Turn DuckDB's file access off for this connection's database except for reading `folders` (the raw
+    archives), so a user's query reads the warehouse and cannot write or read files elsewhere. Lasts until
+    the database is closed; DuckDB refuses to turn it back on."""
+    conn.execute("set allowed_directories = $dirs", {"dirs": [f"{f.resolve()}/" for f in folders]})
+    conn.execute("set enable_external_access = false")
 
 
 def view_files() -> list[Path]:

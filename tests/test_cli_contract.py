@@ -160,7 +160,7 @@ CASES = [
     Case("env-sets-the-feed-list", lambda e: ["status", "--config", str(e.config), "--warehouse", e.warehouse()],
          "NEWSFLOW_FEEDS__URL", env={"NEWSFLOW_FEEDS__URL": "x"}),
     Case("unknown-spacy-pipeline", lambda e: ["reprocess", "--config", str(e.config), "--warehouse", e.warehouse(),
-                                              "--step", "entities"], "no spaCy pipeline 'nf_no_such_model'",
+                                              "--step", "entities"], "spaCy pipeline 'nf_no_such_model' (for 'en') is not installed",
          env={"NEWSFLOW_ENTITIES__PIPELINE": "nf_no_such_model"}),
     Case("max-articles-negative", lambda e: ["ingest", "--config", str(e.config), "--max-articles", "-1"],
          "--max-articles: must be from 0 to 1000"),

@@ -5,14 +5,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
+import duckdb
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows import alerts, pipeline, report, staging, stream, warehouse
+from flows import alerts, htmlreport, pipeline, report, staging, stream, warehouse
 from flows.pipeline import RunStats
 from flows.runlock import run_lock
 from flows.settings import FeedConfig, Settings, load_settings
@@ -220,13 +222,28 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                 publish_snapshot(settings.warehouse)
             except warehouse.WarehouseLocked:
                 log.warning("snapshot not published: warehouse locked")
-    report.publish(ctx.settings, ctx.run_id, stats, dry_run)
+    page = None if dry_run else write_html_report(settings, log)
+    report.publish(ctx.settings, ctx.run_id, stats, dry_run, html_path=page)
     if not dry_run:
         alerts.publish(settings, log)  # ERROR log + `newsflow.feed.failing` event per feed over the threshold
     summary = {"run_id": ctx.run_id, "status": "dry_run" if dry_run else status, **stats.counts()}
     if message:
         log.warning(message)
     return summary
+
+
+def write_html_report(settings: Settings, log: Any) -> Path | None:
+    """Rewrite the `[report] html_path` page, if set; best effort, since a run never fails for its picture."""
+    out = settings.report.html_file()
+    if out is None:
+        return None
+    try:
+        htmlreport.write(settings.warehouse, out)
+    except (warehouse.WarehouseError, OSError, duckdb.Error) as exc:
+        log.warning("HTML report not written to %s: %s", out, exc)
+        return None
+    log.info("HTML report written to %s", out)
+    return out
 
 
 def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -17,11 +18,13 @@ def summary_rows(stats: RunStats) -> list[dict[str, Any]]:
 
 
 def markdown(run_id: str, stats: RunStats, failing: list[tuple[Any, ...]], top: list[tuple[Any, ...]],
-             alert_after: int) -> str:
+             alert_after: int, html_path: Path | None = None) -> str:
     lines = [f"# newsflow run `{run_id}`", "",
              f"{stats.feeds_ok} feeds ok, {stats.feeds_not_modified} not modified, {stats.feeds_failed} failed, "
              f"{stats.feeds_skipped} skipped; {stats.articles_new} new articles, "
              f"{stats.duplicates_exact} exact and {stats.duplicates_near} near duplicates.", ""]
+    if html_path is not None:
+        lines += [f"The warehouse report page (charts, syndication, feed health) is at `{html_path}`.", ""]
     lines += ["## Failing feeds", ""]
     if failing:
         lines += ["| feed | failures in a row | last error | last success | state |", "|---|---|---|---|---|"]
@@ -42,7 +45,8 @@ def markdown(run_id: str, stats: RunStats, failing: list[tuple[Any, ...]], top: 
     return "\n".join(lines) + "\n"
 
 
-def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool) -> None:
+def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool, *,
+            html_path: Path | None = None) -> None:
     """Create the run's artifacts in Prefect (best effort: a locked warehouse gives a shorter report)."""
     failing: list[tuple[Any, ...]] = []
     top: list[tuple[Any, ...]] = []
@@ -56,5 +60,6 @@ def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool) -> 
     create_table_artifact(key="ingest-summary", table=summary_rows(stats),
                           description=f"newsflow ingest run {run_id}")
     create_markdown_artifact(key="ingest-report",
-                             markdown=markdown(run_id, stats, failing, top, settings.health.alert_after_failures),
+                             markdown=markdown(run_id, stats, failing, top, settings.health.alert_after_failures,
+                                               html_path),
                              description="failing feeds and top entities")

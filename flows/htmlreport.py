@@ -62,7 +62,7 @@ border-bottom:1px solid #eee;vertical-align:top}th{color:#555;font-weight:600}td
 .state{padding:1px 6px;border-radius:3px;font-size:12px;background:#eee}
 .state-ok,.state-completed{background:#dff0d8}.state-failing,.state-disabled,.state-abandoned,.state-failed,
 .state-bad{background:#f8d7da}.state-backing_off,.state-staged,.state-waiting{background:#fff3cd}
-svg text{font:11px system-ui,sans-serif;fill:#444}
+svg text{font:11px system-ui,sans-serif;fill:#444}.t{white-space:nowrap}
 """
 
 
@@ -94,7 +94,7 @@ def _text(value: Any) -> Html:
     if isinstance(value, float):
         return Html(f"{value:,.2f}".rstrip("0").rstrip("."))
     if isinstance(value, datetime):
-        return Html(f"{value.astimezone(UTC):%Y-%m-%d %H:%M}" if value.tzinfo else f"{value:%Y-%m-%d %H:%M}")
+        return Html(f'<span class="t">{value.astimezone(UTC) if value.tzinfo else value:%Y-%m-%d %H:%M}</span>')
     return Html(_e(value))
 
 

@@ -23,7 +23,7 @@ from flows import htmlreport, report, warehouse
 from flows.cli import main
 from flows.flow import write_html_report
 from flows.pipeline import RunStats
-from flows.settings import WarehouseSettings, load_settings
+from flows.settings import PROJECT_ROOT, WarehouseSettings, load_settings
 
 CHARTS = {"feed-days", "top-entities", "surges", "syndication", "runs"}
 # Chromium's own update and time checks; they reach the trap like anything else and are not the page's.
@@ -228,6 +228,8 @@ def test_ingest_hook_writes_the_configured_page_and_the_run_report_says_where(de
     md = report.markdown("run-1", RunStats(), [], [], 3, html_path=out)
     assert f"`{out}`" in md
 
+    relative = load_settings(overrides={"report": {"html_path": "warehouse/r.html"}}, env={})
+    assert relative.report.html_file() == PROJECT_ROOT / "warehouse" / "r.html"
     off = load_settings(warehouse=demo_db, env={})
     assert off.report.html_file() is None and write_html_report(off, log) is None
 

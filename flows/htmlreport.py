@@ -316,8 +316,16 @@ def render(conn: duckdb.DuckDBPyConnection, *, source: str = "", generated_at: d
     generated_at = generated_at or datetime.now(UTC)
     meta = f"Generated {generated_at:%Y-%m-%d %H:%M} UTC" + (f" from {source}" if source else "")
     version = warehouse.schema_version(conn)
-    totals = _rows(conn, "report_totals")[0] if version else None
-    if not totals or not (totals["articles"] or totals["seeds"] or totals["runs"] or totals["feeds"]):
+    try:
+        totals = _rows(conn, "report_totals")[0] if version else None
+    except duckdb.Error as exc:
+        totals, unreadable = None, str(exc).splitlines()[0]
+    else:
+        unreadable = ""
+    if unreadable:
+        body = _section("This warehouse cannot be read", f'<p class="note">{_e(_short(unreadable, 300))} '
+                                                         f"(schema version {version}).</p>")
+    elif not totals or not (totals["articles"] or totals["seeds"] or totals["runs"] or totals["feeds"]):
         body = _section("Nothing here yet", '<p>The warehouse holds no articles, feeds or runs yet. Run '
                                             '<code>newsflow ingest</code> (or <code>newsflow demo</code>), then '
                                             '<code>newsflow report</code> again.</p>')

@@ -200,6 +200,22 @@ def test_only_http_urls_become_links() -> None:
         assert htmlreport.link(url, "<b>") == "&lt;b&gt;"
 
 
+def test_an_older_or_odd_schema_gives_a_page_not_a_traceback(tmp_path: Path) -> None:
+    old = tmp_path / "v3.duckdb"
+    with duckdb.connect(str(old)) as conn:
+        warehouse.migrate(conn, known=warehouse.migrations()[:3])  # no views, no check_results
+        conn.execute("insert into runs (run_id, flow, started_at, status) values ('r1', 'ingest', now(), 'completed')")
+    assert main(["report", "--out", str(tmp_path / "v3.html"), "--warehouse", str(old)]) == 0
+    page = (tmp_path / "v3.html").read_text()
+    assert "Schema version 3 of" in page and page.count("Not available in this warehouse") == 6
+
+    odd = tmp_path / "odd.duckdb"
+    with duckdb.connect(str(odd)) as conn:
+        conn.execute("create table schema_migrations as select 1 as version")
+    assert main(["report", "--out", str(tmp_path / "odd.html"), "--warehouse", str(odd)]) == 0
+    assert "This warehouse cannot be read" in (tmp_path / "odd.html").read_text()
+
+
 def test_a_missing_warehouse_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "nowhere" / "none.duckdb"
     out = tmp_path / "report.html"

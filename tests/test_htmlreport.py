@@ -17,7 +17,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from demo_warehouse import copy_demo
+from conftest import write_config
+from demo_warehouse import copy_demo, run_ingest
 
 from flows import htmlreport, report, warehouse
 from flows.cli import main
@@ -256,6 +257,24 @@ def test_ingest_hook_writes_the_configured_page_and_the_run_report_says_where(de
     with caplog.at_level(logging.WARNING, logger="test_htmlreport"):
         assert write_html_report(bad, log) is None
     assert "HTML report not written" in caplog.text
+
+
+def test_an_ingest_run_rewrites_the_page_and_its_artifact_says_where(demo_db: Path, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    (tmp_path / "wh").mkdir()
+    db = Path(shutil.copyfile(demo_db, tmp_path / "wh" / "demo.duckdb"))
+    page = tmp_path / "site" / "newsflow.html"
+    summary = run_ingest(write_config(tmp_path, "", warehouse=db), db,
+                         env={"NEWSFLOW_REPORT__HTML_PATH": str(page)})  # no feeds: a run that only reports
+    assert summary["status"] == "completed", summary
+    assert summary["run_id"][:8] in page.read_text() and "Most syndicated stories" in page.read_text()
+    with get_client(sync_client=True) as client:
+        (art,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["ingest-report"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[summary["run_id"]])))
+    assert f"`{page}`" in art.data
 
 
 def test_a_busy_warehouse_is_reported_from_its_snapshot(demo_db: Path, tmp_path: Path) -> None:

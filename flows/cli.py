@@ -164,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_int_in(1, 10_000), default=500, metavar="N",
                    help="articles per transaction, 1-10000 (default 500)")
 
+    p = sub.add_parser("report", help="write the warehouse as one self-contained HTML page (charts inline)",
+                       description="Reads the warehouse read-only for a moment (the snapshot while a run is "
+                                   "loading it) and writes one HTML file that loads nothing from the network.")
+    _common(p)
+    p.add_argument("--out", required=True, metavar="PATH", help="the HTML file to write (replaced atomically)")
+
     p = sub.add_parser("demo", help="serve the bundled offline snapshot on 127.0.0.1 and ingest it")
     p.add_argument("--warehouse", type=_text, help="DuckDB file (default: warehouse/demo.duckdb); a new file or "
                                                    "one the demo made")
@@ -372,6 +378,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from flows.htmlreport import write
+
+    out = Path(args.out)
+    try:
+        source = write(settings.warehouse, out)
+    except OSError as exc:  # an unwritable --out: one line, like every other usage error
+        print(f"newsflow: {out}: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} from {source}")
+    return 0
+
+
 def cmd_reprocess(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from flows.maintenance import Step, reprocess
@@ -392,7 +412,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
 
 COMMANDS = {"serve": cmd_serve, "check": cmd_check, "reprocess": cmd_reprocess,
             "ingest": cmd_ingest, "seeds": cmd_seeds, "sql": cmd_sql, "export": cmd_export,
-            "status": cmd_status, "demo": cmd_demo}
+            "status": cmd_status, "demo": cmd_demo, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,12 +5,17 @@ The same flows run under a work pool through prefect.yaml; this module is the no
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
+import sys
+import threading
 from typing import Any
 
-from prefect import serve as prefect_serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
+from prefect.exceptions import TerminationSignal
+from prefect.runner import Runner
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 from prefect.utilities.annotations import freeze
@@ -26,6 +31,9 @@ TAGS = ["newsflow"]
 # it waits for the slot instead of being dropped. A scheduled run queued behind a long one finds little new and
 # costs a few seconds (docs/prefect.md has the figures).
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+# A stop (systemd, Ctrl-C) ends the process within this many seconds, even when the Prefect API is down and the
+# runner's goodbye calls to it (pausing the schedules) would otherwise retry for minutes.
+SHUTDOWN_TIMEOUT = 7.0
 
 
 def _target(settings: Settings) -> dict[str, Any]:
@@ -61,17 +69,91 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
     return [main, *upkeep]
 
 
-def serve(settings: Settings, *, limit: int | None = None) -> None:
-    """Register the deployments and run their flow runs in subprocesses until SIGINT/SIGTERM."""
+class BoundedRunner(Runner):
+    """Prefect's runner, with a shutdown that cannot outlive `shutdown_timeout` (see `bound_shutdown`), and a
+    stop asked for while it is still starting kept for when it has started, rather than raised mid-start."""
+
+    def __init__(self, *args: Any, shutdown_timeout: float = SHUTDOWN_TIMEOUT, banner: str = "",
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shutdown_timeout = shutdown_timeout
+        self.banner = banner
+        self.stop_requested = False
+
+    def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+        bound_shutdown(self.shutdown_timeout)
+        if not self.started or self._loop is None:
+            self.stop_requested = True  # acted on by __aenter__, once there is a runner to stop
+            return
+        super().handle_sigterm(*args, **kwargs)
+
+    async def __aenter__(self) -> BoundedRunner:
+        await super().__aenter__()
+        if self.stop_requested:
+            self.stopping = True
+            await self.astop()
+        elif self.banner:
+            print(self.banner, flush=True)  # only now: the signal handler is in place and polling begins
+        return self
+
+
+def serve(settings: Settings, *, limit: int | None = None, shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> None:
+    """Register the deployments and run their flow runs in subprocesses until SIGINT/SIGTERM.
+
+    What `prefect.serve` does, with our runner: on a signal the process is gone within `shutdown_timeout`
+    seconds whatever the Prefect API's state.
+    """
+    deps = deployments(settings)
+    banner = ("Your deployments are being served and polling for scheduled runs!\n"
+              + "".join(f"  {d.flow_name}/{d.name}\n" for d in deps)
+              + "Run one from the Prefect UI (Deployments) or `prefect deployment run ingest/newsflow`.")
     # pause_on_shutdown: with nobody serving, the UI shows the schedule paused rather than piling up Late runs;
     # the next `newsflow serve` registers the deployments unpaused again.
-    # Until the runner installs its own graceful SIGTERM handler, a SIGTERM stops registration like Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
+    runner = BoundedRunner(pause_on_shutdown=True, limit=limit, shutdown_timeout=shutdown_timeout, banner=banner)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        bound_shutdown(shutdown_timeout)
+        raise KeyboardInterrupt
+
+    # While the deployments are registered (blocking API calls), a signal interrupts them like Ctrl-C does.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     try:
-        prefect_serve(*deployments(settings), limit=limit, pause_on_shutdown=True)
-    except KeyboardInterrupt:
+        for deployment in deps:
+            runner.add_deployment(deployment)
+        # From here both signals take the runner's graceful path (stop polling, cancel runs, pause schedules).
+        signal.signal(signal.SIGTERM, runner.handle_sigterm)
+        signal.signal(signal.SIGINT, runner.handle_sigterm)
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal):
         pass
+    except Exception as exc:
+        if not _shutting_down.is_set():
+            raise
+        # Stopping anyway: a goodbye call the API could not take (it is down) is no reason to exit red.
+        print(f"newsflow serve: stopped without telling the Prefect API ({type(exc).__name__}: {exc}); the "
+              "schedule may show as not paused until the next `newsflow serve`", file=sys.stderr, flush=True)
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+_shutting_down = threading.Event()
+
+
+def bound_shutdown(timeout: float) -> None:
+    """Make sure the process exits within `timeout` seconds from now, once a shutdown has begun.
+
+    A graceful shutdown talks to the Prefect API (pausing the schedules, marking cancelled runs); with the API
+    down the client retries for minutes. A daemon thread ends the process when the time is up, so a stop from
+    systemd or Ctrl-C is never held up by the API. Calling it again does not restart the clock.
+    """
+    if _shutting_down.is_set():
+        return
+    _shutting_down.set()
+    threading.Thread(target=_exit_after, args=(timeout,), name="newsflow-shutdown-watchdog", daemon=True).start()
+
+
+def _exit_after(timeout: float) -> None:
+    threading.Event().wait(timeout)  # the process normally exits before this returns, taking the thread along
+    print(f"newsflow serve: shutdown did not finish within {timeout:g} s (is the Prefect API reachable?); "
+          "exiting now. Flow runs still going are left to the service manager, and the schedule may stay "
+          "unpaused until the next `newsflow serve`.", file=sys.stderr, flush=True)
+    os._exit(0)

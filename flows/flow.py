@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import duckdb
@@ -13,7 +14,20 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows import alerts, checks, collect, documents, reads, report, staging, store, stream, warehouse, workers
+from flows import (
+    alerts,
+    checks,
+    collect,
+    documents,
+    htmlreport,
+    reads,
+    report,
+    staging,
+    store,
+    stream,
+    warehouse,
+    workers,
+)
 from flows.errors import describe
 from flows.politeness import HostGate
 from flows.runlock import run_lock
@@ -257,7 +271,8 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                 publish_snapshot(settings.warehouse)
             except warehouse.WarehouseLocked:
                 log.warning("snapshot not published: warehouse locked")
-    report.publish(ctx.settings, ctx.run_id, stats, dry_run, checks=checked)
+    page = None if dry_run else write_html_report(settings, log)
+    report.publish(ctx.settings, ctx.run_id, stats, dry_run, checks=checked, html_path=page)
     if not dry_run:
         alerts.publish(settings, log)  # ERROR log + `newsflow.feed.failing` event per feed over the threshold
     if checked is not None:
@@ -267,6 +282,20 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     if message:
         log.warning(message)
     return summary
+
+
+def write_html_report(settings: Settings, log: Any) -> Path | None:
+    """Rewrite the `[report] html_path` page, if set; best effort, since a run never fails for its picture."""
+    out = settings.report.html_file()
+    if out is None:
+        return None
+    try:
+        htmlreport.write(settings.warehouse, out)
+    except (warehouse.WarehouseError, OSError, duckdb.Error) as exc:
+        log.warning("HTML report not written to %s: %s", out, exc)
+        return None
+    log.info("HTML report written to %s", out)
+    return out
 
 
 def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list[SeedError]) -> None:

@@ -4,6 +4,7 @@ Prefect artifacts."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -39,11 +40,13 @@ def checks_markdown(checks: CheckRun | None) -> list[str]:
 
 
 def markdown(run_id: str, stats: RunStats, failing: list[tuple[Any, ...]], top: list[tuple[Any, ...]],
-             alert_after: int, checks: CheckRun | None = None) -> str:
+             alert_after: int, checks: CheckRun | None = None, html_path: Path | None = None) -> str:
     lines = [f"# newsflow run `{run_id}`", "",
              f"{stats.feeds_ok} feeds ok, {stats.feeds_not_modified} not modified, {stats.feeds_failed} failed, "
              f"{stats.feeds_skipped} skipped; {stats.articles_new} new articles, "
              f"{stats.duplicates_exact} exact and {stats.duplicates_near} near duplicates.", ""]
+    if html_path is not None:
+        lines += [f"The warehouse report page (charts, syndication, feed health) is at `{html_path}`.", ""]
     lines += ["## Failing feeds", ""]
     if failing:
         lines += ["| feed | failures in a row | last error | last success | state |", "|---|---|---|---|---|"]
@@ -65,8 +68,8 @@ def markdown(run_id: str, stats: RunStats, failing: list[tuple[Any, ...]], top: 
     return "\n".join(lines) + "\n"
 
 
-def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool, checks: CheckRun | None = None
-            ) -> None:
+def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool, checks: CheckRun | None = None, *,
+            html_path: Path | None = None) -> None:
     """Create the run's artifacts in Prefect (best effort: a locked warehouse gives a shorter report)."""
     failing: list[tuple[Any, ...]] = []
     top: list[tuple[Any, ...]] = []
@@ -81,5 +84,5 @@ def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool, che
                           description=f"newsflow ingest run {run_id}")
     create_markdown_artifact(key="ingest-report",
                              markdown=markdown(run_id, stats, failing, top, settings.health.alert_after_failures,
-                                               checks),
+                                               checks, html_path),
                              description="failing feeds, top entities and warehouse checks")

@@ -180,6 +180,14 @@ class ScheduleSettings(_Section):
     timezone: str = "UTC"
 
 
+class ReportSettings(_Section):
+    html_path: str = ""  # the HTML report `ingest` rewrites after each run; empty = off
+
+    def html_file(self) -> Path | None:
+        """The report page to write, relative paths under the project root; None when off."""
+        return _resolve(Path(self.html_path), PROJECT_ROOT) if self.html_path.strip() else None
+
+
 class Settings(_Section):
     warehouse: WarehouseSettings = WarehouseSettings()
     fetch: FetchSettings = FetchSettings()
@@ -189,6 +197,7 @@ class Settings(_Section):
     entities: EntitySettings = EntitySettings()
     pipeline: PipelineSettings = PipelineSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    report: ReportSettings = ReportSettings()
     feeds: tuple[FeedConfig, ...] = ()
     config_path: Path | None = None
 

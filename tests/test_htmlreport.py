@@ -1,0 +1,293 @@
+"""`newsflow report`: one self-contained HTML page, opened in a real headless Chromium whose every request goes to
+a trap proxy on 127.0.0.1 (which answers 403 and forwards nothing) and whose resolver resolves nothing, so the
+test sees any request the page makes and no packet leaves loopback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import write_config
+from demo_warehouse import copy_demo, run_ingest
+
+from flows import htmlreport, report, warehouse
+from flows.cli import main
+from flows.flow import write_html_report
+from flows.pipeline import RunStats
+from flows.settings import PROJECT_ROOT, WarehouseSettings, load_settings
+
+CHARTS = {"feed-days", "top-entities", "surges", "syndication", "runs"}
+# Chromium's own update and time checks; they reach the trap like anything else and are not the page's.
+BROWSER_HOSTS = re.compile(r"(^|\.)(google\.com|googleapis\.com|gstatic\.com|gvt1\.com)(:\d+)?$")
+PAYLOAD = '"><script>document.body.dataset.pwned=1</script><img src=x onerror="document.body.dataset.pwned=2">'
+
+
+class Trap:
+    """An HTTP proxy on 127.0.0.1 that records the host of every request and refuses it."""
+
+    def __init__(self) -> None:
+        self.hosts: list[str] = []
+        trap = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def refuse(self) -> None:
+                host = self.path.split("/")[2] if "://" in self.path else self.path
+                trap.hosts.append(host.rsplit(":", 1)[0] if self.command == "CONNECT" else host)
+                self.send_response(403)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_HEAD = do_CONNECT = refuse  # noqa: N815 - http.server's names
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def page_hosts(self) -> set[str]:
+        return {h for h in self.hosts if not BROWSER_HOSTS.search(h)}
+
+
+@pytest.fixture
+def trap() -> Iterator[Trap]:
+    t = Trap()
+    t.thread.start()
+    try:
+        yield t
+    finally:
+        t.server.shutdown()
+        t.server.server_close()
+
+
+def browse(page: Path, trap: Trap, tmp_path: Path) -> str:
+    """The DOM of `page` after Chromium loaded it and its scripts ran."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed (.ci/run installs it: apt-get install -y chromium)")
+    port = trap.server.server_address[1]
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--proxy-server=http://127.0.0.1:{port}", "--proxy-bypass-list=<-loopback>",
+           "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+           f"--user-data-dir={tmp_path / 'chromium-profile'}", "--dump-dom", page.resolve().as_uri()]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def rendered(dom: str) -> dict[str, str]:
+    """data-chart -> data-rendered for every chart in the DOM."""
+    found = {}
+    for tag in re.findall(r"<svg [^>]*>", dom):
+        name = re.search(r'data-chart="([^"]+)"', tag)
+        if name:
+            state = re.search(r'data-rendered="([^"]+)"', tag)
+            found[name.group(1)] = state.group(1) if state else "not marked"
+    return found
+
+
+def references(html: str) -> list[tuple[str, str, str]]:
+    """(tag, attribute, value) of every src/href/srcset/action/data/poster in the page, and CSS url()s."""
+    refs = [(t, a, v) for t, attrs in re.findall(r"<([a-zA-Z]+)([^>]*)>", html)
+            for a, v in re.findall(r'\b(src|href|srcset|action|data|poster|xlink:href)="([^"]*)"', attrs)]
+    refs += [("style", "url", v) for v in re.findall(r"url\(([^)]*)\)", html)]
+    refs += [("style", "import", v) for v in re.findall(r"@import\s+([^;]+)", html)]
+    return refs
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Path:
+    return copy_demo(tmp_path_factory, tmp_path_factory.mktemp("report") / "demo.duckdb")
+
+
+def test_the_trap_sees_requests_and_the_marker_sees_empty_charts(trap: Trap, tmp_path: Path) -> None:
+    """The two instruments of these tests can fail: a page that loads things is caught, an empty chart is 'no'."""
+    page = tmp_path / "control.html"
+    page.write_text('<!doctype html><html><body><img src="http://news.example/x.png">'
+                    '<link rel="stylesheet" href="https://cdn.example/a.css">'
+                    '<svg class="chart" data-chart="empty" width="0" height="0"></svg>'
+                    f"<script>{htmlreport._SCRIPT}</script></body></html>")
+    dom = browse(page, trap, tmp_path)
+    assert {"news.example", "cdn.example"} <= trap.page_hosts()
+    assert rendered(dom) == {"empty": "no"}
+
+
+def test_demo_report_renders_every_chart_and_loads_nothing(demo_db: Path, trap: Trap, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "site" / "report.html"
+    assert main(["report", "--out", str(out), "--warehouse", str(demo_db)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    html = out.read_text()
+
+    dom = browse(out, trap, tmp_path)
+    assert rendered(dom) == dict.fromkeys(CHARTS, "yes")
+    assert 'data-charts="5"' in dom
+    assert trap.page_hosts() == set()
+
+    with duckdb.connect(str(demo_db), read_only=True) as conn:
+        urls = {u for (u,) in conn.execute("select url from articles").fetchall()}
+        feeds = [f for (f,) in conn.execute("select feed from feeds").fetchall()]
+        (run_id,) = conn.execute("select run_id from runs").fetchone()
+    for tag, attr, value in references(html):  # nothing is loaded: the only references are links to stored articles
+        assert (tag, attr) == ("a", "href") and value in urls, (tag, attr, value)
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+    for feed in feeds:
+        assert feed in html
+    assert "Chinese President Xi Jinping" in html and "5 copies, 5 outlets" in html
+    assert "Vladimir Putin" in html and run_id[:8] in html
+    assert "backing_off" in html and "http_404" in html
+
+
+def test_strings_from_the_web_are_escaped(demo_db: Path, trap: Trap, tmp_path: Path) -> None:
+    db = shutil.copyfile(demo_db, tmp_path / "hostile.duckdb")
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("update articles set title = $t, url = 'javascript:alert(1)' "
+                     "where article_id = (select duplicate_of from duplicates limit 1)", {"t": PAYLOAD})
+        conn.execute("update entities set name = $n where entity_id = "
+                     "(select entity_id from entity_mentions_top limit 1)", {"n": PAYLOAD})
+        conn.execute("update feed_fetches set error = $e where outcome = 'failed'", {"e": PAYLOAD})
+        conn.execute("update duplicates set feed = $f where feed = 'Meridian Post'", {"f": PAYLOAD})
+        conn.execute("update runs set message = $m, checks_failed = 1", {"m": PAYLOAD})
+        conn.execute("insert into check_results select run_id, $c, 3, $s, 1.5, now() from runs",
+                     {"c": PAYLOAD, "s": json.dumps([{"title": PAYLOAD}])})
+    out = tmp_path / "hostile.html"
+    assert main(["report", "--out", str(out), "--warehouse", str(db)]) == 0
+    html = out.read_text()
+
+    assert "<img" not in html and "<script>document" not in html and 'onerror="' not in html
+    assert html.count("&lt;script&gt;document.body.dataset.pwned=1&lt;/script&gt;") >= 6
+    assert "javascript:" not in " ".join(v for _, _, v in references(html))
+    assert "Failed checks" in html and "1 of 1 failed" in html
+
+    dom = browse(out, trap, tmp_path)
+    assert "pwned" not in re.search(r"<body[^>]*>", dom).group(0)
+    assert dom.count("<script") == 1
+    assert rendered(dom) == dict.fromkeys(CHARTS, "yes")
+    assert trap.page_hosts() == set()
+
+
+@pytest.mark.parametrize("migrated", [True, False], ids=["migrated", "bare-file"])
+def test_an_empty_warehouse_gives_a_page_that_says_so(migrated: bool, trap: Trap, tmp_path: Path) -> None:
+    db = tmp_path / "empty.duckdb"
+    with duckdb.connect(str(db)) as conn:
+        if migrated:
+            warehouse.migrate(conn)
+        version = warehouse.schema_version(conn)
+    out = tmp_path / "empty.html"
+    assert main(["report", "--out", str(out), "--warehouse", str(db)]) == 0
+    assert "Nothing here yet" in out.read_text()
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert warehouse.schema_version(conn) == version  # `report` never migrates
+    dom = browse(out, trap, tmp_path)
+    assert 'data-charts="0"' in dom and "Nothing here yet" in dom
+    assert trap.page_hosts() == set()
+
+
+def test_only_http_urls_become_links() -> None:
+    assert htmlreport.link("https://news.example/a?b=1&c=2", "<b>") == (
+        '<a href="https://news.example/a?b=1&amp;c=2" rel="noopener noreferrer nofollow">&lt;b&gt;</a>')
+    for url in ("javascript:alert(1)", "data:text/html,<b>", "seed:2023-02-22.txt", "//news.example/a", None):
+        assert htmlreport.link(url, "<b>") == "&lt;b&gt;"
+
+
+def test_an_older_or_odd_schema_gives_a_page_not_a_traceback(tmp_path: Path) -> None:
+    old = tmp_path / "v3.duckdb"
+    with duckdb.connect(str(old)) as conn:
+        warehouse.migrate(conn, known=warehouse.migrations()[:3])  # no views, no check_results
+        conn.execute("insert into runs (run_id, flow, started_at, status) values ('r1', 'ingest', now(), 'completed')")
+    assert main(["report", "--out", str(tmp_path / "v3.html"), "--warehouse", str(old)]) == 0
+    page = (tmp_path / "v3.html").read_text()
+    assert "Schema version 3 of" in page and page.count("Not available in this warehouse") == 6
+
+    odd = tmp_path / "odd.duckdb"
+    with duckdb.connect(str(odd)) as conn:
+        conn.execute("create table schema_migrations as select 1 as version")
+    assert main(["report", "--out", str(tmp_path / "odd.html"), "--warehouse", str(odd)]) == 0
+    assert "This warehouse cannot be read" in (tmp_path / "odd.html").read_text()
+
+
+def test_a_missing_warehouse_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "nowhere" / "none.duckdb"
+    out = tmp_path / "report.html"
+    assert main(["report", "--out", str(out), "--warehouse", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no warehouse yet" in err
+    assert not db.exists() and not out.exists()
+
+
+def test_an_unwritable_out_is_one_line_and_exit_2(demo_db: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["report", "--out", str(tmp_path / "file" / "r.html"), "--warehouse", str(demo_db)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the report" in err
+
+
+def test_ingest_hook_writes_the_configured_page_and_the_run_report_says_where(demo_db: Path, tmp_path: Path,
+                                                                            caplog: pytest.LogCaptureFixture
+                                                                            ) -> None:
+    out = tmp_path / "pages" / "newsflow.html"
+    settings = load_settings(warehouse=demo_db, overrides={"report": {"html_path": str(out)}}, env={})
+    log = logging.getLogger("test_htmlreport")
+    assert write_html_report(settings, log) == out
+    assert "Most syndicated stories" in out.read_text()
+    md = report.markdown("run-1", RunStats(), [], [], 3, html_path=out)
+    assert f"`{out}`" in md
+
+    relative = load_settings(overrides={"report": {"html_path": "warehouse/r.html"}}, env={})
+    assert relative.report.html_file() == PROJECT_ROOT / "warehouse" / "r.html"
+    off = load_settings(warehouse=demo_db, env={})
+    assert off.report.html_file() is None and write_html_report(off, log) is None
+
+    # A page that cannot be written is a warning, never the end of the run.
+    (tmp_path / "file").write_text("not a folder")
+    bad = load_settings(warehouse=demo_db, overrides={"report": {"html_path": str(tmp_path / "file" / "r.html")}},
+                        env={})
+    with caplog.at_level(logging.WARNING, logger="test_htmlreport"):
+        assert write_html_report(bad, log) is None
+    assert "HTML report not written" in caplog.text
+
+
+def test_an_ingest_run_rewrites_the_page_and_its_artifact_says_where(demo_db: Path, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    (tmp_path / "wh").mkdir()
+    db = Path(shutil.copyfile(demo_db, tmp_path / "wh" / "demo.duckdb"))
+    page = tmp_path / "site" / "newsflow.html"
+    summary = run_ingest(write_config(tmp_path, "", warehouse=db), db,
+                         env={"NEWSFLOW_REPORT__HTML_PATH": str(page)})  # no feeds: a run that only reports
+    assert summary["status"] == "completed", summary
+    assert summary["run_id"][:8] in page.read_text() and "Most syndicated stories" in page.read_text()
+    with get_client(sync_client=True) as client:
+        (art,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["ingest-report"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[summary["run_id"]])))
+    assert f"`{page}`" in art.data
+
+
+def test_a_busy_warehouse_is_reported_from_its_snapshot(demo_db: Path, tmp_path: Path) -> None:
+    db = Path(shutil.copyfile(demo_db, tmp_path / "busy.duckdb"))
+    settings = WarehouseSettings(path=db, snapshot_path=tmp_path / "busy.snapshot.duckdb")
+    shutil.copyfile(db, settings.snapshot_path)
+    script = f"import duckdb, sys; c = duckdb.connect({str(db)!r}); print('held', flush=True); sys.stdin.read()"
+    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # another process now holds the live file
+        source = htmlreport.write(settings, tmp_path / "busy.html")
+    finally:
+        holder.communicate("")
+    assert source == settings.snapshot_path
+    assert "Most syndicated stories" in (tmp_path / "busy.html").read_text()

@@ -95,7 +95,10 @@ class DedupSettings(_Section):
     bands: int = Field(default=32, ge=1)
     jaccard_threshold: float = Field(default=0.5, gt=0, le=1)
     containment_threshold: float = Field(default=0.8, gt=0, le=1)
+    partial_containment_threshold: float = Field(default=1.0, gt=0, le=1)
+    min_shared_shingles: int = Field(default=0, ge=0)
     min_shingles: int = Field(default=8, ge=1)
+    min_line_words: int = Field(default=0, ge=0)
     sample_mod: int = Field(default=8, ge=1)
 
     @field_validator("bands")

@@ -298,6 +298,8 @@ def _story_docs(story: Story, split: str, others: list[Story], outlets: list[Out
     summary = " ".join(sentences[:rng.randint(1, 3)])
     if rng.random() < 0.3:
         summary = " ".join(summary.split()[:rng.randint(25, 45)]) + " …"
+    if rng.random() < 0.5:  # a sub-editor's touch: a word or two changed
+        summary = copy_edit([summary], rng.uniform(0.02, 0.06), rng, vocab)[0]
     yield doc("rss_summary", summary)
     comments = ["Comments"]
     for _ in range(rng.randint(3, 6)):
@@ -336,7 +338,7 @@ def _negatives(story: Story, split: str, outlets: list[Outlet], filler: Filler, 
     elif choice == 1:
         yield doc("neg_same_people", with_names(body))
     else:
-        quotes = [s for p in paras[1:] for s in _SENTENCE.split(p) if len(s.split()) >= 20]
+        quotes = [s for p in paras[2:] for s in _SENTENCE.split(p) if len(s.split()) >= 20]  # not the lede
         if quotes:
             quote = rng.choice(quotes)
             yield doc("neg_shared_quote", [*body[:2], f"“{quote}”", *body[2:]])

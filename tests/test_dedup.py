@@ -103,3 +103,29 @@ def test_copies_within_one_batch_point_at_the_first(stored: WarehouseSettings) -
         out = decide(conn, docs, SETTINGS)
     assert out[0].status == "new"
     assert out[1].status == "duplicate" and out[1].duplicate_of == stable_key("https://a.example/1")
+
+
+def test_short_lines_are_left_out_of_the_signature() -> None:
+    story = "\n".join(_text("stories/storm.txt").splitlines())
+    chrome = "Home | World | Politics\nShare this article\nMost read\n"
+    assert dedup.signed_text(chrome + story, 8) == dedup.signed_text(story, 8)
+    assert dedup.signature(chrome + story, SETTINGS).shingles.tolist() == \
+        dedup.signature(story, SETTINGS).shingles.tolist()
+    assert dedup.signed_text("Share this article", 8) == "Share this article"  # nothing else: signed whole
+
+
+def test_template_pages_sharing_only_boilerplate_are_different_stories() -> None:
+    """Two pages of one outlet: the same long boilerplate sentences around different one-sentence bodies."""
+    header = ("Sign up for the Valley Ledger newsletter and get the day's most important stories in your inbox "
+              "every morning.\nSupport independent journalism: become a member of the Valley Ledger today for "
+              "as little as five a month.\n")
+    footer = ("\nThis article was first published by the Valley Ledger and is republished here with permission "
+              "from the editors.\nWe use cookies to improve your experience on our site. By continuing to browse "
+              "you agree to our use of cookies.")
+    a = dedup.signature(header + "The harbour ferry will run a reduced timetable over the long weekend." + footer,
+                        SETTINGS)
+    b = dedup.signature(header + "A new exhibition of coastal photography opens at the town library on Monday."
+                        + footer, SETTINGS)
+    shared = len(set(a.shingles.tolist()) & set(b.shingles.tolist()))
+    assert shared / min(a.size, b.size) > 0.7  # the boilerplate dominates both pages
+    assert dedup.compare(a, b, SETTINGS) is None

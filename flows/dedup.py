@@ -109,8 +109,22 @@ class Signature:
         return int(self.shingles.size)
 
 
+def signed_text(text: str, min_line_words: int) -> str:
+    """The lines a signature is made of: lines under `min_line_words` words are left out.
+
+    Short lines are where an outlet's chrome sits in extracted text (menus, share and follow buttons, "Most read",
+    bylines, captions, headlines, related-link lists), and each outlet's differ, so they only dilute a copy's
+    similarity to its original and make two template pages of one outlet look alike. A text made only of short
+    lines (a list, a one-line summary) is signed whole.
+    """
+    if min_line_words <= 1:
+        return text
+    kept = [line for line in text.splitlines() if len(_WORD.findall(line)) >= min_line_words]
+    return "\n".join(kept) if kept else text
+
+
 def signature(text: str, settings: DedupSettings) -> Signature:
-    hashes = shingle_hashes(text, settings.shingle_size)
+    hashes = shingle_hashes(signed_text(text, settings.min_line_words), settings.shingle_size)
     usable = hashes.size >= settings.min_shingles
     return Signature(
         text_hash=text_hash(text),
@@ -135,7 +149,12 @@ EXACT = Match("exact", "text_hash", 1.0, 1.0, 1.0)
 
 
 def compare(a: Signature, b: Signature, settings: DedupSettings) -> Match | None:
-    """The verdict for one pair, or None when they are different stories."""
+    """The verdict for one pair, or None when they are different stories.
+
+    Containment of the shorter text at `containment_threshold` is enough (a summary or a cut inside the whole).
+    Below it, Jaccard or a partial containment counts only with `min_shared_shingles` in common: a body's worth
+    of text, more than an outlet's boilerplate, which is all two template pages of one site share.
+    """
     if a.text_hash == b.text_hash and a.size:
         return EXACT
     if min(a.size, b.size) < settings.min_shingles:
@@ -143,9 +162,13 @@ def compare(a: Signature, b: Signature, settings: DedupSettings) -> Match | None
     shared = np.intersect1d(a.shingles, b.shingles, assume_unique=True).size
     jaccard = shared / (a.size + b.size - shared)
     containment = shared / min(a.size, b.size)
+    if containment >= settings.containment_threshold:
+        return Match("near", "containment", containment, jaccard, containment)
+    if shared < settings.min_shared_shingles:
+        return None
     if jaccard >= settings.jaccard_threshold:
         return Match("near", "jaccard", jaccard, jaccard, containment)
-    if containment >= settings.containment_threshold:
+    if containment >= settings.partial_containment_threshold:
         return Match("near", "containment", containment, jaccard, containment)
     return None
 

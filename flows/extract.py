@@ -1,11 +1,13 @@
 """Article extraction with trafilatura: clean text and metadata from one HTML page.
 
-When trafilatura's default pass finds little, two more passes are tried and the longest text wins: the same page
-with nested `<html>`/`<body>` documents flattened (some CMSs paste whole documents into the article body, and lxml
-then drops everything after them), and trafilatura with `favor_recall`. When all of them come back empty, the
+The first pass uses the configured options (`favor_precision` by default: menus, captions and related links are
+what the default pass keeps too much of). When it finds less than `retry_below_chars`, more passes are tried and
+the longest text wins: the same page with nested `<html>`/`<body>` documents flattened (some CMSs paste whole
+documents into the article body, and lxml then drops everything after them), trafilatura's plain pass (precision
+can cut a short article to its first paragraphs) and `favor_recall`. When all of them come back empty, the
 article may only exist as HTML inside a JSON string (hydration data of script-rendered pages); the string richest
-in paragraphs is extracted. Measured on the fundus corpus in docs/benchmarks.md: this turns the one empty page
-there into a good extraction and costs nothing on the others (the extra passes run only on short results).
+in paragraphs is extracted. Finally, runs of more than `max_list_run` list items (related-link lists) are dropped.
+Chosen on half of the fundus corpus and reported on the other half in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -93,16 +95,52 @@ def _pass(html: bytes, url: str, options: dict[str, bool], method: str) -> Extra
     )
 
 
+_LIST_ITEM = re.compile(r"^\s*[-•*]\s")
+
+
+def drop_link_lists(text: str, max_run: int) -> str:
+    """The text without runs of more than `max_run` consecutive list items: related-link and teaser lists.
+
+    A list inside an article is usually short; the long ones trafilatura keeps are "more on this" blocks.
+    The text is returned unchanged when nothing else would remain, or when `max_run` is 0.
+    """
+    if max_run <= 0:
+        return text
+    lines = text.splitlines()
+    kept: list[str] = []
+    run: list[str] = []
+    for line in [*lines, ""]:
+        if _LIST_ITEM.match(line):
+            run.append(line)
+            continue
+        if len(run) <= max_run:
+            kept += run
+        run = []
+        kept.append(line)
+    out = "\n".join(kept[:-1]).strip()
+    return out or text
+
+
 def extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | None:
     """Main text and metadata, or None when no pass finds article text."""
+    found = _extract(html, url, settings)
+    if found is None:
+        return None
+    return replace(found, text=drop_link_lists(found.text, settings.max_list_run))
+
+
+def _extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | None:
     options = extractor_options(settings)
     found = _pass(html, url, options, "default")
-    if found is not None and len(found.text) >= settings.min_text_chars:
+    if found is not None and len(found.text) >= max(settings.min_text_chars, settings.retry_below_chars):
         return found
     candidates = [found]
     flat = flatten_nested(html)
     if flat is not None:
         candidates.append(_pass(flat, url, options, "flattened"))
+    if settings.favor_precision:
+        # Precision can cut a short article to its first paragraphs: trafilatura's plain pass may keep more.
+        candidates.append(_pass(html, url, {**options, "favor_precision": False}, "plain"))
     if not settings.favor_recall:
         candidates.append(_pass(html, url, {**options, "favor_recall": True, "favor_precision": False},
                                 "favor_recall"))

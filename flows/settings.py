@@ -98,18 +98,23 @@ class HealthSettings(_Section):
 class ExtractSettings(_Section):
     min_text_chars: int = Field(default=200, ge=0)
     include_comments: bool = False
-    favor_precision: bool = False
+    favor_precision: bool = True
     favor_recall: bool = False
+    retry_below_chars: int = Field(default=1000, ge=0)
+    max_list_run: int = Field(default=2, ge=0)
 
 
 class DedupSettings(_Section):
-    shingle_size: int = Field(default=5, ge=1, le=12)
+    shingle_size: int = Field(default=3, ge=1, le=12)
     num_perm: int = Field(default=96, ge=8, le=512)
     bands: int = Field(default=32, ge=1)
-    jaccard_threshold: float = Field(default=0.5, gt=0, le=1)
-    containment_threshold: float = Field(default=0.8, gt=0, le=1)
+    jaccard_threshold: float = Field(default=0.35, gt=0, le=1)
+    containment_threshold: float = Field(default=0.9, gt=0, le=1)
+    partial_containment_threshold: float = Field(default=0.6, gt=0, le=1)
+    min_shared_shingles: int = Field(default=64, ge=0)
     min_shingles: int = Field(default=8, ge=1)
-    sample_mod: int = Field(default=8, ge=1)
+    min_line_words: int = Field(default=8, ge=0)
+    sample_mod: int = Field(default=4, ge=1)
 
     @field_validator("bands")
     @classmethod

@@ -73,3 +73,13 @@ def test_the_longest_pass_wins_when_the_default_is_short() -> None:
 def test_extractor_options_record_the_settings() -> None:
     options = extract.extractor_options(ExtractSettings(favor_recall=True))
     assert options["favor_recall"] is True and options["with_metadata"] is True
+
+
+def test_long_lists_are_dropped_short_ones_kept() -> None:
+    from flows.extract import drop_link_lists
+
+    text = ("First paragraph of the story.\n- point one\n- point two\nSecond paragraph.\n"
+            "- Related: a\n- Related: b\n- Related: c\n- Related: d")
+    assert drop_link_lists(text, 2) == "First paragraph of the story.\n- point one\n- point two\nSecond paragraph."
+    assert drop_link_lists(text, 0) == text
+    assert drop_link_lists("- a\n- b\n- c", 2) == "- a\n- b\n- c"  # nothing else: kept whole

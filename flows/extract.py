@@ -80,7 +80,12 @@ def embedded_html(html: bytes) -> bytes | None:
 
 
 def _pass(html: bytes, url: str, options: dict[str, bool], method: str) -> Extracted | None:
-    doc = trafilatura.bare_extraction(html, url=url, **options)
+    try:
+        doc = trafilatura.bare_extraction(html, url=url, **options)
+    except AssertionError:
+        # htmldate's cleaning asserts inside lxml on some malformed trees (`<iframe><html>`): the text is still
+        # there, only the date search fails, so extract once more without metadata.
+        doc = trafilatura.bare_extraction(html, url=url, **{**options, "with_metadata": False})
     if doc is None or not (doc.text or "").strip():
         return None
     return Extracted(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import codecs
+import email.utils
 import hashlib
 import html
 import json
@@ -34,6 +35,7 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
 _FEED_LINK = re.compile(
     rb"""<link\b[^>]*\btype\s*=\s*["']application/(?:rss|atom|feed)\+(?:xml|json)["'][^>]*>""", re.I)
 _HREF = re.compile(rb"""\bhref\s*=\s*["']([^"']+)["']""", re.I)
+_CHARREF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
 
 
 @dataclass(frozen=True)
@@ -135,13 +137,29 @@ def defuse(data: bytes) -> bytes:
     return data[:start] + data[doctype.end():] if doctype else data
 
 
+def valid_charrefs(data: bytes) -> bytes:
+    """Numeric character references to characters XML does not allow (beyond U+10FFFF, surrogates, most control
+    characters) as U+FFFD: feedparser's fallback parser raises on the first two, and the rest break strict mode."""
+    return _CHARREF.sub(_charref, data)
+
+
+def _charref(m: re.Match[bytes]) -> bytes:
+    hexa, dec = m.groups()
+    digits = (hexa or dec).lstrip(b"0") or b"0"
+    if len(digits) <= 8:
+        code = int(digits, 16 if hexa else 10)
+        if code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF:
+            return m.group(0)
+    return b"&#xFFFD;"
+
+
 def _when(entry: Any) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         parsed = entry.get(key)
         if parsed:
             try:
                 return datetime.fromtimestamp(calendar.timegm(parsed), UTC)
-            except (OverflowError, ValueError):
+            except (OverflowError, ValueError, OSError):
                 continue
     return None
 
@@ -149,9 +167,10 @@ def _when(entry: Any) -> datetime | None:
 def _ttl(parsed: feedparser.FeedParserDict) -> int | None:
     raw = parsed.feed.get("ttl")
     try:
-        return int(raw) * 60 if raw is not None else None
+        minutes = int(raw) if raw is not None else 0
     except (TypeError, ValueError):
         return None
+    return minutes * 60 if minutes > 0 else None
 
 
 def _not_a_feed(data: bytes, url: str) -> str:
@@ -169,12 +188,29 @@ def _not_a_feed(data: bytes, url: str) -> str:
     return "no RSS, Atom, RDF or JSON Feed root element"
 
 
+# The prefix of the error a bug in this module turns into, so a test can tell a bug from a named oddity.
+INTERNAL_ERROR = "parser error: "
+
+
 def parse_feed(body: bytes, url: str, feed_name: str) -> ParsedFeed:
-    """Parse a feed body fetched from `url` (the base for relative links)."""
-    if body.lstrip()[:1] in (b"{", b"["):
-        return parse_json_feed(body, url, feed_name)
+    """Parse a feed body fetched from `url` (the base for relative links). Never raises: what is not a usable
+    feed comes back with `error` set."""
+    try:
+        return _parse(body, url, feed_name)
+    except (RecursionError, MemoryError) as exc:
+        return ParsedFeed((), None, f"not a feed: nested too deeply to parse ({type(exc).__name__})",
+                          None, None, None)
+    except Exception as exc:  # one odd feed must never end the run; tests/test_properties.py hunts these
+        return ParsedFeed((), None, f"{INTERNAL_ERROR}{type(exc).__name__}: {exc}", None, None, None)
+
+
+def _parse(body: bytes, url: str, feed_name: str) -> ParsedFeed:
     data, encoding, enc_warning = to_utf8(body)
-    data = defuse(data)
+    if data.lstrip()[:1] in (b"{", b"["):  # after decoding, so a UTF-16 JSON Feed is recognised too
+        parsed = parse_json_feed(data, url, feed_name)
+        return ParsedFeed(parsed.entries, parsed.title, parsed.error, parsed.warning or enc_warning,
+                          parsed.ttl_seconds, encoding)
+    data = valid_charrefs(defuse(data))
     parsed = feedparser.parse(
         data,
         response_headers={"content-location": url, "content-type": "application/xml; charset=utf-8"},
@@ -204,7 +240,7 @@ def _entries(items: Any, url: str, feed_name: str) -> tuple[FeedEntry, ...]:
             link = normalise_url(candidate if isinstance(candidate, str) else "", url)
             if link:
                 break
-        guid = str(raw_id).strip() if raw_id not in (None, "") else None
+        guid = (raw_id.strip() or None) if isinstance(raw_id, str) else None
         if link is None and guid and guid.lower().startswith(("http://", "https://")):
             link = normalise_url(guid)  # an id that is a permalink stands in for a missing link
         title = plain_text(raw_title)
@@ -221,41 +257,74 @@ def _entries(items: Any, url: str, feed_name: str) -> tuple[FeedEntry, ...]:
 
 
 def _iso(value: Any) -> datetime | None:
+    """A JSON Feed date: RFC 3339 as the spec says, else RFC 822 as many generators write it."""
     if not isinstance(value, str):
         return None
     try:
         when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        parsed = feedparser._parse_date(value)  # RFC 822 and the other spellings feedparser knows
-        return datetime.fromtimestamp(calendar.timegm(parsed), UTC) if parsed else None
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    try:
+        return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    except OverflowError:  # year 1 or 9999 shifted out of range by its offset
+        return None
+
+
+def _text(value: Any) -> str | None:
+    """A JSON string field as text: numbers (ids, titles written as numbers) as their digits, lone surrogates
+    (valid in JSON escapes, not in UTF-8) replaced; lists, objects, booleans and null as None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return str(value)
+    if not isinstance(value, str):
+        return None
+    return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _link(value: Any) -> str | None:
+    """A JSON URL field: only a string is a link (a number resolved against the base would invent one)."""
+    return _text(value) if isinstance(value, str) else None
+
+
+def _first(*values: Any) -> str | None:
+    return next((t for t in map(_text, values) if t and t.strip()), None)
 
 
 def parse_json_feed(body: bytes, url: str, feed_name: str) -> ParsedFeed:
-    """A JSON Feed (https://jsonfeed.org, versions 1 and 1.1); anything else JSON is named as not a feed."""
+    """A JSON Feed (https://jsonfeed.org, versions 1 and 1.1); anything else JSON is named as not a feed.
+
+    Every field is type-checked: a number, list, object or null where a string belongs is read as text or
+    dropped, never raised on.
+    """
     try:
         doc = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return ParsedFeed((), None, f"not a feed: invalid JSON ({exc})", None, None, "utf-8")
     if not isinstance(doc, dict) or "jsonfeed.org/version" not in str(doc.get("version", "")):
         return ParsedFeed((), None, "not a feed: JSON without a jsonfeed.org version", None, None, "utf-8")
+    title = plain_text(_text(doc.get("title")))
     items = doc.get("items")
     if not isinstance(items, list):
-        return ParsedFeed((), plain_text(doc.get("title")), "not a feed: JSON Feed without an items list",
-                          None, None, "utf-8")
-    base = doc.get("home_page_url") or doc.get("feed_url") or url
+        return ParsedFeed((), title, "not a feed: JSON Feed without an items list", None, None, "utf-8")
+    base = next((b for b in (_link(doc.get("home_page_url")), _link(doc.get("feed_url")))
+                 if b and normalise_url(b)), url)
     rows = []
     for item in items:
         if not isinstance(item, dict):
             continue
-        authors = item.get("authors") or ([item["author"]] if isinstance(item.get("author"), dict) else [])
-        author = next((a.get("name") for a in authors if isinstance(a, dict) and a.get("name")), None)
-        rows.append((item.get("id"), item.get("url"), [item.get("external_url")], item.get("title"),
-                     item.get("summary") or item.get("content_html") or item.get("content_text"),
-                     _iso(item.get("date_published") or item.get("date_modified")), author))
-    title = doc.get("title") if isinstance(doc.get("title"), str) else None
-    return ParsedFeed(_entries(rows, base if isinstance(base, str) else url, feed_name), plain_text(title),
-                      None, None, None, "utf-8")
+        authors = item.get("authors")
+        authors = authors if isinstance(authors, list) else [item.get("author")]
+        author = next((_text(a.get("name")) for a in authors if isinstance(a, dict) and _text(a.get("name"))),
+                      None)
+        rows.append((_text(item.get("id")), _link(item.get("url")), [_link(item.get("external_url"))],
+                     _text(item.get("title")),
+                     _first(item.get("summary"), item.get("content_html"), item.get("content_text")),
+                     _iso(item.get("date_published")) or _iso(item.get("date_modified")), author))
+    return ParsedFeed(_entries(rows, base, feed_name), title, None, None, None, "utf-8")
 
 
 def entry_url(entry: FeedEntry) -> str:

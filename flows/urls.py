@@ -13,9 +13,12 @@ def normalise_url(url: str, base: str | None = None) -> str | None:
     url = (url or "").strip()
     if not url:
         return None
-    if base:
-        url = urljoin(base, url)
-    parts = urlsplit(url)
+    try:
+        if base:
+            url = urljoin(base, url)
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket (`http://[::1`), and the like
+        return None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return None
     try:

@@ -11,6 +11,7 @@ import os
 import random
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,10 @@ VIEWS_DIR = SQL_DIR / "views"
 QUERIES_DIR = SQL_DIR / "queries"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
+# DuckDB's Python client shares one database instance per file among a process's connections; a connect racing
+# the close of the last one can get an instance without its Python scans (`python_arrow_scan does not exist` on
+# register). The ingest's writer thread and the NER pre-check meet exactly there, so both go through this lock.
+_OPEN_CLOSE = threading.Lock()
 
 
 # Statement kinds a user's query may hold: they read. Everything else (COPY, EXPORT, ATTACH, INSERT, SET, ...)
@@ -87,7 +92,8 @@ def _connect(path: Path, settings: WarehouseSettings, read_only: bool) -> duckdb
     if not read_only and not path.exists():
         config["storage_compatibility_version"] = settings.storage_compatibility
     path.parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path), read_only=read_only, config=config)
+    with _OPEN_CLOSE:
+        return duckdb.connect(str(path), read_only=read_only, config=config)
 
 
 @contextmanager
@@ -119,7 +125,8 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float
     try:
         yield conn
     finally:
-        conn.close()
+        with _OPEN_CLOSE:
+            conn.close()
 
 
 @contextmanager

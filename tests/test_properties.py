@@ -267,7 +267,9 @@ def test_entity_and_doctype_injection_expands_nothing(index: int, doctype: str, 
     assert len(out) <= len(body)  # nothing grew: no entity was expanded
 
 
+@cache
 def _json_feeds() -> list[dict[str, Any]]:
+    """Our JSON Feed and the corpus's, as templates to break."""
     docs = [JSON_FEED]
     for path in FILES:
         if path.suffix == ".json":

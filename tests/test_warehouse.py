@@ -304,3 +304,32 @@ def test_export_command_writes_every_table_from_the_snapshot(demo_db: Path, tmp_
     names = {p.stem for p in out.iterdir()}
     assert {"articles", "duplicates", "entities", "syndication", "run_history"} <= names
     assert not {"lsh_buckets", "shingle_samples", "schema_migrations"} & names
+
+
+def test_threads_opening_and_closing_the_warehouse_at_once(tmp_path: Path) -> None:
+    """The ingest's writer thread and its NER pre-check open and close the file at the same time; DuckDB used to
+    hand one of them an instance without its Arrow scan (`python_arrow_scan does not exist`) on register()."""
+    import threading
+
+    import pyarrow as pa
+
+    settings = WarehouseSettings(path=tmp_path / "race.duckdb")
+    with warehouse.connect(settings):
+        pass
+    errors: list[str] = []
+
+    def churn() -> None:
+        for i in range(150):
+            try:
+                with warehouse.connect(settings) as conn:
+                    conn.register("q", pa.Table.from_pylist([{"a": i}]))
+                    conn.execute("select count(*) from q").fetchall()
+            except Exception as exc:  # collected: the assertion below names them
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=churn) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

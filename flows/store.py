@@ -12,26 +12,35 @@ from flows.errors import WarehouseLocked
 from flows.load import LoadResult, decide, load_batch
 from flows.records import Document
 from flows.settings import Settings
+from flows.staging import stable_key
 from flows.stats import RunStats
 
-COPY_REASON = "copy: the pre-check found it a copy of a stored or earlier article, so it was not tagged"
+COPY_REASON = "copy: the pre-check found it an exact copy or a copy of a stored article, so it was not tagged"
 
 
 def precheck(settings: Settings, docs: list[Document], *, before: list[Document] | None = None) -> list[bool]:
-    """Which documents the warehouse (or the `before` documents, staged but not loaded yet) already has a copy
-    of, so they skip NER. The loader decides for real; a document skipped here that it stores after all keeps
-    the reason it was not tagged."""
+    """Which documents can skip NER because the loader is sure to record them as copies.
+
+    Only verdicts that cannot change by load time count: an exact copy (whatever its original becomes, the same
+    text is a copy of it), a URL already stored, and a copy of an article already in the warehouse. A near copy
+    of a document not loaded yet is tagged anyway: that document may itself turn out a copy of something
+    loaded meanwhile, and then the near copy would be stored, so skipping NER for it would make the entities
+    depend on load timing. `before` is the batch staged just before these, not loaded yet.
+    """
     if not docs:
         return []
     before = before or []
+    unloaded = {stable_key(d.url) for d in before + docs}
     try:
         with warehouse.connect(settings.warehouse, wait=min(2.0, settings.warehouse.lock_wait_seconds)) as conn:
             with warehouse.transaction(conn):
                 verdicts = decide(conn, before + docs, settings.dedup,
                                   tiers=[0] * len(before) + [1] * len(docs))
-            return [v.status != "new" for v in verdicts[len(before):]]
     except WarehouseLocked:
         return [False] * len(docs)
+    return [v.status == "known" or (v.status == "duplicate" and v.match is not None and
+                                    (v.match.method == "exact" or v.duplicate_of not in unloaded))
+            for v in verdicts[len(before):]]
 
 
 def store(settings: Settings, batch: staging.Batch) -> LoadResult | None:

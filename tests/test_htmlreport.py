@@ -168,7 +168,8 @@ def test_strings_from_the_web_are_escaped(demo_db: Path, trap: Trap, tmp_path: P
     assert "<img" not in html and "<script>document" not in html and 'onerror="' not in html
     assert html.count("&lt;script&gt;document.body.dataset.pwned=1&lt;/script&gt;") >= 6
     assert "javascript:" not in " ".join(v for _, _, v in references(html))
-    assert "Failed checks" in html and "1 of 1 failed" in html
+    # The demo run's own checks all held; the hostile one inserted here is the one that failed.
+    assert "Failed checks" in html and re.search(r"\b1 of \d+ failed", html)
 
     dom = browse(out, trap, tmp_path)
     assert "pwned" not in re.search(r"<body[^>]*>", dom).group(0)
@@ -177,12 +178,10 @@ def test_strings_from_the_web_are_escaped(demo_db: Path, trap: Trap, tmp_path: P
     assert trap.page_hosts() == set()
 
 
-@pytest.mark.parametrize("migrated", [True, False], ids=["migrated", "bare-file"])
-def test_an_empty_warehouse_gives_a_page_that_says_so(migrated: bool, trap: Trap, tmp_path: Path) -> None:
+def test_an_empty_warehouse_gives_a_page_that_says_so(trap: Trap, tmp_path: Path) -> None:
     db = tmp_path / "empty.duckdb"
     with duckdb.connect(str(db)) as conn:
-        if migrated:
-            warehouse.migrate(conn)
+        warehouse.migrate(conn)
         version = warehouse.schema_version(conn)
     out = tmp_path / "empty.html"
     assert main(["report", "--out", str(out), "--warehouse", str(db)]) == 0
@@ -192,6 +191,17 @@ def test_an_empty_warehouse_gives_a_page_that_says_so(migrated: bool, trap: Trap
     dom = browse(out, trap, tmp_path)
     assert 'data-charts="0"' in dom and "Nothing here yet" in dom
     assert trap.page_hosts() == set()
+
+
+def test_a_duckdb_file_that_is_not_a_warehouse_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    db = tmp_path / "other.duckdb"
+    duckdb.connect(str(db)).close()
+    before = db.read_bytes()
+    out = tmp_path / "other.html"
+    assert main(["report", "--out", str(out), "--warehouse", str(db)]) == 2
+    assert "not a newsflow warehouse" in capsys.readouterr().err
+    assert not out.exists() and db.read_bytes() == before
 
 
 def test_only_http_urls_become_links() -> None:

@@ -234,8 +234,16 @@ def test_ui_run_with_custom_parameters(served: Served) -> None:
     assert {"metric": "articles new", "value": stored} in table and stored > sum(per_feed.values()) - 1
     assert arts["ingest-report"]["type"] == "markdown"
     assert "## Top entities of this run" in arts["ingest-report"]["data"]
-    logs = client.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [fr["id"]]}}}).json()
-    assert any("feeds:" in log["message"] for log in logs)
+    # The runner ships logs in the background, after the state change: poll for them with a deadline.
+    deadline, messages = time.monotonic() + 60, []
+    while time.monotonic() < deadline:
+        logs = client.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [fr["id"]]}}, "limit": 200,
+                                                 "sort": "TIMESTAMP_ASC"}).json()
+        messages = [log["message"] for log in logs]
+        if any("feeds:" in m for m in messages):
+            break
+        time.sleep(0.5)  # polling interval, bounded by the deadline
+    assert any("feeds:" in m for m in messages), messages[-10:]
 
 
 def test_two_runs_at_once_are_serialised(served: Served) -> None:

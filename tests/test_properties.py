@@ -364,5 +364,5 @@ def test_build_doc_never_raises_on_arbitrary_html(body: bytes, ctype: str, summa
     assert page["outcome"] in ("extracted", "fallback", "failed")
     assert (doc is None) == (page["outcome"] == "failed")
     if doc is not None:
-        assert doc["text"] and doc["text"].encode()
+        assert doc.text and doc.text.encode()
 

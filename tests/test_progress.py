@@ -173,3 +173,23 @@ def test_the_ingest_progress_artifact_reaches_100(prefect_harness: None, tmp_pat
             flow_run_id=ArtifactFilterFlowRunId(any_=[summary["run_id"]])))
     assert art.type == "progress"
     assert float(art.data) == 100.0
+
+
+def test_the_stages_report_each_feed_page_extraction_and_tagging(demo_settings: Any) -> None:
+    """The callbacks of collect.fetch_feeds and stream.articles count every unit once, whatever the batching."""
+    from collections import Counter as Tally
+
+    from flows import collect, stream, warehouse
+    from flows.stats import RunStats
+    from flows.workers import InlineExecutor
+
+    warehouse.ensure_ready(demo_settings.warehouse)
+    seen: Tally[str] = Tally()
+    out = collect.fetch_feeds(demo_settings, list(demo_settings.feeds), {}, "run-1", RunStats(),
+                              progress=lambda event, n: seen.update({event: n}))
+    assert seen == {"feed": len(demo_settings.feeds)}
+    new = collect.select_new(demo_settings, out.entries, out.fetch_rows, 100)
+    ready = list(stream.articles(demo_settings, InlineExecutor(), new, batch_size=5,
+                                 progress=lambda event, n: seen.update({event: n})))
+    assert seen["downloaded"] == seen["extracted"] == len(new) > 6
+    assert seen["tagged"] == sum(1 for r in ready for d in r.docs if d.ner_pipeline) > 0

@@ -32,7 +32,7 @@ if not os.environ.get("PREFECT_API_URL"):
 
 import duckdb
 
-from flows import warehouse
+from flows import progress, warehouse
 from flows.export import check_name
 from flows.settings import ConfigError, Settings, load_settings
 
@@ -210,9 +210,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     select_feeds(settings, args.feeds, args.tags)  # unknown names or tags stop here, before a run starts
 
-    summary = ingest(feeds=args.feeds, tags=args.tags, max_articles_per_feed=args.max_articles,
-                     since=args.since, dry_run=args.dry_run, config=str(settings.config_path),
-                     warehouse_path=str(settings.warehouse.path))
+    with progress.using(progress.for_stream()):
+        summary = ingest(feeds=args.feeds, tags=args.tags, max_articles_per_feed=args.max_articles,
+                         since=args.since, dry_run=args.dry_run, config=str(settings.config_path),
+                         warehouse_path=str(settings.warehouse.path))
     _print_summary(summary)
     return 0
 
@@ -232,7 +233,8 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
     from flows.flow import reload_seeds
 
-    result = reload_seeds(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
+    with progress.using(progress.for_stream()):
+        result = reload_seeds(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
     print(f"{result['seeds_loaded']} seed files loaded, {len(result['errors'])} skipped")
     for err in result["errors"]:
         print(f"  skipped: {err}")
@@ -288,8 +290,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         if query:
             warehouse.check_read_only(conn, query)
         try:
-            done = export(conn, Path(args.out), tables=args.tables or None, query=query, name=args.name,
-                          fmt=args.format)
+            with progress.using(progress.for_stream()) as shown:
+                done = export(conn, Path(args.out), tables=args.tables or None, query=query, name=args.name,
+                              fmt=args.format, progress=lambda n, total: shown.update(
+                                  "files", "files exported", n, total, main=True))
         except duckdb.Error as exc:
             raise warehouse.QueryError(warehouse.first_line(exc)) from None
     print(f"exported from {path}:")
@@ -362,7 +366,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         demo.mark(db)
         from flows.flow import ingest
 
-        summary = ingest(config=str(config), warehouse_path=str(db))
+        with progress.using(progress.for_stream()):
+            summary = ingest(config=str(config), warehouse_path=str(db))
     _print_summary(summary)
     print(f"\nwarehouse: {db}\ntry:\n  newsflow sql --warehouse {db} "
           "\"select url, duplicate_of, method, round(similarity, 3) as sim from duplicates\"\n"
@@ -401,9 +406,10 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         if not free:
             raise CliError(f"an ingest or maintenance run holds {settings.warehouse.path}; try again when it ends")
 
-    result = reprocess(steps=[Step(s) for s in args.steps or ("dedup", "entities")], only_stale=not args.all,
-                       batch_size=args.batch_size, config=str(settings.config_path),
-                       warehouse_path=str(settings.warehouse.path))
+    with progress.using(progress.for_stream()):
+        result = reprocess(steps=[Step(s) for s in args.steps or ("dedup", "entities")], only_stale=not args.all,
+                           batch_size=args.batch_size, config=str(settings.config_path),
+                           warehouse_path=str(settings.warehouse.path))
     for step in ("dedup", "entities"):
         if step in result:
             print(f"{step}: " + ", ".join(f"{k}={v}" for k, v in result[step].items()))

@@ -43,8 +43,12 @@ class FeedsOutcome:
 
 def fetch_feeds(settings: Settings, feeds: list[FeedConfig], states: dict[str, dict[str, Any]], run_id: str,
                 stats: RunStats, *, client: httpx.Client | None = None, gate: HostGate | None = None,
-                log: Callable[[str], None] = lambda _m: None) -> FeedsOutcome:
-    """Fetch and parse every due feed concurrently; one `feed_fetches` row per feed, whatever happened."""
+                log: Callable[[str], None] = lambda _m: None,
+                progress: Callable[[str, int], None] = lambda _event, _n: None) -> FeedsOutcome:
+    """Fetch and parse every due feed concurrently; one `feed_fetches` row per feed, whatever happened.
+
+    `progress("feed", 1)` is called as each feed is done.
+    """
     now = datetime.now(UTC)
     fs = settings.fetch
     gate = gate or HostGate.for_settings(fs)
@@ -81,6 +85,7 @@ def fetch_feeds(settings: Settings, feeds: list[FeedConfig], states: dict[str, d
             out.fetch_rows.append(fetch_row)
             if state_row is not None:
                 out.state_rows.append(state_row)
+            progress("feed", 1)
     return out
 
 

@@ -8,6 +8,7 @@ then cross as Arrow batches to an in-memory connection of our own, which writes 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +58,12 @@ def _write(rel: duckdb.DuckDBPyRelation, path: Path, fmt: str) -> None:
 
 
 def export(conn: duckdb.DuckDBPyConnection, out: Path, *, tables: list[str] | None = None,
-           query: str | None = None, name: str = "query", fmt: str = "parquet") -> list[Exported]:
-    """Write each table/view to out/<name>.<fmt>, or the query to `out` (a file path); returns what was written."""
+           query: str | None = None, name: str = "query", fmt: str = "parquet",
+           progress: Callable[[int, int], None] = lambda _done, _total: None) -> list[Exported]:
+    """Write each table/view to out/<name>.<fmt>, or the query to `out` (a file path); returns what was written.
+
+    `progress(done, total)` is called after each file.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     done: list[Exported] = []
@@ -69,6 +74,7 @@ def export(conn: duckdb.DuckDBPyConnection, out: Path, *, tables: list[str] | No
         path = out if out.suffix else out / f"{check_name(name)}.{fmt}"
         _write(rel, path, fmt)
         done.append(Exported(name, path, _count(conn, rel)))
+        progress(1, 1)
         return done
     known = relations(conn)
     wanted = tables or [t for t in known if t not in ("lsh_buckets", "shingle_samples")]
@@ -80,6 +86,7 @@ def export(conn: duckdb.DuckDBPyConnection, out: Path, *, tables: list[str] | No
         path = out / f"{table}.{fmt}"
         _write(rel, path, fmt)
         done.append(Exported(table, path, _count(conn, rel)))
+        progress(len(done), len(wanted))
     return done
 
 

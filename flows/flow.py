@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import duckdb
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
@@ -20,6 +21,7 @@ from flows import (
     collect,
     documents,
     htmlreport,
+    progress,
     reads,
     report,
     staging,
@@ -52,6 +54,7 @@ class RunContext:
     parameters: dict[str, Any]
     flow: str
     seq: int = 0
+    progress: IngestProgress | None = None
 
     def batch(self) -> staging.Batch:
         self.seq += 1
@@ -62,6 +65,68 @@ class RunContext:
         return {"run_id": self.run_id, "flow": self.flow, "started_at": self.started_at,
                 "finished_at": finished, "status": status, "parameters": _json(self.parameters),
                 "message": message, **self.stats.counts()}
+
+
+_EVENTS = {"feed": "feeds", "downloaded": "pages", "extracted": "extracted", "tagged": "tagged"}
+
+
+class IngestProgress:
+    """An ingest run's progress: shown by the reporter the CLI installed (flows/progress.py) and kept in the run's
+    `ingest-progress` artifact (feeds 0-10 %, articles stored 10-95 %, checks and snapshot the rest).
+
+    Counters move from any thread; the artifact is written from the flow's thread only (`checkpoint`), once per
+    stage or batch, so the Prefect API sees a handful of updates, not one per article.
+    """
+
+    def __init__(self, reporter: progress.Reporter, dry_run: bool) -> None:
+        self.reporter = reporter
+        self.dry_run = dry_run
+        self.total = 0
+        self.waiting: dict[str, int] = {}
+        self.shown = 0.0
+        self.artifact_id = create_progress_artifact(0.0, key="ingest-progress", description="ingest: feeds, "
+                                                    "then articles downloaded, extracted, tagged and loaded")
+
+    def event(self, name: str, n: int) -> None:
+        """The stages' callback (collect.fetch_feeds, stream.articles)."""
+        self.reporter.advance(_EVENTS.get(name, name), n)
+
+    def feeds(self, n: int) -> None:
+        self.reporter.add("feeds", "feeds fetched", n)
+
+    def articles(self, n: int) -> None:
+        """The feeds are done and `n` new entries are to be processed."""
+        r, self.total = self.reporter, n
+        r.add("pages", "pages downloaded", n)
+        r.add("extracted", "articles extracted", n)
+        r.add("tagged", "articles tagged")  # copies of stored articles skip NER: no total known up front
+        r.add("loaded", "articles processed (dry run)" if self.dry_run else "articles loaded", n, main=True)
+        r.gauge("waiting", "batches waiting to load", 0)
+        self.checkpoint(10.0)
+
+    def queued(self, batch_id: str, n: int) -> None:
+        self.waiting[batch_id] = n
+        self.reporter.gauge("waiting", "batches waiting to load", len(self.waiting))
+
+    def stored(self, batch_id: str) -> None:
+        """A queued batch is loaded (or staged for the next run: it is safe either way)."""
+        n = self.waiting.pop(batch_id, None)
+        if n is not None:
+            self.reporter.gauge("waiting", "batches waiting to load", len(self.waiting))
+            self.reporter.advance("loaded", n)
+
+    def processed(self, n: int) -> None:
+        """A dry-run batch is done (nothing to load)."""
+        self.reporter.advance("loaded", n)
+
+    def checkpoint(self, percent: float | None = None) -> None:
+        """Move the artifact to `percent`, or to where the loaded articles put it; never backwards."""
+        if percent is None:
+            c = self.reporter.counters.get("loaded")
+            percent = 10.0 + 85.0 * (c.done / self.total if c is not None and self.total else 1.0)
+        if percent > self.shown:
+            self.shown = percent
+            update_progress_artifact(self.artifact_id, round(percent, 1))
 
 
 def _json(value: Any) -> str:
@@ -100,9 +165,13 @@ def store_batch(ctx: RunContext, batch: staging.Batch) -> bool:
     result = store.store(ctx.settings, batch)
     if result is None:
         ctx.stats.batches_staged += 1
+        if ctx.progress is not None:
+            ctx.progress.stored(batch.batch_id)
         get_run_logger().warning("warehouse locked: batch %s stays staged for the next run", batch.batch_id)
         return False
     ctx.stats.add_load(result)
+    if ctx.progress is not None:
+        ctx.progress.stored(batch.batch_id)
     return True
 
 
@@ -142,6 +211,8 @@ def process_articles(ctx: RunContext, ready: stream.Ready, dry_run: bool) -> sta
     batch = ctx.batch()
     batch.add("page_fetches", *(dict(p, run_id=ctx.run_id) for p in ready.pages))
     batch.add("docs", *ready.docs)
+    if ctx.progress is not None:
+        ctx.progress.queued(batch.batch_id, len(ready.entries))
     return batch
 
 
@@ -192,6 +263,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             since: date | None, dry_run: bool) -> dict[str, Any]:
     log = get_run_logger()
     settings, stats = ctx.settings, ctx.stats
+    prog = ctx.progress = IngestProgress(progress.current(), dry_run)
     if not warehouse.ensure_ready(settings.warehouse):
         log.warning("%s is held open by another process: this run stages its batches in %s and loads them as "
                     "soon as the lock is free (or the next run does)", settings.warehouse.path,
@@ -211,7 +283,9 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             load_seeds_batch(ctx, pool, seeds, errors)
 
         states = reads.read_feed_states(settings)
-        out = fetch_feeds(settings, selected, states, ctx.run_id, stats, gate=gate, log=log.warning)
+        prog.feeds(len(selected))
+        out = fetch_feeds(settings, selected, states, ctx.run_id, stats, gate=gate, log=log.warning,
+                          progress=prog.event)
         new = collect.select_new(settings, _since(out.entries, since), out.fetch_rows,
                                  settings.fetch.max_articles_per_feed if max_per_feed is None else max_per_feed)
         stats.entries_new = len(new)
@@ -225,6 +299,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             head.add("feed_fetches", *out.fetch_rows)
             head.add("entries", *collect.entry_rows(out.entries, ctx.run_id))
             store_batch(ctx, head)
+        prog.articles(len(new))
         n_batches = -(-len(new) // settings.pipeline.batch_size)
         if new:
             pool = pool or workers.make_pool(settings)
@@ -232,16 +307,20 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
         # order), so this thread keeps feeding the pool while a batch is staged and loaded. At most two loads
         # wait at a time, which bounds the batches held in memory.
         loads: list[Any] = []
-        for i, ready in enumerate(stream.articles(settings, pool, new, gate=gate), start=1):
+        for i, ready in enumerate(stream.articles(settings, pool, new, gate=gate, progress=prog.event), start=1):
             batch = process_articles(ctx, ready, dry_run)
-            if batch is not None:
+            if batch is None:
+                prog.processed(len(ready.entries))
+            else:
                 if len(loads) >= 2:
                     loads.pop(0).result()
                 loads.append(store_batch.submit(ctx, batch, wait_for=loads[-1:]))
             log.info("batch %d/%d processed; %d new articles, %d duplicates loaded so far", i, n_batches,
                      stats.articles_new, stats.duplicates_exact + stats.duplicates_near)
+            prog.checkpoint()
         for load in loads:
             load.result()
+        prog.checkpoint()
         for note in gate.crawl_delay_notes():
             log.warning("politeness: %s", note)
     finally:
@@ -277,6 +356,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
         alerts.publish(settings, log)  # ERROR log + `newsflow.feed.failing` event per feed over the threshold
     if checked is not None:
         alerts.publish_checks(settings, checked, log)  # ERROR log + `newsflow.check.failed` event per check
+    prog.checkpoint(100.0)
     summary = {"run_id": ctx.run_id, "status": "dry_run" if dry_run else status, **stats.counts(),
                "checks_failed": None if checked is None else len(checked.failed)}
     if message:
@@ -311,6 +391,9 @@ def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list
             errors.append(SeedError(seed.name, "internal_error", describe(exc)))
     for err in errors:
         log.warning("seed skipped: %s", err)
+    shown = progress.current()
+    shown.add("seeds", "seed files read", len(docs) + len(errors))
+    shown.advance("seeds", len(errors))
     now = datetime.now(UTC)
     failures = [{"url": e.url, "feed": None, "run_id": ctx.run_id, "outcome": "failed", "error": e.code,
                  "error_detail": e.detail, "fetched_at": now} for e in errors]
@@ -321,6 +404,7 @@ def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list
         batch.add("page_fetches", *failures)
         failures = []
         store_batch(ctx, batch)
+        shown.advance("seeds", len(chunk))
 
 
 @flow(name="reload-seeds", log_prints=True)

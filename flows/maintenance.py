@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from flows import progress
 from flows import reprocess as redo
 from flows.runlock import run_lock
 from flows.settings import load_settings
@@ -26,12 +27,17 @@ class Step(StrEnum):
 
 
 def _progress(step: Step) -> Any:
-    """A progress artifact for one step, and the callback that moves it and logs each batch."""
+    """A progress artifact for one step, and the callback that moves it, logs each batch and tells the terminal
+    (the reporter the CLI installed, flows/progress.py)."""
     log = get_run_logger()
     artifact_id = create_progress_artifact(0.0, key=f"reprocess-{step.value}", description=f"reprocess: {step}")
+    shown = progress.current()
+    label = {Step.dedup: "dedup: articles re-checked", Step.entities: "entities: articles re-tagged"}[step]
+    shown.update(step.value, label, 0, main=True)
 
     def report(done: int, total: int) -> None:
         update_progress_artifact(artifact_id, 100.0 * done / max(total, 1))
+        shown.update(step.value, label, done, total, main=True)
         log.info("%s: %d/%d articles", step, done, total)
 
     return report

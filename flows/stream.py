@@ -13,7 +13,7 @@ No Prefect here: flows/flow.py makes one task per yielded batch.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,11 +53,19 @@ class _Batch:
 
 
 def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, batch_size: int | None = None,
-             window: int = 3, gate: HostGate | None = None) -> Iterator[Ready]:
+             window: int = 3, gate: HostGate | None = None,
+             progress: Callable[[str, int], None] | None = None) -> Iterator[Ready]:
     """Process `entries` in batches of `batch_size`, yielding each batch in order once it is tagged.
 
-    Pass the run's `gate` so feed and page requests to one host share its politeness bound.
+    Pass the run's `gate` so feed and page requests to one host share its politeness bound. `progress(event, n)`
+    is told of pages "downloaded", entries "extracted" and documents "tagged" as they finish, from any thread.
     """
+    tell = progress or (lambda _event, _n: None)
+
+    def counted(future: Future[Any], event: str, n: int) -> Future[Any]:
+        future.add_done_callback(lambda _f: tell(event, n))
+        return future
+
     size = batch_size or settings.pipeline.batch_size
     batches = [_Batch(entries[i:i + size]) for i in range(0, len(entries), size)]
     if not batches:
@@ -79,13 +87,16 @@ def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, ba
                     for entry, result in download(settings, batch.entries, client, gate=gate):
                         batch.fetched += result is not None and result.ok
                         chunk.append((entry, result))
+                        tell("downloaded", 1)
                         if len(chunk) == EXTRACT_CHUNK:
-                            batch.extracting.append(pool.submit(build_docs, chunk, settings))
+                            batch.extracting.append(counted(pool.submit(build_docs, chunk, settings),
+                                                            "extracted", len(chunk)))
                             chunk = []
                         if stop.is_set():
                             return
                     if chunk:
-                        batch.extracting.append(pool.submit(build_docs, chunk, settings))
+                        batch.extracting.append(counted(pool.submit(build_docs, chunk, settings),
+                                                        "extracted", len(chunk)))
                     batch.submitted.set()
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
@@ -108,7 +119,8 @@ def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, ba
             if copy:
                 doc.ner_skip_reason = COPY_REASON
         for chunk in plan_tagging([d for d, copy in zip(batch.docs, copies, strict=True) if not copy], settings):
-            batch.tagging.append((chunk, pool.submit(tag_texts, [(d.text, name) for d, name in chunk], settings)))
+            batch.tagging.append((chunk, counted(pool.submit(tag_texts, [(d.text, name) for d, name in chunk],
+                                                             settings), "tagged", len(chunk))))
 
     thread = threading.Thread(target=download_all, name="newsflow-download", daemon=True)
     thread.start()

@@ -124,6 +124,14 @@ def lake_sql(sql: str) -> str:
     return _COLUMN_KEY.sub("", sql)
 
 
+def data_folder(conn: duckdb.DuckDBPyConnection) -> str | None:
+    """The data path of the lake the connection uses (as stored in its catalog), None for a DuckDB file."""
+    if not is_lake(conn):
+        return None
+    rows = conn.execute(f"select option_name, value from ducklake_options({_literal(LAKE)})").fetchall()
+    return dict(rows).get("data_path")
+
+
 def is_lake(conn: duckdb.DuckDBPyConnection) -> bool:
     """Whether the connection's current database is a DuckLake."""
     row = conn.execute("select type from duckdb_databases() where database_name = current_database()").fetchone()

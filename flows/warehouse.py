@@ -272,8 +272,12 @@ def _db_file(conn: duckdb.DuckDBPyConnection) -> str:
 def restrict_files(conn: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
     """Turn DuckDB's file access off for this connection's database except for reading `folders` (the raw
     archives), so a user's query reads the warehouse and cannot write or read files elsewhere. Lasts until
-    the database is closed; DuckDB refuses to turn it back on."""
-    conn.execute("set allowed_directories = $dirs", {"dirs": [f"{f.resolve()}/" for f in folders]})
+    the database is closed; DuckDB refuses to turn it back on. A lake's data folder stays readable."""
+    dirs = [f"{f.resolve()}/" for f in folders]
+    lake_data = backend.data_folder(conn)
+    if lake_data and "://" not in lake_data:
+        dirs.append(f"{Path(lake_data).resolve()}/")
+    conn.execute("set allowed_directories = $dirs", {"dirs": dirs})
     conn.execute("set enable_external_access = false")
 
 

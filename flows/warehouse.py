@@ -259,9 +259,17 @@ def migrate(conn: duckdb.DuckDBPyConnection, known: list[tuple[int, str, str]] |
             conn.execute("rollback")
             raise
         applied.append(name)
-    if len(known) == len(migrations()):  # views read the latest schema
+    if len(known) == len(migrations()) and (applied or not backend.is_lake(conn) or _views_missing(conn)):
+        # Views read the latest schema. On a lake each re-creation is a catalog commit (a snapshot that can meet
+        # another writer's), so there they are made only with a migration or when one is missing.
         create_views(conn)
     return applied
+
+
+def _views_missing(conn: duckdb.DuckDBPyConnection) -> bool:
+    have = {r[0] for r in conn.execute(
+        "select view_name from duckdb_views() where database_name = current_database() and not internal").fetchall()}
+    return not {p.stem for p in view_files()} <= have
 
 
 def _db_file(conn: duckdb.DuckDBPyConnection) -> str:

@@ -137,7 +137,7 @@ def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Seque
     alive; held, the newest `running` run is the live one. Raises WarehouseError when the warehouse is missing or
     unusable, WarehouseLocked when another process holds it past `wait`.
     """
-    if not settings.path.exists():
+    if not warehouse.exists(settings):
         raise warehouse.WarehouseError(f"{settings.path}: no warehouse yet (run `newsflow ingest` or "
                                        "`newsflow demo` first)")
     note = None

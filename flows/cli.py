@@ -186,6 +186,9 @@ def _settings(args: argparse.Namespace, *, create: bool = False, snapshot: bool 
     """The settings, after checking the warehouse file the command will use: it must be a newsflow warehouse
     (`create`: or missing, for the commands that make one); `snapshot`: the published snapshot is read."""
     settings = load_settings(getattr(args, "config", None), warehouse=getattr(args, "warehouse", None))
+    if settings.warehouse.is_lake:  # a lake has no snapshot file: it is always read live
+        warehouse.check_lake(settings.warehouse, create=create)
+        return settings
     path = settings.warehouse.snapshot_path if snapshot else settings.warehouse.path
     if not (snapshot and not path.exists()):  # a missing snapshot: warehouse.reader says how one is made
         warehouse.check_file(path, create=create)

@@ -7,6 +7,8 @@ staged batch loaded a day late, still store each story once.
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,9 +18,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows import candidates, rawstore
+from flows import backend, candidates, rawstore
 from flows.dedup import EXACT, BatchIndex, Match, Signature
 from flows.entities import entity_id
+from flows.errors import WarehouseLocked
 from flows.records import Document
 from flows.settings import DedupSettings
 from flows.staging import Batch, stable_key
@@ -30,6 +33,24 @@ _UPSERT = {  # table -> statement verb: state tables take the latest row, event 
     "feed_fetches": "insert or ignore",
     "entries": "insert or ignore",
     "page_fetches": "insert or replace",
+}
+# The natural keys of the keyed tables (primary key first, then any other unique key). The DuckDB file declares
+# them as constraints; a DuckLake cannot, so upsert() enforces them with statements that work on both backends
+# (tests/test_ducklake.py checks this list against the file's constraints).
+KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "schema_migrations": (("version",),),
+    "runs": (("run_id",),),
+    "feeds": (("feed",),),
+    "feed_fetches": (("fetch_id",),),
+    "entries": (("feed", "guid"),),
+    "articles": (("article_id",), ("url",)),
+    "duplicates": (("url",),),
+    "entities": (("entity_id",), ("name", "label")),
+    "article_entities": (("article_id", "entity_id"),),
+    "page_fetches": (("url",),),
+    "raw_pages": (("url",),),
+    "raw_archive": (("url",),),
+    "check_results": (("run_id", "check_name"),),
 }
 _ARTICLE_COLUMNS = (
     "url", "canonical_url", "final_url", "feed", "entry_guid", "title", "author", "published_at",
@@ -157,13 +178,72 @@ def delete_articles(conn: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
 
 
 def _insert(conn: duckdb.DuckDBPyConnection, verb: str, table: str, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.register("q_rows", pa.Table.from_pylist(rows))
-        conn.execute(f"{verb} into {table} by name select * from q_rows")
+    """Insert `rows` with the semantics of `verb` ("insert", "insert or ignore", "insert or replace") on either
+    backend: the `or` verbs run as upsert() on the table's KEYS, never as DuckDB's own `on conflict`."""
+    if not rows:
+        return
+    keep = verb.removeprefix("insert or ") if verb != "insert" else None
+    if keep:
+        # One row per key (DuckDB's own `or replace` refuses two in one statement): the first, or the latest.
+        by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in rows:
+            key = tuple(row[k] for k in KEYS[table][0])
+            if keep == "replace" or key not in by_key:
+                by_key[key] = row
+        rows = list(by_key.values())
+    conn.register("q_rows", pa.Table.from_pylist(rows))
+    try:
+        if keep:
+            upsert(conn, table, "q_rows", list(rows[0]), keep=keep)
+        else:
+            conn.execute(f"insert into {table} by name select * from q_rows")
+    finally:
         conn.unregister("q_rows")
 
 
+def upsert(conn: duckdb.DuckDBPyConnection, table: str, source: str, columns: list[str], *, keep: str) -> None:
+    """`insert or ignore` (keep="ignore") / `insert or replace` (keep="replace") of `columns` of the relation
+    `source` (one row per key) into `table`, as statements that also hold on a DuckLake, which has no key
+    constraints: a row whose key (any of KEYS[table]) is stored is skipped, or updates the stored row."""
+    keys = KEYS[table]
+    names = ", ".join(columns)
+    if keep == "ignore":
+        absent = " and ".join(
+            f"not exists (select 1 from {table} t where {' and '.join(f't.{k} = r.{k}' for k in key)})"
+            for key in keys if set(key) <= set(columns))
+        conn.execute(f"insert into {table} by name select {names} from {source} r where {absent}")
+    elif keep == "replace":
+        primary = keys[0]
+        on = " and ".join(f"t.{k} = r.{k}" for k in primary)
+        updates = ", ".join(f"{c} = r.{c}" for c in columns if c not in primary)
+        matched = f"when matched then update set {updates} " if updates else ""
+        conn.execute(f"merge into {table} t using (select {names} from {source}) r on {on} "
+                     f"{matched}when not matched then insert by name")
+    else:
+        raise ValueError(f"keep must be 'ignore' or 'replace', not {keep!r}")
+
+
 def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSettings, *,
+               raw_dir: Path | None = None, attempts: int = 5) -> LoadResult:
+    """Load one batch in one transaction (_load_once). On a DuckLake, where writers on other machines commit
+    at the same time, a commit that loses to another's is retried with backoff, deciding the batch again against
+    what the other stored; still losing after `attempts`, WarehouseLocked, as for a held file (it stays staged)."""
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            return _load_once(conn, batch, settings, raw_dir=raw_dir)
+        except duckdb.Error as exc:
+            if not backend.is_conflict(exc):
+                raise
+            if attempt + 1 == attempts:
+                raise WarehouseLocked(f"batch {batch.batch_id}: lost {attempts} commits in a row to other "
+                                      f"writers of the lake ({str(exc).strip().splitlines()[-1]})") from None
+        time.sleep(delay * (0.5 + random.random()))  # jittered, so two writers that met do not meet again
+        delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSettings, *,
                raw_dir: Path | None = None) -> LoadResult:
     """Load one batch in one transaction. Loading the same batch twice changes nothing.
 

@@ -17,7 +17,7 @@ from flows import candidates, dedup, entities, warehouse
 from flows.dedup import BatchIndex
 from flows.documents import tag_documents
 from flows.entities import entity_id
-from flows.load import delete_articles
+from flows.load import delete_articles, upsert
 from flows.records import Document
 from flows.settings import Settings
 from flows.workers import chunks
@@ -153,7 +153,8 @@ def retag(settings: Settings, pool: Executor, batch_size: int, only_stale: bool,
             if names:
                 conn.register("q_rows", pa.Table.from_pylist(
                     [{"entity_id": e, "name": n, "label": lab} for e, (n, lab) in names.items()]))
-                conn.execute("insert or ignore into entities by name select *, now() as first_seen_at from q_rows")
+                conn.execute("create or replace temp view q_entities as select *, now() as first_seen_at from q_rows")
+                upsert(conn, "entities", "q_entities", ["entity_id", "name", "label", "first_seen_at"], keep="ignore")
             if links:
                 conn.register("q_rows", pa.Table.from_pylist(links))
                 conn.execute("insert into article_entities by name select * from q_rows")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -41,6 +41,14 @@ def _language_key(tag: str) -> str:
 
 
 class WarehouseSettings(_Section):
+    # "duckdb": one file at `path` (the default). "ducklake": tables as Parquet under `data_path`, listed by the
+    # `catalog` database, for readers and writers on several machines (docs/scale.md).
+    backend: Literal["duckdb", "ducklake"] = "duckdb"
+    # ducklake: a local DuckDB catalog file, `sqlite:<file>`, or `postgres:<libpq connection string or URI>`.
+    catalog: str = ""
+    # ducklake: the folder (local or shared) of the lake's Parquet files; default: `<catalog>.files/` beside a
+    # local catalog file.
+    data_path: str = ""
     path: Path = Path("warehouse/newsflow.duckdb")
     # Files written with an older storage format open in older DuckDB CLIs and BI tools.
     storage_compatibility: str = "v1.4.0"
@@ -57,6 +65,26 @@ class WarehouseSettings(_Section):
         <dir>/<stem>.raw/<YYYY-MM-DD>/<batch_id>.parquet. Derived from the resolved `path`, so a --warehouse
         override moves it along with the file."""
         return self.path.parent / f"{self.path.stem}.raw"
+
+    @property
+    def is_lake(self) -> bool:
+        return self.backend == "ducklake"
+
+    @property
+    def lake_data_path(self) -> str:
+        """The lake's data folder, ending in '/' as DuckLake expects."""
+        path = self.data_path or f"{self.catalog.removeprefix('sqlite:')}.files"
+        return path if path.endswith("/") else path + "/"
+
+    @model_validator(mode="after")
+    def _lake_needs_catalog(self) -> WarehouseSettings:
+        if self.backend == "ducklake" and not self.catalog:
+            raise ValueError('backend = "ducklake" needs `catalog` (a local catalog file, sqlite:<file> or '
+                             "postgres:<connection string>)")
+        if self.backend == "ducklake" and self.catalog.startswith(("postgres:", "postgresql:")) \
+                and not self.data_path:
+            raise ValueError("a PostgreSQL catalog needs `data_path` (the folder of the lake's files)")
+        return self
 
 
 class FetchSettings(_Section):
@@ -260,6 +288,17 @@ def _resolve(path: Path, base: Path) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
+def _lake_paths(wh: WarehouseSettings) -> dict[str, str]:
+    """A local catalog file and data folder resolved against the project root (URLs and PostgreSQL as given)."""
+    out: dict[str, str] = {}
+    if not wh.catalog.startswith(("postgres:", "postgresql:")):
+        prefix = "sqlite:" if wh.catalog.startswith("sqlite:") else ""
+        out["catalog"] = prefix + str(_resolve(Path(wh.catalog.removeprefix(prefix)), PROJECT_ROOT))
+    if wh.data_path and "://" not in wh.data_path:
+        out["data_path"] = str(_resolve(Path(wh.data_path), PROJECT_ROOT))
+    return out
+
+
 def load_settings(
     config: str | Path | None = None,
     *,
@@ -314,6 +353,8 @@ def load_settings(
             "staging_dir": _resolve(wh.staging_dir, PROJECT_ROOT),
             "snapshot_path": _resolve(wh.snapshot_path, PROJECT_ROOT),
         })
+    if wh.is_lake:
+        wh = wh.model_copy(update=_lake_paths(wh))
     pipeline = settings.pipeline.model_copy(
         update={"seeds_dir": _resolve(settings.pipeline.seeds_dir, PROJECT_ROOT)}
     )

@@ -1,5 +1,8 @@
 """The DuckDB warehouse: connections, lock handling, migrations, views and named SQL queries.
 
+With `[warehouse] backend = "ducklake"` the same functions open a DuckLake instead (flows/backend.py): there is
+no file lock, no snapshot copy, and readers on other machines query the lake while loads run.
+
 One writer: only the load step opens the file for writing, briefly, one transaction per batch. DuckDB lets a
 single process hold the file, so while anyone else has it open (even read-only) a write waits with backoff
 and, past `lock_wait_seconds`, the batch stays staged for the next run (see flows/staging.py).
@@ -21,6 +24,7 @@ from typing import Any
 
 import duckdb
 
+from flows import backend
 from flows.errors import QueryError, WarehouseError, WarehouseLocked
 from flows.settings import PROJECT_ROOT, WarehouseSettings
 from flows.staging import fsync
@@ -100,19 +104,23 @@ def _connect(path: Path, settings: WarehouseSettings, read_only: bool) -> duckdb
 def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float | None = None,
             path: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to the warehouse, retried with jittered backoff while another process holds the lock."""
+    lake = settings.is_lake and path in (None, settings.path)
     path = path or settings.path
-    if read_only and not path.exists():
+    if lake:
+        path = Path(settings.catalog)  # named in errors
+    elif read_only and not path.exists():
         raise WarehouseError(f"{path}: no warehouse yet (run `newsflow ingest` or `newsflow demo` first)")
     wait = settings.lock_wait_seconds if wait is None else wait
     deadline = time.monotonic() + wait
     delay = 0.05
     while True:
         try:
-            conn = _connect(path, settings, read_only)
+            conn = backend.connect(settings, read_only=read_only) if lake else _connect(path, settings, read_only)
             break
-        except duckdb.IOException as exc:
-            if not is_lock_error(exc):
-                raise WarehouseError(f"{path}: {exc}") from None
+        except duckdb.Error as exc:
+            # A DuckDB catalog file is held like a warehouse file (one process at a time).
+            if not (is_lock_error(exc) or (lake and backend.is_conflict(exc))):
+                raise WarehouseError(f"{path}: {first_line(exc) if lake else exc}") from None
             if time.monotonic() + delay > deadline:
                 raise WarehouseLocked(
                     f"{path} is locked by another process (waited {wait:g} s); "
@@ -120,8 +128,6 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float
                 ) from None
             time.sleep(delay * (0.5 + random.random()))  # backoff on a lock held by another process
             delay = min(delay * 2, 2.0)
-        except duckdb.Error as exc:
-            raise WarehouseError(f"{path}: {exc}") from None
     try:
         yield conn
     finally:
@@ -129,11 +135,21 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float
             conn.close()
 
 
+def exists(settings: WarehouseSettings) -> bool:
+    """Whether there is a warehouse to read: the file, or the lake's catalog."""
+    return backend.exists(settings) if settings.is_lake else settings.path.exists()
+
+
 @contextmanager
 def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float = 3.0
            ) -> Iterator[tuple[Path, duckdb.DuckDBPyConnection]]:
     """A read-only connection for people and exports, with the file it reads: the snapshot when asked, else the
-    live file, falling back to the snapshot while a run holds the live file for longer than `wait`."""
+    live file, falling back to the snapshot while a run holds the live file for longer than `wait`.
+    A lake is always read live: its readers never wait for a load and see the last committed snapshot."""
+    if settings.is_lake:
+        with connect(settings, read_only=True, wait=wait) as conn:
+            yield settings.path, conn
+        return
     if snapshot:
         if not settings.snapshot_path.exists():
             raise WarehouseError(f"{settings.snapshot_path}: no snapshot yet (it is published after each "
@@ -189,6 +205,20 @@ def check_file(path: Path, *, create: bool = False) -> None:
                          "newsflow leaves it alone")
 
 
+def check_lake(settings: WarehouseSettings, *, create: bool = False) -> None:
+    """check_file for a DuckLake: refuse a missing lake (unless `create`) and a lake without schema_migrations."""
+    if not backend.exists(settings):
+        if create:
+            return
+        raise WarehouseError(f"{settings.catalog}: no lake yet (run `newsflow ingest` or `newsflow demo` first)")
+    with connect(settings, read_only=True, wait=3.0) as conn:
+        tables = _user_tables(conn)
+    if "schema_migrations" in tables or (create and not tables):
+        return
+    raise WarehouseError(f"{settings.catalog}: a DuckLake but not a newsflow warehouse (no schema_migrations "
+                         "table); newsflow leaves it alone")
+
+
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
     exists = conn.execute(
         "select count(*) from information_schema.tables where table_name = 'schema_migrations'"
@@ -206,10 +236,12 @@ def migrate(conn: duckdb.DuckDBPyConnection, known: list[tuple[int, str, str]] |
     if tables and "schema_migrations" not in tables:
         raise WarehouseError(f"{_db_file(conn)}: a DuckDB file but not a newsflow warehouse (no schema_migrations "
                              "table); newsflow leaves it alone")
-    conn.execute(
+    # A lake takes each migration without the constraints DuckLake refuses; the loader enforces those keys.
+    adapt = backend.lake_sql if backend.is_lake(conn) else str
+    conn.execute(adapt(
         "create table if not exists schema_migrations "
         "(version integer primary key, name varchar not null, applied_at timestamptz not null)"
-    )
+    ))
     known = migrations() if known is None else known
     current = schema_version(conn)
     if current > len(known):
@@ -220,16 +252,24 @@ def migrate(conn: duckdb.DuckDBPyConnection, known: list[tuple[int, str, str]] |
     for version, name, sql in known[current:]:
         conn.execute("begin transaction")
         try:
-            conn.execute(sql)
+            conn.execute(adapt(sql))
             conn.execute("insert into schema_migrations values (?, ?, now())", [version, name])
             conn.execute("commit")
         except Exception:
             conn.execute("rollback")
             raise
         applied.append(name)
-    if len(known) == len(migrations()):  # views read the latest schema
+    if len(known) == len(migrations()) and (applied or not backend.is_lake(conn) or _views_missing(conn)):
+        # Views read the latest schema. On a lake each re-creation is a catalog commit (a snapshot that can meet
+        # another writer's), so there they are made only with a migration or when one is missing.
         create_views(conn)
     return applied
+
+
+def _views_missing(conn: duckdb.DuckDBPyConnection) -> bool:
+    have = {r[0] for r in conn.execute(
+        "select view_name from duckdb_views() where database_name = current_database() and not internal").fetchall()}
+    return not {p.stem for p in view_files()} <= have
 
 
 def _db_file(conn: duckdb.DuckDBPyConnection) -> str:
@@ -240,8 +280,12 @@ def _db_file(conn: duckdb.DuckDBPyConnection) -> str:
 def restrict_files(conn: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
     """Turn DuckDB's file access off for this connection's database except for reading `folders` (the raw
     archives), so a user's query reads the warehouse and cannot write or read files elsewhere. Lasts until
-    the database is closed; DuckDB refuses to turn it back on."""
-    conn.execute("set allowed_directories = $dirs", {"dirs": [f"{f.resolve()}/" for f in folders]})
+    the database is closed; DuckDB refuses to turn it back on. A lake's data folder stays readable."""
+    dirs = [f"{f.resolve()}/" for f in folders]
+    lake_data = backend.data_folder(conn)
+    if lake_data and "://" not in lake_data:
+        dirs.append(f"{Path(lake_data).resolve()}/")
+    conn.execute("set allowed_directories = $dirs", {"dirs": dirs})
     conn.execute("set enable_external_access = false")
 
 
@@ -336,9 +380,9 @@ def publish_snapshot(settings: WarehouseSettings) -> Path | None:
 
     Readers of the snapshot never hold a lock on the live file, so they cannot block a load; each run replaces
     the snapshot whole (os.replace), so an open reader keeps the old file until it reconnects, and a crash
-    mid-copy leaves the previous snapshot in place.
+    mid-copy leaves the previous snapshot in place. A lake needs no copy: its readers query it directly.
     """
-    if not settings.snapshot or not settings.path.exists():
+    if settings.is_lake or not settings.snapshot or not settings.path.exists():
         return None
     target = settings.snapshot_path
     target.parent.mkdir(parents=True, exist_ok=True)

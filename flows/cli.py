@@ -260,10 +260,6 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_fanout(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
-    if not os.environ.get("PREFECT_API_URL"):  # checked before Prefect is imported: it would start its own
-        raise CliError("fanout needs a Prefect API and a work pool: set PREFECT_API_URL, create the pool and "
-                       "deploy (`prefect work-pool create newsflow --type process`, `prefect deploy --all`; "
-                       "docs/scale.md)")
     from flows.fanout import fanout, preflight
 
     problem = preflight()

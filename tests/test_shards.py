@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -261,6 +262,7 @@ class Reader(threading.Thread):
 
 
 @pytest.mark.prefect_server
+@pytest.mark.timeout(900)  # two fan-outs of three flow-run processes each, on a busy 2-core machine
 def test_fanout_on_a_process_work_pool(prefect_server: Server, outlets: list[LocalServer], hold: Hold,  # noqa: F811
                                        tmp_path: Path) -> None:
     config = shard_config(tmp_path, outlets)
@@ -317,12 +319,16 @@ def test_fanout_on_a_process_work_pool(prefect_server: Server, outlets: list[Loc
         assert not staging_left(settings)
 
         # Fan-out 2 completes shard 1: every story once, the syndicated one's copies in both shards duplicates.
+        started = time.monotonic()
         second = subprocess.run(fanout, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        print(f"\n[figure] fan-out of 2 shards + load, {len(outlets) * (STORIES + 1)} pages: "
+              f"{time.monotonic() - started:.1f} s")
         assert second.returncode == 0 and "fanout of 2 shards: completed" in second.stdout, second.stdout
         assert_stored_once(db, len(outlets))
         # The checks ran after each load, the second one with every invariant holding.
         assert rows(db, "select count(*), sum(offending_rows) from check_results where run_id = "
-                        "(select max_by(run_id, started_at) from runs where flow = 'load')") == [(8, 0)]
+                        "(select max_by(run_id, started_at) from runs where flow = 'load')") == [
+            (len(list((PROJECT_ROOT / "warehouse" / "checks").glob("*.sql"))), 0)]
         assert not staging_left(settings)
     finally:
         reader.stop.set()

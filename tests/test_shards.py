@@ -200,6 +200,23 @@ def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[
     assert not list(settings.warehouse.staging_dir.iterdir())
 
 
+@pytest.mark.parametrize(("args", "says"), [
+    (["ingest", "--shard", "3/2"], "expected K/N with 1 <= K <= N"),
+    (["ingest", "--shard", "two"], "expected K/N"),
+    (["fanout", "--shards", "0"], "must be from 1 to 256"),
+    (["fanout", "--shards", "2"], "fanout needs a Prefect API and a work pool"),
+])
+def test_shard_commands_refuse_in_one_line(args: list[str], says: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, "")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
+        "PYTHONPATH": str(PROJECT_ROOT), "PREFECT_HOME": str(tmp_path / "prefect")}
+    done = subprocess.run([str(BIN / "newsflow"), *args, "--config", str(config)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and says in done.stderr, done.stderr
+    assert not (tmp_path / "wh" / "test.duckdb").exists()
+
+
 # --- a fan-out on a real process work pool ----------------------------------------------------------------------
 
 def _run(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:

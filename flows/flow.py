@@ -223,7 +223,8 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
         loaded, left = load_pending(settings, stats)
         if loaded or left:
             log.info("loaded %d batches staged by earlier runs; %d still staged", loaded, left)
-        reads.mark_abandoned(settings, ctx.run_id)
+        if not shards_alive(settings.warehouse.path):  # a staging shard's `running` row is alive
+            reads.mark_abandoned(settings, ctx.run_id)
     selected = collect.in_shard(select_feeds(settings, names, tags), part)
     if part:
         log.info("shard %d/%d: %d of the selected feeds", part[0], part[1], len(selected))

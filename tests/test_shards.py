@@ -24,6 +24,7 @@ import pytest
 from conftest import write_config
 from test_prefect_server import BIN, Server, prefect_server, wait_for  # noqa: F401 (a fixture)
 
+from flows import checks
 from flows.collect import in_shard, parse_shard, shard_of
 from flows.localserver import LocalServer
 from flows.runlock import run_lock
@@ -198,6 +199,17 @@ def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[
         ("ingest", "completed"), ("ingest", "completed"), ("load", "completed")]
     assert rows(db, "select count(*) from feeds") == [(len(outlets),)]
     assert not list(settings.warehouse.staging_dir.iterdir())
+
+    # A shard run staging right now has a `running` row the loader already loaded: not stale, not abandoned.
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("insert into runs (run_id, flow, started_at, status) "
+                     "values ('live-shard', 'ingest', now() - interval 1 hour, 'running')")
+    with run_lock(db, "shard-2-of-2"):
+        stale = {r.name: r for r in checks.run_and_store(settings.warehouse, checks.new_check_id()).results}
+        assert stale["stale_running_runs"].skipped and not stale["stale_running_runs"].failed
+        assert load(config=str(config))["status"] == "completed"
+        assert rows(db, "select status from runs where run_id = 'live-shard'") == [("running",)]
+    assert checks.run_and_store(settings.warehouse, checks.new_check_id()).failed  # now it is stale
 
 
 @pytest.mark.parametrize(("args", "says"), [

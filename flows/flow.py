@@ -213,9 +213,8 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     log = get_run_logger()
     settings, stats = ctx.settings, ctx.stats
     stage_only = settings.stage_only
-    if stage_only:
-        pass  # the loader creates and migrates the warehouse, loads the backlog and marks dead runs
-    elif not warehouse.ensure_ready(settings.warehouse):
+    # Stage-only: the loader creates and migrates the warehouse, loads the backlog and marks dead runs.
+    if not stage_only and not warehouse.ensure_ready(settings.warehouse):
         log.warning("%s is held open by another process: this run stages its batches in %s and loads them as "
                     "soon as the lock is free (or the next run does)", settings.warehouse.path,
                     settings.warehouse.staging_dir)

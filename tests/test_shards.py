@@ -212,16 +212,19 @@ def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[
     assert checks.run_and_store(settings.warehouse, checks.new_check_id()).failed  # now it is stale
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["ingest", "--shard", "3/2"], "expected K/N with 1 <= K <= N"),
-    (["ingest", "--shard", "two"], "expected K/N"),
-    (["fanout", "--shards", "0"], "must be from 1 to 256"),
-    (["fanout", "--shards", "2"], "fanout needs a Prefect API and a work pool"),
+@pytest.mark.parametrize(("args", "api", "says"), [
+    (["ingest", "--shard", "3/2"], None, "expected K/N with 1 <= K <= N"),
+    (["ingest", "--shard", "two"], None, "expected K/N"),
+    (["fanout", "--shards", "0"], None, "must be from 1 to 256"),
+    (["fanout", "--shards", "2"], None, "fanout needs a Prefect API and a work pool"),
+    (["fanout", "--shards", "2"], "http://127.0.0.1:9/api", "fanout needs a Prefect API: none answers at"),
 ])
-def test_shard_commands_refuse_in_one_line(args: list[str], says: str, tmp_path: Path) -> None:
+def test_shard_commands_refuse_in_one_line(args: list[str], api: str | None, says: str, tmp_path: Path) -> None:
     config = write_config(tmp_path, "")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
-        "PYTHONPATH": str(PROJECT_ROOT), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {"PYTHONPATH": str(PROJECT_ROOT), "PREFECT_HOME": str(tmp_path / "prefect")}
+    if api:  # port 9 on loopback: nothing listens there
+        env["PREFECT_API_URL"] = api
     done = subprocess.run([str(BIN / "newsflow"), *args, "--config", str(config)], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from flows import staging, warehouse
-from flows.runlock import run_lock
+from flows.runlock import run_lock, shards_alive
 from flows.settings import WarehouseSettings
 
 CHECKS_DIR = warehouse.SQL_DIR / "checks"
@@ -150,6 +150,9 @@ def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Seque
                 held = not mine
         except OSError as exc:  # e.g. a read-only folder: which runs are alive cannot be told
             skip["stale_running_runs"] = f"the run lock could not be tested ({exc})"
+    alive = shards_alive(settings.path)
+    if alive:  # stage-only shard runs are staging: their `running` rows (loaded from staging) are alive
+        skip.setdefault("stale_running_runs", f"shard runs are staging right now ({', '.join(alive)})")
     with warehouse.connect(settings, wait=wait) as conn:
         # Not warehouse.schema_version: its fetchone() leaves a result open, and DuckDB 2 then refuses register().
         try:

@@ -80,6 +80,16 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _shard(text: str) -> str:
+    from flows.collect import parse_shard
+
+    try:
+        k, n = parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return f"{k}/{n}"
+
+
 def _file_name(text: str) -> str:
     try:
         return check_name(text)
@@ -116,6 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="new articles per feed, 0-1000 (default: config)")
     p.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="skip older entries")
     p.add_argument("--dry-run", action="store_true", help="fetch, extract and tag, but write nothing")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="only shard K of N, 1-based (feeds split by a stable hash of their host)")
+    p.add_argument("--stage-only", action="store_true",
+                   help="stage the batches for `newsflow load`; never open the warehouse for writing")
+
+    p = sub.add_parser("load", help="load every staged batch, oldest first, then run the warehouse checks",
+                       description="The one committer of a sharded ingest: loads the batches that stage-only "
+                                   "runs left in [warehouse] staging_dir (dedup decided inside each "
+                                   "transaction), new seed files, then runs the warehouse checks.")
+    _common(p)
+
+    p = sub.add_parser("fanout", help="run N stage-only shard runs on a Prefect work pool, then the loader",
+                       description="Needs a Prefect API (PREFECT_API_URL), the deployments of prefect.yaml "
+                                   "and a worker on their work pool (docs/scale.md). Config and warehouse "
+                                   "paths are passed to the shard runs as given: the workers must see them.")
+    _common(p)
+    p.add_argument("--shards", type=_int_in(1, 256), required=True, metavar="N", help="shard runs, 1-256")
+    p.add_argument("--max-articles", type=_int_in(0, 1000), metavar="N",
+                   help="new articles per feed, 0-1000 (default: config)")
+    p.add_argument("--timeout", type=_int_in(1), default=3600, metavar="S",
+                   help="seconds the shard runs may take before the loader runs anyway (default 3600)")
 
     p = sub.add_parser("seeds", help="load new or changed seed files")
     _common(p)
@@ -216,8 +247,37 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     with progress.using(progress.for_stream()):
         summary = ingest(feeds=args.feeds, tags=args.tags, max_articles_per_feed=args.max_articles,
                          since=args.since, dry_run=args.dry_run, config=str(settings.config_path),
-                         warehouse_path=str(settings.warehouse.path))
+                         warehouse_path=str(settings.warehouse.path), shard=args.shard,
+                         stage_only=args.stage_only)
     _print_summary(summary)
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    settings = _settings(args, create=True)
+    from flows.flow import load
+
+    summary = load(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
+    _print_summary(summary)
+    print(f"  {summary.get('batches_loaded', 0)} staged batches loaded")
+    return 0
+
+
+def cmd_fanout(args: argparse.Namespace) -> int:
+    settings = _settings(args, create=True)
+    from flows.fanout import fanout, preflight
+
+    problem = preflight()
+    if problem:
+        raise CliError(problem)
+    summary = fanout(shards=args.shards, max_articles_per_feed=args.max_articles,
+                     config=str(settings.config_path), warehouse_path=str(settings.warehouse.path),
+                     timeout_seconds=float(args.timeout))
+    print(f"fanout of {args.shards} shards: {summary['status']}; loader {summary['loader']}")
+    for shard, state in summary["shards"].items():
+        print(f"  shard {shard}: {state}")
+    if summary["incomplete"]:
+        print("  what the incomplete shards staged is loaded; the next fanout fetches their feeds again")
     return 0
 
 
@@ -419,7 +479,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "check": cmd_check, "reprocess": cmd_reprocess,
+COMMANDS = {"serve": cmd_serve, "check": cmd_check, "reprocess": cmd_reprocess, "load": cmd_load, "fanout": cmd_fanout,
             "ingest": cmd_ingest, "seeds": cmd_seeds, "sql": cmd_sql, "export": cmd_export,
             "status": cmd_status, "demo": cmd_demo, "report": cmd_report}
 

@@ -205,3 +205,30 @@ def entry_rows(entries: list[FeedEntry], run_id: str) -> list[dict[str, Any]]:
     return [{"feed": e.feed, "guid": e.guid, "url": entry_url(e), "title": e.title, "summary": e.summary,
              "published_at": e.published_at, "author": e.author, "first_seen_at": now, "first_run_id": run_id}
             for e in entries]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` (shard K of N, 1-based) as (K, N); ValueError with the expected form otherwise."""
+    k, sep, n = text.strip().partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = (0, 0)
+    if not sep or not 1 <= shard[0] <= shard[1]:
+        raise ValueError(f"shard {text!r}: expected K/N with 1 <= K <= N, e.g. 1/4")
+    return shard
+
+
+def shard_of(url: str, n: int) -> int:
+    """The 1-based shard (of `n`) a feed URL belongs to: a stable hash of its host, so every feed of one host
+    lands in one shard and the per-host politeness bound still holds inside it."""
+    digest = hashlib.blake2b(host_of(url).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % n + 1
+
+
+def in_shard(feeds: list[FeedConfig], shard: tuple[int, int] | None) -> list[FeedConfig]:
+    """The feeds of shard (K, N); all of them for None."""
+    if shard is None:
+        return list(feeds)
+    k, n = shard
+    return [f for f in feeds if shard_of(f.url, n) == k]

@@ -32,7 +32,7 @@ from flows import (
 )
 from flows.errors import describe
 from flows.politeness import HostGate
-from flows.runlock import run_lock
+from flows.runlock import run_lock, shards_alive
 from flows.seeds import Seed, SeedError
 from flows.settings import FeedConfig, Settings, load_settings
 from flows.stats import RunStats
@@ -161,7 +161,12 @@ def select_feeds(settings: Settings, names: list[str] | None, tags: list[str] | 
 
 @task(name="store-batch", retries=1, retry_delay_seconds=5, **_TASK)
 def store_batch(ctx: RunContext, batch: staging.Batch) -> bool:
-    """Stage and load one batch; False when it stays staged because the warehouse is locked."""
+    """Stage and load one batch; False when it stays staged because the warehouse is locked (or the run is
+    stage-only: the loader loads it)."""
+    if ctx.settings.stage_only:
+        staging.write(batch, ctx.settings.warehouse.staging_dir)
+        ctx.stats.batches_staged += 1
+        return False
     result = store.store(ctx.settings, batch)
     if result is None:
         ctx.stats.batches_staged += 1
@@ -234,6 +239,9 @@ def ingest(
     dry_run: Annotated[bool, Field(description="Fetch, extract and tag, but write nothing")] = False,
     config: Annotated[str | None, Field(description="Config file; empty uses NEWSFLOW_CONFIG or the default")] = None,
     warehouse_path: Annotated[str | None, Field(description="DuckDB file; empty uses the config")] = None,
+    shard: Annotated[str | None, Field(pattern=r"^\s*\d+/\d+\s*$",
+                                       description="K/N: only shard K of N (feeds by a hash of their host)")] = None,
+    stage_only: Annotated[bool, Field(description="Stage the batches for the loader; do not load them")] = False,
 ) -> dict[str, Any]:
     """Fetch feeds, download and extract new articles, deduplicate, tag entities, load the warehouse.
 
@@ -245,39 +253,57 @@ def ingest(
         dry_run: Fetch, extract and tag, but write nothing.
         config: Config file; empty uses NEWSFLOW_CONFIG or the default.
         warehouse_path: DuckDB file; empty uses the config.
+        shard: K/N: only the feeds of shard K of N (1-based; by a stable hash of the feed's host).
+        stage_only: Stage every batch in `[warehouse] staging_dir` for the loader (the `load` flow) and never
+            open the warehouse for writing; shard runs of one fan-out do this side by side.
     """
     log = get_run_logger()
     settings = load_settings(config, warehouse=warehouse_path)
+    part = collect.parse_shard(shard) if shard else None
+    if stage_only:
+        settings = settings.model_copy(update={"stage_only": True})
     params = {"feeds": feeds, "tags": tags, "max_articles_per_feed": max_articles_per_feed,
               "since": since, "dry_run": dry_run}
+    if part or stage_only:  # only then, so unsharded runs keep the parameters they always recorded
+        params |= {"shard": f"{part[0]}/{part[1]}" if part else None, "stage_only": stage_only}
     ctx = RunContext(settings, str(flow_run.get_id() or uuid.uuid4()), datetime.now(UTC), RunStats(), params,
                      "ingest")
-    with run_lock(settings.warehouse.path) as mine:
+    # A stage-only run locks its shard only: the shards of one fan-out run side by side, and the loader, which
+    # holds the warehouse's lock, never meets a writer.
+    lock = f"shard-{part[0]}-of-{part[1]}" if stage_only and part else "shard-1-of-1" if stage_only else None
+    with run_lock(settings.warehouse.path, lock) as mine:
         if not mine:
-            log.warning("another ingest run holds %s; this run does nothing", settings.warehouse.path)
+            log.warning("another ingest run holds %s%s; this run does nothing", settings.warehouse.path,
+                        f" ({lock})" if lock else "")
             return {"status": "skipped", "reason": "another run in progress"}
-        return _ingest(ctx, feeds, tags, max_articles_per_feed, since, dry_run)
+        return _ingest(ctx, feeds, tags, max_articles_per_feed, since, dry_run, part)
 
 
 def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, max_per_feed: int | None,
-            since: date | None, dry_run: bool) -> dict[str, Any]:
+            since: date | None, dry_run: bool, part: tuple[int, int] | None = None) -> dict[str, Any]:
     log = get_run_logger()
     settings, stats = ctx.settings, ctx.stats
     prog = ctx.progress = IngestProgress(progress.current(), dry_run)
-    if not warehouse.ensure_ready(settings.warehouse):
+    stage_only = settings.stage_only
+    # Stage-only: the loader creates and migrates the warehouse, loads the backlog and marks dead runs.
+    if not stage_only and not warehouse.ensure_ready(settings.warehouse):
         log.warning("%s is held open by another process: this run stages its batches in %s and loads them as "
                     "soon as the lock is free (or the next run does)", settings.warehouse.path,
                     settings.warehouse.staging_dir)
-    if not dry_run:
+    if not dry_run and not stage_only:
         loaded, left = load_pending(settings, stats)
         if loaded or left:
             log.info("loaded %d batches staged by earlier runs; %d still staged", loaded, left)
-        reads.mark_abandoned(settings, ctx.run_id)
-    selected = select_feeds(settings, names, tags)
+        if not shards_alive(settings.warehouse.path):  # a staging shard's `running` row is alive
+            reads.mark_abandoned(settings, ctx.run_id)
+    selected = collect.in_shard(select_feeds(settings, names, tags), part)
+    if part:
+        log.info("shard %d/%d: %d of the selected feeds", part[0], part[1], len(selected))
     gate = HostGate.for_settings(settings.fetch)
     pool = None
     try:
-        seeds, errors = reads.seeds_to_load(settings)
+        # Seeds are the loader's (and a plain ingest's) job: shards would each stage the same files.
+        seeds, errors = ([], []) if stage_only else reads.seeds_to_load(settings)
         if (seeds or errors) and not dry_run:
             pool = pool or workers.make_pool(settings)
             load_seeds_batch(ctx, pool, seeds, errors)
@@ -329,7 +355,14 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
 
     status, message = "completed", None
     checked = None
-    if not dry_run:
+    if stage_only and not dry_run:
+        tail = ctx.batch()
+        tail.add("runs", ctx.run_row(status))
+        store_batch(ctx, tail)
+        status = "staged"
+        message = (f"stage-only: {stats.batches_staged} batches staged in {settings.warehouse.staging_dir}; "
+                   "`newsflow load` (or the fan-out's loader) loads them")
+    elif not dry_run:
         # Last chance to load what the lock kept staged (full lock wait), before the run row records the outcome.
         _, stats.batches_staged = store.load_pending(settings, stats)
         if stats.batches_staged:
@@ -350,9 +383,9 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                 publish_snapshot(settings.warehouse)
             except warehouse.WarehouseLocked:
                 log.warning("snapshot not published: warehouse locked")
-    page = None if dry_run else write_html_report(settings, log)
-    report.publish(ctx.settings, ctx.run_id, stats, dry_run, checks=checked, html_path=page)
-    if not dry_run:
+    page = None if dry_run or stage_only else write_html_report(settings, log)
+    report.publish(ctx.settings, ctx.run_id, stats, dry_run or stage_only, checks=checked, html_path=page)
+    if not dry_run and not stage_only:
         alerts.publish(settings, log)  # ERROR log + `newsflow.feed.failing` event per feed over the threshold
     if checked is not None:
         alerts.publish_checks(settings, checked, log)  # ERROR log + `newsflow.check.failed` event per check
@@ -432,3 +465,64 @@ def reload_seeds(
             pool.shutdown()
     log.info("%d seed files loaded or reloaded, %d errors", len(seeds), len(errors))
     return {"seeds_loaded": len(seeds), "errors": [str(e) for e in errors], **ctx.stats.counts()}
+
+
+@flow(name="load", log_prints=True)
+def load(
+    config: Annotated[str | None, Field(description="Config file; empty uses the default")] = None,
+    warehouse_path: Annotated[str | None, Field(description="DuckDB file; empty uses the config")] = None,
+) -> dict[str, Any]:
+    """The one committer: load every staged batch oldest first (the dedup decision inside each transaction, so a
+    story staged by two shards is stored once), then new seed files, then run the warehouse checks.
+
+    Args:
+        config: Config file; empty uses NEWSFLOW_CONFIG or the default.
+        warehouse_path: DuckDB file; empty uses the config.
+    """
+    log = get_run_logger()
+    settings = load_settings(config, warehouse=warehouse_path)
+    ctx = RunContext(settings, str(flow_run.get_id() or uuid.uuid4()), datetime.now(UTC), RunStats(), {}, "load")
+    with run_lock(settings.warehouse.path) as mine:
+        if not mine:
+            log.warning("an ingest or load run holds %s; this run does nothing", settings.warehouse.path)
+            return {"run_id": ctx.run_id, "status": "skipped", "reason": "another run in progress"}
+        return _load(ctx)
+
+
+def _load(ctx: RunContext) -> dict[str, Any]:
+    log, settings, stats = get_run_logger(), ctx.settings, ctx.stats
+    warehouse.ensure_ready(settings.warehouse)
+    loaded, left = load_pending(settings, stats)
+    log.info("loaded %d staged batches; %d still staged", loaded, left)
+    alive = shards_alive(settings.warehouse.path)
+    if alive:  # their `running` rows are alive: the next load, once they are done, marks only the dead ones
+        log.info("shard runs still staging (%s): dead runs are marked by a later load", ", ".join(alive))
+    elif not left:
+        reads.mark_abandoned(settings, ctx.run_id)
+    seeds, errors = reads.seeds_to_load(settings)
+    if seeds or errors:
+        pool = workers.make_pool(settings) if len(seeds) > 4 else workers.InlineExecutor()
+        try:
+            load_seeds_batch(ctx, pool, seeds, errors)
+        finally:
+            pool.shutdown()
+    status, message, checked = "completed", None, None
+    left = len(staging.pending(settings.warehouse.staging_dir))
+    if left:
+        status = "staged"
+        message = (f"the warehouse stayed locked: {left} batches are still staged in "
+                   f"{settings.warehouse.staging_dir}; the next load takes them")
+    tail = ctx.batch()
+    tail.add("runs", ctx.run_row(status, message))
+    store_batch(ctx, tail)
+    if not left and not stats.batches_staged:
+        checked = warehouse_checks(ctx)
+        try:
+            publish_snapshot(settings.warehouse)
+        except warehouse.WarehouseLocked:
+            log.warning("snapshot not published: warehouse locked")
+        write_html_report(settings, log)
+    if message:
+        log.warning(message)
+    return {"run_id": ctx.run_id, "status": status, "batches_loaded": loaded, **stats.counts(),
+            "checks_failed": None if checked is None else len(checked.failed)}

@@ -22,11 +22,18 @@ def _read(settings: Settings, read: Callable[[Any], Any]) -> Any:
     neither can be read. The snapshot may be a run behind: good enough for hints, never for decisions."""
     wh = settings.warehouse
     try:
+        if settings.stage_only:  # a shard run: never the write lock, never a migration (the loader's job)
+            with warehouse.connect(wh, read_only=True, wait=min(5.0, wh.lock_wait_seconds)) as conn:
+                return read(conn)
         with warehouse.connect(wh, wait=min(5.0, wh.lock_wait_seconds)) as conn:
             warehouse.migrate(conn)
             return read(conn)
     except WarehouseLocked:
         pass
+    except (WarehouseError, duckdb.Error):
+        if not settings.stage_only:
+            raise
+        # No warehouse yet, or one the loader has not migrated: the snapshot, else no hints.
     if not (wh.snapshot and wh.snapshot_path.exists()):
         return None
     try:

@@ -1,4 +1,8 @@
-"""One ingest at a time per warehouse: an OS file lock that the kernel releases if the process dies."""
+"""One ingest at a time per warehouse: an OS file lock that the kernel releases if the process dies.
+
+Stage-only shard runs take one lock per shard instead (`name`), so the shards of one fan-out run side by side
+while two runs of the same shard still exclude each other; the loader keeps the warehouse's own lock.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ from pathlib import Path
 
 
 @contextmanager
-def run_lock(db_path: Path) -> Iterator[bool]:
+def run_lock(db_path: Path, name: str | None = None) -> Iterator[bool]:
     """Yields True when this process holds the lock, False when another run does (nothing is waited for)."""
-    path = db_path.with_name(db_path.name + ".runlock")
+    path = lock_path(db_path, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -29,3 +33,23 @@ def run_lock(db_path: Path) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def lock_path(db_path: Path, name: str | None = None) -> Path:
+    """The lock file of the warehouse (`name` None) or of one named part of it, e.g. `shard-1-of-4`."""
+    return db_path.with_name(f"{db_path.name}.{name}.runlock" if name else f"{db_path.name}.runlock")
+
+
+def shards_alive(db_path: Path) -> list[str]:
+    """Names of the shard locks some process holds right now (a stage-only run is staging)."""
+    alive = []
+    for path in sorted(db_path.parent.glob(f"{db_path.name}.shard-*.runlock")):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            alive.append(path.name.removeprefix(f"{db_path.name}.").removesuffix(".runlock"))
+        finally:
+            os.close(fd)
+    return alive

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+
 from flows import staging, warehouse
-from flows.errors import WarehouseLocked
+from flows.errors import WarehouseError, WarehouseLocked
 from flows.load import LoadResult, decide, load_batch
 from flows.records import Document
 from flows.settings import Settings
@@ -32,12 +34,17 @@ def precheck(settings: Settings, docs: list[Document], *, before: list[Document]
     before = before or []
     unloaded = {stable_key(d.url) for d in before + docs}
     try:
-        with warehouse.connect(settings.warehouse, wait=min(2.0, settings.warehouse.lock_wait_seconds)) as conn:
+        with warehouse.connect(settings.warehouse, read_only=settings.stage_only,
+                               wait=min(2.0, settings.warehouse.lock_wait_seconds)) as conn:
             with warehouse.transaction(conn):
                 verdicts = decide(conn, before + docs, settings.dedup,
                                   tiers=[0] * len(before) + [1] * len(docs))
     except WarehouseLocked:
         return [False] * len(docs)
+    except (WarehouseError, duckdb.Error):
+        if not settings.stage_only:
+            raise
+        return [False] * len(docs)  # a shard run before the first load: no warehouse to compare with yet
     return [v.status == "known" or (v.status == "duplicate" and v.match is not None and
                                     (v.match.method == "exact" or v.duplicate_of not in unloaded))
             for v in verdicts[len(before):]]

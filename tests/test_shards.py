@@ -1,0 +1,381 @@
+"""Shards: the feed split by host, stage-only shard runs, the one loader, and a fan-out on a real work pool.
+
+Feeds and pages are written here and served from several loopback addresses (127.0.0.2, 127.0.0.3, ...), one
+outlet per address; one story is syndicated to every outlet, so its copies sit in both shards.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from conftest import write_config
+from test_prefect_server import BIN, Server, prefect_server, wait_for  # noqa: F401 (a fixture)
+
+from flows import checks
+from flows.collect import in_shard, parse_shard, shard_of
+from flows.localserver import LocalServer
+from flows.runlock import run_lock
+from flows.settings import PROJECT_ROOT, FeedConfig, load_settings
+
+WORDS = ("council harbour budget river school bridge station market festival library hospital museum farmers "
+         "drivers teachers nurses workers engineers residents tenants voters ministers mayor governor court "
+         "judge police railway airport port factory mill bakery clinic stadium garden forest valley coast "
+         "northern southern eastern western annual weekly record delayed approved rejected opened closed "
+         "repaired expanded reviewed announced criticised welcomed funded planned").split()
+STORIES = 3  # own stories per outlet, besides the syndicated one
+
+
+def _text(seed: str, paragraphs: int = 6) -> list[str]:
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(paragraphs):
+        sentences = [" ".join(rnd.choice(WORDS) for _ in range(rnd.randint(12, 18))).capitalize() + "."
+                     for _ in range(3)]
+        out.append(" ".join(sentences))
+    return out
+
+
+def _page(title: str, paragraphs: list[str]) -> str:
+    body = "\n".join(f"<p>{p}</p>" for p in paragraphs)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f'<meta property="article:published_time" content="2026-11-30T10:00:00Z"></head><body>'
+            f"<nav><a href='/'>Home</a></nav><article><h1>{title}</h1>{body}</article>"
+            f"<footer>Contact us</footer></body></html>")
+
+
+def _outlet(root: Path, name: str) -> None:
+    """One outlet's folder: /feed.xml with its own stories and the syndicated one."""
+    (root / "a").mkdir(parents=True, exist_ok=True)
+    items = []
+    for i in range(STORIES):
+        slug = f"{name}-{i}"
+        (root / "a" / f"{slug}.html").write_text(_page(f"{name} story {i}", _text(slug)))
+        items.append(slug)
+    (root / "a" / "shared.html").write_text(_page("Syndicated wire story", _text("syndicated")))
+    items.append("shared")
+    entries = "".join(f"<item><title>{s}</title><link>{{{{BASE}}}}/a/{s}.html</link><guid>{{{{BASE}}}}/a/{s}"
+                      f"</guid><pubDate>Mon, 30 Nov 2026 10:00:00 +0000</pubDate></item>" for s in items)
+    (root / "feed.xml").write_text(f'<?xml version="1.0"?><rss version="2.0"><channel><title>{name}</title>'
+                                   f"<link>{{{{BASE}}}}/</link>{entries}</channel></rss>")
+
+
+def pick_hosts(n_shards: int, per_shard: int) -> list[str]:
+    """Loopback addresses, `per_shard` of them in each of `n_shards` shards (the split is by host)."""
+    by_shard: dict[int, list[str]] = {k: [] for k in range(1, n_shards + 1)}
+    for last in range(2, 250):
+        host = f"127.0.0.{last}"
+        k = shard_of(f"http://{host}:1/feed.xml", n_shards)
+        if len(by_shard[k]) < per_shard:
+            by_shard[k].append(host)
+        if all(len(v) == per_shard for v in by_shard.values()):
+            return [h for k in sorted(by_shard) for h in by_shard[k]]
+    raise AssertionError("not enough loopback addresses")
+
+
+@dataclass
+class Hold:
+    """One article page that answers only once released: a shard run stays mid-shard until the test says."""
+
+    path: str = "/a/outlet0-1.html"  # outlet0 is in shard 1 of 2 (pick_hosts)
+    arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture
+def hold() -> Hold:
+    return Hold()
+
+
+@pytest.fixture
+def outlets(tmp_path: Path, hold: Hold) -> Iterator[list[LocalServer]]:
+    """Four outlets, two per shard of 2, each on its own loopback address."""
+    with ExitStack() as stack:
+        servers: list[LocalServer] = []
+
+        def held(handler: Any) -> None:
+            hold.arrived.set()
+            hold.release.wait(300)  # the test releases it; the bound only keeps a failed test from hanging
+            servers[0]._serve_file(handler, hold.path)
+
+        for i, host in enumerate(pick_hosts(2, 2)):
+            root = tmp_path / "sites" / f"outlet{i}"
+            _outlet(root, f"outlet{i}")
+            routes = {hold.path: held} if i == 0 else None
+            servers.append(stack.enter_context(LocalServer(root, host=host, routes=routes)))
+        try:
+            yield servers
+        finally:
+            hold.release.set()
+
+
+def shard_config(tmp_path: Path, servers: list[LocalServer]) -> Path:
+    """One feed per outlet; no seed files (the loader would load the project's), two articles per batch."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir(exist_ok=True)
+    feeds = "".join(f'[[feeds]]\nname = "outlet{i}"\nurl = "{s.url("/feed.xml")}"\n' for i, s in enumerate(servers))
+    path = write_config(tmp_path, "[health]\nalert_after_failures = 99\n" + feeds)
+    text = re.sub(r'seeds_dir = ".*"', f'seeds_dir = "{seeds}"\nbatch_size = 2', path.read_text())
+    path.write_text(text)
+    return path
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def assert_stored_once(db: Path, outlets: int) -> None:
+    """Every story once; the syndicated one stored once and its other copies recorded as duplicates."""
+    assert rows(db, "select count(*), count(distinct url) from articles where url like '%/a/%'") == [
+        (outlets * STORIES + 1, outlets * STORIES + 1)]
+    shared = rows(db, "select article_id from articles where url like '%/a/shared.html'")
+    assert len(shared) == 1
+    dups = rows(db, "select url, duplicate_of from duplicates where url like '%/a/shared.html'")
+    assert len(dups) == outlets - 1 and {d[1] for d in dups} == {shared[0][0]}
+
+
+# --- the split --------------------------------------------------------------------------------------------------
+
+def test_shard_assignment_is_stable_total_and_by_host() -> None:
+    hosts = ["a.example", "b.example", "A.example", "c.example:8443", "d.example"]
+    feeds = [FeedConfig(name=f"f{i}", url=f"https://{host}/section/{i}.xml") for i, host in enumerate(hosts * 8)]
+    for n in (1, 2, 3, 7):
+        parts = [in_shard(feeds, (k, n)) for k in range(1, n + 1)]
+        names = sorted(f.name for part in parts for f in part)
+        assert names == sorted(f.name for f in feeds), "every feed in exactly one shard"
+        for host in ("a.example", "b.example", "c.example", "d.example"):  # any case, any port, any path
+            shards = {k for k, part in enumerate(parts, 1) for f in part if host in f.url.lower()}
+            assert len(shards) == 1, f"feeds of {host} split over shards {shards}"
+    # Stable across processes, machines and releases (a fixed digest, not Python's salted hash()).
+    assert [shard_of(u, 4) for u in ("https://www.bbc.co.uk/news/rss.xml", "https://www.theguardian.com/x",
+                                     "https://feeds.npr.org/1004/rss.xml")] == [2, 1, 4]
+    assert in_shard(feeds, None) == feeds
+    assert parse_shard(" 2/4 ") == (2, 4)
+    for bad in ("0/4", "5/4", "1", "a/b", "1/0", "", "1/2/3"):
+        with pytest.raises(ValueError, match="K/N"):
+            parse_shard(bad)
+
+
+# --- stage-only shards and the loader, in process ---------------------------------------------------------------
+
+def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[LocalServer], hold: Hold,
+                                           tmp_path: Path) -> None:
+    from flows.flow import ingest, load
+
+    hold.release.set()
+    config = shard_config(tmp_path, outlets)
+    settings = load_settings(config, env={})
+    db = settings.warehouse.path
+    # Shard 1 is "running" elsewhere: shard 2 still runs (per-shard lock), a second shard 1 does nothing.
+    with run_lock(db, "shard-1-of-2") as mine:
+        assert mine
+        assert ingest(config=str(config), shard="1/2", stage_only=True)["status"] == "skipped"
+        second = ingest(config=str(config), shard="2/2", stage_only=True)
+    first = ingest(config=str(config), shard="1/2", stage_only=True)
+    assert first["status"] == second["status"] == "staged"
+    assert first["feeds_ok"] == second["feeds_ok"] == 2
+    assert not db.exists(), "a stage-only run never creates or writes the warehouse"
+    staged = sorted(p.name for p in settings.warehouse.staging_dir.iterdir())
+    assert staged and staged == sorted(staged, key=lambda n: (n.split("-")[0], n.split("-")[1], n))
+
+    done = load(config=str(config))
+    assert done["status"] == "completed" and done["checks_failed"] == 0
+    assert done["batches_loaded"] == len(staged)
+    assert_stored_once(db, len(outlets))
+    assert rows(db, "select flow, status from runs order by started_at") == [
+        ("ingest", "completed"), ("ingest", "completed"), ("load", "completed")]
+    assert rows(db, "select count(*) from feeds") == [(len(outlets),)]
+    assert not list(settings.warehouse.staging_dir.iterdir())
+
+    # A shard run staging right now has a `running` row the loader already loaded: not stale, not abandoned.
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("insert into runs (run_id, flow, started_at, status) "
+                     "values ('live-shard', 'ingest', now() - interval 1 hour, 'running')")
+    with run_lock(db, "shard-2-of-2"):
+        stale = {r.name: r for r in checks.run_and_store(settings.warehouse, checks.new_check_id()).results}
+        assert stale["stale_running_runs"].skipped and not stale["stale_running_runs"].failed
+        assert load(config=str(config))["status"] == "completed"
+        assert rows(db, "select status from runs where run_id = 'live-shard'") == [("running",)]
+    assert checks.run_and_store(settings.warehouse, checks.new_check_id()).failed  # now it is stale
+
+
+@pytest.mark.parametrize(("args", "api", "says"), [
+    (["ingest", "--shard", "3/2"], None, "expected K/N with 1 <= K <= N"),
+    (["ingest", "--shard", "two"], None, "expected K/N"),
+    (["fanout", "--shards", "0"], None, "must be from 1 to 256"),
+    (["fanout", "--shards", "2"], None, "fanout needs a Prefect API and a work pool"),
+    (["fanout", "--shards", "2"], "http://127.0.0.1:9/api", "fanout needs a Prefect API: none answers at"),
+])
+def test_shard_commands_refuse_in_one_line(args: list[str], api: str | None, says: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, "")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {"PYTHONPATH": str(PROJECT_ROOT), "PREFECT_HOME": str(tmp_path / "prefect")}
+    if api:  # port 9 on loopback: nothing listens there
+        env["PREFECT_API_URL"] = api
+    done = subprocess.run([str(BIN / "newsflow"), *args, "--config", str(config)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and says in done.stderr, done.stderr
+    assert not (tmp_path / "wh" / "test.duckdb").exists()
+
+
+# --- a fan-out on a real process work pool ----------------------------------------------------------------------
+
+def _run(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+    with log.open("a") as out:
+        code = subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=300).returncode
+    assert code == 0, f"{' '.join(cmd[:3])} failed: {log.read_text()[-3000:]}"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes of `pid`, recursively (from /proc: no psutil here)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _flow_run_pid(workers: list[subprocess.Popen[bytes]], flow_run_id: str) -> int | None:
+    """The process a worker started for one flow run (the worker passes PREFECT__FLOW_RUN_ID to it)."""
+    for worker in workers:
+        for pid in _descendants(worker.pid):
+            try:
+                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in env:
+                return pid
+    return None
+
+
+class Reader(threading.Thread):
+    """A person querying while the loader loads: every read must see a consistent warehouse."""
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.stop, self.reads, self.errors = settings, threading.Event(), 0, []
+
+    def run(self) -> None:
+        from flows import warehouse
+
+        while not self.stop.wait(0.3):  # pacing of the reader's own queries
+            if not self.settings.warehouse.path.exists():
+                continue
+            try:
+                with warehouse.reader(self.settings.warehouse, wait=0.2) as (_path, conn):
+                    bad = conn.execute(
+                        "select (select count(*) - count(distinct url) from articles)"
+                        " + (select count(*) from duplicates d anti join articles a"
+                        "    on a.article_id = d.duplicate_of)"
+                        " + (select count(*) from duplicates d semi join articles a using (url))").fetchall()[0][0]
+            except (warehouse.WarehouseError, duckdb.Error):
+                continue  # no warehouse or snapshot yet, or both busy this instant
+            self.reads += 1
+            if bad:
+                self.errors.append(bad)
+
+
+@pytest.mark.prefect_server
+@pytest.mark.timeout(900)  # two fan-outs of three flow-run processes each, on a busy 2-core machine
+def test_fanout_on_a_process_work_pool(prefect_server: Server, outlets: list[LocalServer], hold: Hold,  # noqa: F811
+                                       tmp_path: Path) -> None:
+    config = shard_config(tmp_path, outlets)
+    settings = load_settings(config, env={})
+    db = settings.warehouse.path
+    env = {**prefect_server.env, "PYTHONPATH": str(PROJECT_ROOT), "NEWSFLOW_ROOT": str(PROJECT_ROOT),
+           "PYTHONUNBUFFERED": "1", "NEWSFLOW_PIPELINE__WORKERS": "1", "PREFECT_WORKER_QUERY_SECONDS": "1",
+           "PREFECT_WORKER_HEARTBEAT_SECONDS": "5"}
+    log = tmp_path / "pool.log"
+    client = prefect_server.client
+    _run([str(BIN / "prefect"), "work-pool", "create", "newsflow", "--type", "process", "--overwrite"], env,
+         tmp_path, log)
+    # The deployments as prefect.yaml declares them (only these two: the others are scheduled).
+    _run([str(BIN / "prefect"), "--no-prompt", "deploy", "--name", "ingest/shard", "--name", "load/newsflow"],
+         env, PROJECT_ROOT, log)
+    assert client.get("/deployments/name/load/newsflow").json()["global_concurrency_limit"]["limit"] == 1
+
+    fanout = [str(BIN / "newsflow"), "fanout", "--shards", "2", "--config", str(config), "--timeout", "600"]
+    # No worker on the pool yet: one line, exit 2.
+    early = subprocess.run(fanout, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert early.returncode == 2 and "worker" in early.stderr and len(early.stderr.splitlines()) == 1, early.stderr
+
+    workers = [subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "newsflow", "--name", f"w{i}"],
+                                env=env, cwd=tmp_path, stdout=(tmp_path / f"worker{i}.log").open("w"),
+                                stderr=subprocess.STDOUT, start_new_session=True) for i in (1, 2)]
+    reader = Reader(settings)
+    try:
+        wait_for(lambda: client.get("/work_pools/newsflow").json()["status"] == "READY", "a worker on the pool")
+        reader.start()
+        # Fan-out 1: shard 1 is killed while it waits for one of its pages.
+        first = subprocess.Popen(fanout, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True)
+        wait_for(hold.arrived.is_set, "shard 1 to reach its held page", deadline=300)
+
+        def shard1_pid() -> tuple[str, int] | None:
+            runs = client.post("/flow_runs/filter", json={"flow_runs": {
+                "name": {"any_": ["shard-1-of-2"]}, "state": {"type": {"any_": ["RUNNING"]}}}}).json()
+            for run in runs:
+                pid = _flow_run_pid(workers, run["id"])
+                if pid:
+                    return run["id"], pid
+            return None
+
+        killed_run, pid = wait_for(shard1_pid, "the process of shard 1's flow run")
+        for p in [pid, *_descendants(pid)]:
+            os.kill(p, signal.SIGKILL)
+        hold.release.set()
+        out, _ = first.communicate(timeout=600)
+        assert first.returncode == 0, out
+        assert "shard 1/2: CRASHED" in out and "shard 2/2: COMPLETED" in out, out
+        assert client.get(f"/flow_runs/{killed_run}").json()["state"]["type"] == "CRASHED"
+        # What shard 1 staged before it died was loaded; its run is marked abandoned, nothing is left staged.
+        assert rows(db, f"select status from runs where run_id = '{killed_run}'") == [("abandoned",)]
+        assert not staging_left(settings)
+
+        # Fan-out 2 completes shard 1: every story once, the syndicated one's copies in both shards duplicates.
+        started = time.monotonic()
+        second = subprocess.run(fanout, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        print(f"\n[figure] fan-out of 2 shards + load, {len(outlets) * (STORIES + 1)} pages: "
+              f"{time.monotonic() - started:.1f} s")
+        assert second.returncode == 0 and "fanout of 2 shards: completed" in second.stdout, second.stdout
+        assert_stored_once(db, len(outlets))
+        # The checks ran after each load, the second one with every invariant holding.
+        assert rows(db, "select count(*), sum(offending_rows) from check_results where run_id = "
+                        "(select max_by(run_id, started_at) from runs where flow = 'load')") == [
+            (len(list((PROJECT_ROOT / "warehouse" / "checks").glob("*.sql"))), 0)]
+        assert not staging_left(settings)
+    finally:
+        reader.stop.set()
+        for w in workers:
+            os.killpg(w.pid, signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(w.pid, signal.SIGKILL)
+                w.wait()
+    reader.join(timeout=10)
+    assert reader.reads > 0 and not reader.errors
+
+
+def staging_left(settings: Any) -> list[str]:
+    folder = settings.warehouse.staging_dir
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []

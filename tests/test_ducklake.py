@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from demo_warehouse import demo_filled, run_ingest
 
 from flows import backend, load, warehouse
 from flows.demo import DEMO_DATA, demo_config
@@ -18,7 +19,6 @@ from flows.localserver import LocalServer
 from flows.records import Document
 from flows.settings import DedupSettings, WarehouseSettings, load_settings
 from flows.staging import Batch
-from tests.demo_warehouse import demo_filled, run_ingest
 
 DEDUP = DedupSettings()
 DATA = Path(__file__).parent / "data" / "dedup"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from math import comb
 from pathlib import Path
 from typing import Any
@@ -19,22 +20,25 @@ from typing import Any
 from benchmarks import dedupset
 from benchmarks.dedupset import Doc
 from benchmarks.machine import table
-from flows import dedup
+from flows.documents import signature_fields
 from flows.load import load_batch
+from flows.records import Document
 from flows.settings import DedupSettings, WarehouseSettings
 from flows.staging import Batch
 from flows.warehouse import connect, migrate
 
 BATCH = 64
+_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def staged_doc(doc: Doc, settings: DedupSettings) -> dict[str, Any]:
-    """The staged-batch document the loader expects (as flows.pipeline.build_doc makes it): the one adapter."""
-    sig = dedup.signature(doc.text, settings)
-    return {"url": doc.url, "feed": doc.outlet, "entry_guid": doc.url, "title": doc.title, "text": doc.text,
-            "body_source": "extracted", "is_seed": False, "text_hash": sig.text_hash,
-            "shingles": sig.shingles.view("int64").tolist(), "buckets": sig.buckets.tolist(),
-            "samples": sig.samples.tolist()}
+def staged_doc(doc: Doc, settings: DedupSettings) -> Document:
+    """The staged-batch document the loader expects (as flows.documents.build_doc makes it): the one adapter."""
+    return Document(url=doc.url, feed=doc.outlet, entry_guid=doc.url, title=doc.title, text=doc.text,
+                    body_source="extracted", ner_skip_reason="not tagged in the evaluation",
+                    # Arrival time as the feed's publication time: within a batch the loader judges documents
+                    # by it (flows.load.decision_order), as it would a real feed's entries.
+                    published_at=_EPOCH + timedelta(minutes=doc.order), published_source="feed",
+                    **signature_fields(doc.text, settings))
 
 
 def clusters(docs: list[Doc], settings: DedupSettings, folder: Path) -> dict[str, int]:

@@ -115,6 +115,13 @@ class DedupSettings(_Section):
     min_shingles: int = Field(default=8, ge=1)
     min_line_words: int = Field(default=8, ge=0)
     sample_mod: int = Field(default=4, ge=1)
+    # The summary criterion (flows/dedup.py): a text of at most summary_max_words whose every sentence has this
+    # containment in the longer text (a one-sentence one: in its first summary_lede_words words), with this
+    # overall containment.
+    summary_max_words: int = Field(default=150, ge=0)
+    summary_sentence_threshold: float = Field(default=0.5, gt=0, le=1)
+    summary_containment_threshold: float = Field(default=0.5, gt=0, le=1)
+    summary_lede_words: int = Field(default=60, ge=1)
 
     @field_validator("bands")
     @classmethod

@@ -104,7 +104,7 @@ class ExtractSettings(_Section):
     retry_below_chars: int = Field(default=1000, ge=0)
     max_list_run: int = Field(default=2, ge=0)
     # A first pass shorter than this is compared with the plain pass (flows/extract.py adds_prose); 0: never.
-    compare_below_chars: int = Field(default=3000, ge=0)
+    compare_below_chars: int = Field(default=2000, ge=0)
     prose_line_words: int = Field(default=20, ge=1)
     prose_share: float = Field(default=0.1, ge=0)
     # Lines dropped from every extracted text (case-insensitive regular expressions).

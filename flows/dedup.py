@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -25,7 +25,6 @@ from flows.settings import DedupSettings
 _WORD = re.compile(r"\w+")
 # Sentence ends (Latin and CJK punctuation) and line breaks: where a feed's summary cuts the story.
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+|\n+")
-_NONE = np.empty(0, dtype=np.uint64)
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _SEED_RNG = np.random.default_rng(0x6E657773)  # fixed: signatures must be comparable across runs
 
@@ -108,9 +107,8 @@ class Signature:
     shingles: np.ndarray  # sorted unique uint64
     buckets: np.ndarray  # int64, one per band
     samples: np.ndarray  # int64
-    # For the summary criterion (summary_parts): a short text's sentences' shingles, and any text's lede shingles.
-    sentences: tuple[np.ndarray, ...] = ()
-    lede: np.ndarray = field(default_factory=lambda: _NONE)
+    # The text, for the summary criterion (summary_parts), which reads it only for the rare pairs that reach it.
+    text: str = ""
 
     @property
     def size(self) -> int:
@@ -131,21 +129,33 @@ def signed_text(text: str, min_line_words: int) -> str:
     return "\n".join(kept) if kept else text
 
 
-def summary_parts(text: str, settings: DedupSettings) -> dict[str, object]:
-    """The Signature fields the summary criterion reads: `sentences` and `lede`.
+def summary_parts(text: str, settings: DedupSettings) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """What the summary criterion reads of a text: its sentences' shingles, and its lede's.
 
     Sentences under `min_line_words` words are left out, as short lines are from the shingles: a summary's
     one-line kicker may be a short line of the story that its signature does not hold. Only texts of at most
     `summary_max_words` signed words get sentences, so a long text is never judged as a summary.
     """
-    signed = signed_text(text, settings.min_line_words)
+    # Only the opening lines are read: past the lede and the summary length nothing here depends on the rest.
+    limit = max(settings.summary_max_words, settings.summary_lede_words)
+    head: list[str] = []
+    n = 0
+    for line in text.splitlines():
+        k = len(_WORD.findall(line))
+        if k >= settings.min_line_words or settings.min_line_words <= 1:
+            head.append(line)
+            n += k
+            if n > limit:
+                break
+    long = n > limit
+    signed = "\n".join(head) if long else signed_text(text, settings.min_line_words)
     words = normalize_text(signed).split()
     sentences: tuple[np.ndarray, ...] = ()
-    if len(words) <= settings.summary_max_words:
+    if not long and len(words) <= settings.summary_max_words:
         sentences = tuple(shingle_hashes(s, settings.shingle_size) for s in _SENTENCE_END.split(signed)
                           if len(_WORD.findall(s)) >= settings.min_line_words)
     lede = shingle_hashes(" ".join(words[:settings.summary_lede_words]), settings.shingle_size)
-    return {"sentences": sentences, "lede": lede}
+    return sentences, lede
 
 
 def signature(text: str, settings: DedupSettings) -> Signature:
@@ -158,7 +168,7 @@ def signature(text: str, settings: DedupSettings) -> Signature:
         if usable
         else np.empty(0, dtype=np.int64),
         samples=sample(hashes, settings.sample_mod) if usable else np.empty(0, dtype=np.int64),
-        **summary_parts(text, settings),  # type: ignore[arg-type]
+        text=text,
     )
 
 
@@ -206,25 +216,28 @@ def _summary_score(short: Signature, long: Signature, settings: DedupSettings) -
     sharing its boilerplate lines, is not: their own sentences are not), and a one-sentence text must be in
     the longer one's lede, where a feed summary comes from (a single shared sentence elsewhere is a quote).
     """
-    if not short.sentences:
+    sentences = [s for s in summary_parts(short.text, settings)[0] if s.size]
+    if not sentences:
         return None
-    scores = [float(np.isin(s, long.shingles, assume_unique=True).mean()) for s in short.sentences if s.size]
-    if not scores or min(scores) < settings.summary_sentence_threshold:
+    scores = [float(np.isin(s, long.shingles, assume_unique=True).mean()) for s in sentences]
+    if min(scores) < settings.summary_sentence_threshold:
         return None
-    if len(scores) == 1 and np.isin(short.sentences[0], long.lede, assume_unique=True).mean() \
-            < settings.summary_sentence_threshold:
-        return None
+    if len(sentences) == 1:
+        lede = summary_parts(long.text, settings)[1]
+        if np.isin(sentences[0], lede, assume_unique=True).mean() < settings.summary_sentence_threshold:
+            return None
     return min(scores)
 
 
 def _summary(a: Signature, b: Signature, containment: float, jaccard: float, settings: DedupSettings
              ) -> Match | None:
     """The summary verdict, taking as the summary the shorter text, or either of two of the same size."""
-    if containment < settings.summary_containment_threshold:
+    if containment < settings.summary_containment_threshold or settings.summary_max_words == 0:
         return None
     pairs = [(a, b), (b, a)] if a.size == b.size else [(a, b) if a.size < b.size else (b, a)]
-    scores = [x for x in (_summary_score(s, long, settings) for s, long in pairs) if x is not None]
-    return Match("near", "summary", containment, jaccard, containment) if scores else None
+    if any(_summary_score(short, long, settings) is not None for short, long in pairs):
+        return Match("near", "summary", containment, jaccard, containment)
+    return None
 
 
 def min_shared_samples(n_a: int, n_b: int, settings: DedupSettings) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from flows import candidates, rawstore
-from flows.dedup import EXACT, BatchIndex, Match, Signature, summary_parts
+from flows.dedup import EXACT, BatchIndex, Match, Signature
 from flows.entities import entity_id
 from flows.records import Document
 from flows.settings import DedupSettings
@@ -62,13 +62,13 @@ class LoadResult:
     verdicts: list[Verdict] | None = None
 
 
-def signature_of(doc: Document, settings: DedupSettings) -> Signature:
+def signature_of(doc: Document) -> Signature:
     return Signature(
         text_hash=doc.text_hash,
         shingles=np.asarray(doc.shingles, dtype=np.int64).view(np.uint64),
         buckets=np.asarray(doc.buckets, dtype=np.int64),
         samples=np.asarray(doc.samples, dtype=np.int64),
-        **summary_parts(doc.text, settings),  # type: ignore[arg-type]
+        text=doc.text,
     )
 
 
@@ -95,7 +95,7 @@ def decide(conn: duckdb.DuckDBPyConnection, docs: list[Document], settings: Dedu
     """
     if not docs:
         return []
-    sigs = [signature_of(d, settings) for d in docs]
+    sigs = [signature_of(d) for d in docs]
     _register(conn, "q_docs", [
         {"doc": i, "url": d.url, "text_hash": d.text_hash, "is_seed": d.is_seed,
          "seed_file_hash": d.seed_file_hash, "n_samples": len(d.samples)}

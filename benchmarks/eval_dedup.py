@@ -111,7 +111,6 @@ def evaluate(split: str, settings: DedupSettings, docs: list[Doc] | None = None)
 
 # The settings swept for the published curve, each against the configured ones.
 CURVE: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("Jaccard >= 0.25", {"jaccard_threshold": 0.25}),
     ("Jaccard >= 0.5", {"jaccard_threshold": 0.5}),
     ("containment >= 0.8", {"containment_threshold": 0.8}),
     ("summary criterion off", {"summary_max_words": 0}),

@@ -232,6 +232,22 @@ def copy_edit(paragraphs: list[str], rate: float, rng: random.Random, vocab: lis
     return out
 
 
+def _sentences(text: str) -> list[str]:
+    """The text's sentences, a fragment of under four words (a dateline, "Berlin.") kept with the next one."""
+    out: list[str] = []
+    carry = ""
+    for s in _SENTENCE.split(text):
+        carry = f"{carry} {s}".strip()
+        if len(carry.split()) >= 4:
+            out.append(carry)
+            carry = ""
+    if carry and out:
+        out[-1] = f"{out[-1]} {carry}"
+    elif carry:
+        out.append(carry)
+    return out
+
+
 def _join(lines: list[str]) -> str:
     return "\n".join(line for line in lines if line.strip())
 
@@ -294,7 +310,7 @@ def _story_docs(story: Story, split: str, others: list[Story], outlets: list[Out
     while order == paras:
         rng.shuffle(order)
     yield doc("reordered", _join(light(order)))
-    sentences = [s for s in _SENTENCE.split(" ".join(paras[:2])) if s]
+    sentences = _sentences(" ".join(paras[:2]))
     summary = " ".join(sentences[:rng.randint(1, 3)])
     if rng.random() < 0.3:
         summary = " ".join(summary.split()[:rng.randint(25, 45)]) + " …"

@@ -6,6 +6,8 @@ hashes; candidates found through either are verified here on the exact shingle s
 - Jaccard catches copies with different boilerplate, headlines, edits or reordered paragraphs.
 - Containment (share of the shorter text's shingles found in the longer) catches cuts, truncations and
   summaries, where Jaccard is low only because one text is much shorter.
+- The summary criterion catches edited summaries, whose containment a changed word pulls under the threshold:
+  every sentence of a short text must nearly be in the longer one (and in its lede when it has one sentence).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import numpy as np
 from flows.settings import DedupSettings
 
 _WORD = re.compile(r"\w+")
+# Sentence ends (Latin and CJK punctuation) and line breaks: where a feed's summary cuts the story.
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+|\n+")
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _SEED_RNG = np.random.default_rng(0x6E657773)  # fixed: signatures must be comparable across runs
 
@@ -103,6 +107,8 @@ class Signature:
     shingles: np.ndarray  # sorted unique uint64
     buckets: np.ndarray  # int64, one per band
     samples: np.ndarray  # int64
+    # The text, for the summary criterion (summary_parts), which reads it only for the rare pairs that reach it.
+    text: str = ""
 
     @property
     def size(self) -> int:
@@ -123,6 +129,35 @@ def signed_text(text: str, min_line_words: int) -> str:
     return "\n".join(kept) if kept else text
 
 
+def summary_parts(text: str, settings: DedupSettings) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """What the summary criterion reads of a text: its sentences' shingles, and its lede's.
+
+    Sentences under `min_line_words` words are left out, as short lines are from the shingles: a summary's
+    one-line kicker may be a short line of the story that its signature does not hold. Only texts of at most
+    `summary_max_words` signed words get sentences, so a long text is never judged as a summary.
+    """
+    # Only the opening lines are read: past the lede and the summary length nothing here depends on the rest.
+    limit = max(settings.summary_max_words, settings.summary_lede_words)
+    head: list[str] = []
+    n = 0
+    for line in text.splitlines():
+        k = len(_WORD.findall(line))
+        if k >= settings.min_line_words or settings.min_line_words <= 1:
+            head.append(line)
+            n += k
+            if n > limit:
+                break
+    long = n > limit
+    signed = "\n".join(head) if long else signed_text(text, settings.min_line_words)
+    words = normalize_text(signed).split()
+    sentences: tuple[np.ndarray, ...] = ()
+    if not long and len(words) <= settings.summary_max_words:
+        sentences = tuple(shingle_hashes(s, settings.shingle_size) for s in _SENTENCE_END.split(signed)
+                          if len(_WORD.findall(s)) >= settings.min_line_words)
+    lede = shingle_hashes(" ".join(words[:settings.summary_lede_words]), settings.shingle_size)
+    return sentences, lede
+
+
 def signature(text: str, settings: DedupSettings) -> Signature:
     hashes = shingle_hashes(signed_text(text, settings.min_line_words), settings.shingle_size)
     usable = hashes.size >= settings.min_shingles
@@ -133,13 +168,14 @@ def signature(text: str, settings: DedupSettings) -> Signature:
         if usable
         else np.empty(0, dtype=np.int64),
         samples=sample(hashes, settings.sample_mod) if usable else np.empty(0, dtype=np.int64),
+        text=text,
     )
 
 
 @dataclass(frozen=True)
 class Match:
     method: Literal["exact", "near"]
-    criterion: Literal["text_hash", "jaccard", "containment"]
+    criterion: Literal["text_hash", "jaccard", "containment", "summary"]
     similarity: float
     jaccard: float
     containment: float
@@ -153,7 +189,8 @@ def compare(a: Signature, b: Signature, settings: DedupSettings) -> Match | None
 
     Containment of the shorter text at `containment_threshold` is enough (a summary or a cut inside the whole).
     Below it, Jaccard or a partial containment counts only with `min_shared_shingles` in common: a body's worth
-    of text, more than an outlet's boilerplate, which is all two template pages of one site share.
+    of text, more than an outlet's boilerplate, which is all two template pages of one site share. Failing
+    those, a short text may still be a lightly edited summary of the other (`_summary_score`).
     """
     if a.text_hash == b.text_hash and a.size:
         return EXACT
@@ -164,12 +201,42 @@ def compare(a: Signature, b: Signature, settings: DedupSettings) -> Match | None
     containment = shared / min(a.size, b.size)
     if containment >= settings.containment_threshold:
         return Match("near", "containment", containment, jaccard, containment)
-    if shared < settings.min_shared_shingles:
+    if shared >= settings.min_shared_shingles:
+        if jaccard >= settings.jaccard_threshold:
+            return Match("near", "jaccard", jaccard, jaccard, containment)
+        if containment >= settings.partial_containment_threshold:
+            return Match("near", "containment", containment, jaccard, containment)
+    return _summary(a, b, containment, jaccard, settings)
+
+
+def _summary_score(short: Signature, long: Signature, settings: DedupSettings) -> float | None:
+    """The lowest sentence containment of `short` in `long` when `short` reads as a summary of it, else None.
+
+    Every sentence must be nearly in the longer text (so a text that quotes it, or an outlet's template page
+    sharing its boilerplate lines, is not: their own sentences are not), and a one-sentence text must be in
+    the longer one's lede, where a feed summary comes from (a single shared sentence elsewhere is a quote).
+    """
+    sentences = [s for s in summary_parts(short.text, settings)[0] if s.size]
+    if not sentences:
         return None
-    if jaccard >= settings.jaccard_threshold:
-        return Match("near", "jaccard", jaccard, jaccard, containment)
-    if containment >= settings.partial_containment_threshold:
-        return Match("near", "containment", containment, jaccard, containment)
+    scores = [float(np.isin(s, long.shingles, assume_unique=True).mean()) for s in sentences]
+    if min(scores) < settings.summary_sentence_threshold:
+        return None
+    if len(sentences) == 1:
+        lede = summary_parts(long.text, settings)[1]
+        if np.isin(sentences[0], lede, assume_unique=True).mean() < settings.summary_sentence_threshold:
+            return None
+    return min(scores)
+
+
+def _summary(a: Signature, b: Signature, containment: float, jaccard: float, settings: DedupSettings
+             ) -> Match | None:
+    """The summary verdict, taking as the summary the shorter text, or either of two of the same size."""
+    if containment < settings.summary_containment_threshold or settings.summary_max_words == 0:
+        return None
+    pairs = [(a, b), (b, a)] if a.size == b.size else [(a, b) if a.size < b.size else (b, a)]
+    if any(_summary_score(short, long, settings) is not None for short, long in pairs):
+        return Match("near", "summary", containment, jaccard, containment)
     return None
 
 

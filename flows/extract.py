@@ -6,7 +6,9 @@ the longest text wins: the same page with nested `<html>`/`<body>` documents fla
 documents into the article body, and lxml then drops everything after them), trafilatura's plain pass (precision
 can cut a short article to its first paragraphs) and `favor_recall`. When all of them come back empty, the
 article may only exist as HTML inside a JSON string (hydration data of script-rendered pages); the string richest
-in paragraphs is extracted. Finally, runs of more than `max_list_run` list items (related-link lists) are dropped.
+in paragraphs is extracted. A first pass under `compare_below_chars` is compared with the plain pass, which wins
+when what it adds is prose (precision sometimes stops at an inline teaser box). Finally, runs of more than
+`max_list_run` list items (related-link lists) and lines matching `drop_line_patterns` are dropped.
 Chosen on half of the fundus corpus and reported on the other half in docs/benchmarks.md.
 """
 
@@ -126,18 +128,46 @@ def drop_link_lists(text: str, max_run: int) -> str:
     return out or text
 
 
+def drop_lines(text: str, patterns: tuple[str, ...]) -> str:
+    """The text without lines matching any of `patterns` (related-link teasers, copyright lines, embedded
+    tweets); unchanged when nothing else would remain."""
+    if not patterns:
+        return text
+    drop = re.compile("|".join(f"(?:{p})" for p in patterns), re.I)
+    out = "\n".join(line for line in text.splitlines() if not drop.search(line)).strip()
+    return out or text
+
+
+def adds_prose(first: str, other: str, settings: ExtractSettings) -> bool:
+    """Whether `other` is `first` plus more of the article: the lines it adds are mostly prose (lines of at least
+    `prose_line_words` words) and come to at least `prose_share` of `first`'s words. Menus, captions and teaser
+    lists, what precision leaves out, are short lines."""
+    have = set(first.splitlines())
+    added = [len(line.split()) for line in other.splitlines() if line not in have]
+    prose = sum(n for n in added if n >= settings.prose_line_words)
+    return bool(added) and prose >= 0.8 * sum(added) and prose >= settings.prose_share * len(first.split())
+
+
 def extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | None:
     """Main text and metadata, or None when no pass finds article text."""
     found = _extract(html, url, settings)
     if found is None:
         return None
-    return replace(found, text=drop_link_lists(found.text, settings.max_list_run))
+    return replace(found, text=drop_lines(drop_link_lists(found.text, settings.max_list_run),
+                                          settings.drop_line_patterns))
 
 
 def _extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | None:
     options = extractor_options(settings)
     found = _pass(html, url, options, "default")
     if found is not None and len(found.text) >= max(settings.min_text_chars, settings.retry_below_chars):
+        if settings.favor_precision and len(found.text) < settings.compare_below_chars:
+            # Precision sometimes stops an article at an element it takes for boilerplate (an inline teaser box):
+            # the plain pass wins when what it adds is prose.
+            plain = _pass(html, url, {**options, "favor_precision": False}, "plain")
+            if plain is not None and adds_prose(drop_link_lists(found.text, settings.max_list_run),
+                                                drop_link_lists(plain.text, settings.max_list_run), settings):
+                return plain
         return found
     candidates = [found]
     flat = flatten_nested(html)

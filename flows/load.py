@@ -89,6 +89,7 @@ def signature_of(doc: Document) -> Signature:
         shingles=np.asarray(doc.shingles, dtype=np.int64).view(np.uint64),
         buckets=np.asarray(doc.buckets, dtype=np.int64),
         samples=np.asarray(doc.samples, dtype=np.int64),
+        text=doc.text,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +131,27 @@ class ExtractSettings(_Section):
     favor_recall: bool = False
     retry_below_chars: int = Field(default=1000, ge=0)
     max_list_run: int = Field(default=2, ge=0)
+    # A first pass shorter than this is compared with the plain pass (flows/extract.py adds_prose); 0: never.
+    compare_below_chars: int = Field(default=2000, ge=0)
+    prose_line_words: int = Field(default=20, ge=1)
+    prose_share: float = Field(default=0.1, ge=0)
+    # Lines dropped from every extracted text (case-insensitive regular expressions).
+    drop_line_patterns: tuple[str, ...] = (
+        r"^\W*(also read|read next|read more|related|lesen sie auch|mehr zum thema|à lire aussi|lire aussi"
+        r"|leia também|lee también|leer más|czytaj także|czytaj też)\b",
+        r"^\W*(©|copyright\b|\(c\)\s)|all rights reserved",
+        r"pic\.twitter\.com/",
+    )
+
+    @field_validator("drop_line_patterns")
+    @classmethod
+    def _patterns_compile(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"not a regular expression: {pattern!r} ({err})") from err
+        return v
 
 
 class DedupSettings(_Section):
@@ -143,6 +165,13 @@ class DedupSettings(_Section):
     min_shingles: int = Field(default=8, ge=1)
     min_line_words: int = Field(default=8, ge=0)
     sample_mod: int = Field(default=4, ge=1)
+    # The summary criterion (flows/dedup.py): a text of at most summary_max_words whose every sentence has this
+    # containment in the longer text (a one-sentence one: in its first summary_lede_words words), with this
+    # overall containment.
+    summary_max_words: int = Field(default=150, ge=0)
+    summary_sentence_threshold: float = Field(default=0.5, gt=0, le=1)
+    summary_containment_threshold: float = Field(default=0.5, gt=0, le=1)
+    summary_lede_words: int = Field(default=60, ge=1)
 
     @field_validator("bands")
     @classmethod

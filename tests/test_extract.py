@@ -83,3 +83,32 @@ def test_long_lists_are_dropped_short_ones_kept() -> None:
     assert drop_link_lists(text, 2) == "First paragraph of the story.\n- point one\n- point two\nSecond paragraph."
     assert drop_link_lists(text, 0) == text
     assert drop_link_lists("- a\n- b\n- c", 2) == "- a\n- b\n- c"  # nothing else: kept whole
+
+
+def test_configured_line_patterns_drop_teasers_copyright_and_tweets() -> None:
+    text = "\n".join([PARAGRAPHS[0], "Read more: Ferry timetable cut for the winter", PARAGRAPHS[1],
+                      "ALSO READ: Storm warning for the coast", "Lesen Sie auch: Neue Fähre für Port Alder",
+                      "The wall is gone. pic.twitter.com/AbCdEf123", "© 2025 Port Alder Gazette. All rights reserved.",
+                      PARAGRAPHS[2]])
+    kept = extract.drop_lines(text, ExtractSettings().drop_line_patterns)
+    assert kept.splitlines() == PARAGRAPHS[:3]
+    assert extract.drop_lines("Read more: nothing else here", ExtractSettings().drop_line_patterns) == \
+        "Read more: nothing else here"  # never empties a text
+    assert extract.drop_lines(text, ()) == text
+
+
+def test_line_patterns_apply_to_extracted_text() -> None:
+    body = article([*PARAGRAPHS[:2], "Read more: Ferry timetable cut for the winter", *PARAGRAPHS[2:]])
+    found = extract.extract(page(body), URL, ExtractSettings())
+    assert found is not None and "customs hall" in found.text and "Read more" not in found.text
+
+
+def test_plain_pass_wins_only_when_it_adds_prose() -> None:
+    settings = ExtractSettings()
+    first = "\n".join(PARAGRAPHS[:2])
+    assert extract.adds_prose(first, "\n".join(PARAGRAPHS), settings)  # the rest of the article
+    menu = "\n".join([*PARAGRAPHS[:2], "Home", "World news", "Photo: the breakwater at dawn", "Share this story"])
+    assert not extract.adds_prose(first, menu, settings)  # short lines: what precision rightly leaves out
+    assert not extract.adds_prose(first, first, settings)  # nothing added
+    mixed = "\n".join([*PARAGRAPHS[:2], PARAGRAPHS[2], *(f"Most read item {i}" for i in range(12))])
+    assert not extract.adds_prose(first, mixed, settings)  # mostly chrome, a little prose

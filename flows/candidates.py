@@ -23,7 +23,6 @@ from flows.dedup import Match, Signature
 from flows.settings import DedupSettings
 from flows.warehouse import query
 
-_HASHES = pa.schema([("doc", pa.int64()), ("text_hash", pa.string())])
 _BUCKETS = pa.schema([("doc", pa.int64()), ("key", pa.int64())])
 _SAMPLES = pa.schema([("doc", pa.int64()), ("hash", pa.int64()), ("n_samples", pa.int64())])
 
@@ -76,14 +75,21 @@ def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature
     """Stored articles worth verifying against each signature (keyed as given), ids sorted."""
     if not sigs:
         return {}
-    conn.register("q_hashes", pa.Table.from_pylist(
-        [{"doc": k, "text_hash": s.text_hash} for k, s in sigs.items()], schema=_HASHES))
-    conn.register("q_buckets", pa.Table.from_pylist(
-        [{"doc": k, "key": key} for k, s in sigs.items() for key in bucket_keys(s.buckets).tolist()],
-        schema=_BUCKETS))
-    conn.register("q_samples", pa.Table.from_pylist(
-        [{"doc": k, "hash": int(h), "n_samples": int(s.samples.size)} for k, s in sigs.items() for h in s.samples],
-        schema=_SAMPLES))
+    keys = list(sigs)
+    conn.register("q_hashes", pa.table({"doc": pa.array(keys, pa.int64()),
+                                        "text_hash": pa.array([s.text_hash for s in sigs.values()], pa.string())}))
+    # Built column-wise from the signatures' arrays: a Python dict per sample row cost more than the query.
+    n_buckets = np.array([s.buckets.size for s in sigs.values()], dtype=np.int64)
+    n_samples = np.array([s.samples.size for s in sigs.values()], dtype=np.int64)
+    conn.register("q_buckets", pa.table({
+        "doc": np.repeat(np.array(keys, dtype=np.int64), n_buckets),
+        "key": np.concatenate([bucket_keys(s.buckets) for s in sigs.values()] + [np.empty(0, np.int64)]),
+    }, schema=_BUCKETS))
+    conn.register("q_samples", pa.table({
+        "doc": np.repeat(np.array(keys, dtype=np.int64), n_samples),
+        "hash": np.concatenate([s.samples.astype(np.int64) for s in sigs.values()] + [np.empty(0, np.int64)]),
+        "n_samples": np.repeat(n_samples, n_samples),
+    }, schema=_SAMPLES))
     found: dict[int, set[int]] = {}
     for k, article_id in conn.execute(
         query("dedup_candidates"), {"containment_threshold": settings.containment_threshold}

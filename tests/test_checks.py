@@ -281,6 +281,21 @@ def test_an_ingest_stores_its_checks_and_status_shows_them(
     assert "checks_failed" in out and "orphan_duplicates" in out and "Warehouse checks" in out
 
 
+def test_an_ingest_with_other_dedup_settings_warns_that_the_index_is_stale(db: Path, tmp_path: Path) -> None:
+    with LocalServer(DEMO_DATA) as server:
+        summary = run_ingest(demo_config(server, db, tmp_path), db, env={"NEWSFLOW_DEDUP__SAMPLE_MOD": "8"},
+                             max_articles_per_feed=0)
+    assert summary["status"] == "completed" and summary["checks_failed"] == 1
+    with duckdb.connect(str(db), read_only=True) as conn:
+        failed = conn.execute("select check_name from check_results where run_id = ? and offending_rows > 0",
+                              [summary["run_id"]]).fetchall()
+        # The loader never overwrites the record of an index built another way.
+        assert conn.execute("select params->>'sample_mod' from dedup_index").fetchall() == [("4",)]
+    assert failed == [("dedup_index_stale",)]
+    logs = _api("/logs/filter", {"logs": {"flow_run_id": {"any_": [summary["run_id"]]}, "level": {"ge_": 30}}})
+    assert any("reprocess --step dedup" in str(log["message"]) for log in logs)
+
+
 def test_checks_are_skipped_not_failed_when_the_warehouse_is_locked_at_the_end(db: Path, tmp_path: Path) -> None:
     with LocalServer(DEMO_DATA) as server:
         config = demo_config(server, db, tmp_path)

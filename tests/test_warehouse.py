@@ -78,8 +78,8 @@ def test_migration_5_folds_stored_buckets_into_keys_and_marks_the_index_unrecord
                      {"b": sig.buckets.tolist()})
         conn.execute("insert into shingle_samples values (16, 7), (-8, 7)")
         assert warehouse.migrate(conn) == [name for _, name, _ in known[4:]]
-        keys = [k for k, in conn.execute("select key from lsh_buckets where article_id = 7").fetchall()]
-        samples = conn.execute("select hash, article_id from shingle_samples").fetchall()
+        keys = [k for k, in conn.execute("select key from lsh_buckets where article_id = 7 order by key").fetchall()]
+        samples = conn.execute("select hash, article_id from shingle_samples order by hash").fetchall()
         index = conn.execute("select method, params from dedup_index").fetchall()
     # The SQL fold gives the keys a fresh signature of the same article has, so old rows are still found.
     assert keys == sorted(candidates.bucket_keys(sig.buckets).tolist())

@@ -83,6 +83,8 @@ def dedup_scale(settings: Settings, *, stored: int = 1_000_000, new: int = 1000)
         wh = WarehouseSettings(path=Path(tmp_name) / "scale.duckdb", staging_dir=Path(tmp_name) / "staging",
                                snapshot=False)
         with warehouse.connect(wh) as conn:
+            # The fill of 10M writes ~20 GB: bounded memory, so other work on a shared machine keeps its share.
+            conn.execute("set memory_limit = '3GB'")
             warehouse.migrate(conn)
             empty = _db_mib(wh.path)
             start = time.perf_counter()
@@ -95,6 +97,7 @@ def dedup_scale(settings: Settings, *, stored: int = 1_000_000, new: int = 1000)
                        for t in ("lsh_buckets", "shingle_samples"))
         index = (_db_mib(wh.path) - empty) * 1_000_000 / stored
         with warehouse.connect(wh) as conn:
+            conn.execute("set memory_limit = '3GB'")
             start = time.perf_counter()
             with warehouse.transaction(conn):
                 verdicts = decide(conn, docs, settings.dedup)

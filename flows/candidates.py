@@ -3,13 +3,19 @@ through `load.decide`) and `reprocess`, so a re-decision after a threshold chang
 
 Candidates come from the warehouse index (same text hash, a shared LSH bucket, or enough shared sampled
 shingles); each is then verified exactly on its re-shingled text (flows/dedup.py `compare`).
+
+The index also records which signature method and settings built it (`dedup_index`), so a change of settings
+without `newsflow reprocess --step dedup` shows as a failing check rather than silently missed copies.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from flows import dedup
@@ -17,9 +23,51 @@ from flows.dedup import Match, Signature
 from flows.settings import DedupSettings
 from flows.warehouse import query
 
-_HASHES = pa.schema([("doc", pa.int64()), ("text_hash", pa.string())])
-_BUCKETS = pa.schema([("doc", pa.int64()), ("band", pa.int64()), ("bucket", pa.int64())])
+_BUCKETS = pa.schema([("doc", pa.int64()), ("key", pa.int64())])
 _SAMPLES = pa.schema([("doc", pa.int64()), ("hash", pa.int64()), ("n_samples", pa.int64())])
+
+
+# Bump when flows/dedup.py signs differently with the same settings (hashing, shingling, banding), so stored
+# indexes built the old way are reported stale.
+INDEX_METHOD = "minhash-lsh+mod-sample/v1"
+# The settings that decide which rows an article puts in the index (thresholds only act on the lookup).
+_INDEX_SETTINGS = ("shingle_size", "num_perm", "bands", "min_shingles", "min_line_words", "sample_mod")
+_BAND_MASK = np.int64(511)  # bands <= num_perm <= 512: the band fits in the key's low 9 bits
+
+
+def bucket_keys(buckets: np.ndarray) -> np.ndarray:
+    """One BIGINT key per band: the band's bucket hash with the band number in its low 9 bits.
+
+    Migration 0005 folds stored (band, bucket) rows the same way.
+    """
+    b = np.asarray(buckets, dtype=np.int64)
+    return (b & ~_BAND_MASK) | np.arange(b.size, dtype=np.int64)
+
+
+def index_rows(article_id: int, buckets: Iterable[int], samples: Iterable[int]
+               ) -> tuple[list[dict[str, int]], list[dict[str, int]]]:
+    """The `lsh_buckets` and `shingle_samples` rows of one stored article."""
+    keys = bucket_keys(np.fromiter(buckets, dtype=np.int64))
+    return ([{"key": k, "article_id": article_id} for k in keys.tolist()],
+            [{"hash": int(h), "article_id": article_id} for h in samples])
+
+
+def index_params(settings: DedupSettings) -> str:
+    """The settings that built an index, as canonical JSON (what `dedup_index.params` holds)."""
+    return json.dumps({k: getattr(settings, k) for k in _INDEX_SETTINGS}, sort_keys=True, separators=(",", ":"))
+
+
+def check_params(settings: DedupSettings) -> dict[str, Any]:
+    """The parameters of warehouse/checks/dedup_index_stale.sql."""
+    return {"dedup_method": INDEX_METHOD, "dedup_params": index_params(settings)}
+
+
+def record_index(conn: duckdb.DuckDBPyConnection, settings: DedupSettings, *, rebuilt: bool = False) -> None:
+    """Record the current method as the index's builder: only into an empty record (the first load), or over
+    any record when every stored article was just re-signed (`rebuilt`, reprocess)."""
+    if rebuilt:
+        conn.execute("delete from dedup_index")
+    conn.execute(query("dedup_index_record"), check_params(settings))
 
 
 def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature], settings: DedupSettings
@@ -27,14 +75,21 @@ def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature
     """Stored articles worth verifying against each signature (keyed as given), ids sorted."""
     if not sigs:
         return {}
-    conn.register("q_hashes", pa.Table.from_pylist(
-        [{"doc": k, "text_hash": s.text_hash} for k, s in sigs.items()], schema=_HASHES))
-    conn.register("q_buckets", pa.Table.from_pylist(
-        [{"doc": k, "band": band, "bucket": int(b)} for k, s in sigs.items() for band, b in enumerate(s.buckets)],
-        schema=_BUCKETS))
-    conn.register("q_samples", pa.Table.from_pylist(
-        [{"doc": k, "hash": int(h), "n_samples": int(s.samples.size)} for k, s in sigs.items() for h in s.samples],
-        schema=_SAMPLES))
+    keys = list(sigs)
+    conn.register("q_hashes", pa.table({"doc": pa.array(keys, pa.int64()),
+                                        "text_hash": pa.array([s.text_hash for s in sigs.values()], pa.string())}))
+    # Built column-wise from the signatures' arrays: a Python dict per sample row cost more than the query.
+    n_buckets = np.array([s.buckets.size for s in sigs.values()], dtype=np.int64)
+    n_samples = np.array([s.samples.size for s in sigs.values()], dtype=np.int64)
+    conn.register("q_buckets", pa.table({
+        "doc": np.repeat(np.array(keys, dtype=np.int64), n_buckets),
+        "key": np.concatenate([bucket_keys(s.buckets) for s in sigs.values()] + [np.empty(0, np.int64)]),
+    }, schema=_BUCKETS))
+    conn.register("q_samples", pa.table({
+        "doc": np.repeat(np.array(keys, dtype=np.int64), n_samples),
+        "hash": np.concatenate([s.samples.astype(np.int64) for s in sigs.values()] + [np.empty(0, np.int64)]),
+        "n_samples": np.repeat(n_samples, n_samples),
+    }, schema=_SAMPLES))
     found: dict[int, set[int]] = {}
     for k, article_id in conn.execute(
         query("dedup_candidates"), {"containment_threshold": settings.containment_threshold}

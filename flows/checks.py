@@ -1,8 +1,9 @@
 """Warehouse checks: each invariant is a query (warehouse/checks/<name>.sql) returning the rows that break it.
 
-A check holds when it returns zero rows (dbt-test style). Two facts the warehouse cannot know reach the checks
-from outside: the runs known to be alive (`$alive_runs`, `$started_before`) and the batches waiting in the
-staging folder (the relation `staged_batches`). Results go to `check_results` and `runs.checks_failed`.
+A check holds when it returns zero rows (dbt-test style). Three facts the warehouse cannot know reach the checks
+from outside: the runs known to be alive (`$alive_runs`, `$started_before`), the batches waiting in the
+staging folder (the relation `staged_batches`) and the current dedup settings (`$dedup_method`, `$dedup_params`).
+Results go to `check_results` and `runs.checks_failed`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from flows import staging, warehouse
+from flows import candidates, staging, warehouse
 from flows.runlock import run_lock, shards_alive
-from flows.settings import WarehouseSettings
+from flows.settings import DedupSettings, WarehouseSettings
 
 CHECKS_DIR = warehouse.SQL_DIR / "checks"
 SAMPLE_ROWS = 5
@@ -98,10 +99,16 @@ def run_one(conn: duckdb.DuckDBPyConnection, name: str, sql: str, params: Mappin
 
 
 def run_checks(conn: duckdb.DuckDBPyConnection, *, staging_dir: Path, alive_runs: Sequence[str] = (),
-               started_before: datetime | None = None, skip: Mapping[str, str] | None = None) -> list[CheckResult]:
-    """Run every check over `conn`; `skip` maps check names to the reason they are not run."""
+               started_before: datetime | None = None, skip: Mapping[str, str] | None = None,
+               dedup: DedupSettings | None = None) -> list[CheckResult]:
+    """Run every check over `conn`; `skip` maps check names to the reason they are not run. `dedup` is the
+    current dedup configuration, which dedup_index_stale compares the stored index with."""
     params = {"alive_runs": list(alive_runs), "started_before": started_before or datetime.now(UTC)}
-    skip = skip or {}
+    skip = dict(skip or {})
+    if dedup is None:
+        skip.setdefault("dedup_index_stale", "the current dedup settings were not given")
+    else:
+        params.update(candidates.check_params(dedup))
     conn.register("staged_batches", staged_batches(staging_dir))
     try:
         results = []
@@ -129,7 +136,7 @@ def store_results(conn: duckdb.DuckDBPyConnection, run_id: str, results: Sequenc
 
 
 def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Sequence[str] | None = None,
-                  wait: float | None = None) -> CheckRun:
+                  wait: float | None = None, dedup: DedupSettings | None = None) -> CheckRun:
     """Run every check against the live warehouse and store the outcome under `run_id`.
 
     `alive_runs=None` means the caller is not a run (`newsflow check`): the run lock is tried without waiting
@@ -171,7 +178,7 @@ def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Seque
                 note = ("a run holds the run lock: its run " + (f"{newest[0]} " if newest else "")
                         + "is taken as alive by stale_running_runs")
         results = run_checks(conn, staging_dir=settings.staging_dir, alive_runs=alive_runs,
-                             started_before=started_before, skip=skip)
+                             started_before=started_before, skip=skip, dedup=dedup)
         store_results(conn, run_id, results)
     return CheckRun(run_id, results, note)
 

@@ -187,7 +187,8 @@ def warehouse_checks(ctx: RunContext) -> checks.CheckRun | None:
     log = get_run_logger()
     wh = ctx.settings.warehouse
     try:
-        done = checks.run_and_store(wh, ctx.run_id, alive_runs=[ctx.run_id], wait=min(5.0, wh.lock_wait_seconds))
+        done = checks.run_and_store(wh, ctx.run_id, alive_runs=[ctx.run_id], wait=min(5.0, wh.lock_wait_seconds),
+                                    dedup=ctx.settings.dedup)
     except warehouse.WarehouseLocked:
         log.warning("warehouse checks skipped: %s is held by another process", wh.path)
         return None
@@ -195,6 +196,11 @@ def warehouse_checks(ctx: RunContext) -> checks.CheckRun | None:
         log.error("warehouse checks could not run: %s", exc)
         return None
     log.info("warehouse checks: %d run, %d failing", len(done.results), len(done.failed))
+    for r in done.failed:
+        if r.name == "dedup_index_stale" and r.sample:
+            log.warning("the stored dedup index was built by %s %s, not the current dedup settings: near copies "
+                        "of articles stored before the change are missed until `newsflow reprocess --step dedup`",
+                        r.sample[0]["method"], r.sample[0]["params"] or "(settings unrecorded)")
     return done
 
 

@@ -287,8 +287,9 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
                        dedup_nearest=verdict.nearest, dedup_nearest_jaccard=verdict.nearest_jaccard,
                        dedup_nearest_containment=verdict.nearest_containment)
             articles.append(row)
-            buckets += [{"band": b, "bucket": v, "article_id": article_id} for b, v in enumerate(doc.buckets)]
-            samples += [{"hash": h, "article_id": article_id} for h in doc.samples]
+            doc_buckets, doc_samples = candidates.index_rows(article_id, doc.buckets, doc.samples)
+            buckets += doc_buckets
+            samples += doc_samples
             for m in doc.mentions:
                 eid = entity_id(m["name"], m["label"])
                 entities.append({"entity_id": eid, "name": m["name"], "label": m["label"], "first_seen_at": now})
@@ -301,6 +302,8 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
         _insert(conn, "insert or ignore", "duplicates", dups)
         _insert(conn, "insert", "lsh_buckets", buckets)
         _insert(conn, "insert", "shingle_samples", samples)
+        if articles:
+            candidates.record_index(conn, settings)  # the first rows of an empty index say how they were signed
         _insert(conn, "insert or ignore", "entities", entities)
         _insert(conn, "insert or ignore", "article_entities", links)
         if raw and raw_dir is not None:

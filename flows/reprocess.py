@@ -83,8 +83,11 @@ def dedup_batch(conn: Any, settings: Settings, rows: list[dict[str, Any]], rank:
         else:
             index.add(aid, sig)
             kept.append(aid)
-    buckets = [{"band": b, "bucket": int(v), "article_id": a} for a in kept for b, v in enumerate(sigs[a].buckets)]
-    samples = [{"hash": int(h), "article_id": a} for a in kept for h in sigs[a].samples]
+    buckets, samples = [], []
+    for a in kept:
+        article_buckets, article_samples = candidates.index_rows(a, sigs[a].buckets, sigs[a].samples)
+        buckets += article_buckets
+        samples += article_samples
     if buckets:
         conn.register("q_rows", pa.Table.from_pylist(buckets))
         conn.execute("insert into lsh_buckets by name select * from q_rows")
@@ -116,6 +119,10 @@ def redo_dedup(settings: Settings, run_id: str, batch_size: int, progress: Progr
         stats.articles_seen += len(rows)
         stats.batches += 1
         progress(stats.articles_seen, len(order))
+    # Only now is every stored article signed the current way; a run stopped earlier leaves the old record, so
+    # the dedup_index_stale check keeps asking for this run to finish.
+    with warehouse.connect(settings.warehouse) as conn, warehouse.transaction(conn):
+        candidates.record_index(conn, settings.dedup, rebuilt=True)
     return stats
 
 

@@ -24,9 +24,11 @@ from flows.localserver import LocalServer
 from flows.pipeline import RunStats
 from flows.report import markdown
 from flows.runlock import run_lock
+from flows.settings import DedupSettings
 
 CHECKS = {"untagged_articles", "orphan_duplicates", "orphan_article_entities", "url_stored_and_duplicate",
-          "feeds_without_state", "stale_running_runs", "stale_staged_batches", "shingle_samples_mismatch"}
+          "feeds_without_state", "stale_running_runs", "stale_staged_batches", "shingle_samples_mismatch",
+          "dedup_index_stale"}
 
 # A second process that holds the warehouse file open until its stdin closes.
 HOLDER = """
@@ -119,6 +121,20 @@ def test_a_broken_invariant_returns_its_offending_row(db: Path, name: str) -> No
     assert {n for n, r in results.items() if r.failed} == {name}
 
 
+def test_a_dedup_index_built_with_other_settings_is_reported(
+        db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_all(db, dedup=DedupSettings())["dedup_index_stale"].offending_rows == 0
+    assert run_all(db)["dedup_index_stale"].skipped  # without the current settings it cannot tell
+    stale = run_all(db, dedup=DedupSettings(sample_mod=8))["dedup_index_stale"]
+    assert stale.offending_rows == 1 and json.loads(stale.sample[0]["params"])["sample_mod"] == 4
+    assert json.loads(stale.sample[0]["current_params"])["sample_mod"] == 8
+    # Thresholds act on the lookup only: the stored index stays valid.
+    assert run_all(db, dedup=DedupSettings(jaccard_threshold=0.5))["dedup_index_stale"].offending_rows == 0
+    monkeypatch.setenv("NEWSFLOW_DEDUP__SHINGLE_SIZE", "4")
+    code, out = check_cli(db, capsys)
+    assert code == 1 and "FAIL  dedup_index_stale" in out
+
+
 def test_an_article_that_says_why_it_was_not_tagged_passes(db: Path) -> None:
     execute(db, "update articles set ner_pipeline = null, ner_skip_reason = 'no pipeline for language xx' "
                 "where url = (select min(url) from articles where not is_seed)")
@@ -196,7 +212,7 @@ def test_newsflow_check_exit_codes_and_stored_results(db: Path, capsys: pytest.C
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     code, out = check_cli(db, capsys)
     assert code == 0, out
-    assert "8 checks, 0 failing" in out
+    assert "9 checks, 0 failing" in out
 
     execute(db, BREAKS["orphan_duplicates"][0][0])
     code, out = check_cli(db, capsys)
@@ -263,6 +279,21 @@ def test_an_ingest_stores_its_checks_and_status_shows_them(
     assert main(["status", "--warehouse", str(db)]) == 0
     out = capsys.readouterr().out
     assert "checks_failed" in out and "orphan_duplicates" in out and "Warehouse checks" in out
+
+
+def test_an_ingest_with_other_dedup_settings_warns_that_the_index_is_stale(db: Path, tmp_path: Path) -> None:
+    with LocalServer(DEMO_DATA) as server:
+        summary = run_ingest(demo_config(server, db, tmp_path), db, env={"NEWSFLOW_DEDUP__SAMPLE_MOD": "8"},
+                             max_articles_per_feed=0)
+    assert summary["status"] == "completed" and summary["checks_failed"] == 1
+    with duckdb.connect(str(db), read_only=True) as conn:
+        failed = conn.execute("select check_name from check_results where run_id = ? and offending_rows > 0",
+                              [summary["run_id"]]).fetchall()
+        # The loader never overwrites the record of an index built another way.
+        assert conn.execute("select params->>'sample_mod' from dedup_index").fetchall() == [("4",)]
+    assert failed == [("dedup_index_stale",)]
+    logs = _api("/logs/filter", {"logs": {"flow_run_id": {"any_": [summary["run_id"]]}, "level": {"ge_": 30}}})
+    assert any("reprocess --step dedup" in str(log["message"]) for log in logs)
 
 
 def test_checks_are_skipped_not_failed_when_the_warehouse_is_locked_at_the_end(db: Path, tmp_path: Path) -> None:

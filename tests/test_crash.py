@@ -33,7 +33,7 @@ TABLES = ("articles", "duplicates", "entries", "feeds", "entities", "article_ent
           "raw_archive", "lsh_buckets", "shingle_samples")
 # Rows that must never repeat: tables without a primary key, and natural keys the loader relies on.
 REPEATS = {
-    "lsh_buckets": "select band, bucket, article_id from lsh_buckets",
+    "lsh_buckets": "select key, article_id from lsh_buckets",
     "shingle_samples": "select hash, article_id from shingle_samples",
     "article text": "select text_hash from articles",
     "duplicate urls": "select url from duplicates union all select url from articles",

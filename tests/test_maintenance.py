@@ -77,6 +77,8 @@ def test_looser_threshold_moves_copies_to_duplicates(wh: Path, monkeypatch: pyte
     assert _q(wh, "select count(*) from articles where is_seed") == [(1,)]
     for table in ("lsh_buckets", "shingle_samples", "article_entities"):
         assert _q(wh, f"select count(*) from {table} t anti join articles a using (article_id)") == [(0,)]
+    # The index now says it was built with single-word shingles (the stale-index check compares it).
+    assert _q(wh, "select params->>'shingle_size' from dedup_index") == [("1",)]
     # A second pass with the same settings finds nothing more.
     assert reprocess(steps=[Step.dedup], warehouse_path=str(wh))["dedup"]["duplicates_found"] == 0
 

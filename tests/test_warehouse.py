@@ -15,9 +15,9 @@ import duckdb
 import pytest
 from demo_warehouse import copy_demo
 
-from flows import rawstore, records, staging, warehouse
+from flows import candidates, dedup, rawstore, records, staging, warehouse
 from flows.export import export
-from flows.settings import WarehouseSettings
+from flows.settings import DedupSettings, WarehouseSettings
 
 VIEWS = ("article_provenance", "articles_per_day", "articles_per_feed", "entity_comentions", "entity_mentions_top",
          "entity_surges", "entity_timeline", "run_history", "syndication")
@@ -65,6 +65,34 @@ def test_migrate_from_every_earlier_version_keeps_data(tmp_path: Path, version: 
         assert conn.execute("select count(*) from feeds").fetchone()[0] == (1 if version >= 1 else 0)
         for view in VIEWS:
             conn.execute(f"select * from {view}").fetchall()
+
+
+def test_migration_5_folds_stored_buckets_into_keys_and_marks_the_index_unrecorded(tmp_path: Path) -> None:
+    known = warehouse.migrations()
+    sig = dedup.signature("A story long enough to be signed, told in plain words. " * 20, DedupSettings())
+    with duckdb.connect(str(tmp_path / "v4.duckdb")) as conn:
+        warehouse.migrate(conn, known[:4])
+        conn.execute("insert into articles (article_id, url, text, text_hash, body_source, n_shingles, n_samples, "
+                     "run_id, loaded_at) values (7, 'http://127.0.0.1/a', 't', 'h', 'extracted', 9, 2, 'r', now())")
+        conn.execute("insert into lsh_buckets select unnest(range(32)), unnest($b::bigint[]), 7",
+                     {"b": sig.buckets.tolist()})
+        conn.execute("insert into shingle_samples values (16, 7), (-8, 7)")
+        assert warehouse.migrate(conn) == [name for _, name, _ in known[4:]]
+        keys = [k for k, in conn.execute("select key from lsh_buckets where article_id = 7 order by key").fetchall()]
+        samples = conn.execute("select hash, article_id from shingle_samples order by hash").fetchall()
+        index = conn.execute("select method, params from dedup_index").fetchall()
+    # The SQL fold gives the keys a fresh signature of the same article has, so old rows are still found.
+    assert keys == sorted(candidates.bucket_keys(sig.buckets).tolist())
+    assert len(set(keys)) == 32
+    assert samples == [(-8, 7), (16, 7)]
+    assert index == [("unrecorded", None)]  # built before the method was recorded: the check asks for a re-sign
+
+
+def test_migration_5_of_an_empty_warehouse_leaves_the_index_record_to_the_first_load(tmp_path: Path) -> None:
+    with duckdb.connect(str(tmp_path / "v4.duckdb")) as conn:
+        warehouse.migrate(conn, warehouse.migrations()[:4])
+        warehouse.migrate(conn)
+        assert conn.execute("select count(*) from dedup_index").fetchone() == (0,)
 
 
 def test_failed_migration_rolls_back_with_its_record(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 -- Stored articles worth verifying against each document of the batch:
 -- the same normalised text, a shared LSH bucket, or enough shared sampled shingles for a containment match.
--- q_hashes(doc, text_hash), q_buckets(doc, band, bucket), q_samples(doc, hash, n_samples) are registered by
--- flows/candidates.py.
+-- q_hashes(doc, text_hash), q_buckets(doc, key), q_samples(doc, hash, n_samples) are registered by
+-- flows/candidates.py; a bucket key is the band folded into the bucket hash (candidates.bucket_keys).
 -- The sample threshold mirrors flows.dedup.min_shared_samples.
 with exact as (
     select q.doc, a.article_id
@@ -11,7 +11,7 @@ with exact as (
 lsh as (
     select distinct q.doc, b.article_id
     from q_buckets q
-    join lsh_buckets b on b.band = q.band and b.bucket = q.bucket
+    join lsh_buckets b on b.key = q.key
 ),
 shared as (
     select q.doc, s.article_id, count(*) as n, any_value(q.n_samples) as q_n

@@ -17,17 +17,25 @@ from benchmarks import site
 from flows.settings import Settings, load_settings
 
 
-def write_config(tmp: Path, base: str, feeds: list[str], *, feed_dir: str = "feeds", extra: str = "") -> Path:
-    """A config with loopback allowed, a warehouse and an empty seed folder in `tmp`, and the given feeds."""
+def write_config(tmp: Path, base: str | list[str], feeds: list[str], *, feed_dir: str = "feeds", extra: str = "",
+                 polite: bool = False) -> Path:
+    """A config with loopback allowed, a warehouse and an empty seed folder in `tmp`, and the given feeds.
+
+    Feeds are spread over the `base` URLs (several loopback hosts) in blocks, as a config lists an outlet's
+    section feeds together: the first feeds on the first host, and so on. `polite` keeps the default politeness
+    (`min_host_delay`, `per_host_concurrency`) instead of turning it off.
+    """
     (tmp / "seeds").mkdir(exist_ok=True)
+    bases = [base] if isinstance(base, str) else base
     text = (
         f'[warehouse]\npath = "{tmp / "wh.duckdb"}"\nstaging_dir = "{tmp / "staging"}"\n'
         f'snapshot_path = "{tmp / "snapshot.duckdb"}"\n'
-        "[fetch]\nallow_private_networks = true\nmin_host_delay = 0\nper_host_concurrency = 4\n"
-        "max_articles_per_feed = 1000\n"
-        f'[pipeline]\nseeds_dir = "{tmp / "seeds"}"\n' + extra
+        "[fetch]\nallow_private_networks = true\nmax_articles_per_feed = 1000\n"
+        + ("" if polite else "min_host_delay = 0\nper_host_concurrency = 4\n")
+        + f'[pipeline]\nseeds_dir = "{tmp / "seeds"}"\n' + extra
     )
-    text += "".join(f'[[feeds]]\nname = "{f}"\nurl = "{base}/{feed_dir}/{f}"\n' for f in feeds)
+    text += "".join(f'[[feeds]]\nname = "{f}"\nurl = "{bases[i * len(bases) // len(feeds)]}/{feed_dir}/{f}"\n'
+                    for i, f in enumerate(feeds))
     path = tmp / "newsflow.toml"
     path.write_text(text)
     return path
@@ -148,14 +156,15 @@ class IngestResult:
     warehouse_mib: float
 
 
-def run(*, variants: int, feeds: int, bound_variants: int = 3) -> IngestResult:
+def run(*, variants: int, feeds: int, hosts: int = 20, bound_variants: int = 3) -> IngestResult:
+    """One ingest of `variants` x 88 pages in `feeds` feeds spread over `hosts` loopback hosts, politeness on."""
     from flows.flow import ingest
 
     with tempfile.TemporaryDirectory(prefix="newsflow-bench-") as tmp_name:
         tmp = Path(tmp_name)
         s = site.build(tmp / "site", variants=variants, feeds=feeds)
-        with site.Server(s.root) as server:
-            config = write_config(tmp, server.base, s.feeds)
+        with site.Server(s.root, hosts=hosts) as server:
+            config = write_config(tmp, server.bases, s.feeds, polite=True)
             settings = load_settings(config, env={})
             with MemorySampler() as mem:
                 start = time.perf_counter()

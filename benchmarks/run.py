@@ -28,19 +28,22 @@ from benchmarks.machine import header, table
 from flows.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
-TARGET_RATIO = 0.85
+TARGET_RATIO = 0.9
 
 
 def ingest_section() -> str:
     from benchmarks import bench_ingest
 
     variants = int(os.environ.get("NEWSFLOW_BENCH_VARIANTS", "8"))
-    r = bench_ingest.run(variants=variants, feeds=24)
+    feeds, hosts = 40, 20
+    r = bench_ingest.run(variants=variants, feeds=feeds, hosts=hosts)
     ratio = r.rate / r.bound_rate
     out = "## 1. End to end against the CPU bound\n\n"
-    out += (f"{r.pages} article pages ({variants} variants of each English fundus page) in 24 RSS feeds, served "
-            "from 127.0.0.1 by a child process; a full `ingest` flow run (feeds, download, extract, dedup, NER, "
-            "staging, load, snapshot) with a fresh warehouse and the default config (workers = one per core, "
+    out += (f"{r.pages} article pages ({variants} variants of each English fundus page) in {feeds} RSS feeds on "
+            f"{hosts} hosts (127.0.0.2 ... 127.0.0.{hosts + 1}, a block of feeds per host), served by a child "
+            "process, politeness on (the default `min_host_delay` 0.5 s and 2 requests per host); a full "
+            "`ingest` flow run (feeds, download, extract, dedup, NER, staging, load, snapshot) with a fresh "
+            "warehouse and the default config (workers = one per core, "
             f"batches of 64). The bound: trafilatura extraction + NER alone, {os.cpu_count()} processes, on "
             f"{r.bound_pages} of the same pages.\n\n")
     out += table(["measure", "value"], [
@@ -48,7 +51,7 @@ def ingest_section() -> str:
         ["ingest wall time (s)", round(r.seconds, 1)],
         ["pipeline (articles/s)", round(r.rate, 2)],
         ["bound: extraction + NER alone (pages/s)", round(r.bound_rate, 2)],
-        ["**pipeline / bound** (target >= 0.85)", f"**{ratio:.3f}** ({'met' if ratio >= TARGET_RATIO else 'NOT met'})"],
+        ["**pipeline / bound** (target >= 0.9)", f"**{ratio:.3f}** ({'met' if ratio >= TARGET_RATIO else 'NOT met'})"],
         ["warehouse size (MiB)", round(r.warehouse_mib, 1)],
         ["warehouse MiB per 1M articles (extrapolated)", round(r.warehouse_mib / max(r.articles, 1) * 1e6)],
     ])

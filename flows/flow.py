@@ -32,7 +32,7 @@ from flows.errors import describe
 from flows.politeness import HostGate
 from flows.runlock import run_lock
 from flows.seeds import Seed, SeedError
-from flows.settings import FeedConfig, Settings, load_settings
+from flows.settings import FeedConfig, Settings, WarehouseSettings, load_settings
 from flows.stats import RunStats
 
 # Tasks take live objects (pools, clients): no input hashing, no result persistence.
@@ -192,10 +192,12 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             since: date | None, dry_run: bool) -> dict[str, Any]:
     log = get_run_logger()
     settings, stats = ctx.settings, ctx.stats
+    wh_changed_at = last_change(settings.warehouse.path)  # before this run writes anything
     if not warehouse.ensure_ready(settings.warehouse):
         log.warning("%s is held open by another process: this run stages its batches in %s and loads them as "
                     "soon as the lock is free (or the next run does)", settings.warehouse.path,
                     settings.warehouse.staging_dir)
+    loaded = 0
     if not dry_run:
         loaded, left = load_pending(settings, stats)
         if loaded or left:
@@ -204,6 +206,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     selected = select_feeds(settings, names, tags)
     gate = HostGate.for_settings(settings.fetch)
     pool = None
+    quiet_head: staging.Batch | None = None
     try:
         seeds, errors = reads.seeds_to_load(settings)
         if (seeds or errors) and not dry_run:
@@ -220,11 +223,14 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                  stats.feeds_skipped, stats.entries_seen, len(new))
         if not dry_run:
             head = ctx.batch()
-            head.add("runs", ctx.run_row("running"))
             head.add("feeds", *out.state_rows)
             head.add("feed_fetches", *out.fetch_rows)
             head.add("entries", *collect.entry_rows(out.entries, ctx.run_id))
-            store_batch(ctx, head)
+            if new:
+                head.add("runs", ctx.run_row("running"))  # marked abandoned by the next run if this one dies
+                store_batch(ctx, head)
+            else:
+                quiet_head = head  # nothing to process: these rows go with the run's last batch, one load fewer
         n_batches = -(-len(new) // settings.pipeline.batch_size)
         if new:
             pool = pool or workers.make_pool(settings)
@@ -252,12 +258,14 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     checked = None
     if not dry_run:
         # Last chance to load what the lock kept staged (full lock wait), before the run row records the outcome.
-        _, stats.batches_staged = store.load_pending(settings, stats)
+        late, stats.batches_staged = store.load_pending(settings, stats)
+        # Nothing new came in (no entry, seed or earlier staged batch): only this run's own bookkeeping rows change.
+        quiet = quiet_head is not None and not (seeds or errors or loaded or late)
         if stats.batches_staged:
             status = "staged"
             message = (f"the warehouse was locked: {stats.batches_staged} batches are staged in "
                        f"{settings.warehouse.staging_dir} and the next run loads them; nothing is lost")
-        tail = ctx.batch()
+        tail = quiet_head or ctx.batch()
         tail.add("runs", ctx.run_row(status, message))
         store_batch(ctx, tail)
         if stats.batches_staged:
@@ -267,10 +275,13 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             log.warning("warehouse checks skipped: the warehouse was locked at the end of the run")
         else:
             checked = warehouse_checks(ctx)
-            try:
-                publish_snapshot(settings.warehouse)
-            except warehouse.WarehouseLocked:
-                log.warning("snapshot not published: warehouse locked")
+            if quiet and snapshot_current(settings.warehouse, wh_changed_at):
+                log.info("snapshot not republished: nothing new since it was published")
+            else:
+                try:
+                    publish_snapshot(settings.warehouse)
+                except warehouse.WarehouseLocked:
+                    log.warning("snapshot not published: warehouse locked")
     page = None if dry_run else write_html_report(settings, log)
     report.publish(ctx.settings, ctx.run_id, stats, dry_run, checks=checked, html_path=page)
     if not dry_run:
@@ -282,6 +293,20 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     if message:
         log.warning(message)
     return summary
+
+
+def last_change(path: Path) -> float | None:
+    """When the DuckDB file (or its write-ahead log) was last written; None when there is no file yet."""
+    times = [p.stat().st_mtime for p in (path, path.with_name(path.name + ".wal")) if p.exists()]
+    return max(times) if times else None
+
+
+def snapshot_current(wh: WarehouseSettings, changed_at: float | None) -> bool:
+    """True when the published snapshot was written after `changed_at`, the warehouse's last write before this
+    run: it then holds every article, and a run that brought nothing new need not copy the file again."""
+    if not wh.snapshot or changed_at is None or not wh.snapshot_path.exists():
+        return False
+    return wh.snapshot_path.stat().st_mtime > changed_at
 
 
 def write_html_report(settings: Settings, log: Any) -> Path | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -198,10 +199,13 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                     "soon as the lock is free (or the next run does)", settings.warehouse.path,
                     settings.warehouse.staging_dir)
     loaded = 0
-    if not dry_run:
+    staged_dir = settings.warehouse.staging_dir
+    # A task only when earlier runs left something staged: on a quiet run every task costs Prefect API calls.
+    if not dry_run and staged_dir.is_dir() and any(staged_dir.iterdir()):
         loaded, left = load_pending(settings, stats)
         if loaded or left:
             log.info("loaded %d batches staged by earlier runs; %d still staged", loaded, left)
+    if not dry_run:
         reads.mark_abandoned(settings, ctx.run_id)
     selected = select_feeds(settings, names, tags)
     gate = HostGate.for_settings(settings.fetch)
@@ -210,7 +214,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     try:
         seeds, errors = reads.seeds_to_load(settings)
         if (seeds or errors) and not dry_run:
-            pool = pool or workers.make_pool(settings)
+            pool = pool or workers.make_pool(settings, **warm_pool())
             load_seeds_batch(ctx, pool, seeds, errors)
 
         states = reads.read_feed_states(settings)
@@ -233,7 +237,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                 quiet_head = head  # nothing to process: these rows go with the run's last batch, one load fewer
         n_batches = -(-len(new) // settings.pipeline.batch_size)
         if new:
-            pool = pool or workers.make_pool(settings)
+            pool = pool or workers.make_pool(settings, **warm_pool())
         # Loads run in a writer thread, one after the other (wait_for chains them: still one writer, batches in
         # order), so this thread keeps feeding the pool while a batch is staged and loaded. At most two loads
         # wait at a time, which bounds the batches held in memory.
@@ -293,6 +297,11 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     if message:
         log.warning(message)
     return summary
+
+
+def warm_pool() -> dict[str, str | None]:
+    """The warm pool `newsflow serve` keeps for the flow runs it starts (none when run otherwise)."""
+    return {"warm": os.environ.get(workers.WARM_POOL_ENV), "key": os.environ.get(workers.WARM_POOL_KEY_ENV)}
 
 
 def last_change(path: Path) -> float | None:

@@ -53,21 +53,31 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _workers() -> list[int]:
-    """Our process-pool workers (spawned children running multiprocessing's spawn_main)."""
+def _children(pid: int) -> list[int]:
     pids = []
-    for task in Path("/proc/self/task").iterdir():
-        try:
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
             pids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
+    except OSError:
+        pass
+    return pids
+
+
+def _workers() -> list[int]:
+    """Our process-pool workers: spawned descendants running multiprocessing's spawn_main (a warm pool's workers
+    are children of its server process, which is not counted: it holds no model)."""
+    pids, todo = [], _children(os.getpid())
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo += _children(pid)
     out = []
     for pid in pids:
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"spawn_main" in cmd:
+        if b"spawn_main" in cmd and _children(pid) == []:
             out.append(pid)
     return out
 
@@ -157,8 +167,13 @@ class IngestResult:
     bounds: tuple[float, float]  # the bound measured before and after the run (pages/s)
 
 
-def run(*, variants: int, feeds: int, hosts: int = 20, bound_variants: int = 2) -> IngestResult:
-    """One ingest of `variants` x 88 pages in `feeds` feeds spread over `hosts` loopback hosts, politeness on."""
+def run(*, variants: int, feeds: int, hosts: int = 20, bound_variants: int = 2, warm: bool = False
+        ) -> IngestResult:
+    """One ingest of `variants` x 88 pages in `feeds` feeds spread over `hosts` loopback hosts, politeness on.
+
+    `warm`: the run uses a warm pool started beforehand, as a run started by `newsflow serve` does.
+    """
+    from flows import workers
     from flows.flow import ingest
 
     with tempfile.TemporaryDirectory(prefix="newsflow-bench-") as tmp_name:
@@ -170,10 +185,18 @@ def run(*, variants: int, feeds: int, hosts: int = 20, bound_variants: int = 2) 
             # The bound before and after the run, averaged: on a shared machine the load drifts over minutes.
             sample = sorted((s.root / "pages").glob("p*.html"))[: bound_variants * (s.pages // variants)]
             before = cpu_bound(sample, settings, settings.worker_count())
-            with MemorySampler() as mem:
-                start = time.perf_counter()
-                summary = ingest(config=str(config))
-                seconds = time.perf_counter() - start
+            pool = workers.WarmPool(settings) if warm else None
+            os.environ.update(pool.env() if pool else {})
+            try:
+                with MemorySampler() as mem:
+                    start = time.perf_counter()
+                    summary = ingest(config=str(config))
+                    seconds = time.perf_counter() - start
+            finally:
+                for name in (workers.WARM_POOL_ENV, workers.WARM_POOL_KEY_ENV):
+                    os.environ.pop(name, None)
+                if pool:
+                    pool.close()
         after = cpu_bound(sample, settings, settings.worker_count())
         bound = (before + after) / 2
         size = sum(p.stat().st_size for p in tmp.glob("wh.duckdb*")) / 2**20

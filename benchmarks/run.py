@@ -3,6 +3,7 @@
     python -m benchmarks.run                 # everything, about 10 minutes on 2 cores
     python -m benchmarks.run ingest quiet    # chosen sections: ingest stages quiet dedup load ner
     NEWSFLOW_BENCH_VARIANTS=24 python -m benchmarks.run ingest  # 2,112 articles instead of 704
+    NEWSFLOW_BENCH_POOL=cold python -m benchmarks.run ingest    # the run spawns its own pool (not serve's)
 
 Loopback only: every page and feed is served from 127.0.0.1 by a child process; Prefect runs against a temporary
 local API with analytics off.
@@ -36,7 +37,8 @@ def ingest_section() -> str:
 
     variants = int(os.environ.get("NEWSFLOW_BENCH_VARIANTS", "8"))
     feeds, hosts = 40, 20
-    r = bench_ingest.run(variants=variants, feeds=feeds, hosts=hosts)
+    warm = os.environ.get("NEWSFLOW_BENCH_POOL", "warm") == "warm"
+    r = bench_ingest.run(variants=variants, feeds=feeds, hosts=hosts, warm=warm)
     ratio = r.rate / r.bound_rate
     out = "## 1. End to end against the CPU bound\n\n"
     out += (f"{r.pages} article pages ({variants} variants of each English fundus page) in {feeds} RSS feeds on "
@@ -44,7 +46,9 @@ def ingest_section() -> str:
             "process, politeness on (the default `min_host_delay` 0.5 s and 2 requests per host); a full "
             "`ingest` flow run (feeds, download, extract, dedup, NER, staging, load, snapshot) with a fresh "
             "warehouse and the default config (workers = one per core, "
-            f"batches of 64). The bound: trafilatura extraction + NER alone, {os.cpu_count()} processes, on "
+            + ("the warm pool `newsflow serve` keeps, started before the run, " if warm else
+               "a pool started by the run itself (`NEWSFLOW_BENCH_POOL=cold`), ")
+            + f"batches of 64). The bound: trafilatura extraction + NER alone, {os.cpu_count()} processes, on "
             f"{r.bound_pages} of the same pages, measured just before and just after the run (the machine is "
             "shared: the mean of the two is the bound).\n\n")
     out += table(["measure", "value"], [

@@ -238,6 +238,8 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
         n_batches = -(-len(new) // settings.pipeline.batch_size)
         if new:
             pool = pool or workers.make_pool(settings, **warm_pool())
+            log.info("process pool: %s", "the warm pool of newsflow serve"
+                     if isinstance(pool, workers.RemoteExecutor) else f"{type(pool).__name__} of this run")
         # Loads run in a writer thread, one after the other (wait_for chains them: still one writer, batches in
         # order), so this thread keeps feeding the pool while a batch is staged and loaded. At most two loads
         # wait at a time, which bounds the batches held in memory.

@@ -17,17 +17,25 @@ from benchmarks import site
 from flows.settings import Settings, load_settings
 
 
-def write_config(tmp: Path, base: str, feeds: list[str], *, feed_dir: str = "feeds", extra: str = "") -> Path:
-    """A config with loopback allowed, a warehouse and an empty seed folder in `tmp`, and the given feeds."""
+def write_config(tmp: Path, base: str | list[str], feeds: list[str], *, feed_dir: str = "feeds", extra: str = "",
+                 polite: bool = False) -> Path:
+    """A config with loopback allowed, a warehouse and an empty seed folder in `tmp`, and the given feeds.
+
+    Feeds are spread over the `base` URLs (several loopback hosts) in blocks, as a config lists an outlet's
+    section feeds together: the first feeds on the first host, and so on. `polite` keeps the default politeness
+    (`min_host_delay`, `per_host_concurrency`) instead of turning it off.
+    """
     (tmp / "seeds").mkdir(exist_ok=True)
+    bases = [base] if isinstance(base, str) else base
     text = (
         f'[warehouse]\npath = "{tmp / "wh.duckdb"}"\nstaging_dir = "{tmp / "staging"}"\n'
         f'snapshot_path = "{tmp / "snapshot.duckdb"}"\n'
-        "[fetch]\nallow_private_networks = true\nmin_host_delay = 0\nper_host_concurrency = 4\n"
-        "max_articles_per_feed = 1000\n"
-        f'[pipeline]\nseeds_dir = "{tmp / "seeds"}"\n' + extra
+        "[fetch]\nallow_private_networks = true\nmax_articles_per_feed = 1000\n"
+        + ("" if polite else "min_host_delay = 0\nper_host_concurrency = 4\n")
+        + f'[pipeline]\nseeds_dir = "{tmp / "seeds"}"\n' + extra
     )
-    text += "".join(f'[[feeds]]\nname = "{f}"\nurl = "{base}/{feed_dir}/{f}"\n' for f in feeds)
+    text += "".join(f'[[feeds]]\nname = "{f}"\nurl = "{bases[i * len(bases) // len(feeds)]}/{feed_dir}/{f}"\n'
+                    for i, f in enumerate(feeds))
     path = tmp / "newsflow.toml"
     path.write_text(text)
     return path
@@ -45,21 +53,31 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _workers() -> list[int]:
-    """Our process-pool workers (spawned children running multiprocessing's spawn_main)."""
+def _children(pid: int) -> list[int]:
     pids = []
-    for task in Path("/proc/self/task").iterdir():
-        try:
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
             pids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
+    except OSError:
+        pass
+    return pids
+
+
+def _workers() -> list[int]:
+    """Our process-pool workers: spawned descendants running multiprocessing's spawn_main (a warm pool's workers
+    are children of its server process, which is not counted: it holds no model)."""
+    pids, todo = [], _children(os.getpid())
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo += _children(pid)
     out = []
     for pid in pids:
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"spawn_main" in cmd:
+        if b"spawn_main" in cmd and _children(pid) == []:
             out.append(pid)
     return out
 
@@ -146,24 +164,42 @@ class IngestResult:
     memory: list[tuple[float, float]]
     summary: dict[str, Any]
     warehouse_mib: float
+    bounds: tuple[float, float]  # the bound measured before and after the run (pages/s)
 
 
-def run(*, variants: int, feeds: int, bound_variants: int = 3) -> IngestResult:
+def run(*, variants: int, feeds: int, hosts: int = 20, bound_variants: int = 2, warm: bool = False
+        ) -> IngestResult:
+    """One ingest of `variants` x 88 pages in `feeds` feeds spread over `hosts` loopback hosts, politeness on.
+
+    `warm`: the run uses a warm pool started beforehand, as a run started by `newsflow serve` does.
+    """
+    from flows import workers
     from flows.flow import ingest
 
     with tempfile.TemporaryDirectory(prefix="newsflow-bench-") as tmp_name:
         tmp = Path(tmp_name)
         s = site.build(tmp / "site", variants=variants, feeds=feeds)
-        with site.Server(s.root) as server:
-            config = write_config(tmp, server.base, s.feeds)
+        with site.Server(s.root, hosts=hosts) as server:
+            config = write_config(tmp, server.bases, s.feeds, polite=True)
             settings = load_settings(config, env={})
-            with MemorySampler() as mem:
-                start = time.perf_counter()
-                summary = ingest(config=str(config))
-                seconds = time.perf_counter() - start
-        sample = sorted((s.root / "pages").glob("p*.html"))[: bound_variants * (s.pages // variants)]
-        bound = cpu_bound(sample, settings, settings.worker_count())
+            # The bound before and after the run, averaged: on a shared machine the load drifts over minutes.
+            sample = sorted((s.root / "pages").glob("p*.html"))[: bound_variants * (s.pages // variants)]
+            before = cpu_bound(sample, settings, settings.worker_count())
+            pool = workers.WarmPool(settings) if warm else None
+            os.environ.update(pool.env() if pool else {})
+            try:
+                with MemorySampler() as mem:
+                    start = time.perf_counter()
+                    summary = ingest(config=str(config))
+                    seconds = time.perf_counter() - start
+            finally:
+                for name in (workers.WARM_POOL_ENV, workers.WARM_POOL_KEY_ENV):
+                    os.environ.pop(name, None)
+                if pool:
+                    pool.close()
+        after = cpu_bound(sample, settings, settings.worker_count())
+        bound = (before + after) / 2
         size = sum(p.stat().st_size for p in tmp.glob("wh.duckdb*")) / 2**20
     articles = summary.get("articles_new", 0)
     return IngestResult(articles, s.pages, seconds, s.pages / seconds, bound, len(sample), mem.quarters(),
-                        summary, size)
+                        summary, size, (before, after))

@@ -3,6 +3,7 @@
     python -m benchmarks.run                 # everything, about 10 minutes on 2 cores
     python -m benchmarks.run ingest quiet    # chosen sections: ingest stages quiet dedup load ner
     NEWSFLOW_BENCH_VARIANTS=24 python -m benchmarks.run ingest  # 2,112 articles instead of 704
+    NEWSFLOW_BENCH_POOL=cold python -m benchmarks.run ingest    # the run spawns its own pool (not serve's)
 
 Loopback only: every page and feed is served from 127.0.0.1 by a child process; Prefect runs against a temporary
 local API with analytics off.
@@ -28,27 +29,35 @@ from benchmarks.machine import header, table
 from flows.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
-TARGET_RATIO = 0.85
+TARGET_RATIO = 0.9
 
 
 def ingest_section() -> str:
     from benchmarks import bench_ingest
 
     variants = int(os.environ.get("NEWSFLOW_BENCH_VARIANTS", "8"))
-    r = bench_ingest.run(variants=variants, feeds=24)
+    feeds, hosts = 40, 20
+    warm = os.environ.get("NEWSFLOW_BENCH_POOL", "warm") == "warm"
+    r = bench_ingest.run(variants=variants, feeds=feeds, hosts=hosts, warm=warm)
     ratio = r.rate / r.bound_rate
     out = "## 1. End to end against the CPU bound\n\n"
-    out += (f"{r.pages} article pages ({variants} variants of each English fundus page) in 24 RSS feeds, served "
-            "from 127.0.0.1 by a child process; a full `ingest` flow run (feeds, download, extract, dedup, NER, "
-            "staging, load, snapshot) with a fresh warehouse and the default config (workers = one per core, "
-            f"batches of 64). The bound: trafilatura extraction + NER alone, {os.cpu_count()} processes, on "
-            f"{r.bound_pages} of the same pages.\n\n")
+    out += (f"{r.pages} article pages ({variants} variants of each English fundus page) in {feeds} RSS feeds on "
+            f"{hosts} hosts (127.0.0.2 ... 127.0.0.{hosts + 1}, a block of feeds per host), served by a child "
+            "process, politeness on (the default `min_host_delay` 0.5 s and 2 requests per host); a full "
+            "`ingest` flow run (feeds, download, extract, dedup, NER, staging, load, snapshot) with a fresh "
+            "warehouse and the default config (workers = one per core, "
+            + ("the warm pool `newsflow serve` keeps, started before the run, " if warm else
+               "a pool started by the run itself (`NEWSFLOW_BENCH_POOL=cold`), ")
+            + f"batches of 64). The bound: trafilatura extraction + NER alone, {os.cpu_count()} processes, on "
+            f"{r.bound_pages} of the same pages, measured just before and just after the run (the machine is "
+            "shared: the mean of the two is the bound).\n\n")
     out += table(["measure", "value"], [
         ["articles stored", r.articles],
         ["ingest wall time (s)", round(r.seconds, 1)],
         ["pipeline (articles/s)", round(r.rate, 2)],
-        ["bound: extraction + NER alone (pages/s)", round(r.bound_rate, 2)],
-        ["**pipeline / bound** (target >= 0.85)", f"**{ratio:.3f}** ({'met' if ratio >= TARGET_RATIO else 'NOT met'})"],
+        ["bound: extraction + NER alone (pages/s), mean of before and after the run", round(r.bound_rate, 2)],
+        ["... bound before / after the run (pages/s)", f"{r.bounds[0]:.2f} / {r.bounds[1]:.2f}"],
+        ["**pipeline / bound** (target >= 0.9)", f"**{ratio:.3f}** ({'met' if ratio >= TARGET_RATIO else 'NOT met'})"],
         ["warehouse size (MiB)", round(r.warehouse_mib, 1)],
         ["warehouse MiB per 1M articles (extrapolated)", round(r.warehouse_mib / max(r.articles, 1) * 1e6)],
     ])
@@ -76,8 +85,8 @@ def quiet_section() -> str:
     out = "## 3. Quiet run: 100 feeds, all 304 Not Modified\n\n"
     out += table(["measure", "value"], [
         ["feeds answering 304", r.not_modified],
-        ["whole `ingest` flow run (s), target < 5",
-         f"{r.flow_seconds:.2f} ({'met' if r.flow_seconds < 5 else 'NOT met'})"],
+        ["whole `ingest` flow run (s), target < 2",
+         f"{r.flow_seconds:.2f} ({'met' if r.flow_seconds < 2 else 'NOT met'})"],
         ["the same steps as plain functions (s)", round(r.plain_seconds, 2)],
         ["Prefect overhead (s)", round(r.flow_seconds - r.plain_seconds, 2)],
     ])

@@ -82,22 +82,30 @@ def build(root: Path, *, variants: int, feeds: int, seed: int = 7) -> Site:
 
 
 class Server:
-    """flows.localserver.LocalServer over `root`, in a child process; `base` is its http://127.0.0.1:PORT."""
+    """flows.localserver.LocalServer over `root`, in a child process; `base` is its http://127.0.0.1:PORT.
 
-    def __init__(self, root: Path, *, not_modified: bool = False) -> None:
-        self.root, self.not_modified = root, not_modified
+    With `hosts` = N the folder is served on N loopback addresses (127.0.0.2 ...): `bases` lists them, `base` is
+    the first.
+    """
+
+    def __init__(self, root: Path, *, not_modified: bool = False, hosts: int = 0) -> None:
+        self.root, self.not_modified, self.hosts = root, not_modified, hosts
         self.proc: subprocess.Popen[str] | None = None
         self.base = ""
+        self.bases: list[str] = []
 
     def __enter__(self) -> Server:
         args = [sys.executable, "-m", "benchmarks.serve", str(self.root)] + (["--304"] if self.not_modified else [])
+        args += ["--hosts", str(self.hosts)] if self.hosts else []
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 30
-        line = self.proc.stdout.readline()  # the child prints its base URL once it listens
-        if not line.startswith("http://127.0.0.1:") or time.monotonic() > deadline:
-            raise RuntimeError(f"benchmark server did not start: {line!r}")
-        self.base = line.strip()
+        for _ in range(max(self.hosts, 1)):  # the child prints its base URLs once it listens
+            line = self.proc.stdout.readline()
+            if not line.startswith("http://127.0.0.") or time.monotonic() > deadline:
+                raise RuntimeError(f"benchmark server did not start: {line!r}")
+            self.bases.append(line.strip())
+        self.base = self.bases[0]
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -20,6 +20,7 @@ from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 from prefect.utilities.annotations import freeze
 
+from flows import workers
 from flows.flow import ingest, reload_seeds
 from flows.maintenance import reprocess
 from flows.settings import Settings
@@ -97,12 +98,36 @@ class BoundedRunner(Runner):
         return self
 
 
-def serve(settings: Settings, *, limit: int | None = None, shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> None:
+def serve(settings: Settings, *, limit: int | None = None, shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+          warm_pool: bool = True) -> None:
     """Register the deployments and run their flow runs in subprocesses until SIGINT/SIGTERM.
 
     What `prefect.serve` does, with our runner: on a signal the process is gone within `shutdown_timeout`
-    seconds whatever the Prefect API's state.
+    seconds whatever the Prefect API's state. With `warm_pool`, one process pool (spaCy loaded) serves every
+    flow run, so a run does not spawn workers and load models again (flows/workers.py).
     """
+    pools: list[workers.WarmPool] = []
+
+    def start_pool() -> None:
+        try:
+            pools.append(workers.WarmPool(settings))
+        except Exception as exc:  # runs then make their own pools, as without serve
+            print(f"newsflow serve: no warm pool ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+            return
+        os.environ.update(pools[0].env())  # flow runs are spawned subprocesses: they inherit it
+
+    # Started beside the runner, not before it: loading spaCy takes seconds, and a run that starts meanwhile
+    # simply makes its own pool.
+    if warm_pool and settings.worker_count() > 1:
+        threading.Thread(target=start_pool, name="newsflow-warm-pool", daemon=True).start()
+    try:
+        _serve(settings, limit=limit, shutdown_timeout=shutdown_timeout)
+    finally:
+        for pool in pools:
+            pool.close()
+
+
+def _serve(settings: Settings, *, limit: int | None, shutdown_timeout: float) -> None:
     deps = deployments(settings)
     banner = ("Your deployments are being served and polling for scheduled runs!\n"
               + "".join(f"  {d.flow_name}/{d.name}\n" for d in deps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -34,7 +35,7 @@ from flows.errors import describe
 from flows.politeness import HostGate
 from flows.runlock import run_lock, shards_alive
 from flows.seeds import Seed, SeedError
-from flows.settings import FeedConfig, Settings, load_settings
+from flows.settings import FeedConfig, Settings, WarehouseSettings, load_settings
 from flows.stats import RunStats
 
 # Tasks take live objects (pools, clients): no input hashing, no result persistence.
@@ -291,27 +292,32 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     settings, stats = ctx.settings, ctx.stats
     prog = ctx.progress = IngestProgress(progress.current(), dry_run)
     stage_only = settings.stage_only
+    wh_changed_at = last_change(settings.warehouse.path)  # before this run writes anything
     # Stage-only: the loader creates and migrates the warehouse, loads the backlog and marks dead runs.
     if not stage_only and not warehouse.ensure_ready(settings.warehouse):
         log.warning("%s is held open by another process: this run stages its batches in %s and loads them as "
                     "soon as the lock is free (or the next run does)", settings.warehouse.path,
                     settings.warehouse.staging_dir)
-    if not dry_run and not stage_only:
+    loaded = 0
+    staged_dir = settings.warehouse.staging_dir
+    # A task only when earlier runs left something staged: on a quiet run every task costs Prefect API calls.
+    if not dry_run and not stage_only and staged_dir.is_dir() and any(staged_dir.iterdir()):
         loaded, left = load_pending(settings, stats)
         if loaded or left:
             log.info("loaded %d batches staged by earlier runs; %d still staged", loaded, left)
-        if not shards_alive(settings.warehouse.path):  # a staging shard's `running` row is alive
-            reads.mark_abandoned(settings, ctx.run_id)
+    if not dry_run and not stage_only and not shards_alive(settings.warehouse.path):
+        reads.mark_abandoned(settings, ctx.run_id)  # a staging shard's `running` row is alive
     selected = collect.in_shard(select_feeds(settings, names, tags), part)
     if part:
         log.info("shard %d/%d: %d of the selected feeds", part[0], part[1], len(selected))
     gate = HostGate.for_settings(settings.fetch)
     pool = None
+    quiet_head: staging.Batch | None = None
     try:
         # Seeds are the loader's (and a plain ingest's) job: shards would each stage the same files.
         seeds, errors = ([], []) if stage_only else reads.seeds_to_load(settings)
         if (seeds or errors) and not dry_run:
-            pool = pool or workers.make_pool(settings)
+            pool = pool or workers.make_pool(settings, **warm_pool())
             load_seeds_batch(ctx, pool, seeds, errors)
 
         states = reads.read_feed_states(settings)
@@ -326,15 +332,20 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                  stats.feeds_skipped, stats.entries_seen, len(new))
         if not dry_run:
             head = ctx.batch()
-            head.add("runs", ctx.run_row("running"))
             head.add("feeds", *out.state_rows)
             head.add("feed_fetches", *out.fetch_rows)
             head.add("entries", *collect.entry_rows(out.entries, ctx.run_id))
-            store_batch(ctx, head)
+            if new:
+                head.add("runs", ctx.run_row("running"))  # marked abandoned by the next run if this one dies
+                store_batch(ctx, head)
+            else:
+                quiet_head = head  # nothing to process: these rows go with the run's last batch, one load fewer
         prog.articles(len(new))
         n_batches = -(-len(new) // settings.pipeline.batch_size)
         if new:
-            pool = pool or workers.make_pool(settings)
+            pool = pool or workers.make_pool(settings, **warm_pool())
+            log.info("process pool: %s", "the warm pool of newsflow serve"
+                     if isinstance(pool, workers.RemoteExecutor) else f"{type(pool).__name__} of this run")
         # Loads run in a writer thread, one after the other (wait_for chains them: still one writer, batches in
         # order), so this thread keeps feeding the pool while a batch is staged and loaded. At most two loads
         # wait at a time, which bounds the batches held in memory.
@@ -362,7 +373,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     status, message = "completed", None
     checked = None
     if stage_only and not dry_run:
-        tail = ctx.batch()
+        tail = quiet_head or ctx.batch()  # a quiet shard's feed rows go with its run row
         tail.add("runs", ctx.run_row(status))
         store_batch(ctx, tail)
         status = "staged"
@@ -370,12 +381,14 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                    "`newsflow load` (or the fan-out's loader) loads them")
     elif not dry_run:
         # Last chance to load what the lock kept staged (full lock wait), before the run row records the outcome.
-        _, stats.batches_staged = store.load_pending(settings, stats)
+        late, stats.batches_staged = store.load_pending(settings, stats)
+        # Nothing new came in (no entry, seed or earlier staged batch): only this run's own bookkeeping rows change.
+        quiet = quiet_head is not None and not (seeds or errors or loaded or late)
         if stats.batches_staged:
             status = "staged"
             message = (f"the warehouse was locked: {stats.batches_staged} batches are staged in "
                        f"{settings.warehouse.staging_dir} and the next run loads them; nothing is lost")
-        tail = ctx.batch()
+        tail = quiet_head or ctx.batch()
         tail.add("runs", ctx.run_row(status, message))
         store_batch(ctx, tail)
         if stats.batches_staged:
@@ -385,10 +398,13 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             log.warning("warehouse checks skipped: the warehouse was locked at the end of the run")
         else:
             checked = warehouse_checks(ctx)
-            try:
-                publish_snapshot(settings.warehouse)
-            except warehouse.WarehouseLocked:
-                log.warning("snapshot not published: warehouse locked")
+            if quiet and snapshot_current(settings.warehouse, wh_changed_at):
+                log.info("snapshot not republished: nothing new since it was published")
+            else:
+                try:
+                    publish_snapshot(settings.warehouse)
+                except warehouse.WarehouseLocked:
+                    log.warning("snapshot not published: warehouse locked")
     page = None if dry_run or stage_only else write_html_report(settings, log)
     report.publish(ctx.settings, ctx.run_id, stats, dry_run or stage_only, checks=checked, html_path=page)
     if not dry_run and not stage_only:
@@ -401,6 +417,25 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     if message:
         log.warning(message)
     return summary
+
+
+def warm_pool() -> dict[str, str | None]:
+    """The warm pool `newsflow serve` keeps for the flow runs it starts (none when run otherwise)."""
+    return {"warm": os.environ.get(workers.WARM_POOL_ENV), "key": os.environ.get(workers.WARM_POOL_KEY_ENV)}
+
+
+def last_change(path: Path) -> float | None:
+    """When the DuckDB file (or its write-ahead log) was last written; None when there is no file yet."""
+    times = [p.stat().st_mtime for p in (path, path.with_name(path.name + ".wal")) if p.exists()]
+    return max(times) if times else None
+
+
+def snapshot_current(wh: WarehouseSettings, changed_at: float | None) -> bool:
+    """True when the published snapshot was written after `changed_at`, the warehouse's last write before this
+    run: it then holds every article, and a run that brought nothing new need not copy the file again."""
+    if not wh.snapshot or changed_at is None or not wh.snapshot_path.exists():
+        return False
+    return wh.snapshot_path.stat().st_mtime > changed_at
 
 
 def write_html_report(settings: Settings, log: Any) -> Path | None:

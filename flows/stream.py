@@ -1,6 +1,8 @@
 """The article stream: download, extraction, NER and loading of successive batches overlap, so no core waits.
 
-A download thread fetches the pages batch by batch and hands them to the process pool in small extraction chunks
+The run's entries are first interleaved across hosts (round robin, deterministic), so every batch mixes outlets
+and downloads at the politeness rate of many hosts at once rather than one. A download thread fetches the pages
+batch by batch and hands them to the process pool in small extraction chunks
 as they arrive. The calling thread takes the batches in order: it pre-checks a batch against the warehouse (and
 the batch before it, not loaded yet) once its extraction is done, submits NER for the documents that are not
 copies in chunks of `NER_CHUNK`, and yields the batch when it is tagged, while the pool works on the next ones.
@@ -21,7 +23,7 @@ from typing import Any
 from flows.documents import apply_tags, build_docs, plan_tagging, tag_texts
 from flows.feeds import FeedEntry
 from flows.fetch import FetchResult, make_client
-from flows.pages import download
+from flows.pages import download, interleave_hosts
 from flows.politeness import HostGate
 from flows.records import Document
 from flows.settings import Settings
@@ -57,7 +59,9 @@ def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, ba
              progress: Callable[[str, int], None] | None = None) -> Iterator[Ready]:
     """Process `entries` in batches of `batch_size`, yielding each batch in order once it is tagged.
 
-    Pass the run's `gate` so feed and page requests to one host share its politeness bound. `progress(event, n)`
+    Batches are cut from the entries interleaved across hosts (`interleave_hosts`), so a run over a few outlets
+    does not download one host at a time while the cores wait; the warehouse does not depend on the order. Pass
+    the run's `gate` so feed and page requests to one host share its politeness bound. `progress(event, n)`
     is told of pages "downloaded", entries "extracted" and documents "tagged" as they finish, from any thread.
     """
     tell = progress or (lambda _event, _n: None)
@@ -67,6 +71,7 @@ def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, ba
         return future
 
     size = batch_size or settings.pipeline.batch_size
+    entries = interleave_hosts(entries)
     batches = [_Batch(entries[i:i + size]) for i in range(0, len(entries), size)]
     if not batches:
         return

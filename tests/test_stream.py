@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flows import pipeline, stream, warehouse
+from flows.feeds import FeedEntry
+from flows.localserver import LocalServer
+from flows.pages import interleave_hosts
 from flows.records import Document
 from flows.settings import Settings
 from flows.store import COPY_REASON
+from flows.urls import host_of
 
 
 def _entries(settings: Settings) -> list:
@@ -20,7 +26,8 @@ def test_batches_arrive_in_order_complete_and_tagged(demo_settings: Settings) ->
     assert len(entries) > 6
     ready = list(stream.articles(demo_settings, pipeline.InlineExecutor(), entries, batch_size=4))
 
-    assert [r.entries for r in ready] == [entries[i:i + 4] for i in range(0, len(entries), 4)]
+    mixed = interleave_hosts(entries)
+    assert [r.entries for r in ready] == [mixed[i:i + 4] for i in range(0, len(mixed), 4)]
     assert sum(len(r.pages) for r in ready) == len(entries)
     docs = [d for r in ready for d in r.docs]
     tagged = [d for d in docs if d.ner_pipeline]
@@ -55,3 +62,41 @@ def test_a_tagger_that_fails_leaves_every_document_with_the_reason(demo_settings
     assert untagged and all(d.ner_pipeline is None and d.mentions == [] for d in untagged)
     assert all(d.ner_skip_reason.startswith("internal_error: OSError") and "nf_no_such_spacy_pipeline"
                in d.ner_skip_reason for d in untagged)
+
+
+def _three_host_entries(servers: list[LocalServer]) -> list[FeedEntry]:
+    """10 entries per host, in feed order: all of the first host's, then the second's, then the third's."""
+    entries = []
+    for h, server in enumerate(servers):
+        for n in range(10):
+            url = server.url(f"/h{h}-{n}.html")
+            entries.append(FeedEntry(f"feed-{h}", url, url, f"Story {h}-{n}", None, None, None))
+    return entries
+
+
+def test_batches_mix_hosts(demo_settings: Settings, tmp_path: Path) -> None:
+    """A run over 3 hosts x 10 entries in feed order: the first batch already holds entries of all three."""
+    warehouse.ensure_ready(demo_settings.warehouse)
+    site = tmp_path / "site"
+    site.mkdir()
+    for h in range(3):
+        for n in range(10):
+            (site / f"h{h}-{n}.html").write_text(
+                f"<html><body><article><h1>Story {h}-{n}</h1><p>{f'Words of story {h}-{n}. ' * 40}</p>"
+                "</article></body></html>")
+    # Untagged (no spaCy load) keeps the test fast; tagging is covered above.
+    missing = demo_settings.entities.model_copy(update={"pipelines": {"en": "nf_no_such_spacy_pipeline"}})
+    settings = demo_settings.model_copy(update={"entities": missing})
+    with LocalServer(site) as one, LocalServer(site, host="127.0.0.2") as two, \
+            LocalServer(site, host="127.0.0.3") as three:
+        entries = _three_host_entries([one, two, three])
+        ready = list(stream.articles(settings, pipeline.InlineExecutor(), entries, batch_size=10))
+        again = list(stream.articles(settings, pipeline.InlineExecutor(), entries, batch_size=10))
+
+    assert [len(r.entries) for r in ready] == [10, 10, 10]
+    assert {host_of(e.url) for e in ready[0].entries} == {"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+    assert all(len({host_of(e.url) for e in r.entries}) == 3 for r in ready)
+    # Every entry once, each page downloaded, and the same cut on a second pass (deterministic).
+    assert sorted(e.guid for r in ready for e in r.entries) == sorted(e.guid for e in entries)
+    assert all(p["outcome"] == "extracted" for r in ready for p in r.pages)
+    assert [r.entries for r in again] == [r.entries for r in ready]

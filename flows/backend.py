@@ -99,7 +99,7 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False) -> duckdb.D
     except duckdb.Error as exc:
         conn.close()
         if read_only and _NO_LAKE_MARKER in str(exc):
-            raise WarehouseMissing(f"{_named(settings.catalog)}: no lake yet (the first load creates it: "
+            raise WarehouseMissing(f"{display_name(settings.catalog)}: no lake yet (the first load creates it: "
                                    "`newsflow ingest`, `newsflow load` or `newsflow demo`)") from None
         raise
     except BaseException:
@@ -108,7 +108,7 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False) -> duckdb.D
     return conn
 
 
-def _named(catalog: str) -> str:
+def display_name(catalog: str) -> str:
     """The catalog as named in messages: a PostgreSQL connection string without its password."""
     return re.sub(r"(password=)\S+|(://[^:/@]*:)[^@]*@", lambda m: (m[1] or m[2]) + "***" + ("" if m[1] else "@"),
                   catalog)

@@ -106,9 +106,9 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float
     """A connection to the warehouse, retried with jittered backoff while another process holds the lock."""
     lake = settings.is_lake and path in (None, settings.path)
     path = path or settings.path
-    if lake:
-        path = Path(settings.catalog)  # named in errors
-    elif read_only and not path.exists():
+    # Named in errors: the file, or the catalog as given (a Path would fold a URI's '//'), its password masked.
+    name = backend.display_name(settings.catalog) if lake else str(path)
+    if not lake and read_only and not path.exists():
         raise WarehouseMissing(f"{path}: no warehouse yet (run `newsflow ingest` or `newsflow demo` first)")
     wait = settings.lock_wait_seconds if wait is None else wait
     deadline = time.monotonic() + wait
@@ -120,10 +120,10 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float
         except duckdb.Error as exc:
             # A DuckDB catalog file is held like a warehouse file (one process at a time).
             if not (is_lock_error(exc) or (lake and backend.is_conflict(exc))):
-                raise WarehouseError(f"{path}: {first_line(exc) if lake else exc}") from None
+                raise WarehouseError(f"{name}: {first_line(exc) if lake else exc}") from None
             if time.monotonic() + delay > deadline:
                 raise WarehouseLocked(
-                    f"{path} is locked by another process (waited {wait:g} s); "
+                    f"{name} is locked by another process (waited {wait:g} s); "
                     "close other connections or query the snapshot (`newsflow sql`)"
                 ) from None
             time.sleep(delay * (0.5 + random.random()))  # backoff on a lock held by another process

@@ -298,6 +298,7 @@ class Reader(threading.Thread):
         super().__init__(daemon=True)
         self.settings, self.stop = settings, threading.Event()
         self.reads, self.errors, self.last = 0, [], (0, 0)
+        self.states: set[tuple[int, int]] = set()  # the (articles, duplicates) it saw, for the test's figures
         self._high: dict[Path, tuple[int, int]] = {}
 
     def _check(self, source: Path, conn: duckdb.DuckDBPyConnection) -> None:
@@ -307,6 +308,7 @@ class Reader(threading.Thread):
         if bad or articles < high[0] or dups < high[1]:
             self.errors.append((source.name, high, (articles, dups, bad)))
         self._high[source] = self.last = (articles, dups)
+        self.states.add(self.last)
 
     def run(self) -> None:
         session = None
@@ -420,6 +422,8 @@ def test_fanout_on_a_process_work_pool(prefect_server: Server, outlets: list[Loc
                 os.killpg(w.pid, signal.SIGKILL)
                 w.wait()
     reader.join(timeout=10)
+    print(f"[figure] {backend}: the reader made {reader.reads} reads and saw {len(reader.states)} states "
+          f"{sorted(reader.states)}")
     assert reader.reads > 0 and not reader.errors, reader.errors
 
 

@@ -109,7 +109,7 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False) -> duckdb.D
 
 
 def display_name(catalog: str) -> str:
-    """The catalog as named in messages: a PostgreSQL connection string without its password."""
+    """The catalog as named in messages (or a message naming it): a PostgreSQL password masked."""
     return re.sub(r"(password=)\S+|(://[^:/@]*:)[^@]*@", lambda m: (m[1] or m[2]) + "***" + ("" if m[1] else "@"),
                   catalog)
 

@@ -120,7 +120,7 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float
         except duckdb.Error as exc:
             # A DuckDB catalog file is held like a warehouse file (one process at a time).
             if not (is_lock_error(exc) or (lake and backend.is_conflict(exc))):
-                raise WarehouseError(f"{name}: {first_line(exc) if lake else exc}") from None
+                raise WarehouseError(f"{name}: {backend.display_name(first_line(exc)) if lake else exc}") from None
             if time.monotonic() + delay > deadline:
                 raise WarehouseLocked(
                     f"{name} is locked by another process (waited {wait:g} s); "

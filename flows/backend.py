@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from flows.errors import WarehouseError
+from flows.errors import WarehouseError, WarehouseMissing
 from flows.settings import WarehouseSettings
 
 LAKE = "lake"  # the name the lake is attached under, and made the default catalog
@@ -24,6 +24,8 @@ _EXTENSION_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_exte
 # A commit that lost to another writer's (DuckLake checks at commit: "Transaction conflict - ..."), or a SQLite
 # catalog busy with another connection's transaction.
 _CONFLICT_MARKERS = ("Transaction conflict", "database is locked", "could not serialize")
+# A read-only ATTACH of a catalog with no lake in it yet (a PostgreSQL database no load has initialised).
+_NO_LAKE_MARKER = "creating a new DuckLake is explicitly disabled"
 
 
 def extension_file(name: str) -> Path:
@@ -76,7 +78,7 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False) -> duckdb.D
     local = catalog_file(settings)
     if local is not None:
         if read_only and not local.exists():
-            raise WarehouseError(f"{local}: no lake catalog yet (run `newsflow ingest` or `newsflow demo` first)")
+            raise WarehouseMissing(f"{local}: no lake catalog yet (run `newsflow ingest` or `newsflow demo` first)")
         local.parent.mkdir(parents=True, exist_ok=True)
         if kind == "sqlite" and not local.exists():
             # In SQLite's default journal mode an idle reader's connection makes every commit fail with
@@ -94,10 +96,22 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False) -> duckdb.D
         options = f"data_path {_literal(data_path)}" + (", read_only" if read_only else "")
         conn.execute(f"attach {_literal('ducklake:' + settings.catalog)} as {LAKE} ({options})")
         conn.execute(f"use {LAKE}")
+    except duckdb.Error as exc:
+        conn.close()
+        if read_only and _NO_LAKE_MARKER in str(exc):
+            raise WarehouseMissing(f"{display_name(settings.catalog)}: no lake yet (the first load creates it: "
+                                   "`newsflow ingest`, `newsflow load` or `newsflow demo`)") from None
+        raise
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def display_name(catalog: str) -> str:
+    """The catalog as named in messages (or a message naming it): a PostgreSQL password masked."""
+    return re.sub(r"(password=)\S+|(://[^:/@]*:)[^@]*@", lambda m: (m[1] or m[2]) + "***" + ("" if m[1] else "@"),
+                  catalog)
 
 
 def is_conflict(exc: BaseException) -> bool:

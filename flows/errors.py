@@ -4,6 +4,7 @@
     ├── ConfigError            a config file, override or argument that cannot be used (one line, exit 2)
     ├── WarehouseError         the warehouse cannot be used (not a DuckDB file, newer schema, ...)
     │   ├── WarehouseLocked    another process held it for longer than the configured wait
+    │   ├── WarehouseMissing   no warehouse there yet (no file, or a lake catalog nobody has initialised)
     │   └── QueryError         a user's query that does not parse, fails, or would write
     ├── SeedFormatError        a seed file that does not start with `date YYYY-MM-DD` (also a ValueError)
     └── StagingError           a staged batch that cannot be read (unknown schema version, missing files)
@@ -36,6 +37,10 @@ class WarehouseError(NewsflowError):
 
 class WarehouseLocked(WarehouseError):  # noqa: N818 - the name says what happened
     """Another process held the warehouse for longer than the configured wait."""
+
+
+class WarehouseMissing(WarehouseError):  # noqa: N818 - like WarehouseLocked
+    """No warehouse there yet: a read found no file, or a lake catalog that no load has initialised."""
 
 
 class QueryError(WarehouseError):

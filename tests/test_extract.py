@@ -112,3 +112,55 @@ def test_plain_pass_wins_only_when_it_adds_prose() -> None:
     assert not extract.adds_prose(first, first, settings)  # nothing added
     mixed = "\n".join([*PARAGRAPHS[:2], PARAGRAPHS[2], *(f"Most read item {i}" for i in range(12))])
     assert not extract.adds_prose(first, mixed, settings)  # mostly chrome, a little prose
+
+
+def test_teaser_cards_and_captions_are_pruned() -> None:
+    card = ('<a href="/news/ferry"><h3>Ferry timetable cut</h3><p>Winter sailings to the islands will be halved from '
+            'November, the operator said, blaming the cost of fuel and a shortage of crew on the old vessels.</p></a>')
+    figure = ("<figure><img src='/w.jpg'><figcaption>The old wall after the January gales, seen from the pier"
+              "</figcaption></figure>")
+    body = article(PARAGRAPHS).replace("</h1>", "</h1>" + figure).replace("</p>", "</p>" + card, 2)
+    found = extract.extract(page(body), URL, ExtractSettings())
+    assert found is not None and "customs hall" in found.text
+    assert "Winter sailings" not in found.text and "January gales, seen" not in found.text
+    kept = extract.extract(page(body), URL, ExtractSettings(prune_xpath=()))
+    assert kept is not None and "Winter sailings" in kept.text
+
+
+def test_a_page_inside_one_link_is_extracted_without_pruning() -> None:
+    found = extract.extract(page(f'<a href="/story">{article(PARAGRAPHS)}</a>'), URL, ExtractSettings())
+    assert found is not None and "customs hall" in found.text
+
+
+def test_a_bad_prune_xpath_is_a_config_error() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not an XPath expression"):
+        ExtractSettings(prune_xpath=("//a[",))
+
+
+def test_the_repeated_title_is_dropped_from_the_first_lines() -> None:
+    title = "Breakwater to be rebuilt after winter storms - Gazette"
+    text = "\n".join(["BREAKWATER to be rebuilt after winter storms:", *PARAGRAPHS])
+    assert extract.drop_title_lines(text, title, 2, 0.8).splitlines() == PARAGRAPHS
+    lede = "Breakwater to be rebuilt after winter storms opened a gap of forty metres, the council said on Tuesday."
+    assert extract.drop_title_lines(lede, title, 2, 0.8) == lede  # a lede that starts like the title stays
+    late = "\n".join([*PARAGRAPHS[:2], title])
+    assert extract.drop_title_lines(late, title, 2, 0.8) == late  # only the first lines
+    assert extract.drop_title_lines(title, title, 2, 0.8) == title  # never empties a text
+    assert extract.drop_title_lines(text, None, 2, 0.8) == text
+
+
+def test_short_lines_after_the_last_paragraph_are_dropped() -> None:
+    text = "\n".join(["By Ann Lee", *PARAGRAPHS, "(dpa/AFP)", "Sources:", "Rating: 4.2"])
+    assert extract.drop_short_tail(text, 15, 5).splitlines() == ["By Ann Lee", *PARAGRAPHS]
+    assert extract.drop_short_tail(text, 15, 0) == text
+    assert extract.drop_short_tail("Short line\nAnother", 15, 5) == "Short line\nAnother"  # no paragraph: kept
+
+
+def test_title_and_tail_rules_apply_to_extracted_text() -> None:
+    body = article([*PARAGRAPHS, "Agency material: dpa"])
+    found = extract.extract(page(body), URL, ExtractSettings())
+    assert found is not None
+    assert found.text.splitlines()[0] == PARAGRAPHS[0] and "dpa" not in found.text

@@ -165,16 +165,28 @@ def drop_title_lines(text: str, title: str | None, lines: int, overlap: float) -
     return "\n".join(out).strip() or text
 
 
+# Chinese and Japanese are written without spaces: three ideographs or kana count as a word (about what an
+# English word carries), or every line of theirs would look like a one-word label.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+_SPACED_WORD = re.compile(f"[^\\W{_CJK}]+")
+
+
+def word_count(line: str) -> int:
+    """Words in a line, counting three CJK characters as one."""
+    return len(_SPACED_WORD.findall(line)) + -(-len(_CJK_CHAR.findall(line)) // 3)
+
+
 def drop_short_tail(text: str, long_words: int, short_words: int) -> str:
     """The text without lines under `short_words` words after its last line of `long_words` or more: bylines,
     agency tags, "Sources:", rating prompts below the article; unchanged when no line is that long."""
     if short_words <= 0:
         return text
     lines = text.splitlines()
-    last = max((i for i, line in enumerate(lines) if len(_WORD.findall(line)) >= long_words), default=None)
+    last = max((i for i, line in enumerate(lines) if word_count(line) >= long_words), default=None)
     if last is None:
         return text
-    tail = [line for line in lines[last + 1:] if len(_WORD.findall(line)) >= short_words]
+    tail = [line for line in lines[last + 1:] if word_count(line) >= short_words]
     return "\n".join(lines[: last + 1] + tail).strip()
 
 

@@ -113,6 +113,13 @@ class ExtractSettings(_Section):
         r"|leia também|lee también|leer más|czytaj także|czytaj też)\b",
         r"^\W*(©|copyright\b|\(c\)\s)|all rights reserved",
         r"pic\.twitter\.com/",
+        r"\(@\w+\)\s+\w+\.?\s+\d{1,2},\s+\d{4}\s*$",
+        r"^\W*(photos?|images?|fotos?|bild|фото|credits?|picture)\s*:",
+        r"^\W*(advertisement|anzeige|werbung|publicité|passer la publicité|article content|hauptinhalt"
+        r"|recommended videos)\W*$",
+        r"newsletter",
+        r"unterstützen sie|support (our|us)\b|hat ihnen dieser artikel gefallen|wie hat ihnen",
+        r"^\W*(follow (us|\w+ on)|folgst du|folgen sie)",
     )
     # Elements removed before extraction (XPath): links wrapping a paragraph or heading are teaser cards of
     # other articles; figure captions. Chosen on the tuned half of the fundus pages.

@@ -164,3 +164,20 @@ def test_title_and_tail_rules_apply_to_extracted_text() -> None:
     found = extract.extract(page(body), URL, ExtractSettings())
     assert found is not None
     assert found.text.splitlines()[0] == PARAGRAPHS[0] and "dpa" not in found.text
+
+
+def test_configured_patterns_drop_credits_labels_boxes_and_tweet_attributions() -> None:
+    junk = ["Photo: AFP", "Image: Ann Lee/Port Alder Gazette", "Advertisement", "Passer la publicité",
+            "Sign up to the Harbour newsletter for a weekly round-up", "Hat Ihnen dieser Artikel gefallen? Spenden",
+            "Follow us on the socials", "— Port Alder Ferries (@alderferries) March 5, 2025"]
+    text = "\n".join([PARAGRAPHS[0], *junk, PARAGRAPHS[1]])
+    assert extract.drop_lines(text, ExtractSettings().drop_line_patterns).splitlines() == PARAGRAPHS[:2]
+
+
+def test_cjk_characters_count_as_words_in_threes() -> None:
+    assert extract.word_count("Hello wörld, 12 x") == 4
+    assert extract.word_count("ゴルフ界も対岸の火事ではない。") == 5  # 14 characters
+    assert extract.word_count("Jリーグ") == 2
+    japanese = "日本女子プロゴルフ協会は現在、対応を検討中だが、現場では開催を危ぶむ声が少なくないという。"
+    text = "\n".join([japanese, "ゴルフ界も対岸の火事ではない。", "関連"])
+    assert extract.drop_short_tail(text, 15, 5).splitlines() == [japanese, "ゴルフ界も対岸の火事ではない。"]

@@ -178,6 +178,7 @@ def test_cjk_characters_count_as_words_in_threes() -> None:
     assert extract.word_count("Hello wörld, 12 x") == 4
     assert extract.word_count("ゴルフ界も対岸の火事ではない。") == 5  # 14 characters
     assert extract.word_count("Jリーグ") == 2
-    japanese = "日本女子プロゴルフ協会は現在、対応を検討中だが、現場では開催を危ぶむ声が少なくないという。"
+    japanese = ("日本女子プロゴルフ協会は現在、対応を検討中だが、"
+                "現場ではフジサンケイレディスの開催を危ぶむ声が少なくないという。")
     text = "\n".join([japanese, "ゴルフ界も対岸の火事ではない。", "関連"])
     assert extract.drop_short_tail(text, 15, 5).splitlines() == [japanese, "ゴルフ界も対岸の火事ではない。"]

@@ -122,10 +122,12 @@ class ExtractSettings(_Section):
         r"^\W*(follow (us|\w+ on)|folgst du|folgen sie)",
     )
     # Elements removed before extraction (XPath): links wrapping a paragraph or heading are teaser cards of
-    # other articles; figure captions. Chosen on the tuned half of the fundus pages.
+    # other articles; captions; author bios. Chosen on the tuned half of the fundus pages.
     prune_xpath: tuple[str, ...] = (
         "//a[.//p or .//h1 or .//h2 or .//h3 or .//h4 or .//h5 or .//h6]",
         "//figcaption",
+        "//*[contains(@class,'caption')]",
+        "//*[contains(@class,'author-bio') or contains(@class,'author__bio') or contains(@class,'authorBio')]",
     )
     # Of the first title_lines lines, those whose words are at least title_overlap of the page title's (and
     # vice versa) are the headline repeated, not the body; 0 lines: keep them.

@@ -182,3 +182,13 @@ def test_cjk_characters_count_as_words_in_threes() -> None:
                 "現場ではフジサンケイレディスの開催を危ぶむ声が少なくないという。")
     text = "\n".join([japanese, "ゴルフ界も対岸の火事ではない。", "関連"])
     assert extract.drop_short_tail(text, 15, 5).splitlines() == [japanese, "ゴルフ界も対岸の火事ではない。"]
+
+
+def test_caption_and_author_bio_containers_are_pruned() -> None:
+    caption = '<div class="image-caption">The old wall after the January gales, seen from the quay at low tide</div>'
+    bio = ('<div class="author-bio">Ann Lee has covered the harbour and the fishing fleet for the Gazette since 2009 '
+           'and writes a weekly column on the coast.</div>')
+    body = article(PARAGRAPHS).replace("</p>", "</p>" + caption, 1).replace("</article>", bio + "</article>")
+    found = extract.extract(page(body), URL, ExtractSettings())
+    assert found is not None and "customs hall" in found.text
+    assert "seen from the quay" not in found.text and "weekly column" not in found.text

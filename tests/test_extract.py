@@ -185,10 +185,14 @@ def test_cjk_characters_count_as_words_in_threes() -> None:
 
 
 def test_caption_and_author_bio_containers_are_pruned() -> None:
-    caption = '<div class="image-caption">The old wall after the January gales, seen from the quay at low tide</div>'
-    bio = ('<div class="author-bio">Ann Lee has covered the harbour and the fishing fleet for the Gazette since 2009 '
-           'and writes a weekly column on the coast.</div>')
-    body = article(PARAGRAPHS).replace("</p>", "</p>" + caption, 1).replace("</article>", bio + "</article>")
+    caption = ('<div class="wrap"><p class="caption">The old wall after the January gales, seen from the quay at low '
+               'tide on the morning after.</p></div>')
+    bio = ('<div class="author-bio"><p>Ann Lee has covered the harbour and the fishing fleet for the Gazette since '
+           '2009 and writes a weekly column on the coast.</p></div>')
+    body = article([PARAGRAPHS[0], PARAGRAPHS[1]]).replace("</p>", "</p>" + caption, 1)
+    body = body.replace("</article>", bio + "".join(f"<p>{p}</p>" for p in PARAGRAPHS[2:]) + "</article>")
     found = extract.extract(page(body), URL, ExtractSettings())
     assert found is not None and "customs hall" in found.text
     assert "seen from the quay" not in found.text and "weekly column" not in found.text
+    kept = extract.extract(page(body), URL, ExtractSettings(prune_xpath=()))
+    assert kept is not None and "seen from the quay" in kept.text and "weekly column" in kept.text

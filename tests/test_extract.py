@@ -189,8 +189,9 @@ def test_caption_and_author_bio_containers_are_pruned() -> None:
                'tide on the morning after.</p></div>')
     bio = ('<div class="author-bio"><p>Ann Lee has covered the harbour and the fishing fleet for the Gazette since '
            '2009 and writes a weekly column on the coast.</p></div>')
-    body = article([PARAGRAPHS[0], PARAGRAPHS[1]]).replace("</p>", "</p>" + caption, 1)
-    body = body.replace("</article>", bio + "".join(f"<p>{p}</p>" for p in PARAGRAPHS[2:]) + "</article>")
+    p = [f"<p>{text}</p>" for text in PARAGRAPHS]
+    # Laid out so that trafilatura's fallback extractors take over and keep both, as on real pages.
+    body = f"<article><h1>Breakwater to be rebuilt</h1>{p[0]}{bio}{caption}{bio}{p[1]}{bio}{p[2]}{p[3]}</article>"
     found = extract.extract(page(body), URL, ExtractSettings())
     assert found is not None and "customs hall" in found.text
     assert "seen from the quay" not in found.text and "weekly column" not in found.text

@@ -41,7 +41,8 @@ class Extracted:
     language: str | None
     canonical_url: str | None
     site_name: str | None
-    method: str = "default"  # which pass produced the text: default | flattened | favor_recall | embedded
+    # which pass produced the text: default | plain | unpruned | flattened | favor_recall | embedded
+    method: str = "default"
 
 
 def extractor_options(settings: ExtractSettings) -> dict[str, bool | list[str]]:
@@ -232,6 +233,12 @@ def _extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | No
                 return plain
         return found
     candidates = [found]
+    if "prune_xpath" in options:
+        # A pruned element may have held the article itself (markup that lxml nests inside a teaser link): the
+        # unpruned pass competes when pruning cost more than half the text; teasers and captions never weigh that.
+        unpruned = _pass(html, url, {k: v for k, v in options.items() if k != "prune_xpath"}, "unpruned")
+        if unpruned is not None and len(unpruned.text) > 2 * len(found.text if found else ""):
+            candidates.append(unpruned)
     flat = flatten_nested(html)
     if flat is not None:
         candidates.append(_pass(flat, url, options, "flattened"))

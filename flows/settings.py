@@ -118,7 +118,7 @@ class ExtractSettings(_Section):
         r"^\W*(advertisement|anzeige|werbung|publicité|passer la publicité|article content|hauptinhalt"
         r"|recommended videos)\W*$",
         r"newsletter",
-        r"unterstützen sie|support (our|us)\b|hat ihnen dieser artikel gefallen|wie hat ihnen",
+        r"^\W*(unterstützen sie|support (our|us)\b|hat ihnen dieser artikel gefallen|wie hat ihnen)",
         r"^\W*(follow (us|\w+ on)|folgst du|folgen sie)",
     )
     # Elements removed before extraction (XPath): links wrapping a paragraph or heading are teaser cards of

@@ -197,3 +197,17 @@ def test_caption_and_author_bio_containers_are_pruned() -> None:
     assert "seen from the quay" not in found.text and "weekly column" not in found.text
     kept = extract.extract(page(body), URL, ExtractSettings(prune_xpath=()))
     assert kept is not None and "seen from the quay" in kept.text and "weekly column" in kept.text
+
+
+def test_the_unpruned_pass_wins_when_pruning_took_the_article() -> None:
+    intro = "<p>Port Alder, Tuesday: a short note from the harbour office before the full story below.</p>"
+    body = f'<article><h1>Breakwater</h1>{intro}<a href="/story"><div>{article(PARAGRAPHS)}</div></a></article>'
+    found = extract.extract(page(body), URL, ExtractSettings())
+    assert found is not None and found.method == "unpruned" and "customs hall" in found.text
+
+
+def test_prompt_patterns_only_match_at_the_start_of_a_line() -> None:
+    prose = ("Der Thinktank betreibt Projekte in mehr als 90 Ländern. Mit ihrer Expertise unterstützen sie die "
+             "Mitgliedsstaaten bei der Reform ihrer Verwaltung.")
+    text = "\n".join([PARAGRAPHS[0], prose, "Unterstützen Sie unabhängigen Journalismus mit einer Spende."])
+    assert extract.drop_lines(text, ExtractSettings().drop_line_patterns).splitlines() == [PARAGRAPHS[0], prose]

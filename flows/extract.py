@@ -8,7 +8,9 @@ can cut a short article to its first paragraphs) and `favor_recall`. When all of
 article may only exist as HTML inside a JSON string (hydration data of script-rendered pages); the string richest
 in paragraphs is extracted. A first pass under `compare_below_chars` is compared with the plain pass, which wins
 when what it adds is prose (precision sometimes stops at an inline teaser box). Finally, runs of more than
-`max_list_run` list items (related-link lists) and lines matching `drop_line_patterns` are dropped.
+`max_list_run` list items (related-link lists) and lines matching `drop_line_patterns` are dropped, then the
+page title repeated in the first lines and short lines after the last paragraph. Every pass runs with the elements
+of `prune_xpath` removed (teaser cards, captions, author bios); the unpruned pass is a retry like the others.
 Chosen on half of the fundus corpus and reported on the other half in docs/benchmarks.md.
 """
 

@@ -57,7 +57,7 @@ def score(name: str, pages: list[Page], outputs: list[str], elapsed: float) -> t
 
 
 def extractors() -> dict[str, Callable[[Page], str]]:
-    """Reference trafilatura (the README's setting) and newsflow's extraction with its fallbacks."""
+    """Reference trafilatura (the README's setting), newsflow's earlier settings and its extraction now."""
     import trafilatura
 
     from flows import extract
@@ -72,12 +72,23 @@ def extractors() -> dict[str, Callable[[Page], str]]:
         found = extract.extract(page.html, page.url, settings)
         return found.text if found else ""
 
+    # Issue 10 part 5 before pruning and the title/tail rules: the first three line patterns only.
+    before_pruning = settings.model_copy(update={
+        "prune_xpath": (), "title_lines": 0, "tail_short_words": 0,
+        "drop_line_patterns": settings.drop_line_patterns[:3]})
+    before_precision = before_pruning.model_copy(
+        update={"favor_precision": False, "retry_below_chars": 0, "max_list_run": 0})
+
     def previous(page: Page) -> str:
-        found = extract.extract(page.html, page.url, settings.model_copy(
-            update={"favor_precision": False, "retry_below_chars": 0, "max_list_run": 0}))
+        found = extract.extract(page.html, page.url, before_precision)
+        return found.text if found else ""
+
+    def line_rules(page: Page) -> str:
+        found = extract.extract(page.html, page.url, before_pruning)
         return found.text if found else ""
 
     return {"trafilatura (reference)": reference, "newsflow before (default pass, fallbacks)": previous,
+            "newsflow before pruning (line patterns, plain-pass comparison)": line_rules,
             "newsflow extract": newsflow}
 
 

@@ -8,7 +8,9 @@ can cut a short article to its first paragraphs) and `favor_recall`. When all of
 article may only exist as HTML inside a JSON string (hydration data of script-rendered pages); the string richest
 in paragraphs is extracted. A first pass under `compare_below_chars` is compared with the plain pass, which wins
 when what it adds is prose (precision sometimes stops at an inline teaser box). Finally, runs of more than
-`max_list_run` list items (related-link lists) and lines matching `drop_line_patterns` are dropped.
+`max_list_run` list items (related-link lists) and lines matching `drop_line_patterns` are dropped, then the
+page title repeated in the first lines and short lines after the last paragraph. Every pass runs with the elements
+of `prune_xpath` removed (teaser cards, captions, author bios); the unpruned pass is a retry like the others.
 Chosen on half of the fundus corpus and reported on the other half in docs/benchmarks.md.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, replace
 
 import trafilatura
@@ -40,17 +43,21 @@ class Extracted:
     language: str | None
     canonical_url: str | None
     site_name: str | None
-    method: str = "default"  # which pass produced the text: default | flattened | favor_recall | embedded
+    # which pass produced the text: default | plain | unpruned | flattened | favor_recall | embedded
+    method: str = "default"
 
 
-def extractor_options(settings: ExtractSettings) -> dict[str, bool]:
+def extractor_options(settings: ExtractSettings) -> dict[str, bool | list[str]]:
     """The trafilatura options in force, as recorded with each article."""
-    return {
+    options: dict[str, bool | list[str]] = {
         "include_comments": settings.include_comments,
         "favor_precision": settings.favor_precision,
         "favor_recall": settings.favor_recall,
         "with_metadata": True,
     }
+    if settings.prune_xpath:
+        options["prune_xpath"] = list(settings.prune_xpath)
+    return options
 
 
 def page_language(html: bytes) -> str | None:
@@ -81,7 +88,7 @@ def embedded_html(html: bytes) -> bytes | None:
     return f"<html><body><article>{best}</article></body></html>".encode() if best else None
 
 
-def _pass(html: bytes, url: str, options: dict[str, bool], method: str) -> Extracted | None:
+def _pass(html: bytes, url: str, options: dict[str, bool | list[str]], method: str) -> Extracted | None:
     try:
         doc = trafilatura.bare_extraction(html, url=url, **options)
     except AssertionError:
@@ -138,6 +145,62 @@ def drop_lines(text: str, patterns: tuple[str, ...]) -> str:
     return out or text
 
 
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def drop_title_lines(text: str, title: str | None, lines: int, overlap: float) -> str:
+    """The text without the page title repeated in its first `lines` lines: a line is the title when the words
+    they share are at least `overlap` of the longer of the two (so a lede that starts like the title stays);
+    unchanged when nothing else would remain."""
+    if not title or lines <= 0:
+        return text
+    want = Counter(_words(title))
+    out = []
+    for i, line in enumerate(text.splitlines()):
+        words = _words(line)
+        if i < lines and words and sum((Counter(words) & want).values()) >= overlap * max(len(words), want.total()):
+            continue
+        out.append(line)
+    return "\n".join(out).strip() or text
+
+
+# Chinese and Japanese are written without spaces: three ideographs or kana count as a word (about what an
+# English word carries), or every line of theirs would look like a one-word label.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+_SPACED_WORD = re.compile(f"[^\\W{_CJK}]+")
+
+
+def word_count(line: str) -> int:
+    """Words in a line, counting three CJK characters as one."""
+    return len(_SPACED_WORD.findall(line)) + -(-len(_CJK_CHAR.findall(line)) // 3)
+
+
+def drop_short_tail(text: str, long_words: int, short_words: int) -> str:
+    """The text without lines under `short_words` words after its last line of `long_words` or more: bylines,
+    agency tags, "Sources:", rating prompts below the article; unchanged when no line is that long."""
+    if short_words <= 0:
+        return text
+    lines = text.splitlines()
+    last = max((i for i, line in enumerate(lines) if word_count(line) >= long_words), default=None)
+    if last is None:
+        return text
+    tail = [line for line in lines[last + 1:] if word_count(line) >= short_words]
+    return "\n".join(lines[: last + 1] + tail).strip()
+
+
+def clean_text(found: Extracted, settings: ExtractSettings) -> str:
+    """The extracted text with the line rules applied: long lists, configured patterns, the repeated title and
+    the short tail dropped."""
+    text = drop_lines(drop_link_lists(found.text, settings.max_list_run), settings.drop_line_patterns)
+    text = drop_title_lines(text, found.title, settings.title_lines, settings.title_overlap)
+    return drop_short_tail(text, settings.tail_long_words, settings.tail_short_words)
+
+
 def adds_prose(first: str, other: str, settings: ExtractSettings) -> bool:
     """Whether `other` is `first` plus more of the article: the lines it adds are mostly prose (lines of at least
     `prose_line_words` words) and come to at least `prose_share` of `first`'s words. Menus, captions and teaser
@@ -151,10 +214,12 @@ def adds_prose(first: str, other: str, settings: ExtractSettings) -> bool:
 def extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | None:
     """Main text and metadata, or None when no pass finds article text."""
     found = _extract(html, url, settings)
+    if found is None and settings.prune_xpath:
+        # Pruning must never cost a whole article (a page wrapped in one link): without it, as before.
+        found = _extract(html, url, settings.model_copy(update={"prune_xpath": ()}))
     if found is None:
         return None
-    return replace(found, text=drop_lines(drop_link_lists(found.text, settings.max_list_run),
-                                          settings.drop_line_patterns))
+    return replace(found, text=clean_text(found, settings))
 
 
 def _extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | None:
@@ -170,6 +235,12 @@ def _extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | No
                 return plain
         return found
     candidates = [found]
+    if "prune_xpath" in options:
+        # A pruned element may have held the article itself (markup that lxml nests inside a teaser link): the
+        # unpruned pass competes when pruning cost more than half the text; teasers and captions never weigh that.
+        unpruned = _pass(html, url, {k: v for k, v in options.items() if k != "prune_xpath"}, "unpruned")
+        if unpruned is not None and len(unpruned.text) > 2 * len(found.text if found else ""):
+            candidates.append(unpruned)
     flat = flatten_nested(html)
     if flat is not None:
         candidates.append(_pass(flat, url, options, "flattened"))

@@ -141,7 +141,30 @@ class ExtractSettings(_Section):
         r"|leia também|lee también|leer más|czytaj także|czytaj też)\b",
         r"^\W*(©|copyright\b|\(c\)\s)|all rights reserved",
         r"pic\.twitter\.com/",
+        r"\(@\w+\)\s+\w+\.?\s+\d{1,2},\s+\d{4}\s*$",
+        r"^\W*(photos?|images?|fotos?|bild|фото|credits?|picture)\s*:",
+        r"^\W*(advertisement|anzeige|werbung|publicité|passer la publicité|article content|hauptinhalt"
+        r"|recommended videos)\W*$",
+        r"newsletter",
+        r"^\W*(unterstützen sie|support (our|us)\b|hat ihnen dieser artikel gefallen|wie hat ihnen)",
+        r"^\W*(follow (us|\w+ on)|folgst du|folgen sie)",
     )
+    # Elements removed before extraction (XPath): links wrapping a paragraph or heading are teaser cards of
+    # other articles; captions; author bios. Chosen on the tuned half of the fundus pages.
+    prune_xpath: tuple[str, ...] = (
+        "//a[.//p or .//h1 or .//h2 or .//h3 or .//h4 or .//h5 or .//h6]",
+        "//figcaption",
+        "//*[contains(@class,'caption')]",
+        "//*[contains(@class,'author-bio') or contains(@class,'author__bio') or contains(@class,'authorBio')]",
+    )
+    # Of the first title_lines lines, those whose words are at least title_overlap of the page title's (and
+    # vice versa) are the headline repeated, not the body; 0 lines: keep them.
+    title_lines: int = Field(default=2, ge=0)
+    title_overlap: float = Field(default=0.8, gt=0, le=1)
+    # After the last line of tail_long_words+ words, lines under tail_short_words words (bylines, agency tags,
+    # "Sources:", rating prompts) are dropped; 0: keep them.
+    tail_long_words: int = Field(default=15, ge=1)
+    tail_short_words: int = Field(default=5, ge=0)
 
     @field_validator("drop_line_patterns")
     @classmethod
@@ -151,6 +174,18 @@ class ExtractSettings(_Section):
                 re.compile(pattern)
             except re.error as err:
                 raise ValueError(f"not a regular expression: {pattern!r} ({err})") from err
+        return v
+
+    @field_validator("prune_xpath")
+    @classmethod
+    def _xpaths_compile(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from lxml import etree
+
+        for xpath in v:
+            try:
+                etree.XPath(xpath)
+            except etree.XPathSyntaxError as err:
+                raise ValueError(f"not an XPath expression: {xpath!r} ({err})") from err
         return v
 
 

@@ -112,3 +112,102 @@ def test_plain_pass_wins_only_when_it_adds_prose() -> None:
     assert not extract.adds_prose(first, first, settings)  # nothing added
     mixed = "\n".join([*PARAGRAPHS[:2], PARAGRAPHS[2], *(f"Most read item {i}" for i in range(12))])
     assert not extract.adds_prose(first, mixed, settings)  # mostly chrome, a little prose
+
+
+def test_teaser_cards_and_captions_are_pruned() -> None:
+    card = ('<a href="/news/ferry"><h3>Ferry timetable cut</h3><p>Winter sailings to the islands will be halved from '
+            'November, the operator said, blaming the cost of fuel and a shortage of crew on the old vessels.</p></a>')
+    figure = ("<figure><img src='/w.jpg'><figcaption>The old wall after the January gales, seen from the pier"
+              "</figcaption></figure>")
+    body = article(PARAGRAPHS).replace("</h1>", "</h1>" + figure).replace("</p>", "</p>" + card, 2)
+    found = extract.extract(page(body), URL, ExtractSettings())
+    assert found is not None and "customs hall" in found.text
+    assert "Winter sailings" not in found.text and "January gales, seen" not in found.text
+    kept = extract.extract(page(body), URL, ExtractSettings(prune_xpath=()))
+    assert kept is not None and "Winter sailings" in kept.text
+
+
+def test_a_page_inside_one_link_is_extracted_without_pruning() -> None:
+    found = extract.extract(page(f'<a href="/story">{article(PARAGRAPHS)}</a>'), URL, ExtractSettings())
+    assert found is not None and "customs hall" in found.text
+
+
+def test_a_bad_prune_xpath_is_a_config_error() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not an XPath expression"):
+        ExtractSettings(prune_xpath=("//a[",))
+
+
+def test_the_repeated_title_is_dropped_from_the_first_lines() -> None:
+    title = "Breakwater to be rebuilt after winter storms - Gazette"
+    text = "\n".join(["BREAKWATER to be rebuilt after winter storms:", *PARAGRAPHS])
+    assert extract.drop_title_lines(text, title, 2, 0.8).splitlines() == PARAGRAPHS
+    lede = "Breakwater to be rebuilt after winter storms opened a gap of forty metres, the council said on Tuesday."
+    assert extract.drop_title_lines(lede, title, 2, 0.8) == lede  # a lede that starts like the title stays
+    late = "\n".join([*PARAGRAPHS[:2], title])
+    assert extract.drop_title_lines(late, title, 2, 0.8) == late  # only the first lines
+    assert extract.drop_title_lines(title, title, 2, 0.8) == title  # never empties a text
+    assert extract.drop_title_lines(text, None, 2, 0.8) == text
+
+
+def test_short_lines_after_the_last_paragraph_are_dropped() -> None:
+    text = "\n".join(["By Ann Lee", *PARAGRAPHS, "(dpa/AFP)", "Sources:", "Rating: 4.2"])
+    assert extract.drop_short_tail(text, 15, 5).splitlines() == ["By Ann Lee", *PARAGRAPHS]
+    assert extract.drop_short_tail(text, 15, 0) == text
+    assert extract.drop_short_tail("Short line\nAnother", 15, 5) == "Short line\nAnother"  # no paragraph: kept
+
+
+def test_title_and_tail_rules_apply_to_extracted_text() -> None:
+    body = article([*PARAGRAPHS, "Agency material: dpa"])
+    found = extract.extract(page(body), URL, ExtractSettings())
+    assert found is not None
+    assert found.text.splitlines()[0] == PARAGRAPHS[0] and "dpa" not in found.text
+
+
+def test_configured_patterns_drop_credits_labels_boxes_and_tweet_attributions() -> None:
+    junk = ["Photo: AFP", "Image: Ann Lee/Port Alder Gazette", "Advertisement", "Passer la publicité",
+            "Sign up to the Harbour newsletter for a weekly round-up", "Hat Ihnen dieser Artikel gefallen? Spenden",
+            "Follow us on the socials", "— Port Alder Ferries (@alderferries) March 5, 2025"]
+    text = "\n".join([PARAGRAPHS[0], *junk, PARAGRAPHS[1]])
+    assert extract.drop_lines(text, ExtractSettings().drop_line_patterns).splitlines() == PARAGRAPHS[:2]
+
+
+def test_cjk_characters_count_as_words_in_threes() -> None:
+    assert extract.word_count("Hello wörld, 12 x") == 4
+    assert extract.word_count("ゴルフ界も対岸の火事ではない。") == 5  # 14 characters
+    assert extract.word_count("Jリーグ") == 2
+    japanese = ("日本女子プロゴルフ協会は現在、対応を検討中だが、"
+                "現場ではフジサンケイレディスの開催を危ぶむ声が少なくないという。")
+    text = "\n".join([japanese, "ゴルフ界も対岸の火事ではない。", "関連"])
+    assert extract.drop_short_tail(text, 15, 5).splitlines() == [japanese, "ゴルフ界も対岸の火事ではない。"]
+
+
+def test_caption_and_author_bio_containers_are_pruned() -> None:
+    caption = ('<div class="wrap"><p class="caption">The old wall after the January gales, seen from the quay at low '
+               'tide on the morning after.</p></div>')
+    bio = ('<div class="author-bio"><p>Ann Lee has covered the harbour and the fishing fleet for the Gazette since '
+           '2009 and writes a weekly column on the coast.</p></div>')
+    p = [f"<p>{text}</p>" for text in PARAGRAPHS]
+    # Laid out so that trafilatura's fallback extractors take over and keep both, as on real pages.
+    body = f"<article><h1>Breakwater to be rebuilt</h1>{p[0]}{bio}{caption}{bio}{p[1]}{bio}{p[2]}{p[3]}</article>"
+    found = extract.extract(page(body), URL, ExtractSettings())
+    assert found is not None and "customs hall" in found.text
+    assert "seen from the quay" not in found.text and "weekly column" not in found.text
+    kept = extract.extract(page(body), URL, ExtractSettings(prune_xpath=()))
+    assert kept is not None and "seen from the quay" in kept.text and "weekly column" in kept.text
+
+
+def test_the_unpruned_pass_wins_when_pruning_took_the_article() -> None:
+    intro = "<p>Port Alder, Tuesday: a short note from the harbour office before the full story below.</p>"
+    body = f'<article><h1>Breakwater</h1>{intro}<a href="/story"><div>{article(PARAGRAPHS)}</div></a></article>'
+    found = extract.extract(page(body), URL, ExtractSettings())
+    assert found is not None and found.method == "unpruned" and "customs hall" in found.text
+
+
+def test_prompt_patterns_only_match_at_the_start_of_a_line() -> None:
+    prose = ("Der Thinktank betreibt Projekte in mehr als 90 Ländern. Mit ihrer Expertise unterstützen sie die "
+             "Mitgliedsstaaten bei der Reform ihrer Verwaltung.")
+    text = "\n".join([PARAGRAPHS[0], prose, "Unterstützen Sie unabhängigen Journalismus mit einer Spende."])
+    assert extract.drop_lines(text, ExtractSettings().drop_line_patterns).splitlines() == [PARAGRAPHS[0], prose]

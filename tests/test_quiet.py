@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import write_config
 
 from flows.flow import ingest
 from flows.localserver import LocalServer
 from flows.settings import Settings, load_settings
 from flows.warehouse import connect
-from tests.conftest import write_config
 
 FEED = """<?xml version="1.0"?><rss version="2.0"><channel><title>Quiet</title><link>{{BASE}}/</link>
 <description>q</description>

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import write_config
 
 from flows import workers
 from flows.documents import tag_texts
 from flows.settings import load_settings
-from tests.conftest import write_config
 
 
 def test_a_warm_pool_serves_two_runs_with_the_same_workers(tmp_path: Path) -> None:

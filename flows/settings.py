@@ -127,7 +127,7 @@ class HealthSettings(_Section):
 class ExtractSettings(_Section):
     min_text_chars: int = Field(default=200, ge=0)
     include_comments: bool = False
-    favor_precision: bool = True
+    favor_precision: bool = False
     favor_recall: bool = False
     retry_below_chars: int = Field(default=1000, ge=0)
     max_list_run: int = Field(default=2, ge=0)
@@ -148,6 +148,19 @@ class ExtractSettings(_Section):
         r"newsletter",
         r"^\W*(unterstützen sie|support (our|us)\b|hat ihnen dieser artikel gefallen|wie hat ihnen)",
         r"^\W*(follow (us|\w+ on)|folgst du|folgen sie)",
+        # Lines that are only a date (numeric, with a month name, or CJK), a byline, a reading time or rating, a
+        # sign-up prompt, or no letters at all: page furniture in any language, never a sentence of prose.
+        r"^\W*(?:[^\W\d]+\W+){0,2}\d{1,4}[./-]\s?\d{1,2}[./-]\s?\d{2,4}(?:\W+\d{1,2}[:.]\d{2})?(?:\W*(?:uhr|h|am|pm))?\W*$"
+        r"|^\W*(?:\d{1,2}:\d{2}\W+\w{2,4}\W+)?(?:[^\W\d]+,?\s+)?(?:\d{1,2}\.?\s+)?(?:jan|feb|m[aä]r|apr|ma[iy]|jun|jul|aug"
+        r"|sep|o[ck]t|nov|de[cz])\w*\.?\s+(?:\d{1,2},?\s+)?\d{4}\W*$"
+        r"|^\W*\d{4}年\d{1,2}月\d{1,2}日[^。]{0,40}$",
+        r"^\W*(?:by|von|par|por|door|av|af|di|od)\s+(?-i:[A-ZÀ-ÖØ-Þ])[\w.'-]+(?:\s+(?-i:[A-ZÀ-ÖØ-Þ])[\w.'-]+){0,3}"
+        r"(?:,\s*(?-i:[A-ZÀ-ÖØ-Þ])[\w.'-]+(?:\s+[\w.'-]+)?)?\s*$",
+        r"^\W*(?:lesedauer|reading time|lesezeit|temps de lecture|tiempo de lectura)\b\W*\d+"
+        r"|^\W*\d+\s*min(?:ute)?s?\.?\s+(?:read|lesezeit|lesedauer|de lecture|de lectura)\W*$"
+        r"|^\W*(?:durchschnittliche bewertung|average rating|bewertung|rating)\s*:\s*[\d,.]+\W*$",
+        r"^\W*(?:sign up|subscribe|abonniere|abonnieren sie|jetzt abonnieren|abonnez-vous|suscríbete)\b",
+        r"^(?=.*\S)[\W_]+$",
     )
     # Elements removed before extraction (XPath): links wrapping a paragraph or heading are teaser cards of
     # other articles; captions; author bios. Chosen on the tuned half of the fundus pages.
@@ -160,11 +173,11 @@ class ExtractSettings(_Section):
     # Of the first title_lines lines, those whose words are at least title_overlap of the page title's (and
     # vice versa) are the headline repeated, not the body; 0 lines: keep them.
     title_lines: int = Field(default=2, ge=0)
-    title_overlap: float = Field(default=0.8, gt=0, le=1)
+    title_overlap: float = Field(default=0.7, gt=0, le=1)
     # After the last line of tail_long_words+ words, lines under tail_short_words words (bylines, agency tags,
     # "Sources:", rating prompts) are dropped; 0: keep them.
     tail_long_words: int = Field(default=15, ge=1)
-    tail_short_words: int = Field(default=5, ge=0)
+    tail_short_words: int = Field(default=8, ge=0)
 
     @field_validator("drop_line_patterns")
     @classmethod

@@ -211,3 +211,56 @@ def test_prompt_patterns_only_match_at_the_start_of_a_line() -> None:
              "Mitgliedsstaaten bei der Reform ihrer Verwaltung.")
     text = "\n".join([PARAGRAPHS[0], prose, "Unterstützen Sie unabhängigen Journalismus mit einer Spende."])
     assert extract.drop_lines(text, ExtractSettings().drop_line_patterns).splitlines() == [PARAGRAPHS[0], prose]
+
+
+def kept_lines(*lines: str) -> list[str]:
+    """The lines the configured patterns keep, between two paragraphs of prose."""
+    text = "\n".join([PARAGRAPHS[0], *lines, PARAGRAPHS[1]])
+    return extract.drop_lines(text, ExtractSettings().drop_line_patterns).splitlines()[1:-1]
+
+
+def test_date_only_lines_are_dropped_dated_prose_kept() -> None:
+    dates = ["Stand: 22.04.2024, 06:00 Uhr", "Freitag, 28.04.2023, 19:25", "\t18.05.2026", "2024-04-22",
+             "17:41 JST, October 13, 2024", "30. Januar 2024", "Updated March 5, 2025",
+             "2025年1月14日 01時28分 (1月14日 01時40分更新)"]
+    prose = ["On 22.04.2024 the council met in the customs hall to agree the timetable.",
+             "Since October 13, 2024 the quay has been closed to lorries heavier than twelve tonnes.",
+             "2025年1月14日、気象庁は高知と宮崎に津波注意報を出し、住民に海岸から離れるよう呼びかけた。"]
+    assert kept_lines(*dates, *prose) == prose
+
+
+def test_byline_lines_are_dropped_sentences_starting_with_by_kept() -> None:
+    bylines = ["Von Nina Magoley", "von Manuela Conrad", "By Ann Lee", "Von Anna Sleegers, Frankfurt",
+               "Par Jean Dupont"]
+    prose = ["By Monday, the council had agreed to rebuild the wall.", "By the harbour", "von unten",
+             "By Ann Lee, who covered the harbour for twenty years and wrote the history of the wall"]
+    assert kept_lines(*bylines, *prose) == prose
+
+
+def test_reading_time_rating_and_sign_up_lines_are_dropped() -> None:
+    junk = ["Lesedauer: 4 Minuten", "Reading time: 3 min", "5 min read", "Durchschnittliche Bewertung: 0,0",
+            "Sign up for breaking news, reviews and more.", "Subscribe to our daily briefing"]
+    prose = ["Subscribers to the ferry pass will get a refund for the cancelled winter sailings.",
+             "The rating agency said the harbour bonds were safe."]
+    assert kept_lines(*junk, *prose) == prose
+
+
+def test_lines_without_letters_are_dropped_numbers_kept() -> None:
+    assert kept_lines("___", "- ", "* * *", "→", "2:1", "1,200") == ["2:1", "1,200"]
+
+
+def test_the_title_with_a_site_suffix_is_dropped() -> None:
+    s = ExtractSettings()
+    title = "Breakwater to be rebuilt after winter storms"
+    text = "\n".join([f"{title} | Alder Gazette", *PARAGRAPHS])  # 7 of 9 words are the title's
+    assert extract.drop_title_lines(text, title, s.title_lines, s.title_overlap).splitlines() == PARAGRAPHS
+    assert extract.drop_title_lines(text, title, s.title_lines, 0.8) == text
+    lede = "Breakwater to be rebuilt in three summers, says the council"  # 4 of 11 words: a lede, kept
+    assert extract.drop_title_lines(lede, title, s.title_lines, s.title_overlap) == lede
+
+
+def test_tail_lines_under_eight_words_are_dropped() -> None:
+    s = ExtractSettings()
+    tail = ["Additional reporting by Ann Lee in London", "Editing by Tom Ray and Sue Park at the desk today"]
+    text = "\n".join([*PARAGRAPHS, *tail])
+    assert extract.drop_short_tail(text, s.tail_long_words, s.tail_short_words).splitlines() == [*PARAGRAPHS, tail[1]]

@@ -8,8 +8,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from benchmarks.corpora import Page, fundus_pages
+from benchmarks.machine import table
+
+if TYPE_CHECKING:
+    from flows.settings import ExtractSettings
 
 _TOKEN = re.compile(r"\w+")
 
@@ -72,23 +77,24 @@ def extractors() -> dict[str, Callable[[Page], str]]:
         found = extract.extract(page.html, page.url, settings)
         return found.text if found else ""
 
-    # Issue 10 part 5 before pruning and the title/tail rules: the first three line patterns only.
-    before_pruning = settings.model_copy(update={
-        "prune_xpath": (), "title_lines": 0, "tail_short_words": 0,
-        "drop_line_patterns": settings.drop_line_patterns[:3]})
-    before_precision = before_pruning.model_copy(
-        update={"favor_precision": False, "retry_below_chars": 0, "max_list_run": 0})
+    # Issue 10 part 5 before this round: favor_precision, the first nine line patterns, title overlap 0.8, tail 5.
+    previous_settings = settings.model_copy(update={
+        "favor_precision": True, "title_overlap": 0.8, "tail_short_words": 5,
+        "drop_line_patterns": settings.drop_line_patterns[:9]})
+    before_precision = previous_settings.model_copy(update={
+        "favor_precision": False, "retry_below_chars": 0, "max_list_run": 0, "prune_xpath": (), "title_lines": 0,
+        "tail_short_words": 0, "drop_line_patterns": settings.drop_line_patterns[:3]})
 
     def previous(page: Page) -> str:
         found = extract.extract(page.html, page.url, before_precision)
         return found.text if found else ""
 
-    def line_rules(page: Page) -> str:
-        found = extract.extract(page.html, page.url, before_pruning)
+    def last_round(page: Page) -> str:
+        found = extract.extract(page.html, page.url, previous_settings)
         return found.text if found else ""
 
     return {"trafilatura (reference)": reference, "newsflow before (default pass, fallbacks)": previous,
-            "newsflow before pruning (line patterns, plain-pass comparison)": line_rules,
+            "newsflow previous settings (favor_precision, 9 line patterns)": last_round,
             "newsflow extract": newsflow}
 
 
@@ -117,3 +123,49 @@ def run() -> tuple[list[Score], dict[str, list[tuple[str, float]]]]:
                               elapsed * len(idx) / len(pages))[0])
         per_page[name] = [(p.id, f) for p, f in zip(pages, fs, strict=True)]
     return rows, per_page
+
+
+# What each configured line pattern and pruned XPath is for, in config order (a markdown table cannot show regexes).
+_PATTERNS = ("related-link teasers", "copyright", "tweet links", "tweet attributions", "photo credits",
+             "advertisement labels", "newsletter", "donation prompts", "follow prompts", "date lines", "bylines",
+             "reading time, rating", "sign-up prompts", "no letters")
+_PRUNED = ("teaser cards (links around p/h)", "figcaption", "caption class", "author bio")
+
+
+def ablations(settings: ExtractSettings) -> dict[str, ExtractSettings]:
+    """The settings with each rule turned off (or favor_precision turned back on), one at a time."""
+    rules: dict[str, dict] = {
+        "favor_precision on": {"favor_precision": True}, "retry below 1,000 chars off": {"retry_below_chars": 0},
+        "list runs off": {"max_list_run": 0}, "title lines off": {"title_lines": 0},
+        "short tail off": {"tail_short_words": 0}}
+    for i, _ in enumerate(settings.drop_line_patterns):
+        label = _PATTERNS[i] if len(_PATTERNS) == len(settings.drop_line_patterns) else str(i + 1)
+        rules[f"line pattern off: {label}"] = {
+            "drop_line_patterns": settings.drop_line_patterns[:i] + settings.drop_line_patterns[i + 1:]}
+    for i, _ in enumerate(settings.prune_xpath):
+        label = _PRUNED[i] if len(_PRUNED) == len(settings.prune_xpath) else str(i + 1)
+        rules[f"prune off: {label}"] = {"prune_xpath": settings.prune_xpath[:i] + settings.prune_xpath[i + 1:]}
+    return {"configured": settings, **{name: settings.model_copy(update=u) for name, u in rules.items()}}
+
+
+def ablation_table() -> str:
+    """F1 on the tuned half with each rule off, one at a time: what each rule is worth where it was chosen."""
+    from flows import extract
+    from flows.settings import ExtractSettings
+
+    pages = [p for p in fundus_pages() if split_of(p.id) == "tuned"]
+    rows, base = [], None
+    for name, settings in ablations(ExtractSettings()).items():
+        outputs = []
+        for page in pages:
+            found = extract.extract(page.html, page.url, settings)
+            outputs.append(found.text if found else "")
+        s = score(name, pages, outputs, 0.0)[0]
+        base = base or s
+        rows.append([name, f"{s.f1:.4f}", f"{s.f1 - base.f1:+.4f}", f"{s.precision - base.precision:+.4f}",
+                     f"{s.recall - base.recall:+.4f}", s.empty, s.under_half])
+    return table(["tuned half, rule", "F1", "ΔF1", "Δprecision", "Δrecall", "empty", "< 0.5"], rows)
+
+
+if __name__ == "__main__":
+    print(ablation_table())

@@ -1,16 +1,17 @@
 """Article extraction with trafilatura: clean text and metadata from one HTML page.
 
-The first pass uses the configured options (`favor_precision` by default: menus, captions and related links are
-what the default pass keeps too much of). When it finds less than `retry_below_chars`, more passes are tried and
-the longest text wins: the same page with nested `<html>`/`<body>` documents flattened (some CMSs paste whole
-documents into the article body, and lxml then drops everything after them), trafilatura's plain pass (precision
-can cut a short article to its first paragraphs) and `favor_recall`. When all of them come back empty, the
-article may only exist as HTML inside a JSON string (hydration data of script-rendered pages); the string richest
-in paragraphs is extracted. A first pass under `compare_below_chars` is compared with the plain pass, which wins
-when what it adds is prose (precision sometimes stops at an inline teaser box). Finally, runs of more than
-`max_list_run` list items (related-link lists) and lines matching `drop_line_patterns` are dropped, then the
-page title repeated in the first lines and short lines after the last paragraph. Every pass runs with the elements
-of `prune_xpath` removed (teaser cards, captions, author bios); the unpruned pass is a retry like the others.
+The first pass uses the configured options (the plain pass by default; `favor_precision` cut more article than
+boilerplate once the rules below were in place). When it finds less than `retry_below_chars`, more passes are tried
+and the longest text wins: the same page with nested `<html>`/`<body>` documents flattened (some CMSs paste whole
+documents into the article body, and lxml then drops everything after them), trafilatura's plain pass (with
+precision on, it can cut a short article to its first paragraphs) and `favor_recall`. When all of them come back
+empty, the article may only exist as HTML inside a JSON string (hydration data of script-rendered pages); the
+string richest in paragraphs is extracted. With precision on, a first pass under `compare_below_chars` is compared
+with the plain pass, which wins when what it adds is prose (precision sometimes stops at an inline teaser box).
+Finally, runs of more than `max_list_run` list items (related-link lists) and lines matching `drop_line_patterns`
+(teasers, credits, prompts, date-only lines, bylines) are dropped, then the page title repeated in the first lines
+and short lines after the last paragraph. Every pass runs with the elements of `prune_xpath` removed (teaser cards,
+captions, author bios); the unpruned pass is a retry like the others.
 Chosen on half of the fundus corpus and reported on the other half in docs/benchmarks.md.
 """
 

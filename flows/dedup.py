@@ -60,8 +60,8 @@ def _word_hashes(words: list[str]) -> np.ndarray:
     return out
 
 
-def shingle_hashes(text: str, size: int) -> np.ndarray:
-    """Sorted unique 64-bit hashes of the text's `size`-word shingles (one shingle for shorter texts)."""
+def shingle_sequence(text: str, size: int) -> np.ndarray:
+    """64-bit hashes of the text's `size`-word shingles in text order (one shingle for shorter texts)."""
     words = normalize_text(text).split()
     if not words:
         return np.empty(0, dtype=np.uint64)
@@ -70,7 +70,12 @@ def shingle_hashes(text: str, size: int) -> np.ndarray:
     acc = np.zeros(n, dtype=np.uint64)
     for j in range(min(size, len(words))):
         acc = _splitmix(acc ^ wh[j : j + n])
-    return np.unique(acc)
+    return acc
+
+
+def shingle_hashes(text: str, size: int) -> np.ndarray:
+    """Sorted unique 64-bit hashes of the text's `size`-word shingles (one shingle for shorter texts)."""
+    return np.unique(shingle_sequence(text, size))
 
 
 def minhash(hashes: np.ndarray, num_perm: int) -> np.ndarray:
@@ -99,6 +104,16 @@ def lsh_buckets(signature: np.ndarray, bands: int) -> np.ndarray:
 def sample(hashes: np.ndarray, mod: int) -> np.ndarray:
     """The shingle hashes kept for containment lookups: those divisible by `mod` (Broder's mod-p sketch)."""
     return hashes[hashes % np.uint64(mod) == 0].view(np.int64)
+
+
+def lede_sample(sequence: np.ndarray, settings: DedupSettings) -> np.ndarray:
+    """The indexed sample: 1 in `sample_mod` of the shingles of the first `sample_lede_words` words (where feed
+    summaries, ledes and most abridged copies come from), 1 in `sample_tail_mod` of the rest (0: none)."""
+    head, tail = sequence[:settings.sample_lede_words], sequence[settings.sample_lede_words:]
+    parts = [head[head % np.uint64(settings.sample_mod) == 0]]
+    if settings.sample_tail_mod:
+        parts.append(tail[tail % np.uint64(settings.sample_tail_mod) == 0])
+    return np.unique(np.concatenate(parts)).view(np.int64)
 
 
 @dataclass(frozen=True)
@@ -159,7 +174,8 @@ def summary_parts(text: str, settings: DedupSettings) -> tuple[tuple[np.ndarray,
 
 
 def signature(text: str, settings: DedupSettings) -> Signature:
-    hashes = shingle_hashes(signed_text(text, settings.min_line_words), settings.shingle_size)
+    sequence = shingle_sequence(signed_text(text, settings.min_line_words), settings.shingle_size)
+    hashes = np.unique(sequence)
     usable = hashes.size >= settings.min_shingles
     return Signature(
         text_hash=text_hash(text),
@@ -167,7 +183,7 @@ def signature(text: str, settings: DedupSettings) -> Signature:
         buckets=lsh_buckets(minhash(hashes, settings.num_perm), settings.bands)
         if usable
         else np.empty(0, dtype=np.int64),
-        samples=sample(hashes, settings.sample_mod) if usable else np.empty(0, dtype=np.int64),
+        samples=lede_sample(sequence, settings) if usable else np.empty(0, dtype=np.int64),
         text=text,
     )
 

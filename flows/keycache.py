@@ -19,7 +19,7 @@ The warehouse stays the one source of truth; the cache is derived from it and ma
   log: each row is rewritten O(log n) times), so a lookup searches a handful of arrays.
 
 Layout of `<warehouse>.keys/`: `manifest.json`; per segment `<name>.keys.npy` (int64, sorted), `<name>.refs.npy`
-(uint32, per row: its article in) `<name>.ids.npy` (int64 article ids, sorted, unique).
+(uint32, per row: its article in) `<name>.ids.npy` (int64 article ids), `<name>.fences.npy` (every 512th key).
 """
 
 from __future__ import annotations
@@ -44,7 +44,12 @@ log = logging.getLogger("newsflow.keycache")
 FORMAT = 1
 # kind -> the table its rows come from (the query reads `key` and `article_id`)
 KINDS = {"lsh": "dedup_cache_lsh", "samples": "dedup_cache_samples"}
-_MAX_SEGMENTS = 12  # per kind; past it everything is merged into one
+_MAX_SEGMENTS = 12  # per kind; past it the newest are merged whatever their sizes
+# Segments are not merged past this many rows (a merge holds ~9 bytes per row in memory), and a rebuild reads
+# the tables in chunks of _CHUNK rows, so memory stays bounded at any warehouse size.
+_MAX_ROWS = 1 << 28
+_CHUNK = 1 << 24
+_FENCE = 512  # one key in _FENCE is kept in memory-sized `fences`: a probe searches one block of the big array
 
 
 def folder_for(conn: duckdb.DuckDBPyConnection) -> Path | None:
@@ -84,14 +89,33 @@ class _Segment:
         self.keys = np.load(folder / f"{name}.keys.npy", mmap_mode="r")
         self.refs = np.load(folder / f"{name}.refs.npy", mmap_mode="r")
         self.ids = np.load(folder / f"{name}.ids.npy", mmap_mode="r")
+        self.fences = np.load(folder / f"{name}.fences.npy")
 
     @property
     def rows(self) -> int:
         return int(self.keys.shape[0])
 
+    def _left(self, sorted_keys: np.ndarray) -> np.ndarray:
+        """np.searchsorted(keys, sorted_keys, "left"), reading one block of _FENCE keys per probe: the fences
+        say which block, a few vectorised halvings find the place in it (pages touched: about one per probe)."""
+        block = np.maximum(np.searchsorted(self.fences, sorted_keys, "right") - 1, 0)
+        lo = block * _FENCE
+        hi = np.minimum(lo + _FENCE, self.rows)
+        while True:
+            open_ = lo < hi
+            if not open_.any():
+                return lo
+            mid = (lo + hi) // 2
+            below = np.zeros(sorted_keys.size, dtype=bool)
+            below[open_] = self.keys[mid[open_]] < sorted_keys[open_]
+            lo = np.where(open_ & below, mid + 1, lo)
+            hi = np.where(open_ & ~below, mid, hi)
+
     def lookup(self, sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probe position, article id) for every stored row whose key equals a probe's."""
-        lo = np.searchsorted(self.keys, sorted_keys, "left")
+        if self.rows == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        lo = self._left(sorted_keys)
         inside = lo < self.rows
         hit = np.zeros(sorted_keys.size, dtype=bool)
         hit[inside] = self.keys[lo[inside]] == sorted_keys[inside]
@@ -163,28 +187,73 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _save(folder: Path, name: str, keys: np.ndarray, refs: np.ndarray, ids: np.ndarray) -> None:
+    np.save(folder / f"{name}.ids.npy", np.ascontiguousarray(ids, dtype=np.int64))
+    np.save(folder / f"{name}.fences.npy", np.ascontiguousarray(keys[::_FENCE]))
+    np.save(folder / f"{name}.refs.npy", np.ascontiguousarray(refs, dtype=np.uint32))
+    np.save(folder / f"{name}.keys.npy", np.ascontiguousarray(keys))
+
+
 def _write_segment(folder: Path, name: str, keys: np.ndarray, article_ids: np.ndarray) -> int:
     order = np.argsort(keys, kind="stable")
     ids, refs = np.unique(article_ids, return_inverse=True)
     if ids.size >= 2**32:
         raise ValueError("a cache segment holds at most 2**32 articles")
-    for suffix, arr in (("keys", keys[order]), ("refs", refs[order].astype(np.uint32)), ("ids", ids)):
-        np.save(folder / f"{name}.{suffix}.npy", np.ascontiguousarray(arr))
+    _save(folder, name, keys[order], refs[order], ids)
     return int(keys.size)
 
 
-def _rows(conn: duckdb.DuckDBPyConnection, kind: str, after: int, upto: int) -> tuple[np.ndarray, np.ndarray]:
-    got = conn.execute(query(KINDS[kind]), {"after": after, "upto": upto}).fetchnumpy()
-    return np.asarray(got["key"], dtype=np.int64), np.asarray(got["article_id"], dtype=np.int64)
-
-
 def _merge(folder: Path, kind: str, names: list[str], counter: int) -> str:
-    segments = [_Segment(folder, n) for n in names]
-    keys = np.concatenate([np.asarray(s.keys) for s in segments])
-    ids = np.concatenate([np.asarray(s.ids)[np.asarray(s.refs)] for s in segments])
+    """One segment of two, in one pass: the newer one's keys are placed among the older one's by binary search,
+    and written through memory-mapped output files; the article lists are concatenated, not re-sorted."""
+    a, b = (_Segment(folder, n) for n in names)
+    n = a.rows + b.rows
+    if a.ids.size + b.ids.size >= 2**32:
+        raise ValueError("a cache segment holds at most 2**32 articles")
+    at = np.searchsorted(a.keys, b.keys, "right") + np.arange(b.rows)
+    from_a = np.ones(n, dtype=bool)
+    from_a[at] = False
     name = f"{kind}-{counter:08d}"
-    _write_segment(folder, name, keys, ids)
+    keys = np.lib.format.open_memmap(folder / f"{name}.keys.npy", mode="w+", dtype=np.int64, shape=(n,))
+    keys[at] = b.keys
+    keys[from_a] = a.keys
+    refs = np.lib.format.open_memmap(folder / f"{name}.refs.npy", mode="w+", dtype=np.uint32, shape=(n,))
+    refs[at] = np.asarray(b.refs) + np.uint32(a.ids.size)
+    refs[from_a] = a.refs
+    np.save(folder / f"{name}.ids.npy", np.concatenate([a.ids, b.ids]))
+    np.save(folder / f"{name}.fences.npy", np.ascontiguousarray(keys[::_FENCE]))
+    keys.flush()
+    refs.flush()
+    del keys, refs
     return name
+
+
+def _append_rows(conn: duckdb.DuckDBPyConnection, folder: Path, kind: str, after: int, upto: int,
+                 manifest: dict[str, Any]) -> None:
+    """New segments of the rows loaded after `after` up to `upto`, read in chunks of at most _CHUNK rows."""
+    reader = conn.execute(query(KINDS[kind]), {"after": after, "upto": upto}).fetch_record_batch(min(_CHUNK, 1 << 20))
+    pending: list[Any] = []
+    rows = 0
+
+    def flush() -> None:
+        nonlocal pending, rows
+        if not rows:
+            return
+        keys = np.concatenate([np.asarray(b.column("key"), dtype=np.int64) for b in pending])
+        ids = np.concatenate([np.asarray(b.column("article_id"), dtype=np.int64) for b in pending])
+        pending, rows = [], 0
+        manifest["counter"] += 1
+        names = manifest["segments"][kind]
+        names.append(f"{kind}-{manifest['counter']:08d}")
+        _write_segment(folder, names[-1], keys, ids)
+        manifest["segments"][kind] = _compact(folder, kind, names, manifest)
+
+    for batch in reader:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= _CHUNK:
+            flush()
+    flush()
 
 
 def refresh(conn: duckdb.DuckDBPyConnection, folder: Path | None = None) -> KeyCache | None:
@@ -206,14 +275,7 @@ def refresh(conn: duckdb.DuckDBPyConnection, folder: Path | None = None) -> KeyC
                 manifest = {"format": FORMAT, "index": state.record, "seq": -1, "counter": 0,
                             "segments": {kind: [] for kind in KINDS}}
             for kind in KINDS:
-                keys, ids = _rows(conn, kind, manifest["seq"], state.seq)
-                if keys.size == 0:
-                    continue
-                manifest["counter"] += 1
-                names = manifest["segments"][kind]
-                names.append(f"{kind}-{manifest['counter']:08d}")
-                _write_segment(folder, names[-1], keys, ids)
-                manifest["segments"][kind] = _compact(folder, kind, names, manifest)
+                _append_rows(conn, folder, kind, manifest["seq"], state.seq, manifest)
             manifest["seq"] = state.seq
         tmp = folder / "manifest.json.tmp"
         tmp.write_text(json.dumps(manifest))
@@ -223,15 +285,18 @@ def refresh(conn: duckdb.DuckDBPyConnection, folder: Path | None = None) -> KeyC
 
 
 def _compact(folder: Path, kind: str, names: list[str], manifest: dict[str, Any]) -> list[str]:
-    """Merge the newest segments while the one before is at most twice their size (or when there are too many)."""
+    """Merge the newest segments while the one before is at most twice their size (or when there are too many),
+    never past _MAX_ROWS rows."""
     def rows(name: str) -> int:
         return int(np.load(folder / f"{name}.keys.npy", mmap_mode="r").shape[0])
 
     names = list(names)
-    while len(names) >= 2 and (rows(names[-2]) <= 2 * rows(names[-1]) or len(names) > _MAX_SEGMENTS):
+    while len(names) >= 2:
+        older, newer = rows(names[-2]), rows(names[-1])
+        if older + newer > _MAX_ROWS or (older > 2 * newer and len(names) <= _MAX_SEGMENTS):
+            break
         manifest["counter"] += 1
-        merged = _merge(folder, kind, names[-2:], manifest["counter"])
-        names[-2:] = [merged]
+        names[-2:] = [_merge(folder, kind, names[-2:], manifest["counter"])]
     return names
 
 

@@ -207,3 +207,21 @@ def test_segment_lookup_finds_every_row_of_a_repeated_key(tmp_path: Path) -> Non
     got = sorted(zip(probes[probe].tolist(), found.tolist(), strict=True))
     expected = sorted((int(k), int(i)) for k, i in zip(keys, ids, strict=True) if k in set(probes.tolist()))
     assert got == expected
+
+
+def test_a_rebuild_in_chunks_with_merges_gives_the_same_candidates(loaded: WarehouseSettings, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunked rebuild and the merges that a large warehouse goes through, at a size a test can afford."""
+    monkeypatch.setattr(keycache, "_CHUNK", 397)
+    monkeypatch.setattr(keycache, "_FENCE", 8)
+    monkeypatch.setattr(keycache, "_MAX_ROWS", 1500)
+    wh = WarehouseSettings(path=tmp_path / "k.duckdb")
+    shutil.copy(loaded.path, wh.path)
+    with connect(wh) as conn:
+        cache = keycache.refresh(conn)
+        n_samples = conn.execute("select count(*) from shingle_samples").fetchone()[0]
+    assert cache is not None and len(cache.segments["samples"]) > 1
+    assert sum(s.rows for s in cache.segments["samples"]) == n_samples
+    assert all(s.rows <= 1500 for s in cache.segments["samples"])
+    sigs = _probes(seed=7)
+    assert _candidates(wh, sigs) == _without_cache(wh, sigs, tmp_path)

@@ -35,16 +35,7 @@ INDEX_METHOD = "minhash-lsh+lede-sample/v2"
 # The settings that decide which rows an article puts in the index (thresholds only act on the lookup).
 _INDEX_SETTINGS = ("shingle_size", "num_perm", "bands", "min_shingles", "min_line_words", "sample_mod",
                    "sample_lede_words", "sample_tail_mod")
-_BAND_MASK = np.int64(511)  # bands <= num_perm <= 512: the band fits in the key's low 9 bits
-
-
-def bucket_keys(buckets: np.ndarray) -> np.ndarray:
-    """One BIGINT key per band: the band's bucket hash with the band number in its low 9 bits.
-
-    Migration 0005 folds stored (band, bucket) rows the same way.
-    """
-    b = np.asarray(buckets, dtype=np.int64)
-    return (b & ~_BAND_MASK) | np.arange(b.size, dtype=np.int64)
+bucket_keys = dedup.bucket_keys
 
 
 def index_rows(article_id: int, buckets: Iterable[int], samples: Iterable[int], seq: int

@@ -265,34 +265,58 @@ def min_shared_samples(n_a: int, n_b: int, settings: DedupSettings) -> int:
     return max(1, int(min(n_a, n_b) * settings.containment_threshold * 0.5))
 
 
+_BAND_MASK = np.int64(511)  # bands <= num_perm <= 512: the band fits in the key's low 9 bits
+
+
+def bucket_keys(buckets: np.ndarray) -> np.ndarray:
+    """One BIGINT key per band: the band's bucket hash with the band number in its low 9 bits.
+
+    The warehouse index stores these (migration 0005 folds stored (band, bucket) rows the same way).
+    """
+    b = np.asarray(buckets, dtype=np.int64)
+    return (b & ~_BAND_MASK) | np.arange(b.size, dtype=np.int64)
+
+
+def _put(first: dict[int, int], more: dict[int, list[int]], keys: list[int], value: int) -> None:
+    # Ints only in the common case (a key seen once): no list per key, which the garbage collector would walk.
+    for k in keys:
+        if first.setdefault(k, value) != value:
+            more.setdefault(k, []).append(value)
+
+
+def _get(first: dict[int, int], more: dict[int, list[int]], k: int) -> list[int]:
+    v = first.get(k)
+    return [] if v is None else [v, *more.get(k, ())]
+
+
 class BatchIndex:
     """In-memory LSH and sample index for the articles of one batch, so copies within a batch are found too."""
 
     def __init__(self) -> None:
-        self._buckets: dict[tuple[int, int], list[int]] = {}
-        self._samples: dict[int, list[int]] = {}
+        self._buckets: dict[int, int] = {}
+        self._more_buckets: dict[int, list[int]] = {}
+        self._samples: dict[int, int] = {}
+        self._more_samples: dict[int, list[int]] = {}
         self._n_samples: dict[int, int] = {}
         self._hashes: dict[str, int] = {}
 
     def add(self, key: int, sig: Signature) -> None:
         self._hashes.setdefault(sig.text_hash, key)
         self._n_samples[key] = sig.samples.size
-        for band, bucket in enumerate(sig.buckets.tolist()):
-            self._buckets.setdefault((band, bucket), []).append(key)
-        for h in sig.samples.tolist():
-            self._samples.setdefault(h, []).append(key)
+        _put(self._buckets, self._more_buckets, bucket_keys(sig.buckets).tolist(), key)
+        _put(self._samples, self._more_samples, sig.samples.tolist(), key)
 
     def candidates(self, sig: Signature, settings: DedupSettings) -> list[int]:
         found: dict[int, None] = {}
         exact = self._hashes.get(sig.text_hash)
         if exact is not None:
             found[exact] = None
-        for band, bucket in enumerate(sig.buckets.tolist()):
-            for key in self._buckets.get((band, bucket), ()):
+        for k in bucket_keys(sig.buckets).tolist():
+            for key in _get(self._buckets, self._more_buckets, k):
                 found[key] = None
         counts: dict[int, int] = {}
         for h in sig.samples.tolist():
-            for key in self._samples.get(h, ()):
+            for key in _get(self._samples, self._more_samples, h):
                 counts[key] = counts.get(key, 0) + 1
         for key, n in counts.items():
             if n >= min_shared_samples(sig.samples.size, self._n_samples[key], settings):

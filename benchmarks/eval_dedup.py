@@ -116,6 +116,9 @@ CURVE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("summary criterion off", {"summary_max_words": 0}),
     ("summary sentences >= 0.3", {"summary_sentence_threshold": 0.3}),
     ("summary sentences >= 0.7", {"summary_sentence_threshold": 0.7}),
+    ("uniform 1-in-4 sample (no lede weighting)", {"sample_lede_words": 10**9}),
+    ("tail sample 1 in 12", {"sample_tail_mod": 12}),
+    ("no tail sample", {"sample_tail_mod": 0}),
 )
 
 

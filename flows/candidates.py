@@ -18,38 +18,41 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows import dedup
+from flows import dedup, keycache
 from flows.dedup import Match, Signature
 from flows.settings import DedupSettings
 from flows.warehouse import query
 
 _BUCKETS = pa.schema([("doc", pa.int64()), ("key", pa.int64())])
 _SAMPLES = pa.schema([("doc", pa.int64()), ("hash", pa.int64()), ("n_samples", pa.int64())])
+_CACHED_LSH = pa.schema([("doc", pa.int64()), ("article_id", pa.int64())])
+_CACHED_SAMPLES = pa.schema([("doc", pa.int64()), ("article_id", pa.int64()), ("n", pa.int64())])
 
 
 # Bump when flows/dedup.py signs differently with the same settings (hashing, shingling, banding), so stored
 # indexes built the old way are reported stale.
-INDEX_METHOD = "minhash-lsh+mod-sample/v1"
+INDEX_METHOD = "minhash-lsh+lede-sample/v2"
 # The settings that decide which rows an article puts in the index (thresholds only act on the lookup).
-_INDEX_SETTINGS = ("shingle_size", "num_perm", "bands", "min_shingles", "min_line_words", "sample_mod")
-_BAND_MASK = np.int64(511)  # bands <= num_perm <= 512: the band fits in the key's low 9 bits
+_INDEX_SETTINGS = ("shingle_size", "num_perm", "bands", "min_shingles", "min_line_words", "sample_mod",
+                   "sample_lede_words", "sample_tail_mod")
+bucket_keys = dedup.bucket_keys
 
 
-def bucket_keys(buckets: np.ndarray) -> np.ndarray:
-    """One BIGINT key per band: the band's bucket hash with the band number in its low 9 bits.
-
-    Migration 0005 folds stored (band, bucket) rows the same way.
-    """
-    b = np.asarray(buckets, dtype=np.int64)
-    return (b & ~_BAND_MASK) | np.arange(b.size, dtype=np.int64)
-
-
-def index_rows(article_id: int, buckets: Iterable[int], samples: Iterable[int]
+def index_rows(article_id: int, buckets: Iterable[int], samples: Iterable[int], seq: int
                ) -> tuple[list[dict[str, int]], list[dict[str, int]]]:
-    """The `lsh_buckets` and `shingle_samples` rows of one stored article."""
+    """The `lsh_buckets` and `shingle_samples` rows of one stored article, written by load `seq` (next_seq)."""
     keys = bucket_keys(np.fromiter(buckets, dtype=np.int64))
-    return ([{"key": k, "article_id": article_id} for k in keys.tolist()],
-            [{"hash": int(h), "article_id": article_id} for h in samples])
+    return ([{"key": k, "article_id": article_id, "seq": seq} for k in keys.tolist()],
+            [{"hash": int(h), "article_id": article_id, "seq": seq} for h in samples])
+
+
+def next_seq(conn: duckdb.DuckDBPyConnection, settings: DedupSettings) -> int:
+    """The load sequence number for the index rows this transaction adds (the index record is made first)."""
+    record_index(conn, settings)
+    conn.execute(query("dedup_index_next_seq"))
+    state = keycache.index_state(conn)
+    assert state is not None
+    return state.seq
 
 
 def index_params(settings: DedupSettings) -> str:
@@ -65,9 +68,12 @@ def check_params(settings: DedupSettings) -> dict[str, Any]:
 def record_index(conn: duckdb.DuckDBPyConnection, settings: DedupSettings, *, rebuilt: bool = False) -> None:
     """Record the current method as the index's builder: only into an empty record (the first load), or over
     any record when every stored article was just re-signed (`rebuilt`, reprocess)."""
+    seq = 0
     if rebuilt:
+        state = keycache.index_state(conn)
+        seq = state.seq if state else 0  # kept: sequence numbers only grow (flows/keycache.py relies on it)
         conn.execute("delete from dedup_index")
-    conn.execute(query("dedup_index_record"), check_params(settings))
+    conn.execute(query("dedup_index_record"), {**check_params(settings), "seq": seq})
 
 
 def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature], settings: DedupSettings
@@ -85,17 +91,49 @@ def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature
         "doc": np.repeat(np.array(keys, dtype=np.int64), n_buckets),
         "key": np.concatenate([bucket_keys(s.buckets) for s in sigs.values()] + [np.empty(0, np.int64)]),
     }, schema=_BUCKETS))
+    q_buckets = np.concatenate([bucket_keys(s.buckets) for s in sigs.values()] + [np.empty(0, np.int64)])
+    q_samples = np.concatenate([s.samples.astype(np.int64) for s in sigs.values()] + [np.empty(0, np.int64)])
     conn.register("q_samples", pa.table({
         "doc": np.repeat(np.array(keys, dtype=np.int64), n_samples),
-        "hash": np.concatenate([s.samples.astype(np.int64) for s in sigs.values()] + [np.empty(0, np.int64)]),
+        "hash": q_samples,
         "n_samples": np.repeat(n_samples, n_samples),
     }, schema=_SAMPLES))
+    cached_seq = _register_cached(conn, np.array(keys, dtype=np.int64), n_buckets, q_buckets, n_samples, q_samples)
     found: dict[int, set[int]] = {}
     for k, article_id in conn.execute(
-        query("dedup_candidates"), {"containment_threshold": settings.containment_threshold}
+        query("dedup_candidates"),
+        {"containment_threshold": settings.containment_threshold, "cached_seq": cached_seq},
     ).fetchall():
         found.setdefault(k, set()).add(article_id)
     return {k: sorted(ids) for k, ids in found.items()}
+
+
+def _register_cached(conn: duckdb.DuckDBPyConnection, docs: np.ndarray, n_buckets: np.ndarray,
+                     q_buckets: np.ndarray, n_samples: np.ndarray, q_samples: np.ndarray) -> int:
+    """Look the probes up in the lookup cache, when there is one built for this index, and register what it
+    finds for dedup_candidates.sql; the load sequence number up to which it answered (-1: no cache)."""
+    cache = keycache.KeyCache.open(keycache.folder_for(conn))
+    seq = -1
+    lsh = pa.table({"doc": pa.array([], pa.int64()), "article_id": pa.array([], pa.int64())}, schema=_CACHED_LSH)
+    samples = pa.table({"doc": pa.array([], pa.int64()), "article_id": pa.array([], pa.int64()),
+                        "n": pa.array([], pa.int64())}, schema=_CACHED_SAMPLES)
+    if cache is not None and cache.usable_for(keycache.index_state(conn)):
+        seq = cache.seq
+        probe, ids = cache.lookup("lsh", q_buckets)
+        lsh = pa.table({"doc": np.repeat(docs, n_buckets)[probe], "article_id": ids}, schema=_CACHED_LSH)
+        probe, ids = cache.lookup("samples", q_samples)
+        if ids.size:
+            doc = np.repeat(docs, n_samples)[probe]
+            order = np.lexsort((ids, doc))
+            doc, ids = doc[order], ids[order]
+            first = np.ones(ids.size, dtype=bool)
+            first[1:] = (doc[1:] != doc[:-1]) | (ids[1:] != ids[:-1])
+            starts = np.flatnonzero(first)
+            samples = pa.table({"doc": doc[starts], "article_id": ids[starts],
+                                "n": np.diff(np.append(starts, ids.size)).astype(np.int64)}, schema=_CACHED_SAMPLES)
+    conn.register("q_cached_lsh", lsh)
+    conn.register("q_cached_samples", samples)
+    return seq
 
 
 def stored_signatures(conn: duckdb.DuckDBPyConnection, ids: Iterable[int], settings: DedupSettings

@@ -60,8 +60,8 @@ def _word_hashes(words: list[str]) -> np.ndarray:
     return out
 
 
-def shingle_hashes(text: str, size: int) -> np.ndarray:
-    """Sorted unique 64-bit hashes of the text's `size`-word shingles (one shingle for shorter texts)."""
+def shingle_sequence(text: str, size: int) -> np.ndarray:
+    """64-bit hashes of the text's `size`-word shingles in text order (one shingle for shorter texts)."""
     words = normalize_text(text).split()
     if not words:
         return np.empty(0, dtype=np.uint64)
@@ -70,7 +70,12 @@ def shingle_hashes(text: str, size: int) -> np.ndarray:
     acc = np.zeros(n, dtype=np.uint64)
     for j in range(min(size, len(words))):
         acc = _splitmix(acc ^ wh[j : j + n])
-    return np.unique(acc)
+    return acc
+
+
+def shingle_hashes(text: str, size: int) -> np.ndarray:
+    """Sorted unique 64-bit hashes of the text's `size`-word shingles (one shingle for shorter texts)."""
+    return np.unique(shingle_sequence(text, size))
 
 
 def minhash(hashes: np.ndarray, num_perm: int) -> np.ndarray:
@@ -99,6 +104,16 @@ def lsh_buckets(signature: np.ndarray, bands: int) -> np.ndarray:
 def sample(hashes: np.ndarray, mod: int) -> np.ndarray:
     """The shingle hashes kept for containment lookups: those divisible by `mod` (Broder's mod-p sketch)."""
     return hashes[hashes % np.uint64(mod) == 0].view(np.int64)
+
+
+def lede_sample(sequence: np.ndarray, settings: DedupSettings) -> np.ndarray:
+    """The indexed sample: 1 in `sample_mod` of the shingles of the first `sample_lede_words` words (where feed
+    summaries, ledes and most abridged copies come from), 1 in `sample_tail_mod` of the rest (0: none)."""
+    head, tail = sequence[:settings.sample_lede_words], sequence[settings.sample_lede_words:]
+    parts = [head[head % np.uint64(settings.sample_mod) == 0]]
+    if settings.sample_tail_mod:
+        parts.append(tail[tail % np.uint64(settings.sample_tail_mod) == 0])
+    return np.unique(np.concatenate(parts)).view(np.int64)
 
 
 @dataclass(frozen=True)
@@ -159,7 +174,8 @@ def summary_parts(text: str, settings: DedupSettings) -> tuple[tuple[np.ndarray,
 
 
 def signature(text: str, settings: DedupSettings) -> Signature:
-    hashes = shingle_hashes(signed_text(text, settings.min_line_words), settings.shingle_size)
+    sequence = shingle_sequence(signed_text(text, settings.min_line_words), settings.shingle_size)
+    hashes = np.unique(sequence)
     usable = hashes.size >= settings.min_shingles
     return Signature(
         text_hash=text_hash(text),
@@ -167,7 +183,7 @@ def signature(text: str, settings: DedupSettings) -> Signature:
         buckets=lsh_buckets(minhash(hashes, settings.num_perm), settings.bands)
         if usable
         else np.empty(0, dtype=np.int64),
-        samples=sample(hashes, settings.sample_mod) if usable else np.empty(0, dtype=np.int64),
+        samples=lede_sample(sequence, settings) if usable else np.empty(0, dtype=np.int64),
         text=text,
     )
 
@@ -249,34 +265,58 @@ def min_shared_samples(n_a: int, n_b: int, settings: DedupSettings) -> int:
     return max(1, int(min(n_a, n_b) * settings.containment_threshold * 0.5))
 
 
+_BAND_MASK = np.int64(511)  # bands <= num_perm <= 512: the band fits in the key's low 9 bits
+
+
+def bucket_keys(buckets: np.ndarray) -> np.ndarray:
+    """One BIGINT key per band: the band's bucket hash with the band number in its low 9 bits.
+
+    The warehouse index stores these (migration 0005 folds stored (band, bucket) rows the same way).
+    """
+    b = np.asarray(buckets, dtype=np.int64)
+    return (b & ~_BAND_MASK) | np.arange(b.size, dtype=np.int64)
+
+
+def _put(first: dict[int, int], more: dict[int, list[int]], keys: list[int], value: int) -> None:
+    # Ints only in the common case (a key seen once): no list per key, which the garbage collector would walk.
+    for k in keys:
+        if first.setdefault(k, value) != value:
+            more.setdefault(k, []).append(value)
+
+
+def _get(first: dict[int, int], more: dict[int, list[int]], k: int) -> list[int]:
+    v = first.get(k)
+    return [] if v is None else [v, *more.get(k, ())]
+
+
 class BatchIndex:
     """In-memory LSH and sample index for the articles of one batch, so copies within a batch are found too."""
 
     def __init__(self) -> None:
-        self._buckets: dict[tuple[int, int], list[int]] = {}
-        self._samples: dict[int, list[int]] = {}
+        self._buckets: dict[int, int] = {}
+        self._more_buckets: dict[int, list[int]] = {}
+        self._samples: dict[int, int] = {}
+        self._more_samples: dict[int, list[int]] = {}
         self._n_samples: dict[int, int] = {}
         self._hashes: dict[str, int] = {}
 
     def add(self, key: int, sig: Signature) -> None:
         self._hashes.setdefault(sig.text_hash, key)
         self._n_samples[key] = sig.samples.size
-        for band, bucket in enumerate(sig.buckets.tolist()):
-            self._buckets.setdefault((band, bucket), []).append(key)
-        for h in sig.samples.tolist():
-            self._samples.setdefault(h, []).append(key)
+        _put(self._buckets, self._more_buckets, bucket_keys(sig.buckets).tolist(), key)
+        _put(self._samples, self._more_samples, sig.samples.tolist(), key)
 
     def candidates(self, sig: Signature, settings: DedupSettings) -> list[int]:
         found: dict[int, None] = {}
         exact = self._hashes.get(sig.text_hash)
         if exact is not None:
             found[exact] = None
-        for band, bucket in enumerate(sig.buckets.tolist()):
-            for key in self._buckets.get((band, bucket), ()):
+        for k in bucket_keys(sig.buckets).tolist():
+            for key in _get(self._buckets, self._more_buckets, k):
                 found[key] = None
         counts: dict[int, int] = {}
         for h in sig.samples.tolist():
-            for key in self._samples.get(h, ()):
+            for key in _get(self._samples, self._more_samples, h):
                 counts[key] = counts.get(key, 0) + 1
         for key, n in counts.items():
             if n >= min_shared_samples(sig.samples.size, self._n_samples[key], settings):

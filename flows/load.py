@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows import backend, candidates, rawstore
+from flows import backend, candidates, keycache, rawstore
 from flows.dedup import EXACT, BatchIndex, Match, Signature
 from flows.entities import entity_id
 from flows.errors import WarehouseLocked
@@ -259,6 +259,8 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
             if table != "page_fetches":
                 _insert(conn, verb, table, batch.rows(table))
         verdicts = decide(conn, docs, settings, replace_seeds=True)
+        # The load sequence number of this batch's index rows (flows/keycache.py), taken only when it adds any.
+        seq = candidates.next_seq(conn, settings) if any(v.status == "new" for v in verdicts) else 0
         articles, dups, buckets, samples, entities, links, raw = [], [], [], [], [], [], []
         outcome: dict[str, str] = {}
         for doc, verdict in zip(docs, verdicts, strict=True):
@@ -287,7 +289,7 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
                        dedup_nearest=verdict.nearest, dedup_nearest_jaccard=verdict.nearest_jaccard,
                        dedup_nearest_containment=verdict.nearest_containment)
             articles.append(row)
-            doc_buckets, doc_samples = candidates.index_rows(article_id, doc.buckets, doc.samples)
+            doc_buckets, doc_samples = candidates.index_rows(article_id, doc.buckets, doc.samples, seq)
             buckets += doc_buckets
             samples += doc_samples
             for m in doc.mentions:
@@ -302,8 +304,6 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
         _insert(conn, "insert or ignore", "duplicates", dups)
         _insert(conn, "insert", "lsh_buckets", buckets)
         _insert(conn, "insert", "shingle_samples", samples)
-        if articles:
-            candidates.record_index(conn, settings)  # the first rows of an empty index say how they were signed
         _insert(conn, "insert or ignore", "entities", entities)
         _insert(conn, "insert or ignore", "article_entities", links)
         if raw and raw_dir is not None:
@@ -317,6 +317,8 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
         pages = [dict(p, outcome=outcome.get(p["url"], p["outcome"])) for p in batch.rows("page_fetches")]
         _insert(conn, "insert or replace", "page_fetches", pages)
         pause_point("load")  # crash tests: killed here, inside the open transaction
+    if seq:
+        keycache.safe_refresh(conn)
     result.verdicts = verdicts
     return result
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from flows import candidates, dedup, entities, warehouse
+from flows import candidates, dedup, entities, keycache, warehouse
 from flows.dedup import BatchIndex
 from flows.documents import tag_documents
 from flows.entities import entity_id
@@ -84,8 +84,9 @@ def dedup_batch(conn: Any, settings: Settings, rows: list[dict[str, Any]], rank:
             index.add(aid, sig)
             kept.append(aid)
     buckets, samples = [], []
+    seq = candidates.next_seq(conn, settings.dedup) if kept else 0
     for a in kept:
-        article_buckets, article_samples = candidates.index_rows(a, sigs[a].buckets, sigs[a].samples)
+        article_buckets, article_samples = candidates.index_rows(a, sigs[a].buckets, sigs[a].samples, seq)
         buckets += article_buckets
         samples += article_samples
     if buckets:
@@ -123,6 +124,8 @@ def redo_dedup(settings: Settings, run_id: str, batch_size: int, progress: Progr
     # the dedup_index_stale check keeps asking for this run to finish.
     with warehouse.connect(settings.warehouse) as conn, warehouse.transaction(conn):
         candidates.record_index(conn, settings.dedup, rebuilt=True)
+    with warehouse.connect(settings.warehouse) as conn:
+        keycache.safe_refresh(conn)  # rebuilt for the new index record, so the next load's lookup seeks
     return stats
 
 

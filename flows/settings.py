@@ -212,7 +212,11 @@ class DedupSettings(_Section):
     min_shared_shingles: int = Field(default=64, ge=0)
     min_shingles: int = Field(default=8, ge=1)
     min_line_words: int = Field(default=8, ge=0)
+    # The indexed sample (flows/dedup.py lede_sample): 1 in sample_mod of the shingles of the first
+    # sample_lede_words words, 1 in sample_tail_mod of the rest (0: none of the rest).
     sample_mod: int = Field(default=4, ge=1)
+    sample_lede_words: int = Field(default=150, ge=0)
+    sample_tail_mod: int = Field(default=20, ge=0)
     # The summary criterion (flows/dedup.py): a text of at most summary_max_words whose every sentence has this
     # containment in the longer text (a one-sentence one: in its first summary_lede_words words), with this
     # overall containment.
@@ -227,6 +231,16 @@ class DedupSettings(_Section):
         num_perm = info.data.get("num_perm", 96)
         if num_perm % v:
             raise ValueError(f"must divide num_perm ({num_perm})")
+        return v
+
+    @field_validator("sample_tail_mod")
+    @classmethod
+    def _tail_in_lede_sample(cls, v: int, info: Any) -> int:
+        # A tail sample must also be a lede sample of the same shingle, or a copy whose lede is another's tail
+        # would share no sampled shingle with it (Broder's mod-p sketches compare only at a common modulus).
+        mod = info.data.get("sample_mod", 4)
+        if v and v % mod:
+            raise ValueError(f"must be 0 or a multiple of sample_mod ({mod})")
         return v
 
 

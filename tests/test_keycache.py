@@ -1,0 +1,227 @@
+"""The dedup lookup cache (flows/keycache.py): the candidates it gives are those the warehouse tables give, whether
+it is current, behind, built for another index, ahead of a restored warehouse, or unreadable."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flows import candidates, dedup, keycache
+from flows.documents import signature_fields
+from flows.load import load_batch
+from flows.records import Document
+from flows.settings import DedupSettings, WarehouseSettings
+from flows.staging import Batch
+from flows.warehouse import connect, migrate, transaction
+
+SETTINGS = DedupSettings()
+_RNG = random.Random(20261202)
+_VOCAB = [f"w{_RNG.randrange(10**6):06d}" for _ in range(3000)]
+
+
+def _story(rng: random.Random) -> str:
+    """Generated prose: lines of 10-20 words, sentences ending each line, 150-500 words."""
+    lines = []
+    for _ in range(rng.randint(10, 30)):
+        lines.append(" ".join(rng.choice(_VOCAB) for _ in range(rng.randint(10, 20))) + ".")
+    return "\n".join(lines)
+
+
+def _copies(text: str, rng: random.Random) -> list[str]:
+    """A lede summary, the tail alone (an abridged copy without the lede) and a copy-edited whole."""
+    lines = text.splitlines()
+    edited = [" ".join(rng.choice(_VOCAB) if rng.random() < 0.05 else w for w in line.split()) for line in lines]
+    return ["\n".join(lines[:2]), "\n".join(lines[len(lines) // 2:]), "\n".join(edited)]
+
+
+def _doc(url: str, text: str) -> Document:
+    return Document(url=url, feed="test", entry_guid=url, title=url, text=text, body_source="extracted",
+                    ner_skip_reason="not tagged in this test", **signature_fields(text, SETTINGS))
+
+
+def _batches(seed: int, n_batches: int, per_batch: int) -> list[list[Document]]:
+    """Batches of new stories, each batch after the first also holding copies of stories loaded before."""
+    rng = random.Random(seed)
+    out: list[list[Document]] = []
+    stories: list[str] = []
+    for b in range(n_batches):
+        docs = []
+        for i in range(per_batch):
+            text = _story(rng)
+            stories.append(text)
+            docs.append(_doc(f"https://s{seed}.test/{b}/{i}", text))
+        if b:
+            for j, copy in enumerate(_copies(rng.choice(stories[:-per_batch]), rng)):
+                docs.append(_doc(f"https://c{seed}.test/{b}/{j}", copy))
+        out.append(docs)
+    return out
+
+
+def _load(wh: WarehouseSettings, batches: list[list[Document]], start: int = 0) -> None:
+    with connect(wh) as conn:
+        migrate(conn)
+        for n, docs in enumerate(batches, start):
+            batch = Batch(f"b{n:04d}", "run")
+            batch.add("docs", *docs)
+            load_batch(conn, batch, SETTINGS)
+
+
+def _probes(seed: int) -> dict[int, candidates.Signature]:
+    """Copies of stored stories and unrelated texts, signed as a new batch would be."""
+    rng = random.Random(seed)
+    texts = [t for b in _batches(seed=1, n_batches=6, per_batch=12) for t in (d.text for d in b)]
+    probes = [c for t in rng.sample(texts, 10) for c in _copies(t, rng)] + [_story(rng) for _ in range(10)]
+    return {i: dedup.signature(t, SETTINGS) for i, t in enumerate(probes)}
+
+
+def _candidates(wh: WarehouseSettings, sigs: dict[int, candidates.Signature]) -> dict[int, list[int]]:
+    with connect(wh) as conn:
+        return candidates.stored_candidates(conn, sigs, SETTINGS)
+
+
+def _without_cache(wh: WarehouseSettings, sigs: dict[int, candidates.Signature], tmp: Path) -> dict[int, list[int]]:
+    """The same lookup on a copy of the warehouse file with no cache beside it: the tables alone."""
+    bare = tmp / "bare" / wh.path.name
+    bare.parent.mkdir(exist_ok=True)
+    shutil.copy(wh.path, bare)
+    return _candidates(WarehouseSettings(path=bare), sigs)
+
+
+def _cache(wh: WarehouseSettings) -> keycache.KeyCache:
+    cache = keycache.KeyCache.open(wh.path.parent / f"{wh.path.name}.keys")
+    assert cache is not None
+    return cache
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> WarehouseSettings:
+    wh = WarehouseSettings(path=tmp_path_factory.mktemp("keycache") / "k.duckdb")
+    _load(wh, _batches(seed=1, n_batches=6, per_batch=12))
+    return wh
+
+
+def test_each_load_brings_the_cache_up_to_the_warehouse(loaded: WarehouseSettings) -> None:
+    cache = _cache(loaded)
+    with connect(loaded) as conn:
+        state = keycache.index_state(conn)
+        n_lsh, n_samples = conn.execute(
+            "select (select count(*) from lsh_buckets), (select count(*) from shingle_samples)").fetchone()
+    assert state is not None and cache.seq == state.seq > 0 and cache.usable_for(state)
+    assert sum(s.rows for s in cache.segments["lsh"]) == n_lsh
+    assert sum(s.rows for s in cache.segments["samples"]) == n_samples
+    # Six loads, merged as they came: fewer segments than loads.
+    assert 1 <= len(cache.segments["lsh"]) < 6
+
+
+def test_candidates_with_the_cache_are_those_of_the_tables(loaded: WarehouseSettings, tmp_path: Path) -> None:
+    sigs = _probes(seed=7)
+    with_cache = _candidates(loaded, sigs)
+    assert with_cache == _without_cache(loaded, sigs, tmp_path)
+    # Copies of stored stories are found (the probes' first 30 are copies), unrelated texts are not.
+    assert sum(1 for k in with_cache if k < 30) >= 25
+    assert not [k for k in with_cache if k >= 30]
+
+
+def test_a_cache_that_is_behind_is_completed_from_the_tables(tmp_path: Path) -> None:
+    wh = WarehouseSettings(path=tmp_path / "k.duckdb")
+    batches = _batches(seed=1, n_batches=6, per_batch=12)
+    _load(wh, batches[:3])
+    folder = wh.path.parent / f"{wh.path.name}.keys"
+    shutil.copytree(folder, tmp_path / "old-keys")
+    _load(wh, batches[3:], start=3)
+    shutil.rmtree(folder)
+    shutil.copytree(tmp_path / "old-keys", folder)  # as after a refresh that failed three times
+    cache = _cache(wh)
+    with connect(wh) as conn:
+        state = keycache.index_state(conn)
+    assert state is not None and cache.usable_for(state) and cache.seq < state.seq
+    sigs = _probes(seed=7)
+    assert _candidates(wh, sigs) == _without_cache(wh, sigs, tmp_path)
+
+
+def test_a_cache_ahead_of_a_restored_warehouse_is_not_used_then_rebuilt(tmp_path: Path) -> None:
+    wh = WarehouseSettings(path=tmp_path / "k.duckdb")
+    batches = _batches(seed=1, n_batches=6, per_batch=12)
+    _load(wh, batches[:2])
+    shutil.copy(wh.path, tmp_path / "backup.duckdb")
+    _load(wh, batches[2:4], start=2)
+    shutil.copy(tmp_path / "backup.duckdb", wh.path)  # restored from the backup; the cache stays
+    with connect(wh) as conn:
+        assert not _cache(wh).usable_for(keycache.index_state(conn))
+    # Loads after the restore reuse sequence numbers the stale cache holds: it must not answer for them.
+    _load(wh, batches[4:], start=4)
+    with connect(wh) as conn:
+        state = keycache.index_state(conn)
+    assert _cache(wh).usable_for(state)
+    sigs = _probes(seed=7)
+    assert _candidates(wh, sigs) == _without_cache(wh, sigs, tmp_path)
+
+
+def test_a_cache_for_another_index_record_is_not_used(loaded: WarehouseSettings, tmp_path: Path) -> None:
+    wh = WarehouseSettings(path=tmp_path / "k.duckdb")
+    shutil.copy(loaded.path, wh.path)
+    shutil.copytree(loaded.path.parent / f"{loaded.path.name}.keys", wh.path.parent / f"{wh.path.name}.keys")
+    with connect(wh) as conn, transaction(conn):
+        candidates.record_index(conn, SETTINGS, rebuilt=True)  # as `reprocess --step dedup` does at its end
+    with connect(wh) as conn:
+        state = keycache.index_state(conn)
+        assert not _cache(wh).usable_for(state)
+        keycache.refresh(conn)
+    assert _cache(wh).usable_for(state)
+
+
+def test_an_unreadable_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
+    wh = WarehouseSettings(path=tmp_path / "k.duckdb")
+    batches = _batches(seed=1, n_batches=3, per_batch=12)
+    _load(wh, batches[:2])
+    folder = wh.path.parent / f"{wh.path.name}.keys"
+    (folder / "manifest.json").write_text("{not json")
+    assert keycache.KeyCache.open(folder) is None
+    sigs = _probes(seed=7)
+    assert _candidates(wh, sigs) == _without_cache(wh, sigs, tmp_path)
+    _load(wh, batches[2:], start=2)
+    with connect(wh) as conn:
+        assert _cache(wh).usable_for(keycache.index_state(conn))
+
+
+def test_a_cache_that_cannot_be_written_does_not_fail_the_load(tmp_path: Path) -> None:
+    wh = WarehouseSettings(path=tmp_path / "k.duckdb")
+    (tmp_path / "k.duckdb.keys").write_text("a file where the cache folder would go")
+    _load(wh, _batches(seed=1, n_batches=2, per_batch=12))
+    with connect(wh) as conn:
+        assert conn.execute("select count(*) from articles").fetchone()[0] >= 24
+
+
+def test_segment_lookup_finds_every_row_of_a_repeated_key(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    keys = np.concatenate([rng.integers(-2**62, 2**62, 500), np.full(7, 42), np.array([np.iinfo(np.int64).max])])
+    ids = np.arange(keys.size, dtype=np.int64) * 1_000_003
+    keycache._write_segment(tmp_path, "lsh-00000001", keys, ids)
+    segment = keycache._Segment(tmp_path, "lsh-00000001")
+    probes = np.sort(np.array([42, 7, np.iinfo(np.int64).max, keys[0]], dtype=np.int64))
+    probe, found = segment.lookup(probes)
+    got = sorted(zip(probes[probe].tolist(), found.tolist(), strict=True))
+    expected = sorted((int(k), int(i)) for k, i in zip(keys, ids, strict=True) if k in set(probes.tolist()))
+    assert got == expected
+
+
+def test_a_rebuild_in_chunks_with_merges_gives_the_same_candidates(loaded: WarehouseSettings, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunked rebuild and the merges that a large warehouse goes through, at a size a test can afford."""
+    monkeypatch.setattr(keycache, "_CHUNK", 397)
+    monkeypatch.setattr(keycache, "_FENCE", 8)
+    monkeypatch.setattr(keycache, "_MAX_ROWS", 1500)
+    wh = WarehouseSettings(path=tmp_path / "k.duckdb")
+    shutil.copy(loaded.path, wh.path)
+    with connect(wh) as conn:
+        cache = keycache.refresh(conn)
+        n_samples = conn.execute("select count(*) from shingle_samples").fetchone()[0]
+    assert cache is not None and len(cache.segments["samples"]) > 1
+    assert sum(s.rows for s in cache.segments["samples"]) == n_samples
+    assert all(s.rows <= 1500 for s in cache.segments["samples"])
+    sigs = _probes(seed=7)
+    assert _candidates(wh, sigs) == _without_cache(wh, sigs, tmp_path)

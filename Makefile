@@ -44,4 +44,4 @@ eval: $(STAMP)
 	$(BIN)/python -m benchmarks.evaluate
 
 clean:
-	rm -rf $(VENV) warehouse/*.duckdb warehouse/*.wal warehouse/staging warehouse/snapshots warehouse/demo.*
+	rm -rf $(VENV) warehouse/*.duckdb warehouse/*.duckdb.keys warehouse/*.wal warehouse/staging warehouse/snapshots warehouse/demo.*

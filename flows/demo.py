@@ -55,6 +55,7 @@ def _derived(warehouse: Path) -> list[Path]:
     """What a demo run writes beside its warehouse (paths as in `demo_config`)."""
     stem = warehouse.with_name(warehouse.stem)
     return [warehouse.with_name(warehouse.name + ".wal"), warehouse.with_name(warehouse.name + ".runlock"),
+            warehouse.with_name(warehouse.name + ".keys"),
             Path(f"{stem}.staging"), Path(f"{stem}.snapshot.duckdb"), Path(f"{stem}.snapshot.duckdb.wal"),
             Path(f"{stem}.raw")]
 

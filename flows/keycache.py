@@ -229,7 +229,7 @@ def _merge(folder: Path, kind: str, names: list[str], counter: int) -> str:
 
 
 def _append_rows(conn: duckdb.DuckDBPyConnection, folder: Path, kind: str, after: int, upto: int,
-                 manifest: dict[str, Any]) -> None:
+                 manifest: dict[str, Any], published: set[str]) -> None:
     """New segments of the rows loaded after `after` up to `upto`, read in chunks of at most _CHUNK rows."""
     reader = conn.execute(query(KINDS[kind]), {"after": after, "upto": upto}).fetch_record_batch(min(_CHUNK, 1 << 20))
     pending: list[Any] = []
@@ -246,7 +246,7 @@ def _append_rows(conn: duckdb.DuckDBPyConnection, folder: Path, kind: str, after
         names = manifest["segments"][kind]
         names.append(f"{kind}-{manifest['counter']:08d}")
         _write_segment(folder, names[-1], keys, ids)
-        manifest["segments"][kind] = _compact(folder, kind, names, manifest)
+        manifest["segments"][kind] = _compact(folder, kind, names, manifest, published)
 
     for batch in reader:
         pending.append(batch)
@@ -272,10 +272,14 @@ def refresh(conn: duckdb.DuckDBPyConnection, folder: Path | None = None) -> KeyC
             if manifest is not None and manifest["seq"] == state.seq:
                 return cache
             if manifest is None:
-                manifest = {"format": FORMAT, "index": state.record, "seq": -1, "counter": 0,
+                # Numbered past every file on disk: a reader may still map the segments of the cache replaced.
+                counter = max((int(p.name.split(".")[0].rsplit("-", 1)[1]) for p in folder.glob("*-*.keys.npy")),
+                              default=0)
+                manifest = {"format": FORMAT, "index": state.record, "seq": -1, "counter": counter,
                             "segments": {kind: [] for kind in KINDS}}
+            published = {n for names in manifest["segments"].values() for n in names}
             for kind in KINDS:
-                _append_rows(conn, folder, kind, manifest["seq"], state.seq, manifest)
+                _append_rows(conn, folder, kind, manifest["seq"], state.seq, manifest, published)
             manifest["seq"] = state.seq
         tmp = folder / "manifest.json.tmp"
         tmp.write_text(json.dumps(manifest))
@@ -284,7 +288,8 @@ def refresh(conn: duckdb.DuckDBPyConnection, folder: Path | None = None) -> KeyC
     return KeyCache.open(folder)
 
 
-def _compact(folder: Path, kind: str, names: list[str], manifest: dict[str, Any]) -> list[str]:
+def _compact(folder: Path, kind: str, names: list[str], manifest: dict[str, Any], published: set[str]
+             ) -> list[str]:
     """Merge the newest segments while the one before is at most twice their size (or when there are too many),
     never past _MAX_ROWS rows."""
     def rows(name: str) -> int:
@@ -296,7 +301,14 @@ def _compact(folder: Path, kind: str, names: list[str], manifest: dict[str, Any]
         if older + newer > _MAX_ROWS or (older > 2 * newer and len(names) <= _MAX_SEGMENTS):
             break
         manifest["counter"] += 1
-        names[-2:] = [_merge(folder, kind, names[-2:], manifest["counter"])]
+        merged = _merge(folder, kind, names[-2:], manifest["counter"])
+        # Inputs made by this refresh are listed by no published manifest: gone now, so a rebuild of a large
+        # index needs about twice its size on disk, not the sum of every intermediate merge.
+        for name in names[-2:]:
+            if name not in published:
+                for path in folder.glob(f"{name}.*.npy"):
+                    path.unlink()
+        names[-2:] = [merged]
     return names
 
 

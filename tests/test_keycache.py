@@ -169,9 +169,14 @@ def test_a_cache_for_another_index_record_is_not_used(loaded: WarehouseSettings,
         candidates.record_index(conn, SETTINGS, rebuilt=True)  # as `reprocess --step dedup` does at its end
     with connect(wh) as conn:
         state = keycache.index_state(conn)
-        assert not _cache(wh).usable_for(state)
+        old = _cache(wh)
+        assert not old.usable_for(state)
         keycache.refresh(conn)
-    assert _cache(wh).usable_for(state)
+    new = _cache(wh)
+    assert new.usable_for(state)
+    # The rebuild never reuses a file name of the cache it replaces (a reader may still have it mapped).
+    old_names = {n for names in old.manifest["segments"].values() for n in names}
+    assert not old_names & {n for names in new.manifest["segments"].values() for n in names}
 
 
 def test_an_unreadable_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
@@ -223,5 +228,8 @@ def test_a_rebuild_in_chunks_with_merges_gives_the_same_candidates(loaded: Wareh
     assert cache is not None and len(cache.segments["samples"]) > 1
     assert sum(s.rows for s in cache.segments["samples"]) == n_samples
     assert all(s.rows <= 1500 for s in cache.segments["samples"])
+    # No intermediate merge is left on disk: only what the manifest lists.
+    listed = {n for names in cache.manifest["segments"].values() for n in names}
+    assert {p.name.split(".")[0] for p in cache.folder.glob("*.npy")} == listed
     sigs = _probes(seed=7)
     assert _candidates(wh, sigs) == _without_cache(wh, sigs, tmp_path)

@@ -25,8 +25,7 @@ from flows.warehouse import query
 
 _BUCKETS = pa.schema([("doc", pa.int64()), ("key", pa.int64())])
 _SAMPLES = pa.schema([("doc", pa.int64()), ("hash", pa.int64()), ("n_samples", pa.int64())])
-_CACHED_LSH = pa.schema([("doc", pa.int64()), ("article_id", pa.int64())])
-_CACHED_SAMPLES = pa.schema([("doc", pa.int64()), ("article_id", pa.int64()), ("n", pa.int64())])
+_CACHED = pa.schema([("doc", pa.int64()), ("article_id", pa.int64())])
 
 
 # Bump when flows/dedup.py signs differently with the same settings (hashing, shingling, banding), so stored
@@ -98,7 +97,7 @@ def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature
         "hash": q_samples,
         "n_samples": np.repeat(n_samples, n_samples),
     }, schema=_SAMPLES))
-    cached_seq = _register_cached(conn, np.array(keys, dtype=np.int64), n_buckets, q_buckets, n_samples, q_samples)
+    cached_seq = _register_cached(conn, sigs, n_buckets, q_buckets, n_samples, q_samples, settings)
     found: dict[int, set[int]] = {}
     for k, article_id in conn.execute(
         query("dedup_candidates"),
@@ -108,32 +107,53 @@ def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature
     return {k: sorted(ids) for k, ids in found.items()}
 
 
-def _register_cached(conn: duckdb.DuckDBPyConnection, docs: np.ndarray, n_buckets: np.ndarray,
-                     q_buckets: np.ndarray, n_samples: np.ndarray, q_samples: np.ndarray) -> int:
-    """Look the probes up in the lookup cache, when there is one built for this index, and register what it
-    finds for dedup_candidates.sql; the load sequence number up to which it answered (-1: no cache)."""
+def _register_cached(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature], n_buckets: np.ndarray,
+                     q_buckets: np.ndarray, n_samples: np.ndarray, q_samples: np.ndarray,
+                     settings: DedupSettings) -> int:
+    """Look the probes up in the lookup cache, when there is one built for this index, and register the
+    candidates it finds as q_cached(doc, article_id) for dedup_candidates.sql; the load sequence number up to
+    which it answered (-1: no cache)."""
+    docs = np.array(list(sigs), dtype=np.int64)
     cache = keycache.KeyCache.open(keycache.folder_for(conn))
     seq = -1
-    lsh = pa.table({"doc": pa.array([], pa.int64()), "article_id": pa.array([], pa.int64())}, schema=_CACHED_LSH)
-    samples = pa.table({"doc": pa.array([], pa.int64()), "article_id": pa.array([], pa.int64()),
-                        "n": pa.array([], pa.int64())}, schema=_CACHED_SAMPLES)
+    found_doc, found_id = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     if cache is not None and cache.usable_for(keycache.index_state(conn)):
         seq = cache.seq
+        probe, ids = cache.lookup("exact", keycache.text_keys([s.text_hash for s in sigs.values()]))
+        found_doc.append(docs[probe])
+        found_id.append(ids)
         probe, ids = cache.lookup("lsh", q_buckets)
-        lsh = pa.table({"doc": np.repeat(docs, n_buckets)[probe], "article_id": ids}, schema=_CACHED_LSH)
+        found_doc.append(np.repeat(docs, n_buckets)[probe])
+        found_id.append(ids)
         probe, ids = cache.lookup("samples", q_samples)
         if ids.size:
-            doc = np.repeat(docs, n_samples)[probe]
-            order = np.lexsort((ids, doc))
-            doc, ids = doc[order], ids[order]
-            first = np.ones(ids.size, dtype=bool)
-            first[1:] = (doc[1:] != doc[:-1]) | (ids[1:] != ids[:-1])
-            starts = np.flatnonzero(first)
-            samples = pa.table({"doc": doc[starts], "article_id": ids[starts],
-                                "n": np.diff(np.append(starts, ids.size)).astype(np.int64)}, schema=_CACHED_SAMPLES)
-    conn.register("q_cached_lsh", lsh)
-    conn.register("q_cached_samples", samples)
+            position = np.repeat(np.arange(docs.size), n_samples)[probe]
+            pair_pos, pair_id, shared = _count_pairs(position, ids)
+            # The stored article's number of samples; of two (a seed replaced since), the smaller: more candidates.
+            known = np.unique(pair_id)
+            at, values = cache.lookup("sizes", known)
+            sizes = np.full(known.size, np.iinfo(np.int64).max)
+            np.minimum.at(sizes, at, values)
+            sizes[sizes == np.iinfo(np.int64).max] = 0
+            stored_n = sizes[np.searchsorted(known, pair_id)]
+            need = np.maximum(1, np.floor(np.minimum(n_samples[pair_pos], stored_n)
+                                          * settings.containment_threshold * 0.5))
+            keep = shared >= need
+            found_doc.append(docs[pair_pos[keep]])
+            found_id.append(pair_id[keep])
+    conn.register("q_cached", pa.table({"doc": np.concatenate(found_doc), "article_id": np.concatenate(found_id)},
+                                       schema=_CACHED))
     return seq
+
+
+def _count_pairs(position: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (position, id) pairs and how often each occurs."""
+    order = np.lexsort((ids, position))
+    position, ids = position[order], ids[order]
+    first = np.ones(ids.size, dtype=bool)
+    first[1:] = (position[1:] != position[:-1]) | (ids[1:] != ids[:-1])
+    starts = np.flatnonzero(first)
+    return position[starts], ids[starts], np.diff(np.append(starts, ids.size))
 
 
 def stored_signatures(conn: duckdb.DuckDBPyConnection, ids: Iterable[int], settings: DedupSettings

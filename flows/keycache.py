@@ -42,14 +42,23 @@ from flows.warehouse import query, transaction
 log = logging.getLogger("newsflow.keycache")
 
 FORMAT = 1
-# kind -> the table its rows come from (the query reads `key` and `article_id`)
-KINDS = {"lsh": "dedup_cache_lsh", "samples": "dedup_cache_samples"}
+# kind -> the query of its rows (`key`, `article_id`): LSH bucket keys and sampled shingles -> articles; the text
+# hash (its first 64 bits, text_key) -> articles; and, under `sizes`, article id -> its number of samples, which
+# the containment threshold needs (the `article_id` column then holds that number).
+KINDS = {"lsh": "dedup_cache_lsh", "samples": "dedup_cache_samples", "exact": "dedup_cache_exact",
+         "sizes": "dedup_cache_sizes"}
 _MAX_SEGMENTS = 12  # per kind; past it the newest are merged whatever their sizes
 # Segments are not merged past this many rows (a merge holds ~9 bytes per row in memory), and a rebuild reads
 # the tables in chunks of _CHUNK rows, so memory stays bounded at any warehouse size.
 _MAX_ROWS = 1 << 28
 _CHUNK = 1 << 24
 _FENCE = 512  # one key in _FENCE is kept in memory-sized `fences`: a probe searches one block of the big array
+
+
+def text_keys(text_hashes: list[str]) -> np.ndarray:
+    """The first 64 bits of hex text hashes, as the `exact` kind's keys (a collision only adds a candidate)."""
+    return np.frombuffer(bytes.fromhex("".join(h[:16] for h in text_hashes)), dtype=">u8").astype(np.uint64
+                                                                                                  ).view(np.int64)
 
 
 def folder_for(conn: duckdb.DuckDBPyConnection) -> Path | None:
@@ -239,7 +248,8 @@ def _append_rows(conn: duckdb.DuckDBPyConnection, folder: Path, kind: str, after
         nonlocal pending, rows
         if not rows:
             return
-        keys = np.concatenate([np.asarray(b.column("key"), dtype=np.int64) for b in pending])
+        keys = np.concatenate([text_keys(b.column("key").to_pylist()) if kind == "exact"
+                               else np.asarray(b.column("key"), dtype=np.int64) for b in pending])
         ids = np.concatenate([np.asarray(b.column("article_id"), dtype=np.int64) for b in pending])
         pending, rows = [], 0
         manifest["counter"] += 1

@@ -284,7 +284,7 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
             article_id = stable_key(doc.url)
             result.new += 1
             row = {c: getattr(doc, c) for c in _ARTICLE_COLUMNS}
-            row.update(article_id=article_id, n_shingles=len(doc.shingles), n_samples=len(doc.samples),
+            row.update(article_id=article_id, n_shingles=len(doc.shingles), n_samples=len(doc.samples), index_seq=seq,
                        run_id=batch.run_id, loaded_at=now, dedup_candidates=verdict.candidates,
                        dedup_nearest=verdict.nearest, dedup_nearest_jaccard=verdict.nearest_jaccard,
                        dedup_nearest_containment=verdict.nearest_containment)

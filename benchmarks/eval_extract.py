@@ -93,9 +93,15 @@ def extractors() -> dict[str, Callable[[Page], str]]:
         found = extract.extract(page.html, page.url, previous_settings)
         return found.text if found else ""
 
+    single_settings = settings.model_copy(update={"combine_passes": False})
+
+    def single_pass(page: Page) -> str:
+        found = extract.extract(page.html, page.url, single_settings)
+        return found.text if found else ""
+
     return {"trafilatura (reference)": reference, "newsflow before (default pass, fallbacks)": previous,
             "newsflow previous settings (favor_precision, 9 line patterns)": last_round,
-            "newsflow extract": newsflow}
+            "newsflow third round (one pass, no combination)": single_pass, "newsflow extract": newsflow}
 
 
 def split_of(page_id: str) -> str:
@@ -135,7 +141,9 @@ _PRUNED = ("teaser cards (links around p/h)", "figcaption", "caption class", "au
 def ablations(settings: ExtractSettings) -> dict[str, ExtractSettings]:
     """The settings with each rule turned off (or favor_precision turned back on), one at a time."""
     rules: dict[str, dict] = {
-        "favor_precision on": {"favor_precision": True}, "retry below 1,000 chars off": {"retry_below_chars": 0},
+        "favor_precision on": {"favor_precision": True}, "pass combination off": {"combine_passes": False},
+        "combination: long lines only (no sentence rule)": {"combine_sentence_words": 10**6},
+        "retry below 1,000 chars off": {"retry_below_chars": 0},
         "list runs off": {"max_list_run": 0}, "title lines off": {"title_lines": 0},
         "short tail off": {"tail_short_words": 0}}
     for i, _ in enumerate(settings.drop_line_patterns):

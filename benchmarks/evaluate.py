@@ -21,16 +21,20 @@ def extraction_section() -> str:
             "two items and lines matching `drop_line_patterns` (teasers, copyright, tweets, credits, labels, "
             "prompts, date-only lines, bylines, reading times and ratings, sign-up prompts, lines without letters), "
             "`prune_xpath` (teaser cards, captions, author bios), the title repeated in the first two lines (70% "
-            "of the words) and lines under 8 words after the last paragraph) were chosen on the tuned half (by a "
+            "of the words), lines under 8 words after the last paragraph and the pass combination) were chosen on "
+            "the tuned half (by a "
             "hash of the page id) and never tuned on the untuned half; `favor_precision` was turned off in the "
             "third round, on the tuned half too. Untuned pages were looked at three times, each to understand a "
             "failure, the fix then chosen on the tuned half: "
             "es/MallorcaMagazin_2025_04_16 (precision stopped at an inline teaser box: the plain-pass comparison), "
             "at/SalzburgerNachrichten_2025_06_05 (an unanchored donation-prompt pattern matched prose: anchored) "
             "and za/TimesLive_2025_05_22 (pruning took the article: the unpruned pass competes); both later fixes "
-            "left the tuned half unchanged; none was looked at in the third round. 'previous settings' is the "
-            "second round's (favor_precision, the first nine patterns, title overlap 80%, tail under 5 words), "
-            "timed in the same run.\n\n")
+            "left the tuned half unchanged; none was looked at in the third or fourth round. 'previous settings' is "
+            "the second round's (favor_precision, the first nine patterns, title overlap 80%, tail under 5 words); "
+            "'third round' is the settings without the fourth round's pass combination (`combine_passes`: the "
+            "first pass's lines that a second, precision pass also kept, plus its lines of 30+ words or of 14+ "
+            "words ending a sentence); all timed in the same run, one after the other (the machine's load moves "
+            "in between: compare CPU times in docs/benchmarks.md).\n\n")
     out += table(["extractor", "pages", "F1", "precision", "recall", "empty", "< 0.5", "pages/s (1 core)"],
                   [[s.name, s.pages, f"{s.f1:.4f}", s.precision, s.recall, s.empty, s.under_half,
                     round(s.pages_per_s, 1)] for s in rows])

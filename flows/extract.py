@@ -8,7 +8,10 @@ precision on, it can cut a short article to its first paragraphs) and `favor_rec
 empty, the article may only exist as HTML inside a JSON string (hydration data of script-rendered pages); the
 string richest in paragraphs is extracted. With precision on, a first pass under `compare_below_chars` is compared
 with the plain pass, which wins when what it adds is prose (precision sometimes stops at an inline teaser box).
-Finally, runs of more than `max_list_run` list items (related-link lists) and lines matching `drop_line_patterns`
+With precision off (the default), `combine_passes` runs the precision pass too when the first pass wins, and
+keeps the first pass's lines that precision also kept plus its prose lines that precision dropped (teaser
+headlines and prompts go, paragraphs precision cut stay). Finally, runs of more than `max_list_run` list items
+(related-link lists) and lines matching `drop_line_patterns`
 (teasers, credits, prompts, date-only lines, bylines) are dropped, then the page title repeated in the first lines
 and short lines after the last paragraph. Every pass runs with the elements of `prune_xpath` removed (teaser cards,
 captions, author bios); the unpruned pass is a retry like the others.
@@ -44,7 +47,7 @@ class Extracted:
     language: str | None
     canonical_url: str | None
     site_name: str | None
-    # which pass produced the text: default | plain | unpruned | flattened | favor_recall | embedded
+    # which pass produced the text: default | combined | plain | unpruned | flattened | favor_recall | embedded
     method: str = "default"
 
 
@@ -212,6 +215,21 @@ def adds_prose(first: str, other: str, settings: ExtractSettings) -> bool:
     return bool(added) and prose >= 0.8 * sum(added) and prose >= settings.prose_share * len(first.split())
 
 
+# A line ending a sentence: final punctuation, possibly inside a closing quote.
+_SENTENCE_END = re.compile(r"[.!?…。！？\"'»”]\s*$")
+
+
+def combine_passes(default: str, precise: str, long_words: int, sentence_words: int) -> str:
+    """The default pass's lines that the precision pass also kept, plus those it dropped that are prose (at least
+    `long_words` words, or `sentence_words` ending a sentence), in the default pass's order; unchanged when
+    nothing would remain."""
+    have = set(precise.splitlines())
+    kept = [line for line in default.splitlines()
+            if line in have or (n := word_count(line)) >= long_words
+            or (n >= sentence_words and _SENTENCE_END.search(line))]
+    return "\n".join(kept).strip() or default
+
+
 def extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | None:
     """Main text and metadata, or None when no pass finds article text."""
     found = _extract(html, url, settings)
@@ -221,6 +239,20 @@ def extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | Non
     if found is None:
         return None
     return replace(found, text=clean_text(found, settings))
+
+
+def _combined(html: bytes, url: str, found: Extracted, options: dict[str, bool | list[str]],
+              settings: ExtractSettings) -> Extracted:
+    """The first pass combined with the precision pass (`combine_passes`); any other pass as it is."""
+    if found.method != "default" or settings.favor_precision or not settings.combine_passes:
+        return found
+    # The plain pass keeps paragraphs precision cuts, precision drops the short boilerplate the plain pass keeps
+    # (teaser headlines, prompts): agreement on short lines, the plain pass's prose. Metadata came with the first.
+    precise = _pass(html, url, {**options, "favor_precision": True, "with_metadata": False}, "precision")
+    if precise is None:
+        return found
+    text = combine_passes(found.text, precise.text, settings.combine_long_words, settings.combine_sentence_words)
+    return found if text == found.text else replace(found, text=text, method="combined")
 
 
 def _extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | None:
@@ -234,7 +266,7 @@ def _extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | No
             if plain is not None and adds_prose(drop_link_lists(found.text, settings.max_list_run),
                                                 drop_link_lists(plain.text, settings.max_list_run), settings):
                 return plain
-        return found
+        return _combined(html, url, found, options, settings)
     candidates = [found]
     if "prune_xpath" in options:
         # A pruned element may have held the article itself (markup that lxml nests inside a teaser link): the
@@ -253,7 +285,7 @@ def _extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | No
                                 "favor_recall"))
     kept = [c for c in candidates if c is not None]
     if kept:
-        return max(kept, key=lambda c: len(c.text))
+        return _combined(html, url, max(kept, key=lambda c: len(c.text)), options, settings)
     embedded = embedded_html(html)
     found = _pass(embedded, url, options, "embedded") if embedded else None
     if found is None:

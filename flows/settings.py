@@ -135,6 +135,12 @@ class ExtractSettings(_Section):
     compare_below_chars: int = Field(default=2000, ge=0)
     prose_line_words: int = Field(default=20, ge=1)
     prose_share: float = Field(default=0.1, ge=0)
+    # With favor_precision off, the first pass (when it wins) is combined with the precision pass: its lines
+    # precision dropped stay only when they are prose (combine_long_words+ words, or combine_sentence_words+
+    # ending a sentence). Chosen on the tuned half of the fundus pages.
+    combine_passes: bool = True
+    combine_long_words: int = Field(default=30, ge=1)
+    combine_sentence_words: int = Field(default=14, ge=1)
     # Lines dropped from every extracted text (case-insensitive regular expressions).
     drop_line_patterns: tuple[str, ...] = (
         r"^\W*(also read|read next|read more|related|lesen sie auch|mehr zum thema|à lire aussi|lire aussi"

@@ -264,3 +264,28 @@ def test_tail_lines_under_eight_words_are_dropped() -> None:
     tail = ["Additional reporting by Ann Lee in London", "Editing by Tom Ray and Sue Park at the desk today"]
     text = "\n".join([*PARAGRAPHS, *tail])
     assert extract.drop_short_tail(text, s.tail_long_words, s.tail_short_words).splitlines() == [*PARAGRAPHS, tail[1]]
+
+
+def test_combined_passes_keep_agreed_lines_and_the_first_pass_prose() -> None:
+    teaser = "Ferry timetable cut for the winter months on the island routes"  # 11 words, no full stop
+    quote = "“We lost a week of landings,” said the skipper of the Alder Star, who has fished here for thirty years."
+    run_on = " ".join(["the quay"] * 16)  # 32 words without final punctuation: a long line is prose too
+    precise = "\n".join([PARAGRAPHS[0], "Harbour works", PARAGRAPHS[2]])
+    default = "\n".join([PARAGRAPHS[0], "Harbour works", teaser, quote, PARAGRAPHS[1], run_on, "Most read",
+                         PARAGRAPHS[2]])
+    assert extract.combine_passes(default, precise, 30, 14).splitlines() == [
+        PARAGRAPHS[0], "Harbour works", quote, PARAGRAPHS[1], run_on, PARAGRAPHS[2]]
+    assert teaser not in extract.combine_passes(default, precise, 30, 5)  # short, and no sentence ends
+    assert quote not in extract.combine_passes(default, precise, 30, 30)  # 21 words: under both thresholds
+    assert extract.combine_passes("Most read\nHome", "Something else", 30, 14) == "Most read\nHome"  # never empty
+
+
+def test_a_teaser_headline_only_the_first_pass_kept_is_dropped() -> None:
+    link = "<p><a href='/news/ferry'>Ferry timetable cut for the winter months</a></p>"
+    body = article([*PARAGRAPHS[:2], link, *PARAGRAPHS[2:], PARAGRAPHS[0]])
+    found = extract.extract(page(body), URL, ExtractSettings())
+    assert found is not None and found.method == "combined"
+    assert "customs hall" in found.text and "Ferry timetable" not in found.text
+    single = extract.extract(page(body), URL, ExtractSettings(combine_passes=False))
+    assert single is not None and single.method == "default" and "Ferry timetable" in single.text
+

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 from pydantic import Field
 
 from flows import (
@@ -40,6 +41,9 @@ from flows.stats import RunStats
 
 # Tasks take live objects (pools, clients): no input hashing, no result persistence.
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
+# The run context and the batches are passed `quote`d: otherwise Prefect walks every element of them (each
+# document's shingles, mentions ...) twice per task call looking for futures, which cost the parent more CPU
+# than staging and loading the batch (py-spy, 704 articles: docs/benchmarks.md).
 
 fetch_feeds = task(collect.fetch_feeds, name="fetch-feeds", **_TASK)
 load_pending = task(store.load_pending, name="load-staged", retries=2, retry_delay_seconds=[5, 30], **_TASK)
@@ -205,11 +209,13 @@ def warehouse_checks(ctx: RunContext) -> checks.CheckRun | None:
     return done
 
 
-@task(name="process-articles", **_TASK)
 def process_articles(ctx: RunContext, ready: stream.Ready, dry_run: bool) -> staging.Batch | None:
-    """Count and store one batch that the article stream downloaded, extracted, dedup-checked and tagged.
+    """Count one batch that the article stream downloaded, extracted, dedup-checked and tagged, and make it the
+    batch to store (None on a dry run).
 
-    The CPU work of the next batches goes on in the pool meanwhile (flows/stream.py).
+    Not a task: it only counts and packs, and a task run per batch cost the Prefect API (and this process) more
+    than the work; the batch's `store-batch` task is what the UI shows. The CPU work of the next batches goes on
+    in the pool meanwhile (flows/stream.py).
     """
     log = get_run_logger()
     stats = ctx.stats
@@ -337,7 +343,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             head.add("entries", *collect.entry_rows(out.entries, ctx.run_id))
             if new:
                 head.add("runs", ctx.run_row("running"))  # marked abandoned by the next run if this one dies
-                store_batch(ctx, head)
+                store_batch(quote(ctx), quote(head))
             else:
                 quiet_head = head  # nothing to process: these rows go with the run's last batch, one load fewer
         prog.articles(len(new))
@@ -357,7 +363,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             else:
                 if len(loads) >= 2:
                     loads.pop(0).result()
-                loads.append(store_batch.submit(ctx, batch, wait_for=loads[-1:]))
+                loads.append(store_batch.submit(quote(ctx), quote(batch), wait_for=loads[-1:]))
             log.info("batch %d/%d processed; %d new articles, %d duplicates loaded so far", i, n_batches,
                      stats.articles_new, stats.duplicates_exact + stats.duplicates_near)
             prog.checkpoint()
@@ -375,7 +381,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     if stage_only and not dry_run:
         tail = quiet_head or ctx.batch()  # a quiet shard's feed rows go with its run row
         tail.add("runs", ctx.run_row(status))
-        store_batch(ctx, tail)
+        store_batch(quote(ctx), quote(tail))
         status = "staged"
         message = (f"stage-only: {stats.batches_staged} batches staged in {settings.warehouse.staging_dir}; "
                    "`newsflow load` (or the fan-out's loader) loads them")
@@ -390,14 +396,14 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                        f"{settings.warehouse.staging_dir} and the next run loads them; nothing is lost")
         tail = quiet_head or ctx.batch()
         tail.add("runs", ctx.run_row(status, message))
-        store_batch(ctx, tail)
+        store_batch(quote(ctx), quote(tail))
         if stats.batches_staged:
             status = "staged"
             message = message or (f"the warehouse was locked at the end of the run: its last batch is staged in "
                                   f"{settings.warehouse.staging_dir} and the next run loads it; nothing is lost")
             log.warning("warehouse checks skipped: the warehouse was locked at the end of the run")
         else:
-            checked = warehouse_checks(ctx)
+            checked = warehouse_checks(quote(ctx))
             if quiet and snapshot_current(settings.warehouse, wh_changed_at):
                 log.info("snapshot not republished: nothing new since it was published")
             else:
@@ -488,7 +494,7 @@ def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list
         batch.add("docs", *chunk)
         batch.add("page_fetches", *failures)
         failures = []
-        store_batch(ctx, batch)
+        store_batch(quote(ctx), quote(batch))
         shown.advance("seeds", len(chunk))
 
 
@@ -556,9 +562,9 @@ def _load(ctx: RunContext) -> dict[str, Any]:
                    f"{settings.warehouse.staging_dir}; the next load takes them")
     tail = ctx.batch()
     tail.add("runs", ctx.run_row(status, message))
-    store_batch(ctx, tail)
+    store_batch(quote(ctx), quote(tail))
     if not left and not stats.batches_staged:
-        checked = warehouse_checks(ctx)
+        checked = warehouse_checks(quote(ctx))
         try:
             publish_snapshot(settings.warehouse)
         except warehouse.WarehouseLocked:

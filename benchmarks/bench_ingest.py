@@ -86,6 +86,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _state(pid: int) -> str:
+    """The process's scheduler state: R running or runnable, S sleeping (a pool worker waiting for work) ..."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return "?"
+
+
 def _descendants(pid: int) -> list[int]:
     pids, todo = [], _children(pid)
     while todo:
@@ -118,6 +126,7 @@ class MemorySampler:
     samples: list[tuple[float, int, int]] = field(default_factory=list)  # (t, parent KiB, workers KiB)
     _stop: threading.Event = field(default_factory=threading.Event)
     _cpu: dict[int, list[Any]] = field(default_factory=dict)  # pid -> [role, CPU s at the start, latest CPU s]
+    waiting: list[int] = field(default_factory=lambda: [0, 0])  # pool worker samples asleep (waiting), all
 
     def __enter__(self) -> MemorySampler:
         self._start = time.perf_counter()
@@ -140,8 +149,12 @@ class MemorySampler:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             pids = self._sample_cpu()
+            workers = _workers(pids)
             self.samples.append((time.perf_counter() - self._start, _rss_kib(os.getpid()),
-                                 sum(_rss_kib(p) for p in _workers(pids))))
+                                 sum(_rss_kib(p) for p in workers)))
+            states = [_state(p) for p in workers]
+            self.waiting[0] += states.count("S")
+            self.waiting[1] += len(states)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -222,6 +235,7 @@ class IngestResult:
     bounds: tuple[float, float]  # the bound measured before and after the run (pages/s)
     cpu: dict[str, float]  # CPU seconds during the run, by process role (parent, pool workers, page server ...)
     bound_cpu_per_page: float  # the bound's workers' CPU seconds per page (mean of before and after)
+    workers_waiting: float  # share of samples in which a pool worker was asleep, waiting for work
 
 
 def run(*, variants: int, feeds: int, hosts: int = 20, bound_variants: int = 2, warm: bool = False
@@ -260,4 +274,4 @@ def run(*, variants: int, feeds: int, hosts: int = 20, bound_variants: int = 2, 
     articles = summary.get("articles_new", 0)
     return IngestResult(articles, s.pages, seconds, s.pages / seconds, bound, len(sample), mem.quarters(),
                         summary, size, (before, after), mem.cpu(),
-                        (cpu_before + cpu_after) / 2)
+                        (cpu_before + cpu_after) / 2, mem.waiting[0] / max(mem.waiting[1], 1))

@@ -71,7 +71,8 @@ def ingest_section() -> str:
                      f"{1 - sum(r.cpu.values()) / (cores * r.seconds):.1%}"]])
     worker_cpu = r.cpu.get("pool workers", 0.0) / max(r.pages, 1)
     out += (f"\nPool workers' CPU per page: {worker_cpu:.3f} s in the run, {r.bound_cpu_per_page:.3f} s in the bound "
-            "(the workers' own work, whatever else the machine runs).\n")
+            "(the workers' own work, whatever else the machine runs). Pool workers found asleep, waiting for work, "
+            f"in {r.workers_waiting:.1%} of the samples (every 0.5 s; the rest they ran, or waited for a core).\n")
     out += "\n### Resident memory over the run (peak per quarter of the wall time)\n\n"
     out += table(["quarter", "parent (MiB)", "pool workers, together (MiB)"],
                  [[f"Q{i + 1}", round(p), round(w)] for i, (p, w) in enumerate(r.memory)])

@@ -326,6 +326,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             pool = pool or workers.make_pool(settings, **warm_pool())
             load_seeds_batch(ctx, pool, seeds, errors)
 
+        loads: list[Any] = []
         states = reads.read_feed_states(settings)
         prog.feeds(len(selected))
         out = fetch_feeds(settings, selected, states, ctx.run_id, stats, gate=gate, log=log.warning,
@@ -343,7 +344,8 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             head.add("entries", *collect.entry_rows(out.entries, ctx.run_id))
             if new:
                 head.add("runs", ctx.run_row("running"))  # marked abandoned by the next run if this one dies
-                store_batch(quote(ctx), quote(head))
+                # In the writer thread (below): the downloads start while it loads.
+                loads.append(store_batch.submit(quote(ctx), quote(head)))
             else:
                 quiet_head = head  # nothing to process: these rows go with the run's last batch, one load fewer
         prog.articles(len(new))
@@ -355,7 +357,6 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
         # Loads run in a writer thread, one after the other (wait_for chains them: still one writer, batches in
         # order), so this thread keeps feeding the pool while a batch is staged and loaded. At most two loads
         # wait at a time, which bounds the batches held in memory.
-        loads: list[Any] = []
         for i, ready in enumerate(stream.articles(settings, pool, new, gate=gate, progress=prog.event), start=1):
             batch = process_articles(ctx, ready, dry_run)
             if batch is None:

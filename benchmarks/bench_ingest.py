@@ -63,20 +63,6 @@ def _children(pid: int) -> list[int]:
     return pids
 
 
-def _workers(pids: list[int] | None = None) -> list[int]:
-    """Our process-pool workers: spawned descendants running multiprocessing's spawn_main (a warm pool's workers
-    are children of its server process, which is not counted: it holds no model)."""
-    out = []
-    for pid in _descendants(os.getpid()) if pids is None else pids:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"spawn_main" in cmd and _children(pid) == []:
-            out.append(pid)
-    return out
-
-
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (all its threads); 0 once it is gone."""
     try:
@@ -110,7 +96,7 @@ def _role(pid: int) -> str:
         return "other"
     if b"benchmarks.serve" in cmd:
         return "page server"
-    if b"spawn_main" in cmd:
+    if b"spawn_main" in cmd:  # a warm pool's server spawned its workers: it holds no model
         return "pool server" if _children(pid) else "pool workers"
     if b"prefect" in cmd or b"uvicorn" in cmd:
         return "Prefect API server"
@@ -135,9 +121,9 @@ class MemorySampler:
         self._thread.start()
         return self
 
-    def _sample_cpu(self, first: bool = False) -> list[int]:
-        """Note the CPU seconds of this process and its descendants; returns the descendants."""
-        pids = _descendants(os.getpid())
+    def _sample_cpu(self, first: bool = False, pids: list[int] | None = None) -> list[int]:
+        """Note the CPU seconds of this process and its descendants (`pids`, else found now); returns them."""
+        pids = _descendants(os.getpid()) if pids is None else pids
         for pid in [os.getpid(), *pids]:
             now = _cpu_seconds(pid)
             if pid not in self._cpu:
@@ -147,9 +133,14 @@ class MemorySampler:
         return pids
 
     def _run(self) -> None:
+        pids: list[int] = []
+        n = 0
         while not self._stop.wait(self.every):
-            pids = self._sample_cpu()
-            workers = _workers(pids)
+            # The process tree is walked every 8th sample only: walking it costs this (measured) process more
+            # than reading a few /proc files.
+            pids = self._sample_cpu(pids=None if n % 8 == 0 else pids)
+            n += 1
+            workers = [p for p in pids if self._cpu[p][0] == "pool workers"]
             self.samples.append((time.perf_counter() - self._start, _rss_kib(os.getpid()),
                                  sum(_rss_kib(p) for p in workers)))
             states = [_state(p) for p in workers]

@@ -73,6 +73,12 @@ def ingest_section() -> str:
     out += (f"\nPool workers' CPU per page: {worker_cpu:.3f} s in the run, {r.bound_cpu_per_page:.3f} s in the bound "
             "(the workers' own work, whatever else the machine runs). Pool workers found asleep, waiting for work, "
             f"in {r.workers_waiting:.1%} of the samples (every 0.5 s; the rest they ran, or waited for a core).\n")
+    ours = sum(r.cpu.values())
+    est = r.pages * r.bound_cpu_per_page * (1 - r.workers_waiting) / max(ours, 1e-9)
+    out += (f"\nLoad-independent estimate of the ratio on a quiet machine: the bound's CPU for these pages over all "
+            f"the CPU our processes spent, less the workers' waiting share: {r.pages} x "
+            f"{r.bound_cpu_per_page:.3f} s x (1 - {r.workers_waiting:.3f}) / {ours:.1f} s = **{est:.2f}** (on a "
+            "shared machine the measured ratio above moves with the other users' load; this one does not).\n")
     out += "\n### Resident memory over the run (peak per quarter of the wall time)\n\n"
     out += table(["quarter", "parent (MiB)", "pool workers, together (MiB)"],
                  [[f"Q{i + 1}", round(p), round(w)] for i, (p, w) in enumerate(r.memory)])

@@ -63,47 +63,102 @@ def _children(pid: int) -> list[int]:
     return pids
 
 
-def _workers() -> list[int]:
-    """Our process-pool workers: spawned descendants running multiprocessing's spawn_main (a warm pool's workers
-    are children of its server process, which is not counted: it holds no model)."""
-    pids, todo = [], _children(os.getpid())
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _state(pid: int) -> str:
+    """The process's scheduler state: R running or runnable, S sleeping (a pool worker waiting for work) ..."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return "?"
+
+
+def _descendants(pid: int) -> list[int]:
+    pids, todo = [], _children(pid)
     while todo:
-        pid = todo.pop()
-        pids.append(pid)
-        todo += _children(pid)
-    out = []
-    for pid in pids:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"spawn_main" in cmd and _children(pid) == []:
-            out.append(pid)
-    return out
+        pids.append(todo.pop())
+        todo += _children(pids[-1])
+    return pids
+
+
+def _role(pid: int) -> str:
+    """Which part of the benchmark a descendant process is, by its command line."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "other"
+    if b"benchmarks.serve" in cmd:
+        return "page server"
+    if b"spawn_main" in cmd:  # a warm pool's server spawned its workers: it holds no model
+        return "pool server" if _children(pid) else "pool workers"
+    if b"prefect" in cmd or b"uvicorn" in cmd:
+        return "Prefect API server"
+    return "other"
 
 
 @dataclass
 class MemorySampler:
-    """RSS of this process and of the pool workers, sampled every `every` seconds in a thread."""
+    """RSS of this process and of the pool workers, sampled every `every` seconds in a thread; and the CPU seconds
+    of this process and of each of its descendants over the same time, by role (`cpu()`)."""
 
     every: float = 0.5
     samples: list[tuple[float, int, int]] = field(default_factory=list)  # (t, parent KiB, workers KiB)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _cpu: dict[int, list[Any]] = field(default_factory=dict)  # pid -> [role, CPU s at the start, latest CPU s]
+    waiting: list[int] = field(default_factory=lambda: [0, 0])  # pool worker samples asleep (waiting), all
 
     def __enter__(self) -> MemorySampler:
         self._start = time.perf_counter()
+        self._sample_cpu(first=True)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
+    def _sample_cpu(self, first: bool = False, pids: list[int] | None = None) -> list[int]:
+        """Note the CPU seconds of this process and its descendants (`pids`, else found now); returns them."""
+        pids = _descendants(os.getpid()) if pids is None else pids
+        for pid in [os.getpid(), *pids]:
+            now = _cpu_seconds(pid)
+            if pid not in self._cpu:
+                role = "parent" if pid == os.getpid() else _role(pid)
+                self._cpu[pid] = [role, now if first else 0.0, now]  # a process started during the run counts whole
+            self._cpu[pid][2] = max(self._cpu[pid][2], now)
+        return pids
+
     def _run(self) -> None:
+        pids: list[int] = []
+        n = 0
         while not self._stop.wait(self.every):
+            # The process tree is walked every 8th sample only: walking it costs this (measured) process more
+            # than reading a few /proc files.
+            pids = self._sample_cpu(pids=None if n % 8 == 0 else pids)
+            n += 1
+            workers = [p for p in pids if self._cpu[p][0] == "pool workers"]
             self.samples.append((time.perf_counter() - self._start, _rss_kib(os.getpid()),
-                                 sum(_rss_kib(p) for p in _workers())))
+                                 sum(_rss_kib(p) for p in workers)))
+            states = [_state(p) for p in workers]
+            self.waiting[0] += states.count("S")
+            self.waiting[1] += len(states)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._sample_cpu()
+        self.wall = time.perf_counter() - self._start
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds spent during the run by the parent, the pool workers, the pool server, the page server..."""
+        out: dict[str, float] = {}
+        for role, start, end in self._cpu.values():
+            out[role] = out.get(role, 0.0) + end - start
+        return out
 
     def quarters(self) -> list[tuple[float, float]]:
         """Peak (parent MiB, workers MiB) in each quarter of the run."""
@@ -140,15 +195,19 @@ def warm(settings: Settings) -> None:
     entities.load_pipeline(settings.entities.pipeline)
 
 
-def cpu_bound(pages: list[Path], settings: Settings, workers: int) -> float:
-    """Pages per second for extraction + NER alone, `workers` processes, chunks of 8 pages."""
+def cpu_bound(pages: list[Path], settings: Settings, workers: int) -> tuple[float, float]:
+    """Pages per second for extraction + NER alone, `workers` processes, chunks of 8 pages; and the workers' CPU
+    seconds per page."""
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         list(pool.map(warm, [settings] * workers))
         htmls = [p.read_bytes() for p in pages]
         chunks = [htmls[i:i + 8] for i in range(0, len(htmls), 8)]
+        pids = list(pool._processes)  # the pool's own record of its workers
+        cpu = sum(_cpu_seconds(p) for p in pids)
         start = time.perf_counter()
         done = sum(pool.map(bound_chunk, chunks, [settings] * len(chunks)))
-        return done / (time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return done / seconds, (sum(_cpu_seconds(p) for p in pids) - cpu) / done
 
 
 # ---------------------------------------------------------------- the run
@@ -165,6 +224,9 @@ class IngestResult:
     summary: dict[str, Any]
     warehouse_mib: float
     bounds: tuple[float, float]  # the bound measured before and after the run (pages/s)
+    cpu: dict[str, float]  # CPU seconds during the run, by process role (parent, pool workers, page server ...)
+    bound_cpu_per_page: float  # the bound's workers' CPU seconds per page (mean of before and after)
+    workers_waiting: float  # share of samples in which a pool worker was asleep, waiting for work
 
 
 def run(*, variants: int, feeds: int, hosts: int = 20, bound_variants: int = 2, warm: bool = False
@@ -184,7 +246,7 @@ def run(*, variants: int, feeds: int, hosts: int = 20, bound_variants: int = 2, 
             settings = load_settings(config, env={})
             # The bound before and after the run, averaged: on a shared machine the load drifts over minutes.
             sample = sorted((s.root / "pages").glob("p*.html"))[: bound_variants * (s.pages // variants)]
-            before = cpu_bound(sample, settings, settings.worker_count())
+            before, cpu_before = cpu_bound(sample, settings, settings.worker_count())
             pool = workers.WarmPool(settings) if warm else None
             os.environ.update(pool.env() if pool else {})
             try:
@@ -197,9 +259,10 @@ def run(*, variants: int, feeds: int, hosts: int = 20, bound_variants: int = 2, 
                     os.environ.pop(name, None)
                 if pool:
                     pool.close()
-        after = cpu_bound(sample, settings, settings.worker_count())
+        after, cpu_after = cpu_bound(sample, settings, settings.worker_count())
         bound = (before + after) / 2
         size = sum(p.stat().st_size for p in tmp.glob("wh.duckdb*")) / 2**20
     articles = summary.get("articles_new", 0)
     return IngestResult(articles, s.pages, seconds, s.pages / seconds, bound, len(sample), mem.quarters(),
-                        summary, size, (before, after))
+                        summary, size, (before, after), mem.cpu(),
+                        (cpu_before + cpu_after) / 2, mem.waiting[0] / max(mem.waiting[1], 1))

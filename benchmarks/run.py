@@ -62,6 +62,24 @@ def ingest_section() -> str:
         ["warehouse size (MiB)", round(r.warehouse_mib, 1)],
         ["warehouse MiB per 1M articles (extrapolated)", round(r.warehouse_mib / max(r.articles, 1) * 1e6)],
     ])
+    cores = os.cpu_count() or 1
+    out += (f"\n### Where the CPU went during the run ({cores} cores x {r.seconds:.1f} s = "
+            f"{cores * r.seconds:.0f} CPU s available)\n\n")
+    out += table(["process", "CPU s", "share of the available CPU"],
+                 [[role, round(sec, 1), f"{sec / (cores * r.seconds):.1%}"]
+                  for role, sec in sorted(r.cpu.items(), key=lambda kv: -kv[1])]
+                 + [["idle (or other users of the machine)", round(cores * r.seconds - sum(r.cpu.values()), 1),
+                     f"{1 - sum(r.cpu.values()) / (cores * r.seconds):.1%}"]])
+    worker_cpu = r.cpu.get("pool workers", 0.0) / max(r.pages, 1)
+    out += (f"\nPool workers' CPU per page: {worker_cpu:.3f} s in the run, {r.bound_cpu_per_page:.3f} s in the bound "
+            "(the workers' own work, whatever else the machine runs). Pool workers found asleep, waiting for work, "
+            f"in {r.workers_waiting:.1%} of the samples (every 0.5 s; the rest they ran, or waited for a core).\n")
+    ours = sum(r.cpu.values())
+    est = r.pages * r.bound_cpu_per_page * (1 - r.workers_waiting) / max(ours, 1e-9)
+    out += (f"\nLoad-independent estimate of the ratio on a quiet machine: the bound's CPU for these pages over all "
+            f"the CPU our processes spent, less the workers' waiting share: {r.pages} x "
+            f"{r.bound_cpu_per_page:.3f} s x (1 - {r.workers_waiting:.3f}) / {ours:.1f} s = **{est:.2f}** (on a "
+            "shared machine the measured ratio above moves with the other users' load; this one does not).\n")
     out += "\n### Resident memory over the run (peak per quarter of the wall time)\n\n"
     out += table(["quarter", "parent (MiB)", "pool workers, together (MiB)"],
                  [[f"Q{i + 1}", round(p), round(w)] for i, (p, w) in enumerate(r.memory)])

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 from pydantic import Field
 
 from flows import (
@@ -40,6 +41,9 @@ from flows.stats import RunStats
 
 # Tasks take live objects (pools, clients): no input hashing, no result persistence.
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
+# The run context and the batches are passed `quote`d: otherwise Prefect walks every element of them (each
+# document's shingles, mentions ...) twice per task call looking for futures, which cost the parent more CPU
+# than staging and loading the batch (py-spy, 704 articles: docs/benchmarks.md).
 
 fetch_feeds = task(collect.fetch_feeds, name="fetch-feeds", **_TASK)
 load_pending = task(store.load_pending, name="load-staged", retries=2, retry_delay_seconds=[5, 30], **_TASK)
@@ -205,11 +209,13 @@ def warehouse_checks(ctx: RunContext) -> checks.CheckRun | None:
     return done
 
 
-@task(name="process-articles", **_TASK)
 def process_articles(ctx: RunContext, ready: stream.Ready, dry_run: bool) -> staging.Batch | None:
-    """Count and store one batch that the article stream downloaded, extracted, dedup-checked and tagged.
+    """Count one batch that the article stream downloaded, extracted, dedup-checked and tagged, and make it the
+    batch to store (None on a dry run).
 
-    The CPU work of the next batches goes on in the pool meanwhile (flows/stream.py).
+    Not a task: it only counts and packs, and a task run per batch cost the Prefect API (and this process) more
+    than the work; the batch's `store-batch` task is what the UI shows. The CPU work of the next batches goes on
+    in the pool meanwhile (flows/stream.py).
     """
     log = get_run_logger()
     stats = ctx.stats
@@ -320,6 +326,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             pool = pool or workers.make_pool(settings, **warm_pool())
             load_seeds_batch(ctx, pool, seeds, errors)
 
+        loads: list[Any] = []
         states = reads.read_feed_states(settings)
         prog.feeds(len(selected))
         out = fetch_feeds(settings, selected, states, ctx.run_id, stats, gate=gate, log=log.warning,
@@ -337,7 +344,8 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             head.add("entries", *collect.entry_rows(out.entries, ctx.run_id))
             if new:
                 head.add("runs", ctx.run_row("running"))  # marked abandoned by the next run if this one dies
-                store_batch(ctx, head)
+                # In the writer thread (below): the downloads start while it loads.
+                loads.append(store_batch.submit(quote(ctx), quote(head)))
             else:
                 quiet_head = head  # nothing to process: these rows go with the run's last batch, one load fewer
         prog.articles(len(new))
@@ -349,7 +357,6 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
         # Loads run in a writer thread, one after the other (wait_for chains them: still one writer, batches in
         # order), so this thread keeps feeding the pool while a batch is staged and loaded. At most two loads
         # wait at a time, which bounds the batches held in memory.
-        loads: list[Any] = []
         for i, ready in enumerate(stream.articles(settings, pool, new, gate=gate, progress=prog.event), start=1):
             batch = process_articles(ctx, ready, dry_run)
             if batch is None:
@@ -357,7 +364,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             else:
                 if len(loads) >= 2:
                     loads.pop(0).result()
-                loads.append(store_batch.submit(ctx, batch, wait_for=loads[-1:]))
+                loads.append(store_batch.submit(quote(ctx), quote(batch), wait_for=loads[-1:]))
             log.info("batch %d/%d processed; %d new articles, %d duplicates loaded so far", i, n_batches,
                      stats.articles_new, stats.duplicates_exact + stats.duplicates_near)
             prog.checkpoint()
@@ -375,7 +382,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     if stage_only and not dry_run:
         tail = quiet_head or ctx.batch()  # a quiet shard's feed rows go with its run row
         tail.add("runs", ctx.run_row(status))
-        store_batch(ctx, tail)
+        store_batch(quote(ctx), quote(tail))
         status = "staged"
         message = (f"stage-only: {stats.batches_staged} batches staged in {settings.warehouse.staging_dir}; "
                    "`newsflow load` (or the fan-out's loader) loads them")
@@ -390,14 +397,14 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                        f"{settings.warehouse.staging_dir} and the next run loads them; nothing is lost")
         tail = quiet_head or ctx.batch()
         tail.add("runs", ctx.run_row(status, message))
-        store_batch(ctx, tail)
+        store_batch(quote(ctx), quote(tail))
         if stats.batches_staged:
             status = "staged"
             message = message or (f"the warehouse was locked at the end of the run: its last batch is staged in "
                                   f"{settings.warehouse.staging_dir} and the next run loads it; nothing is lost")
             log.warning("warehouse checks skipped: the warehouse was locked at the end of the run")
         else:
-            checked = warehouse_checks(ctx)
+            checked = warehouse_checks(quote(ctx))
             if quiet and snapshot_current(settings.warehouse, wh_changed_at):
                 log.info("snapshot not republished: nothing new since it was published")
             else:
@@ -488,7 +495,7 @@ def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list
         batch.add("docs", *chunk)
         batch.add("page_fetches", *failures)
         failures = []
-        store_batch(ctx, batch)
+        store_batch(quote(ctx), quote(batch))
         shown.advance("seeds", len(chunk))
 
 
@@ -556,9 +563,9 @@ def _load(ctx: RunContext) -> dict[str, Any]:
                    f"{settings.warehouse.staging_dir}; the next load takes them")
     tail = ctx.batch()
     tail.add("runs", ctx.run_row(status, message))
-    store_batch(ctx, tail)
+    store_batch(quote(ctx), quote(tail))
     if not left and not stats.batches_staged:
-        checked = warehouse_checks(ctx)
+        checked = warehouse_checks(quote(ctx))
         try:
             publish_snapshot(settings.warehouse)
         except warehouse.WarehouseLocked:

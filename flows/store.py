@@ -27,27 +27,33 @@ def precheck(settings: Settings, docs: list[Document], *, before: list[Document]
     text is a copy of it), a URL already stored, and a copy of an article already in the warehouse. A near copy
     of a document not loaded yet is tagged anyway: that document may itself turn out a copy of something
     loaded meanwhile, and then the near copy would be stored, so skipping NER for it would make the entities
-    depend on load timing. `before` is the batch staged just before these, not loaded yet.
+    depend on load timing. `before` is the batch staged just before these, already pre-checked (its copies
+    carry `COPY_REASON`), maybe loaded by now, maybe not.
+
+    `before` is not judged again: that doubled the pre-check, the largest part of the parent's CPU in the
+    benchmark (docs/benchmarks.md). Its pre-check said which of its documents are loaded as articles or copies
+    of them (the ones it did not find copies), and an exact copy of one of those is a copy whatever they become.
     """
     if not docs:
         return []
     before = before or []
     unloaded = {stable_key(d.url) for d in before + docs}
+    earlier = {d.text_hash for d in before if d.ner_skip_reason != COPY_REASON}
     try:
         with warehouse.connect(settings.warehouse, read_only=settings.stage_only,
                                wait=min(2.0, settings.warehouse.lock_wait_seconds)) as conn:
             with warehouse.transaction(conn):
-                verdicts = decide(conn, before + docs, settings.dedup,
-                                  tiers=[0] * len(before) + [1] * len(docs))
+                verdicts = decide(conn, docs, settings.dedup)
     except WarehouseLocked:
         return [False] * len(docs)
     except (WarehouseError, duckdb.Error):
         if not settings.stage_only:
             raise
         return [False] * len(docs)  # a shard run before the first load: no warehouse to compare with yet
-    return [v.status == "known" or (v.status == "duplicate" and v.match is not None and
-                                    (v.match.method == "exact" or v.duplicate_of not in unloaded))
-            for v in verdicts[len(before):]]
+    return [v.status == "known" or d.text_hash in earlier
+            or (v.status == "duplicate" and v.match is not None and
+                (v.match.method == "exact" or v.duplicate_of not in unloaded))
+            for d, v in zip(docs, verdicts, strict=True)]
 
 
 def store(settings: Settings, batch: staging.Batch) -> LoadResult | None:

@@ -2,12 +2,12 @@
 
 The run's entries are first interleaved across hosts (round robin, deterministic), so every batch mixes outlets
 and downloads at the politeness rate of many hosts at once rather than one. A download thread fetches the pages
-batch by batch and hands them to the process pool in small extraction chunks
-as they arrive. The calling thread takes the batches in order: it pre-checks a batch against the warehouse (and
-the batch before it, not loaded yet) once its extraction is done, submits NER for the documents that are not
-copies in chunks of `NER_CHUNK`, and yields the batch when it is tagged, while the pool works on the next ones.
-The caller stages and loads what it receives (one writer, one transaction per batch). At most `window` batches
-are in flight, so memory stays flat however long the run.
+batch by batch and hands them to the process pool in small extraction chunks as they arrive. The calling thread
+takes the batches in order: it pre-checks a batch against the warehouse (and against the batch before it, which
+may not be loaded yet) once its extraction is done, submits NER for the documents that are not copies in chunks
+of `NER_CHUNK`, and yields the batch when it is tagged, while the pool works on the next ones. The caller stages
+and loads what it receives (one writer, one transaction per batch). At most `window` batches are in flight, so
+memory stays flat however long the run.
 
 No Prefect here: flows/flow.py makes one task per yielded batch.
 """

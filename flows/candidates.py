@@ -11,6 +11,8 @@ without `newsflow reprocess --step dedup` shows as a failing check rather than s
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -156,14 +158,38 @@ def _count_pairs(position: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.
     return position[starts], ids[starts], np.diff(np.append(starts, ids.size))
 
 
+# Signatures of stored articles re-computed for verification, most recently used last. An original is a
+# candidate of every copy of it, batch after batch and in both the pre-check and the load: signing its text each
+# time was a quarter of the parent process's CPU in a run (docs/benchmarks.md). Keyed by the text's hash and the
+# settings that shape a signature, so an entry can never stand for other text or settings; bounded, so memory
+# stays flat however long `newsflow serve` runs.
+_SIGNED: OrderedDict[tuple[int, str, str], Signature] = OrderedDict()
+_SIGNED_MAX = 2048
+_SIGNED_LOCK = threading.Lock()
+
+
 def stored_signatures(conn: duckdb.DuckDBPyConnection, ids: Iterable[int], settings: DedupSettings
                       ) -> dict[int, Signature]:
     """Signatures of stored articles, re-computed from their text for exact verification."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    return {article_id: dedup.signature(text, settings)
-            for article_id, text in conn.execute(query("candidate_texts"), {"ids": wanted}).fetchall()}
+    params = index_params(settings)
+    out: dict[int, Signature] = {}
+    for article_id, text_hash, text in conn.execute(query("candidate_texts"), {"ids": wanted}).fetchall():
+        key = (article_id, text_hash, params)
+        with _SIGNED_LOCK:
+            sig = _SIGNED.get(key)
+            if sig is not None:
+                _SIGNED.move_to_end(key)
+        if sig is None:
+            sig = dedup.signature(text, settings)
+            with _SIGNED_LOCK:
+                _SIGNED[key] = sig
+                while len(_SIGNED) > _SIGNED_MAX:
+                    _SIGNED.popitem(last=False)
+        out[article_id] = sig
+    return out
 
 
 def rank(match: Match) -> tuple[bool, float]:

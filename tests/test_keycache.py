@@ -233,3 +233,25 @@ def test_a_rebuild_in_chunks_with_merges_gives_the_same_candidates(loaded: Wareh
     assert {p.name.split(".")[0] for p in cache.folder.glob("*.npy")} == listed
     sigs = _probes(seed=7)
     assert _candidates(wh, sigs) == _without_cache(wh, sigs, tmp_path)
+
+
+def test_stored_signatures_follow_the_stored_text(tmp_path: Path) -> None:
+    """Signatures of stored articles are kept between lookups, but never for a text or settings they were not
+    made from."""
+    wh = WarehouseSettings(path=tmp_path / "k.duckdb")
+    docs = _batches(seed=3, n_batches=1, per_batch=3)[0]
+    _load(wh, [docs])
+    with connect(wh) as conn:
+        article_id, text = conn.execute("select article_id, text from articles order by article_id limit 1").fetchone()
+        first = candidates.stored_signatures(conn, [article_id], SETTINGS)[article_id]
+        assert np.array_equal(first.shingles, dedup.signature(text, SETTINGS).shingles)
+        again = candidates.stored_signatures(conn, [article_id], SETTINGS)[article_id]
+        assert again is first  # kept
+        other = DedupSettings(shingle_size=4)
+        assert not np.array_equal(candidates.stored_signatures(conn, [article_id], other)[article_id].shingles,
+                                  first.shingles)
+        new_text = _story(random.Random(99))
+        conn.execute("update articles set text = $t, text_hash = $h where article_id = $a",
+                     {"t": new_text, "h": dedup.text_hash(new_text), "a": article_id})
+        changed = candidates.stored_signatures(conn, [article_id], SETTINGS)[article_id]
+        assert np.array_equal(changed.shingles, dedup.signature(new_text, SETTINGS).shingles)

@@ -1,4 +1,5 @@
--- Texts of candidate originals, re-shingled by the loader for exact verification.
-select article_id, text
+-- Texts of candidate originals, re-shingled by the loader for exact verification (flows/candidates.py keeps
+-- recent signatures by article and text hash).
+select article_id, text_hash, text
 from articles
 where article_id in (select unnest($ids::bigint[]))

@@ -175,16 +175,16 @@ class MemorySampler:
 # ---------------------------------------------------------------- the bound
 
 def bound_chunk(htmls: list[bytes], settings: Settings) -> int:
-    """trafilatura extraction plus NER of some pages, nothing else (runs in a worker)."""
-    import trafilatura
-
+    """Extraction plus NER of some pages, nothing else (runs in a worker). Extraction is the pipeline's own
+    (`flows.extract.extract`: trafilatura's two passes combined, the fallbacks and line rules), so the bound does
+    the same extraction work as the run, and the ratio measures only what the pipeline adds around it."""
     from flows import entities, extract
 
     nlp = entities.load_pipeline(settings.entities.pipeline)
     texts = []
     for html in htmls:
-        doc = trafilatura.bare_extraction(html, **extract.extractor_options(settings.extract))
-        texts.append((doc.text or "") if doc else "")
+        found = extract.extract(html, "http://127.0.0.1/bound", settings.extract)
+        texts.append(found.text if found else "")
     entities.tag(nlp, texts, settings.entities.labels, settings.entities.max_chars)
     return len(htmls)
 

@@ -88,11 +88,9 @@ def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature
     # Built column-wise from the signatures' arrays: a Python dict per sample row cost more than the query.
     n_buckets = np.array([s.buckets.size for s in sigs.values()], dtype=np.int64)
     n_samples = np.array([s.samples.size for s in sigs.values()], dtype=np.int64)
-    conn.register("q_buckets", pa.table({
-        "doc": np.repeat(np.array(keys, dtype=np.int64), n_buckets),
-        "key": np.concatenate([bucket_keys(s.buckets) for s in sigs.values()] + [np.empty(0, np.int64)]),
-    }, schema=_BUCKETS))
     q_buckets = np.concatenate([bucket_keys(s.buckets) for s in sigs.values()] + [np.empty(0, np.int64)])
+    conn.register("q_buckets", pa.table({"doc": np.repeat(np.array(keys, dtype=np.int64), n_buckets),
+                                         "key": q_buckets}, schema=_BUCKETS))
     q_samples = np.concatenate([s.samples.astype(np.int64) for s in sigs.values()] + [np.empty(0, np.int64)])
     conn.register("q_samples", pa.table({
         "doc": np.repeat(np.array(keys, dtype=np.int64), n_samples),

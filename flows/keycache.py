@@ -159,7 +159,8 @@ class KeyCache:
             return None
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
-            if manifest.get("format") != FORMAT:
+            # Fences are read at the spacing they were written with: a cache of another spacing is rebuilt.
+            if manifest.get("format") != FORMAT or manifest.get("fence") != _FENCE:
                 return None
             return cls(folder, manifest)
         except (OSError, ValueError, KeyError) as exc:
@@ -285,7 +286,7 @@ def refresh(conn: duckdb.DuckDBPyConnection, folder: Path | None = None) -> KeyC
                 # Numbered past every file on disk: a reader may still map the segments of the cache replaced.
                 counter = max((int(p.name.split(".")[0].rsplit("-", 1)[1]) for p in folder.glob("*-*.keys.npy")),
                               default=0)
-                manifest = {"format": FORMAT, "index": state.record, "seq": -1, "counter": counter,
+                manifest = {"format": FORMAT, "fence": _FENCE, "index": state.record, "seq": -1, "counter": counter,
                             "segments": {kind: [] for kind in KINDS}}
             published = {n for names in manifest["segments"].values() for n in names}
             for kind in KINDS:

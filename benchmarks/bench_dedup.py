@@ -50,6 +50,10 @@ class DedupScaleResult:
     candidates_seconds: float
     candidates_sql_seconds: float | None
     first_lookup_seconds: float
+    # The lookup alone once `behind` more articles are loaded and the cache is left behind by that many (the
+    # loader refreshes it only from `[dedup] cache_refresh_articles` on): those rows are read from the tables.
+    behind: int = 0
+    candidates_behind_seconds: float = 0.0
 
 
 @dataclass
@@ -86,7 +90,9 @@ def dedup_scale(settings: Settings, *, stored: int = 1_000_000, new: int = 1000,
     current settings, build the lookup cache from them as the first load after an upgrade would, then time the
     decision of `new` real documents (candidate lookup + verification), the lookup alone through the cache and,
     with `sql_too`, through the tables alone, and the insert."""
-    first_docs, docs = (lambda d: (d[:new], d[new:]))(new_docs(settings, 2 * new))
+    behind = settings.dedup.cache_refresh_articles - 1  # the most a cache is ever behind after a load
+    made = new_docs(settings, 2 * new + behind)
+    first_docs, docs, later = made[:new], made[new:2 * new], made[2 * new:]
     per_article = round(sum(len(d.samples) for d in docs) / len(docs))
     params = {"n": stored, "bands": settings.dedup.bands, "samples": per_article, "mod": settings.dedup.sample_mod}
     sigs = {i: signature_of(d) for i, d in enumerate(docs)}
@@ -133,6 +139,15 @@ def dedup_scale(settings: Settings, *, stored: int = 1_000_000, new: int = 1000,
             start = time.perf_counter()
             load_batch(conn, batch, settings.dedup)
             total = time.perf_counter() - start
+            later_batch = staging.Batch("scale-0002", "bench")
+            later_batch.add("docs", *later)
+            load_batch(conn, later_batch, settings.dedup)  # under the refresh threshold: the cache stays behind
+            state = keycache.index_state(conn)
+            kept = keycache.KeyCache.open(wh.path.parent / f"{wh.path.name}.keys")
+            assert state is not None and kept is not None and kept.seq < state.seq
+            start = time.perf_counter()
+            candidates.stored_candidates(conn, sigs, settings.dedup)
+            alone_behind = time.perf_counter() - start
         sql = None
         if sql_too:
             shutil.rmtree(wh.path.parent / f"{wh.path.name}.keys")
@@ -143,7 +158,7 @@ def dedup_scale(settings: Settings, *, stored: int = 1_000_000, new: int = 1000,
                 sql = time.perf_counter() - start
         assert len(verdicts) == new
     return DedupScaleResult(stored, new, lookup, max(0.0, total - lookup), index, fill, per_article, rows,
-                            cache_build, cache_mib, alone, sql, first)
+                            cache_build, cache_mib, alone, sql, first, behind, alone_behind)
 
 
 def load_speed(settings: Settings, *, articles: int = 2000, mentions_per_article: int = 25) -> LoadResultRow:

@@ -140,6 +140,8 @@ def dedup_section(settings: Settings) -> str:
          *cells(lambda x: target(x.lookup_seconds, 0.5, ".3f"))],
         ["... the first batch after opening the warehouse (s)", *cells(lambda x: round(x.first_lookup_seconds, 3))],
         ["candidate lookup alone, through the lookup cache (s)", *cells(lambda x: round(x.candidates_seconds, 3))],
+        ["... with the cache behind by the most the loader leaves it (articles read from the tables) (s)",
+         *cells(lambda x: f"{x.candidates_behind_seconds:.3f} ({x.behind:,})")],
         ["candidate lookup alone, through the tables only (s)",
          *cells(lambda x: round(x.candidates_sql_seconds, 3) if x.candidates_sql_seconds is not None else "-")],
         ["insert of the 1,000 (articles, buckets, samples, cache refresh) (s)",

@@ -267,9 +267,14 @@ def _append_rows(conn: duckdb.DuckDBPyConnection, folder: Path, kind: str, after
     flush()
 
 
-def refresh(conn: duckdb.DuckDBPyConnection, folder: Path | None = None) -> KeyCache | None:
+def refresh(conn: duckdb.DuckDBPyConnection, folder: Path | None = None, *, min_behind: int = 0
+            ) -> KeyCache | None:
     """Bring the cache up to the committed index: a new segment of the rows loaded since, or a rebuild when the
-    cache was built for another index record. Call with no open transaction that has written."""
+    cache was built for another index record. Call with no open transaction that has written.
+
+    `min_behind`: leave a usable cache as it is while fewer articles than this were indexed since it was written
+    (lookups read those from the tables; a cache behind is slower, never wrong).
+    """
     folder = folder if folder is not None else folder_for(conn)
     if folder is None:
         return None
@@ -282,6 +287,10 @@ def refresh(conn: duckdb.DuckDBPyConnection, folder: Path | None = None) -> KeyC
             manifest = cache.manifest if cache is not None and cache.usable_for(state) else None
             if manifest is not None and manifest["seq"] == state.seq:
                 return cache
+            if manifest is not None and min_behind > 0:
+                behind = conn.execute(query("dedup_cache_behind"), {"after": manifest["seq"]}).fetchone()[0]
+                if behind < min_behind:
+                    return cache
             if manifest is None:
                 # Numbered past every file on disk: a reader may still map the segments of the cache replaced.
                 counter = max((int(p.name.split(".")[0].rsplit("-", 1)[1]) for p in folder.glob("*-*.keys.npy")),
@@ -331,11 +340,12 @@ def _remove_unlisted(folder: Path, manifest: dict[str, Any]) -> None:
             path.unlink(missing_ok=True)
 
 
-def safe_refresh(conn: duckdb.DuckDBPyConnection) -> None:
-    """refresh(), whose failure (a full disk, a permission) costs only lookup speed: logged, never raised. The
-    manifest is replaced only once every file it lists is written, so the cache left is consistent, just behind."""
+def safe_refresh(conn: duckdb.DuckDBPyConnection, *, min_behind: int = 0) -> None:
+    """refresh() after a load (`min_behind`: only once the cache is that many articles behind), whose failure
+    (a full disk, a permission) costs only lookup speed: logged, never raised. The manifest is replaced only once
+    every file it lists is written, so the cache left is consistent, just behind."""
     try:
-        refresh(conn)
+        refresh(conn, min_behind=min_behind)
     except Exception as exc:  # a cache must never fail the load that just committed
         log.warning("dedup lookup cache not refreshed (%s: %s); lookups read the newer rows from the warehouse "
                     "tables until the next refresh", type(exc).__name__, exc)

@@ -318,7 +318,10 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
         _insert(conn, "insert or replace", "page_fetches", pages)
         pause_point("load")  # crash tests: killed here, inside the open transaction
     if seq:
-        keycache.safe_refresh(conn)
+        # Not after every batch: a refresh cost a tenth of a 64-article load, while reading the few hundred
+        # articles a cache is behind at most from the tables' newest row groups adds ~0.03 s to a lookup
+        # (benchmarks/results/dedup_scale.md).
+        keycache.safe_refresh(conn, min_behind=settings.cache_refresh_articles)
     result.verdicts = verdicts
     return result
 

@@ -230,6 +230,9 @@ class DedupSettings(_Section):
     summary_sentence_threshold: float = Field(default=0.5, gt=0, le=1)
     summary_containment_threshold: float = Field(default=0.5, gt=0, le=1)
     summary_lede_words: int = Field(default=60, ge=1)
+    # The loader refreshes the lookup cache beside the warehouse (flows/keycache.py) once this many articles
+    # were indexed since it was written; until then lookups read those from the tables. Speed only, never results.
+    cache_refresh_articles: int = Field(default=512, ge=1)
 
     @field_validator("bands")
     @classmethod

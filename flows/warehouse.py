@@ -10,6 +10,8 @@ and, past `lock_wait_seconds`, the batch stays staged for the next run (see flow
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 import random
 import re
@@ -264,17 +266,32 @@ def migrate(conn: duckdb.DuckDBPyConnection, known: list[tuple[int, str, str]] |
             conn.execute("rollback")
             raise
         applied.append(name)
-    if len(known) == len(migrations()) and (applied or not backend.is_lake(conn) or _views_missing(conn)):
-        # Views read the latest schema. On a lake each re-creation is a catalog commit (a snapshot that can meet
-        # another writer's), so there they are made only with a migration or when one is missing.
+    if len(known) == len(migrations()) and (applied or _views_stale(conn, lake=backend.is_lake(conn))):
+        # Views read the latest schema. Re-created only when one is missing or its file changed: a loader opens
+        # the warehouse once per batch, and re-creating ten views each time was a tenth of a batch's load. On a
+        # lake each re-creation is also a catalog commit (a snapshot that can meet another writer's).
         create_views(conn)
     return applied
 
 
-def _views_missing(conn: duckdb.DuckDBPyConnection) -> bool:
-    have = {r[0] for r in conn.execute(
-        "select view_name from duckdb_views() where database_name = current_database() and not internal").fetchall()}
-    return not {p.stem for p in view_files()} <= have
+_SAFE_MARK = re.compile(r"newsflow view from warehouse/views/[a-z0-9_]+\.sql \(sha256 [0-9a-f]{16}\)")
+
+
+def _view_mark(path: Path) -> str:
+    """The comment a view carries: where it comes from, and a hash of that file's text."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f"newsflow view from warehouse/views/{path.name} (sha256 {digest})"
+
+
+def _views_stale(conn: duckdb.DuckDBPyConnection, *, lake: bool) -> bool:
+    """Whether a view is missing, or (on a DuckDB file) was made from another text than its file's today."""
+    have = dict(conn.execute(
+        "select view_name, comment from duckdb_views() where database_name = current_database() and not internal"
+    ).fetchall())
+    files = view_files()
+    if lake:
+        return not {p.stem for p in files} <= have.keys()
+    return any(have.get(p.stem, "") != _view_mark(p) for p in files)
 
 
 def _db_file(conn: duckdb.DuckDBPyConnection) -> str:
@@ -314,6 +331,15 @@ def create_views(conn: duckdb.DuckDBPyConnection) -> None:
         if len(failed) == len(pending):
             conn.execute(f"create or replace view {failed[0].stem} as\n{failed[0].read_text()}")
         pending = failed
+    if not backend.is_lake(conn):
+        # The mark tells the next connection this view is current (DuckDB keeps comments with the view; a lake's
+        # catalog does not need them: it re-creates views only when one is missing).
+        for path in view_files():
+            # COMMENT ON takes no parameters; the mark is our file name and a hex digest, checked to hold no quote.
+            mark = _view_mark(path)
+            if not _SAFE_MARK.fullmatch(mark):
+                raise WarehouseError(f"view file name {path.name!r}: use lower-case letters, digits and _")
+            conn.execute(f"comment on view {path.stem} is '{mark}'")
 
 
 @contextmanager

@@ -18,7 +18,8 @@ from flows.settings import DedupSettings, WarehouseSettings
 from flows.staging import Batch
 from flows.warehouse import connect, migrate, transaction
 
-SETTINGS = DedupSettings()
+# Refreshed after every load (the default waits for 512 articles): these tests load a few dozen.
+SETTINGS = DedupSettings(cache_refresh_articles=1)
 _RNG = random.Random(20261202)
 _VOCAB = [f"w{_RNG.randrange(10**6):06d}" for _ in range(3000)]
 
@@ -61,13 +62,14 @@ def _batches(seed: int, n_batches: int, per_batch: int) -> list[list[Document]]:
     return out
 
 
-def _load(wh: WarehouseSettings, batches: list[list[Document]], start: int = 0) -> None:
+def _load(wh: WarehouseSettings, batches: list[list[Document]], start: int = 0,
+          settings: DedupSettings = SETTINGS) -> None:
     with connect(wh) as conn:
         migrate(conn)
         for n, docs in enumerate(batches, start):
             batch = Batch(f"b{n:04d}", "run")
             batch.add("docs", *docs)
-            load_batch(conn, batch, SETTINGS)
+            load_batch(conn, batch, settings)
 
 
 def _probes(seed: int) -> dict[int, candidates.Signature]:
@@ -141,6 +143,22 @@ def test_a_cache_that_is_behind_is_completed_from_the_tables(tmp_path: Path) -> 
     assert state is not None and cache.usable_for(state) and cache.seq < state.seq
     sigs = _probes(seed=7)
     assert _candidates(wh, sigs) == _without_cache(wh, sigs, tmp_path)
+
+
+def test_the_loader_refreshes_the_cache_once_it_is_enough_articles_behind(tmp_path: Path) -> None:
+    wh = WarehouseSettings(path=tmp_path / "k.duckdb")
+    batches = _batches(seed=1, n_batches=6, per_batch=12)  # 12 new stories per load (and copies, not indexed)
+    lazy = SETTINGS.model_copy(update={"cache_refresh_articles": 30})
+    _load(wh, batches[:1], settings=lazy)
+    first = _cache(wh).seq  # the first load builds the cache: there was none
+    _load(wh, batches[1:3], start=1, settings=lazy)  # 24 behind: left as it is
+    assert _cache(wh).seq == first
+    sigs = _probes(seed=7)
+    assert _candidates(wh, sigs) == _without_cache(wh, sigs, tmp_path)  # a cache behind answers the same
+    _load(wh, batches[3:4], start=3, settings=lazy)  # 36 behind: brought up to the warehouse
+    with connect(wh) as conn:
+        state = keycache.index_state(conn)
+    assert state is not None and _cache(wh).seq == state.seq > first
 
 
 def test_a_cache_ahead_of_a_restored_warehouse_is_not_used_then_rebuilt(tmp_path: Path) -> None:

@@ -52,6 +52,35 @@ def test_migrate_from_empty_creates_every_table_and_view(tmp_path: Path) -> None
         assert warehouse.migrate(conn) == []  # a second run changes nothing
 
 
+def test_views_are_recreated_only_when_missing_or_their_file_changed(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    views = tmp_path / "views"
+    shutil.copytree(warehouse.VIEWS_DIR, views)
+    monkeypatch.setattr(warehouse, "VIEWS_DIR", views)
+
+    def view_sql(conn: duckdb.DuckDBPyConnection, name: str) -> str:
+        return conn.execute("select sql from duckdb_views() where view_name = $n", {"n": name}).fetchone()[0]
+
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:
+        warehouse.migrate(conn)
+        assert not warehouse._views_stale(conn, lake=False)
+        # A view someone replaced by hand (its mark gone) is put back by the next migrate.
+        conn.execute("create or replace view run_history as select 1 as x")
+        assert warehouse._views_stale(conn, lake=False)
+        warehouse.migrate(conn)
+        assert "x" not in [c[0] for c in conn.execute("select * from run_history limit 0").description]
+        # A view file edited by an upgrade reaches the warehouse on the next open.
+        edited = views / "articles_per_feed.sql"
+        edited.write_text(f"select * from ({edited.read_text()}) as t, (select 42 as newsflow_marker)")
+        assert warehouse._views_stale(conn, lake=False)
+        warehouse.migrate(conn)
+        assert "newsflow_marker" in view_sql(conn, "articles_per_feed")
+        # A dropped view comes back.
+        conn.execute("drop view syndication")
+        warehouse.migrate(conn)
+        assert not warehouse._views_stale(conn, lake=False)
+
+
 @pytest.mark.parametrize("version", range(len(warehouse.migrations())))
 def test_migrate_from_every_earlier_version_keeps_data(tmp_path: Path, version: int) -> None:
     known = warehouse.migrations()

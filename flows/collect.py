@@ -27,7 +27,7 @@ from flows.politeness import HostGate
 from flows.reads import known_urls
 from flows.settings import FeedConfig, Settings
 from flows.stats import RunStats
-from flows.urls import host_of, redact, scrub
+from flows.urls import host_of, interleave_hosts, redact, scrub
 
 FEED_ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, "
                "text/xml;q=0.9, */*;q=0.5")
@@ -62,7 +62,10 @@ def fetch_feeds(settings: Settings, feeds: list[FeedConfig], states: dict[str, d
             return feed, failed(redact(feed.url), INTERNAL_ERROR, describe(exc)), None
 
     with client_for(fs, client) as c, ThreadPoolExecutor(max(1, min(fs.concurrency, len(feeds)))) as pool:
-        for feed, result, skipped in pool.map(one, feeds):
+        # Started round robin over hosts, so threads do not queue behind one outlet's politeness delay while
+        # other hosts wait (40 feeds over 20 hosts: 1.6 s in feed order); read back in the config's order.
+        started = {id(feed): pool.submit(one, feed) for feed in interleave_hosts(feeds)}
+        for feed, result, skipped in (started[id(f)].result() for f in feeds):
             stats.feeds_total += 1
             prev = states.get(feed.name)
             try:

@@ -165,14 +165,14 @@ def select_feeds(settings: Settings, names: list[str] | None, tags: list[str] | 
 
 
 @task(name="store-batch", retries=1, retry_delay_seconds=5, **_TASK)
-def store_batch(ctx: RunContext, batch: staging.Batch) -> bool:
+def store_batch(ctx: RunContext, batch: staging.Batch, *, last: bool = False) -> bool:
     """Stage and load one batch; False when it stays staged because the warehouse is locked (or the run is
-    stage-only: the loader loads it)."""
+    stage-only: the loader loads it). Only the run's `last` batch checkpoints the file (store.store)."""
     if ctx.settings.stage_only:
         staging.write(batch, ctx.settings.warehouse.staging_dir)
         ctx.stats.batches_staged += 1
         return False
-    result = store.store(ctx.settings, batch)
+    result = store.store(ctx.settings, batch, checkpoint=last)
     if result is None:
         ctx.stats.batches_staged += 1
         if ctx.progress is not None:
@@ -382,7 +382,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     if stage_only and not dry_run:
         tail = quiet_head or ctx.batch()  # a quiet shard's feed rows go with its run row
         tail.add("runs", ctx.run_row(status))
-        store_batch(quote(ctx), quote(tail))
+        store_batch(quote(ctx), quote(tail), last=True)
         status = "staged"
         message = (f"stage-only: {stats.batches_staged} batches staged in {settings.warehouse.staging_dir}; "
                    "`newsflow load` (or the fan-out's loader) loads them")
@@ -397,7 +397,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                        f"{settings.warehouse.staging_dir} and the next run loads them; nothing is lost")
         tail = quiet_head or ctx.batch()
         tail.add("runs", ctx.run_row(status, message))
-        store_batch(quote(ctx), quote(tail))
+        store_batch(quote(ctx), quote(tail), last=True)
         if stats.batches_staged:
             status = "staged"
             message = message or (f"the warehouse was locked at the end of the run: its last batch is staged in "
@@ -563,7 +563,7 @@ def _load(ctx: RunContext) -> dict[str, Any]:
                    f"{settings.warehouse.staging_dir}; the next load takes them")
     tail = ctx.batch()
     tail.add("runs", ctx.run_row(status, message))
-    store_batch(quote(ctx), quote(tail))
+    store_batch(quote(ctx), quote(tail), last=True)
     if not left and not stats.batches_staged:
         checked = warehouse_checks(quote(ctx))
         try:

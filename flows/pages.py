@@ -18,7 +18,7 @@ from flows.fetch import FetchResult, client_for, failed, fetch, is_page_type
 from flows.politeness import HostGate
 from flows.robots import MAX_ROBOTS_BYTES
 from flows.settings import Settings
-from flows.urls import host_of
+from flows.urls import host_of, interleave_hosts
 
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 logger = logging.getLogger("newsflow.pages")
@@ -58,15 +58,3 @@ def download(settings: Settings, entries: list[FeedEntry], client: httpx.Client 
     with client_for(fs, client) as c, ThreadPoolExecutor(fs.concurrency) as pool:
         yield from pool.map(one, interleave_hosts(entries))
 
-
-def interleave_hosts(entries: list[FeedEntry]) -> list[FeedEntry]:
-    """Round robin over hosts, so one slow host does not hold every thread."""
-    by_host: dict[str, list[FeedEntry]] = {}
-    for e in entries:
-        by_host.setdefault(host_of(e.url or ""), []).append(e)
-    out: list[FeedEntry] = []
-    queues = list(by_host.values())
-    while queues:
-        out += [q.pop(0) for q in queues]
-        queues = [q for q in queues if q]
-    return out

@@ -23,11 +23,12 @@ from typing import Any
 from flows.documents import apply_tags, build_docs, plan_tagging, tag_texts
 from flows.feeds import FeedEntry
 from flows.fetch import FetchResult, make_client
-from flows.pages import download, interleave_hosts
+from flows.pages import download
 from flows.politeness import HostGate
 from flows.records import Document
 from flows.settings import Settings
 from flows.store import COPY_REASON, precheck
+from flows.urls import interleave_hosts
 
 # Small chunks keep both workers busy to the end of a batch; each call still amortises its pickling.
 EXTRACT_CHUNK = 4

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from courlan import normalize_url
@@ -55,3 +57,25 @@ def redact(url: str) -> str:
 
 def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
+
+
+class _HasUrl(Protocol):
+    @property
+    def url(self) -> str | None: ...
+
+
+_U = TypeVar("_U", bound=_HasUrl)
+
+
+def interleave_hosts(items: Iterable[_U]) -> list[_U]:
+    """Round robin over hosts (entries or feeds, in their order within a host), so one host's politeness delay
+    does not hold every thread."""
+    by_host: dict[str, list[_U]] = {}
+    for item in items:
+        by_host.setdefault(host_of(item.url or ""), []).append(item)
+    out: list[_U] = []
+    queues = list(by_host.values())
+    while queues:
+        out += [q.pop(0) for q in queues]
+        queues = [q for q in queues if q]
+    return out

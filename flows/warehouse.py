@@ -11,7 +11,6 @@ and, past `lock_wait_seconds`, the batch stays staged for the next run (see flow
 from __future__ import annotations
 
 import hashlib
-
 import os
 import random
 import re

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -22,12 +23,13 @@ HOLD = 0.15  # how long the server takes to answer: long enough that unbounded r
 class _Recorder(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__((host, 0), _Handler)
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
         self.starts: list[float] = []
+        self.paths: list[str] = []
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -39,6 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
             srv.in_flight += 1
             srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
             srv.starts.append(time.monotonic())
+            srv.paths.append(self.path)
         time.sleep(HOLD)  # a slow server, not synchronisation: the bound is what keeps requests apart
         with srv.lock:
             srv.in_flight -= 1
@@ -52,9 +55,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def recorder() -> Iterator[_Recorder]:
-    srv = _Recorder()
+@contextmanager
+def _serving(host: str = "127.0.0.1") -> Iterator[_Recorder]:
+    srv = _Recorder(host)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:
@@ -64,9 +67,15 @@ def recorder() -> Iterator[_Recorder]:
         srv.server_close()
 
 
-def _settings(per_host: int, delay: float) -> Settings:
-    fetch = {"allowed_networks": ("127.0.0.1/32",), "per_host_concurrency": per_host, "min_host_delay": delay,
-             "concurrency": 8, "retries": 0, "respect_robots": False}
+@pytest.fixture
+def recorder() -> Iterator[_Recorder]:
+    with _serving() as srv:
+        yield srv
+
+
+def _settings(per_host: int, delay: float, concurrency: int = 8) -> Settings:
+    fetch = {"allowed_networks": ("127.0.0.0/8",), "per_host_concurrency": per_host, "min_host_delay": delay,
+             "concurrency": concurrency, "retries": 0, "respect_robots": False}
     return Settings.model_validate({"fetch": fetch})
 
 
@@ -91,3 +100,18 @@ def test_feeds_on_one_host_respect_the_minimum_delay(recorder: _Recorder) -> Non
     # The gate spaces the scheduled starts by `delay`; the server sees each a little later, by an amount that
     # varies on a busy machine, so check the whole span rather than each gap (unbounded, it is a few ms).
     assert starts[-1] - starts[0] >= 4 * delay - 0.05
+
+
+def test_feeds_are_started_round_robin_over_hosts_and_reported_in_config_order() -> None:
+    """One outlet's section feeds listed together do not make the other outlets wait behind its delay."""
+    with _serving("127.0.0.2") as a, _serving("127.0.0.3") as b:
+        feeds = [FeedConfig(name=f"{name}-{i}", url=f"http://{host}:{srv.server_address[1]}/{name}/{i}.xml")
+                 for name, host, srv in (("a", "127.0.0.2", a), ("b", "127.0.0.3", b)) for i in range(3)]
+        out = fetch_feeds(_settings(per_host=1, delay=0, concurrency=1), feeds, {}, "run-1", RunStats())
+        # One thread: the requests go out one at a time, alternating hosts.
+        order = sorted([(t, "a" + p) for t, p in zip(a.starts, a.paths, strict=True)]
+                       + [(t, "b" + p) for t, p in zip(b.starts, b.paths, strict=True)])
+    assert [p for _, p in order] == ["a/a/0.xml", "b/b/0.xml", "a/a/1.xml", "b/b/1.xml", "a/a/2.xml",
+                                     "b/b/2.xml"]
+    assert [r["feed"] for r in out.fetch_rows] == [f.name for f in feeds]
+    assert [r["outcome"] for r in out.fetch_rows] == ["ok"] * 6

@@ -4,6 +4,7 @@ holds the warehouse file open (read-only and read-write), then a run with the fi
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -119,6 +120,33 @@ def test_a_lock_released_mid_run_loads_the_backlog_in_the_same_run(demo_settings
     with duckdb.connect(str(wh.path), read_only=True) as conn:
         # Loaded oldest first, so the later state wins.
         assert conn.execute("select status from runs").fetchall() == [("completed",)]
+
+
+def test_a_runs_batches_stay_in_the_log_until_its_last_batch_checkpoints(
+        demo_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Loads without a checkpoint are committed (another process reads them from the log); the run's last
+    batch folds the log into the file, so a file copied at rest holds everything."""
+    wh = demo_settings.warehouse
+    wal = wh.path.with_name(wh.path.name + ".wal")
+    started = datetime(2000, 1, 1, tzinfo=UTC)
+    assert warehouse.ensure_ready(wh)
+    first = staging.Batch("20000101T000000-aaaaaaaa-0001", "run-a")
+    first.add("runs", {"run_id": "run-a", "flow": "ingest", "started_at": started, "status": "running"})
+    assert pipeline.store(demo_settings, first, checkpoint=False) is not None
+    assert wal.exists() and wal.stat().st_size > 0
+    with holding(wh.path, "ro") as reader:
+        assert ask(reader, "select status from runs") == "running"
+    last = staging.Batch("20000101T000000-aaaaaaaa-0002", "run-a")
+    last.add("runs", {"run_id": "run-a", "flow": "ingest", "started_at": started, "status": "completed"})
+    assert pipeline.store(demo_settings, last) is not None
+    assert not wal.exists()
+    copy = tmp_path_factory.mktemp("copy") / "copy.duckdb"
+    shutil.copyfile(wh.path, copy)
+    with duckdb.connect(str(copy), read_only=True) as conn:
+        assert conn.execute("select status from runs").fetchall() == [("completed",)]
+    # A whole ingest run (several batches) leaves no log either.
+    filled = demo_filled(tmp_path_factory)
+    assert not filled.with_name(filled.name + ".wal").exists()
 
 
 def test_newsflow_ingest_under_a_held_lock_exits_cleanly_with_its_data_staged(

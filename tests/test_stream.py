@@ -7,11 +7,10 @@ from pathlib import Path
 from flows import pipeline, stream, warehouse
 from flows.feeds import FeedEntry
 from flows.localserver import LocalServer
-from flows.pages import interleave_hosts
 from flows.records import Document
 from flows.settings import Settings
 from flows.store import COPY_REASON
-from flows.urls import host_of
+from flows.urls import host_of, interleave_hosts
 
 
 def _entries(settings: Settings) -> list:

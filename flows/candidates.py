@@ -168,26 +168,42 @@ _SIGNED_LOCK = threading.Lock()
 
 def stored_signatures(conn: duckdb.DuckDBPyConnection, ids: Iterable[int], settings: DedupSettings
                       ) -> dict[int, Signature]:
-    """Signatures of stored articles, re-computed from their text for exact verification."""
+    """Signatures of stored articles, re-computed from their text for exact verification (only the texts not
+    signed already are read: a copy's original is a candidate batch after batch)."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
     params = index_params(settings)
     out: dict[int, Signature] = {}
-    for article_id, text_hash, text in conn.execute(query("candidate_texts"), {"ids": wanted}).fetchall():
+    missing: list[int] = []
+    for article_id, text_hash in conn.execute(query("candidate_hashes"), {"ids": wanted}).fetchall():
         key = (article_id, text_hash, params)
         with _SIGNED_LOCK:
             sig = _SIGNED.get(key)
             if sig is not None:
                 _SIGNED.move_to_end(key)
         if sig is None:
-            sig = dedup.signature(text, settings)
-            with _SIGNED_LOCK:
-                _SIGNED[key] = sig
-                while len(_SIGNED) > _SIGNED_MAX:
-                    _SIGNED.popitem(last=False)
-        out[article_id] = sig
+            missing.append(article_id)
+        else:
+            out[article_id] = sig
+    if missing:
+        rows = conn.execute(query("candidate_texts"), {"ids": missing}).fetchall()
+        signed = [(article_id, dedup.signature(text, settings)) for article_id, _hash, text in rows]
+        remember(signed, settings)
+        out.update(signed)
     return out
+
+
+def remember(signed: Iterable[tuple[int, Signature]], settings: DedupSettings) -> None:
+    """Keep signatures made with `settings` of texts that are, or may soon be, stored under these article ids,
+    so that checking a copy against them later does not sign their text again."""
+    params = index_params(settings)
+    with _SIGNED_LOCK:
+        for article_id, sig in signed:
+            _SIGNED[(article_id, sig.text_hash, params)] = sig
+            _SIGNED.move_to_end((article_id, sig.text_hash, params))
+        while len(_SIGNED) > _SIGNED_MAX:
+            _SIGNED.popitem(last=False)
 
 
 def rank(match: Match) -> tuple[bool, float]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import duckdb
 
-from flows import staging, warehouse
+from flows import candidates, staging, warehouse
 from flows.errors import WarehouseError, WarehouseLocked
-from flows.load import LoadResult, decide, load_batch
+from flows.load import LoadResult, decide, load_batch, signature_of
 from flows.records import Document
 from flows.settings import Settings
 from flows.staging import stable_key
@@ -36,6 +36,9 @@ def precheck(settings: Settings, docs: list[Document], *, before: list[Document]
     """
     if not docs:
         return []
+    # Signed by the workers with these settings, moments ago: once stored, each is a candidate of the copies in
+    # later batches, and its text need not be read back and signed again (candidates.stored_signatures).
+    candidates.remember(((stable_key(d.url), signature_of(d)) for d in docs), settings.dedup)
     before = before or []
     unloaded = {stable_key(d.url) for d in before + docs}
     earlier = {d.text_hash for d in before if d.ner_skip_reason != COPY_REASON}

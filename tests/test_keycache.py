@@ -12,10 +12,10 @@ import pytest
 
 from flows import candidates, dedup, keycache
 from flows.documents import signature_fields
-from flows.load import load_batch
+from flows.load import load_batch, signature_of
 from flows.records import Document
 from flows.settings import DedupSettings, WarehouseSettings
-from flows.staging import Batch
+from flows.staging import Batch, stable_key
 from flows.warehouse import connect, migrate, transaction
 
 # Refreshed after every load (the default waits for 512 articles): these tests load a few dozen.
@@ -272,4 +272,28 @@ def test_stored_signatures_follow_the_stored_text(tmp_path: Path) -> None:
         conn.execute("update articles set text = $t, text_hash = $h where article_id = $a",
                      {"t": new_text, "h": dedup.text_hash(new_text), "a": article_id})
         changed = candidates.stored_signatures(conn, [article_id], SETTINGS)[article_id]
+        assert np.array_equal(changed.shingles, dedup.signature(new_text, SETTINGS).shingles)
+
+
+def test_signatures_remembered_from_the_workers_are_those_of_the_stored_text(tmp_path: Path) -> None:
+    """The pre-check keeps the signatures the workers made of a batch (candidates.remember): each equals the one
+    signed from the text as stored, is used instead of reading that text again, and never for another text."""
+    wh = WarehouseSettings(path=tmp_path / "k.duckdb")
+    docs = _batches(seed=5, n_batches=1, per_batch=4)[0]
+    _load(wh, [docs])
+    remembered = [(stable_key(d.url), signature_of(d)) for d in docs]
+    candidates.remember(remembered, SETTINGS)
+    with connect(wh) as conn:
+        stored = dict(conn.execute("select article_id, text from articles").fetchall())
+        got = candidates.stored_signatures(conn, [a for a, _ in remembered], SETTINGS)
+        for article_id, sig in remembered:
+            assert got[article_id] is sig
+            fresh = dedup.signature(stored[article_id], SETTINGS)
+            assert np.array_equal(sig.shingles, fresh.shingles) and np.array_equal(sig.buckets, fresh.buckets)
+        article_id, sig = remembered[0]
+        new_text = _story(random.Random(7))
+        conn.execute("update articles set text = $t, text_hash = $h where article_id = $a",
+                     {"t": new_text, "h": dedup.text_hash(new_text), "a": article_id})
+        changed = candidates.stored_signatures(conn, [article_id], SETTINGS)[article_id]
+        assert changed is not sig
         assert np.array_equal(changed.shingles, dedup.signature(new_text, SETTINGS).shingles)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.machine import header, table
-from flows.settings import Settings
+from flows.settings import Settings, load_settings
 
 RESULTS = Path(__file__).parent / "results"
 TARGET_RATIO = 0.9
@@ -49,7 +49,8 @@ def ingest_section() -> str:
             "warehouse and the default config (workers = one per core, "
             + ("the warm pool `newsflow serve` keeps, started before the run, " if warm else
                "a pool started by the run itself (`NEWSFLOW_BENCH_POOL=cold`), ")
-            + "batches of 64). The bound: extraction (`flows.extract.extract`, as in the run) + NER alone, "
+            + f"batches of {load_settings(None).pipeline.batch_size}). "
+            "The bound: extraction (`flows.extract.extract`, as in the run) + NER alone, "
             f"{os.cpu_count()} processes, on "
             f"{r.bound_pages} of the same pages, measured just before and just after the run (the machine is "
             "shared: the mean of the two is the bound).\n\n")

@@ -304,7 +304,7 @@ class EntitySettings(_Section):
 
 class PipelineSettings(_Section):
     workers: int = Field(default=0, ge=0)  # 0 = one per CPU core
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=128, ge=1)
     seeds_dir: Path = Path("seeds")
 
 

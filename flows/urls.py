@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable
 from typing import Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -74,8 +75,8 @@ def interleave_hosts(items: Iterable[_U]) -> list[_U]:
     for item in items:
         by_host.setdefault(host_of(item.url or ""), []).append(item)
     out: list[_U] = []
-    queues = list(by_host.values())
+    queues = [deque(q) for q in by_host.values()]  # popleft: a host's thousands of entries stay linear
     while queues:
-        out += [q.pop(0) for q in queues]
+        out += [q.popleft() for q in queues]
         queues = [q for q in queues if q]
     return out

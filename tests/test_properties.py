@@ -366,3 +366,27 @@ def test_build_doc_never_raises_on_arbitrary_html(body: bytes, ctype: str, summa
     if doc is not None:
         assert doc.text and doc.text.encode()
 
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a.test", "b.test", "c.test", "d.test", ""]), st.integers(0, 999)),
+                max_size=60))
+def test_interleaving_over_hosts_reorders_only(pairs: list[tuple[str, int]]) -> None:
+    """Any entries (some without a host): the same entries, each host's in its own order, and every round
+    before a host's next entry visits every host that still has one."""
+    from types import SimpleNamespace
+
+    from flows.urls import host_of, interleave_hosts
+
+    items = [SimpleNamespace(url=f"http://{h}/{n}" if h else "", n=i) for i, (h, n) in enumerate(pairs)]
+    out = interleave_hosts(items)
+    assert sorted(x.n for x in out) == list(range(len(items)))
+    hosts = [host_of(x.url) for x in out]
+    for h in set(hosts):
+        assert [x.n for x in out if host_of(x.url) == h] == [x.n for x in items if host_of(x.url) == h]
+    # Round k holds the k-th entry of every host that has one, so a host never repeats before the others run out.
+    counts = {h: hosts.count(h) for h in set(hosts)}
+    start = 0
+    for k in range(max(counts.values(), default=0)):
+        size = sum(1 for c in counts.values() if c > k)
+        assert len(set(hosts[start:start + size])) == size
+        start += size

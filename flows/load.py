@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows import backend, candidates, keycache, rawstore
+from flows import backend, candidates, keycache, rawcodec, rawstore
 from flows.dedup import EXACT, BatchIndex, Match, Signature
 from flows.entities import entity_id
 from flows.errors import WarehouseLocked
@@ -298,7 +298,7 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
                 links.append({"article_id": article_id, "entity_id": eid, "mentions": m["mentions"]})
                 result.mentions += m["mentions"]
             if doc.raw_html:
-                raw.append({"url": doc.url, "fetched_at": doc.fetched_at or now, "encoding": "zlib",
+                raw.append({"url": doc.url, "fetched_at": doc.fetched_at or now, "encoding": rawcodec.encoding_of(doc.raw_html),
                             "html": doc.raw_html})
         _insert(conn, "insert or ignore", "articles", articles)
         _insert(conn, "insert or ignore", "duplicates", dups)

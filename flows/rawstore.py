@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import zlib
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flows import warehouse
+from flows import rawcodec, warehouse
 from flows.settings import WarehouseSettings
 from flows.staging import fsync
 
 SCHEMA = pa.schema([
     ("url", pa.string()),
     ("fetched_at", pa.timestamp("us", tz="UTC")),
-    ("encoding", pa.string()),  # zlib
+    ("encoding", pa.string()),  # zstd, or zlib for pages written before (flows/rawcodec.py)
     ("html", pa.binary()),
 ])
 
@@ -40,7 +39,7 @@ def write_archive(raw_dir: Path, batch_id: str, day: date, rows: list[dict[str, 
     final = raw_dir / rel
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(final.name + ".tmp")  # not matched by *.parquet globs while it is incomplete
-    # The pages are zlib bytes already: compressing them again costs time and saves nothing.
+    # The pages are compressed already: compressing them again costs time and saves nothing.
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp, compression="none")
     fsync(tmp)
     os.replace(tmp, final)
@@ -64,15 +63,9 @@ def read_raw_html(settings: WarehouseSettings, url: str, *, conn: duckdb.DuckDBP
         table = pq.read_table(path, columns=["encoding", "html"], filters=[("url", "=", url)])
         if not table.num_rows:
             return None
-        return _decode(table["encoding"][0].as_py(), table["html"][0].as_py())
+        return rawcodec.decode(table["encoding"][0].as_py(), table["html"][0].as_py())
     legacy = conn.execute(warehouse.query("raw_pages_legacy"), {"url": url}).fetchone()
-    return _decode(*legacy) if legacy else None
-
-
-def _decode(encoding: str, html: bytes) -> bytes:
-    if encoding != "zlib":
-        raise ValueError(f"unknown raw HTML encoding {encoding!r}")
-    return zlib.decompress(html)
+    return rawcodec.decode(*legacy) if legacy else None
 
 
 def purge_days(raw_dir: Path, retention_days: int, keep: set[str]) -> int:

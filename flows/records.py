@@ -53,7 +53,7 @@ class Document:
     extractor: str | None = None
     extractor_version: str | None = None
     extractor_options: str | None = None  # JSON
-    raw_html: bytes | None = None  # zlib-compressed page
+    raw_html: bytes | None = None  # compressed page (flows/rawcodec.py)
     # Filled by the tagging step: the entities, the pipeline that found them, or why the document was not tagged.
     mentions: list[dict[str, Any]] = field(default_factory=list)
     ner_pipeline: str | None = None

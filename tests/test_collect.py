@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -115,3 +116,34 @@ def test_feeds_are_started_round_robin_over_hosts_and_reported_in_config_order()
                                      "b/b/2.xml"]
     assert [r["feed"] for r in out.fetch_rows] == [f.name for f in feeds]
     assert [r["outcome"] for r in out.fetch_rows] == ["ok"] * 6
+
+
+class _KeepAliveHandler(_Handler):
+    protocol_version = "HTTP/1.1"  # keeps the connection open, as real servers do
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.paths.append(f"{self.client_address[0]}:{self.client_address[1]}")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml")
+        self.send_header("Content-Length", str(len(FEED)))
+        self.end_headers()
+        self.wfile.write(FEED)
+
+
+def test_a_connection_to_each_host_is_kept_across_requests_to_more_hosts_than_threads() -> None:
+    """Round robin over more hosts than download threads must not close one host's connection to open the
+    next one's (a TLS handshake each, on real outlets): every host keeps its one connection for the run."""
+    hosts = [f"127.0.0.{i}" for i in range(2, 8)]
+    servers = []
+    with contextlib.ExitStack() as stack:
+        for host in hosts:
+            srv = stack.enter_context(_serving(host))
+            srv.RequestHandlerClass = _KeepAliveHandler
+            servers.append(srv)
+        feeds = [FeedConfig(name=f"{host}-{i}", url=f"http://{host}:{srv.server_address[1]}/{i}.xml")
+                 for i in range(3) for host, srv in zip(hosts, servers, strict=True)]
+        out = fetch_feeds(_settings(per_host=1, delay=0, concurrency=2), feeds, {}, "run-1", RunStats())
+    assert [r["outcome"] for r in out.fetch_rows] == ["ok"] * 18
+    assert sum(len(s.paths) for s in servers) == 18
+    assert [len(set(s.paths)) for s in servers] == [1] * len(hosts)

@@ -128,6 +128,9 @@ def test_provenance_is_recorded(demo_run: Any) -> None:
     url = archived[0][0]
     html = read_raw_html(settings.warehouse, url)
     assert html is not None and b"<html" in html.lower()
+    # New pages are archived as zstd, and the row says so.
+    assert _q(settings, "select distinct encoding from read_parquet(?)",
+              [str(settings.warehouse.raw_dir / "**" / "*.parquet")]) == [("zstd",)]
     assert read_raw_html(settings.warehouse, "https://nowhere.example/missing") is None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zlib
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cache
@@ -22,6 +23,7 @@ from corpus import feed_files, missing
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from flows import rawcodec
 from flows.feeds import INTERNAL_ERROR, FeedEntry, ParsedFeed, parse_feed, to_utf8
 from flows.fetch import FetchResult
 from flows.localserver import LocalServer
@@ -390,3 +392,12 @@ def test_interleaving_over_hosts_reorders_only(pairs: list[tuple[str, int]]) -> 
         size = sum(1 for c in counts.values() if c > k)
         assert len(set(hosts[start:start + size])) == size
         start += size
+
+
+@given(st.binary(max_size=4096))
+def test_raw_pages_come_back_byte_for_byte(body: bytes) -> None:
+    """Any body the archive is handed, text or not, decodes to itself under the codec its bytes announce."""
+    blob = rawcodec.compress(body)
+    assert rawcodec.encoding_of(blob) == "zstd" and rawcodec.decode("zstd", blob) == body
+    legacy = zlib.compress(body, 1)
+    assert rawcodec.encoding_of(legacy) == "zlib" and rawcodec.decode("zlib", legacy) == body

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from demo_warehouse import copy_demo
 
-from flows import candidates, dedup, rawstore, records, staging, warehouse
+from flows import candidates, dedup, rawcodec, rawstore, records, staging, warehouse
 from flows.export import export
 from flows.settings import DedupSettings, WarehouseSettings
 
@@ -234,6 +234,25 @@ def test_raw_html_past_retention_is_purged_and_zero_keeps_it(tmp_path: Path) -> 
         assert rawstore.read_raw_html(settings, "http://a/old", conn=conn) is None
         assert rawstore.read_raw_html(settings, "http://a/new", conn=conn) == b"<html>http://a/new</html>"
     assert sorted(p.parent.name for p in settings.raw_dir.glob("*/*.parquet")) == [f"{new:%Y-%m-%d}"]
+
+
+def test_an_archive_mixing_codecs_reads_every_page_back(tmp_path: Path) -> None:
+    """Pages archived as zlib before the switch to zstd stay readable beside new ones, in one file or two."""
+    settings = _settings(tmp_path)
+    day = datetime.now(UTC)
+    pages = {f"http://a/{i}": f"<html>page {i} {'x' * i}</html>".encode() for i in range(4)}
+    rows = [{"url": u, "fetched_at": day, "encoding": rawcodec.encoding_of(blob), "html": blob}
+            for i, (u, body) in enumerate(pages.items())
+            for blob in [rawcodec.compress(body) if i % 2 else zlib.compress(body, 1)]]
+    assert [r["encoding"] for r in rows] == ["zlib", "zstd", "zlib", "zstd"]
+    rel = rawstore.write_archive(settings.raw_dir, "b-mixed", day.date(), rows)
+    with duckdb.connect(str(settings.path)) as conn:
+        warehouse.migrate(conn)
+        conn.executemany("insert into raw_archive values (?, ?, ?, 1)", [[u, day, rel] for u in pages])
+        for url, body in pages.items():
+            assert rawstore.read_raw_html(settings, url, conn=conn) == body
+    with pytest.raises(ValueError, match="unknown raw HTML encoding"):
+        rawcodec.decode("brotli", b"")
 
 
 def test_a_day_folder_a_pointer_still_uses_is_kept(tmp_path: Path) -> None:

@@ -298,8 +298,8 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
                 links.append({"article_id": article_id, "entity_id": eid, "mentions": m["mentions"]})
                 result.mentions += m["mentions"]
             if doc.raw_html:
-                raw.append({"url": doc.url, "fetched_at": doc.fetched_at or now, "encoding": rawcodec.encoding_of(doc.raw_html),
-                            "html": doc.raw_html})
+                raw.append({"url": doc.url, "fetched_at": doc.fetched_at or now,
+                            "encoding": rawcodec.encoding_of(doc.raw_html), "html": doc.raw_html})
         _insert(conn, "insert or ignore", "articles", articles)
         _insert(conn, "insert or ignore", "duplicates", dups)
         _insert(conn, "insert", "lsh_buckets", buckets)

@@ -4,6 +4,7 @@
     python -m benchmarks.run ingest quiet    # chosen sections: ingest stages quiet dedup load ner
     NEWSFLOW_BENCH_VARIANTS=24 python -m benchmarks.run ingest  # 2,112 articles instead of 704
     NEWSFLOW_BENCH_POOL=cold python -m benchmarks.run ingest    # the run spawns its own pool (not serve's)
+    NEWSFLOW_BENCH_REPEAT=3 python -m benchmarks.run ingest     # three runs, judged on the median ratio
     NEWSFLOW_BENCH_DEDUP_SCALES=1000000 python -m benchmarks.run dedup  # the 1M point only
 
 Loopback only: every page and feed is served from 127.0.0.1 by a child process; Prefect runs against a temporary
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from benchmarks.machine import header, table
 from flows.settings import Settings, load_settings
@@ -39,7 +41,11 @@ def ingest_section() -> str:
     variants = int(os.environ.get("NEWSFLOW_BENCH_VARIANTS", "8"))
     feeds, hosts = 40, 20
     warm = os.environ.get("NEWSFLOW_BENCH_POOL", "warm") == "warm"
-    r = bench_ingest.run(variants=variants, feeds=feeds, hosts=hosts, warm=warm)
+    repeat = max(1, int(os.environ.get("NEWSFLOW_BENCH_REPEAT", "1")))
+    runs = [bench_ingest.run(variants=variants, feeds=feeds, hosts=hosts, warm=warm) for _ in range(repeat)]
+    ratios = [x.rate / x.bound_rate for x in runs]
+    # The detail below is the run with the median ratio; the target is judged on that median.
+    r = runs[sorted(range(repeat), key=lambda i: ratios[i])[(repeat - 1) // 2]]
     ratio = r.rate / r.bound_rate
     out = "## 1. End to end against the CPU bound\n\n"
     out += (f"{r.pages} article pages ({variants} variants of each English fundus page) in {feeds} RSS feeds on "
@@ -54,6 +60,16 @@ def ingest_section() -> str:
             f"{os.cpu_count()} processes, on "
             f"{r.bound_pages} of the same pages, measured just before and just after the run (the machine is "
             "shared: the mean of the two is the bound).\n\n")
+    if repeat > 1:
+        out += (f"Repeated {repeat} times (`NEWSFLOW_BENCH_REPEAT`), each with its own bound before and after and a "
+                "fresh warehouse; the drift is how far the bound moved between before and after (the machine's "
+                "other users). The table after this one is the run with the median ratio.\n\n")
+        out += table(["run", "ingest (s)", "bound before / after (pages/s)", "drift", "pipeline / bound",
+                      "load-independent estimate"],
+                     [[i + 1, round(x.seconds, 1), f"{x.bounds[0]:.2f} / {x.bounds[1]:.2f}",
+                       f"{abs(x.bounds[0] - x.bounds[1]) / x.bound_rate:.0%}", f"{ratios[i]:.3f}",
+                       f"{_estimate(x):.2f}"] for i, x in enumerate(runs)])
+        out += f"\nMedian ratio: **{ratio:.3f}** ({'met' if ratio >= TARGET_RATIO else 'NOT met'}).\n\n"
     out += table(["measure", "value"], [
         ["articles stored", r.articles],
         ["ingest wall time (s)", round(r.seconds, 1)],
@@ -77,7 +93,7 @@ def ingest_section() -> str:
             "(the workers' own work, whatever else the machine runs). Pool workers found asleep, waiting for work, "
             f"in {r.workers_waiting:.1%} of the samples (every 0.5 s; the rest they ran, or waited for a core).\n")
     ours = sum(r.cpu.values())
-    est = r.pages * r.bound_cpu_per_page * (1 - r.workers_waiting) / max(ours, 1e-9)
+    est = _estimate(r)
     out += (f"\nLoad-independent estimate of the ratio on a quiet machine: the bound's CPU for these pages over all "
             f"the CPU our processes spent, less the workers' waiting share: {r.pages} x "
             f"{r.bound_cpu_per_page:.3f} s x (1 - {r.workers_waiting:.3f}) / {ours:.1f} s = **{est:.2f}** (on a "
@@ -86,6 +102,12 @@ def ingest_section() -> str:
     out += table(["quarter", "parent (MiB)", "pool workers, together (MiB)"],
                  [[f"Q{i + 1}", round(p), round(w)] for i, (p, w) in enumerate(r.memory)])
     return out
+
+
+def _estimate(r: Any) -> float:
+    """The ratio from CPU seconds rather than wall time: the bound's CPU for the run's pages over all the CPU our
+    processes spent, less the workers' waiting share (less sensitive to the machine's other users)."""
+    return r.pages * r.bound_cpu_per_page * (1 - r.workers_waiting) / max(sum(r.cpu.values()), 1e-9)
 
 
 def stages_section() -> str:

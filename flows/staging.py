@@ -76,7 +76,9 @@ def write(batch: Batch, staging_dir: Path, *, durable: bool = True) -> Path:
     for name, rows in batch.tables.items():
         if rows:
             table = records.documents_table(rows) if name == "docs" else records.rows_table(name, rows)
-            pq.write_table(table, tmp / f"{name}.parquet", compression="zstd")
+            # lz4: a staged batch lives seconds; its bulk (the pages) is compressed already, and lz4 wrote a
+            # batch of 128 articles in 18 ms against zstd's 44 ms, at 2% more bytes.
+            pq.write_table(table, tmp / f"{name}.parquet", compression="lz4")
     if durable:
         for file in tmp.iterdir():
             fsync(file)

@@ -85,9 +85,10 @@ def make_client(settings: FetchSettings, *, resolver: Resolver | None = None) ->
     # httpx has no public hook for the network backend; the pool is rebuilt with the guard in it. Idle
     # connections are kept for many hosts: pages go round robin over hosts, and a pool of `concurrency` would
     # close one host's connection to open the next (every request a new connection, 764 for 704 pages).
+    # An idle connection is dropped after 5 s (httpx's own default, lost when the pool is built by hand).
     transport._pool = httpcore.ConnectionPool(
         ssl_context=httpx.create_ssl_context(), max_connections=max(settings.concurrency * 2, 100),
-        max_keepalive_connections=max(settings.concurrency, 100), network_backend=backend,
+        max_keepalive_connections=max(settings.concurrency, 100), keepalive_expiry=5.0, network_backend=backend,
     )
     timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
     return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False,

@@ -26,10 +26,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from benchmarks.machine import header, table
 from flows.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from benchmarks.bench_ingest import IngestResult
 
 RESULTS = Path(__file__).parent / "results"
 TARGET_RATIO = 0.9
@@ -110,7 +113,7 @@ def _ingest_size(variants: int, repeat: int) -> str:
     return out
 
 
-def _estimate(r: Any) -> float:
+def _estimate(r: IngestResult) -> float:
     """The ratio from CPU seconds rather than wall time: the bound's CPU for the run's pages over all the CPU our
     processes spent, less the workers' waiting share (less sensitive to the machine's other users)."""
     return r.pages * r.bound_cpu_per_page * (1 - r.workers_waiting) / max(sum(r.cpu.values()), 1e-9)

@@ -135,12 +135,14 @@ def quiet_section() -> str:
 
     r = bench_quiet.run()
     out = "## 3. Quiet run: 100 feeds, all 304 Not Modified\n\n"
+    out += (f"{len(r.flow_seconds)} flow runs, each followed by the same steps as plain functions; load average "
+            f"{r.load_average:.2f} at the start. The target holds for every run: the slowest is judged.\n\n")
     out += table(["measure", "value"], [
-        ["feeds answering 304", r.not_modified],
-        ["whole `ingest` flow run (s), target < 2",
-         f"{r.flow_seconds:.2f} ({'met' if r.flow_seconds < 2 else 'NOT met'})"],
-        ["the same steps as plain functions (s)", round(r.plain_seconds, 2)],
-        ["Prefect overhead (s)", round(r.flow_seconds - r.plain_seconds, 2)],
+        ["feeds answering 304 (fewest in a run)", r.not_modified],
+        ["whole `ingest` flow run, each (s)", ", ".join(f"{s:.2f}" for s in r.flow_seconds)],
+        ["slowest flow run (s), target < 2", f"{r.slowest:.2f} ({'met' if r.slowest < 2 else 'NOT met'})"],
+        ["the same steps as plain functions, each (s)", ", ".join(f"{s:.2f}" for s in r.plain_seconds)],
+        ["Prefect overhead, median flow less median plain (s)", f"{r.overhead:.2f}"],
     ])
     return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import duckdb
 from prefect.events import emit_event
 
 from flows import warehouse
@@ -21,21 +22,27 @@ FEED_FAILING = "newsflow.feed.failing"
 CHECK_FAILED = "newsflow.check.failed"
 
 
+def failing_on(conn: duckdb.DuckDBPyConnection, settings: Settings) -> list[dict[str, Any]]:
+    """Feeds at or over the alert threshold, read over an open connection."""
+    cur = conn.execute(warehouse.query("failing_feeds"), {"alert_after": settings.health.alert_after_failures})
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
 def failing_feeds(settings: Settings) -> list[dict[str, Any]]:
     """Feeds at or over the alert threshold; empty when the warehouse is locked (the next run asks again)."""
     try:
         with warehouse.connect(settings.warehouse, read_only=True, wait=2.0) as conn:
-            cur = conn.execute(warehouse.query("failing_feeds"),
-                               {"alert_after": settings.health.alert_after_failures})
-            cols = [d[0] for d in cur.description]
-            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            return failing_on(conn, settings)
     except warehouse.WarehouseLocked:
         return []
 
 
-def publish(settings: Settings, log: logging.Logger | logging.LoggerAdapter[Any]) -> list[dict[str, Any]]:
-    """Log each failing feed at ERROR and emit one `newsflow.feed.failing` event per feed."""
-    failing = failing_feeds(settings)
+def publish(settings: Settings, log: logging.Logger | logging.LoggerAdapter[Any],
+            failing: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Log each failing feed at ERROR and emit one `newsflow.feed.failing` event per feed. `failing` is what
+    failing_on read at the end of the run; None reads it now."""
+    failing = failing_feeds(settings) if failing is None else failing
     for f in failing:
         log.error("feed %r has failed %d runs in a row (alert after %d): %s", f["feed"], f["consecutive_failures"],
                   settings.health.alert_after_failures, f["last_error"])

@@ -8,6 +8,7 @@ Results go to `check_results` and `runs.checks_failed`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -129,15 +130,17 @@ def store_results(conn: duckdb.DuckDBPyConnection, run_id: str, results: Sequenc
              "sample": json.dumps({"error": r.error} if r.error else r.sample, default=str),
              "duration_ms": r.duration_ms, "checked_at": now} for r in results if r.skipped is None]
     with warehouse.transaction(conn):
-        for row in rows:
-            conn.execute(warehouse.query("check_results_insert"), row)
+        if rows:  # an empty list has no type to unnest
+            conn.execute(warehouse.query("check_results_insert"), {"rows": rows})
         conn.execute(warehouse.query("run_checks_failed"),
                      {"run_id": run_id, "failed": sum(1 for r in results if r.failed)})
 
 
 def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Sequence[str] | None = None,
-                  wait: float | None = None, dedup: DedupSettings | None = None) -> CheckRun:
-    """Run every check against the live warehouse and store the outcome under `run_id`.
+                  wait: float | None = None, dedup: DedupSettings | None = None,
+                  conn: duckdb.DuckDBPyConnection | None = None) -> CheckRun:
+    """Run every check against the live warehouse and store the outcome under `run_id`; over `conn` when given
+    (a run that reads more at its end on the same connection), else over a connection of its own.
 
     `alive_runs=None` means the caller is not a run (`newsflow check`): the run lock is tried without waiting
     and released at once (holding it would make an ingest starting meanwhile skip its work). Free, no run is
@@ -160,7 +163,7 @@ def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Seque
     alive = shards_alive(settings.path)
     if alive:  # stage-only shard runs are staging: their `running` rows (loaded from staging) are alive
         skip.setdefault("stale_running_runs", f"shard runs are staging right now ({', '.join(alive)})")
-    with warehouse.connect(settings, wait=wait) as conn:
+    with contextlib.nullcontext(conn) if conn is not None else warehouse.connect(settings, wait=wait) as conn:
         # Not warehouse.schema_version: its fetchone() leaves a result open, and DuckDB 2 then refuses register().
         try:
             version = conn.execute("select coalesce(max(version), 0) from schema_migrations").fetchall()[0][0]

@@ -10,6 +10,8 @@ bad_encoding, wrong_content_type and http_<status> (docs/fetching.md has the tab
 from __future__ import annotations
 
 import email.utils
+import functools
+import ssl
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -28,6 +30,7 @@ from flows.urls import redact, scrub
 REDIRECTS = (301, 302, 303, 307, 308)
 PERMANENT = (301, 308)
 _STEP = 64 * 1024  # most bytes one decompression call may produce, so a bomb never expands at once
+_DRAIN = 16 * 1024  # a redirect's or an error's declared body up to this size is read so the connection is kept
 _BINARY = ("image/", "audio/", "video/", "font/", "application/pdf", "application/zip", "application/gzip",
            "application/x-gzip", "application/msword", "application/vnd.", "application/x-shockwave-flash")
 _PAGE_TYPES = ("", "text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml")
@@ -76,18 +79,25 @@ def is_page_type(content_type: str) -> bool:
     return content_type in _PAGE_TYPES
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context per process: loading the CA bundle takes 20 ms, and every stage makes a client
+    (SSLContext is safe to share between threads and clients)."""
+    return httpx.create_ssl_context()
+
+
 def make_client(settings: FetchSettings, *, resolver: Resolver | None = None) -> httpx.Client:
     """A client whose every connection goes through the address guard. Redirects are followed by `fetch`."""
     backend = GuardedBackend(allow_private=settings.allow_private_networks,
                              allowed=parse_networks(settings.allowed_networks),
                              **({"resolver": resolver} if resolver else {}))
-    transport = httpx.HTTPTransport(retries=0)
+    transport = httpx.HTTPTransport(verify=_ssl_context(), retries=0)
     # httpx has no public hook for the network backend; the pool is rebuilt with the guard in it. Idle
     # connections are kept for many hosts: pages go round robin over hosts, and a pool of `concurrency` would
     # close one host's connection to open the next (every request a new connection, 764 for 704 pages).
     # An idle connection is dropped after 5 s (httpx's own default, lost when the pool is built by hand).
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(), max_connections=max(settings.concurrency * 2, 100),
+        ssl_context=_ssl_context(), max_connections=max(settings.concurrency * 2, 100),
         max_keepalive_connections=max(settings.concurrency, 100), keepalive_expiry=5.0, network_backend=backend,
     )
     timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
@@ -214,12 +224,15 @@ def _fetch(client: httpx.Client, url: str, settings: FetchSettings, start: float
                                         f"more than {settings.max_redirects} redirects", resp.status_code)
                     seen.add(target)
                     current = target
+                    _release(resp)
                     continue
                 if resp.status_code == 304:
+                    _release(resp)
                     return FetchResult(url=url, final_url=current, status=304, body=None,
                                        headers=resp_headers, elapsed_ms=(time.monotonic() - start) * 1000,
                                        redirects=tuple(hops))
                 if resp.status_code >= 300:
+                    _release(resp)
                     return _failure(url, current, start, hops, f"http_{resp.status_code}",
                                     f"HTTP {resp.status_code} {resp.reason_phrase}".strip(),
                                     resp.status_code, resp_headers)
@@ -260,6 +273,23 @@ def _fetch(client: httpx.Client, url: str, settings: FetchSettings, start: float
             return _failure(url, current, start, hops, "bad_encoding", f"cannot decompress body: {exc}")
         except (BlockedAddress, DeadlineExceeded, httpx.HTTPError, httpcore.ConnectError) as exc:
             return _from_exception(url, current, start, hops, exc, settings, until)
+
+
+def _release(resp: httpx.Response) -> None:
+    """Read a response's empty or short body to its end, so its connection goes back to the pool.
+
+    httpcore closes a connection whose response was left unread: every 304 of a quiet run, every redirect and
+    every 404 would then open a new connection (a TLS handshake each, on a real outlet). A body that is not
+    declared short is left unread and its connection closed, as before: reading it could take the read timeout.
+    """
+    declared = resp.headers.get("content-length", "").strip()
+    if resp.status_code not in (204, 304) and not (declared.isdigit() and int(declared) <= _DRAIN):
+        return
+    try:
+        for _ in resp.iter_raw(_DRAIN):
+            pass
+    except httpx.HTTPError:
+        pass  # the connection is dropped, as it would have been
 
 
 def _from_exception(url: str, current: str, start: float, hops: list[tuple[int, str]], exc: Exception,

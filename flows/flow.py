@@ -41,9 +41,10 @@ from flows.stats import RunStats
 
 # Tasks take live objects (pools, clients): no input hashing, no result persistence.
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
-# The run context and the batches are passed `quote`d: otherwise Prefect walks every element of them (each
-# document's shingles, mentions ...) twice per task call looking for futures, which cost the parent more CPU
-# than staging and loading the batch (py-spy, 704 articles: docs/benchmarks.md).
+# The run context, the batches and the feeds stage's inputs are passed `quote`d: otherwise Prefect walks every
+# element of them (each document's shingles, mentions ...; each feed's config and stored state) twice per task
+# call looking for futures, which cost the parent more CPU than staging and loading the batch (py-spy, 704
+# articles: docs/benchmarks.md), and 40 ms of a quiet run's 100 feeds.
 
 fetch_feeds = task(collect.fetch_feeds, name="fetch-feeds", **_TASK)
 load_pending = task(store.load_pending, name="load-staged", retries=2, retry_delay_seconds=[5, 30], **_TASK)
@@ -107,7 +108,8 @@ class IngestProgress:
         r.add("tagged", "articles tagged")  # copies of stored articles skip NER: no total known up front
         r.add("loaded", "articles processed (dry run)" if self.dry_run else "articles loaded", n, main=True)
         r.gauge("waiting", "batches waiting to load", 0)
-        self.checkpoint(10.0)
+        if n:  # with nothing new the run is all but done: the artifact goes to 100 at its end, one update
+            self.checkpoint(10.0)
 
     def queued(self, batch_id: str, n: int) -> None:
         self.waiting[batch_id] = n
@@ -127,6 +129,8 @@ class IngestProgress:
     def checkpoint(self, percent: float | None = None) -> None:
         """Move the artifact to `percent`, or to where the loaded articles put it; never backwards."""
         if percent is None:
+            if not self.total:
+                return  # nothing to load: the end of the run moves it
             c = self.reporter.counters.get("loaded")
             percent = 10.0 + 85.0 * (c.done / self.total if c is not None and self.total else 1.0)
         if percent > self.shown:
@@ -186,27 +190,29 @@ def store_batch(ctx: RunContext, batch: staging.Batch, *, last: bool = False) ->
 
 
 @task(name="warehouse-checks", **_TASK)
-def warehouse_checks(ctx: RunContext) -> checks.CheckRun | None:
-    """Run the warehouse checks and store them with the run (check_results, runs.checks_failed); None when they
-    could not run (the warehouse is locked: a warning, not a failure)."""
+def warehouse_checks(ctx: RunContext) -> tuple[checks.CheckRun | None, report.EndReads | None]:
+    """Run the warehouse checks and store them with the run (check_results, runs.checks_failed), then read what
+    the run's report and alerts show over the same connection. (None, None) when the checks could not run (the
+    warehouse is locked: a warning, not a failure); the report then reads for itself."""
     log = get_run_logger()
     wh = ctx.settings.warehouse
     try:
-        done = checks.run_and_store(wh, ctx.run_id, alive_runs=[ctx.run_id], wait=min(5.0, wh.lock_wait_seconds),
-                                    dedup=ctx.settings.dedup)
+        with warehouse.connect(wh, wait=min(5.0, wh.lock_wait_seconds)) as conn:
+            done = checks.run_and_store(wh, ctx.run_id, alive_runs=[ctx.run_id], dedup=ctx.settings.dedup, conn=conn)
+            reads = report.read_end(conn, ctx.settings, ctx.run_id)
     except warehouse.WarehouseLocked:
         log.warning("warehouse checks skipped: %s is held by another process", wh.path)
-        return None
+        return None, None
     except (warehouse.WarehouseError, duckdb.Error) as exc:  # everything is stored; the run stays good
         log.error("warehouse checks could not run: %s", exc)
-        return None
+        return None, None
     log.info("warehouse checks: %d run, %d failing", len(done.results), len(done.failed))
     for r in done.failed:
         if r.name == "dedup_index_stale" and r.sample:
             log.warning("the stored dedup index was built by %s %s, not the current dedup settings: near copies "
                         "of articles stored before the change are missed until `newsflow reprocess --step dedup`",
                         r.sample[0]["method"], r.sample[0]["params"] or "(settings unrecorded)")
-    return done
+    return done, reads
 
 
 def process_articles(ctx: RunContext, ready: stream.Ready, dry_run: bool) -> staging.Batch | None:
@@ -299,20 +305,22 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     prog = ctx.progress = IngestProgress(progress.current(), dry_run)
     stage_only = settings.stage_only
     wh_changed_at = last_change(settings.warehouse.path)  # before this run writes anything
-    # Stage-only: the loader creates and migrates the warehouse, loads the backlog and marks dead runs.
-    if not stage_only and not warehouse.ensure_ready(settings.warehouse):
-        log.warning("%s is held open by another process: this run stages its batches in %s and loads them as "
-                    "soon as the lock is free (or the next run does)", settings.warehouse.path,
-                    settings.warehouse.staging_dir)
     loaded = 0
     staged_dir = settings.warehouse.staging_dir
     # A task only when earlier runs left something staged: on a quiet run every task costs Prefect API calls.
+    # Loaded before the feed states are read, as they may hold a newer state of some feed.
     if not dry_run and not stage_only and staged_dir.is_dir() and any(staged_dir.iterdir()):
         loaded, left = load_pending(settings, stats)
         if loaded or left:
             log.info("loaded %d batches staged by earlier runs; %d still staged", loaded, left)
-    if not dry_run and not stage_only and not shards_alive(settings.warehouse.path):
-        reads.mark_abandoned(settings, ctx.run_id)  # a staging shard's `running` row is alive
+    # Stage-only: the loader creates and migrates the warehouse, loads the backlog and marks dead runs. A staging
+    # shard's `running` row is alive, so dead runs are not marked while one stages.
+    start = reads.start_run(settings, ctx.run_id,
+                            mark_dead=not dry_run and not stage_only and not shards_alive(settings.warehouse.path))
+    if not stage_only and not start.ready:
+        log.warning("%s is held open by another process: this run stages its batches in %s and loads them as "
+                    "soon as the lock is free (or the next run does)", settings.warehouse.path,
+                    settings.warehouse.staging_dir)
     selected = collect.in_shard(select_feeds(settings, names, tags), part)
     if part:
         log.info("shard %d/%d: %d of the selected feeds", part[0], part[1], len(selected))
@@ -321,16 +329,15 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     quiet_head: staging.Batch | None = None
     try:
         # Seeds are the loader's (and a plain ingest's) job: shards would each stage the same files.
-        seeds, errors = ([], []) if stage_only else reads.seeds_to_load(settings)
+        seeds, errors = ([], []) if stage_only else reads.seeds_to_load(settings, start.seed_hashes)
         if (seeds or errors) and not dry_run:
             pool = pool or workers.make_pool(settings, **warm_pool())
             load_seeds_batch(ctx, pool, seeds, errors)
 
         loads: list[Any] = []
-        states = reads.read_feed_states(settings)
         prog.feeds(len(selected))
-        out = fetch_feeds(settings, selected, states, ctx.run_id, stats, gate=gate, log=log.warning,
-                          progress=prog.event)
+        out = fetch_feeds(quote(settings), quote(selected), quote(start.feed_states), ctx.run_id, quote(stats),
+                          gate=gate, log=log.warning, progress=prog.event)
         new = collect.select_new(settings, _since(out.entries, since), out.fetch_rows,
                                  settings.fetch.max_articles_per_feed if max_per_feed is None else max_per_feed)
         stats.entries_new = len(new)
@@ -378,7 +385,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             pool.shutdown(cancel_futures=True)
 
     status, message = "completed", None
-    checked = None
+    checked, end = None, None
     if stage_only and not dry_run:
         tail = quiet_head or ctx.batch()  # a quiet shard's feed rows go with its run row
         tail.add("runs", ctx.run_row(status))
@@ -404,7 +411,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                                   f"{settings.warehouse.staging_dir} and the next run loads it; nothing is lost")
             log.warning("warehouse checks skipped: the warehouse was locked at the end of the run")
         else:
-            checked = warehouse_checks(quote(ctx))
+            checked, end = warehouse_checks(quote(ctx))
             if quiet and snapshot_current(settings.warehouse, wh_changed_at):
                 log.info("snapshot not republished: nothing new since it was published")
             else:
@@ -413,9 +420,10 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                 except warehouse.WarehouseLocked:
                     log.warning("snapshot not published: warehouse locked")
     page = None if dry_run or stage_only else write_html_report(settings, log)
-    report.publish(ctx.settings, ctx.run_id, stats, dry_run or stage_only, checks=checked, html_path=page)
+    report.publish(ctx.settings, ctx.run_id, stats, dry_run or stage_only, checks=checked, html_path=page, reads=end)
     if not dry_run and not stage_only:
-        alerts.publish(settings, log)  # ERROR log + `newsflow.feed.failing` event per feed over the threshold
+        # ERROR log + `newsflow.feed.failing` event per feed over the threshold
+        alerts.publish(settings, log, None if end is None else end.alerting)
     if checked is not None:
         alerts.publish_checks(settings, checked, log)  # ERROR log + `newsflow.check.failed` event per check
     prog.checkpoint(100.0)
@@ -565,7 +573,7 @@ def _load(ctx: RunContext) -> dict[str, Any]:
     tail.add("runs", ctx.run_row(status, message))
     store_batch(quote(ctx), quote(tail), last=True)
     if not left and not stats.batches_staged:
-        checked = warehouse_checks(quote(ctx))
+        checked, _ = warehouse_checks(quote(ctx))
         try:
             publish_snapshot(settings.warehouse)
         except warehouse.WarehouseLocked:

@@ -18,14 +18,14 @@ from flows.documents import build_doc, build_docs, seed_doc, tag_documents, tag_
 from flows.feeds import entry_url
 from flows.pages import download
 from flows.politeness import HostGate
-from flows.reads import known_urls, mark_abandoned, read_feed_states, seeds_to_load, stored_seed_hashes
+from flows.reads import known_urls, mark_abandoned, read_feed_states, seeds_to_load, start_run, stored_seed_hashes
 from flows.stats import RunStats
 from flows.store import load_pending, load_staged, precheck, store
 from flows.workers import InlineExecutor, chunks, make_pool, warm_up
 
 __all__ = [
-    "FeedsOutcome", "HostGate", "InlineExecutor", "RunStats", "build_doc", "build_docs", "chunks", "download",
-    "entry_rows", "entry_url", "fetch_feeds", "known_urls", "load_pending", "load_staged", "make_pool",
-    "mark_abandoned", "precheck", "read_feed_states", "seed_doc", "seeds_to_load", "select_new", "store",
-    "stored_seed_hashes", "tag_documents", "tag_texts", "warm_up",
+    "FeedsOutcome", "HostGate", "InlineExecutor", "RunStats", "build_doc", "build_docs", "chunks",
+    "download", "entry_rows", "entry_url", "fetch_feeds", "known_urls", "load_pending", "load_staged", "make_pool",
+    "mark_abandoned", "precheck", "read_feed_states", "seed_doc", "seeds_to_load", "select_new", "start_run",
+    "store", "stored_seed_hashes", "tag_documents", "tag_texts", "warm_up",
 ]

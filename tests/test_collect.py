@@ -147,3 +147,43 @@ def test_a_connection_to_each_host_is_kept_across_requests_to_more_hosts_than_th
     assert [r["outcome"] for r in out.fetch_rows] == ["ok"] * 9
     assert sum(len(s.paths) for s in servers) == 9
     assert [len(set(s.paths)) for s in servers] == [1] * len(hosts)
+
+
+class _AnswersHandler(_KeepAliveHandler):
+    """Answers a conditional request 304, /moved 301 to /feed.xml, /gone 404: each with an empty or short body."""
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.paths.append(f"{self.client_address[1]} {self.path}")
+        if self.headers.get("If-None-Match"):
+            self.send_response(304)
+            self.send_header("ETag", '"v1"')
+            self.end_headers()
+            return
+        status, body, ctype = {"/moved": (301, b"<a href='/feed.xml'>moved</a>", "text/html"),
+                               "/gone": (404, b"<html><body>not here</body></html>", "text/html")
+                               }.get(self.path, (200, FEED, "application/rss+xml"))
+        self.send_response(status)
+        if status == 301:
+            self.send_header("Location", "/feed.xml")
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_304_a_redirect_and_a_404_leave_their_connection_open_for_the_next_request(recorder: _Recorder) -> None:
+    """httpcore closes a connection whose response was not read to its end: a quiet run's every 304 opened a new
+    connection (a TLS handshake each, on a real outlet). One thread, one host: one connection for all of them."""
+    recorder.RequestHandlerClass = _AnswersHandler
+    port = recorder.server_address[1]
+    feeds = [FeedConfig(name=f"s{i}", url=f"http://127.0.0.1:{port}/s{i}.xml") for i in range(4)]
+    feeds += [FeedConfig(name="moved", url=f"http://127.0.0.1:{port}/moved"),
+              FeedConfig(name="gone", url=f"http://127.0.0.1:{port}/gone")]
+    states = {f.name: {"configured_url": f.url, "url": f.url, "etag": '"v1"'} for f in feeds[:4]}
+    out = fetch_feeds(_settings(per_host=1, delay=0, concurrency=1), feeds, states, "run-1", RunStats())
+    assert [r["outcome"] for r in out.fetch_rows] == ["not_modified"] * 4 + ["ok", "failed"]
+    assert out.fetch_rows[-1]["error"] == "http_404"
+    assert [p.split()[1] for p in recorder.paths] == ["/s0.xml", "/s1.xml", "/s2.xml", "/s3.xml", "/moved",
+                                                      "/feed.xml", "/gone"]
+    assert len({p.split()[0] for p in recorder.paths}) == 1  # one client port: one connection

@@ -165,3 +165,40 @@ def test_newsflow_ingest_under_a_held_lock_exits_cleanly_with_its_data_staged(
     assert ": staged" in done.stdout
     assert "the warehouse was locked: batches are staged and the next run loads them" in done.stdout
     assert len(staging.pending(wh.staging_dir)) >= 3
+
+
+def test_a_runs_start_marks_dead_runs_and_reads_states_and_reads_the_snapshot_when_the_file_is_held(
+        demo_settings: Settings) -> None:
+    """reads.start_run does ensure_ready, mark_abandoned and the two reads over one connection: the same
+    outcome as the four steps. Held past the lock wait, it marks nothing and reads the published snapshot."""
+    wh = demo_settings.warehouse.model_copy(update={"lock_wait_seconds": 0.2})
+    settings = demo_settings.model_copy(update={"warehouse": wh})
+    started = datetime(2000, 1, 1, tzinfo=UTC)
+    fresh = pipeline.start_run(settings, "run-b", mark_dead=True)
+    assert fresh.ready and fresh.feed_states == {} and fresh.seed_hashes == {}
+    with duckdb.connect(str(wh.path), read_only=True) as conn:
+        assert warehouse.schema_version(conn) == len(warehouse.migrations())  # created and migrated
+    batch = staging.Batch("20000101T000000-aaaaaaaa-0001", "run-a")
+    batch.add("runs", {"run_id": "run-a", "flow": "ingest", "started_at": started, "status": "running"})
+    batch.add("feeds", {"feed": "f", "url": "http://f/", "configured_url": "http://f/", "etag": '"v1"',
+                        "consecutive_failures": 0, "disabled": False,
+                        "updated_at": started})
+    assert pipeline.store(settings, batch) is not None
+    assert warehouse.publish_snapshot(wh) is not None
+
+    with holding(wh.path, "rw"):
+        held = pipeline.start_run(settings, "run-b", mark_dead=True)
+    assert not held.ready
+    assert held.feed_states["f"]["etag"] == '"v1"'  # from the snapshot
+    with duckdb.connect(str(wh.path), read_only=True) as conn:
+        assert conn.execute("select status from runs").fetchall() == [("running",)]  # nothing marked
+
+    kept = pipeline.start_run(settings, "run-b", mark_dead=False)
+    assert kept.ready and kept.feed_states["f"]["etag"] == '"v1"'
+    with duckdb.connect(str(wh.path), read_only=True) as conn:
+        assert conn.execute("select status from runs").fetchall() == [("running",)]
+
+    marked = pipeline.start_run(settings, "run-b", mark_dead=True)
+    assert marked.ready
+    with duckdb.connect(str(wh.path), read_only=True) as conn:
+        assert conn.execute("select status from runs").fetchall() == [("abandoned",)]

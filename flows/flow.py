@@ -88,6 +88,7 @@ class IngestProgress:
         self.reporter = reporter
         self.dry_run = dry_run
         self.total = 0
+        self.loaded = 0  # this run's own count: the reporter may be shared by several runs in one process
         self.waiting: dict[str, int] = {}
         self.shown = 0.0
         self.artifact_id = create_progress_artifact(0.0, key="ingest-progress", description="ingest: feeds, "
@@ -121,18 +122,21 @@ class IngestProgress:
         if n is not None:
             self.reporter.gauge("waiting", "batches waiting to load", len(self.waiting))
             self.reporter.advance("loaded", n)
+            self.loaded += n
 
     def processed(self, n: int) -> None:
         """A dry-run batch is done (nothing to load)."""
         self.reporter.advance("loaded", n)
+        self.loaded += n
 
     def checkpoint(self, percent: float | None = None) -> None:
         """Move the artifact to `percent`, or to where the loaded articles put it; never backwards."""
         if percent is None:
             if not self.total:
                 return  # nothing to load: the end of the run moves it
-            c = self.reporter.counters.get("loaded")
-            percent = 10.0 + 85.0 * (c.done / self.total if c is not None and self.total else 1.0)
+            # Not the reporter's count: without a CLI every run in the process shares the silent default
+            # reporter, whose counters add up across runs (a second run's bar passed 100 %).
+            percent = 10.0 + 85.0 * min(1.0, self.loaded / self.total)
         if percent > self.shown:
             self.shown = percent
             update_progress_artifact(self.artifact_id, round(percent, 1))
@@ -199,7 +203,11 @@ def warehouse_checks(ctx: RunContext) -> tuple[checks.CheckRun | None, report.En
     try:
         with warehouse.connect(wh, wait=min(5.0, wh.lock_wait_seconds)) as conn:
             done = checks.run_and_store(wh, ctx.run_id, alive_runs=[ctx.run_id], dedup=ctx.settings.dedup, conn=conn)
-            reads = report.read_end(conn, ctx.settings, ctx.run_id)
+            try:
+                reads: report.EndReads | None = report.read_end(conn, ctx.settings, ctx.run_id)
+            except duckdb.Error as exc:  # the checks are stored; the report and alerts read again for themselves
+                log.warning("the report's reads failed after the checks (%s); the report reads again", exc)
+                reads = None
     except warehouse.WarehouseLocked:
         log.warning("warehouse checks skipped: %s is held by another process", wh.path)
         return None, None

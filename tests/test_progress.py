@@ -193,3 +193,24 @@ def test_the_stages_report_each_feed_page_extraction_and_tagging(demo_settings: 
                                  progress=lambda event, n: seen.update({event: n})))
     assert seen["downloaded"] == seen["extracted"] == len(new) > 6
     assert seen["tagged"] == sum(1 for r in ready for d in r.docs if d.ner_pipeline) > 0
+
+
+def test_the_progress_artifact_counts_this_runs_articles_when_runs_share_a_reporter(prefect_harness: None) -> None:
+    """Without a CLI, every flow run in a process reports to the same silent reporter, whose counters add up
+    across runs: the artifact must move by this run's own loads (a second run's bar passed 100 %)."""
+    from flows.flow import IngestProgress
+    from flows.progress import Reporter
+
+    shared = Reporter()
+    for _ in range(2):
+        run = IngestProgress(shared, dry_run=False)
+        run.articles(4)
+        run.queued("b1", 2)
+        run.stored("b1")
+        run.checkpoint()
+        assert run.shown == pytest.approx(10.0 + 85.0 * 2 / 4)
+        run.queued("b2", 2)
+        run.stored("b2")
+        run.checkpoint()
+        assert run.shown == pytest.approx(95.0)
+    assert shared.counters["loaded"].done == 8  # the shared count did add up

@@ -121,8 +121,7 @@ def start_run(settings: Settings, run_id: str, *, mark_dead: bool) -> RunStart:
     wh = settings.warehouse
     try:
         with warehouse.connect(wh) as conn:
-            warehouse.migrate(conn)
-            warehouse.purge_raw_html(conn, wh.raw_html_retention_days, raw_dir=wh.raw_dir)
+            warehouse.prepare(conn, wh)
             if mark_dead:
                 conn.execute(warehouse.query("mark_abandoned"), {"run_id": run_id})
             return RunStart(True, _feed_states(conn), _seed_hashes(conn))

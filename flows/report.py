@@ -79,10 +79,14 @@ class EndReads:
     alerting: list[dict[str, Any]]  # feeds over the alert threshold (alerts.failing_on)
 
 
+def _report_rows(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The report's failing feeds and the run's top entities."""
+    return (conn.execute(warehouse.query("run_report")).fetchall(),
+            conn.execute(warehouse.query("run_top_entities"), {"run_id": run_id, "limit": 15}).fetchall())
+
+
 def read_end(conn: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> EndReads:
-    return EndReads(conn.execute(warehouse.query("run_report")).fetchall(),
-                    conn.execute(warehouse.query("run_top_entities"), {"run_id": run_id, "limit": 15}).fetchall(),
-                    alerts.failing_on(conn, settings))
+    return EndReads(*_report_rows(conn, run_id), alerts.failing_on(conn, settings))
 
 
 def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool, checks: CheckRun | None = None, *,
@@ -96,8 +100,7 @@ def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool, che
     elif not dry_run:
         try:
             with warehouse.connect(settings.warehouse, wait=2.0) as conn:
-                failing = conn.execute(warehouse.query("run_report")).fetchall()
-                top = conn.execute(warehouse.query("run_top_entities"), {"run_id": run_id, "limit": 15}).fetchall()
+                failing, top = _report_rows(conn, run_id)
         except warehouse.WarehouseLocked:
             pass
     create_table_artifact(key="ingest-summary", table=summary_rows(stats, checks),

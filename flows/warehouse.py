@@ -359,11 +359,16 @@ def ensure_ready(settings: WarehouseSettings) -> bool:
     """
     try:
         with connect(settings) as conn:
-            migrate(conn)
-            purge_raw_html(conn, settings.raw_html_retention_days, raw_dir=settings.raw_dir)
+            prepare(conn, settings)
     except WarehouseLocked:
         return False
     return True
+
+
+def prepare(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings) -> None:
+    """What a run does first on an open connection: migrate, then purge raw HTML past its retention."""
+    migrate(conn)
+    purge_raw_html(conn, settings.raw_html_retention_days, raw_dir=settings.raw_dir)
 
 
 def purge_raw_html(conn: duckdb.DuckDBPyConnection, retention_days: int, *, raw_dir: Path | None = None) -> int:

@@ -19,8 +19,8 @@ from pathlib import Path
 import duckdb
 
 from benchmarks.machine import header, table
-from flows import checks, warehouse
-from flows.settings import WarehouseSettings
+from flows.core.settings import WarehouseSettings
+from flows.warehouse import checks, database
 
 RESULTS = Path(__file__).parent / "results"
 SAMPLES_PER_ARTICLE = 100
@@ -30,7 +30,7 @@ FEEDS = 11
 
 def fill(conn: duckdb.DuckDBPyConnection, n: int) -> None:
     """A migrated warehouse holding `n` articles and what comes with them."""
-    warehouse.migrate(conn)
+    database.migrate(conn)
     runs = max(1, n // 20)  # ~20 new articles per half-hourly run
     conn.execute("""
         insert into runs (run_id, flow, started_at, finished_at, status, checks_failed)

@@ -14,13 +14,14 @@ from datetime import date
 from pathlib import Path
 
 from benchmarks.corpora import fundus_pages
-from flows import candidates, keycache, pipeline, staging, warehouse
-from flows.load import decide, load_batch, signature_of
-from flows.seeds import Seed
-from flows.settings import Settings, WarehouseSettings
+from flows.core.settings import Settings, WarehouseSettings
+from flows.run import documents
+from flows.text.seeds import Seed
+from flows.warehouse import candidates, database, keycache, staging
+from flows.warehouse.writer import decide, load_batch, signature_of
 
 # Stored signatures generated inside DuckDB (no Python loop): `$samples` sampled shingle hashes (multiples of
-# `$mod`, as flows.dedup.sample keeps) and `$bands` folded bucket keys (flows.candidates.bucket_keys) per article,
+# `$mod`, as flows.text.dedup.sample keeps) and `$bands` folded bucket keys (flows.warehouse.candidates.bucket_keys) per article,
 # in insertion order, as loads append them.
 _SYNTHETIC = """
 insert into articles (article_id, url, text, text_hash, body_source, n_shingles, n_samples, run_id, loaded_at)
@@ -76,7 +77,7 @@ def new_docs(settings: Settings, n: int) -> list[dict]:
         words = [rng.choice(vocab) if w.islower() and rng.random() < 0.35 else w
                  for w in bodies[i % len(bodies)].split()]
         text = f"Bench {i}. " + " ".join(words)
-        docs.append(pipeline.seed_doc(Seed(f"bench-{i}.txt", date(2026, 1, 1), text, f"h{i}"), settings))
+        docs.append(documents.seed_doc(Seed(f"bench-{i}.txt", date(2026, 1, 1), text, f"h{i}"), settings))
     return docs
 
 
@@ -99,10 +100,10 @@ def dedup_scale(settings: Settings, *, stored: int = 1_000_000, new: int = 1000,
     with tempfile.TemporaryDirectory(prefix="newsflow-dedup-") as tmp_name:
         wh = WarehouseSettings(path=Path(tmp_name) / "scale.duckdb", staging_dir=Path(tmp_name) / "staging",
                                snapshot=False)
-        with warehouse.connect(wh) as conn:
+        with database.connect(wh) as conn:
             # The fill of 10M writes ~10 GB: bounded memory, so other work on a shared machine keeps its share.
             conn.execute("set memory_limit = '3GB'")
-            warehouse.migrate(conn)
+            database.migrate(conn)
             empty = _db_mib(wh.path)
             start = time.perf_counter()
             for stmt in filter(str.strip, _SYNTHETIC.split(";")):
@@ -113,22 +114,22 @@ def dedup_scale(settings: Settings, *, stored: int = 1_000_000, new: int = 1000,
             rows = sum(conn.execute(f"select count(*) from {t}").fetchone()[0]
                        for t in ("lsh_buckets", "shingle_samples"))
         index = (_db_mib(wh.path) - empty) * 1_000_000 / stored
-        with warehouse.connect(wh) as conn:
+        with database.connect(wh) as conn:
             start = time.perf_counter()
             cache = keycache.refresh(conn)
             cache_build = time.perf_counter() - start
             assert cache is not None
             cache_mib = cache.size_bytes() / 2**20 * 1_000_000 / stored
-        with warehouse.connect(wh) as conn:
+        with database.connect(wh) as conn:
             conn.execute("set memory_limit = '3GB'")
             # The first batch after opening the warehouse pays for mapping the cache's pages; a run decides
             # batch after batch, so the second one (other articles) is the steady state.
             start = time.perf_counter()
-            with warehouse.transaction(conn):
+            with database.transaction(conn):
                 decide(conn, first_docs, settings.dedup)
             first = time.perf_counter() - start
             start = time.perf_counter()
-            with warehouse.transaction(conn):
+            with database.transaction(conn):
                 verdicts = decide(conn, docs, settings.dedup)
             lookup = time.perf_counter() - start
             start = time.perf_counter()
@@ -151,7 +152,7 @@ def dedup_scale(settings: Settings, *, stored: int = 1_000_000, new: int = 1000,
         sql = None
         if sql_too:
             shutil.rmtree(wh.path.parent / f"{wh.path.name}.keys")
-            with warehouse.connect(wh) as conn:
+            with database.connect(wh) as conn:
                 conn.execute("set memory_limit = '3GB'")
                 start = time.perf_counter()
                 candidates.stored_candidates(conn, sigs, settings.dedup)
@@ -162,7 +163,7 @@ def dedup_scale(settings: Settings, *, stored: int = 1_000_000, new: int = 1000,
 
 
 def load_speed(settings: Settings, *, articles: int = 2000, mentions_per_article: int = 25) -> LoadResultRow:
-    """Load `articles` documents with `mentions_per_article` entity mentions each through flows.load."""
+    """Load `articles` documents with `mentions_per_article` entity mentions each through flows.warehouse.writer."""
     docs = new_docs(settings, articles)
     for i, d in enumerate(docs):
         d.mentions = [{"name": f"Entity {(i * 7 + j) % 5000}", "label": "ORG", "mentions": 1 + j % 3}
@@ -171,8 +172,8 @@ def load_speed(settings: Settings, *, articles: int = 2000, mentions_per_article
     with tempfile.TemporaryDirectory(prefix="newsflow-load-") as tmp_name:
         wh = WarehouseSettings(path=Path(tmp_name) / "load.duckdb", staging_dir=Path(tmp_name) / "staging",
                                snapshot=False)
-        with warehouse.connect(wh) as conn:
-            warehouse.migrate(conn)
+        with database.connect(wh) as conn:
+            database.migrate(conn)
             start = time.perf_counter()
             for k in range(0, articles, settings.pipeline.batch_size):
                 batch = staging.Batch(f"load-{k:06d}", "bench")
@@ -186,7 +187,7 @@ def load_speed(settings: Settings, *, articles: int = 2000, mentions_per_article
 
 def main() -> None:
     """`python -m benchmarks.bench_dedup --stored 10000000`: one scale point, niced, fill time apart."""
-    from flows.settings import load_settings
+    from flows.core.settings import load_settings
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stored", type=int, default=1_000_000)

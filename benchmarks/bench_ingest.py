@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import site
-from flows.settings import Settings, load_settings
+from flows.core.settings import Settings, load_settings
 
 
 def write_config(tmp: Path, base: str | list[str], feeds: list[str], *, feed_dir: str = "feeds", extra: str = "",
@@ -176,9 +176,9 @@ class MemorySampler:
 
 def bound_chunk(htmls: list[bytes], settings: Settings) -> int:
     """Extraction plus NER of some pages, nothing else (runs in a worker). Extraction is the pipeline's own
-    (`flows.extract.extract`: trafilatura's two passes combined, the fallbacks and line rules), so the bound does
+    (`flows.text.extract.extract`: trafilatura's two passes combined, the fallbacks and line rules), so the bound does
     the same extraction work as the run, and the ratio measures only what the pipeline adds around it."""
-    from flows import entities, extract
+    from flows.text import entities, extract
 
     nlp = entities.load_pipeline(settings.entities.pipeline)
     texts = []
@@ -190,7 +190,7 @@ def bound_chunk(htmls: list[bytes], settings: Settings) -> int:
 
 
 def warm(settings: Settings) -> None:
-    from flows import entities
+    from flows.text import entities
 
     entities.load_pipeline(settings.entities.pipeline)
 
@@ -235,8 +235,8 @@ def run(*, variants: int, feeds: int, hosts: int = 20, bound_variants: int = 2, 
 
     `warm`: the run uses a warm pool started beforehand, as a run started by `newsflow serve` does.
     """
-    from flows import workers
-    from flows.flow import ingest
+    from flows.run import workers
+    from flows.run.ingest import ingest
 
     with tempfile.TemporaryDirectory(prefix="newsflow-bench-") as tmp_name:
         tmp = Path(tmp_name)

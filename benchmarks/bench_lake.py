@@ -4,7 +4,7 @@
 
 The same few hundred synthetic documents (benchmarks/warehouse_scale.py: real dedup signatures, 12 entity
 mentions each, no raw HTML; one in ten an exact copy of an earlier one), staged as a shard run stages them
-(each batch with its `runs`, `feeds`, `entries` and `page_fetches` rows), are loaded by `flows.store.load_pending`
+(each batch with its `runs`, `feeds`, `entries` and `page_fetches` rows), are loaded by `flows.warehouse.store.load_pending`
 (the loader's path: one transaction per batch, dedup decided inside it) into a fresh warehouse of each backend:
 
 - the DuckDB file (the default);
@@ -29,9 +29,9 @@ from pathlib import Path
 
 from benchmarks.machine import header, table
 from benchmarks.warehouse_scale import make_docs
-from flows import staging, store, warehouse
-from flows.records import Document
-from flows.settings import PROJECT_ROOT, Settings, WarehouseSettings, load_settings
+from flows.core.records import Document
+from flows.core.settings import PROJECT_ROOT, Settings, WarehouseSettings, load_settings
+from flows.warehouse import database, staging, store
 
 
 def batches(docs: list[Document], batch_size: int) -> list[staging.Batch]:
@@ -69,7 +69,7 @@ def measure(name: str, wh: WarehouseSettings, base: Settings, docs: list[Documen
     """Create and migrate a fresh warehouse, stage the batches, time the loader over all of them."""
     settings = base.model_copy(update={"warehouse": wh})
     started = time.perf_counter()
-    assert warehouse.ensure_ready(wh)
+    assert database.ensure_ready(wh)
     migrate_s = time.perf_counter() - started
     for batch in batches(docs, batch_size):
         staging.write(batch, wh.staging_dir, durable=False)
@@ -77,7 +77,7 @@ def measure(name: str, wh: WarehouseSettings, base: Settings, docs: list[Documen
     loaded, left = store.load_pending(settings)
     load_s = time.perf_counter() - started
     assert left == 0, f"{name}: {left} batches left staged"
-    with warehouse.connect(wh, read_only=True) as conn:
+    with database.connect(wh, read_only=True) as conn:
         stored, dups = conn.execute("select (select count(*) from articles), (select count(*) from duplicates)"
                                     ).fetchone()
     return [name, migrate_s, loaded, stored, dups, load_s, len(docs) / load_s]

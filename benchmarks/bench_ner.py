@@ -1,5 +1,5 @@
 """NER speed, one core: the full spaCy pipeline, the fixed exclude list used before (tok2vec + ner), and
-flows.entities.load_pipeline (only the components ner listens to), timed in one run on the same texts.
+flows.text.entities.load_pipeline (only the components ner listens to), timed in one run on the same texts.
 
     python -m benchmarks.bench_ner            # 40 English fundus articles
     python -m benchmarks.bench_ner --n 40 --lang en
@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 
 from benchmarks.corpora import fundus_pages
-from flows import entities
-from flows.settings import Settings
+from flows.core.settings import Settings
+from flows.text import entities
 
-# The fixed list flows/entities.py excluded before the listener-based trimming; the shared tok2vec stayed.
+# The fixed list flows/text/entities.py excluded before the listener-based trimming; the shared tok2vec stayed.
 OLD_EXCLUDE = (
     "tagger", "parser", "attribute_ruler", "lemmatizer", "senter", "morphologizer",
     "trainable_lemmatizer", "entity_linker", "entity_ruler_disabled", "textcat", "textcat_multilabel",
@@ -30,7 +30,7 @@ class NerSpeed:
     texts: int
     full_ms: float  # per text
     fixed_ms: float  # the old fixed exclude list
-    reduced_ms: float  # flows.entities.load_pipeline, trimmed by listeners
+    reduced_ms: float  # flows.text.entities.load_pipeline, trimmed by listeners
     same_as_fixed: float  # share of articles whose entities are identical to the fixed-exclude pipeline's
     same_entities: float  # ... to the full pipeline's
 
@@ -67,7 +67,7 @@ def run(settings: Settings, *, n: int = 40, lang: str = "en") -> NerSpeed:
 def report(r: NerSpeed, lang: str) -> str:
     """The result as a markdown table and one sentence."""
     rows = [("full spaCy pipeline", r.full_ms), ("fixed exclude list (tok2vec + ner), before", r.fixed_ms),
-            ("flows.entities.load_pipeline (listener-trimmed)", r.reduced_ms)]
+            ("flows.text.entities.load_pipeline (listener-trimmed)", r.reduced_ms)]
     out = "| pipeline | ms / article (1 core) |\n|---|---|\n"
     out += "".join(f"| {label} | {v:.1f} |\n" for label, v in rows)
     out += (f"\n`{r.pipeline}` on {r.texts} {lang} fundus articles, fastest of {ROUNDS} interleaved rounds: "

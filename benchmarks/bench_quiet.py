@@ -19,8 +19,10 @@ from pathlib import Path
 
 from benchmarks import site
 from benchmarks.bench_ingest import write_config
-from flows import checks, pipeline, report, staging, warehouse
-from flows.settings import load_settings
+from flows.core import stats
+from flows.core.settings import load_settings
+from flows.run import artifacts, collect
+from flows.warehouse import checks, database, runstate, staging, store
 
 
 @dataclass
@@ -47,24 +49,24 @@ def plain_run(config: Path) -> tuple[float, int]:
     connection; no snapshot copy (it is current)."""
     start = time.perf_counter()
     settings = load_settings(config, env={})
-    stats = pipeline.RunStats()
-    begun = pipeline.start_run(settings, "plain", mark_dead=True)
-    pipeline.seeds_to_load(settings, begun.seed_hashes)
-    out = pipeline.fetch_feeds(settings, [f for f in settings.feeds if f.enabled], begun.feed_states, "plain", stats)
-    pipeline.select_new(settings, out.entries, out.fetch_rows, settings.fetch.max_articles_per_feed)
+    run_stats = stats.RunStats()
+    begun = runstate.start_run(settings, "plain", mark_dead=True)
+    runstate.seeds_to_load(settings, begun.seed_hashes)
+    out = collect.fetch_feeds(settings, [f for f in settings.feeds if f.enabled], begun.feed_states, "plain", run_stats)
+    collect.select_new(settings, out.entries, out.fetch_rows, settings.fetch.max_articles_per_feed)
     tail = staging.Batch(f"plain-{time.time_ns()}-1", "plain")
     tail.add("feeds", *out.state_rows)
     tail.add("feed_fetches", *out.fetch_rows)
     tail.add("runs", {"run_id": "plain", "flow": "ingest", "status": "completed", "started_at": datetime.now(UTC)})
-    pipeline.store(settings, tail)
-    with warehouse.connect(settings.warehouse) as conn:
+    store.store(settings, tail)
+    with database.connect(settings.warehouse) as conn:
         checks.run_and_store(settings.warehouse, "plain", alive_runs=["plain"], dedup=settings.dedup, conn=conn)
-        report.read_end(conn, settings, "plain")
-    return time.perf_counter() - start, stats.feeds_not_modified
+        artifacts.read_end(conn, settings, "plain")
+    return time.perf_counter() - start, run_stats.feeds_not_modified
 
 
 def run(feeds: int = 100, runs: int | None = None) -> QuietResult:
-    from flows.flow import ingest
+    from flows.run.ingest import ingest
 
     runs = runs or int(os.environ.get("NEWSFLOW_BENCH_QUIET_RUNS", "5"))
     with tempfile.TemporaryDirectory(prefix="newsflow-quiet-") as tmp_name:

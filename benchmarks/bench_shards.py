@@ -27,8 +27,8 @@ import duckdb
 import httpx
 
 from benchmarks.site import build
-from flows.localserver import LocalServer
-from flows.settings import PROJECT_ROOT
+from flows.core.settings import PROJECT_ROOT
+from flows.ops.localserver import LocalServer
 
 BIN = Path(sys.executable).parent
 HOSTS = [f"127.0.0.{i}" for i in range(2, 10)]

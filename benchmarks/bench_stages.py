@@ -9,9 +9,11 @@ from pathlib import Path
 
 from benchmarks import site
 from benchmarks.bench_ingest import write_config
-from flows import dedup, entities, extract, pipeline, staging, warehouse
-from flows.feeds import FeedEntry
-from flows.settings import load_settings
+from flows.core.settings import load_settings
+from flows.feeds.parse import FeedEntry
+from flows.run import documents, workers
+from flows.text import dedup, entities, extract
+from flows.warehouse import database, staging, store
 
 
 @dataclass
@@ -27,18 +29,18 @@ def run(*, pages: int = 64) -> Stages:
         names = sorted(p.name for p in (s.root / "pages").glob("*.html"))[:pages]
         with site.Server(s.root) as server:
             settings = load_settings(write_config(tmp, server.base, s.feeds), env={})
-            warehouse.ensure_ready(settings.warehouse)
+            database.ensure_ready(settings.warehouse)
             entries = [FeedEntry("bench", n, f"{server.base}/pages/{n}", n, "summary", None, None) for n in names]
             t: dict[str, float] = {}
             start = time.perf_counter()
-            fetched = list(pipeline.download(settings, entries))
+            fetched = list(pages.download(settings, entries))
             t["fetch (8 threads, loopback)"] = time.perf_counter() - start
         start = time.perf_counter()
         found = [extract.extract(r.body or b"", r.final_url, settings.extract) for _, r in fetched if r]
         t["extract"] = time.perf_counter() - start
         texts = [f.text for f in found if f]
         start = time.perf_counter()
-        docs = [pipeline.build_doc(e, r, settings)[0] for e, r in fetched]  # extract + signature
+        docs = [documents.build_doc(e, r, settings)[0] for e, r in fetched]  # extract + signature
         t["extract + signature (build_doc)"] = time.perf_counter() - start
         docs = [d for d in docs if d]
         start = time.perf_counter()
@@ -46,20 +48,20 @@ def run(*, pages: int = 64) -> Stages:
             dedup.signature(text, settings.dedup)
         t["dedup: signature"] = time.perf_counter() - start
         start = time.perf_counter()
-        pipeline.precheck(settings, docs)
+        store.precheck(settings, docs)
         t["dedup: warehouse pre-check"] = time.perf_counter() - start
         nlp = entities.load_pipeline(settings.entities.pipeline)
         entities.tag(nlp, texts[:2], settings.entities.labels, settings.entities.max_chars)
         start = time.perf_counter()
-        pipeline.tag_documents(pipeline.InlineExecutor(), docs, settings)
+        documents.tag_documents(workers.InlineExecutor(), docs, settings)
         t["NER"] = time.perf_counter() - start
         batch = staging.Batch("stages-0001", "bench")
-        batch.add("page_fetches", *(dict(pipeline.build_doc(e, r, settings)[1], run_id="bench") for e, r in fetched))
+        batch.add("page_fetches", *(dict(documents.build_doc(e, r, settings)[1], run_id="bench") for e, r in fetched))
         batch.add("docs", *docs)
         start = time.perf_counter()
         path = staging.write(batch, settings.warehouse.staging_dir)
         t["load: stage Parquet"] = time.perf_counter() - start
         start = time.perf_counter()
-        pipeline.load_staged(settings, path)
+        store.load_staged(settings, path)
         t["load: into DuckDB"] = time.perf_counter() - start
     return Stages(len(fetched), {k: v / len(fetched) * 1000 for k, v in t.items()})

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.settings import PROJECT_ROOT
+from flows.core.settings import PROJECT_ROOT
 
 
 def corpora_root() -> Path:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.corpora import fundus_pages
-from flows.settings import PROJECT_ROOT
+from flows.core.settings import PROJECT_ROOT
 
 SPLITS = ("tuning", "heldout")
 KINDS = (
@@ -68,8 +68,8 @@ def _is_spaced(text: str) -> bool:
 
 def _demo_stories() -> tuple[list[Story], list[tuple[str, str]], list[tuple[str, str]]]:
     """Demo pages as (stories, real syndicated copies of the seed, same-topic different stories)."""
-    from flows import extract
-    from flows.settings import ExtractSettings
+    from flows.core.settings import ExtractSettings
+    from flows.text import extract
 
     root = PROJECT_ROOT / "flows" / "demo_data" / "pages"
     copies = {"harbour-herald/xi-moscow-visit-putin-wang-yi", "northgate-courier/xi-jinping-plans-moscow-trip",

@@ -12,9 +12,9 @@ from datetime import date, datetime
 
 from benchmarks.corpora import corpora_root, fundus_pages
 from benchmarks.machine import table
-from flows import extract
-from flows.feeds import parse_feed
-from flows.settings import ExtractSettings
+from flows.core.settings import ExtractSettings
+from flows.feeds.parse import parse_feed
+from flows.text import extract
 
 
 def _file_class(manifest: dict, rel: str) -> str:

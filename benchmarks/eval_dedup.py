@@ -1,6 +1,6 @@
 """Dedup quality on the generated labelled set (benchmarks/dedupset.py), measured through the real warehouse.
 
-Each split is loaded, in arrival order and batches of 64, into a fresh DuckDB warehouse with `flows.load.load_batch`;
+Each split is loaded, in arrival order and batches of 64, into a fresh DuckDB warehouse with `flows.warehouse.writer.load_batch`;
 the clusters are read back from `articles` and `duplicates` (a copy's cluster is the article it names). Reported:
 the adjusted Rand index against the true stories, recall and pair precision per kind of copy, and how many hard
 negatives ended up in a cluster with another story. Thresholds are chosen on the tuning split only; the held-out
@@ -20,23 +20,23 @@ from typing import Any
 from benchmarks import dedupset
 from benchmarks.dedupset import Doc
 from benchmarks.machine import table
-from flows.documents import signature_fields
-from flows.load import load_batch
-from flows.records import Document
-from flows.settings import DedupSettings, WarehouseSettings
-from flows.staging import Batch
-from flows.warehouse import connect, migrate
+from flows.core.records import Document
+from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.run.documents import signature_fields
+from flows.warehouse.database import connect, migrate
+from flows.warehouse.staging import Batch
+from flows.warehouse.writer import load_batch
 
 BATCH = 64
 _EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def staged_doc(doc: Doc, settings: DedupSettings) -> Document:
-    """The staged-batch document the loader expects (as flows.documents.build_doc makes it): the one adapter."""
+    """The staged-batch document the loader expects (as flows.run.documents.build_doc makes it): the one adapter."""
     return Document(url=doc.url, feed=doc.outlet, entry_guid=doc.url, title=doc.title, text=doc.text,
                     body_source="extracted", ner_skip_reason="not tagged in the evaluation",
                     # Arrival time as the feed's publication time: within a batch the loader judges documents
-                    # by it (flows.load.decision_order), as it would a real feed's entries.
+                    # by it (flows.warehouse.writer.decision_order), as it would a real feed's entries.
                     published_at=_EPOCH + timedelta(minutes=doc.order), published_source="feed",
                     **signature_fields(doc.text, settings))
 
@@ -139,7 +139,7 @@ def section() -> str:
             f"pages. Split by a hash of the story id: tuning {stories['tuning']} stories "
             f"({len(data['tuning'])} documents), held out {stories['heldout']} ({len(data['heldout'])}); "
             "thresholds were chosen on tuning only. Each split is loaded in arrival order (an original before "
-            "its own copies, stories interleaved) through `flows.load.load_batch` into a fresh DuckDB warehouse, "
+            "its own copies, stories interleaved) through `flows.warehouse.writer.load_batch` into a fresh DuckDB warehouse, "
             "and the clusters are read from `articles` + `duplicates`.\n\n")
     out += (f"Configured: shingles of {settings.shingle_size} words, boilerplate lines under "
             f"{settings.min_line_words} words left out of the signature; a copy when containment >= "

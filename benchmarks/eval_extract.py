@@ -14,7 +14,7 @@ from benchmarks.corpora import Page, fundus_pages
 from benchmarks.machine import table
 
 if TYPE_CHECKING:
-    from flows.settings import ExtractSettings
+    from flows.core.settings import ExtractSettings
 
 _TOKEN = re.compile(r"\w+")
 
@@ -65,8 +65,8 @@ def extractors() -> dict[str, Callable[[Page], str]]:
     """Reference trafilatura (the README's setting), newsflow's earlier settings and its extraction now."""
     import trafilatura
 
-    from flows import extract
-    from flows.settings import ExtractSettings
+    from flows.core.settings import ExtractSettings
+    from flows.text import extract
 
     settings = ExtractSettings()
 
@@ -158,8 +158,8 @@ def ablations(settings: ExtractSettings) -> dict[str, ExtractSettings]:
 
 def ablation_table() -> str:
     """F1 on the tuned half with each rule off, one at a time: what each rule is worth where it was chosen."""
-    from flows import extract
-    from flows.settings import ExtractSettings
+    from flows.core.settings import ExtractSettings
+    from flows.text import extract
 
     pages = [p for p in fundus_pages() if split_of(p.id) == "tuned"]
     rows, base = [], None

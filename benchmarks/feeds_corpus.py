@@ -24,10 +24,10 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from flows.feeds import parse_feed  # noqa: E402
-from flows.fetch import fetch, is_feed_type, make_client  # noqa: E402
-from flows.localserver import LocalServer  # noqa: E402
-from flows.settings import FetchSettings  # noqa: E402
+from flows.core.settings import FetchSettings  # noqa: E402
+from flows.feeds.parse import parse_feed  # noqa: E402
+from flows.ops.localserver import LocalServer  # noqa: E402
+from flows.web.fetch import fetch, is_feed_type, make_client  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "feeds"
 RESULTS = ROOT / "benchmarks" / "results" / "feeds_corpus.md"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.machine import header, table
-from flows.settings import Settings, load_settings
+from flows.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from benchmarks.bench_ingest import IngestResult
@@ -65,7 +65,7 @@ def _ingest_size(variants: int, repeat: int) -> str:
             + ("the warm pool `newsflow serve` keeps, started before the run, " if warm else
                "a pool started by the run itself (`NEWSFLOW_BENCH_POOL=cold`), ")
             + f"batches of {load_settings(None).pipeline.batch_size}). "
-            "The bound: extraction (`flows.extract.extract`, as in the run) + NER alone, "
+            "The bound: extraction (`flows.text.extract.extract`, as in the run) + NER alone, "
             f"{os.cpu_count()} processes, on "
             f"{r.bound_pages} of the same pages, measured just before and just after the run (the machine is "
             "shared: the mean of the two is the bound).\n\n")
@@ -195,7 +195,7 @@ def load_section(settings: Settings) -> str:
 
     r = bench_dedup.load_speed(settings)
     out = "## 5. Load into DuckDB\n\n"
-    out += ("Method: `flows.load.load_batch`, one transaction per batch of 64 articles: each table's rows as one "
+    out += ("Method: `flows.warehouse.writer.load_batch`, one transaction per batch of 64 articles: each table's rows as one "
             "Arrow table registered with DuckDB and inserted set-wise (`insert or ignore into t by name select * "
             "from rows`), the dedup decision included.\n\n")
     out += table(["measure", "value"], [

@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from flows.localserver import LocalServer
+from flows.ops.localserver import LocalServer
 
 
 def feed_304(handler: BaseHTTPRequestHandler) -> None:

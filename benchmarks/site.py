@@ -82,7 +82,7 @@ def build(root: Path, *, variants: int, feeds: int, seed: int = 7) -> Site:
 
 
 class Server:
-    """flows.localserver.LocalServer over `root`, in a child process; `base` is its http://127.0.0.1:PORT.
+    """flows.ops.localserver.LocalServer over `root`, in a child process; `base` is its http://127.0.0.1:PORT.
 
     With `hosts` = N the folder is served on N loopback addresses (127.0.0.2 ...): `bases` lists them, `base` is
     the first.

@@ -30,10 +30,11 @@ import numpy as np
 import pyarrow as pa
 
 from benchmarks.machine import header, table
-from flows import dedup, rawstore, staging, warehouse
-from flows.load import load_batch
-from flows.records import Document
-from flows.settings import DedupSettings, WarehouseSettings
+from flows.core.records import Document
+from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.text import dedup
+from flows.warehouse import archive, database, staging
+from flows.warehouse.writer import load_batch
 
 RESULTS = Path(__file__).parent / "results"
 _RNG = np.random.default_rng(7)
@@ -113,19 +114,19 @@ from range($n) t(i), range(12) u(k);
 
 
 def fill(settings: WarehouseSettings, articles: int, raw_kb: int) -> None:
-    warehouse.ensure_ready(settings)
-    with warehouse.connect(settings) as conn:
+    database.ensure_ready(settings)
+    with database.connect(settings) as conn:
         for statement in FILL.strip().split(";\n"):
             conn.execute(statement, {"n": articles} if "$n" in statement else None)
         if raw_kb:
             # Compressed pages are incompressible bytes, each different (DuckDB would fold identical ones).
             now = datetime.now(UTC)
-            # They go to Parquet archives beside the file, as loads write them (flows/rawstore.py).
+            # They go to Parquet archives beside the file, as loads write them (flows/warehouse/archive.py).
             for start in range(0, articles, 5000):
                 ids = range(start, min(articles, start + 5000))
                 rows = [{"url": f"https://fill.example/{i}", "fetched_at": now, "encoding": "zlib",
                          "html": _RNG.bytes(raw_kb * 1024)} for i in ids]
-                rel = rawstore.write_archive(settings.raw_dir, f"fill-{start:07d}", now.date(), rows)
+                rel = archive.write_archive(settings.raw_dir, f"fill-{start:07d}", now.date(), rows)
                 conn.register("raw_chunk", pa.table({
                     "url": [r["url"] for r in rows], "fetched_at": [now] * len(rows),
                     "archive_file": [rel] * len(rows), "bytes": [raw_kb * 1024] * len(rows),
@@ -157,14 +158,14 @@ def run(articles: int, batch_size: int, raw_kb: int) -> str:
                                 for i, d in enumerate(docs[n * batch_size:(n + 1) * batch_size])])
             path = staging.write(batch, settings.staging_dir)
             t = time.perf_counter()
-            with warehouse.connect(settings) as conn:
+            with database.connect(settings) as conn:
                 result = load_batch(conn, staging.read(path), dedup_settings, raw_dir=settings.raw_dir)
             loads.append(time.perf_counter() - t)
 
         snaps = []
         for _ in range(3):
             t = time.perf_counter()
-            warehouse.publish_snapshot(settings)
+            database.publish_snapshot(settings)
             snaps.append(time.perf_counter() - t)
 
     rows = [

@@ -32,9 +32,10 @@ if not os.environ.get("PREFECT_API_URL"):
 
 import duckdb
 
-from flows import progress, warehouse
-from flows.export import check_name
-from flows.settings import ConfigError, Settings, load_settings
+from flows.core.settings import ConfigError, Settings, load_settings
+from flows.run import progress
+from flows.warehouse import database
+from flows.warehouse.export import check_name
 
 
 class CliError(Exception):
@@ -42,7 +43,7 @@ class CliError(Exception):
 
 
 # Errors that come from what the user gave (arguments, config, files, SQL): one line and exit 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (CliError, ConfigError, warehouse.WarehouseError, ValueError, OSError)
+USER_ERRORS: tuple[type[BaseException], ...] = (CliError, ConfigError, database.WarehouseError, ValueError, OSError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,7 +82,7 @@ def _day(text: str) -> date:
 
 
 def _shard(text: str) -> str:
-    from flows.collect import parse_shard
+    from flows.run.collect import parse_shard
 
     try:
         k, n = parse_shard(text)
@@ -218,11 +219,11 @@ def _settings(args: argparse.Namespace, *, create: bool = False, snapshot: bool 
     (`create`: or missing, for the commands that make one); `snapshot`: the published snapshot is read."""
     settings = load_settings(getattr(args, "config", None), warehouse=getattr(args, "warehouse", None))
     if settings.warehouse.is_lake:  # a lake has no snapshot file: it is always read live
-        warehouse.check_lake(settings.warehouse, create=create)
+        database.check_lake(settings.warehouse, create=create)
         return settings
     path = settings.warehouse.snapshot_path if snapshot else settings.warehouse.path
-    if not (snapshot and not path.exists()):  # a missing snapshot: warehouse.reader says how one is made
-        warehouse.check_file(path, create=create)
+    if not (snapshot and not path.exists()):  # a missing snapshot: database.reader says how one is made
+        database.check_file(path, create=create)
     return settings
 
 
@@ -240,7 +241,7 @@ def _query_text(arg: str) -> str:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
-    from flows.flow import ingest, select_feeds
+    from flows.run.ingest import ingest, select_feeds
 
     select_feeds(settings, args.feeds, args.tags)  # unknown names or tags stop here, before a run starts
 
@@ -255,7 +256,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
-    from flows.flow import load
+    from flows.run.ingest import load
 
     summary = load(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
     _print_summary(summary)
@@ -265,7 +266,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_fanout(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
-    from flows.fanout import fanout, preflight
+    from flows.ops.fanout import fanout, preflight
 
     problem = preflight()
     if problem:
@@ -294,7 +295,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def cmd_seeds(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
-    from flows.flow import reload_seeds
+    from flows.run.ingest import reload_seeds
 
     with progress.using(progress.for_stream()):
         result = reload_seeds(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
@@ -307,16 +308,16 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     settings = _settings(args, snapshot=args.snapshot)
     text = _query_text(args.query)
-    with warehouse.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
+    with database.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
         # Reads the warehouse and its raw archives (docs/schema.md reads them with read_parquet), writes nothing.
-        warehouse.restrict_files(conn, [settings.warehouse.raw_dir])
-        warehouse.check_read_only(conn, text)
+        database.restrict_files(conn, [settings.warehouse.raw_dir])
+        database.check_read_only(conn, text)
         if path != settings.warehouse.path and not args.snapshot:
             print(f"(the live warehouse is busy loading; querying the last snapshot {path})", file=sys.stderr)
         try:
             return _show(conn, text, args)
         except duckdb.Error as exc:
-            raise warehouse.QueryError(warehouse.first_line(exc)) from None
+            raise database.QueryError(database.first_line(exc)) from None
 
 
 def _show(conn: Any, text: str, args: argparse.Namespace) -> int:
@@ -343,22 +344,22 @@ def _show(conn: Any, text: str, args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     settings = _settings(args, snapshot=args.snapshot)
-    from flows.export import export
+    from flows.warehouse.export import export
 
     query = _query_text(args.query) if args.query else None
     if query and args.tables:
         raise CliError("give tables or --query, not both")
-    with warehouse.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
-        warehouse.restrict_files(conn, [settings.warehouse.raw_dir])
+    with database.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
+        database.restrict_files(conn, [settings.warehouse.raw_dir])
         if query:
-            warehouse.check_read_only(conn, query)
+            database.check_read_only(conn, query)
         try:
             with progress.using(progress.for_stream()) as shown:
                 done = export(conn, Path(args.out), tables=args.tables or None, query=query, name=args.name,
                               fmt=args.format, progress=lambda n, total: shown.update(
                                   "files", "files exported", n, total, main=True))
         except duckdb.Error as exc:
-            raise warehouse.QueryError(warehouse.first_line(exc)) from None
+            raise database.QueryError(database.first_line(exc)) from None
     print(f"exported from {path}:")
     for item in done:
         print(f"  {item.path}  ({item.rows} rows)")
@@ -367,15 +368,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from flows import staging
+    from flows.warehouse import staging
 
-    with warehouse.connect(settings.warehouse, read_only=True, wait=3.0) as conn:
+    with database.connect(settings.warehouse, read_only=True, wait=3.0) as conn:
         print("Last runs:")
-        conn.sql(warehouse.query("status_runs")).show(max_width=200)
+        conn.sql(database.query("status_runs")).show(max_width=200)
         print("Feeds failing or disabled:")
-        conn.sql(warehouse.query("run_report")).show(max_width=200)
+        conn.sql(database.query("run_report")).show(max_width=200)
         print("Warehouse checks (latest outcome of each; `newsflow check` runs them now):")
-        conn.sql(warehouse.query("status_checks")).show(max_width=200)
+        conn.sql(database.query("status_checks")).show(max_width=200)
     staged = staging.pending(settings.warehouse.staging_dir)
     print(f"Staged batches waiting to load: {len(staged)}")
     return 0
@@ -386,7 +387,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     import json
 
-    from flows import checks
+    from flows.warehouse import checks
 
     # Read-write but brief (well under a second at 2,000 articles), so a load meeting it only waits a moment.
     done = checks.run_and_store(settings.warehouse, checks.new_check_id(),
@@ -409,8 +410,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flows import demo
-    from flows.localserver import LocalServer
+    from flows.ops import demo
+    from flows.ops.localserver import LocalServer
 
     db = Path(args.warehouse).resolve() if args.warehouse else demo.DEMO_WAREHOUSE
     demo.check_target(db, fresh=args.fresh)
@@ -427,7 +428,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.fresh:
             demo.remove(db)
         demo.mark(db)
-        from flows.flow import ingest
+        from flows.run.ingest import ingest
 
         with progress.using(progress.for_stream()):
             summary = ingest(config=str(config), warehouse_path=str(db))
@@ -440,7 +441,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
-    from flows.deploy import serve
+    from flows.ops.deploy import serve
 
     serve(settings)
     return 0
@@ -448,7 +449,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from flows.htmlreport import write
+    from flows.warehouse.reportpage import write
 
     out = Path(args.out)
     try:
@@ -462,8 +463,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from flows.maintenance import Step, reprocess
-    from flows.runlock import run_lock
+    from flows.ops.maintenance import Step, reprocess
+    from flows.warehouse.runlock import run_lock
 
     with run_lock(settings.warehouse.path) as free:  # the flow takes it again; this only says so in one line
         if not free:
@@ -504,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(warehouse.first_line(exc).split())
+    return " ".join(database.first_line(exc).split())
 
 
 def _fail(exc: BaseException, debug: bool, code: int, line: str) -> int:

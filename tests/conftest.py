@@ -12,9 +12,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import pytest
 
-from flows.demo import DEMO_DATA, demo_config
-from flows.localserver import LocalServer
-from flows.settings import PROJECT_ROOT, Settings, load_settings
+from flows.core.settings import PROJECT_ROOT, Settings, load_settings
+from flows.ops.demo import DEMO_DATA, demo_config
+from flows.ops.localserver import LocalServer
 
 DATA = Path(__file__).parent / "data"
 SEEDS = PROJECT_ROOT / "seeds"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flows.settings import PROJECT_ROOT
+from flows.core.settings import PROJECT_ROOT
 
 
 def corpora_root() -> Path:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from flows.demo import DEMO_DATA, demo_config
-from flows.localserver import LocalServer
+from flows.ops.demo import DEMO_DATA, demo_config
+from flows.ops.localserver import LocalServer
 
 FAST_ENV = {"NEWSFLOW_PIPELINE__WORKERS": "1"}
 _BUILT: dict[str, Path] = {}
@@ -20,7 +20,7 @@ _BUILT: dict[str, Path] = {}
 
 def run_ingest(config: Path, warehouse: Path, env: dict[str, str] | None = None, **params: Any) -> dict[str, Any]:
     """One in-process `ingest` flow run (needs the prefect_harness fixture) with extra environment settings."""
-    from flows.flow import ingest
+    from flows.run.ingest import ingest
 
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {**FAST_ENV, **(env or {})}.items():

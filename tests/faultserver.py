@@ -14,7 +14,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from flows.localserver import LocalServer
+from flows.ops.localserver import LocalServer
 
 Handler = BaseHTTPRequestHandler
 DRIP_INTERVAL = 0.2  # seconds between two dripped bytes: under any read timeout, so only the total limit cuts it

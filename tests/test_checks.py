@@ -17,14 +17,14 @@ import duckdb
 import pytest
 from demo_warehouse import copy_demo, run_ingest
 
-from flows import checks, staging
 from flows.cli import main
-from flows.demo import DEMO_DATA, demo_config
-from flows.localserver import LocalServer
-from flows.pipeline import RunStats
-from flows.report import markdown
-from flows.runlock import run_lock
-from flows.settings import DedupSettings
+from flows.core.settings import DedupSettings
+from flows.core.stats import RunStats
+from flows.ops.demo import DEMO_DATA, demo_config
+from flows.ops.localserver import LocalServer
+from flows.run.artifacts import markdown
+from flows.warehouse import checks, staging
+from flows.warehouse.runlock import run_lock
 
 CHECKS = {"untagged_articles", "orphan_duplicates", "orphan_article_entities", "url_stored_and_duplicate",
           "feeds_without_state", "stale_running_runs", "stale_staged_batches", "shingle_samples_mismatch",

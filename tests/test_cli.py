@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.settings import PROJECT_ROOT
+from flows.core.settings import PROJECT_ROOT
 
 
 def newsflow(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

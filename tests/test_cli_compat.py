@@ -12,8 +12,8 @@ import duckdb
 import pytest
 from demo_warehouse import demo_filled
 
-from flows import warehouse
-from flows.settings import WarehouseSettings
+from flows.core.settings import WarehouseSettings
+from flows.warehouse import database
 
 CLI = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
 
@@ -53,11 +53,11 @@ def test_the_storage_setting_is_what_makes_the_file_readable(tmp_path: Path) -> 
     settings = WarehouseSettings(path=tmp_path / "compat.duckdb", staging_dir=tmp_path / "s",
                                  snapshot_path=tmp_path / "snap.duckdb")
     assert settings.storage_compatibility == "v1.4.0"
-    assert warehouse.ensure_ready(settings)
+    assert database.ensure_ready(settings)
     assert cli(settings.path, "select count(*) from article_provenance").stdout.strip() == "0"
     if cli_version() >= lib_version():
         pytest.skip("this CLI is as new as the library: any format opens")
     latest = settings.model_copy(update={"path": tmp_path / "latest.duckdb", "storage_compatibility": "latest"})
-    assert warehouse.ensure_ready(latest)
+    assert database.ensure_ready(latest)
     refused = cli(latest.path, "select 1")
     assert refused.returncode != 0 and "version" in refused.stderr + refused.stdout

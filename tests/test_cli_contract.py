@@ -20,10 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import flows.flow  # noqa: F401 - Prefect binds its log handler to the stderr of its import: not a capsys one
-from flows import demo, warehouse
+import flows.run.ingest  # noqa: F401 - Prefect binds its log handler to the stderr of its import: not a capsys one
 from flows.cli import main
-from flows.settings import PROJECT_ROOT, WarehouseSettings
+from flows.core.settings import PROJECT_ROOT, WarehouseSettings
+from flows.ops import demo
+from flows.warehouse import database
 
 FEEDS = """
 [[feeds]]
@@ -42,7 +43,7 @@ tags = ["local"]
 def built_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty but real newsflow warehouse (every migration applied), copied into each case."""
     db = tmp_path_factory.mktemp("contract") / "built.duckdb"
-    assert warehouse.ensure_ready(WarehouseSettings(path=db, staging_dir=db.parent / "s",
+    assert database.ensure_ready(WarehouseSettings(path=db, staging_dir=db.parent / "s",
                                                     snapshot_path=db.parent / "snap.duckdb"))
     return db
 
@@ -251,7 +252,7 @@ def test_demo_fresh_removes_a_demo_warehouse_and_what_it_wrote(built_warehouse: 
                      "'http://127.0.0.1:8765/h.xml')")
     (tmp_path / "demo.staging").mkdir()
     (tmp_path / "demo.staging" / "batch.parquet").write_bytes(b"PAR1")
-    with pytest.raises(warehouse.WarehouseError, match="not made by"):
+    with pytest.raises(database.WarehouseError, match="not made by"):
         demo.check_target(db, fresh=True)
     demo.mark(db)
     demo.check_target(db, fresh=True)

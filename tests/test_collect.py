@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flows.collect import fetch_feeds
-from flows.settings import FeedConfig, Settings
-from flows.stats import RunStats
+from flows.core.settings import FeedConfig, Settings
+from flows.core.stats import RunStats
+from flows.run.collect import fetch_feeds
 
 FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Section</title>
 <item><title>A story</title><link>http://127.0.0.1/story</link><guid>s1</guid></item></channel></rss>"""

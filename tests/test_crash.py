@@ -2,7 +2,7 @@
 same warehouse a clean run builds: it opens, nothing is duplicated, nothing is lost.
 
 The process is stopped at a known stage either by the test's server holding a page request (while fetching)
-or by the NEWSFLOW_PAUSE_AT hook (flows.warehouse.pause_point), which writes a ready file and waits to be killed.
+or by the NEWSFLOW_PAUSE_AT hook (flows.warehouse.database.pause_point), which writes a ready file and waits to be killed.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 import pytest
 from demo_warehouse import FAST_ENV, demo_filled, run_ingest
 
-from flows import staging, warehouse
-from flows.demo import DEMO_DATA, demo_config
-from flows.localserver import LocalServer
-from flows.settings import load_settings
+from flows.core.settings import load_settings
+from flows.ops.demo import DEMO_DATA, demo_config
+from flows.ops.localserver import LocalServer
+from flows.warehouse import database, staging
 
 HELD_PAGE = "/pages/valley-ledger/unhcr-report-forced-displacement.html"
 # Tables whose rows describe the stories, so they must match a clean run's (feed_fetches has a row per run).
@@ -126,8 +126,8 @@ def test_sigkill_then_rerun_matches_a_clean_run(pause_at: str | None, server: Ho
     kill_run(config, db, pause_at, server, tmp_path)
 
     settings = load_settings(config, env={})
-    with warehouse.connect(settings.warehouse, wait=0) as conn:  # the killed run left a file that opens
-        warehouse.migrate(conn)
+    with database.connect(settings.warehouse, wait=0) as conn:  # the killed run left a file that opens
+        database.migrate(conn)
     staged_after_kill = len(staging.pending(settings.warehouse.staging_dir))
     if pause_at in ("load@2", "staged@3", "load@3"):
         assert staged_after_kill >= 1

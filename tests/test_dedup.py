@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from flows import dedup
-from flows.documents import signature_fields
-from flows.load import decide, load_batch
-from flows.records import Document
-from flows.settings import DedupSettings, WarehouseSettings
-from flows.staging import Batch
-from flows.warehouse import connect, migrate
+from flows.core.records import Document
+from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.run.documents import signature_fields
+from flows.text import dedup
+from flows.warehouse.database import connect, migrate
+from flows.warehouse.staging import Batch
+from flows.warehouse.writer import decide, load_batch
 
 DATA = Path(__file__).parent / "data" / "dedup"
 PAIRS = json.loads((DATA / "labels.json").read_text())["pairs"]
@@ -76,7 +76,7 @@ def _verdicts(wh: WarehouseSettings, files: list[Path]) -> dict[str, tuple[str, 
 
 def test_every_variant_is_found_through_the_index(stored: WarehouseSettings) -> None:
     """Candidate retrieval (LSH buckets + sampled shingles in DuckDB) finds each variant's original."""
-    from flows.staging import stable_key
+    from flows.warehouse.staging import stable_key
 
     files = sorted((DATA / "variants").glob("*.txt"))
     verdicts = _verdicts(stored, files)
@@ -95,7 +95,7 @@ def test_same_topic_different_stories_are_new(stored: WarehouseSettings) -> None
 
 
 def test_copies_within_one_batch_point_at_the_first(stored: WarehouseSettings) -> None:
-    from flows.staging import stable_key
+    from flows.warehouse.staging import stable_key
 
     text = _text("negatives/seed__1.txt")
     docs = [_doc("https://a.example/1", text), _doc("https://b.example/1", text + "\nRead more at B.")]

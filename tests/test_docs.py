@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from demo_warehouse import copy_demo
 
-from flows.settings import PROJECT_ROOT
+from flows.core.settings import PROJECT_ROOT
 
 DOC = PROJECT_ROOT / "docs" / "schema.md"
 TEXT = DOC.read_text()

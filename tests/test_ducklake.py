@@ -12,13 +12,13 @@ import duckdb
 import pytest
 from demo_warehouse import demo_filled, run_ingest
 
-from flows import backend, load, warehouse
-from flows.demo import DEMO_DATA, demo_config
-from flows.documents import signature_fields
-from flows.localserver import LocalServer
-from flows.records import Document
-from flows.settings import DedupSettings, WarehouseSettings, load_settings
-from flows.staging import Batch
+from flows.core.records import Document
+from flows.core.settings import DedupSettings, WarehouseSettings, load_settings
+from flows.ops.demo import DEMO_DATA, demo_config
+from flows.ops.localserver import LocalServer
+from flows.run.documents import signature_fields
+from flows.warehouse import database, lake, writer
+from flows.warehouse.staging import Batch
 
 DEDUP = DedupSettings()
 DATA = Path(__file__).parent / "data" / "dedup"
@@ -51,9 +51,9 @@ def _batch(batch_id: str = "b-0001") -> Batch:
 
 
 def _key_duplicates(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """For every key of load.KEYS, how many rows share a key value with another row."""
+    """For every key of writer.KEYS, how many rows share a key value with another row."""
     out = {}
-    for table, keys in load.KEYS.items():
+    for table, keys in writer.KEYS.items():
         for key in keys:
             cols = ", ".join(key)
             n = conn.execute(f"select count(*) - count(distinct ({cols})) from {table}").fetchone()[0]
@@ -64,9 +64,9 @@ def _key_duplicates(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
 # ---------------------------------------------------------------- extensions and migrations
 
 def test_extensions_come_from_the_wheels_and_are_never_fetched(tmp_path: Path) -> None:
-    path = backend.extension_file("ducklake")
+    path = lake.extension_file("ducklake")
     assert path.is_file() and f"v{duckdb.__version__}" in str(path)
-    with warehouse.connect(_lake(tmp_path)) as conn:
+    with database.connect(_lake(tmp_path)) as conn:
         settings = dict(conn.execute("select name, value from duckdb_settings() where name like 'auto%extensions'")
                         .fetchall())
         assert settings == {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
@@ -77,36 +77,36 @@ def test_extensions_come_from_the_wheels_and_are_never_fetched(tmp_path: Path) -
 
 
 def test_the_loader_keys_are_the_file_backend_constraints(tmp_path: Path) -> None:
-    """load.KEYS, which the loader enforces on a lake, lists exactly the keys the DuckDB file declares."""
-    with warehouse.connect(WarehouseSettings(path=tmp_path / "file.duckdb")) as conn:
-        warehouse.migrate(conn)
+    """writer.KEYS, which the loader enforces on a lake, lists exactly the keys the DuckDB file declares."""
+    with database.connect(WarehouseSettings(path=tmp_path / "file.duckdb")) as conn:
+        database.migrate(conn)
         rows = conn.execute("select table_name, constraint_column_names from duckdb_constraints() "
                             "where constraint_type in ('PRIMARY KEY', 'UNIQUE')").fetchall()
     declared: dict[str, set[tuple[str, ...]]] = {}
     for table, cols in rows:
         declared.setdefault(table, set()).add(tuple(cols))
-    assert declared == {t: set(keys) for t, keys in load.KEYS.items()}
+    assert declared == {t: set(keys) for t, keys in writer.KEYS.items()}
 
 
 def test_migrations_lose_only_what_ducklake_refuses(tmp_path: Path) -> None:
-    sql = backend.lake_sql("create table t (a varchar primary key, -- the key\n b int not null unique, "
+    sql = lake.lake_sql("create table t (a varchar primary key, -- the key\n b int not null unique, "
                            "c int default 0, primary key (a, b), unique (b, c));\ncreate index i on t (b);")
     assert "primary" not in sql and "unique" not in sql and "index" not in sql
     assert "b int not null" in sql and "c int default 0" in sql
     settings = _lake(tmp_path)
-    with warehouse.connect(settings) as conn:
-        applied = warehouse.migrate(conn)
-        assert applied == [name for _, name, _ in warehouse.migrations()]
-        assert warehouse.migrate(conn) == []  # a second open applies nothing
+    with database.connect(settings) as conn:
+        applied = database.migrate(conn)
+        assert applied == [name for _, name, _ in database.migrations()]
+        assert database.migrate(conn) == []  # a second open applies nothing
         views = {r[0] for r in conn.execute(
             "select view_name from duckdb_views() where database_name = 'lake'").fetchall()}
-    assert views == {p.stem for p in warehouse.view_files()}
+    assert views == {p.stem for p in database.view_files()}
     # Every table went into the lake with the same columns as in the file.
-    with warehouse.connect(WarehouseSettings(path=tmp_path / "file.duckdb")) as conn:
-        warehouse.migrate(conn)
+    with database.connect(WarehouseSettings(path=tmp_path / "file.duckdb")) as conn:
+        database.migrate(conn)
         file_cols = conn.execute("select table_name, column_name, data_type from information_schema.columns "
                                  "where table_catalog = current_database() order by all").fetchall()
-    with warehouse.connect(settings, read_only=True) as conn:
+    with database.connect(settings, read_only=True) as conn:
         lake_cols = conn.execute("select table_name, column_name, data_type from information_schema.columns "
                                  "where table_catalog = current_database() order by all").fetchall()
     assert lake_cols == file_cols
@@ -118,16 +118,16 @@ def test_migrations_lose_only_what_ducklake_refuses(tmp_path: Path) -> None:
 def test_loading_a_batch_twice_stores_nothing_twice(tmp_path: Path, catalog: str) -> None:
     settings = _lake(tmp_path, catalog)
     batch = _batch()
-    with warehouse.connect(settings) as conn:
-        warehouse.migrate(conn)
-        first = load.load_batch(conn, batch, DEDUP)
-        counts = {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in load.KEYS}
-        again = load.load_batch(conn, batch, DEDUP)
+    with database.connect(settings) as conn:
+        database.migrate(conn)
+        first = writer.load_batch(conn, batch, DEDUP)
+        counts = {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in writer.KEYS}
+        again = writer.load_batch(conn, batch, DEDUP)
         # A state row loaded again with new values replaces the old one instead of adding a second.
         later = _batch("b-0002")
         later.tables["runs"][0]["status"] = "completed"
-        load.load_batch(conn, later, DEDUP)
-        assert {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in load.KEYS} == counts
+        writer.load_batch(conn, later, DEDUP)
+        assert {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in writer.KEYS} == counts
         assert conn.execute("select status from runs").fetchall() == [("completed",)]
         assert set(_key_duplicates(conn).values()) == {0}
     assert (first.new, first.exact, first.known) == (3, 1, 0)
@@ -137,18 +137,18 @@ def test_loading_a_batch_twice_stores_nothing_twice(tmp_path: Path, catalog: str
 
 def test_upsert_keeps_the_first_or_the_latest_row_of_a_key(tmp_path: Path) -> None:
     """The statements that replace `insert or ignore/replace` also hold where no key constraint exists."""
-    with warehouse.connect(_lake(tmp_path)) as conn:
-        warehouse.migrate(conn)
+    with database.connect(_lake(tmp_path)) as conn:
+        database.migrate(conn)
         t = datetime(2026, 1, 1, tzinfo=UTC)
-        load._insert(conn, "insert or ignore", "entities", [
+        writer._insert(conn, "insert or ignore", "entities", [
             {"entity_id": 1, "name": "A", "label": "PERSON", "first_seen_at": t},
             {"entity_id": 1, "name": "A", "label": "PERSON", "first_seen_at": t.replace(year=2027)}])
-        load._insert(conn, "insert or ignore", "entities", [  # same (name, label), other id: the unique key
+        writer._insert(conn, "insert or ignore", "entities", [  # same (name, label), other id: the unique key
             {"entity_id": 2, "name": "A", "label": "PERSON", "first_seen_at": t}])
-        load._insert(conn, "insert or replace", "feeds", [
+        writer._insert(conn, "insert or replace", "feeds", [
             {"feed": "f", "url": "u1", "configured_url": "u", "title": "old"},
             {"feed": "f", "url": "u2", "configured_url": "u"}])
-        load._insert(conn, "insert or replace", "feeds", [{"feed": "f", "url": "u3", "configured_url": "u"}])
+        writer._insert(conn, "insert or replace", "feeds", [{"feed": "f", "url": "u3", "configured_url": "u"}])
         assert conn.execute("select entity_id, first_seen_at from entities").fetchall() == [(1, t)]
         # Replace updates the columns given and keeps the others, as DuckDB's `insert or replace` does.
         assert conn.execute("select url, title from feeds").fetchall() == [("u3", None)]
@@ -158,33 +158,33 @@ def test_upsert_keeps_the_first_or_the_latest_row_of_a_key(tmp_path: Path) -> No
 
 def test_a_reader_sees_consistent_data_while_a_load_runs(tmp_path: Path) -> None:
     settings = _lake(tmp_path, "catalog.sqlite")
-    warehouse.ensure_ready(settings)
-    with warehouse.connect(settings) as writer:
-        load.load_batch(writer, _batch(), DEDUP)
-    with warehouse.connect(settings) as writer, warehouse.connect(settings, read_only=True) as reader:
+    database.ensure_ready(settings)
+    with database.connect(settings) as conn:
+        writer.load_batch(conn, _batch(), DEDUP)
+    with database.connect(settings) as conn, database.connect(settings, read_only=True) as reader:
         def seen() -> tuple[int, int]:
             return reader.execute("select (select count(*) from articles), (select count(*) from duplicates)"
                                   ).fetchone()
 
         before = seen()
-        writer.execute("begin transaction")
-        load._insert(writer, "insert or ignore", "articles", [
-            {**{c: None for c in load._ARTICLE_COLUMNS}, "article_id": 7, "url": "https://x/7", "text": "t",
+        conn.execute("begin transaction")
+        writer._insert(conn, "insert or ignore", "articles", [
+            {**{c: None for c in writer._ARTICLE_COLUMNS}, "article_id": 7, "url": "https://x/7", "text": "t",
              "text_hash": "h", "body_source": "extracted", "n_shingles": 0, "n_samples": 0, "run_id": "r",
              "loaded_at": datetime.now(UTC), "is_seed": False}])
-        load._insert(writer, "insert or ignore", "duplicates", [
+        writer._insert(conn, "insert or ignore", "duplicates", [
             {"url": "https://x/8", "duplicate_of": 7, "method": "exact", "criterion": "text_hash",
              "similarity": 1.0, "seen_at": datetime.now(UTC), "run_id": "r"}])
         assert seen() == before  # the open load is invisible, not half-visible
-        writer.execute("commit")
+        conn.execute("commit")
         # The same open reader sees the whole load at once, with no snapshot copy and no reconnect.
         assert seen() == (before[0] + 1, before[1] + 1)
 
 
 def test_a_commit_lost_to_another_writer_is_a_conflict(tmp_path: Path) -> None:
     settings = _lake(tmp_path, "catalog.sqlite")
-    warehouse.ensure_ready(settings)
-    with warehouse.connect(settings) as a, warehouse.connect(settings) as b:
+    database.ensure_ready(settings)
+    with database.connect(settings) as a, database.connect(settings) as b:
         a.execute("insert into feeds (feed, url, configured_url) values ('f', 'u', 'u')")
         a.execute("begin transaction")
         b.execute("begin transaction")
@@ -193,7 +193,7 @@ def test_a_commit_lost_to_another_writer_is_a_conflict(tmp_path: Path) -> None:
         a.execute("commit")
         with pytest.raises(duckdb.Error) as caught:
             b.execute("commit")
-        assert backend.is_conflict(caught.value)
+        assert lake.is_conflict(caught.value)
 
 
 # ---------------------------------------------------------------- the demo, end to end
@@ -210,7 +210,7 @@ def lake_demo(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -
         summary = run_ingest(config, db, env=env)
     assert summary["status"] == "completed", summary
     assert summary.get("checks_failed", 0) == 0
-    assert not db.exists() and not (tmp / "demo.snapshot.duckdb").exists()  # no file, no snapshot copy
+    assert not database.exists() and not (tmp / "demo.snapshot.duckdb").exists()  # no file, no snapshot copy
     return config, env
 
 
@@ -235,7 +235,7 @@ def test_demo_ingest_gives_the_same_warehouse_as_the_file(lake_demo: tuple[Path,
     settings = load_settings(config, env=env).warehouse
     with duckdb.connect(str(demo_filled(tmp_path_factory)), read_only=True) as conn:
         expected = _demo_rows(conn)
-    with warehouse.connect(settings, read_only=True) as conn:
+    with database.connect(settings, read_only=True) as conn:
         got = _demo_rows(conn)
         assert set(_key_duplicates(conn).values()) == {0}
     assert len(got["articles"]) == 14 and len(got["duplicates"]) == 5 and len(got["entities"]) > 100
@@ -280,11 +280,11 @@ def test_a_missing_lake_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.
 def test_a_postgres_catalog_takes_two_writers(tmp_path: Path, postgres: Any) -> None:
     settings = WarehouseSettings(backend="ducklake", catalog="postgres:" + postgres.get_uri(),
                                  data_path=str(tmp_path / "files"), path=tmp_path / "wh.duckdb")
-    assert warehouse.ensure_ready(settings)
-    with warehouse.connect(settings) as a, warehouse.connect(settings) as b:
-        load.load_batch(a, _batch(), DEDUP)
-        load.load_batch(b, _batch("b-0002"), DEDUP)  # the same documents from another writer: all known
-        load._insert(b, "insert or replace", "feeds", [{"feed": "g", "url": "u", "configured_url": "u"}])
+    assert database.ensure_ready(settings)
+    with database.connect(settings) as a, database.connect(settings) as b:
+        writer.load_batch(a, _batch(), DEDUP)
+        writer.load_batch(b, _batch("b-0002"), DEDUP)  # the same documents from another writer: all known
+        writer._insert(b, "insert or replace", "feeds", [{"feed": "g", "url": "u", "configured_url": "u"}])
         for conn in (a, b):
             assert conn.execute("select count(*) from articles").fetchone()[0] == 3
             assert conn.execute("select feed from feeds order by 1").fetchall() == [("f",), ("g",)]
@@ -294,9 +294,9 @@ def test_a_postgres_catalog_takes_two_writers(tmp_path: Path, postgres: Any) -> 
 
 def test_stage_only_reads_a_postgres_lake_before_and_after_the_first_load(tmp_path: Path, postgres: Any) -> None:
     """A shard run reads hints from the lake itself, read-only; before the first load there is no lake yet."""
-    from flows import reads, store
-    from flows.errors import WarehouseMissing
-    from flows.settings import PROJECT_ROOT
+    from flows.core.errors import WarehouseMissing
+    from flows.core.settings import PROJECT_ROOT
+    from flows.warehouse import runstate, store
 
     wh = WarehouseSettings(backend="ducklake", catalog="postgres:" + postgres.get_uri(),
                            data_path=str(tmp_path / "files"), path=tmp_path / "wh.duckdb",
@@ -305,25 +305,25 @@ def test_stage_only_reads_a_postgres_lake_before_and_after_the_first_load(tmp_pa
         update={"warehouse": wh, "stage_only": True})
     docs = _batch().tables["docs"]
     with pytest.raises(WarehouseMissing, match="no lake yet"):
-        warehouse.check_lake(wh)
-    warehouse.check_lake(wh, create=True)  # `newsflow fanout` and `ingest --stage-only` may start now
-    assert reads.read_feed_states(shard) == {} and reads.known_urls(shard, [docs[0].url]) is None
+        database.check_lake(wh)
+    database.check_lake(wh, create=True)  # `newsflow fanout` and `ingest --stage-only` may start now
+    assert runstate.read_feed_states(shard) == {} and runstate.known_urls(shard, [docs[0].url]) is None
     assert store.precheck(shard, docs) == [False] * 4
-    with warehouse.connect(wh) as conn:  # the first load: what the loader does
-        warehouse.migrate(conn)
-        load.load_batch(conn, _batch(), DEDUP)
-    assert set(reads.read_feed_states(shard)) == {"f"}
-    assert reads.known_urls(shard, [docs[0].url, "https://outlet.example/new"]) == {docs[0].url}
+    with database.connect(wh) as conn:  # the first load: what the loader does
+        database.migrate(conn)
+        writer.load_batch(conn, _batch(), DEDUP)
+    assert set(runstate.read_feed_states(shard)) == {"f"}
+    assert runstate.known_urls(shard, [docs[0].url, "https://outlet.example/new"]) == {docs[0].url}
     assert store.precheck(shard, docs) == [True] * 4  # all stored: no NER for them
     assert not list((tmp_path / "staging").glob("*"))  # the shard wrote nothing
 
 
 def test_catalog_passwords_are_masked_in_messages() -> None:
-    assert backend.display_name("postgres:dbname=n host=h password=s3cret user=u") == (
+    assert lake.display_name("postgres:dbname=n host=h password=s3cret user=u") == (
         "postgres:dbname=n host=h password=*** user=u")
-    assert backend.display_name("postgres:postgresql://u:s3cret@db.internal:5432/n") == (
+    assert lake.display_name("postgres:postgresql://u:s3cret@db.internal:5432/n") == (
         "postgres:postgresql://u:***@db.internal:5432/n")
-    assert backend.display_name("warehouse/newsflow.ducklake") == "warehouse/newsflow.ducklake"
+    assert lake.display_name("warehouse/newsflow.ducklake") == "warehouse/newsflow.ducklake"
 
 
 def test_reprocess_runs_on_the_lake_and_changes_nothing_with_the_same_settings(
@@ -336,10 +336,10 @@ def test_reprocess_runs_on_the_lake_and_changes_nothing_with_the_same_settings(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = load_settings(config, env=env).warehouse
-    with warehouse.connect(settings, read_only=True) as conn:
+    with database.connect(settings, read_only=True) as conn:
         before = _demo_rows(conn)
     assert main(["reprocess", "--config", str(config), "--step", "dedup", "--step", "entities", "--all"]) == 0
-    with warehouse.connect(settings, read_only=True) as conn:
+    with database.connect(settings, read_only=True) as conn:
         assert _demo_rows(conn) == before
         assert set(_key_duplicates(conn).values()) == {0}
     assert main(["check", "--config", str(config)]) == 0

@@ -9,10 +9,10 @@ import pytest
 import spacy
 from conftest import write_config
 
-from flows import entities
-from flows.extract import extract
-from flows.seeds import read_seeds
-from flows.settings import PROJECT_ROOT, ConfigError, EntitySettings, ExtractSettings, load_settings
+from flows.core.settings import PROJECT_ROOT, ConfigError, EntitySettings, ExtractSettings, load_settings
+from flows.text import entities
+from flows.text.extract import extract
+from flows.text.seeds import read_seeds
 
 SETTINGS = EntitySettings()
 DATA = Path(__file__).parent / "data" / "entities"

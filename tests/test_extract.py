@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from flows import extract
-from flows.settings import ExtractSettings
+from flows.core.settings import ExtractSettings
+from flows.text import extract
 
 PARAGRAPHS = [
     "The harbour authority of Port Alder confirmed on Tuesday that the northern breakwater will be rebuilt "
@@ -76,7 +76,7 @@ def test_extractor_options_record_the_settings() -> None:
 
 
 def test_long_lists_are_dropped_short_ones_kept() -> None:
-    from flows.extract import drop_link_lists
+    from flows.text.extract import drop_link_lists
 
     text = ("First paragraph of the story.\n- point one\n- point two\nSecond paragraph.\n"
             "- Related: a\n- Related: b\n- Related: c\n- Related: d")

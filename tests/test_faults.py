@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from faultserver import ARTICLES, FAULTS, GOOD_FEEDS, ODD_FEEDS, FaultServer
 
-from flows.flow import ingest
-from flows.settings import load_settings
-from flows.warehouse import connect
+from flows.core.settings import load_settings
+from flows.run.ingest import ingest
+from flows.warehouse.database import connect
 
 FEEDS = {**{p: "fault" for p in FAULTS}, **{p: "odd" for p in ODD_FEEDS}, **{p: "good" for p in GOOD_FEEDS},
          "/feeds/moved": "good", "/feeds/temp": "good"}

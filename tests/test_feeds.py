@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from faultserver import _BILLION_LAUGHS, _XXE
 
-from flows.feeds import defuse, parse_feed, to_utf8
+from flows.feeds.parse import defuse, parse_feed, to_utf8
 
 BASE = "http://news.test/feed/"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "feeds"

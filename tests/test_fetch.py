@@ -11,9 +11,9 @@ import httpx
 import pytest
 from faultserver import FAULTS, FaultServer
 
-from flows.fetch import FetchResult, Inflater, fetch, is_feed_type, is_page_type, make_client, retry_after
-from flows.settings import FetchSettings
-from flows.urls import redact, scrub
+from flows.core.settings import FetchSettings
+from flows.core.urls import redact, scrub
+from flows.web.fetch import FetchResult, Inflater, fetch, is_feed_type, is_page_type, make_client, retry_after
 
 SETTINGS = FetchSettings(connect_timeout=1, read_timeout=1, total_timeout=1.5, max_feed_bytes=1_000_000,
                          allowed_networks=("127.0.0.1/32",))

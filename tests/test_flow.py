@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from flows.flow import ingest
-from flows.localserver import LocalServer
-from flows.rawstore import read_raw_html
-from flows.settings import Settings
-from flows.warehouse import connect
+from flows.core.settings import Settings
+from flows.ops.localserver import LocalServer
+from flows.run.ingest import ingest
+from flows.warehouse.archive import read_raw_html
+from flows.warehouse.database import connect
 
 SEED_URL = "seed:000_e64399ec47401f51.txt"
 DATA_TABLES = ("articles", "duplicates", "entities", "article_entities", "entries", "lsh_buckets",
@@ -29,8 +29,8 @@ def _counts(settings: Settings) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def demo_run(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One demo ingest, then an identical second run; both summaries and the row counts after each."""
-    from flows.demo import DEMO_DATA, demo_config
-    from flows.settings import load_settings
+    from flows.core.settings import load_settings
+    from flows.ops.demo import DEMO_DATA, demo_config
 
     tmp = tmp_path_factory.mktemp("flow")
     with LocalServer(DEMO_DATA) as server:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flows.feeds import ParsedFeed
-from flows.fetch import FetchResult
-from flows.health import due, next_state
-from flows.settings import FeedConfig, HealthSettings
+from flows.core.settings import FeedConfig, HealthSettings
+from flows.feeds.health import due, next_state
+from flows.feeds.parse import ParsedFeed
+from flows.web.fetch import FetchResult
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 FEED = FeedConfig(name="f", url="https://user:pw@news.test/rss")

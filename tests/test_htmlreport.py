@@ -20,11 +20,12 @@ import pytest
 from conftest import write_config
 from demo_warehouse import copy_demo, run_ingest
 
-from flows import htmlreport, report, warehouse
 from flows.cli import main
-from flows.flow import write_html_report
-from flows.pipeline import RunStats
-from flows.settings import PROJECT_ROOT, WarehouseSettings, load_settings
+from flows.core.settings import PROJECT_ROOT, WarehouseSettings, load_settings
+from flows.core.stats import RunStats
+from flows.run import artifacts
+from flows.run.ingest import write_html_report
+from flows.warehouse import database, reportpage
 
 CHARTS = {"feed-days", "top-entities", "surges", "syndication", "runs"}
 # Chromium's own update and time checks; they reach the trap like anything else and are not the page's.
@@ -117,7 +118,7 @@ def test_the_trap_sees_requests_and_the_marker_sees_empty_charts(trap: Trap, tmp
     page.write_text('<!doctype html><html><body><img src="http://news.example/x.png">'
                     '<link rel="stylesheet" href="https://cdn.example/a.css">'
                     '<svg class="chart" data-chart="empty" width="0" height="0"></svg>'
-                    f"<script>{htmlreport._SCRIPT}</script></body></html>")
+                    f"<script>{reportpage._SCRIPT}</script></body></html>")
     dom = browse(page, trap, tmp_path)
     assert {"news.example", "cdn.example"} <= trap.page_hosts()
     assert rendered(dom) == {"empty": "no"}
@@ -181,13 +182,13 @@ def test_strings_from_the_web_are_escaped(demo_db: Path, trap: Trap, tmp_path: P
 def test_an_empty_warehouse_gives_a_page_that_says_so(trap: Trap, tmp_path: Path) -> None:
     db = tmp_path / "empty.duckdb"
     with duckdb.connect(str(db)) as conn:
-        warehouse.migrate(conn)
-        version = warehouse.schema_version(conn)
+        database.migrate(conn)
+        version = database.schema_version(conn)
     out = tmp_path / "empty.html"
     assert main(["report", "--out", str(out), "--warehouse", str(db)]) == 0
     assert "Nothing here yet" in out.read_text()
     with duckdb.connect(str(db), read_only=True) as conn:
-        assert warehouse.schema_version(conn) == version  # `report` never migrates
+        assert database.schema_version(conn) == version  # `report` never migrates
     dom = browse(out, trap, tmp_path)
     assert 'data-charts="0"' in dom and "Nothing here yet" in dom
     assert trap.page_hosts() == set()
@@ -205,16 +206,16 @@ def test_a_duckdb_file_that_is_not_a_warehouse_is_refused(tmp_path: Path, capsys
 
 
 def test_only_http_urls_become_links() -> None:
-    assert htmlreport.link("https://news.example/a?b=1&c=2", "<b>") == (
+    assert reportpage.link("https://news.example/a?b=1&c=2", "<b>") == (
         '<a href="https://news.example/a?b=1&amp;c=2" rel="noopener noreferrer nofollow">&lt;b&gt;</a>')
     for url in ("javascript:alert(1)", "data:text/html,<b>", "seed:2023-02-22.txt", "//news.example/a", None):
-        assert htmlreport.link(url, "<b>") == "&lt;b&gt;"
+        assert reportpage.link(url, "<b>") == "&lt;b&gt;"
 
 
 def test_an_older_or_odd_schema_gives_a_page_not_a_traceback(tmp_path: Path) -> None:
     old = tmp_path / "v3.duckdb"
     with duckdb.connect(str(old)) as conn:
-        warehouse.migrate(conn, known=warehouse.migrations()[:3])  # no views, no check_results
+        database.migrate(conn, known=database.migrations()[:3])  # no views, no check_results
         conn.execute("insert into runs (run_id, flow, started_at, status) values ('r1', 'ingest', now(), 'completed')")
     assert main(["report", "--out", str(tmp_path / "v3.html"), "--warehouse", str(old)]) == 0
     page = (tmp_path / "v3.html").read_text()
@@ -233,7 +234,7 @@ def test_a_missing_warehouse_is_one_line_and_exit_2(tmp_path: Path, capsys: pyte
     assert main(["report", "--out", str(out), "--warehouse", str(db)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no warehouse yet" in err
-    assert not db.exists() and not out.exists()
+    assert not database.exists() and not out.exists()
 
 
 def test_an_unwritable_out_is_one_line_and_exit_2(demo_db: Path, tmp_path: Path,
@@ -252,7 +253,7 @@ def test_ingest_hook_writes_the_configured_page_and_the_run_report_says_where(de
     log = logging.getLogger("test_htmlreport")
     assert write_html_report(settings, log) == out
     assert "Most syndicated stories" in out.read_text()
-    md = report.markdown("run-1", RunStats(), [], [], 3, html_path=out)
+    md = artifacts.markdown("run-1", RunStats(), [], [], 3, html_path=out)
     assert f"`{out}`" in md
 
     relative = load_settings(overrides={"report": {"html_path": "warehouse/r.html"}}, env={})
@@ -296,7 +297,7 @@ def test_a_busy_warehouse_is_reported_from_its_snapshot(demo_db: Path, tmp_path:
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"  # another process now holds the live file
-        source = htmlreport.write(settings, tmp_path / "busy.html")
+        source = reportpage.write(settings, tmp_path / "busy.html")
     finally:
         holder.communicate("")
     assert source == settings.snapshot_path

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.documents import signature_fields
-from flows.load import load_batch
-from flows.records import Document
-from flows.settings import DedupSettings, WarehouseSettings
-from flows.staging import Batch
-from flows.warehouse import connect, migrate
+from flows.core.records import Document
+from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.run.documents import signature_fields
+from flows.warehouse.database import connect, migrate
+from flows.warehouse.staging import Batch
+from flows.warehouse.writer import load_batch
 
 DATA = Path(__file__).parent / "data" / "dedup"
 DEDUP = DedupSettings()

@@ -1,6 +1,6 @@
 """Fault isolation at every unit of work: an unexpected exception inside one feed's fetch or parse, one page's
 extraction, one text's tagging or one seed file becomes that unit's row with the code `internal_error`, and the
-run goes on. Faults are injected with the NEWSFLOW_FAILPOINTS hook (flows/errors.py `failpoint`) into a real
+run goes on. Faults are injected with the NEWSFLOW_FAILPOINTS hook (flows/core/errors.py `failpoint`) into a real
 ingest of the demo snapshot: real HTTP on 127.0.0.1, real DuckDB, real Prefect API."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from flows.demo import DEMO_DATA, demo_config
-from flows.flow import ingest
-from flows.localserver import LocalServer
-from flows.settings import load_settings
-from flows.warehouse import connect
+from flows.core.settings import load_settings
+from flows.ops.demo import DEMO_DATA, demo_config
+from flows.ops.localserver import LocalServer
+from flows.run.ingest import ingest
+from flows.warehouse.database import connect
 
 FAULTS = ";".join([
     "parse_feed=Harbour Herald",  # raises after the feed was fetched, before it is parsed

@@ -1,4 +1,4 @@
-"""The dedup lookup cache (flows/keycache.py): the candidates it gives are those the warehouse tables give, whether
+"""The dedup lookup cache (flows/warehouse/keycache.py): the candidates it gives are those the warehouse tables give, whether
 it is current, behind, built for another index, ahead of a restored warehouse, or unreadable."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows import candidates, dedup, keycache
-from flows.documents import signature_fields
-from flows.load import load_batch, signature_of
-from flows.records import Document
-from flows.settings import DedupSettings, WarehouseSettings
-from flows.staging import Batch, stable_key
-from flows.warehouse import connect, migrate, transaction
+from flows.core.records import Document
+from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.run.documents import signature_fields
+from flows.text import dedup
+from flows.warehouse import candidates, keycache
+from flows.warehouse.database import connect, migrate, transaction
+from flows.warehouse.staging import Batch, stable_key
+from flows.warehouse.writer import load_batch, signature_of
 
 # Refreshed after every load (the default waits for 512 articles): these tests load a few dozen.
 SETTINGS = DedupSettings(cache_refresh_articles=1)

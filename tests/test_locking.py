@@ -16,9 +16,9 @@ import duckdb
 import pytest
 from demo_warehouse import FAST_ENV, demo_filled, run_ingest
 
-from flows import pipeline, staging, warehouse
-from flows.localserver import LocalServer
-from flows.settings import Settings
+from flows.core.settings import Settings
+from flows.ops.localserver import LocalServer
+from flows.warehouse import database, runstate, staging, store
 
 # A second process: opens the file, says "ready", then answers each SQL line on stdin with its first value.
 HOLDER = """
@@ -75,7 +75,7 @@ def test_a_run_against_a_held_warehouse_stages_everything_and_the_next_run_loads
         tmp_path_factory: pytest.TempPathFactory) -> None:
     reference = demo_filled(tmp_path_factory)
     wh = demo_settings.warehouse
-    assert warehouse.ensure_ready(wh)  # the file exists, so a read-only holder can open it
+    assert database.ensure_ready(wh)  # the file exists, so a read-only holder can open it
     with holding(wh.path, mode) as holder:
         summary = run_ingest(demo_settings.config_path, wh.path, env=LOCKED_ENV)
         assert summary["status"] == "staged"
@@ -105,17 +105,17 @@ def test_a_lock_released_mid_run_loads_the_backlog_in_the_same_run(demo_settings
     wh = demo_settings.warehouse.model_copy(update={"lock_wait_seconds": 0.2})
     settings = demo_settings.model_copy(update={"warehouse": wh})
     started = datetime(2000, 1, 1, tzinfo=UTC)
-    assert warehouse.ensure_ready(wh)
+    assert database.ensure_ready(wh)
     with holding(wh.path, "ro"):
         # The head batch (runs row 'running', feed state) cannot load and stays staged.
         first = staging.Batch("20000101T000000-aaaaaaaa-0001", "run-a")
         first.add("runs", {"run_id": "run-a", "flow": "ingest", "started_at": started,
                            "status": "running"})
-        assert pipeline.store(settings, first) is None
+        assert store.store(settings, first) is None
     last = staging.Batch("20000101T000000-aaaaaaaa-0002", "run-a")
     last.add("runs", {"run_id": "run-a", "flow": "ingest", "started_at": started,
                       "status": "completed"})
-    assert pipeline.store(settings, last) is not None
+    assert store.store(settings, last) is not None
     assert staging.pending(wh.staging_dir) == []
     with duckdb.connect(str(wh.path), read_only=True) as conn:
         # Loaded oldest first, so the later state wins.
@@ -129,16 +129,16 @@ def test_a_runs_batches_stay_in_the_log_until_its_last_batch_checkpoints(
     wh = demo_settings.warehouse
     wal = wh.path.with_name(wh.path.name + ".wal")
     started = datetime(2000, 1, 1, tzinfo=UTC)
-    assert warehouse.ensure_ready(wh)
+    assert database.ensure_ready(wh)
     first = staging.Batch("20000101T000000-aaaaaaaa-0001", "run-a")
     first.add("runs", {"run_id": "run-a", "flow": "ingest", "started_at": started, "status": "running"})
-    assert pipeline.store(demo_settings, first, checkpoint=False) is not None
+    assert store.store(demo_settings, first, checkpoint=False) is not None
     assert wal.exists() and wal.stat().st_size > 0
     with holding(wh.path, "ro") as reader:
         assert ask(reader, "select status from runs") == "running"
     last = staging.Batch("20000101T000000-aaaaaaaa-0002", "run-a")
     last.add("runs", {"run_id": "run-a", "flow": "ingest", "started_at": started, "status": "completed"})
-    assert pipeline.store(demo_settings, last) is not None
+    assert store.store(demo_settings, last) is not None
     assert not wal.exists()
     copy = tmp_path_factory.mktemp("copy") / "copy.duckdb"
     shutil.copyfile(wh.path, copy)
@@ -154,7 +154,7 @@ def test_newsflow_ingest_under_a_held_lock_exits_cleanly_with_its_data_staged(
     from prefect.settings import PREFECT_API_URL
 
     wh = demo_settings.warehouse
-    assert warehouse.ensure_ready(wh)
+    assert database.ensure_ready(wh)
     env = {**os.environ, **FAST_ENV, **LOCKED_ENV, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     cli = [str(Path(sys.executable).with_name("newsflow")), "ingest", "--config", str(demo_settings.config_path),
            "--warehouse", str(wh.path)]
@@ -174,31 +174,31 @@ def test_a_runs_start_marks_dead_runs_and_reads_states_and_reads_the_snapshot_wh
     wh = demo_settings.warehouse.model_copy(update={"lock_wait_seconds": 0.2})
     settings = demo_settings.model_copy(update={"warehouse": wh})
     started = datetime(2000, 1, 1, tzinfo=UTC)
-    fresh = pipeline.start_run(settings, "run-b", mark_dead=True)
+    fresh = runstate.start_run(settings, "run-b", mark_dead=True)
     assert fresh.ready and fresh.feed_states == {} and fresh.seed_hashes == {}
     with duckdb.connect(str(wh.path), read_only=True) as conn:
-        assert warehouse.schema_version(conn) == len(warehouse.migrations())  # created and migrated
+        assert database.schema_version(conn) == len(database.migrations())  # created and migrated
     batch = staging.Batch("20000101T000000-aaaaaaaa-0001", "run-a")
     batch.add("runs", {"run_id": "run-a", "flow": "ingest", "started_at": started, "status": "running"})
     batch.add("feeds", {"feed": "f", "url": "http://f/", "configured_url": "http://f/", "etag": '"v1"',
                         "consecutive_failures": 0, "disabled": False,
                         "updated_at": started})
-    assert pipeline.store(settings, batch) is not None
-    assert warehouse.publish_snapshot(wh) is not None
+    assert store.store(settings, batch) is not None
+    assert database.publish_snapshot(wh) is not None
 
     with holding(wh.path, "rw"):
-        held = pipeline.start_run(settings, "run-b", mark_dead=True)
+        held = runstate.start_run(settings, "run-b", mark_dead=True)
     assert not held.ready
     assert held.feed_states["f"]["etag"] == '"v1"'  # from the snapshot
     with duckdb.connect(str(wh.path), read_only=True) as conn:
         assert conn.execute("select status from runs").fetchall() == [("running",)]  # nothing marked
 
-    kept = pipeline.start_run(settings, "run-b", mark_dead=False)
+    kept = runstate.start_run(settings, "run-b", mark_dead=False)
     assert kept.ready and kept.feed_states["f"]["etag"] == '"v1"'
     with duckdb.connect(str(wh.path), read_only=True) as conn:
         assert conn.execute("select status from runs").fetchall() == [("running",)]
 
-    marked = pipeline.start_run(settings, "run-b", mark_dead=True)
+    marked = runstate.start_run(settings, "run-b", mark_dead=True)
     assert marked.ready
     with duckdb.connect(str(wh.path), read_only=True) as conn:
         assert conn.execute("select status from runs").fetchall() == [("abandoned",)]

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from flows.demo import DEMO_DATA, demo_config
-from flows.flow import ingest
-from flows.localserver import LocalServer
-from flows.maintenance import Step, reprocess
-from flows.runlock import run_lock
-from flows.settings import load_settings
-from flows.warehouse import connect
+from flows.core.settings import load_settings
+from flows.ops.demo import DEMO_DATA, demo_config
+from flows.ops.localserver import LocalServer
+from flows.ops.maintenance import Step, reprocess
+from flows.run.ingest import ingest
+from flows.warehouse.database import connect
+from flows.warehouse.runlock import run_lock
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import socket
 import httpcore
 import pytest
 
-from flows.fetch import fetch, make_client
-from flows.netguard import BlockedAddress, check_addresses, is_public, parse_networks
-from flows.settings import FetchSettings
+from flows.core.settings import FetchSettings
+from flows.web.fetch import fetch, make_client
+from flows.web.netguard import BlockedAddress, check_addresses, is_public, parse_networks
 
 REFUSED = ["127.0.0.1", "127.0.0.2", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
            "0.0.0.0", "224.0.0.1", "240.0.0.1", "255.255.255.255", "::1", "fe80::1", "fd00::1", "fd00:ec2::254",

@@ -23,8 +23,8 @@ import duckdb
 import httpx
 import pytest
 
-from flows.demo import DEMO_DATA, demo_config
-from flows.localserver import LocalServer
+from flows.ops.demo import DEMO_DATA, demo_config
+from flows.ops.localserver import LocalServer
 
 pytestmark = pytest.mark.prefect_server
 
@@ -302,7 +302,7 @@ def test_documented_automations_are_accepted(prefect_server: Server) -> None:
     import yaml
     from prefect.events.schemas.automations import AutomationCore
 
-    from flows.settings import PROJECT_ROOT
+    from flows.core.settings import PROJECT_ROOT
 
     client = prefect_server.client
     for spec in yaml.safe_load((PROJECT_ROOT / "automations" / "newsflow.yaml").read_text())["automations"]:

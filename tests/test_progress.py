@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from flows import progress
-from flows.demo import DEMO_DATA, demo_config
-from flows.localserver import LocalServer
-from flows.settings import PROJECT_ROOT
+from flows.core.settings import PROJECT_ROOT
+from flows.ops.demo import DEMO_DATA, demo_config
+from flows.ops.localserver import LocalServer
+from flows.run import progress
 
 ESC = "\x1b"
 
@@ -161,7 +161,7 @@ def test_the_ingest_progress_artifact_reaches_100(prefect_harness: None, tmp_pat
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
-    from flows.flow import ingest
+    from flows.run.ingest import ingest
 
     with LocalServer(DEMO_DATA) as server:
         config = demo_config(server, tmp_path / "wh" / "demo.duckdb", tmp_path)
@@ -179,11 +179,12 @@ def test_the_stages_report_each_feed_page_extraction_and_tagging(demo_settings: 
     """The callbacks of collect.fetch_feeds and stream.articles count every unit once, whatever the batching."""
     from collections import Counter as Tally
 
-    from flows import collect, stream, warehouse
-    from flows.stats import RunStats
-    from flows.workers import InlineExecutor
+    from flows.core.stats import RunStats
+    from flows.run import collect, stream
+    from flows.run.workers import InlineExecutor
+    from flows.warehouse import database
 
-    warehouse.ensure_ready(demo_settings.warehouse)
+    database.ensure_ready(demo_settings.warehouse)
     seen: Tally[str] = Tally()
     out = collect.fetch_feeds(demo_settings, list(demo_settings.feeds), {}, "run-1", RunStats(),
                               progress=lambda event, n: seen.update({event: n}))
@@ -198,8 +199,8 @@ def test_the_stages_report_each_feed_page_extraction_and_tagging(demo_settings: 
 def test_the_progress_artifact_counts_this_runs_articles_when_runs_share_a_reporter(prefect_harness: None) -> None:
     """Without a CLI, every flow run in a process reports to the same silent reporter, whose counters add up
     across runs: the artifact must move by this run's own loads (a second run's bar passed 100 %)."""
-    from flows.flow import IngestProgress
-    from flows.progress import Reporter
+    from flows.run.ingest import IngestProgress
+    from flows.run.progress import Reporter
 
     shared = Reporter()
     for _ in range(2):

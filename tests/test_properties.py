@@ -23,17 +23,18 @@ from corpus import feed_files, missing
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from flows import rawcodec
-from flows.feeds import INTERNAL_ERROR, FeedEntry, ParsedFeed, parse_feed, to_utf8
-from flows.fetch import FetchResult
-from flows.localserver import LocalServer
-from flows.pipeline import RunStats, fetch_feeds
-from flows.settings import Settings, load_settings
+from flows.core.settings import Settings, load_settings
+from flows.core.stats import RunStats
+from flows.feeds.parse import INTERNAL_ERROR, FeedEntry, ParsedFeed, parse_feed, to_utf8
+from flows.ops.localserver import LocalServer
+from flows.run.collect import fetch_feeds
+from flows.warehouse import rawcodec
+from flows.web.fetch import FetchResult
 
-try:  # pipeline.py is being split by stage; build_doc may live in flows/documents.py
-    from flows.documents import build_doc  # type: ignore[import-not-found]
+try:  # pipeline.py is being split by stage; build_doc may live in flows/run/documents.py
+    from flows.run.documents import build_doc  # type: ignore[import-not-found]
 except ImportError:
-    from flows.pipeline import build_doc
+    from flows.run.documents import build_doc
 
 BASE = "http://news.test/feed/"
 FILES = feed_files()
@@ -377,7 +378,7 @@ def test_interleaving_over_hosts_reorders_only(pairs: list[tuple[str, int]]) -> 
     before a host's next entry visits every host that still has one."""
     from types import SimpleNamespace
 
-    from flows.urls import host_of, interleave_hosts
+    from flows.core.urls import host_of, interleave_hosts
 
     items = [SimpleNamespace(url=f"http://{h}/{n}" if h else "", n=i) for i, (h, n) in enumerate(pairs)]
     out = interleave_hosts(items)

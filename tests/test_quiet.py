@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from conftest import write_config
 
-from flows.flow import ingest
-from flows.localserver import LocalServer
-from flows.settings import Settings, load_settings
-from flows.warehouse import connect
+from flows.core.settings import Settings, load_settings
+from flows.ops.localserver import LocalServer
+from flows.run.ingest import ingest
+from flows.warehouse.database import connect
 
 FEED = """<?xml version="1.0"?><rss version="2.0"><channel><title>Quiet</title><link>{{BASE}}/</link>
 <description>q</description>

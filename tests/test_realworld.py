@@ -29,9 +29,9 @@ from urllib.parse import quote, urlsplit
 import pytest
 from corpus import corpora_root, feed_files, fundus_files, missing
 
-from flows import warehouse
-from flows.feeds import parse_feed, to_utf8
-from flows.settings import PROJECT_ROOT, Settings, load_settings
+from flows.core.settings import PROJECT_ROOT, Settings, load_settings
+from flows.feeds.parse import parse_feed, to_utf8
+from flows.warehouse import database
 
 FILES = feed_files()
 PAGES = fundus_files()
@@ -191,7 +191,7 @@ def _config(tmp_path: Path, feeds: dict[str, str]) -> Path:
     return path
 
 
-# Invariants run here until the warehouse checks (warehouse/checks/*.sql, flows/checks.py) land; each returns the
+# Invariants run here until the warehouse checks (warehouse/checks/*.sql, flows/warehouse/checks.py) land; each returns the
 # rows that break it.
 INVARIANTS = {
     "feed_fetch_per_feed": "select feed, count(*) as n from feed_fetches group by feed having count(*) <> 1",
@@ -227,14 +227,14 @@ KNOWN: dict[str, str] = {}
 
 
 def _check_hook(settings: Settings) -> dict[str, str]:
-    """HOOK: the project's own warehouse checks (warehouse/checks/*.sql, run by flows/checks.py), once that work
+    """HOOK: the project's own warehouse checks (warehouse/checks/*.sql, run by flows/warehouse/checks.py), once that work
     has landed on this branch; each failed check by name, with its offending rows."""
     try:
-        from flows import checks  # type: ignore[attr-defined]
+        from flows.warehouse import checks  # type: ignore[attr-defined]
     except ImportError:
         return {}
     wh = settings.warehouse
-    with warehouse.connect(wh, read_only=True) as conn:
+    with database.connect(wh, read_only=True) as conn:
         results = checks.run_checks(conn, staging_dir=wh.staging_dir)
     return {r.name: f"{r.offending_rows} rows {r.error or r.sample}" for r in results if r.failed}
 
@@ -282,7 +282,7 @@ def test_every_corpus_feed_through_ingest(prefect_harness: None, tmp_path: Path)
     seconds = time.monotonic() - start
     assert code == 0
 
-    with warehouse.connect(settings.warehouse, read_only=True) as conn:
+    with database.connect(settings.warehouse, read_only=True) as conn:
         run = conn.execute("select status, feeds_total, feeds_ok, feeds_failed, entries_seen, entries_new, "
                            "pages_fetched, pages_failed, articles_new, fallbacks, duplicates_exact, "
                            "duplicates_near from runs where flow = 'ingest'").fetchall()

@@ -10,13 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows import dedup, staging
-from flows.documents import signature_fields
-from flows.errors import StagingError
-from flows.load import load_batch
-from flows.records import DOCUMENT_SCHEMA, SCHEMA_VERSION, TABLE_SCHEMAS, Document, rows_table
-from flows.settings import DedupSettings, WarehouseSettings
-from flows.warehouse import connect, migrate
+from flows.core.errors import StagingError
+from flows.core.records import DOCUMENT_SCHEMA, SCHEMA_VERSION, TABLE_SCHEMAS, Document, rows_table
+from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.run.documents import signature_fields
+from flows.text import dedup
+from flows.warehouse import staging
+from flows.warehouse.database import connect, migrate
+from flows.warehouse.writer import load_batch
 
 DEDUP = DedupSettings()
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""robots.txt (flows/robots.py) and Crawl-delay (flows/politeness.py), fetched from real servers on 127.0.0.1."""
+"""robots.txt (flows/web/robots.py) and Crawl-delay (flows/web/politeness.py), fetched from real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from http.server import BaseHTTPRequestHandler
 import httpx
 import pytest
 
-from flows.fetch import FetchResult, fetch, make_client
-from flows.localserver import LocalServer
-from flows.politeness import HostGate
-from flows.robots import MAX_ROBOTS_BYTES, RobotsCache, Rules, agent_token, rules_from
-from flows.settings import FetchSettings
-from flows.urls import host_of
+from flows.core.settings import FetchSettings
+from flows.core.urls import host_of
+from flows.ops.localserver import LocalServer
+from flows.web.fetch import FetchResult, fetch, make_client
+from flows.web.politeness import HostGate
+from flows.web.robots import MAX_ROBOTS_BYTES, RobotsCache, Rules, agent_token, rules_from
 
 SETTINGS = FetchSettings(connect_timeout=1, read_timeout=1, total_timeout=2, allowed_networks=("127.0.0.1/32",))
 AGENT = SETTINGS.user_agent

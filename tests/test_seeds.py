@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from conftest import write_config
 
-from flows import documents, pipeline
-from flows.seeds import SeedFormatError, parse_seed, read_seeds
-from flows.settings import PROJECT_ROOT, Settings, load_settings
-from flows.staging import Batch
-from flows.warehouse import connect
+from flows.core.settings import PROJECT_ROOT, Settings, load_settings
+from flows.run import documents, workers
+from flows.text.seeds import SeedFormatError, parse_seed, read_seeds
+from flows.warehouse import runstate, store
+from flows.warehouse.database import connect
+from flows.warehouse.staging import Batch
 
 
 def test_the_real_seed_parses() -> None:
@@ -42,13 +43,13 @@ def test_a_bad_file_does_not_stop_the_others(tmp_path: Path) -> None:
 
 def _load(settings: Settings) -> int:
     """What the reload-seeds flow does, without Prefect: returns how many seed files were (re)loaded."""
-    seeds, _ = pipeline.seeds_to_load(settings)
+    seeds, _ = runstate.seeds_to_load(settings)
     if seeds:
-        docs = [pipeline.seed_doc(s, settings) for s in seeds]
-        documents.tag_documents(pipeline.InlineExecutor(), docs, settings)
+        docs = [documents.seed_doc(s, settings) for s in seeds]
+        documents.tag_documents(workers.InlineExecutor(), docs, settings)
         batch = Batch(f"seeds-{len(list(settings.warehouse.staging_dir.glob('*')))}", "run")
         batch.add("docs", *docs)
-        assert pipeline.store(settings, batch) is not None
+        assert store.store(settings, batch) is not None
     return len(seeds)
 
 

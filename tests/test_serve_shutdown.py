@@ -14,8 +14,8 @@ import httpx
 import pytest
 from test_prefect_server import BIN, _free_port, wait_for
 
-from flows.demo import DEMO_DATA, demo_config
-from flows.localserver import LocalServer
+from flows.ops.demo import DEMO_DATA, demo_config
+from flows.ops.localserver import LocalServer
 
 pytestmark = pytest.mark.prefect_server
 

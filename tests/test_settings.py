@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.settings import DEFAULT_CONFIG, PROJECT_ROOT, ConfigError, Settings, load_settings
+from flows.core.settings import DEFAULT_CONFIG, PROJECT_ROOT, ConfigError, Settings, load_settings
 
 
 def test_shipped_config_loads_with_real_feeds() -> None:

@@ -25,11 +25,11 @@ import pytest
 from conftest import write_config
 from test_prefect_server import BIN, Server, prefect_server, wait_for  # noqa: F401 (a fixture)
 
-from flows import checks, warehouse
-from flows.collect import in_shard, parse_shard, shard_of
-from flows.localserver import LocalServer
-from flows.runlock import run_lock
-from flows.settings import PROJECT_ROOT, FeedConfig, WarehouseSettings, load_settings
+from flows.core.settings import PROJECT_ROOT, FeedConfig, WarehouseSettings, load_settings
+from flows.ops.localserver import LocalServer
+from flows.run.collect import in_shard, parse_shard, shard_of
+from flows.warehouse import checks, database
+from flows.warehouse.runlock import run_lock
 
 WORDS = ("council harbour budget river school bridge station market festival library hospital museum farmers "
          "drivers teachers nurses workers engineers residents tenants voters ministers mayor governor court "
@@ -140,7 +140,7 @@ def shard_config(tmp_path: Path, servers: list[LocalServer], *, catalog: str | N
 def rows(db: Path | WarehouseSettings, sql: str) -> list[tuple[Any, ...]]:
     """A read-only query on a DuckDB file, or on the warehouse of the settings (a file or a lake)."""
     if isinstance(db, WarehouseSettings):
-        with warehouse.connect(db, read_only=True) as conn:
+        with database.connect(db, read_only=True) as conn:
             return conn.execute(sql).fetchall()
     with duckdb.connect(str(db), read_only=True) as conn:
         return conn.execute(sql).fetchall()
@@ -182,7 +182,7 @@ def test_shard_assignment_is_stable_total_and_by_host() -> None:
 
 def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[LocalServer], hold: Hold,
                                            tmp_path: Path) -> None:
-    from flows.flow import ingest, load
+    from flows.run.ingest import ingest, load
 
     hold.release.set()
     config = shard_config(tmp_path, outlets)
@@ -196,7 +196,7 @@ def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[
     first = ingest(config=str(config), shard="1/2", stage_only=True)
     assert first["status"] == second["status"] == "staged"
     assert first["feeds_ok"] == second["feeds_ok"] == 2
-    assert not db.exists(), "a stage-only run never creates or writes the warehouse"
+    assert not database.exists(), "a stage-only run never creates or writes the warehouse"
     staged = sorted(p.name for p in settings.warehouse.staging_dir.iterdir())
     assert staged and staged == sorted(staged, key=lambda n: (n.split("-")[0], n.split("-")[1], n))
 
@@ -290,7 +290,7 @@ class Reader(threading.Thread):
     """A person querying while shards stage and the loader loads: every read must see a consistent warehouse.
 
     On a lake it keeps one session open throughout and queries the lake itself (no snapshot copy), as a reader on
-    another machine would; on a file it opens per query what `warehouse.reader` gives (the live file, or the
+    another machine would; on a file it opens per query what `database.reader` gives (the live file, or the
     snapshot while a load holds it), so counts are compared per file read.
     """
 
@@ -317,14 +317,14 @@ class Reader(threading.Thread):
                 try:
                     if self.settings.is_lake:
                         if session is None:
-                            opening = warehouse.connect(self.settings, read_only=True, wait=0.2)
+                            opening = database.connect(self.settings, read_only=True, wait=0.2)
                             conn = opening.__enter__()
                             session = opening
                         self._check(self.settings.path, conn)
                     else:
-                        with warehouse.reader(self.settings, wait=0.2) as (path, conn):
+                        with database.reader(self.settings, wait=0.2) as (path, conn):
                             self._check(path, conn)
-                except (warehouse.WarehouseError, duckdb.Error):
+                except (database.WarehouseError, duckdb.Error):
                     # No warehouse (or lake tables) yet, or the file and its snapshot both busy this instant.
                     if session is not None:
                         session.__exit__(None, None, None)

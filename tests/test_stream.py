@@ -4,26 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows import pipeline, stream, warehouse
-from flows.feeds import FeedEntry
-from flows.localserver import LocalServer
-from flows.records import Document
-from flows.settings import Settings
-from flows.store import COPY_REASON
-from flows.urls import host_of, interleave_hosts
+from flows.core import stats
+from flows.core.records import Document
+from flows.core.settings import Settings
+from flows.core.urls import host_of, interleave_hosts
+from flows.feeds.parse import FeedEntry
+from flows.ops.localserver import LocalServer
+from flows.run import collect, stream, workers
+from flows.warehouse import database
+from flows.warehouse.store import COPY_REASON
 
 
 def _entries(settings: Settings) -> list:
-    stats = pipeline.RunStats()
-    out = pipeline.fetch_feeds(settings, list(settings.feeds), {}, "run-1", stats)
-    return pipeline.select_new(settings, out.entries, out.fetch_rows, 100)
+    run_stats = stats.RunStats()
+    out = collect.fetch_feeds(settings, list(settings.feeds), {}, "run-1", run_stats)
+    return collect.select_new(settings, out.entries, out.fetch_rows, 100)
 
 
 def test_batches_arrive_in_order_complete_and_tagged(demo_settings: Settings) -> None:
-    warehouse.ensure_ready(demo_settings.warehouse)
+    database.ensure_ready(demo_settings.warehouse)
     entries = _entries(demo_settings)
     assert len(entries) > 6
-    ready = list(stream.articles(demo_settings, pipeline.InlineExecutor(), entries, batch_size=4))
+    ready = list(stream.articles(demo_settings, workers.InlineExecutor(), entries, batch_size=4))
 
     mixed = interleave_hosts(entries)
     assert [r.entries for r in ready] == [mixed[i:i + 4] for i in range(0, len(mixed), 4)]
@@ -46,7 +48,7 @@ def test_batches_arrive_in_order_complete_and_tagged(demo_settings: Settings) ->
 
 
 def test_no_entries_yields_nothing(demo_settings: Settings) -> None:
-    assert list(stream.articles(demo_settings, pipeline.InlineExecutor(), [])) == []
+    assert list(stream.articles(demo_settings, workers.InlineExecutor(), [])) == []
 
 
 def test_a_tagger_that_fails_leaves_every_document_with_the_reason(demo_settings: Settings) -> None:
@@ -54,7 +56,7 @@ def test_a_tagger_that_fails_leaves_every_document_with_the_reason(demo_settings
     entries = _entries(demo_settings)
     missing = demo_settings.entities.model_copy(update={"pipelines": {"en": "nf_no_such_spacy_pipeline"}})
     broken = demo_settings.model_copy(update={"entities": missing})
-    ready = list(stream.articles(broken, pipeline.InlineExecutor(), entries, batch_size=4))
+    ready = list(stream.articles(broken, workers.InlineExecutor(), entries, batch_size=4))
     docs = [d for r in ready for d in r.docs]
     assert len(docs) == len([p for r in ready for p in r.pages if p["outcome"] != "failed"])
     untagged = [d for d in docs if d.ner_skip_reason != COPY_REASON]
@@ -75,7 +77,7 @@ def _three_host_entries(servers: list[LocalServer]) -> list[FeedEntry]:
 
 def test_batches_mix_hosts(demo_settings: Settings, tmp_path: Path) -> None:
     """A run over 3 hosts x 10 entries in feed order: the first batch already holds entries of all three."""
-    warehouse.ensure_ready(demo_settings.warehouse)
+    database.ensure_ready(demo_settings.warehouse)
     site = tmp_path / "site"
     site.mkdir()
     for h in range(3):
@@ -89,8 +91,8 @@ def test_batches_mix_hosts(demo_settings: Settings, tmp_path: Path) -> None:
     with LocalServer(site) as one, LocalServer(site, host="127.0.0.2") as two, \
             LocalServer(site, host="127.0.0.3") as three:
         entries = _three_host_entries([one, two, three])
-        ready = list(stream.articles(settings, pipeline.InlineExecutor(), entries, batch_size=10))
-        again = list(stream.articles(settings, pipeline.InlineExecutor(), entries, batch_size=10))
+        ready = list(stream.articles(settings, workers.InlineExecutor(), entries, batch_size=10))
+        again = list(stream.articles(settings, workers.InlineExecutor(), entries, batch_size=10))
 
     assert [len(r.entries) for r in ready] == [10, 10, 10]
     assert {host_of(e.url) for e in ready[0].entries} == {"127.0.0.1", "127.0.0.2", "127.0.0.3"}

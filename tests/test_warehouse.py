@@ -15,9 +15,11 @@ import duckdb
 import pytest
 from demo_warehouse import copy_demo
 
-from flows import candidates, dedup, rawcodec, rawstore, records, staging, warehouse
-from flows.export import export
-from flows.settings import DedupSettings, WarehouseSettings
+from flows.core import records
+from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.text import dedup
+from flows.warehouse import archive, candidates, database, rawcodec, staging
+from flows.warehouse.export import export
 
 VIEWS = ("article_provenance", "articles_per_day", "articles_per_feed", "entity_comentions", "entity_mentions_top",
          "entity_surges", "entity_timeline", "run_history", "syndication")
@@ -42,71 +44,71 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> 
 
 def test_migrate_from_empty_creates_every_table_and_view(tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "new.duckdb")) as conn:
-        applied = warehouse.migrate(conn)
-        assert applied == [name for _, name, _ in warehouse.migrations()]
-        assert warehouse.schema_version(conn) == len(warehouse.migrations())
+        applied = database.migrate(conn)
+        assert applied == [name for _, name, _ in database.migrations()]
+        assert database.schema_version(conn) == len(database.migrations())
         assert {"runs", "feeds", "feed_fetches", "entries", "articles", "duplicates", "entities",
                 "article_entities", "page_fetches", "raw_archive", "lsh_buckets", "shingle_samples"} <= _tables(conn)
         views = {r[0] for r in conn.execute("select view_name from duckdb_views() where not internal").fetchall()}
         assert set(VIEWS) <= views
-        assert warehouse.migrate(conn) == []  # a second run changes nothing
+        assert database.migrate(conn) == []  # a second run changes nothing
 
 
 def test_views_are_recreated_only_when_missing_or_their_file_changed(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     views = tmp_path / "views"
-    shutil.copytree(warehouse.VIEWS_DIR, views)
-    monkeypatch.setattr(warehouse, "VIEWS_DIR", views)
+    shutil.copytree(database.VIEWS_DIR, views)
+    monkeypatch.setattr(database, "VIEWS_DIR", views)
 
     def view_sql(conn: duckdb.DuckDBPyConnection, name: str) -> str:
         return conn.execute("select sql from duckdb_views() where view_name = $n", {"n": name}).fetchone()[0]
 
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:
-        warehouse.migrate(conn)
-        assert not warehouse._views_stale(conn, lake=False)
+        database.migrate(conn)
+        assert not database._views_stale(conn, lake=False)
         # A view someone replaced by hand (its mark gone) is put back by the next migrate.
         conn.execute("create or replace view run_history as select 1 as x")
-        assert warehouse._views_stale(conn, lake=False)
-        warehouse.migrate(conn)
+        assert database._views_stale(conn, lake=False)
+        database.migrate(conn)
         assert "x" not in [c[0] for c in conn.execute("select * from run_history limit 0").description]
         # A view file edited by an upgrade reaches the warehouse on the next open.
         edited = views / "articles_per_feed.sql"
         edited.write_text(f"select * from ({edited.read_text()}) as t, (select 42 as newsflow_marker)")
-        assert warehouse._views_stale(conn, lake=False)
-        warehouse.migrate(conn)
+        assert database._views_stale(conn, lake=False)
+        database.migrate(conn)
         assert "newsflow_marker" in view_sql(conn, "articles_per_feed")
         # A dropped view comes back.
         conn.execute("drop view syndication")
-        warehouse.migrate(conn)
-        assert not warehouse._views_stale(conn, lake=False)
+        database.migrate(conn)
+        assert not database._views_stale(conn, lake=False)
 
 
-@pytest.mark.parametrize("version", range(len(warehouse.migrations())))
+@pytest.mark.parametrize("version", range(len(database.migrations())))
 def test_migrate_from_every_earlier_version_keeps_data(tmp_path: Path, version: int) -> None:
-    known = warehouse.migrations()
+    known = database.migrations()
     with duckdb.connect(str(tmp_path / "old.duckdb")) as conn:
-        warehouse.migrate(conn, known[:version])
-        assert warehouse.schema_version(conn) == version
+        database.migrate(conn, known[:version])
+        assert database.schema_version(conn) == version
         if version >= 1:
             conn.execute("insert into feeds (feed, url, configured_url) values ('f', 'http://x/', 'http://x/')")
-        assert warehouse.migrate(conn) == [name for _, name, _ in known[version:]]
-        assert warehouse.schema_version(conn) == len(known)
+        assert database.migrate(conn) == [name for _, name, _ in known[version:]]
+        assert database.schema_version(conn) == len(known)
         assert conn.execute("select count(*) from feeds").fetchone()[0] == (1 if version >= 1 else 0)
         for view in VIEWS:
             conn.execute(f"select * from {view}").fetchall()
 
 
 def test_migration_5_folds_stored_buckets_into_keys_and_marks_the_index_unrecorded(tmp_path: Path) -> None:
-    known = warehouse.migrations()
+    known = database.migrations()
     sig = dedup.signature("A story long enough to be signed, told in plain words. " * 20, DedupSettings())
     with duckdb.connect(str(tmp_path / "v4.duckdb")) as conn:
-        warehouse.migrate(conn, known[:4])
+        database.migrate(conn, known[:4])
         conn.execute("insert into articles (article_id, url, text, text_hash, body_source, n_shingles, n_samples, "
                      "run_id, loaded_at) values (7, 'http://127.0.0.1/a', 't', 'h', 'extracted', 9, 2, 'r', now())")
         conn.execute("insert into lsh_buckets select unnest(range(32)), unnest($b::bigint[]), 7",
                      {"b": sig.buckets.tolist()})
         conn.execute("insert into shingle_samples values (16, 7), (-8, 7)")
-        assert warehouse.migrate(conn) == [name for _, name, _ in known[4:]]
+        assert database.migrate(conn) == [name for _, name, _ in known[4:]]
         keys = [k for k, in conn.execute("select key from lsh_buckets where article_id = 7 order by key").fetchall()]
         samples = conn.execute("select hash, article_id from shingle_samples order by hash").fetchall()
         index = conn.execute("select method, params from dedup_index").fetchall()
@@ -119,32 +121,32 @@ def test_migration_5_folds_stored_buckets_into_keys_and_marks_the_index_unrecord
 
 def test_migration_5_of_an_empty_warehouse_leaves_the_index_record_to_the_first_load(tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "v4.duckdb")) as conn:
-        warehouse.migrate(conn, warehouse.migrations()[:4])
-        warehouse.migrate(conn)
+        database.migrate(conn, database.migrations()[:4])
+        database.migrate(conn)
         assert conn.execute("select count(*) from dedup_index").fetchone() == (0,)
 
 
 def test_failed_migration_rolls_back_with_its_record(tmp_path: Path) -> None:
-    known = warehouse.migrations()
+    known = database.migrations()
     broken = [*known, (len(known) + 1, "9999_broken.sql", "create table half_done (x int); select * from nowhere;")]
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:
-        warehouse.migrate(conn)
+        database.migrate(conn)
         with pytest.raises(duckdb.Error):
-            warehouse.migrate(conn, broken)
-        assert warehouse.schema_version(conn) == len(known)
+            database.migrate(conn, broken)
+        assert database.schema_version(conn) == len(known)
         assert "half_done" not in _tables(conn)
 
 
 def test_newer_schema_than_the_code_is_refused(tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:
-        warehouse.migrate(conn)
+        database.migrate(conn)
         conn.execute("insert into schema_migrations values (999, '0999_future.sql', now())")
-        with pytest.raises(warehouse.WarehouseError, match="newer than this newsflow"):
-            warehouse.migrate(conn)
+        with pytest.raises(database.WarehouseError, match="newer than this newsflow"):
+            database.migrate(conn)
 
 
 def test_migration_files_are_numbered_without_gaps() -> None:
-    found = warehouse.migrations()
+    found = database.migrations()
     assert [v for v, _, _ in found] == list(range(1, len(found) + 1))
 
 
@@ -183,7 +185,7 @@ def test_article_provenance_has_one_row_per_article_with_its_sources(demo_db: Pa
 
 def test_entity_surges_against_the_trailing_week(tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:
-        warehouse.migrate(conn)
+        database.migrate(conn)
         conn.execute("insert into entities values (1, 'Lumora', 'ORG', now())")
         days = [datetime(2024, 5, d, tzinfo=UTC) for d in (1, 2, 3, 10)]
         for i, day in enumerate(days):
@@ -206,7 +208,7 @@ def _archive(raw_dir: Path, batch_id: str, day: datetime, urls: list[str], age_d
     """One archive file of the given pages, its modification time set `age_days` back."""
     rows = [{"url": u, "fetched_at": day, "encoding": "zlib", "html": zlib.compress(f"<html>{u}</html>".encode())}
             for u in urls]
-    rel = rawstore.write_archive(raw_dir, batch_id, day.date(), rows)
+    rel = archive.write_archive(raw_dir, batch_id, day.date(), rows)
     stamp = time.time() - age_days * 86400
     os.utime(raw_dir / rel, (stamp, stamp))
     return rel
@@ -219,20 +221,20 @@ def test_raw_html_past_retention_is_purged_and_zero_keeps_it(tmp_path: Path) -> 
     new_file = _archive(settings.raw_dir, "b-new", new, ["http://a/new"], 0)
     orphan = _archive(settings.raw_dir, "b-orphan", old - timedelta(days=1), ["http://a/orphan"], 41)
     with duckdb.connect(str(settings.path)) as conn:
-        warehouse.migrate(conn)
+        database.migrate(conn)
         conn.executemany("insert into raw_archive values (?, ?, ?, 1)",
                          [["http://a/old", old, old_file], ["http://a/new", new, new_file]])
         conn.execute("insert into raw_pages values ('http://a/legacy', ?, 'zlib', ?)",
                      [old, zlib.compress(b"<html>legacy</html>")])
-        assert rawstore.read_raw_html(settings, "http://a/old", conn=conn) == b"<html>http://a/old</html>"
-        assert rawstore.read_raw_html(settings, "http://a/legacy", conn=conn) == b"<html>legacy</html>"
-        assert warehouse.purge_raw_html(conn, 0, raw_dir=settings.raw_dir) == 0
+        assert archive.read_raw_html(settings, "http://a/old", conn=conn) == b"<html>http://a/old</html>"
+        assert archive.read_raw_html(settings, "http://a/legacy", conn=conn) == b"<html>legacy</html>"
+        assert database.purge_raw_html(conn, 0, raw_dir=settings.raw_dir) == 0
         assert (settings.raw_dir / old_file).exists() and (settings.raw_dir / orphan).exists()
-        assert warehouse.purge_raw_html(conn, 30, raw_dir=settings.raw_dir) == 2  # archive pointer + legacy row
+        assert database.purge_raw_html(conn, 30, raw_dir=settings.raw_dir) == 2  # archive pointer + legacy row
         assert conn.execute("select url from raw_archive").fetchall() == [("http://a/new",)]
         assert conn.execute("select count(*) from raw_pages").fetchone()[0] == 0
-        assert rawstore.read_raw_html(settings, "http://a/old", conn=conn) is None
-        assert rawstore.read_raw_html(settings, "http://a/new", conn=conn) == b"<html>http://a/new</html>"
+        assert archive.read_raw_html(settings, "http://a/old", conn=conn) is None
+        assert archive.read_raw_html(settings, "http://a/new", conn=conn) == b"<html>http://a/new</html>"
     assert sorted(p.parent.name for p in settings.raw_dir.glob("*/*.parquet")) == [f"{new:%Y-%m-%d}"]
 
 
@@ -245,12 +247,12 @@ def test_an_archive_mixing_codecs_reads_every_page_back(tmp_path: Path) -> None:
             for i, (u, body) in enumerate(pages.items())
             for blob in [rawcodec.compress(body) if i % 2 else zlib.compress(body, 1)]]
     assert [r["encoding"] for r in rows] == ["zlib", "zstd", "zlib", "zstd"]
-    rel = rawstore.write_archive(settings.raw_dir, "b-mixed", day.date(), rows)
+    rel = archive.write_archive(settings.raw_dir, "b-mixed", day.date(), rows)
     with duckdb.connect(str(settings.path)) as conn:
-        warehouse.migrate(conn)
+        database.migrate(conn)
         conn.executemany("insert into raw_archive values (?, ?, ?, 1)", [[u, day, rel] for u in pages])
         for url, body in pages.items():
-            assert rawstore.read_raw_html(settings, url, conn=conn) == body
+            assert archive.read_raw_html(settings, url, conn=conn) == body
     with pytest.raises(ValueError, match="unknown raw HTML encoding"):
         rawcodec.decode("brotli", b"")
 
@@ -262,20 +264,20 @@ def test_a_day_folder_a_pointer_still_uses_is_kept(tmp_path: Path) -> None:
     fetched = datetime.now(UTC) - timedelta(days=1)
     kept = _archive(settings.raw_dir, "b-kept", fetched, ["http://a/kept"], 40)
     with duckdb.connect(str(settings.path)) as conn:
-        warehouse.migrate(conn)
+        database.migrate(conn)
         conn.execute("insert into raw_archive values ('http://a/kept', ?, ?, 1)", [fetched, kept])
-        assert warehouse.purge_raw_html(conn, 30, raw_dir=settings.raw_dir) == 0
+        assert database.purge_raw_html(conn, 30, raw_dir=settings.raw_dir) == 0
     assert (settings.raw_dir / kept).exists()
 
 
 def test_ensure_ready_applies_the_retention(tmp_path: Path) -> None:
     settings = _settings(tmp_path, raw_html_retention_days=7)
-    assert warehouse.ensure_ready(settings)
+    assert database.ensure_ready(settings)
     old = datetime.now(UTC) - timedelta(days=8)
     rel = _archive(settings.raw_dir, "b1", old, ["http://a/"], 8)
     with duckdb.connect(str(settings.path)) as conn:
         conn.execute("insert into raw_archive values ('http://a/', ?, ?, 1)", [old, rel])
-    assert warehouse.ensure_ready(settings)
+    assert database.ensure_ready(settings)
     with duckdb.connect(str(settings.path)) as conn:
         assert conn.execute("select count(*) from raw_archive").fetchone()[0] == 0
     assert not (settings.raw_dir / rel).exists()
@@ -307,14 +309,14 @@ def test_staged_batch_round_trips_and_partial_writes_are_cleaned(tmp_path: Path)
 
 def test_snapshot_is_replaced_atomically_while_a_reader_keeps_the_old_one(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
-    warehouse.ensure_ready(settings)
-    with warehouse.connect(settings) as conn:
+    database.ensure_ready(settings)
+    with database.connect(settings) as conn:
         conn.execute("insert into feeds (feed, url, configured_url) values ('a', 'u', 'u')")
-    assert warehouse.publish_snapshot(settings) == settings.snapshot_path
+    assert database.publish_snapshot(settings) == settings.snapshot_path
     old = duckdb.connect(str(settings.snapshot_path), read_only=True)
-    with warehouse.connect(settings) as conn:
+    with database.connect(settings) as conn:
         conn.execute("insert into feeds (feed, url, configured_url) values ('b', 'u', 'u')")
-    warehouse.publish_snapshot(settings)
+    database.publish_snapshot(settings)
     assert old.execute("select count(*) from feeds").fetchone()[0] == 1
     old.close()
     with duckdb.connect(str(settings.snapshot_path), read_only=True) as new:
@@ -332,22 +334,22 @@ sys.stdin.read()
 
 def test_reader_falls_back_to_the_snapshot_while_a_writer_holds_the_file(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
-    warehouse.ensure_ready(settings)
-    warehouse.publish_snapshot(settings)
+    database.ensure_ready(settings)
+    database.publish_snapshot(settings)
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(settings.path), "rw"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with warehouse.reader(settings, wait=0.2) as (path, conn):
+        with database.reader(settings, wait=0.2) as (path, conn):
             assert path == settings.snapshot_path
             assert conn.execute("select count(*) from runs").fetchone()[0] == 0
         shutil.rmtree(settings.snapshot_path.parent)
-        with pytest.raises(warehouse.WarehouseLocked, match="no snapshot yet"):
-            with warehouse.reader(settings, wait=0.2):
+        with pytest.raises(database.WarehouseLocked, match="no snapshot yet"):
+            with database.reader(settings, wait=0.2):
                 pass
     finally:
         holder.communicate("")
-    with warehouse.reader(settings) as (path, _conn):
+    with database.reader(settings) as (path, _conn):
         assert path == settings.path
 
 
@@ -390,14 +392,14 @@ def test_threads_opening_and_closing_the_warehouse_at_once(tmp_path: Path) -> No
     import pyarrow as pa
 
     settings = WarehouseSettings(path=tmp_path / "race.duckdb")
-    with warehouse.connect(settings):
+    with database.connect(settings):
         pass
     errors: list[str] = []
 
     def churn() -> None:
         for i in range(150):
             try:
-                with warehouse.connect(settings) as conn:
+                with database.connect(settings) as conn:
                     conn.register("q", pa.Table.from_pylist([{"a": i}]))
                     conn.execute("select count(*) from q").fetchall()
             except Exception as exc:  # collected: the assertion below names them

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import write_config
 
-from flows import workers
-from flows.documents import tag_texts
-from flows.settings import load_settings
+from flows.core.settings import load_settings
+from flows.run import workers
+from flows.run.documents import tag_texts
 
 
 def test_a_warm_pool_serves_two_runs_with_the_same_workers(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 -- The dedup index gets one integer key per LSH bucket: band and bucket hash folded into one BIGINT (the band in
--- the low 9 bits, as flows/candidates.py bucket_keys does; num_perm <= 512 bounds the band), so the lookup is a
+-- the low 9 bits, as flows/warehouse/candidates.py bucket_keys does; num_perm <= 512 bounds the band), so the lookup is a
 -- single-column join. shingle_samples keeps its layout: its hash is already one integer key.
 -- Not rewritten ordered by key: on DuckDB 2.0.1 that made the lookup no faster (docs/benchmarks.md).
 create table lsh_keys (

@@ -1,5 +1,5 @@
 -- Every dedup index row records the load that wrote it (`seq`, counted in dedup_index.seq, one more per
--- transaction that adds index rows). A lookup cache beside the warehouse file (flows/keycache.py) holds the rows
+-- transaction that adds index rows). A lookup cache beside the warehouse file (flows/warehouse/keycache.py) holds the rows
 -- up to some seq sorted by key for binary search; the lookup reads the rest from these tables with
 -- `seq > $cached`, which zone maps prune to the row groups appended since (rows are appended in seq order).
 -- Articles record the same number (`index_seq`), so the cache also answers the exact-text lookup.

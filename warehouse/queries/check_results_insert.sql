@@ -1,4 +1,4 @@
--- The warehouse checks' outcomes (flows/checks.py), $rows a list of one struct per check: one statement for all
+-- The warehouse checks' outcomes (flows/warehouse/checks.py), $rows a list of one struct per check: one statement for all
 -- of them (a statement per check was 25 ms of a 0.6 s quiet run). A check re-run under the same run id replaces
 -- its row. A merge on the key rather than `insert or replace`, so that it also holds on a DuckLake (no key
 -- constraints).

@@ -1,11 +1,11 @@
 -- Stored articles worth verifying against each document of the batch:
 -- the same normalised text, a shared LSH bucket, or enough shared sampled shingles for a containment match.
 -- q_hashes(doc, text_hash), q_buckets(doc, key), q_samples(doc, hash, n_samples) are registered by
--- flows/candidates.py; a bucket key is the band folded into the bucket hash (candidates.bucket_keys).
--- What was loaded up to load $cached_seq the lookup cache (flows/keycache.py) has answered already, as
+-- flows/warehouse/candidates.py; a bucket key is the band folded into the bucket hash (candidates.bucket_keys).
+-- What was loaded up to load $cached_seq the lookup cache (flows/warehouse/keycache.py) has answered already, as
 -- q_cached(doc, article_id); only what was loaded since is read here, in the row groups appended since
 -- (-1: no cache, every row).
--- The sample threshold mirrors flows.dedup.min_shared_samples; an article's number of samples is its number of
+-- The sample threshold mirrors flows.text.dedup.min_shared_samples; an article's number of samples is its number of
 -- rows in shingle_samples (the shingle_samples_mismatch check holds it), all written by the same load.
 with exact as (
     select q.doc, a.article_id

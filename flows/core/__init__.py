@@ -1,0 +1,1 @@
+"""Shared ground: settings, the error tree, record schemas, URL keys and run counts. Imports no other layer."""

@@ -1,0 +1,1 @@
+"""One run: the stages (feeds, pages, documents), the article stream, the process pool, progress, the Prefect flows."""

@@ -1,0 +1,1 @@
+"""Text work, pure and Prefect-free: extraction, dedup signatures, named entities, the seed corpus."""

@@ -1,0 +1,324 @@
+"""Exact and near-duplicate detection: text normalisation, word shingles, MinHash, LSH buckets, verification.
+
+Pure functions. The warehouse stores each article's LSH buckets and a 1-in-`sample_mod` sample of its shingle
+hashes; candidates found through either are verified here on the exact shingle sets.
+
+- Jaccard catches copies with different boilerplate, headlines, edits or reordered paragraphs.
+- Containment (share of the shorter text's shingles found in the longer) catches cuts, truncations and
+  summaries, where Jaccard is low only because one text is much shorter.
+- The summary criterion catches edited summaries, whose containment a changed word pulls under the threshold:
+  every sentence of a short text must nearly be in the longer one (and in its lede when it has one sentence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from flows.core.settings import DedupSettings
+
+_WORD = re.compile(r"\w+")
+# Sentence ends (Latin and CJK punctuation) and line breaks: where a feed's summary cuts the story.
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+|\n+")
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_SEED_RNG = np.random.default_rng(0x6E657773)  # fixed: signatures must be comparable across runs
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """Avalanche mix of uint64 values (SplitMix64 finaliser); wraps modulo 2**64 by design."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+_PERM_SEEDS = _SEED_RNG.integers(1, 2**63, size=512, dtype=np.uint64)
+
+
+def normalize_text(text: str) -> str:
+    """Lower-cased NFKC words joined by single spaces: what 'the same text' means for exact dedup."""
+    return " ".join(_WORD.findall(unicodedata.normalize("NFKC", text).casefold()))
+
+
+def text_hash(text: str) -> str:
+    return hashlib.blake2b(normalize_text(text).encode(), digest_size=16).hexdigest()
+
+
+def _word_hashes(words: list[str]) -> np.ndarray:
+    cache: dict[str, int] = {}
+    out = np.empty(len(words), dtype=np.uint64)
+    for i, w in enumerate(words):
+        h = cache.get(w)
+        if h is None:
+            h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
+            cache[w] = h
+        out[i] = h
+    return out
+
+
+def shingle_sequence(text: str, size: int) -> np.ndarray:
+    """64-bit hashes of the text's `size`-word shingles in text order (one shingle for shorter texts)."""
+    words = normalize_text(text).split()
+    if not words:
+        return np.empty(0, dtype=np.uint64)
+    wh = _word_hashes(words)
+    n = max(1, len(words) - size + 1)
+    acc = np.zeros(n, dtype=np.uint64)
+    for j in range(min(size, len(words))):
+        acc = _splitmix(acc ^ wh[j : j + n])
+    return acc
+
+
+def shingle_hashes(text: str, size: int) -> np.ndarray:
+    """Sorted unique 64-bit hashes of the text's `size`-word shingles (one shingle for shorter texts)."""
+    return np.unique(shingle_sequence(text, size))
+
+
+def minhash(hashes: np.ndarray, num_perm: int) -> np.ndarray:
+    """MinHash signature: for each of `num_perm` seeded hash functions, the minimum over the shingles."""
+    if hashes.size == 0:
+        return np.full(num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+    seeds = _PERM_SEEDS[:num_perm]
+    sig = np.empty(num_perm, dtype=np.uint64)
+    # Chunked so a very long text does not build a num_perm x n matrix in one go.
+    step = 64
+    for start in range(0, num_perm, step):
+        block = _splitmix(hashes[None, :] ^ seeds[start : start + step, None])
+        sig[start : start + step] = block.min(axis=1)
+    return sig
+
+
+def lsh_buckets(signature: np.ndarray, bands: int) -> np.ndarray:
+    """One int64 bucket key per band: a hash of that band's rows of the signature."""
+    rows = signature.reshape(bands, -1)
+    acc = np.zeros(bands, dtype=np.uint64)
+    for r in range(rows.shape[1]):
+        acc = _splitmix(acc ^ rows[:, r])
+    return acc.view(np.int64)
+
+
+def sample(hashes: np.ndarray, mod: int) -> np.ndarray:
+    """The shingle hashes kept for containment lookups: those divisible by `mod` (Broder's mod-p sketch)."""
+    return hashes[hashes % np.uint64(mod) == 0].view(np.int64)
+
+
+def lede_sample(sequence: np.ndarray, settings: DedupSettings) -> np.ndarray:
+    """The indexed sample: 1 in `sample_mod` of the shingles of the first `sample_lede_words` words (where feed
+    summaries, ledes and most abridged copies come from), 1 in `sample_tail_mod` of the rest (0: none)."""
+    head, tail = sequence[:settings.sample_lede_words], sequence[settings.sample_lede_words:]
+    parts = [head[head % np.uint64(settings.sample_mod) == 0]]
+    if settings.sample_tail_mod:
+        parts.append(tail[tail % np.uint64(settings.sample_tail_mod) == 0])
+    return np.unique(np.concatenate(parts)).view(np.int64)
+
+
+@dataclass(frozen=True)
+class Signature:
+    text_hash: str
+    shingles: np.ndarray  # sorted unique uint64
+    buckets: np.ndarray  # int64, one per band
+    samples: np.ndarray  # int64
+    # The text, for the summary criterion (summary_parts), which reads it only for the rare pairs that reach it.
+    text: str = ""
+
+    @property
+    def size(self) -> int:
+        return int(self.shingles.size)
+
+
+def signed_text(text: str, min_line_words: int) -> str:
+    """The lines a signature is made of: lines under `min_line_words` words are left out.
+
+    Short lines are where an outlet's chrome sits in extracted text (menus, share and follow buttons, "Most read",
+    bylines, captions, headlines, related-link lists), and each outlet's differ, so they only dilute a copy's
+    similarity to its original and make two template pages of one outlet look alike. A text made only of short
+    lines (a list, a one-line summary) is signed whole.
+    """
+    if min_line_words <= 1:
+        return text
+    kept = [line for line in text.splitlines() if len(_WORD.findall(line)) >= min_line_words]
+    return "\n".join(kept) if kept else text
+
+
+def summary_parts(text: str, settings: DedupSettings) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """What the summary criterion reads of a text: its sentences' shingles, and its lede's.
+
+    Sentences under `min_line_words` words are left out, as short lines are from the shingles: a summary's
+    one-line kicker may be a short line of the story that its signature does not hold. Only texts of at most
+    `summary_max_words` signed words get sentences, so a long text is never judged as a summary.
+    """
+    # Only the opening lines are read: past the lede and the summary length nothing here depends on the rest.
+    limit = max(settings.summary_max_words, settings.summary_lede_words)
+    head: list[str] = []
+    n = 0
+    for line in text.splitlines():
+        k = len(_WORD.findall(line))
+        if k >= settings.min_line_words or settings.min_line_words <= 1:
+            head.append(line)
+            n += k
+            if n > limit:
+                break
+    long = n > limit
+    signed = "\n".join(head) if long else signed_text(text, settings.min_line_words)
+    words = normalize_text(signed).split()
+    sentences: tuple[np.ndarray, ...] = ()
+    if not long and len(words) <= settings.summary_max_words:
+        sentences = tuple(shingle_hashes(s, settings.shingle_size) for s in _SENTENCE_END.split(signed)
+                          if len(_WORD.findall(s)) >= settings.min_line_words)
+    lede = shingle_hashes(" ".join(words[:settings.summary_lede_words]), settings.shingle_size)
+    return sentences, lede
+
+
+def signature(text: str, settings: DedupSettings) -> Signature:
+    sequence = shingle_sequence(signed_text(text, settings.min_line_words), settings.shingle_size)
+    hashes = np.unique(sequence)
+    usable = hashes.size >= settings.min_shingles
+    return Signature(
+        text_hash=text_hash(text),
+        shingles=hashes,
+        buckets=lsh_buckets(minhash(hashes, settings.num_perm), settings.bands)
+        if usable
+        else np.empty(0, dtype=np.int64),
+        samples=lede_sample(sequence, settings) if usable else np.empty(0, dtype=np.int64),
+        text=text,
+    )
+
+
+@dataclass(frozen=True)
+class Match:
+    method: Literal["exact", "near"]
+    criterion: Literal["text_hash", "jaccard", "containment", "summary"]
+    similarity: float
+    jaccard: float
+    containment: float
+
+
+EXACT = Match("exact", "text_hash", 1.0, 1.0, 1.0)
+
+
+def compare(a: Signature, b: Signature, settings: DedupSettings) -> Match | None:
+    """The verdict for one pair, or None when they are different stories.
+
+    Containment of the shorter text at `containment_threshold` is enough (a summary or a cut inside the whole).
+    Below it, Jaccard or a partial containment counts only with `min_shared_shingles` in common: a body's worth
+    of text, more than an outlet's boilerplate, which is all two template pages of one site share. Failing
+    those, a short text may still be a lightly edited summary of the other (`_summary_score`).
+    """
+    if a.text_hash == b.text_hash and a.size:
+        return EXACT
+    if min(a.size, b.size) < settings.min_shingles:
+        return None
+    shared = np.intersect1d(a.shingles, b.shingles, assume_unique=True).size
+    jaccard = shared / (a.size + b.size - shared)
+    containment = shared / min(a.size, b.size)
+    if containment >= settings.containment_threshold:
+        return Match("near", "containment", containment, jaccard, containment)
+    if shared >= settings.min_shared_shingles:
+        if jaccard >= settings.jaccard_threshold:
+            return Match("near", "jaccard", jaccard, jaccard, containment)
+        if containment >= settings.partial_containment_threshold:
+            return Match("near", "containment", containment, jaccard, containment)
+    return _summary(a, b, containment, jaccard, settings)
+
+
+def _summary_score(short: Signature, long: Signature, settings: DedupSettings) -> float | None:
+    """The lowest sentence containment of `short` in `long` when `short` reads as a summary of it, else None.
+
+    Every sentence must be nearly in the longer text (so a text that quotes it, or an outlet's template page
+    sharing its boilerplate lines, is not: their own sentences are not), and a one-sentence text must be in
+    the longer one's lede, where a feed summary comes from (a single shared sentence elsewhere is a quote).
+    """
+    sentences = [s for s in summary_parts(short.text, settings)[0] if s.size]
+    if not sentences:
+        return None
+    scores = [float(np.isin(s, long.shingles, assume_unique=True).mean()) for s in sentences]
+    if min(scores) < settings.summary_sentence_threshold:
+        return None
+    if len(sentences) == 1:
+        lede = summary_parts(long.text, settings)[1]
+        if np.isin(sentences[0], lede, assume_unique=True).mean() < settings.summary_sentence_threshold:
+            return None
+    return min(scores)
+
+
+def _summary(a: Signature, b: Signature, containment: float, jaccard: float, settings: DedupSettings
+             ) -> Match | None:
+    """The summary verdict, taking as the summary the shorter text, or either of two of the same size."""
+    if containment < settings.summary_containment_threshold or settings.summary_max_words == 0:
+        return None
+    pairs = [(a, b), (b, a)] if a.size == b.size else [(a, b) if a.size < b.size else (b, a)]
+    if any(_summary_score(short, long, settings) is not None for short, long in pairs):
+        return Match("near", "summary", containment, jaccard, containment)
+    return None
+
+
+def min_shared_samples(n_a: int, n_b: int, settings: DedupSettings) -> int:
+    """How many sampled shingles two texts with n_a and n_b samples must share to be worth verifying.
+
+    Mirrored in warehouse/queries/dedup_candidates.sql. Half the count a containment-threshold pair would
+    share tolerates sampling noise; at least one.
+    """
+    return max(1, int(min(n_a, n_b) * settings.containment_threshold * 0.5))
+
+
+_BAND_MASK = np.int64(511)  # bands <= num_perm <= 512: the band fits in the key's low 9 bits
+
+
+def bucket_keys(buckets: np.ndarray) -> np.ndarray:
+    """One BIGINT key per band: the band's bucket hash with the band number in its low 9 bits.
+
+    The warehouse index stores these (migration 0005 folds stored (band, bucket) rows the same way).
+    """
+    b = np.asarray(buckets, dtype=np.int64)
+    return (b & ~_BAND_MASK) | np.arange(b.size, dtype=np.int64)
+
+
+def _put(first: dict[int, int], more: dict[int, list[int]], keys: list[int], value: int) -> None:
+    # Ints only in the common case (a key seen once): no list per key, which the garbage collector would walk.
+    for k in keys:
+        if first.setdefault(k, value) != value:
+            more.setdefault(k, []).append(value)
+
+
+def _get(first: dict[int, int], more: dict[int, list[int]], k: int) -> list[int]:
+    v = first.get(k)
+    return [] if v is None else [v, *more.get(k, ())]
+
+
+class BatchIndex:
+    """In-memory LSH and sample index for the articles of one batch, so copies within a batch are found too."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, int] = {}
+        self._more_buckets: dict[int, list[int]] = {}
+        self._samples: dict[int, int] = {}
+        self._more_samples: dict[int, list[int]] = {}
+        self._n_samples: dict[int, int] = {}
+        self._hashes: dict[str, int] = {}
+
+    def add(self, key: int, sig: Signature) -> None:
+        self._hashes.setdefault(sig.text_hash, key)
+        self._n_samples[key] = sig.samples.size
+        _put(self._buckets, self._more_buckets, bucket_keys(sig.buckets).tolist(), key)
+        _put(self._samples, self._more_samples, sig.samples.tolist(), key)
+
+    def candidates(self, sig: Signature, settings: DedupSettings) -> list[int]:
+        found: dict[int, None] = {}
+        exact = self._hashes.get(sig.text_hash)
+        if exact is not None:
+            found[exact] = None
+        for k in bucket_keys(sig.buckets).tolist():
+            for key in _get(self._buckets, self._more_buckets, k):
+                found[key] = None
+        counts: dict[int, int] = {}
+        for h in sig.samples.tolist():
+            for key in _get(self._samples, self._more_samples, h):
+                counts[key] = counts.get(key, 0) + 1
+        for key, n in counts.items():
+            if n >= min_shared_samples(sig.samples.size, self._n_samples[key], settings):
+                found[key] = None
+        return list(found)

@@ -1,0 +1,1 @@
+"""The warehouse: connections, migrations, staging, the one writer, the dedup index, checks, archive, export."""

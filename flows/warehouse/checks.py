@@ -1,0 +1,191 @@
+"""Warehouse checks: each invariant is a query (warehouse/checks/<name>.sql) returning the rows that break it.
+
+A check holds when it returns zero rows (dbt-test style). Three facts the warehouse cannot know reach the checks
+from outside: the runs known to be alive (`$alive_runs`, `$started_before`), the batches waiting in the
+staging folder (the relation `staged_batches`) and the current dedup settings (`$dedup_method`, `$dedup_params`).
+Results go to `check_results` and `runs.checks_failed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.warehouse import candidates, database, staging
+from flows.warehouse.runlock import run_lock, shards_alive
+
+CHECKS_DIR = database.SQL_DIR / "checks"
+SAMPLE_ROWS = 5
+_PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
+_STAGED_SCHEMA = pa.schema([("batch_id", pa.string()), ("run_id", pa.string()),
+                            ("staged_at", pa.timestamp("us", tz="UTC"))])
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    offending_rows: int  # -1 when the check could not run (see `error`)
+    sample: list[dict[str, Any]] = field(default_factory=list)
+    duration_ms: float = 0.0
+    error: str | None = None
+    skipped: str | None = None  # why the check was not run; a skipped check is neither passed nor failed
+
+    @property
+    def failed(self) -> bool:
+        return self.skipped is None and self.offending_rows != 0
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    run_id: str
+    results: list[CheckResult]
+    note: str | None = None  # what the checks assumed about live runs, for the person reading the output
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.failed]
+
+
+def check_files() -> list[Path]:
+    """Every check, in name order."""
+    return sorted(CHECKS_DIR.glob("*.sql"))
+
+
+def staged_batches(staging_dir: Path) -> pa.Table:
+    """The complete staged batches with the time each was staged (its `run_id` file is written first)."""
+    rows = []
+    for path in staging.pending(staging_dir):
+        marker = path / "run_id"
+        try:
+            run_id = marker.read_text().strip()
+            mtime = marker.stat().st_mtime
+        except OSError:  # a batch without its marker is still a batch waiting; its folder dates it
+            run_id, mtime = "", path.stat().st_mtime
+        rows.append({"batch_id": path.name, "run_id": run_id,
+                     "staged_at": datetime.fromtimestamp(mtime, UTC)})
+    return pa.Table.from_pylist(rows, schema=_STAGED_SCHEMA)
+
+
+def _sample(cols: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    # Round-tripped through JSON so the sample holds what check_results.sample stores (timestamps as text).
+    return json.loads(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], default=str))
+
+
+def run_one(conn: duckdb.DuckDBPyConnection, name: str, sql: str, params: Mapping[str, Any]) -> CheckResult:
+    """Run one check: its count of offending rows and the first few of them, in one pass."""
+    used = {p: params[p] for p in set(_PARAM.findall(sql)) if p in params}
+    text = sql.strip().rstrip(";")
+    start = time.perf_counter()
+    try:
+        cur = conn.execute(f"select *, count(*) over () as _offending from (\n{text}\n) limit {SAMPLE_ROWS}", used)
+        cols = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    except duckdb.Error as exc:  # a broken check is a failed check, not a broken run
+        return CheckResult(name, -1, [], (time.perf_counter() - start) * 1000, error=f"{type(exc).__name__}: {exc}")
+    ms = (time.perf_counter() - start) * 1000
+    count = rows[0][-1] if rows else 0
+    return CheckResult(name, count, _sample(cols[:-1], [r[:-1] for r in rows]), ms)
+
+
+def run_checks(conn: duckdb.DuckDBPyConnection, *, staging_dir: Path, alive_runs: Sequence[str] = (),
+               started_before: datetime | None = None, skip: Mapping[str, str] | None = None,
+               dedup: DedupSettings | None = None) -> list[CheckResult]:
+    """Run every check over `conn`; `skip` maps check names to the reason they are not run. `dedup` is the
+    current dedup configuration, which dedup_index_stale compares the stored index with."""
+    params = {"alive_runs": list(alive_runs), "started_before": started_before or datetime.now(UTC)}
+    skip = dict(skip or {})
+    if dedup is None:
+        skip.setdefault("dedup_index_stale", "the current dedup settings were not given")
+    else:
+        params.update(candidates.check_params(dedup))
+    conn.register("staged_batches", staged_batches(staging_dir))
+    try:
+        results = []
+        for path in check_files():
+            if path.stem in skip:
+                results.append(CheckResult(path.stem, 0, skipped=skip[path.stem]))
+            else:
+                results.append(run_one(conn, path.stem, path.read_text(), params))
+        return results
+    finally:
+        conn.unregister("staged_batches")
+
+
+def store_results(conn: duckdb.DuckDBPyConnection, run_id: str, results: Sequence[CheckResult]) -> None:
+    """Record the outcome in check_results (one row per check run) and runs.checks_failed, in one transaction."""
+    now = datetime.now(UTC)
+    rows = [{"run_id": run_id, "check_name": r.name, "offending_rows": r.offending_rows,
+             "sample": json.dumps({"error": r.error} if r.error else r.sample, default=str),
+             "duration_ms": r.duration_ms, "checked_at": now} for r in results if r.skipped is None]
+    with database.transaction(conn):
+        if rows:  # an empty list has no type to unnest
+            conn.execute(database.query("check_results_insert"), {"rows": rows})
+        conn.execute(database.query("run_checks_failed"),
+                     {"run_id": run_id, "failed": sum(1 for r in results if r.failed)})
+
+
+def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Sequence[str] | None = None,
+                  wait: float | None = None, dedup: DedupSettings | None = None,
+                  conn: duckdb.DuckDBPyConnection | None = None) -> CheckRun:
+    """Run every check against the live warehouse and store the outcome under `run_id`; over `conn` when given
+    (a run that reads more at its end on the same connection), else over a connection of its own.
+
+    `alive_runs=None` means the caller is not a run (`newsflow check`): the run lock is tried without waiting
+    and released at once (holding it would make an ingest starting meanwhile skip its work). Free, no run is
+    alive; held, the newest `running` run is the live one. Raises WarehouseError when the warehouse is missing or
+    unusable, WarehouseLocked when another process holds it past `wait`.
+    """
+    if not database.exists(settings):
+        raise database.WarehouseError(f"{settings.path}: no warehouse yet (run `newsflow ingest` or "
+                                       "`newsflow demo` first)")
+    note = None
+    started_before = datetime.now(UTC)
+    held = False
+    skip: dict[str, str] = {}
+    if alive_runs is None:
+        try:
+            with run_lock(settings.path) as mine:
+                held = not mine
+        except OSError as exc:  # e.g. a read-only folder: which runs are alive cannot be told
+            skip["stale_running_runs"] = f"the run lock could not be tested ({exc})"
+    alive = shards_alive(settings.path)
+    if alive:  # stage-only shard runs are staging: their `running` rows (loaded from staging) are alive
+        skip.setdefault("stale_running_runs", f"shard runs are staging right now ({', '.join(alive)})")
+    with contextlib.nullcontext(conn) if conn is not None else database.connect(settings, wait=wait) as conn:
+        # Not database.schema_version: its fetchone() leaves a result open, and DuckDB 2 then refuses register().
+        try:
+            version = conn.execute("select coalesce(max(version), 0) from schema_migrations").fetchall()[0][0]
+        except duckdb.CatalogException:
+            version = 0
+        if version < len(database.migrations()):
+            raise database.WarehouseError(
+                f"{settings.path}: schema version {version}, the checks need {len(database.migrations())}; "
+                "the next `newsflow ingest` migrates it")
+        if alive_runs is None:
+            alive_runs = []
+            if held and not skip:
+                newest = next(iter(conn.execute(database.query("newest_running_run")).fetchall()), None)
+                alive_runs = [newest[0]] if newest else []
+                note = ("a run holds the run lock: its run " + (f"{newest[0]} " if newest else "")
+                        + "is taken as alive by stale_running_runs")
+        results = run_checks(conn, staging_dir=settings.staging_dir, alive_runs=alive_runs,
+                             started_before=started_before, skip=skip, dedup=dedup)
+        store_results(conn, run_id, results)
+    return CheckRun(run_id, results, note)
+
+
+def new_check_id() -> str:
+    """The run id under which `newsflow check` stores its results."""
+    return f"check:{uuid.uuid4()}"

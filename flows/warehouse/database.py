@@ -1,0 +1,433 @@
+"""The DuckDB warehouse: connections, lock handling, migrations, views and named SQL queries.
+
+With `[warehouse] backend = "ducklake"` the same functions open a DuckLake instead (flows/warehouse/lake.py): there is
+no file lock, no snapshot copy, and readers on other machines query the lake while loads run.
+
+One writer: only the load step opens the file for writing, briefly, one transaction per batch. DuckDB lets a
+single process hold the file, so while anyone else has it open (even read-only) a write waits with backoff
+and, past `lock_wait_seconds`, the batch stays staged for the next run (see flows/warehouse/staging.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from flows.core.errors import QueryError, WarehouseError, WarehouseLocked, WarehouseMissing
+from flows.core.settings import PROJECT_ROOT, WarehouseSettings
+from flows.warehouse import lake
+from flows.warehouse.staging import fsync
+
+SQL_DIR = PROJECT_ROOT / "warehouse"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+VIEWS_DIR = SQL_DIR / "views"
+QUERIES_DIR = SQL_DIR / "queries"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
+# DuckDB's Python client shares one database instance per file among a process's connections; a connect racing
+# the close of the last one can get an instance without its Python scans (`python_arrow_scan does not exist` on
+# register). The ingest's writer thread and the NER pre-check meet exactly there, so both go through this lock.
+_OPEN_CLOSE = threading.Lock()
+
+
+# Statement kinds a user's query may hold: they read. Everything else (COPY, EXPORT, ATTACH, INSERT, SET, ...)
+# is refused before anything runs.
+READ_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA", "CALL")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (DuckDB adds the query and a caret below it)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_read_only(conn: duckdb.DuckDBPyConnection, text: str) -> None:
+    """Refuse (QueryError) SQL text that does not parse or holds a statement that is not in READ_STATEMENTS."""
+    try:
+        statements = conn.extract_statements(text)
+    except duckdb.Error as exc:
+        raise QueryError(first_line(exc)) from None
+    if not statements:
+        raise QueryError("no SQL statement given")
+    for statement in statements:
+        kind = statement.type.name
+        if kind not in READ_STATEMENTS:
+            raise QueryError(f"queries are read-only: a {kind} statement is not run "
+                             f"(only {', '.join(READ_STATEMENTS)})")
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and any(m in str(exc) for m in _LOCK_MARKERS)
+
+
+@cache
+def query(name: str) -> str:
+    """The text of warehouse/queries/<name>.sql."""
+    return (QUERIES_DIR / f"{name}.sql").read_text()
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) of every migration, in order; gaps and bad names are errors."""
+    found = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        m = _MIGRATION_NAME.match(path.name)
+        if not m:
+            raise WarehouseError(f"migration file {path.name} is not named NNNN_name.sql")
+        found.append((int(m.group(1)), path.name, path.read_text()))
+    for expected, (version, name, _) in enumerate(found, start=1):
+        if version != expected:
+            raise WarehouseError(f"migration {name}: expected version {expected:04d}")
+    return found
+
+
+def _connect(path: Path, settings: WarehouseSettings, read_only: bool) -> duckdb.DuckDBPyConnection:
+    config: dict[str, Any] = {}
+    if not read_only and not path.exists():
+        config["storage_compatibility_version"] = settings.storage_compatibility
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _OPEN_CLOSE:
+        return duckdb.connect(str(path), read_only=read_only, config=config)
+
+
+@contextmanager
+def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float | None = None,
+            path: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse, retried with jittered backoff while another process holds the lock."""
+    is_lake = settings.is_lake and path in (None, settings.path)
+    path = path or settings.path
+    # Named in errors: the file, or the catalog as given (a Path would fold a URI's '//'), its password masked.
+    name = lake.display_name(settings.catalog) if is_lake else str(path)
+    if not is_lake and read_only and not path.exists():
+        raise WarehouseMissing(f"{path}: no warehouse yet (run `newsflow ingest` or `newsflow demo` first)")
+    wait = settings.lock_wait_seconds if wait is None else wait
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while True:
+        try:
+            conn = lake.connect(settings, read_only=read_only) if is_lake else _connect(path, settings, read_only)
+            break
+        except duckdb.Error as exc:
+            # A DuckDB catalog file is held like a warehouse file (one process at a time).
+            if not (is_lock_error(exc) or (is_lake and lake.is_conflict(exc))):
+                raise WarehouseError(f"{name}: {lake.display_name(first_line(exc)) if is_lake else exc}") from None
+            if time.monotonic() + delay > deadline:
+                raise WarehouseLocked(
+                    f"{name} is locked by another process (waited {wait:g} s); "
+                    "close other connections or query the snapshot (`newsflow sql`)"
+                ) from None
+            time.sleep(delay * (0.5 + random.random()))  # backoff on a lock held by another process
+            delay = min(delay * 2, 2.0)
+    try:
+        yield conn
+    finally:
+        with _OPEN_CLOSE:
+            conn.close()
+
+
+def exists(settings: WarehouseSettings) -> bool:
+    """Whether there is a warehouse to read: the file, or the lake's catalog."""
+    return lake.exists(settings) if settings.is_lake else settings.path.exists()
+
+
+@contextmanager
+def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float = 3.0
+           ) -> Iterator[tuple[Path, duckdb.DuckDBPyConnection]]:
+    """A read-only connection for people and exports, with the file it reads: the snapshot when asked, else the
+    live file, falling back to the snapshot while a run holds the live file for longer than `wait`.
+    A lake is always read live: its readers never wait for a load and see the last committed snapshot."""
+    if settings.is_lake:
+        with connect(settings, read_only=True, wait=wait) as conn:
+            yield settings.path, conn
+        return
+    if snapshot:
+        if not settings.snapshot_path.exists():
+            raise WarehouseError(f"{settings.snapshot_path}: no snapshot yet (it is published after each "
+                                 "run that loads everything; `[warehouse] snapshot = true`)")
+        with connect(settings, read_only=True, wait=wait, path=settings.snapshot_path) as conn:
+            yield settings.snapshot_path, conn
+        return
+    try:
+        cm = connect(settings, read_only=True, wait=wait)
+        conn = cm.__enter__()
+    except WarehouseLocked:
+        if not settings.snapshot_path.exists():
+            raise WarehouseLocked(f"{settings.path} is busy (a run is loading it) and there is no snapshot yet; "
+                                  "try again in a moment") from None
+        with connect(settings, read_only=True, wait=wait, path=settings.snapshot_path) as conn:
+            yield settings.snapshot_path, conn
+        return
+    try:
+        yield settings.path, conn
+    finally:
+        cm.__exit__(None, None, None)
+
+
+def _user_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in conn.execute(query("user_tables")).fetchall()]
+
+
+def check_file(path: Path, *, create: bool = False) -> None:
+    """Refuse anything but a newsflow warehouse: a DuckDB file with a `schema_migrations` table (opened read-only,
+    so nothing is written). With `create`, a missing file or a DuckDB file without tables also passes (the caller
+    creates and migrates it). A file another process holds open cannot be looked into and passes: its holder is
+    a run, and a load still refuses a foreign file in `migrate`."""
+    if path.is_dir():
+        raise WarehouseError(f"{path}: is a folder, not a warehouse file")
+    if not path.exists():
+        if create:
+            return
+        raise WarehouseError(f"{path}: no warehouse yet (run `newsflow ingest` or `newsflow demo` first)")
+    try:
+        conn = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        # Held by another process, or open in this one with another configuration: a run has it, not a stranger.
+        if is_lock_error(exc) or isinstance(exc, duckdb.ConnectionException):
+            return
+        raise WarehouseError(f"{path}: not a newsflow warehouse ({first_line(exc)})") from None
+    try:
+        tables = _user_tables(conn)
+    finally:
+        conn.close()
+    if "schema_migrations" in tables or (create and not tables):
+        return
+    raise WarehouseError(f"{path}: a DuckDB file but not a newsflow warehouse (no schema_migrations table); "
+                         "newsflow leaves it alone")
+
+
+def check_lake(settings: WarehouseSettings, *, create: bool = False) -> None:
+    """check_file for a DuckLake: refuse a missing lake (unless `create`) and a lake without schema_migrations."""
+    if not lake.exists(settings):
+        if create:
+            return
+        raise WarehouseError(f"{settings.catalog}: no lake yet (run `newsflow ingest` or `newsflow demo` first)")
+    try:
+        with connect(settings, read_only=True, wait=3.0) as conn:
+            tables = _user_tables(conn)
+    except WarehouseMissing:  # a PostgreSQL catalog no load has initialised yet
+        if create:
+            return
+        raise
+    if "schema_migrations" in tables or (create and not tables):
+        return
+    raise WarehouseError(f"{settings.catalog}: a DuckLake but not a newsflow warehouse (no schema_migrations "
+                         "table); newsflow leaves it alone")
+
+
+def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
+    exists = conn.execute(
+        "select count(*) from information_schema.tables where table_name = 'schema_migrations'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    return conn.execute("select coalesce(max(version), 0) from schema_migrations").fetchone()[0]
+
+
+def migrate(conn: duckdb.DuckDBPyConnection, known: list[tuple[int, str, str]] | None = None) -> list[str]:
+    """Apply pending migrations (forward only), each with its record in one transaction, then re-create the
+    views. `known` defaults to warehouse/migrations/; tests pass a prefix of it to build earlier versions.
+    A DuckDB file with tables but no migration record is someone else's data: it is refused, never migrated."""
+    tables = _user_tables(conn)
+    if tables and "schema_migrations" not in tables:
+        raise WarehouseError(f"{_db_file(conn)}: a DuckDB file but not a newsflow warehouse (no schema_migrations "
+                             "table); newsflow leaves it alone")
+    # A lake takes each migration without the constraints DuckLake refuses; the loader enforces those keys.
+    adapt = lake.lake_sql if lake.is_lake(conn) else str
+    conn.execute(adapt(
+        "create table if not exists schema_migrations "
+        "(version integer primary key, name varchar not null, applied_at timestamptz not null)"
+    ))
+    known = migrations() if known is None else known
+    current = schema_version(conn)
+    if current > len(known):
+        raise WarehouseError(
+            f"warehouse schema is version {current}, newer than this newsflow ({len(known)}); upgrade newsflow"
+        )
+    applied = []
+    for version, name, sql in known[current:]:
+        conn.execute("begin transaction")
+        try:
+            conn.execute(adapt(sql))
+            conn.execute("insert into schema_migrations values (?, ?, now())", [version, name])
+            conn.execute("commit")
+        except Exception:
+            conn.execute("rollback")
+            raise
+        applied.append(name)
+    if len(known) == len(migrations()) and (applied or _views_stale(conn, lake=lake.is_lake(conn))):
+        # Views read the latest schema. Re-created only when one is missing or its file changed: a loader opens
+        # the warehouse once per batch, and re-creating ten views each time was a tenth of a batch's load. On a
+        # lake each re-creation is also a catalog commit (a snapshot that can meet another writer's).
+        create_views(conn)
+    return applied
+
+
+_SAFE_MARK = re.compile(r"newsflow view from warehouse/views/[a-z0-9_]+\.sql \(sha256 [0-9a-f]{16}\)")
+
+
+def _view_mark(path: Path) -> str:
+    """The comment a view carries: where it comes from, and a hash of that file's text."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f"newsflow view from warehouse/views/{path.name} (sha256 {digest})"
+
+
+def _views_stale(conn: duckdb.DuckDBPyConnection, *, lake: bool) -> bool:
+    """Whether a view is missing, or (on a DuckDB file) was made from another text than its file's today."""
+    have = dict(conn.execute(
+        "select view_name, comment from duckdb_views() where database_name = current_database() and not internal"
+    ).fetchall())
+    files = view_files()
+    if lake:
+        return not {p.stem for p in files} <= have.keys()
+    return any(have.get(p.stem, "") != _view_mark(p) for p in files)
+
+
+def _db_file(conn: duckdb.DuckDBPyConnection) -> str:
+    row = conn.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()
+    return row[0] if row and row[0] else "the database"
+
+
+def restrict_files(conn: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
+    """Turn DuckDB's file access off for this connection's database except for reading `folders` (the raw
+    archives), so a user's query reads the warehouse and cannot write or read files elsewhere. Lasts until
+    the database is closed; DuckDB refuses to turn it back on. A lake's data folder stays readable."""
+    dirs = [f"{f.resolve()}/" for f in folders]
+    lake_data = lake.data_folder(conn)
+    if lake_data and "://" not in lake_data:
+        dirs.append(f"{Path(lake_data).resolve()}/")
+    conn.execute("set allowed_directories = $dirs", {"dirs": dirs})
+    conn.execute("set enable_external_access = false")
+
+
+def view_files() -> list[Path]:
+    return sorted(VIEWS_DIR.glob("*.sql"))
+
+
+def create_views(conn: duckdb.DuckDBPyConnection) -> None:
+    """(Re-)create every view in warehouse/views/, each file named after its view.
+
+    Views may read each other, so failures are retried until no more progress is made.
+    """
+    pending = view_files()
+    while pending:
+        failed = []
+        for path in pending:
+            try:
+                conn.execute(f"create or replace view {path.stem} as\n{path.read_text()}")
+            except duckdb.CatalogException:
+                failed.append(path)
+        if len(failed) == len(pending):
+            conn.execute(f"create or replace view {failed[0].stem} as\n{failed[0].read_text()}")
+        pending = failed
+    if not lake.is_lake(conn):
+        # The mark tells the next connection this view is current (DuckDB keeps comments with the view; a lake's
+        # catalog does not need them: it re-creates views only when one is missing).
+        for path in view_files():
+            # COMMENT ON takes no parameters; the mark is our file name and a hex digest, checked to hold no quote.
+            mark = _view_mark(path)
+            if not _SAFE_MARK.fullmatch(mark):
+                raise WarehouseError(f"view file name {path.name!r}: use lower-case letters, digits and _")
+            conn.execute(f"comment on view {path.stem} is '{mark}'")
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    conn.execute("begin transaction")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    conn.execute("commit")
+
+
+def ensure_ready(settings: WarehouseSettings) -> bool:
+    """Create or migrate the warehouse file and purge raw HTML past its retention; False when it is locked.
+
+    A locked warehouse is not an error for a run: its batches are staged and the next run loads them.
+    """
+    try:
+        with connect(settings) as conn:
+            prepare(conn, settings)
+    except WarehouseLocked:
+        return False
+    return True
+
+
+def prepare(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings) -> None:
+    """What a run does first on an open connection: migrate, then purge raw HTML past its retention."""
+    migrate(conn)
+    purge_raw_html(conn, settings.raw_html_retention_days, raw_dir=settings.raw_dir)
+
+
+def purge_raw_html(conn: duckdb.DuckDBPyConnection, retention_days: int, *, raw_dir: Path | None = None) -> int:
+    """Delete raw HTML fetched more than `retention_days` ago (0 keeps it forever): the `raw_archive` pointers
+    and legacy `raw_pages` rows, then, under `raw_dir`, the day folders of archives that are all that old and
+    no pointer still uses. Returns rows deleted."""
+    if retention_days <= 0:
+        return 0
+    from flows.warehouse import archive  # rawstore reads through this module
+
+    deleted = 0
+    for name in ("purge_raw_archive", "purge_raw_pages"):
+        deleted += conn.execute(query(name), {"days": retention_days}).fetchone()[0]
+    if raw_dir is not None:
+        keep = {r[0] for r in conn.execute(query("raw_archive_days")).fetchall()}
+        archive.purge_days(raw_dir, retention_days, keep)
+    return deleted
+
+
+def pause_point(name: str) -> None:
+    """Crash-test hook: with NEWSFLOW_PAUSE_AT=<name>[@n]:<file>, the n-th time (default first) this process
+    reaches `name` it writes <file> and waits forever, so a test can SIGKILL it at a known stage.
+    """
+    spec = os.environ.get("NEWSFLOW_PAUSE_AT")
+    if not spec:
+        return
+    point, _, ready = spec.partition(":")
+    point, _, nth = point.partition("@")
+    if point != name:
+        return
+    _PAUSE_HITS[name] = _PAUSE_HITS.get(name, 0) + 1
+    if _PAUSE_HITS[name] != int(nth or 1):
+        return
+    Path(ready).write_text(str(os.getpid()))
+    while True:
+        time.sleep(1)  # held here until the test kills the process
+
+
+_PAUSE_HITS: dict[str, int] = {}
+
+
+def publish_snapshot(settings: WarehouseSettings) -> Path | None:
+    """Copy the warehouse to the snapshot path atomically, for readers who keep a session open.
+
+    Readers of the snapshot never hold a lock on the live file, so they cannot block a load; each run replaces
+    the snapshot whole (os.replace), so an open reader keeps the old file until it reconnects, and a crash
+    mid-copy leaves the previous snapshot in place. A lake needs no copy: its readers query it directly.
+    """
+    if settings.is_lake or not settings.snapshot or not settings.path.exists():
+        return None
+    target = settings.snapshot_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    with connect(settings) as conn:
+        conn.execute("checkpoint")
+        # Copied while the connection holds the lock, so no writer changes the file mid-copy.
+        shutil.copyfile(settings.path, tmp)
+    fsync(tmp)
+    pause_point("snapshot")
+    os.replace(tmp, target)
+    fsync(target.parent)
+    return target

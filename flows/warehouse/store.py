@@ -1,0 +1,123 @@
+"""Stage 4, load: stage each batch durably, then load staged batches oldest first (flows/warehouse/writer.py decides).
+
+Also the pre-check that spares NER for documents the warehouse already has a copy of.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from flows.core.errors import WarehouseError, WarehouseLocked
+from flows.core.records import Document
+from flows.core.settings import Settings
+from flows.core.stats import RunStats
+from flows.warehouse import candidates, database, staging
+from flows.warehouse.staging import stable_key
+from flows.warehouse.writer import LoadResult, decide, load_batch, signature_of
+
+COPY_REASON = "copy: the pre-check found it an exact copy or a copy of a stored article, so it was not tagged"
+
+
+def precheck(settings: Settings, docs: list[Document], *, before: list[Document] | None = None) -> list[bool]:
+    """Which documents can skip NER because the loader is sure to record them as copies.
+
+    Only verdicts that cannot change by load time count: an exact copy (whatever its original becomes, the same
+    text is a copy of it), a URL already stored, and a copy of an article already in the warehouse. A near copy
+    of a document not loaded yet is tagged anyway: that document may itself turn out a copy of something
+    loaded meanwhile, and then the near copy would be stored, so skipping NER for it would make the entities
+    depend on load timing. `before` is the batch staged just before these, already pre-checked (its copies
+    carry `COPY_REASON`), maybe loaded by now, maybe not.
+
+    `before` is not judged again: that doubled the pre-check, the largest part of the parent's CPU in the
+    benchmark (docs/benchmarks.md). Its pre-check said which of its documents are loaded as articles or copies
+    of them (the ones it did not find copies), and an exact copy of one of those is a copy whatever they become.
+    """
+    if not docs:
+        return []
+    # Signed by the workers with these settings, moments ago: once stored, each is a candidate of the copies in
+    # later batches, and its text need not be read back and signed again (candidates.stored_signatures).
+    candidates.remember(((stable_key(d.url), signature_of(d)) for d in docs), settings.dedup)
+    before = before or []
+    unloaded = {stable_key(d.url) for d in before + docs}
+    earlier = {d.text_hash for d in before if d.ner_skip_reason != COPY_REASON}
+    try:
+        with database.connect(settings.warehouse, read_only=settings.stage_only,
+                               wait=min(2.0, settings.warehouse.lock_wait_seconds)) as conn:
+            with database.transaction(conn):
+                verdicts = decide(conn, docs, settings.dedup)
+    except WarehouseLocked:
+        return [False] * len(docs)
+    except (WarehouseError, duckdb.Error):
+        if not settings.stage_only:
+            raise
+        return [False] * len(docs)  # a shard run before the first load: no warehouse to compare with yet
+    return [v.status == "known" or d.text_hash in earlier
+            or (v.status == "duplicate" and v.match is not None and
+                (v.match.method == "exact" or v.duplicate_of not in unloaded))
+            for d, v in zip(docs, verdicts, strict=True)]
+
+
+def store(settings: Settings, batch: staging.Batch, *, checkpoint: bool = True) -> LoadResult | None:
+    """Stage the batch durably, then load it after any batch staged before it; None when the warehouse stayed
+    locked (the batch stays staged for the next run). The result counts every batch loaded by this call.
+
+    Without `checkpoint` the commits stay in the write-ahead log when the connection closes (committed and
+    fsynced all the same; the next connection replays it, DuckDB checkpoints past 16 MB of log): folding the
+    log into the file at every close was 17% of a run's single writer, so a run checkpoints once, with its
+    last batch, and the file at rest has no log."""
+    wh = settings.warehouse
+    backlog = staging.pending(wh.staging_dir)
+    path = staging.write(batch, wh.staging_dir)
+    database.pause_point("staged")
+    # Behind a batch that already found the lock held, wait briefly: the run's last batch, or the next run,
+    # loads the backlog in order.
+    wait = min(2.0, wh.lock_wait_seconds) if backlog else None
+    total = LoadResult()
+    loaded = _load_in_order(settings, [*backlog, path], total, wait=wait, checkpoint=checkpoint)
+    return total if loaded else None
+
+
+def _load_in_order(settings: Settings, paths: list[Path], total: LoadResult, *, wait: float | None = None,
+                   checkpoint: bool = True) -> bool:
+    """Load the staged batches oldest first over one connection, each in its own transaction, removing each
+    once committed. False when the warehouse stayed locked (nothing was loaded)."""
+    if not paths:
+        return True
+    try:
+        with database.connect(settings.warehouse, wait=wait) as conn:
+            if not checkpoint and not settings.warehouse.is_lake:
+                conn.execute("pragma disable_checkpoint_on_shutdown")
+            database.migrate(conn)
+            for path in sorted(set(paths)):
+                result = load_batch(conn, staging.read(path), settings.dedup,
+                                    raw_dir=settings.warehouse.raw_dir)
+                # Killed between the commit and this removal, the batch is loaded again: a no-op.
+                staging.remove(path)
+                for name in ("new", "exact", "near", "known", "mentions"):
+                    setattr(total, name, getattr(total, name) + getattr(result, name))
+    except WarehouseLocked:
+        return False
+    return True
+
+
+def load_staged(settings: Settings, path: Path) -> LoadResult | None:
+    """Load one staged batch; None when the warehouse stayed locked."""
+    total = LoadResult()
+    return total if _load_in_order(settings, [path], total) else None
+
+
+def load_pending(settings: Settings, stats: RunStats | None = None) -> tuple[int, int]:
+    """Load batches earlier runs left staged, oldest first. Returns (loaded, still staged).
+
+    Leftovers of interrupted staging writes are removed too.
+    """
+    staging.remove_partial(settings.warehouse.staging_dir)
+    paths = staging.pending(settings.warehouse.staging_dir)
+    total = LoadResult()
+    if not _load_in_order(settings, paths, total):
+        return 0, len(paths)
+    if stats:
+        stats.add_load(total)
+    return len(paths), 0

@@ -9,8 +9,8 @@ import pytest
 from flows.core.settings import Settings
 from flows.ops.localserver import LocalServer
 from flows.run.ingest import ingest
-from flows.warehouse.archive import read_raw_html
 from flows.warehouse.database import connect
+from flows.warehouse.export import read_raw_html
 
 SEED_URL = "seed:000_e64399ec47401f51.txt"
 DATA_TABLES = ("articles", "duplicates", "entities", "article_entities", "entries", "lsh_buckets",

@@ -1,5 +1,5 @@
-"""The dedup lookup cache (flows/warehouse/keycache.py): the candidates it gives are those the warehouse tables give, whether
-it is current, behind, built for another index, ahead of a restored warehouse, or unreadable."""
+"""The dedup lookup cache (flows/warehouse/keycache.py): the candidates it gives are those the warehouse tables
+give, whether it is current, behind, built for another index, ahead of a restored warehouse, or unreadable."""
 
 from __future__ import annotations
 

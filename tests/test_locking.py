@@ -169,7 +169,7 @@ def test_newsflow_ingest_under_a_held_lock_exits_cleanly_with_its_data_staged(
 
 def test_a_runs_start_marks_dead_runs_and_reads_states_and_reads_the_snapshot_when_the_file_is_held(
         demo_settings: Settings) -> None:
-    """reads.start_run does ensure_ready, mark_abandoned and the two reads over one connection: the same
+    """runstate.start_run does ensure_ready, mark_abandoned and the two reads over one connection: the same
     outcome as the four steps. Held past the lock wait, it marks nothing and reads the published snapshot."""
     wh = demo_settings.warehouse.model_copy(update={"lock_wait_seconds": 0.2})
     settings = demo_settings.model_copy(update={"warehouse": wh})

@@ -28,13 +28,9 @@ from flows.core.stats import RunStats
 from flows.feeds.parse import INTERNAL_ERROR, FeedEntry, ParsedFeed, parse_feed, to_utf8
 from flows.ops.localserver import LocalServer
 from flows.run.collect import fetch_feeds
+from flows.run.documents import build_doc
 from flows.warehouse import rawcodec
 from flows.web.fetch import FetchResult
-
-try:  # pipeline.py is being split by stage; build_doc may live in flows/run/documents.py
-    from flows.run.documents import build_doc  # type: ignore[import-not-found]
-except ImportError:
-    from flows.run.documents import build_doc
 
 BASE = "http://news.test/feed/"
 FILES = feed_files()

@@ -19,7 +19,7 @@ from flows.core import records
 from flows.core.settings import DedupSettings, WarehouseSettings
 from flows.text import dedup
 from flows.warehouse import archive, candidates, database, rawcodec, staging
-from flows.warehouse.export import export
+from flows.warehouse.export import export, read_raw_html
 
 VIEWS = ("article_provenance", "articles_per_day", "articles_per_feed", "entity_comentions", "entity_mentions_top",
          "entity_surges", "entity_timeline", "run_history", "syndication")
@@ -226,15 +226,15 @@ def test_raw_html_past_retention_is_purged_and_zero_keeps_it(tmp_path: Path) -> 
                          [["http://a/old", old, old_file], ["http://a/new", new, new_file]])
         conn.execute("insert into raw_pages values ('http://a/legacy', ?, 'zlib', ?)",
                      [old, zlib.compress(b"<html>legacy</html>")])
-        assert archive.read_raw_html(settings, "http://a/old", conn=conn) == b"<html>http://a/old</html>"
-        assert archive.read_raw_html(settings, "http://a/legacy", conn=conn) == b"<html>legacy</html>"
+        assert read_raw_html(settings, "http://a/old", conn=conn) == b"<html>http://a/old</html>"
+        assert read_raw_html(settings, "http://a/legacy", conn=conn) == b"<html>legacy</html>"
         assert database.purge_raw_html(conn, 0, raw_dir=settings.raw_dir) == 0
         assert (settings.raw_dir / old_file).exists() and (settings.raw_dir / orphan).exists()
         assert database.purge_raw_html(conn, 30, raw_dir=settings.raw_dir) == 2  # archive pointer + legacy row
         assert conn.execute("select url from raw_archive").fetchall() == [("http://a/new",)]
         assert conn.execute("select count(*) from raw_pages").fetchone()[0] == 0
-        assert archive.read_raw_html(settings, "http://a/old", conn=conn) is None
-        assert archive.read_raw_html(settings, "http://a/new", conn=conn) == b"<html>http://a/new</html>"
+        assert read_raw_html(settings, "http://a/old", conn=conn) is None
+        assert read_raw_html(settings, "http://a/new", conn=conn) == b"<html>http://a/new</html>"
     assert sorted(p.parent.name for p in settings.raw_dir.glob("*/*.parquet")) == [f"{new:%Y-%m-%d}"]
 
 
@@ -252,7 +252,7 @@ def test_an_archive_mixing_codecs_reads_every_page_back(tmp_path: Path) -> None:
         database.migrate(conn)
         conn.executemany("insert into raw_archive values (?, ?, ?, 1)", [[u, day, rel] for u in pages])
         for url, body in pages.items():
-            assert archive.read_raw_html(settings, url, conn=conn) == body
+            assert read_raw_html(settings, url, conn=conn) == body
     with pytest.raises(ValueError, match="unknown raw HTML encoding"):
         rawcodec.decode("brotli", b"")
 

@@ -26,9 +26,9 @@ from typing import Any
 import duckdb
 
 from flows.core.errors import QueryError, WarehouseError, WarehouseLocked, WarehouseMissing
+from flows.core.files import fsync
 from flows.core.settings import PROJECT_ROOT, WarehouseSettings
-from flows.warehouse import lake
-from flows.warehouse.staging import fsync
+from flows.warehouse import archive, lake
 
 SQL_DIR = PROJECT_ROOT / "warehouse"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
@@ -377,8 +377,6 @@ def purge_raw_html(conn: duckdb.DuckDBPyConnection, retention_days: int, *, raw_
     no pointer still uses. Returns rows deleted."""
     if retention_days <= 0:
         return 0
-    from flows.warehouse import archive  # rawstore reads through this module
-
     deleted = 0
     for name in ("purge_raw_archive", "purge_raw_pages"):
         deleted += conn.execute(query(name), {"days": retention_days}).fetchone()[0]

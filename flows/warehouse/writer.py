@@ -259,7 +259,8 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
             if table != "page_fetches":
                 _insert(conn, verb, table, batch.rows(table))
         verdicts = decide(conn, docs, settings, replace_seeds=True)
-        # The load sequence number of this batch's index rows (flows/warehouse/keycache.py), taken only when it adds any.
+        # The load sequence number of this batch's index rows (flows/warehouse/keycache.py), taken only when it adds
+        # any.
         seq = candidates.next_seq(conn, settings) if any(v.status == "new" for v in verdicts) else 0
         articles, dups, buckets, samples, entities, links, raw = [], [], [], [], [], [], []
         outcome: dict[str, str] = {}

@@ -1,4 +1,7 @@
-"""Dedup: pair verdicts on the labelled variants, and retrieval through the warehouse index (real DuckDB)."""
+"""Dedup: pair verdicts on the labelled variants, and retrieval through the warehouse index (real DuckDB).
+
+Covers: flows.text.dedup, flows.warehouse.candidates, flows.warehouse.writer
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Entities: the real spaCy pipelines on the real seed, the demo pages and hand-written French and German articles;
-language routing, listener-based trimming, and the per-article name normalisation."""
+language routing, listener-based trimming, and the per-article name normalisation.
+
+Covers: flows.text.entities, flows.core.languages
+"""
 
 from __future__ import annotations
 

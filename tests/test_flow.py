@@ -1,4 +1,7 @@
-"""The ingest flow end to end: demo snapshot on 127.0.0.1, real DuckDB file, real Prefect API, real process pool."""
+"""The ingest flow end to end: demo snapshot on 127.0.0.1, real DuckDB file, real Prefect API, real process pool.
+
+Covers: flows.run.ingest
+"""
 
 from __future__ import annotations
 

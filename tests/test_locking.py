@@ -1,5 +1,8 @@
 """Readers never lose a writer's data, writers never break a reader: real ingest runs while a second process
-holds the warehouse file open (read-only and read-write), then a run with the file free loads everything."""
+holds the warehouse file open (read-only and read-write), then a run with the file free loads everything.
+
+Covers: flows.warehouse.database, flows.warehouse.store, flows.warehouse.runstate
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 parse_feed never raises and never falls back to its internal-error net; the same bytes give the same entries;
 every entry URL is absolute http(s) or None; entity and DOCTYPE tricks expand nothing; build_doc survives any HTML.
+
+Covers: flows.feeds.parse, flows.run.documents, flows.core.urls
 """
 
 from __future__ import annotations

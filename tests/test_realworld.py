@@ -6,6 +6,8 @@ the same one for the same host across all files), where any article path answers
 private addresses, so a link the rewriting missed is refused and recorded, never fetched. Before the run, every
 entry link the parser will yield is checked to be a loopback address literal, so no name is ever sent to the
 system resolver (netguard resolves names with getaddrinfo before it checks the address).
+
+Covers: flows.run.ingest
 """
 
 from __future__ import annotations

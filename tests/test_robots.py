@@ -1,5 +1,8 @@
 """robots.txt (flows/web/robots.py) and Crawl-delay (flows/web/politeness.py), fetched from real servers on
-127.0.0.1."""
+127.0.0.1.
+
+Covers: flows.web.robots, flows.web.politeness
+"""
 
 from __future__ import annotations
 

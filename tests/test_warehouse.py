@@ -1,4 +1,7 @@
-"""The warehouse module on real DuckDB files: migrations, views, staging, snapshot, raw-HTML retention, export."""
+"""The warehouse module on real DuckDB files: migrations, views, staging, snapshot, raw-HTML retention, export.
+
+Covers: flows.warehouse.database, flows.warehouse.archive, flows.warehouse.export, flows.warehouse.rawcodec
+"""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from demo_warehouse import FAST_ENV, demo_filled, run_ingest
 
 from flows.core.settings import Settings
 from flows.ops.localserver import LocalServer
-from flows.warehouse import database, runstate, staging, store
+from flows.warehouse import database, runstate, snapshot, staging, store
 
 # A second process: opens the file, says "ready", then answers each SQL line on stdin with its first value.
 HOLDER = """
@@ -187,7 +187,7 @@ def test_a_runs_start_marks_dead_runs_and_reads_states_and_reads_the_snapshot_wh
                         "consecutive_failures": 0, "disabled": False,
                         "updated_at": started})
     assert store.store(settings, batch) is not None
-    assert database.publish_snapshot(wh) is not None
+    assert snapshot.publish_snapshot(wh) is not None
 
     with holding(wh.path, "rw"):
         held = runstate.start_run(settings, "run-b", mark_dead=True)

@@ -1,6 +1,7 @@
 """The warehouse module on real DuckDB files: migrations, views, staging, snapshot, raw-HTML retention, export.
 
 Covers: flows.warehouse.database, flows.warehouse.archive, flows.warehouse.export, flows.warehouse.rawcodec
+Covers: flows.warehouse.snapshot
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from demo_warehouse import copy_demo
 from flows.core import records
 from flows.core.settings import DedupSettings, WarehouseSettings
 from flows.text import dedup
-from flows.warehouse import archive, candidates, database, rawcodec, staging
+from flows.warehouse import archive, candidates, database, rawcodec, snapshot, staging
 from flows.warehouse.export import export, read_raw_html
 
 VIEWS = ("article_provenance", "articles_per_day", "articles_per_feed", "entity_comentions", "entity_mentions_top",
@@ -315,11 +316,11 @@ def test_snapshot_is_replaced_atomically_while_a_reader_keeps_the_old_one(tmp_pa
     database.ensure_ready(settings)
     with database.connect(settings) as conn:
         conn.execute("insert into feeds (feed, url, configured_url) values ('a', 'u', 'u')")
-    assert database.publish_snapshot(settings) == settings.snapshot_path
+    assert snapshot.publish_snapshot(settings) == settings.snapshot_path
     old = duckdb.connect(str(settings.snapshot_path), read_only=True)
     with database.connect(settings) as conn:
         conn.execute("insert into feeds (feed, url, configured_url) values ('b', 'u', 'u')")
-    database.publish_snapshot(settings)
+    snapshot.publish_snapshot(settings)
     assert old.execute("select count(*) from feeds").fetchone()[0] == 1
     old.close()
     with duckdb.connect(str(settings.snapshot_path), read_only=True) as new:
@@ -338,7 +339,7 @@ sys.stdin.read()
 def test_reader_falls_back_to_the_snapshot_while_a_writer_holds_the_file(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     database.ensure_ready(settings)
-    database.publish_snapshot(settings)
+    snapshot.publish_snapshot(settings)
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(settings.path), "rw"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:

@@ -18,13 +18,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows.core.errors import WarehouseLocked
+from flows.core.errors import WarehouseLocked, pause_point
 from flows.core.records import Document
 from flows.core.settings import DedupSettings
 from flows.text.dedup import EXACT, BatchIndex, Match, Signature
 from flows.text.entities import entity_id
 from flows.warehouse import archive, candidates, keycache, lake, rawcodec
-from flows.warehouse.database import pause_point, query, transaction
+from flows.warehouse.database import query, transaction
 from flows.warehouse.staging import Batch, stable_key
 
 _UPSERT = {  # table -> statement verb: state tables take the latest row, event tables keep the first

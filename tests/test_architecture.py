@@ -208,7 +208,10 @@ def test_the_rules_name_modules_that_exist() -> None:
     known = modules(FLOWS)
     stale = sorted(m for m in PREFECT_EDGES | PREFECT_FREE_IN_RUN if m not in known)
     assert not stale, f"tests/test_architecture.py names modules that do not exist: {', '.join(stale)}"
-    assert {p.name for p in FLOWS.iterdir() if (p / "__init__.py").exists()} == set(LAYERS) - {"cli"}
+    packages = {p.name for p in FLOWS.iterdir() if (p / "__init__.py").exists()}
+    assert packages == set(LAYERS) - {"cli"}, (
+        f"the sub-packages of flows/ ({', '.join(sorted(packages))}) differ from LAYERS: place a new one in the order "
+        "here and in docs/architecture.md")
 
 
 def test_the_checks_catch_a_cycle_an_upward_import_and_prefect(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Dedup quality on the generated labelled set (benchmarks/dedupset.py), measured through the real warehouse.
 
-Each split is loaded, in arrival order and batches of 64, into a fresh DuckDB warehouse with `flows.warehouse.writer.load_batch`;
+Each split is loaded, in arrival order and batches of 64, into a fresh DuckDB warehouse with
+`flows.warehouse.writer.load_batch`;
 the clusters are read back from `articles` and `duplicates` (a copy's cluster is the article it names). Reported:
 the adjusted Rand index against the true stories, recall and pair precision per kind of copy, and how many hard
 negatives ended up in a cluster with another story. Thresholds are chosen on the tuning split only; the held-out
@@ -139,8 +140,8 @@ def section() -> str:
             f"pages. Split by a hash of the story id: tuning {stories['tuning']} stories "
             f"({len(data['tuning'])} documents), held out {stories['heldout']} ({len(data['heldout'])}); "
             "thresholds were chosen on tuning only. Each split is loaded in arrival order (an original before "
-            "its own copies, stories interleaved) through `flows.warehouse.writer.load_batch` into a fresh DuckDB warehouse, "
-            "and the clusters are read from `articles` + `duplicates`.\n\n")
+            "its own copies, stories interleaved) through `flows.warehouse.writer.load_batch` into a fresh DuckDB "
+            "warehouse, and the clusters are read from `articles` + `duplicates`.\n\n")
     out += (f"Configured: shingles of {settings.shingle_size} words, boilerplate lines under "
             f"{settings.min_line_words} words left out of the signature; a copy when containment >= "
             f"{settings.containment_threshold}, or with >= {settings.min_shared_shingles} shingles shared when "

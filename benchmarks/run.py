@@ -195,9 +195,9 @@ def load_section(settings: Settings) -> str:
 
     r = bench_dedup.load_speed(settings)
     out = "## 5. Load into DuckDB\n\n"
-    out += ("Method: `flows.warehouse.writer.load_batch`, one transaction per batch of 64 articles: each table's rows as one "
-            "Arrow table registered with DuckDB and inserted set-wise (`insert or ignore into t by name select * "
-            "from rows`), the dedup decision included.\n\n")
+    out += ("Method: `flows.warehouse.writer.load_batch`, one transaction per batch of 64 articles: each table's rows "
+            "as one Arrow table registered with DuckDB and inserted set-wise (`insert or ignore into t by name "
+            "select * from rows`), the dedup decision included.\n\n")
     out += table(["measure", "value"], [
         ["articles", r.articles], ["entity mentions (article_entities rows)", r.mentions],
         ["seconds", round(r.seconds, 2)],

@@ -1,5 +1,8 @@
 """Warehouse checks: each holds on a demo-filled warehouse and returns the offending row once its invariant is
-broken by a direct SQL write to a real DuckDB file; `newsflow check` exit codes; checks stored by an ingest."""
+broken by a direct SQL write to a real DuckDB file; `newsflow check` exit codes; checks stored by an ingest.
+
+Covers: flows.warehouse.checks, flows.run.alerts, flows.run.artifacts
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
 """The command-line contract, case by case through the real `newsflow` entry point (flows.cli.main in-process):
 a user error is one line on stderr and exit 2 (an unexpected one exit 1), nothing is run first, and no file is
 created, changed or deleted. Each case is a bad input a user once met a traceback, a silent default or a lost
-file with."""
+file with.
+
+Covers: flows.cli
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """The feeds stage against a real HTTP server on 127.0.0.1: the per-host bound and delay hold for feed requests
-(an outlet's many section feeds on one host), and one feed that raises leaves its row while the others go on."""
+(an outlet's many section feeds on one host), and one feed that raises leaves its row while the others go on.
+
+Covers: flows.run.collect
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Dedup: pair verdicts on the labelled variants, and retrieval through the warehouse index (real DuckDB)."""
+"""Dedup: pair verdicts on the labelled variants, and retrieval through the warehouse index (real DuckDB).
+
+Covers: flows.text.dedup, flows.warehouse.candidates, flows.warehouse.writer
+"""
 
 from __future__ import annotations
 
@@ -178,7 +181,7 @@ def test_no_summary_criterion_without_sentences() -> None:
 
 @pytest.mark.parametrize("summary_first", [False, True])
 def test_an_edited_summary_in_the_same_batch_joins_its_story(summary_first: bool, tmp_path: Path) -> None:
-    """Within a batch the loader builds signatures from the staged document (load.signature_of), which must carry
+    """Within a batch the loader builds signatures from the staged document (writer.signature_of), which must carry
     the text the summary criterion reads; the pair is one story whichever is judged first."""
     story = _doc("https://a.example/storm", _text("stories/storm.txt"))
     summary = _doc("https://b.example/storm-summary", f"{_LEDE} {_SECOND}")

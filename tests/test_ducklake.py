@@ -1,5 +1,8 @@
 """The warehouse on DuckLake: real lakes in tmp_path (a DuckDB, SQLite or PostgreSQL catalog and a folder of
-Parquet files), the real loader, flow and CLI; compared with the file backend on the same demo snapshot."""
+Parquet files), the real loader, flow and CLI; compared with the file backend on the same demo snapshot.
+
+Covers: flows.warehouse.lake
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Extraction on hand-written pages: the default pass, and each fallback pass when the default finds nothing."""
+"""Extraction on hand-written pages: the default pass, and each fallback pass when the default finds nothing.
+
+Covers: flows.text.extract
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""parse_feed on every oddity real feeds carry, and on hostile XML. Pure: bytes in, entries out."""
+"""parse_feed on every oddity real feeds carry, and on hostile XML. Pure: bytes in, entries out.
+
+Covers: flows.feeds.parse
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Readers never lose a writer's data, writers never break a reader: real ingest runs while a second process
-holds the warehouse file open (read-only and read-write), then a run with the file free loads everything."""
+holds the warehouse file open (read-only and read-write), then a run with the file free loads everything.
+
+Covers: flows.warehouse.database, flows.warehouse.store, flows.warehouse.runstate
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from demo_warehouse import FAST_ENV, demo_filled, run_ingest
 
 from flows.core.settings import Settings
 from flows.ops.localserver import LocalServer
-from flows.warehouse import database, runstate, staging, store
+from flows.warehouse import database, runstate, snapshot, staging, store
 
 # A second process: opens the file, says "ready", then answers each SQL line on stdin with its first value.
 HOLDER = """
@@ -169,7 +172,7 @@ def test_newsflow_ingest_under_a_held_lock_exits_cleanly_with_its_data_staged(
 
 def test_a_runs_start_marks_dead_runs_and_reads_states_and_reads_the_snapshot_when_the_file_is_held(
         demo_settings: Settings) -> None:
-    """reads.start_run does ensure_ready, mark_abandoned and the two reads over one connection: the same
+    """runstate.start_run does ensure_ready, mark_abandoned and the two reads over one connection: the same
     outcome as the four steps. Held past the lock wait, it marks nothing and reads the published snapshot."""
     wh = demo_settings.warehouse.model_copy(update={"lock_wait_seconds": 0.2})
     settings = demo_settings.model_copy(update={"warehouse": wh})
@@ -184,7 +187,7 @@ def test_a_runs_start_marks_dead_runs_and_reads_states_and_reads_the_snapshot_wh
                         "consecutive_failures": 0, "disabled": False,
                         "updated_at": started})
     assert store.store(settings, batch) is not None
-    assert database.publish_snapshot(wh) is not None
+    assert snapshot.publish_snapshot(wh) is not None
 
     with holding(wh.path, "rw"):
         held = runstate.start_run(settings, "run-b", mark_dead=True)

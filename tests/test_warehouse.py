@@ -1,4 +1,8 @@
-"""The warehouse module on real DuckDB files: migrations, views, staging, snapshot, raw-HTML retention, export."""
+"""The warehouse module on real DuckDB files: migrations, views, staging, snapshot, raw-HTML retention, export.
+
+Covers: flows.warehouse.database, flows.warehouse.archive, flows.warehouse.export, flows.warehouse.rawcodec
+Covers: flows.warehouse.snapshot
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,8 @@ from demo_warehouse import copy_demo
 from flows.core import records
 from flows.core.settings import DedupSettings, WarehouseSettings
 from flows.text import dedup
-from flows.warehouse import archive, candidates, database, rawcodec, staging
-from flows.warehouse.export import export
+from flows.warehouse import archive, candidates, database, rawcodec, snapshot, staging
+from flows.warehouse.export import export, read_raw_html
 
 VIEWS = ("article_provenance", "articles_per_day", "articles_per_feed", "entity_comentions", "entity_mentions_top",
          "entity_surges", "entity_timeline", "run_history", "syndication")
@@ -226,15 +230,15 @@ def test_raw_html_past_retention_is_purged_and_zero_keeps_it(tmp_path: Path) -> 
                          [["http://a/old", old, old_file], ["http://a/new", new, new_file]])
         conn.execute("insert into raw_pages values ('http://a/legacy', ?, 'zlib', ?)",
                      [old, zlib.compress(b"<html>legacy</html>")])
-        assert archive.read_raw_html(settings, "http://a/old", conn=conn) == b"<html>http://a/old</html>"
-        assert archive.read_raw_html(settings, "http://a/legacy", conn=conn) == b"<html>legacy</html>"
+        assert read_raw_html(settings, "http://a/old", conn=conn) == b"<html>http://a/old</html>"
+        assert read_raw_html(settings, "http://a/legacy", conn=conn) == b"<html>legacy</html>"
         assert database.purge_raw_html(conn, 0, raw_dir=settings.raw_dir) == 0
         assert (settings.raw_dir / old_file).exists() and (settings.raw_dir / orphan).exists()
         assert database.purge_raw_html(conn, 30, raw_dir=settings.raw_dir) == 2  # archive pointer + legacy row
         assert conn.execute("select url from raw_archive").fetchall() == [("http://a/new",)]
         assert conn.execute("select count(*) from raw_pages").fetchone()[0] == 0
-        assert archive.read_raw_html(settings, "http://a/old", conn=conn) is None
-        assert archive.read_raw_html(settings, "http://a/new", conn=conn) == b"<html>http://a/new</html>"
+        assert read_raw_html(settings, "http://a/old", conn=conn) is None
+        assert read_raw_html(settings, "http://a/new", conn=conn) == b"<html>http://a/new</html>"
     assert sorted(p.parent.name for p in settings.raw_dir.glob("*/*.parquet")) == [f"{new:%Y-%m-%d}"]
 
 
@@ -252,7 +256,7 @@ def test_an_archive_mixing_codecs_reads_every_page_back(tmp_path: Path) -> None:
         database.migrate(conn)
         conn.executemany("insert into raw_archive values (?, ?, ?, 1)", [[u, day, rel] for u in pages])
         for url, body in pages.items():
-            assert archive.read_raw_html(settings, url, conn=conn) == body
+            assert read_raw_html(settings, url, conn=conn) == body
     with pytest.raises(ValueError, match="unknown raw HTML encoding"):
         rawcodec.decode("brotli", b"")
 
@@ -312,11 +316,11 @@ def test_snapshot_is_replaced_atomically_while_a_reader_keeps_the_old_one(tmp_pa
     database.ensure_ready(settings)
     with database.connect(settings) as conn:
         conn.execute("insert into feeds (feed, url, configured_url) values ('a', 'u', 'u')")
-    assert database.publish_snapshot(settings) == settings.snapshot_path
+    assert snapshot.publish_snapshot(settings) == settings.snapshot_path
     old = duckdb.connect(str(settings.snapshot_path), read_only=True)
     with database.connect(settings) as conn:
         conn.execute("insert into feeds (feed, url, configured_url) values ('b', 'u', 'u')")
-    database.publish_snapshot(settings)
+    snapshot.publish_snapshot(settings)
     assert old.execute("select count(*) from feeds").fetchone()[0] == 1
     old.close()
     with duckdb.connect(str(settings.snapshot_path), read_only=True) as new:
@@ -335,7 +339,7 @@ sys.stdin.read()
 def test_reader_falls_back_to_the_snapshot_while_a_writer_holds_the_file(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     database.ensure_ready(settings)
-    database.publish_snapshot(settings)
+    snapshot.publish_snapshot(settings)
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(settings.path), "rw"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flows.core.errors import ConfigError
-from flows.text.entities import language_tag, pipeline_installed
+from flows.core.languages import language_tag, pipeline_installed
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "newsflow.toml"

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from flows.core.errors import INTERNAL_ERROR, describe, failpoint
+from flows.core.languages import language_tag
 from flows.core.records import Document
 from flows.core.settings import DedupSettings, Settings
 from flows.core.urls import redact
@@ -109,7 +110,7 @@ def _document(entry: FeedEntry, result: FetchResult | None, found: extract.Extra
         fetched_at=result.fetched_at if result else datetime.now(UTC),
         # The page's language, else the feed's, else identified from the text here in the worker, so that
         # routing to an NER pipeline (flows/text/entities.py `route`) needs no detection in the parent.
-        language=entities.language_tag(found.language if found else None)
+        language=language_tag(found.language if found else None)
         or _feed_language(settings, entry.feed) or entities.detect_language(text),
         site_name=found.site_name if found else None,
         canonical_url=found.canonical_url if found else None,

@@ -1,1 +1,1 @@
-"""The warehouse: connections, migrations, staging, the one writer, the dedup index, checks, archive, export."""
+"""The warehouse: connections, migrations, staging, the loader, the dedup index, checks, archive, export, snapshot."""

@@ -1,5 +1,5 @@
 """The one implementation of dedup's candidate lookup and ranking, used by the loader, the pre-check (both
-through `load.decide`) and `reprocess`, so a re-decision after a threshold change gives what a fresh ingest would.
+through `writer.decide`) and `reprocess`, so a re-decision after a threshold change gives what a fresh ingest would.
 
 Candidates come from the warehouse index (same text hash, a shared LSH bucket, or enough shared sampled
 shingles); each is then verified exactly on its re-shingled text (flows/text/dedup.py `compare`).

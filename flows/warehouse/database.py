@@ -3,18 +3,18 @@
 With `[warehouse] backend = "ducklake"` the same functions open a DuckLake instead (flows/warehouse/lake.py): there is
 no file lock, no snapshot copy, and readers on other machines query the lake while loads run.
 
-One writer: only the load step opens the file for writing, briefly, one transaction per batch. DuckDB lets a
-single process hold the file, so while anyone else has it open (even read-only) a write waits with backoff
-and, past `lock_wait_seconds`, the batch stays staged for the next run (see flows/warehouse/staging.py).
+Each step that changes the file opens it read-write briefly (docs/architecture.md lists them): the start of a
+run, the load (flows/warehouse/writer.py, the only step that writes articles, one transaction per batch), the
+checks, the snapshot and `reprocess`. DuckDB lets a single process hold the file, so while anyone else has it
+open (even read-only) a write waits with backoff and, past `lock_wait_seconds`, a batch stays staged for the
+next run (see flows/warehouse/staging.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -27,8 +27,7 @@ import duckdb
 
 from flows.core.errors import QueryError, WarehouseError, WarehouseLocked, WarehouseMissing
 from flows.core.settings import PROJECT_ROOT, WarehouseSettings
-from flows.warehouse import lake
-from flows.warehouse.staging import fsync
+from flows.warehouse import archive, lake
 
 SQL_DIR = PROJECT_ROOT / "warehouse"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
@@ -377,8 +376,6 @@ def purge_raw_html(conn: duckdb.DuckDBPyConnection, retention_days: int, *, raw_
     no pointer still uses. Returns rows deleted."""
     if retention_days <= 0:
         return 0
-    from flows.warehouse import archive  # rawstore reads through this module
-
     deleted = 0
     for name in ("purge_raw_archive", "purge_raw_pages"):
         deleted += conn.execute(query(name), {"days": retention_days}).fetchone()[0]
@@ -386,48 +383,3 @@ def purge_raw_html(conn: duckdb.DuckDBPyConnection, retention_days: int, *, raw_
         keep = {r[0] for r in conn.execute(query("raw_archive_days")).fetchall()}
         archive.purge_days(raw_dir, retention_days, keep)
     return deleted
-
-
-def pause_point(name: str) -> None:
-    """Crash-test hook: with NEWSFLOW_PAUSE_AT=<name>[@n]:<file>, the n-th time (default first) this process
-    reaches `name` it writes <file> and waits forever, so a test can SIGKILL it at a known stage.
-    """
-    spec = os.environ.get("NEWSFLOW_PAUSE_AT")
-    if not spec:
-        return
-    point, _, ready = spec.partition(":")
-    point, _, nth = point.partition("@")
-    if point != name:
-        return
-    _PAUSE_HITS[name] = _PAUSE_HITS.get(name, 0) + 1
-    if _PAUSE_HITS[name] != int(nth or 1):
-        return
-    Path(ready).write_text(str(os.getpid()))
-    while True:
-        time.sleep(1)  # held here until the test kills the process
-
-
-_PAUSE_HITS: dict[str, int] = {}
-
-
-def publish_snapshot(settings: WarehouseSettings) -> Path | None:
-    """Copy the warehouse to the snapshot path atomically, for readers who keep a session open.
-
-    Readers of the snapshot never hold a lock on the live file, so they cannot block a load; each run replaces
-    the snapshot whole (os.replace), so an open reader keeps the old file until it reconnects, and a crash
-    mid-copy leaves the previous snapshot in place. A lake needs no copy: its readers query it directly.
-    """
-    if settings.is_lake or not settings.snapshot or not settings.path.exists():
-        return None
-    target = settings.snapshot_path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    with connect(settings) as conn:
-        conn.execute("checkpoint")
-        # Copied while the connection holds the lock, so no writer changes the file mid-copy.
-        shutil.copyfile(settings.path, tmp)
-    fsync(tmp)
-    pause_point("snapshot")
-    os.replace(tmp, target)
-    fsync(target.parent)
-    return target

@@ -1,8 +1,9 @@
-"""`newsflow export`: tables, views or a query written to Parquet or CSV for other tools.
+"""Data out of the warehouse for other tools: tables, views or a query written to Parquet or CSV (`newsflow
+export`), and the raw HTML kept for one URL (`read_raw_html`, from the archives of flows/warehouse/archive.py).
 
 Reads the published snapshot when asked (or when the live file is busy), so an export never blocks a run.
 The output is written by DuckDB's relation API, so no path or value is ever spliced into SQL text. The
-connection that runs a user's query may have file access turned off (`warehouse.restrict_files`): the rows
+connection that runs a user's query may have file access turned off (`database.restrict_files`): the rows
 then cross as Arrow batches to an in-memory connection of our own, which writes them.
 """
 
@@ -13,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
+
+from flows.core.settings import WarehouseSettings
+from flows.warehouse import database, rawcodec
 
 FORMATS = ("parquet", "csv")
 
@@ -92,3 +97,23 @@ def export(conn: duckdb.DuckDBPyConnection, out: Path, *, tables: list[str] | No
 
 def _count(conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation) -> int:
     return rel.aggregate("count(*)").fetchall()[0][0]
+
+
+def read_raw_html(settings: WarehouseSettings, url: str, *, conn: duckdb.DuckDBPyConnection | None = None
+                  ) -> bytes | None:
+    """The HTML bytes served for `url` (decompressed), or None when none is kept (off, purged or never
+    fetched). Without `conn`, opens a reader (the snapshot while a run holds the live file)."""
+    if conn is None:
+        with database.reader(settings) as (_path, reader):
+            return read_raw_html(settings, url, conn=reader)
+    row = conn.execute(database.query("raw_archive_file"), {"url": url}).fetchone()
+    if row is not None:
+        path = settings.raw_dir / row[0]
+        if not path.exists():
+            return None
+        table = pq.read_table(path, columns=["encoding", "html"], filters=[("url", "=", url)])
+        if not table.num_rows:
+            return None
+        return rawcodec.decode(table["encoding"][0].as_py(), table["html"][0].as_py())
+    legacy = conn.execute(database.query("raw_pages_legacy"), {"url": url}).fetchone()
+    return rawcodec.decode(*legacy) if legacy else None

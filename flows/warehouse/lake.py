@@ -130,7 +130,8 @@ _COMMENT = re.compile(r"--[^\n]*")
 def lake_sql(sql: str) -> str:
     """A migration as DuckLake takes it: comments, primary keys, unique constraints and indexes removed.
 
-    The keys stay enforced by the loader (flows/warehouse/writer.py KEYS); tests compare those with the file's constraints.
+    The keys stay enforced by the loader (flows/warehouse/writer.py KEYS); tests compare those with the file's
+    constraints.
     """
     sql = _COMMENT.sub("", sql)
     sql = _INDEX.sub("", sql)

@@ -12,7 +12,6 @@ was written with; batches of the previous version still load.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 
 from flows.core import records
 from flows.core.errors import StagingError
+from flows.core.files import fsync
 
 TABLES = ("runs", "feeds", "feed_fetches", "entries", "page_fetches", "docs")
 
@@ -51,15 +51,6 @@ class Batch:
         if table not in TABLES:
             raise ValueError(f"no staged table {table!r}")
         self.tables.setdefault(table, []).extend(rows)
-
-
-def fsync(path: Path) -> None:
-    """Force a file's (or a directory's entries') contents to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write(batch: Batch, staging_dir: Path, *, durable: bool = True) -> Path:

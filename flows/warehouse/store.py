@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from flows.core.errors import WarehouseError, WarehouseLocked
+from flows.core.errors import WarehouseError, WarehouseLocked, pause_point
 from flows.core.records import Document
 from flows.core.settings import Settings
 from flows.core.stats import RunStats
@@ -70,7 +70,7 @@ def store(settings: Settings, batch: staging.Batch, *, checkpoint: bool = True) 
     wh = settings.warehouse
     backlog = staging.pending(wh.staging_dir)
     path = staging.write(batch, wh.staging_dir)
-    database.pause_point("staged")
+    pause_point("staged")
     # Behind a batch that already found the lock held, wait briefly: the run's last batch, or the next run,
     # loads the backlog in order.
     wait = min(2.0, wh.lock_wait_seconds) if backlog else None

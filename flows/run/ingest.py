@@ -22,7 +22,7 @@ from flows.core.settings import FeedConfig, Settings, WarehouseSettings, load_se
 from flows.core.stats import RunStats
 from flows.run import alerts, artifacts, collect, documents, progress, stream, workers
 from flows.text.seeds import Seed, SeedError
-from flows.warehouse import checks, database, reportpage, runstate, staging, store
+from flows.warehouse import checks, database, reportpage, runstate, snapshot, staging, store
 from flows.warehouse.runlock import run_lock, shards_alive
 from flows.web.politeness import HostGate
 
@@ -35,7 +35,7 @@ _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 
 fetch_feeds = task(collect.fetch_feeds, name="fetch-feeds", **_TASK)
 load_pending = task(store.load_pending, name="load-staged", retries=2, retry_delay_seconds=[5, 30], **_TASK)
-publish_snapshot = task(database.publish_snapshot, name="publish-snapshot", **_TASK)
+publish_snapshot = task(snapshot.publish_snapshot, name="publish-snapshot", **_TASK)
 
 
 @dataclass

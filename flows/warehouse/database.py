@@ -18,14 +18,15 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from flows.core.errors import QueryError, WarehouseError, WarehouseLocked, WarehouseMissing
+# QueryError is re-exported: the commands catch database.QueryError.
+from flows.core.errors import QueryError, WarehouseError, WarehouseLocked, WarehouseMissing  # noqa: F401
 from flows.core.settings import PROJECT_ROOT, WarehouseSettings
 from flows.warehouse import lake
 from flows.warehouse.staging import fsync
@@ -42,30 +43,10 @@ _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 _OPEN_CLOSE = threading.Lock()
 
 
-# Statement kinds a user's query may hold: they read. Everything else (COPY, EXPORT, ATTACH, INSERT, SET, ...)
-# is refused before anything runs.
-READ_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA", "CALL")
-
-
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (DuckDB adds the query and a caret below it)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def check_read_only(conn: duckdb.DuckDBPyConnection, text: str) -> None:
-    """Refuse (QueryError) SQL text that does not parse or holds a statement that is not in READ_STATEMENTS."""
-    try:
-        statements = conn.extract_statements(text)
-    except duckdb.Error as exc:
-        raise QueryError(first_line(exc)) from None
-    if not statements:
-        raise QueryError("no SQL statement given")
-    for statement in statements:
-        kind = statement.type.name
-        if kind not in READ_STATEMENTS:
-            raise QueryError(f"queries are read-only: a {kind} statement is not run "
-                             f"(only {', '.join(READ_STATEMENTS)})")
 
 
 def is_lock_error(exc: BaseException) -> bool:
@@ -299,15 +280,19 @@ def _db_file(conn: duckdb.DuckDBPyConnection) -> str:
 
 
 def restrict_files(conn: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
-    """Turn DuckDB's file access off for this connection's database except for reading `folders` (the raw
-    archives), so a user's query reads the warehouse and cannot write or read files elsewhere. Lasts until
-    the database is closed; DuckDB refuses to turn it back on. A lake's data folder stays readable."""
+    """Lock down a connection that runs a user's query (after flows/warehouse/queryguard.py let it through): file
+    access off except under `folders` (the raw archives; DuckDB cannot make a folder read-only, which is why
+    the guard refuses every statement and function that writes), no extension loaded or installed on demand,
+    and the configuration locked so no statement turns any of it back on. Lasts until the database is closed.
+    A lake's data folder stays readable."""
     dirs = [f"{f.resolve()}/" for f in folders]
     lake_data = lake.data_folder(conn)
     if lake_data and "://" not in lake_data:
         dirs.append(f"{Path(lake_data).resolve()}/")
     conn.execute("set allowed_directories = $dirs", {"dirs": dirs})
-    conn.execute("set enable_external_access = false")
+    for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions"):
+        conn.execute(f"set {setting} = false")
+    conn.execute("set lock_configuration = true")
 
 
 def view_files() -> list[Path]:
@@ -422,12 +407,17 @@ def publish_snapshot(settings: WarehouseSettings) -> Path | None:
     target = settings.snapshot_path
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    with connect(settings) as conn:
-        conn.execute("checkpoint")
-        # Copied while the connection holds the lock, so no writer changes the file mid-copy.
-        shutil.copyfile(settings.path, tmp)
-    fsync(tmp)
-    pause_point("snapshot")
-    os.replace(tmp, target)
+    try:
+        with connect(settings) as conn:
+            conn.execute("checkpoint")
+            # Copied while the connection holds the lock, so no writer changes the file mid-copy.
+            shutil.copyfile(settings.path, tmp)
+        fsync(tmp)
+        pause_point("snapshot")
+        os.replace(tmp, target)
+    except BaseException:  # a full disk, say: no partial copy is left beside the previous snapshot
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     fsync(target.parent)
     return target

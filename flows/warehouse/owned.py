@@ -112,10 +112,8 @@ def problem(path: Path, owned: Owned, kind: Kind, columns: Sequence[str] = ()) -
         return f"{path}: is {what}; newsflow never writes its output there, choose another path"
     try:
         st = os.stat(target)
-    except FileNotFoundError:
+    except OSError:  # nothing there (or a parent that is a file, or unreadable): the write says why it fails
         return None
-    except OSError as exc:
-        return f"{path}: cannot be checked ({exc.strerror})"
     if stat.S_ISDIR(st.st_mode):
         return f"{path}: is a folder; give a file path"
     if not stat.S_ISREG(st.st_mode):

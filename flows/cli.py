@@ -3,7 +3,8 @@
 The contract every command keeps: arguments are checked before anything runs; a user error (bad argument,
 config, file or query) is one line on stderr, `newsflow: ...`, and exit 2; an unexpected exception is one line
 naming its type, and exit 1; `--debug` or NEWSFLOW_DEBUG=1 adds the traceback. No command deletes, migrates
-or creates a file that is not a newsflow warehouse.
+or creates a file that is not a newsflow warehouse; a user's SQL passes the query guard (warehouse/queryguard.py)
+and every output path the write guard (warehouse/owned.py) before any work.
 """
 
 from __future__ import annotations

@@ -526,3 +526,34 @@ def test_guard_a_full_disk_leaves_no_temp_file(built_warehouse: Path, tmp_path: 
     publish = _run_limited(["-c", script, str(db), str(snapshot)], db.stat().st_size // 2)
     assert publish.returncode == 1 and "File too large" in publish.stderr, publish.stderr
     assert _tree(tmp_path) == before  # no wh.snapshot.duckdb.tmp beside the warehouse
+
+
+@pytest.mark.parametrize(("backend", "rel", "says"), [
+    ("duckdb", "wh.duckdb", "is the warehouse wh.duckdb"),
+    ("duckdb", "wh.duckdb.wal", "a file of the warehouse wh.duckdb"),
+    ("duckdb", "wh.duckdb.runlock", "a file of the warehouse wh.duckdb"),
+    ("duckdb", "wh.duckdb.demo", "a file of the warehouse wh.duckdb"),
+    ("duckdb", "wh.duckdb.keys/exact.keys.npy", "a file of the warehouse wh.duckdb"),
+    ("duckdb", "wh.snapshot.duckdb.tmp", "a file of the warehouse snapshot"),
+    ("duckdb", "wh.raw", "is the warehouse's raw archive folder"),
+    ("duckdb", "wh.raw/2026-11-30/b1.parquet", "inside the warehouse's raw archive folder"),
+    ("duckdb", "wh.staging/batch/x.parquet", "inside the warehouse's staging folder"),
+    ("duckdb", "seeds/new.txt", "inside the seeds folder"),
+    ("duckdb", "page.html", "the [report] html_path page"),
+    ("duckdb", "wh.html", None), ("duckdb", "wh.duckdbx", None), ("duckdb", "out/wh.duckdb", None),
+    ("lake", "cat.sqlite", "the lake's catalog"),
+    ("lake", "cat.sqlite-wal", "the lake's catalog journal"),
+    ("lake", "data/main/t/x.parquet", "inside the lake's data folder"),
+    ("lake", "cat.html", None),
+])
+def test_guard_knows_what_the_warehouse_owns(backend: str, rel: str, says: str | None, tmp_path: Path) -> None:
+    from flows.core.settings import load_settings
+    from flows.warehouse import owned
+
+    wh = {"backend": "ducklake", "catalog": f"sqlite:{tmp_path}/cat.sqlite", "data_path": f"{tmp_path}/data"} \
+        if backend == "lake" else {}
+    settings = load_settings(warehouse=None if wh else tmp_path / "wh.duckdb", env={}, overrides={
+        "warehouse": wh, "pipeline": {"seeds_dir": str(tmp_path / "seeds")},
+        "report": {"html_path": str(tmp_path / "page.html")}})
+    why = owned.problem(tmp_path / rel, owned.of_settings(settings), "parquet", ["a"])
+    assert (why is None) if says is None else (says in why), why

@@ -90,7 +90,8 @@ def of_warehouse(wh: WarehouseSettings, *, seeds_dir: Path | None = None, report
         catalog = wh.catalog.removeprefix("sqlite:")
         if catalog and not catalog.startswith(("postgres:", "postgresql:")) and "://" not in catalog:
             families.append((_real(Path(catalog)), "the lake's catalog"))
-            trees += [(_real(Path(catalog + end)), "the lake's catalog journal") for end in ("-wal", "-journal", "-shm")]
+            trees += [(_real(Path(catalog + end)), "the lake's catalog journal")
+                      for end in ("-wal", "-journal", "-shm")]
         if "://" not in wh.lake_data_path:
             trees.append((_real(Path(wh.lake_data_path)), "the lake's data folder"))
     if seeds_dir is not None:

@@ -101,9 +101,9 @@ def _check_statement(kind: str, query: str, *, depth: int) -> None:
     if kind == "SELECT":
         _check_select(query)
     elif kind == "EXPLAIN":
-        _check_statement(*_inner(query, "explain", depth), depth=depth + 1)
+        _check_statement(*_inner(query, "explain"), depth=depth + 1)
     elif kind == "CALL":
-        inner_kind, inner = _inner(query, "call", depth)
+        inner_kind, inner = _inner(query, "call")
         if inner_kind != "SELECT":
             raise _refuse(f"CALL of {inner_kind} statements")
         _check_select(inner)
@@ -111,7 +111,7 @@ def _check_statement(kind: str, query: str, *, depth: int) -> None:
         raise _refuse(f"{kind if kind != '???' else 'such'} statements")
 
 
-def _inner(query: str, keyword: str, depth: int) -> tuple[str, str]:
+def _inner(query: str, keyword: str) -> tuple[str, str]:
     """The one statement under EXPLAIN [ANALYZE] [(options)], or the `select * from f(...)` a CALL f(...) runs."""
     rest = _after_word(query, keyword)
     if rest is None:

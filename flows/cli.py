@@ -3,7 +3,8 @@
 The contract every command keeps: arguments are checked before anything runs; a user error (bad argument,
 config, file or query) is one line on stderr, `newsflow: ...`, and exit 2; an unexpected exception is one line
 naming its type, and exit 1; `--debug` or NEWSFLOW_DEBUG=1 adds the traceback. No command deletes, migrates
-or creates a file that is not a newsflow warehouse.
+or creates a file that is not a newsflow warehouse; a user's SQL passes the query guard (warehouse/queryguard.py)
+and every output path the write guard (warehouse/owned.py) before any work.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import stat
 import sys
 import tempfile
 import traceback
@@ -34,7 +36,7 @@ import duckdb
 
 from flows.core.settings import ConfigError, Settings, load_settings
 from flows.run import progress
-from flows.warehouse import database
+from flows.warehouse import database, owned, queryguard
 from flows.warehouse.export import check_name
 
 
@@ -173,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file name (without extension, no folders) for --query")
     p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     p.add_argument("--out", default="export", type=_text,
-                   help="output folder, or a file path for --query (default: export)")
+                   help="output folder, or a file path for --query (default: export); an existing file is "
+                        "replaced only when it is an earlier export of the same columns")
     p.add_argument("--snapshot", action="store_true", help="read the published snapshot (never blocks a run)")
 
     p = sub.add_parser("status", help="last runs, failing feeds, staged batches")
@@ -200,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Reads the warehouse read-only for a moment (the snapshot while a run is "
                                    "loading it) and writes one HTML file that loads nothing from the network.")
     _common(p)
-    p.add_argument("--out", required=True, metavar="PATH", help="the HTML file to write (replaced atomically)")
+    p.add_argument("--out", required=True, metavar="PATH", type=_text,
+                   help="the HTML file to write: a new file or an earlier report page (replaced atomically)")
 
     p = sub.add_parser("demo", help="serve the bundled offline snapshot on 127.0.0.1 and ingest it")
     p.add_argument("--warehouse", type=_text, help="DuckDB file (default: warehouse/demo.duckdb); a new file or "
@@ -227,16 +231,35 @@ def _settings(args: argparse.Namespace, *, create: bool = False, snapshot: bool 
     return settings
 
 
+QUERY_FILE_LIMIT = 1 << 20  # bytes: a query file is SQL someone wrote, not data
+
+
 def _query_text(arg: str) -> str:
-    """The SQL of `arg`, or of the file it names as @file.sql."""
+    """The SQL of `arg`, or of the file it names as @file.sql: a regular file of at most 1 MiB of UTF-8."""
     if not arg.startswith("@"):
         return arg
     path = Path(arg[1:])
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise CliError(f"{path}: cannot read the query file ({reason})") from None
+        # O_NONBLOCK: opening a FIFO with no writer must not hang; the checks below then refuse it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read the query file ({exc.strerror})") from None
+    try:
+        mode = os.fstat(fd).st_mode  # of what was opened, so a path swapped meanwhile cannot slip past
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+            raise CliError(f"{path}: cannot read the query file (it is {kind})")
+        data = b""
+        while len(data) <= QUERY_FILE_LIMIT and (chunk := os.read(fd, QUERY_FILE_LIMIT + 1 - len(data))):
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > QUERY_FILE_LIMIT:
+        raise CliError(f"{path}: cannot read the query file (larger than {QUERY_FILE_LIMIT >> 20} MiB)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: cannot read the query file (not UTF-8 text)") from None
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -289,6 +312,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print("  " + ", ".join(f"{k}={summary[k]}" for k in keys if k in summary))
     if summary.get("batches_staged"):
         print("  the warehouse was locked: batches are staged and the next run loads them")
+    if summary.get("snapshot_error"):
+        print(f"  snapshot {summary['snapshot_error']}")
     if summary.get("checks_failed"):
         print(f"  {summary['checks_failed']} warehouse checks failed: see `newsflow status` or `newsflow check`")
 
@@ -308,10 +333,10 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     settings = _settings(args, snapshot=args.snapshot)
     text = _query_text(args.query)
+    queryguard.check(text)  # every statement, all the way down, only reads: else refused before the file opens
     with database.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
         # Reads the warehouse and its raw archives (docs/schema.md reads them with read_parquet), writes nothing.
         database.restrict_files(conn, [settings.warehouse.raw_dir])
-        database.check_read_only(conn, text)
         if path != settings.warehouse.path and not args.snapshot:
             print(f"(the live warehouse is busy loading; querying the last snapshot {path})", file=sys.stderr)
         try:
@@ -349,15 +374,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     query = _query_text(args.query) if args.query else None
     if query and args.tables:
         raise CliError("give tables or --query, not both")
+    if query:
+        queryguard.check(query)
     with database.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
         database.restrict_files(conn, [settings.warehouse.raw_dir])
-        if query:
-            database.check_read_only(conn, query)
         try:
             with progress.using(progress.for_stream()) as shown:
                 done = export(conn, Path(args.out), tables=args.tables or None, query=query, name=args.name,
-                              fmt=args.format, progress=lambda n, total: shown.update(
-                                  "files", "files exported", n, total, main=True))
+                              fmt=args.format, owned=owned.of_settings(settings),
+                              progress=lambda n, total: shown.update("files", "files exported", n, total, main=True))
         except duckdb.Error as exc:
             raise database.QueryError(database.first_line(exc)) from None
     print(f"exported from {path}:")
@@ -453,7 +478,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     try:
-        source = write(settings.warehouse, out)
+        source = write(settings.warehouse, out, owned=owned.of_settings(settings))
     except OSError as exc:  # an unwritable --out: one line, like every other usage error
         print(f"newsflow: {out}: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -277,3 +278,285 @@ def test_a_seed_file_with_a_byte_order_mark_loads(tmp_path: Path, prefect_harnes
         env={**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url), "NEWSFLOW_PIPELINE__WORKERS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1 seed files loaded, 0 skipped" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------------ write guards
+# Issue 20, cases 1-4, 7, 11, 14 and 17 (export): the query guard (flows/warehouse/queryguard.py) and the write
+# guard (flows/warehouse/owned.py). Every row goes through the same assertion as CASES: exit 2, one line, and the
+# case's folder byte for byte as it was.
+
+RAW_DAY = "wh.raw/2026-11-30"
+
+
+def _with_raw(e: Env) -> str:
+    """A warehouse wh.duckdb with one day of raw archive beside it, as ingest leaves it."""
+    wh = e.warehouse()
+    (e.tmp / RAW_DAY).mkdir(parents=True)
+    pq.write_table(pa.table({"url": ["http://127.0.0.1/a"], "html": [b"\x00"]}), e.tmp / RAW_DAY / "b1.parquet")
+    return wh
+
+
+def _fill(e: Env, text: str) -> str:
+    return text.format(raw=e.p("wh.raw"), day=e.p(RAW_DAY), tmp=e.tmp)
+
+
+def _sql_raw(query: str) -> Callable[[Env], list[str]]:
+    """`newsflow sql QUERY` on a warehouse with a raw archive; {raw}, {day} and {tmp} in QUERY are its folders."""
+    return lambda e: _sql(e, _fill(e, query), _with_raw(e))
+
+
+def _export_raw(*args: str) -> Callable[[Env], list[str]]:
+    return lambda e: ["export", "--config", str(e.config), "--warehouse", _with_raw(e), *(_fill(e, a) for a in args)]
+
+
+def _report_raw(out: str) -> Callable[[Env], list[str]]:
+    return lambda e: ["report", "--config", str(e.config), "--warehouse", _with_raw(e), "--out", _fill(e, out)]
+
+
+def _html_path_config(e: Env, page: str) -> str:
+    """The case's config with `[report] html_path` set to `page` ({tmp} filled in)."""
+    return e.file("report.toml", e.config.read_text() + f'[report]\nhtml_path = "{_fill(e, page)}"\n')
+
+
+def _folder(e: Env, name: str) -> str:
+    (e.tmp / name).mkdir()
+    return e.p(name)
+
+
+def _big_query_file(e: Env) -> str:
+    return e.file("big.sql", "select 1 " + " " * (1 << 20) + "\n")
+
+
+_COPY_OVER_DAY = "EXPLAIN ANALYZE COPY (select 1 as a) TO '{day}' (FORMAT parquet, PARTITION_BY (a), OVERWRITE)"
+GUARD_CASES = [
+    # 1. Queries read: nothing under EXPLAIN ANALYZE, in a later statement, or in a table function writes.
+    Case("guard-sql-explain-analyze-copy-over-a-raw-day", _sql_raw(_COPY_OVER_DAY), "COPY statements cannot run"),
+    Case("guard-sql-explain-analyze-copy-over-an-archive-file",
+         _sql_raw("explain analyze copy (select 1 as a) to '{day}/b1.parquet' (format parquet)"), "read-only: COPY"),
+    Case("guard-sql-explain-analyze-copy-text-into-raw",
+         _sql_raw("explain analyze copy (select 'x' as a) to '{raw}/notes.txt' (format csv)"), "read-only: COPY"),
+    Case("guard-sql-explain-options-copy", _sql_raw("explain (analyze) copy (select 1) to '{raw}/x.csv'"),
+         "read-only: COPY"),
+    Case("guard-sql-call-enable-logging-into-raw",
+         _sql_raw("CALL enable_logging(storage='file', storage_path='{raw}/logs')"), "enable_logging() cannot run"),
+    Case("guard-sql-call-enable-logging-outside-aborted-the-process",
+         _sql_raw("CALL enable_logging(storage='file', storage_path='{tmp}/logs')"), "enable_logging() cannot run"),
+    Case("guard-sql-select-from-enable-logging",
+         _sql_raw("select * from (select 1) join enable_logging(storage='file', storage_path='{raw}/l') on true"),
+         "enable_logging() cannot run"),
+    Case("guard-sql-copy-in-a-second-statement", _sql_raw("select 1; copy (select 1) to '{raw}/x.csv'"),
+         "read-only: COPY"),
+    Case("guard-sql-query-table-function", _sql_raw("select * from query('copy (select 1) to ''{raw}/x.csv''')"),
+         "query() cannot run"),
+    Case("guard-sql-attach-in-raw", _sql_raw("attach '{raw}/new.duckdb' as n"), "read-only: ATTACH"),
+    Case("guard-sql-pragma-profiling-output", _sql_raw("pragma profiling_output='{raw}/p.txt'"), "read-only: SET"),
+    Case("guard-sql-set-allowed-directories", _sql_raw("set allowed_directories = ['/']"), "read-only: SET"),
+    Case("guard-sql-nextval-in-a-cte", _sql_raw("with s as (select nextval('seq') as n) select * from s"),
+         "nextval() cannot run"),
+    Case("guard-export-query-explain-analyze-copy",
+         _export_raw("--query", _COPY_OVER_DAY, "--out", "{tmp}/out"), "COPY statements cannot run"),
+    # 2. `export --out` never replaces the warehouse, a file of its own, or a file that is not an earlier export.
+    Case("guard-export-query-over-the-warehouse",
+         _export_raw("--query", "select 1 as a", "--out", "{tmp}/wh.duckdb"), "is the warehouse wh.duckdb"),
+    Case("guard-export-query-over-a-text-file",
+         lambda e: _export_raw("--query", "select 1 as a", "--out", e.file("notes.txt"))(e),
+         "exists and is not an earlier export of these columns (parquet); remove it or choose another path"),
+    Case("guard-export-csv-over-a-text-file",
+         lambda e: _export_raw("--query", "select 1 as a", "--format", "csv", "--out", e.file("notes.csv"))(e),
+         "exists and is not an earlier export of these columns (csv)"),
+    Case("guard-export-query-over-a-raw-archive-file",
+         _export_raw("--query", "select 1 as a", "--out", "{day}/b1.parquet"), "raw archive folder"),
+    Case("guard-export-tables-into-the-raw-folder", _export_raw("runs", "--out", "{raw}"), "raw archive folder"),
+    Case("guard-export-query-into-the-keys-cache",
+         _export_raw("--query", "select 1 as a", "--out", "{tmp}/wh.duckdb.keys/q.parquet"),
+         "a file of the warehouse wh.duckdb (wh.duckdb.*)"),
+    Case("guard-export-query-over-the-snapshot",
+         _export_raw("--query", "select 1 as a", "--out", "{tmp}/wh.snapshot.duckdb"), "the warehouse snapshot"),
+    Case("guard-export-query-into-the-seeds-folder",
+         _export_raw("--query", "select 1 as a", "--out", "{tmp}/seeds/q.parquet"), "the seeds folder"),
+    Case("guard-export-tables-out-is-a-file", lambda e: _export_raw("runs", "--out", e.file("flat"))(e),
+         "is not a folder"),
+    # 3. `report --out` writes a new file or replaces an earlier report page, nothing else.
+    Case("guard-report-over-the-warehouse", _report_raw("{tmp}/wh.duckdb"), "is the warehouse wh.duckdb"),
+    Case("guard-report-over-a-text-file", lambda e: _report_raw(e.file("notes.html"))(e),
+         "exists and is not a newsflow report page; remove it or choose another path"),
+    Case("guard-report-over-a-raw-archive-file", _report_raw("{day}/b1.parquet"), "raw archive folder"),
+    Case("guard-report-into-the-staging-folder", _report_raw("{tmp}/wh.staging/r.html"), "staging folder"),
+    Case("guard-report-empty-out", lambda e: ["report", "--warehouse", e.warehouse(), "--out", ""],
+         "--out: must not be empty"),
+    # 4. `[report] html_path` on the warehouse is a config error of every command, before any run.
+    Case("guard-ingest-html-path-is-the-warehouse",
+         lambda e: ["ingest", "--config", _html_path_config(e, "{tmp}/wh.duckdb"), "--warehouse", e.warehouse()],
+         "[report] html_path: "),
+    Case("guard-load-html-path-is-the-wal",
+         lambda e: ["load", "--config", _html_path_config(e, "{tmp}/wh.duckdb.wal"), "--warehouse", e.warehouse()],
+         "a file of the warehouse wh.duckdb"),
+    Case("guard-status-html-path-is-a-folder",
+         lambda e: ["status", "--config", _html_path_config(e, "{tmp}/seeds"), "--warehouse", e.warehouse()],
+         "the seeds folder"),
+    # 11. A query file is a regular file of at most 1 MiB.
+    Case("guard-sql-query-file-is-a-device", lambda e: _sql(e, "@/dev/urandom"), "not a regular file"),
+    Case("guard-sql-query-file-is-a-folder", lambda e: _sql(e, f"@{e.tmp}"), "it is a folder"),
+    Case("guard-sql-query-file-too-large", lambda e: _sql(e, "@" + _big_query_file(e)), "larger than 1 MiB"),
+    Case("guard-export-query-file-is-a-device", _export_raw("--query", "@/dev/zero", "--out", "{tmp}/o.parquet"),
+         "not a regular file"),
+    # 14. A folder as the report page: refused before the page is rendered, no temp file left.
+    Case("guard-report-on-a-folder", _report_raw("{tmp}/seeds"), "the seeds folder"),
+    Case("guard-report-on-a-folder-of-its-own", lambda e: _report_raw(_folder(e, "site"))(e),
+         "is a folder; give a file path"),
+    # 17. A failed export leaves nothing, not even the folders it made for --out.
+    Case("guard-export-failing-query-leaves-no-folder",
+         _export_raw("--query", "select error('boom') as a", "--out", "{tmp}/new/deeper/q.parquet"), "boom"),
+]
+
+
+@pytest.mark.parametrize("case", GUARD_CASES, ids=[c.id for c in GUARD_CASES])
+def test_a_guarded_write_is_one_line_and_touches_nothing(case: Case, built_warehouse: Path, tmp_path: Path,
+                                                         busy_port: int, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    test_a_user_error_is_one_line_and_touches_nothing(case, built_warehouse, tmp_path, busy_port, monkeypatch,
+                                                      capsys)
+
+
+def test_guard_export_keeps_a_table_named_with_a_path_inside_out(built_warehouse: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Case 7: a table named "/abs/path" or ".." is exported inside --out, its name escaped; nothing lands outside."""
+    db = Path(shutil.copyfile(built_warehouse, tmp_path / "wh.duckdb"))
+    outside = tmp_path / "outside" / "evil"
+    with duckdb.connect(str(db)) as conn:
+        conn.execute(f'create table "{outside}" as select 1 as a')
+        conn.execute('create table ".." as select 2 as b')
+        conn.execute('create table "a%2Fb" as select 3 as c')
+    out = tmp_path / "out"
+    code = main(["export", "--warehouse", str(db), "--out", str(out), str(outside), "..", "a%2Fb", "runs"])
+    assert code == 0, capsys.readouterr().err
+    assert not (tmp_path / "outside").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out", "wh.duckdb"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([str(outside).replace("/", "%2F") + ".parquet", "%2E..parquet", "a%252Fb.parquet",
+                            "runs.parquet"])
+    assert pq.read_table(out / "%2E..parquet").column_names == ["b"]
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/full"])
+def test_guard_report_never_replaces_a_device(device: str, built_warehouse: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Case 3: as root, a temp file renamed over /dev/null made it a regular file; now it is refused first."""
+    db = shutil.copyfile(built_warehouse, tmp_path / "wh.duckdb")
+    before = {p.name for p in Path("/dev").iterdir()}
+    assert main(["report", "--warehouse", str(db), "--out", device]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a regular file" in err, err
+    assert stat.S_ISCHR(os.stat(device).st_mode)
+    assert {p.name for p in Path("/dev").iterdir()} == before  # no temp file left beside it
+
+
+def test_guard_outputs_replace_their_own_earlier_files(built_warehouse: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """What --out may replace: an earlier report page, an earlier export of the same columns (through a link too)."""
+    db = str(shutil.copyfile(built_warehouse, tmp_path / "wh.duckdb"))
+    page = tmp_path / "site" / "report.html"
+    for _ in range(2):
+        assert main(["report", "--warehouse", db, "--out", str(page)]) == 0, capsys.readouterr().err
+    (tmp_path / "link.html").symlink_to(page)
+    assert main(["report", "--warehouse", db, "--out", str(tmp_path / "link.html")]) == 0
+    assert (tmp_path / "link.html").is_symlink() and "newsflow report" in page.read_text()
+    for fmt in ("parquet", "csv"):
+        for _ in range(2):
+            assert main(["export", "--warehouse", db, "--format", fmt, "--out", str(tmp_path / "exp"), "runs"]) == 0
+            assert main(["export", "--warehouse", db, "--format", fmt, "--query", "select 1 as a",
+                         "--out", str(tmp_path / f"q.{fmt}")]) == 0
+    assert main(["export", "--warehouse", db, "--query", "select 1 as b", "--out", str(tmp_path / "q.parquet")]) == 2
+    assert "not an earlier export of these columns" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "link.html", "q.csv", "q.parquet", "site",
+                                                          "wh.duckdb"]
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["runs.csv", "runs.parquet"]
+    assert sorted(p.name for p in page.parent.iterdir()) == ["report.html"]  # no temp file left
+
+
+def test_guard_html_path_is_checked_again_when_the_page_is_written(built_warehouse: Path, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Case 4 at write time: settings that name the warehouse as the page (built past load_settings) log a warning
+    and leave the warehouse as it was; the run goes on."""
+    import logging
+
+    from flows.core.settings import ReportSettings, load_settings
+    from flows.run.ingest import write_html_report
+
+    db = Path(shutil.copyfile(built_warehouse, tmp_path / "wh.duckdb"))
+    before = db.read_bytes()
+    settings = load_settings(warehouse=db, env={})
+    settings = settings.model_copy(update={"report": ReportSettings(html_path=str(db))})
+    with caplog.at_level(logging.WARNING, logger="test_guard"):
+        assert write_html_report(settings, logging.getLogger("test_guard")) is None
+    assert "is the warehouse wh.duckdb" in caplog.text
+    assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["wh.duckdb"]
+
+
+def _limited(max_bytes: int) -> Callable[[], None]:
+    """A child process whose files cannot grow past `max_bytes` (a write beyond fails with EFBIG, like ENOSPC)."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return apply
+
+
+def _run_limited(args: list[str], max_bytes: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", str(PROJECT_ROOT))}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, env=env,
+                          preexec_fn=_limited(max_bytes))
+
+
+def test_guard_a_full_disk_leaves_no_temp_file(built_warehouse: Path, tmp_path: Path) -> None:
+    """Case 14 and 17: when the disk fills mid-write (here: a file size limit), report, export and the snapshot
+    publish fail in one line and leave no temp file, no partial snapshot, and no folder they made."""
+    db = Path(shutil.copyfile(built_warehouse, tmp_path / "wh.duckdb"))
+    before = _tree(tmp_path)
+    report = _run_limited(["-m", "flows.cli", "report", "--warehouse", str(db),
+                           "--out", str(tmp_path / "site" / "r.html")], 1024)
+    assert report.returncode == 2 and "File too large" in report.stderr, report.stderr
+    export = _run_limited(["-m", "flows.cli", "export", "--warehouse", str(db), "--format", "csv", "--query",
+                           "select range as n from range(100000)", "--out", str(tmp_path / "new" / "q.csv")], 4096)
+    assert export.returncode == 2 and export.stderr.count("\n") == 1, export.stderr
+    assert _tree(tmp_path) == before
+
+    snapshot = tmp_path / "wh.snapshot.duckdb"
+    script = ("import sys; from pathlib import Path; from flows.core.settings import WarehouseSettings; "
+              "from flows.warehouse.database import publish_snapshot; "
+              "publish_snapshot(WarehouseSettings(path=Path(sys.argv[1]), snapshot_path=Path(sys.argv[2])))")
+    publish = _run_limited(["-c", script, str(db), str(snapshot)], db.stat().st_size // 2)
+    assert publish.returncode == 1 and "File too large" in publish.stderr, publish.stderr
+    assert _tree(tmp_path) == before  # no wh.snapshot.duckdb.tmp beside the warehouse
+
+
+@pytest.mark.parametrize(("backend", "rel", "says"), [
+    ("duckdb", "wh.duckdb", "is the warehouse wh.duckdb"),
+    ("duckdb", "wh.duckdb.wal", "a file of the warehouse wh.duckdb"),
+    ("duckdb", "wh.duckdb.runlock", "a file of the warehouse wh.duckdb"),
+    ("duckdb", "wh.duckdb.demo", "a file of the warehouse wh.duckdb"),
+    ("duckdb", "wh.duckdb.keys/exact.keys.npy", "a file of the warehouse wh.duckdb"),
+    ("duckdb", "wh.snapshot.duckdb.tmp", "a file of the warehouse snapshot"),
+    ("duckdb", "wh.raw", "is the warehouse's raw archive folder"),
+    ("duckdb", "wh.raw/2026-11-30/b1.parquet", "inside the warehouse's raw archive folder"),
+    ("duckdb", "wh.staging/batch/x.parquet", "inside the warehouse's staging folder"),
+    ("duckdb", "seeds/new.txt", "inside the seeds folder"),
+    ("duckdb", "page.html", "the [report] html_path page"),
+    ("duckdb", "wh.html", None), ("duckdb", "wh.duckdbx", None), ("duckdb", "out/wh.duckdb", None),
+    ("lake", "cat.sqlite", "the lake's catalog"),
+    ("lake", "cat.sqlite-wal", "the lake's catalog journal"),
+    ("lake", "data/main/t/x.parquet", "inside the lake's data folder"),
+    ("lake", "cat.html", None),
+])
+def test_guard_knows_what_the_warehouse_owns(backend: str, rel: str, says: str | None, tmp_path: Path) -> None:
+    from flows.core.settings import load_settings
+    from flows.warehouse import owned
+
+    wh = {"backend": "ducklake", "catalog": f"sqlite:{tmp_path}/cat.sqlite", "data_path": f"{tmp_path}/data"} \
+        if backend == "lake" else {}
+    settings = load_settings(warehouse=None if wh else tmp_path / "wh.duckdb", env={}, overrides={
+        "warehouse": wh, "pipeline": {"seeds_dir": str(tmp_path / "seeds")},
+        "report": {"html_path": str(tmp_path / "page.html")}})
+    why = owned.problem(tmp_path / rel, owned.of_settings(settings), "parquet", ["a"])
+    assert (why is None) if says is None else (says in why), why

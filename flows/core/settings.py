@@ -461,4 +461,19 @@ def load_settings(
     pipeline = settings.pipeline.model_copy(
         update={"seeds_dir": _resolve(settings.pipeline.seeds_dir, PROJECT_ROOT)}
     )
-    return settings.model_copy(update={"warehouse": wh, "pipeline": pipeline})
+    settings = settings.model_copy(update={"warehouse": wh, "pipeline": pipeline})
+    _check_report_page(settings, path)
+    return settings
+
+
+def _check_report_page(settings: Settings, config: Path) -> None:
+    """Refuse a `[report] html_path` the report must not replace (the warehouse, a folder, someone's file)
+    before any run starts; the page is checked again when it is written."""
+    page = settings.report.html_file()
+    if page is None:
+        return
+    from flows.warehouse import owned  # the write guard: it knows every file the warehouse owns
+
+    why = owned.problem(page, owned.of_settings(settings), "report")
+    if why:
+        raise ConfigError(f"{config}: [report] html_path: {why}")

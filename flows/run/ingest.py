@@ -22,7 +22,7 @@ from flows.core.settings import FeedConfig, Settings, WarehouseSettings, load_se
 from flows.core.stats import RunStats
 from flows.run import alerts, artifacts, collect, documents, progress, stream, workers
 from flows.text.seeds import Seed, SeedError
-from flows.warehouse import checks, database, reportpage, runstate, snapshot, staging, store
+from flows.warehouse import checks, database, owned, reportpage, runstate, snapshot, staging, store
 from flows.warehouse.runlock import run_lock, shards_alive
 from flows.web.politeness import HostGate
 
@@ -380,7 +380,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             pool.shutdown(cancel_futures=True)
 
     status, message = "completed", None
-    checked, end = None, None
+    checked, end, unpublished = None, None, None
     if stage_only and not dry_run:
         tail = quiet_head or ctx.batch()  # a quiet shard's feed rows go with its run row
         tail.add("runs", ctx.run_row(status))
@@ -410,10 +410,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             if quiet and snapshot_current(settings.warehouse, wh_changed_at):
                 log.info("snapshot not republished: nothing new since it was published")
             else:
-                try:
-                    publish_snapshot(settings.warehouse)
-                except database.WarehouseLocked:
-                    log.warning("snapshot not published: warehouse locked")
+                unpublished = publish_or_log(settings, log)
     page = None if dry_run or stage_only else write_html_report(settings, log)
     artifacts.publish(ctx.settings, ctx.run_id, stats, dry_run or stage_only, checks=checked, html_path=page, reads=end)
     if not dry_run and not stage_only:
@@ -423,7 +420,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
         alerts.publish_checks(settings, checked, log)  # ERROR log + `newsflow.check.failed` event per check
     prog.checkpoint(100.0)
     summary = {"run_id": ctx.run_id, "status": "dry_run" if dry_run else status, **stats.counts(),
-               "checks_failed": None if checked is None else len(checked.failed)}
+               "checks_failed": None if checked is None else len(checked.failed), "snapshot_error": unpublished}
     if message:
         log.warning(message)
     return summary
@@ -448,14 +445,28 @@ def snapshot_current(wh: WarehouseSettings, changed_at: float | None) -> bool:
     return wh.snapshot_path.stat().st_mtime > changed_at
 
 
+def publish_or_log(settings: Settings, log: Any) -> str | None:
+    """Publish the snapshot; a failure (a full disk, say) is logged as an ERROR and returned for the summary:
+    the run's data is loaded and the previous snapshot stays whole, so it never ends the run."""
+    try:
+        publish_snapshot(settings.warehouse)
+    except database.WarehouseLocked:
+        log.warning("snapshot not published: warehouse locked")
+    except (OSError, database.WarehouseError, duckdb.Error) as exc:
+        problem = f"{settings.warehouse.snapshot_path}: not published, the previous snapshot stays ({exc})"
+        log.error("snapshot %s", problem)
+        return problem
+    return None
+
+
 def write_html_report(settings: Settings, log: Any) -> Path | None:
     """Rewrite the `[report] html_path` page, if set; best effort, since a run never fails for its picture."""
     out = settings.report.html_file()
     if out is None:
         return None
     try:
-        reportpage.write(settings.warehouse, out)
-    except (database.WarehouseError, OSError, duckdb.Error) as exc:
+        reportpage.write(settings.warehouse, out, owned=owned.of_settings(settings))  # checked again: files change
+    except (database.WarehouseError, owned.OutputRefused, OSError, duckdb.Error) as exc:
         log.warning("HTML report not written to %s: %s", out, exc)
         return None
     log.info("HTML report written to %s", out)
@@ -558,7 +569,7 @@ def _load(ctx: RunContext) -> dict[str, Any]:
         runstate.mark_abandoned(settings, ctx.run_id)
     seeds, errors = runstate.seeds_to_load(settings)
     load_seeds(ctx, seeds, errors)
-    status, message, checked = "completed", None, None
+    status, message, checked, unpublished = "completed", None, None, None
     left = len(staging.pending(settings.warehouse.staging_dir))
     if left:
         status = "staged"
@@ -569,12 +580,9 @@ def _load(ctx: RunContext) -> dict[str, Any]:
     store_batch(quote(ctx), quote(tail), last=True)
     if not left and not stats.batches_staged:
         checked, _ = warehouse_checks(quote(ctx))
-        try:
-            publish_snapshot(settings.warehouse)
-        except database.WarehouseLocked:
-            log.warning("snapshot not published: warehouse locked")
+        unpublished = publish_or_log(settings, log)
         write_html_report(settings, log)
     if message:
         log.warning(message)
     return {"run_id": ctx.run_id, "status": status, "batches_loaded": loaded, **stats.counts(),
-            "checks_failed": None if checked is None else len(checked.failed)}
+            "checks_failed": None if checked is None else len(checked.failed), "snapshot_error": unpublished}

@@ -25,7 +25,8 @@ from typing import Any
 
 import duckdb
 
-from flows.core.errors import QueryError, WarehouseError, WarehouseLocked, WarehouseMissing
+# QueryError is re-exported: the commands catch database.QueryError.
+from flows.core.errors import QueryError, WarehouseError, WarehouseLocked, WarehouseMissing  # noqa: F401
 from flows.core.settings import PROJECT_ROOT, WarehouseSettings
 from flows.warehouse import archive, lake
 
@@ -41,30 +42,10 @@ _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 _OPEN_CLOSE = threading.Lock()
 
 
-# Statement kinds a user's query may hold: they read. Everything else (COPY, EXPORT, ATTACH, INSERT, SET, ...)
-# is refused before anything runs.
-READ_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA", "CALL")
-
-
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (DuckDB adds the query and a caret below it)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def check_read_only(conn: duckdb.DuckDBPyConnection, text: str) -> None:
-    """Refuse (QueryError) SQL text that does not parse or holds a statement that is not in READ_STATEMENTS."""
-    try:
-        statements = conn.extract_statements(text)
-    except duckdb.Error as exc:
-        raise QueryError(first_line(exc)) from None
-    if not statements:
-        raise QueryError("no SQL statement given")
-    for statement in statements:
-        kind = statement.type.name
-        if kind not in READ_STATEMENTS:
-            raise QueryError(f"queries are read-only: a {kind} statement is not run "
-                             f"(only {', '.join(READ_STATEMENTS)})")
 
 
 def is_lock_error(exc: BaseException) -> bool:
@@ -298,15 +279,19 @@ def _db_file(conn: duckdb.DuckDBPyConnection) -> str:
 
 
 def restrict_files(conn: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
-    """Turn DuckDB's file access off for this connection's database except for reading `folders` (the raw
-    archives), so a user's query reads the warehouse and cannot write or read files elsewhere. Lasts until
-    the database is closed; DuckDB refuses to turn it back on. A lake's data folder stays readable."""
+    """Lock down a connection that runs a user's query (after flows/warehouse/queryguard.py let it through): file
+    access off except under `folders` (the raw archives; DuckDB cannot make a folder read-only, which is why
+    the guard refuses every statement and function that writes), no extension loaded or installed on demand,
+    and the configuration locked so no statement turns any of it back on. Lasts until the database is closed.
+    A lake's data folder stays readable."""
     dirs = [f"{f.resolve()}/" for f in folders]
     lake_data = lake.data_folder(conn)
     if lake_data and "://" not in lake_data:
         dirs.append(f"{Path(lake_data).resolve()}/")
     conn.execute("set allowed_directories = $dirs", {"dirs": dirs})
-    conn.execute("set enable_external_access = false")
+    for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions"):
+        conn.execute(f"set {setting} = false")
+    conn.execute("set lock_configuration = true")
 
 
 def view_files() -> list[Path]:

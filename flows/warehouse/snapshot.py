@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import suppress
 from pathlib import Path
 
 from flows.core.errors import pause_point
@@ -28,12 +29,17 @@ def publish_snapshot(settings: WarehouseSettings) -> Path | None:
     target = settings.snapshot_path
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    with database.connect(settings) as conn:
-        conn.execute("checkpoint")
-        # Copied while the connection holds the lock, so no writer changes the file mid-copy.
-        shutil.copyfile(settings.path, tmp)
-    fsync(tmp)
-    pause_point("snapshot")
-    os.replace(tmp, target)
+    try:
+        with database.connect(settings) as conn:
+            conn.execute("checkpoint")
+            # Copied while the connection holds the lock, so no writer changes the file mid-copy.
+            shutil.copyfile(settings.path, tmp)
+        fsync(tmp)
+        pause_point("snapshot")
+        os.replace(tmp, target)
+    except BaseException:  # a full disk, say: no partial copy is left beside the previous snapshot
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     fsync(target.parent)
     return target

@@ -32,7 +32,8 @@ if not os.environ.get("PREFECT_API_URL"):
 
 import duckdb
 
-from flows.core.settings import ConfigError, Settings, load_settings
+from flows.core.settings import MAX_SHARDS, ConfigError, Settings, load_settings
+from flows.core.urls import scrub
 from flows.run import progress
 from flows.warehouse import database
 from flows.warehouse.export import check_name
@@ -71,6 +72,12 @@ def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
 def _text(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _path(text: str) -> str:
+    if not text.strip():  # Path("") is ".": the error would name the working directory, not the argument
+        raise argparse.ArgumentTypeError("empty path")
     return text
 
 
@@ -128,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="skip older entries")
     p.add_argument("--dry-run", action="store_true", help="fetch, extract and tag, but write nothing")
     p.add_argument("--shard", type=_shard, metavar="K/N",
-                   help="only shard K of N, 1-based (feeds split by a stable hash of their host)")
+                   help=f"only shard K of N, 1-based, N at most {MAX_SHARDS} (feeds split by a stable hash of "
+                        "their host)")
     p.add_argument("--stage-only", action="store_true",
                    help="stage the batches for `newsflow load`; never open the warehouse for writing")
 
@@ -143,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and a worker on their work pool (docs/scale.md). Config and warehouse "
                                    "paths are passed to the shard runs as given: the workers must see them.")
     _common(p)
-    p.add_argument("--shards", type=_int_in(1, 256), required=True, metavar="N", help="shard runs, 1-256")
+    p.add_argument("--shards", type=_int_in(1, MAX_SHARDS), required=True, metavar="N",
+                   help=f"shard runs, 1-{MAX_SHARDS}")
     p.add_argument("--max-articles", type=_int_in(0, 1000), metavar="N",
                    help="new articles per feed, 0-1000 (default: config)")
     p.add_argument("--timeout", type=_int_in(1), default=3600, metavar="S",
@@ -200,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Reads the warehouse read-only for a moment (the snapshot while a run is "
                                    "loading it) and writes one HTML file that loads nothing from the network.")
     _common(p)
-    p.add_argument("--out", required=True, metavar="PATH", help="the HTML file to write (replaced atomically)")
+    p.add_argument("--out", required=True, metavar="PATH", type=_path,
+                   help="the HTML file to write (replaced atomically)")
 
     p = sub.add_parser("demo", help="serve the bundled offline snapshot on 127.0.0.1 and ingest it")
     p.add_argument("--warehouse", type=_text, help="DuckDB file (default: warehouse/demo.duckdb); a new file or "
@@ -250,7 +260,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                          since=args.since, dry_run=args.dry_run, config=str(settings.config_path),
                          warehouse_path=str(settings.warehouse.path), shard=args.shard,
                          stage_only=args.stage_only)
-    _print_summary(summary)
+    _print_summary(summary, stage_only=args.stage_only)
     return 0
 
 
@@ -282,12 +292,14 @@ def cmd_fanout(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(summary: dict[str, Any], *, stage_only: bool = False) -> None:
     keys = ("feeds_ok", "feeds_not_modified", "feeds_failed", "feeds_skipped", "entries_new", "articles_new",
             "fallbacks", "duplicates_exact", "duplicates_near", "entity_mentions", "batches_staged")
     print(f"run {summary.get('run_id', '-')}: {summary.get('status')}")
     print("  " + ", ".join(f"{k}={summary[k]}" for k in keys if k in summary))
-    if summary.get("batches_staged"):
+    if stage_only and summary.get("status") == "staged":  # it never opened the warehouse to write: not locked
+        print(f"  stage-only: {summary.get('batches_staged', 0)} batches staged for the loader (`newsflow load`)")
+    elif summary.get("batches_staged"):
         print("  the warehouse was locked: batches are staged and the next run loads them")
     if summary.get("checks_failed"):
         print(f"  {summary['checks_failed']} warehouse checks failed: see `newsflow status` or `newsflow check`")
@@ -334,11 +346,11 @@ def _show(conn: Any, text: str, args: argparse.Namespace) -> int:
         w.writerow(rel.columns)
         w.writerows(rel.fetchall())
     else:
-        import json
+        from flows.core.jsonvalues import row_json
 
-        cols = rel.columns
+        cols, types = rel.columns, rel.types
         for row in rel.fetchall():
-            print(json.dumps(dict(zip(cols, row, strict=True)), default=str))
+            print(row_json(cols, types, row))  # JSON lines: every line valid JSON (no NaN, JSON columns as JSON)
     return 0
 
 
@@ -497,6 +509,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("newsflow: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError as exc:
+        if not _stdout_gone():
+            return _fail(exc, debug, 2, f"newsflow: {_one_line(exc)}")
+        # The reader of stdout stopped (`newsflow sql ... | head -1`): quiet, with the status of a Unix tool
+        # killed by SIGPIPE; stdout goes to /dev/null so the interpreter's last flush meets no closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except USER_ERRORS as exc:
         return _fail(exc, debug, 2, f"newsflow: {_one_line(exc)}")
     except Exception as exc:  # a bug or a broken environment: still one line, but say what it was
@@ -504,8 +523,24 @@ def main(argv: list[str] | None = None) -> int:
                                     "(run with --debug or NEWSFLOW_DEBUG=1 for the traceback)")
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `yes | head -1`'s yes
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll reports POLLERR on its write end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real stdout (closed, or replaced by a test's capture)
+        return False
+
+
 def _one_line(exc: BaseException) -> str:
-    return " ".join(database.first_line(exc).split())
+    # Masked here too, whatever raised it: a connection string or URL in an error keeps its password out.
+    return scrub(" ".join(database.first_line(exc).split()))
 
 
 def _fail(exc: BaseException, debug: bool, code: int, line: str) -> int:

@@ -33,12 +33,19 @@ def normalise_url(url: str, base: str | None = None) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
 
 
-_USERINFO = re.compile(r"(?<=//)[^/\s@]*@")
+# The userinfo of a URL: `user@`, or `user:password@` where the password (unencoded, as users type it) may hold
+# spaces, ':' or '@': it runs to the last '@' before the path, so no part of it is left over.
+_USERINFO = re.compile(r"(?<=//)(?:[^/\s:@]*:[^/\n]*|[^/\s@]*)@")
+# `password=` (libpq's key=value form, a URI's query, PGPASSWORD=) and its value: single-quoted with libpq's
+# backslash escapes (spaces and all), double-quoted, or up to the next space.
+_PASSWORD = re.compile(r"""(?i)\b((?:pg)?password\s*=\s*)(?:'(?:[^'\\]|\\[\s\S])*(?:'|$)|"[^"]*(?:"|$)|[^\s'"]\S*)""")
 
 
 def scrub(text: str) -> str:
-    """Any text (an error message, a log line) with the user:password of every URL in it replaced by ***."""
-    return _USERINFO.sub("***@", text)
+    """Any text (an error message, a log line, a catalog's name) with every password in it replaced by ***: the
+    userinfo of URLs (`https://***@host`) and `password=` values, quoted or not. The one masking function of every
+    message that may hold a URL or a connection string."""
+    return _PASSWORD.sub(r"\1***", _USERINFO.sub("***@", text))
 
 
 def redact(url: str) -> str:
@@ -57,7 +64,12 @@ def redact(url: str) -> str:
 
 
 def host_of(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
+    """The lower-case host of `url`; "" when it has none or cannot be parsed (`http://[::1`): a bad URL is its
+    feed's or entry's failure, found where it is fetched, never an error of the whole list it is in."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 class _HasUrl(Protocol):

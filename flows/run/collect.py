@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from flows.core.errors import INTERNAL_ERROR, describe, failpoint
-from flows.core.settings import FeedConfig, Settings
+from flows.core.settings import MAX_SHARDS, FeedConfig, Settings
 from flows.core.stats import RunStats
 from flows.core.urls import host_of, interleave_hosts, redact, scrub
 from flows.feeds import health
@@ -211,14 +211,15 @@ def entry_rows(entries: list[FeedEntry], run_id: str) -> list[dict[str, Any]]:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """`K/N` (shard K of N, 1-based) as (K, N); ValueError with the expected form otherwise."""
+    """`K/N` (shard K of N, 1-based, N at most MAX_SHARDS) as (K, N); ValueError with the expected form
+    otherwise."""
     k, sep, n = text.strip().partition("/")
     try:
         shard = (int(k), int(n))
     except ValueError:
         shard = (0, 0)
-    if not sep or not 1 <= shard[0] <= shard[1]:
-        raise ValueError(f"shard {text!r}: expected K/N with 1 <= K <= N, e.g. 1/4")
+    if not sep or not 1 <= shard[0] <= shard[1] <= MAX_SHARDS:
+        raise ValueError(f"shard {text!r}: expected K/N with 1 <= K <= N <= {MAX_SHARDS}, e.g. 1/4")
     return shard
 
 

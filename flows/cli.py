@@ -34,7 +34,7 @@ import duckdb
 
 from flows.core.settings import MAX_SHARDS, ConfigError, Settings, load_settings
 from flows.core.urls import scrub
-from flows.run import progress
+from flows.run import progress, shutdown
 from flows.warehouse import database
 from flows.warehouse.export import check_name
 
@@ -120,7 +120,8 @@ def _debug(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="newsflow", description="Scheduled news ingestion into DuckDB.",
                      epilog="Exit status: 0 done, 2 user error (one line on stderr), 1 unexpected error, "
-                            "130 interrupted. --debug or NEWSFLOW_DEBUG=1 prints tracebacks.")
+                            "130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 stdout closed by its reader. "
+                            "--debug or NEWSFLOW_DEBUG=1 prints tracebacks.")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error (also NEWSFLOW_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -254,6 +255,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.run.ingest import ingest, select_feeds
 
     select_feeds(settings, args.feeds, args.tags)  # unknown names or tags stop here, before a run starts
+    shutdown.start_temporary_server()
 
     with progress.using(progress.for_stream()):
         summary = ingest(feeds=args.feeds, tags=args.tags, max_articles_per_feed=args.max_articles,
@@ -268,6 +270,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
     from flows.run.ingest import load
 
+    shutdown.start_temporary_server()
     summary = load(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
     _print_summary(summary)
     print(f"  {summary.get('batches_loaded', 0)} staged batches loaded")
@@ -309,6 +312,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
     from flows.run.ingest import reload_seeds
 
+    shutdown.start_temporary_server()
     with progress.using(progress.for_stream()):
         result = reload_seeds(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
     print(f"{result['seeds_loaded']} seed files loaded, {len(result['errors'])} skipped")
@@ -442,6 +446,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         demo.mark(db)
         from flows.run.ingest import ingest
 
+        shutdown.start_temporary_server()
         with progress.using(progress.for_stream()):
             summary = ingest(config=str(config), warehouse_path=str(db))
     _print_summary(summary)
@@ -455,6 +460,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
     from flows.ops.deploy import serve
 
+    shutdown.start_temporary_server()
     serve(settings)
     return 0
 
@@ -481,6 +487,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     with run_lock(settings.warehouse.path) as free:  # the flow takes it again; this only says so in one line
         if not free:
             raise CliError(f"an ingest or maintenance run holds {settings.warehouse.path}; try again when it ends")
+    shutdown.start_temporary_server()
 
     with progress.using(progress.for_stream()):
         result = reprocess(steps=[Step(s) for s in args.steps or ("dedup", "entities")], only_stale=not args.all,
@@ -504,11 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0), or a bad argument already reported in one line (2)
         return exc.code if isinstance(exc.code, int) else 2
     debug = getattr(args, "debug", False) or os.environ.get("NEWSFLOW_DEBUG", "") not in ("", "0")
+    shutdown.install()
     try:
         return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print("newsflow: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (flows/run/shutdown.py): one line, then exit at once
+        return shutdown.interrupted(exc)
     except BrokenPipeError as exc:
         if not _stdout_gone():
             return _fail(exc, debug, 2, f"newsflow: {_one_line(exc)}")

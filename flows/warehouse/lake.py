@@ -18,7 +18,7 @@ import duckdb
 
 from flows.core.errors import WarehouseError, WarehouseMissing
 from flows.core.settings import WarehouseSettings
-from flows.core.urls import scrub
+from flows.core.urls import scrub, secrets_in
 
 LAKE = "lake"  # the name the lake is attached under, and made the default catalog
 _EXTENSION_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
@@ -114,7 +114,7 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False) -> duckdb.D
         if read_only and _NO_LAKE_MARKER in str(exc):
             raise WarehouseMissing(f"{display_name(settings.catalog)}: no lake yet (the first load creates it: "
                                    "`newsflow ingest`, `newsflow load` or `newsflow demo`)") from None
-        masked = display_name(str(exc))
+        masked = scrub(str(exc), secrets_in(settings.catalog))
         if masked != str(exc):  # DuckDB quotes the connection string: the same error, its password masked
             raise type(exc)(masked) from None
         raise

@@ -511,9 +511,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0), or a bad argument already reported in one line (2)
         return exc.code if isinstance(exc.code, int) else 2
     debug = getattr(args, "debug", False) or os.environ.get("NEWSFLOW_DEBUG", "") not in ("", "0")
-    shutdown.install()
     try:
-        return COMMANDS[args.command](args)
+        with shutdown.sigterm_as_interrupt():
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (flows/run/shutdown.py): one line, then exit at once
         return shutdown.interrupted(exc)
     except BrokenPipeError as exc:

@@ -141,7 +141,9 @@ def test_pool_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
         assert pids, "the pool reported no workers"
         proc.kill()
         proc.wait()
+        killed = time.monotonic()
         _until(lambda: not _group(proc.pid), "the pool workers to end after their parent", deadline_s=10)
+        print(f"\n[figure] pool workers gone {time.monotonic() - killed:.1f} s after their parent's SIGKILL")
     finally:
         for pid in _group(proc.pid):
             os.kill(int(pid.split()[0]), signal.SIGKILL)

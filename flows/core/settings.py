@@ -336,8 +336,10 @@ class ScheduleSettings(_Section):
         if v == cls.model_fields["cron"].default:
             return v  # the usual case costs no import of Prefect (about a second) for commands that never use it
         # Prefect's own check, the one `serve` meets: its croniter, without random (R) or hashed (H) fields.
-        from prefect._internal.schemas.validators import validate_cron_string
-
+        try:
+            from prefect._internal.schemas.validators import validate_cron_string
+        except ImportError:  # a Prefect that moved it: `serve` still checks, as before
+            return v
         return validate_cron_string(v)
 
     @field_validator("timezone")
@@ -419,7 +421,7 @@ def _env_overrides(env: dict[str, str] | os._Environ[str]) -> dict[str, dict[str
         section, _, key = name[len("NEWSFLOW_"):].lower().partition("__")
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):  # not a TOML value (or nested past any use): the text
             value = raw
         out.setdefault(section, {})[key] = value
     return out

@@ -13,6 +13,7 @@ started outlives it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -56,8 +57,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _line(terminated: bool) -> str:
-    return ("newsflow: terminated (SIGTERM); the run is recorded as crashed and the next run loads what was "
-            "staged" if terminated else "newsflow: interrupted")
+    # Like Ctrl-C's line; what became of the run is in Prefect (Crashed) and, for its batches, in `status`.
+    return "newsflow: terminated (SIGTERM)" if terminated else "newsflow: interrupted"
 
 
 def interrupted(exc: KeyboardInterrupt) -> int:
@@ -69,6 +70,8 @@ def interrupted(exc: KeyboardInterrupt) -> int:
 
 def finish(code: int, line: str) -> None:
     """Print `line`, stop the temporary Prefect server, exit with `code` now (once, whoever calls first)."""
+    with contextlib.suppress(ValueError):  # a second SIGTERM must not interrupt this (main thread only)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _finishing.acquire()  # a second caller (the watchdog, or the main thread after it) waits for the exit
     try:
         print(line, file=sys.stderr, flush=True)

@@ -34,8 +34,9 @@ if not os.environ.get("PREFECT_API_URL"):
 
 import duckdb
 
-from flows.core.settings import ConfigError, Settings, load_settings
-from flows.run import progress
+from flows.core.settings import MAX_SHARDS, ConfigError, Settings, load_settings
+from flows.core.urls import scrub
+from flows.run import progress, shutdown
 from flows.warehouse import database, owned, queryguard
 from flows.warehouse.export import check_name
 
@@ -73,6 +74,12 @@ def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
 def _text(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _path(text: str) -> str:
+    if not text.strip():  # Path("") is ".": the error would name the working directory, not the argument
+        raise argparse.ArgumentTypeError("empty path")
     return text
 
 
@@ -115,7 +122,8 @@ def _debug(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="newsflow", description="Scheduled news ingestion into DuckDB.",
                      epilog="Exit status: 0 done, 2 user error (one line on stderr), 1 unexpected error, "
-                            "130 interrupted. --debug or NEWSFLOW_DEBUG=1 prints tracebacks.")
+                            "130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 stdout closed by its reader. "
+                            "--debug or NEWSFLOW_DEBUG=1 prints tracebacks.")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error (also NEWSFLOW_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -130,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="skip older entries")
     p.add_argument("--dry-run", action="store_true", help="fetch, extract and tag, but write nothing")
     p.add_argument("--shard", type=_shard, metavar="K/N",
-                   help="only shard K of N, 1-based (feeds split by a stable hash of their host)")
+                   help=f"only shard K of N, 1-based, N at most {MAX_SHARDS} (feeds split by a stable hash of "
+                        "their host)")
     p.add_argument("--stage-only", action="store_true",
                    help="stage the batches for `newsflow load`; never open the warehouse for writing")
 
@@ -145,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and a worker on their work pool (docs/scale.md). Config and warehouse "
                                    "paths are passed to the shard runs as given: the workers must see them.")
     _common(p)
-    p.add_argument("--shards", type=_int_in(1, 256), required=True, metavar="N", help="shard runs, 1-256")
+    p.add_argument("--shards", type=_int_in(1, MAX_SHARDS), required=True, metavar="N",
+                   help=f"shard runs, 1-{MAX_SHARDS}")
     p.add_argument("--max-articles", type=_int_in(0, 1000), metavar="N",
                    help="new articles per feed, 0-1000 (default: config)")
     p.add_argument("--timeout", type=_int_in(1), default=3600, metavar="S",
@@ -203,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Reads the warehouse read-only for a moment (the snapshot while a run is "
                                    "loading it) and writes one HTML file that loads nothing from the network.")
     _common(p)
-    p.add_argument("--out", required=True, metavar="PATH", type=_text,
+    p.add_argument("--out", required=True, metavar="PATH", type=_path,
                    help="the HTML file to write: a new file or an earlier report page (replaced atomically)")
 
     p = sub.add_parser("demo", help="serve the bundled offline snapshot on 127.0.0.1 and ingest it")
@@ -267,13 +277,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.run.ingest import ingest, select_feeds
 
     select_feeds(settings, args.feeds, args.tags)  # unknown names or tags stop here, before a run starts
+    shutdown.start_temporary_server()
 
     with progress.using(progress.for_stream()):
         summary = ingest(feeds=args.feeds, tags=args.tags, max_articles_per_feed=args.max_articles,
                          since=args.since, dry_run=args.dry_run, config=str(settings.config_path),
                          warehouse_path=str(settings.warehouse.path), shard=args.shard,
                          stage_only=args.stage_only)
-    _print_summary(summary)
+    _print_summary(summary, stage_only=args.stage_only)
     return 0
 
 
@@ -281,6 +292,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
     from flows.run.ingest import load
 
+    shutdown.start_temporary_server()
     summary = load(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
     _print_summary(summary)
     print(f"  {summary.get('batches_loaded', 0)} staged batches loaded")
@@ -305,12 +317,14 @@ def cmd_fanout(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(summary: dict[str, Any], *, stage_only: bool = False) -> None:
     keys = ("feeds_ok", "feeds_not_modified", "feeds_failed", "feeds_skipped", "entries_new", "articles_new",
             "fallbacks", "duplicates_exact", "duplicates_near", "entity_mentions", "batches_staged")
     print(f"run {summary.get('run_id', '-')}: {summary.get('status')}")
     print("  " + ", ".join(f"{k}={summary[k]}" for k in keys if k in summary))
-    if summary.get("batches_staged"):
+    if stage_only and summary.get("status") == "staged":  # it never opened the warehouse to write: not locked
+        print(f"  stage-only: {summary.get('batches_staged', 0)} batches staged for the loader (`newsflow load`)")
+    elif summary.get("batches_staged"):
         print("  the warehouse was locked: batches are staged and the next run loads them")
     if summary.get("snapshot_error"):
         print(f"  snapshot {summary['snapshot_error']}")
@@ -322,6 +336,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
     from flows.run.ingest import reload_seeds
 
+    shutdown.start_temporary_server()
     with progress.using(progress.for_stream()):
         result = reload_seeds(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
     print(f"{result['seeds_loaded']} seed files loaded, {len(result['errors'])} skipped")
@@ -359,11 +374,11 @@ def _show(conn: Any, text: str, args: argparse.Namespace) -> int:
         w.writerow(rel.columns)
         w.writerows(rel.fetchall())
     else:
-        import json
+        from flows.core.jsonvalues import row_json
 
-        cols = rel.columns
+        cols, types = rel.columns, rel.types
         for row in rel.fetchall():
-            print(json.dumps(dict(zip(cols, row, strict=True)), default=str))
+            print(row_json(cols, types, row))  # JSON lines: every line valid JSON (no NaN, JSON columns as JSON)
     return 0
 
 
@@ -455,6 +470,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         demo.mark(db)
         from flows.run.ingest import ingest
 
+        shutdown.start_temporary_server()
         with progress.using(progress.for_stream()):
             summary = ingest(config=str(config), warehouse_path=str(db))
     _print_summary(summary)
@@ -468,6 +484,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
     from flows.ops.deploy import serve
 
+    shutdown.start_temporary_server()
     serve(settings)
     return 0
 
@@ -494,6 +511,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     with run_lock(settings.warehouse.path) as free:  # the flow takes it again; this only says so in one line
         if not free:
             raise CliError(f"an ingest or maintenance run holds {settings.warehouse.path}; try again when it ends")
+    shutdown.start_temporary_server()
 
     with progress.using(progress.for_stream()):
         result = reprocess(steps=[Step(s) for s in args.steps or ("dedup", "entities")], only_stale=not args.all,
@@ -518,10 +536,17 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     debug = getattr(args, "debug", False) or os.environ.get("NEWSFLOW_DEBUG", "") not in ("", "0")
     try:
-        return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print("newsflow: interrupted", file=sys.stderr)
-        return 130
+        with shutdown.sigterm_as_interrupt():
+            return COMMANDS[args.command](args)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (flows/run/shutdown.py): one line, then exit at once
+        return shutdown.interrupted(exc)
+    except BrokenPipeError as exc:
+        if not _stdout_gone():
+            return _fail(exc, debug, 2, f"newsflow: {_one_line(exc)}")
+        # The reader of stdout stopped (`newsflow sql ... | head -1`): quiet, with the status of a Unix tool
+        # killed by SIGPIPE; stdout goes to /dev/null so the interpreter's last flush meets no closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except USER_ERRORS as exc:
         return _fail(exc, debug, 2, f"newsflow: {_one_line(exc)}")
     except Exception as exc:  # a bug or a broken environment: still one line, but say what it was
@@ -529,8 +554,24 @@ def main(argv: list[str] | None = None) -> int:
                                     "(run with --debug or NEWSFLOW_DEBUG=1 for the traceback)")
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `yes | head -1`'s yes
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll reports POLLERR on its write end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real stdout (closed, or replaced by a test's capture)
+        return False
+
+
 def _one_line(exc: BaseException) -> str:
-    return " ".join(database.first_line(exc).split())
+    # Masked here too, whatever raised it: a connection string or URL in an error keeps its password out.
+    return scrub(" ".join(database.first_line(exc).split()))
 
 
 def _fail(exc: BaseException, debug: bool, code: int, line: str) -> int:

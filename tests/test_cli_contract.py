@@ -560,3 +560,142 @@ def test_guard_knows_what_the_warehouse_owns(backend: str, rel: str, says: str |
         "report": {"html_path": str(tmp_path / "page.html")}})
     why = owned.problem(tmp_path / rel, owned.of_settings(settings), "parquet", ["a"])
     assert (why is None) if says is None else (says in why), why
+
+
+# ---------------------------------------------------------------- issue 20: cases 10, 13, 15, 16, 20
+
+def _config(e: Env, extra: str, name: str = "custom.toml") -> str:
+    """The case's config with `extra` appended (TOML tables after its [[feeds]] entries)."""
+    return e.file(name, e.config.read_text() + extra)
+
+
+def _lake(e: Env, catalog: str) -> str:
+    """A DuckLake config whose PostgreSQL catalog is on a loopback port nobody listens on (refused at once); its
+    data folder exists (a read-only command creating it is case 17's)."""
+    (e.tmp / "lake-data").mkdir()
+    return e.file("lake.toml", f'[warehouse]\nbackend = "ducklake"\ncatalog = "{catalog}"\n'
+                               f'data_path = "{e.p("lake-data")}"\n')
+
+
+def _truncated(e: Env) -> str:
+    """A real warehouse cut short by a copy that did not finish (its header and catalog are intact)."""
+    data = e.built.read_bytes()
+    (e.tmp / "cut.duckdb").write_bytes(data[:len(data) // 2])
+    return e.p("cut.duckdb")
+
+
+def _staging_file(e: Env) -> str:
+    """The case's config with its staging_dir a file."""
+    text = e.config.read_text().replace(f'staging_dir = "{e.tmp / "staging"}"', f'staging_dir = "{e.file("st")}"')
+    return e.file("st.toml", text)
+
+
+def _latin1(e: Env) -> str:
+    (e.tmp / "latin1.toml").write_bytes('[fetch]\nuser_agent = "café"\n'.encode("latin-1"))
+    return e.p("latin1.toml")
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:  # bound, never listened on, then closed: a connection is refused
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+CONTRACT_CASES = [
+    # 10: a feed URL Python cannot parse stops the config, naming the entry, before a warehouse is created.
+    Case("feed-url-unclosed-ipv6", lambda e: ["ingest", "--config", _config(
+        e, '[[feeds]]\nname = "broken"\nurl = "http://[::1:8765/x"\n'), "--warehouse", e.p("new.duckdb")],
+         "feeds[2].url: Value error, not a valid URL (Invalid IPv6 URL)"),
+    Case("feed-url-bad-port", lambda e: ["status", "--config", _config(
+        e, '[[feeds]]\nname = "p"\nurl = "http://127.0.0.1:99999/x"\n'), "--warehouse", e.warehouse()],
+         "feeds[2].url"),
+    # 13: a PostgreSQL URI is a PostgreSQL catalog (refused by the loopback port), its password masked.
+    Case("lake-postgres-uri-password", lambda e: ["status", "--config", _lake(
+        e, f"postgres://u:S3cr%40t pw@127.0.0.1:{_unused_port()}/db")], "postgres://***@127.0.0.1:"),
+    Case("lake-libpq-quoted-password", lambda e: ["status", "--config", _lake(
+        e, f"postgres:host=127.0.0.1 port={_unused_port()} user=u password='my s3cret pw' dbname=db")],
+         "password=*** dbname=db"),
+    # 15: a truncated warehouse and a deeply nested config are user errors found before any run.
+    Case("ingest-truncated-warehouse", lambda e: ["ingest", "--config", str(e.config), "--warehouse", _truncated(e)],
+         "the file is truncated"),
+    Case("sql-truncated-warehouse", lambda e: _sql(e, "select count(*) from articles", _truncated(e)),
+         "the file is truncated"),
+    Case("config-nested-too-deeply", lambda e: ["status", "--config", e.file("deep.toml", "a = " + "[" * 5000
+                                                                               + "]" * 5000 + "\n")],
+         "deep.toml: invalid TOML: arrays or tables nested too deeply"),
+    # 16: settings every command checks at load, whichever command it is.
+    Case("schedule-unknown-timezone", lambda e: ["sql", "--config", _config(
+        e, '[schedule]\ntimezone = "Mars/Olympus_Mons"\n'), "--warehouse", e.warehouse(), "select 1"],
+         "schedule.timezone: Value error, unknown time zone"),
+    Case("schedule-timezone-from-env", lambda e: _sql(e, "select 1"),
+         "NEWSFLOW_SCHEDULE__TIMEZONE='Nowhere/Land'", env={"NEWSFLOW_SCHEDULE__TIMEZONE": "Nowhere/Land"}),
+    Case("schedule-invalid-cron", lambda e: ["status", "--config", _config(e, '[schedule]\ncron = "61 * * * *"\n'),
+                                             "--warehouse", e.warehouse()], 'Invalid cron string: "61 * * * *"'),
+    Case("schedule-hashed-cron", lambda e: ["ingest", "--config", _config(e, '[schedule]\ncron = "H * * * *"\n'),
+                                            "--warehouse", e.p("new.duckdb")], "schedule.cron"),
+    Case("config-not-utf8", lambda e: ["status", "--config", _latin1(e)], "latin1.toml: not UTF-8 text"),
+    Case("config-is-a-folder", lambda e: ["status", "--config", str(e.tmp / "seeds")], "is a folder"),
+    Case("report-out-empty", lambda e: ["report", "--warehouse", e.warehouse(), "--out", ""], "--out: empty path"),
+    Case("lake-data-path-is-a-file", lambda e: ["ingest", "--config", e.file(
+        "lakefile.toml", f'[warehouse]\nbackend = "ducklake"\ncatalog = "{e.p("cat.ducklake")}"\n'
+                         f'data_path = "{e.file("data.txt")}"\n')], "warehouse.data_path:"),
+    Case("staging-dir-is-a-file", lambda e: ["ingest", "--config", _staging_file(e)], "warehouse.staging_dir:"),
+    # 20: one bound for shards, as fanout's.
+    Case("shard-beyond-fanout-bound", lambda e: ["ingest", "--config", str(e.config), "--shard", "1/100000"],
+         "1 <= K <= N <= 256"),
+]
+
+
+@pytest.mark.parametrize("case", CONTRACT_CASES, ids=[c.id for c in CONTRACT_CASES])
+def test_issue_20_contract_cases(case: Case, built_warehouse: Path, tmp_path: Path, busy_port: int,
+                                 monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    test_a_user_error_is_one_line_and_touches_nothing(case, built_warehouse, tmp_path, busy_port, monkeypatch,
+                                                      capsys)
+
+
+@pytest.mark.parametrize("catalog", ["postgres://u:S3cr%40t pw@127.0.0.1:{port}/db",
+                                     "postgresql://u:S3cr@t pw@127.0.0.1:{port}/db",
+                                     "postgres:host=127.0.0.1 port={port} user=u password='S3cr@t pw' dbname=db"])
+def test_a_catalog_password_is_in_no_line_nor_traceback(catalog: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Not in the error line, nor in the --debug traceback; and the URI form opens no local file."""
+    env = Env(tmp_path, tmp_path / "unused")
+    config = _lake(env, catalog.format(port=_unused_port()))
+    for argv in (["status", "--config", config], ["--debug", "status", "--config", config]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "S3cr" not in err and "t pw" not in err, err
+        assert "@127.0.0.1:" in err or "host=127.0.0.1" in err, err  # still says where
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake-data", "lake.toml", "newsflow.toml", "seeds"]
+
+
+def test_staging_error_names_the_file(tmp_path: Path) -> None:
+    """A full disk while staging (here: the file size limit, as real an I/O error) names the staging file, and
+    leaves no half-written batch."""
+    script = ("import resource, signal, sys\nfrom pathlib import Path\nfrom flows.warehouse import staging\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "b = staging.Batch('b1', 'run1')\n"
+              "b.add('entries', *[{'url': f'http://127.0.0.1/{i}' * 20} for i in range(2000)])\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
+              "try:\n    staging.write(b, Path(sys.argv[1]))\nexcept OSError as e:\n    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "staging")], capture_output=True, text=True,
+                          timeout=120, cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot stage batch b1" in proc.stdout and f"{tmp_path / 'staging' / 'b1.tmp' / 'entries.parquet'}" \
+        in proc.stdout, proc.stdout
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_a_stage_only_run_says_it_staged_for_the_loader(tmp_path: Path, prefect_harness: None) -> None:
+    """Nothing was locked: the summary says the batches wait for `newsflow load` (a subprocess on the session's
+    Prefect API; its one feed is refused at once, so the run stages only its bookkeeping batch)."""
+    from prefect.settings import get_current_settings
+
+    env = Env(tmp_path, tmp_path / "unused")
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "ingest", "--stage-only", "--config", str(env.config), "--warehouse",
+         env.p("s.duckdb"), "--feed", "harbour"], capture_output=True, text=True, timeout=240, cwd=PROJECT_ROOT,
+        env={**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url), "PYTHONPATH": str(PROJECT_ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stage-only: 1 batches staged for the loader (`newsflow load`)" in proc.stdout, proc.stdout
+    assert "locked" not in proc.stdout

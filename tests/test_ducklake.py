@@ -325,7 +325,7 @@ def test_catalog_passwords_are_masked_in_messages() -> None:
     assert lake.display_name("postgres:dbname=n host=h password=s3cret user=u") == (
         "postgres:dbname=n host=h password=*** user=u")
     assert lake.display_name("postgres:postgresql://u:s3cret@db.internal:5432/n") == (
-        "postgres:postgresql://u:***@db.internal:5432/n")
+        "postgres:postgresql://***@db.internal:5432/n")
     assert lake.display_name("warehouse/newsflow.ducklake") == "warehouse/newsflow.ducklake"
 
 

@@ -15,6 +15,9 @@ from flows.core.languages import language_tag, pipeline_installed
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "newsflow.toml"
+# The most shards a feed list is split into, for `ingest --shard K/N` and `fanout --shards N` alike (one bound, so
+# a shard a fan-out cannot start is refused by ingest too): more would be mostly empty runs, each a worker slot.
+MAX_SHARDS = 256
 
 
 class _Section(BaseModel):
@@ -32,6 +35,20 @@ class FeedConfig(_Section):
     @classmethod
     def _language(cls, v: str | None) -> str | None:
         return None if v is None else _language_key(v)
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, v: str) -> str:
+        # A URL Python cannot split (`http://[::1:8765/x`) is refused here, naming feeds[i].url, rather than
+        # met by the run. Any scheme passes: an unsupported one is that feed's failure (bad_scheme), not the config's.
+        # The URL itself stays out of the message: it may carry a password.
+        from urllib.parse import urlsplit
+
+        try:
+            urlsplit(v.strip()).port  # noqa: B018 - raises on a bad bracket or port
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL ({exc})") from None
+        return v
 
 
 def _language_key(tag: str) -> str:
@@ -312,6 +329,29 @@ class ScheduleSettings(_Section):
     cron: str = "*/30 * * * *"
     timezone: str = "UTC"
 
+    # Checked at load, so a schedule `serve` would refuse stops every command, not only `serve`, in one line.
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if v == cls.model_fields["cron"].default:
+            return v  # the usual case costs no import of Prefect (about a second) for commands that never use it
+        # Prefect's own check, the one `serve` meets: its croniter, without random (R) or hashed (H) fields.
+        try:
+            from prefect._internal.schemas.validators import validate_cron_string
+        except ImportError:  # a Prefect that moved it: `serve` still checks, as before
+            return v
+        return validate_cron_string(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        import zoneinfo
+
+        # The IANA names Prefect accepts (its list is zoneinfo's).
+        if v != "UTC" and v not in zoneinfo.available_timezones():
+            raise ValueError(f"unknown time zone {v!r} (an IANA name, e.g. 'Europe/Paris' or 'UTC')")
+        return v
+
 
 class ReportSettings(_Section):
     html_path: str = ""  # the HTML report `ingest` rewrites after each run; empty = off
@@ -381,7 +421,7 @@ def _env_overrides(env: dict[str, str] | os._Environ[str]) -> dict[str, dict[str
         section, _, key = name[len("NEWSFLOW_"):].lower().partition("__")
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):  # not a TOML value (or nested past any use): the text
             value = raw
         out.setdefault(section, {})[key] = value
     return out
@@ -402,6 +442,36 @@ def _lake_paths(wh: WarehouseSettings) -> dict[str, str]:
     return out
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The config file's TOML; every way it cannot be read is a ConfigError naming the file."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
+
+
+def _check_places(wh: WarehouseSettings, path: Path) -> None:
+    """Refuse, at load, a warehouse folder setting that names a file, naming the setting: found by the run, it
+    was a bare errno after seconds."""
+    folders = {"staging_dir": wh.staging_dir}
+    if wh.is_lake and wh.data_path and "://" not in wh.data_path:
+        folders["data_path"] = Path(wh.data_path)
+    for key, folder in folders.items():
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{path}: warehouse.{key}: {folder} is a file, not a folder")
+
+
 def load_settings(
     config: str | Path | None = None,
     *,
@@ -416,13 +486,7 @@ def load_settings(
     """
     env = os.environ if env is None else env
     path = Path(config or env.get("NEWSFLOW_CONFIG") or DEFAULT_CONFIG)
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    data = _read_toml(path)
     from_env = _env_overrides(env)
     # A bad value from the environment is reported under its variable's name, not the file's.
     env_names = {(s, k): f"{_env_name(s, k)}={env[_env_name(s, k)]!r}" for s, v in from_env.items() for k in v}
@@ -458,6 +522,7 @@ def load_settings(
         })
     if wh.is_lake:
         wh = wh.model_copy(update=_lake_paths(wh))
+    _check_places(wh, path)
     pipeline = settings.pipeline.model_copy(
         update={"seeds_dir": _resolve(settings.pipeline.seeds_dir, PROJECT_ROOT)}
     )

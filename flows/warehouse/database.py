@@ -158,6 +158,28 @@ def _user_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in conn.execute(query("user_tables")).fetchall()]
 
 
+_FILE_HEADERS = 3 * 4096  # a DuckDB file: its main header and two database headers, then its blocks
+
+
+def _truncated(conn: duckdb.DuckDBPyConnection, path: Path) -> str | None:
+    """Why the file is shorter than the blocks its header lists (a copy cut short, a full disk), or None.
+
+    DuckDB opens such a file and lists its tables, then fails with an IOException wherever a read reaches past
+    the end: seconds into a run. Without a WAL the file holds every block the header counts, so its size says it.
+    """
+    if path.with_name(path.name + ".wal").exists():
+        return None  # blocks a WAL replay adds are not in the file yet: its size says nothing
+    row = conn.execute("select block_size, total_blocks from pragma_database_size() "
+                       "where database_name = current_database()").fetchone()
+    if row is None:
+        return None
+    expected, size = _FILE_HEADERS + row[0] * row[1], path.stat().st_size
+    if size >= expected:
+        return None
+    return (f"{path}: the file is truncated ({size} of its {expected} bytes): not a usable warehouse; restore "
+            "it from a copy or the snapshot")
+
+
 def check_file(path: Path, *, create: bool = False) -> None:
     """Refuse anything but a newsflow warehouse: a DuckDB file with a `schema_migrations` table (opened read-only,
     so nothing is written). With `create`, a missing file or a DuckDB file without tables also passes (the caller
@@ -178,8 +200,11 @@ def check_file(path: Path, *, create: bool = False) -> None:
         raise WarehouseError(f"{path}: not a newsflow warehouse ({first_line(exc)})") from None
     try:
         tables = _user_tables(conn)
+        short = _truncated(conn, path)
     finally:
         conn.close()
+    if short:
+        raise WarehouseError(short)
     if "schema_migrations" in tables or (create and not tables):
         return
     raise WarehouseError(f"{path}: a DuckDB file but not a newsflow warehouse (no schema_migrations table); "
@@ -191,7 +216,8 @@ def check_lake(settings: WarehouseSettings, *, create: bool = False) -> None:
     if not lake.exists(settings):
         if create:
             return
-        raise WarehouseError(f"{settings.catalog}: no lake yet (run `newsflow ingest` or `newsflow demo` first)")
+        raise WarehouseError(f"{lake.display_name(settings.catalog)}: no lake yet (run `newsflow ingest` or "
+                             "`newsflow demo` first)")
     try:
         with connect(settings, read_only=True, wait=3.0) as conn:
             tables = _user_tables(conn)
@@ -201,8 +227,8 @@ def check_lake(settings: WarehouseSettings, *, create: bool = False) -> None:
         raise
     if "schema_migrations" in tables or (create and not tables):
         return
-    raise WarehouseError(f"{settings.catalog}: a DuckLake but not a newsflow warehouse (no schema_migrations "
-                         "table); newsflow leaves it alone")
+    raise WarehouseError(f"{lake.display_name(settings.catalog)}: a DuckLake but not a newsflow warehouse (no "
+                         "schema_migrations table); newsflow leaves it alone")
 
 
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:

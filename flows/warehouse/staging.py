@@ -62,18 +62,27 @@ def write(batch: Batch, staging_dir: Path, *, durable: bool = True) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    (tmp / "run_id").write_text(batch.run_id)
-    (tmp / "schema_version").write_text(str(records.SCHEMA_VERSION))
-    for name, rows in batch.tables.items():
-        if rows:
-            table = records.documents_table(rows) if name == "docs" else records.rows_table(name, rows)
-            # lz4: a staged batch lives seconds; its bulk (the pages) is compressed already, and lz4 wrote a
-            # batch of 128 articles in 18 ms against zstd's 44 ms, at 2% more bytes.
-            pq.write_table(table, tmp / f"{name}.parquet", compression="lz4")
-    if durable:
-        for file in tmp.iterdir():
-            fsync(file)
-        fsync(tmp)
+    current = tmp
+    try:
+        for current, text in ((tmp / "run_id", batch.run_id), (tmp / "schema_version", str(records.SCHEMA_VERSION))):
+            current.write_text(text)
+        for name, rows in batch.tables.items():
+            if rows:
+                table = records.documents_table(rows) if name == "docs" else records.rows_table(name, rows)
+                current = tmp / f"{name}.parquet"
+                # lz4: a staged batch lives seconds; its bulk (the pages) is compressed already, and lz4 wrote a
+                # batch of 128 articles in 18 ms against zstd's 44 ms, at 2% more bytes.
+                pq.write_table(table, current, compression="lz4")
+        if durable:
+            for current in tmp.iterdir():
+                fsync(current)
+            current = tmp
+            fsync(tmp)
+    except OSError as exc:
+        # A full disk: pyarrow's error names no file. The half-written batch goes; the message names its file.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(exc.errno, f"cannot stage batch {batch.batch_id}: {exc.strerror or exc}", str(current)) \
+            from None
     tmp.rename(final)
     if durable:
         fsync(staging_dir)

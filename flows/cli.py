@@ -34,10 +34,12 @@ if not os.environ.get("PREFECT_API_URL"):
 
 import duckdb
 
+from flows.core import owned
 from flows.core.settings import MAX_SHARDS, ConfigError, Settings, load_settings
 from flows.core.urls import scrub
+from flows.ops.schedule import check_cron
 from flows.run import progress, shutdown
-from flows.warehouse import database, owned, queryguard
+from flows.warehouse import database, queryguard
 from flows.warehouse.export import check_name
 
 
@@ -232,6 +234,7 @@ def _settings(args: argparse.Namespace, *, create: bool = False, snapshot: bool 
     """The settings, after checking the warehouse file the command will use: it must be a newsflow warehouse
     (`create`: or missing, for the commands that make one); `snapshot`: the published snapshot is read."""
     settings = load_settings(getattr(args, "config", None), warehouse=getattr(args, "warehouse", None))
+    check_cron(settings, settings.config_path)
     if settings.warehouse.is_lake:  # a lake has no snapshot file: it is always read live
         database.check_lake(settings.warehouse, create=create)
         return settings

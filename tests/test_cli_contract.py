@@ -3,7 +3,7 @@ a user error is one line on stderr and exit 2 (an unexpected one exit 1), nothin
 created, changed or deleted. Each case is a bad input a user once met a traceback, a silent default or a lost
 file with.
 
-Covers: flows.cli
+Covers: flows.cli, flows.core.owned
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ def test_a_seed_file_with_a_byte_order_mark_loads(tmp_path: Path, prefect_harnes
 
 # ------------------------------------------------------------------------------------------------ write guards
 # Issue 20, cases 1-4, 7, 11, 14 and 17 (export): the query guard (flows/warehouse/queryguard.py) and the write
-# guard (flows/warehouse/owned.py). Every row goes through the same assertion as CASES: exit 2, one line, and the
+# guard (flows/core/owned.py). Every row goes through the same assertion as CASES: exit 2, one line, and the
 # case's folder byte for byte as it was.
 
 RAW_DAY = "wh.raw/2026-11-30"
@@ -524,7 +524,7 @@ def test_guard_a_full_disk_leaves_no_temp_file(built_warehouse: Path, tmp_path: 
 
     snapshot = tmp_path / "wh.snapshot.duckdb"
     script = ("import sys; from pathlib import Path; from flows.core.settings import WarehouseSettings; "
-              "from flows.warehouse.database import publish_snapshot; "
+              "from flows.warehouse.snapshot import publish_snapshot; "
               "publish_snapshot(WarehouseSettings(path=Path(sys.argv[1]), snapshot_path=Path(sys.argv[2])))")
     publish = _run_limited(["-c", script, str(db), str(snapshot)], db.stat().st_size // 2)
     assert publish.returncode == 1 and "File too large" in publish.stderr, publish.stderr
@@ -550,8 +550,8 @@ def test_guard_a_full_disk_leaves_no_temp_file(built_warehouse: Path, tmp_path: 
     ("lake", "cat.html", None),
 ])
 def test_guard_knows_what_the_warehouse_owns(backend: str, rel: str, says: str | None, tmp_path: Path) -> None:
+    from flows.core import owned
     from flows.core.settings import load_settings
-    from flows.warehouse import owned
 
     wh = {"backend": "ducklake", "catalog": f"sqlite:{tmp_path}/cat.sqlite", "data_path": f"{tmp_path}/data"} \
         if backend == "lake" else {}

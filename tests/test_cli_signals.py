@@ -1,7 +1,10 @@
 """How `newsflow` ends when its caller stops it or stops reading (issue 20, cases 12, 18, 19), through real
 `newsflow` processes: SIGTERM is one line and exit 143 with nothing left running (the temporary Prefect server
 and the process-pool workers included) and the caller's pipes at EOF; a reader that closes stdout early gets a
-quiet exit 141; `sql --format json` prints JSON every parser reads."""
+quiet exit 141; `sql --format json` prints JSON every parser reads.
+
+Covers: flows.run.shutdown, flows.core.jsonvalues
+"""
 
 from __future__ import annotations
 

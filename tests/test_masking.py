@@ -1,6 +1,9 @@
 """Passwords never reach a message (issue 20, case 13): flows.core.urls.scrub, the one masking function of error
 lines, logs and catalog names, on every form a PostgreSQL catalog (or a URL) is written in, with passwords
-hypothesis draws from the characters that broke the earlier pattern (spaces, quotes, '@', ':', backslashes)."""
+hypothesis draws from the characters that broke the earlier pattern (spaces, quotes, '@', ':', backslashes).
+
+Covers: flows.core.urls
+"""
 
 from __future__ import annotations
 

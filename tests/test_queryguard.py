@@ -1,5 +1,8 @@
 """The query guard (flows/warehouse/queryguard.py): hostile statements, written by hand and generated, are refused
-before anything runs; ordinary read queries pass and run on a real warehouse with a raw archive beside it."""
+before anything runs; ordinary read queries pass and run on a real warehouse with a raw archive beside it.
+
+Covers: flows.warehouse.queryguard
+"""
 
 from __future__ import annotations
 

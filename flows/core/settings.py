@@ -329,18 +329,8 @@ class ScheduleSettings(_Section):
     cron: str = "*/30 * * * *"
     timezone: str = "UTC"
 
-    # Checked at load, so a schedule `serve` would refuse stops every command, not only `serve`, in one line.
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, v: str) -> str:
-        if v == cls.model_fields["cron"].default:
-            return v  # the usual case costs no import of Prefect (about a second) for commands that never use it
-        # Prefect's own check, the one `serve` meets: its croniter, without random (R) or hashed (H) fields.
-        try:
-            from prefect._internal.schemas.validators import validate_cron_string
-        except ImportError:  # a Prefect that moved it: `serve` still checks, as before
-            return v
-        return validate_cron_string(v)
+    # The cron is checked the way `serve` meets it by flows/ops/schedule.py (Prefect's own check; settings stay
+    # Prefect-free), called by every command after loading the settings.
 
     @field_validator("timezone")
     @classmethod
@@ -537,7 +527,7 @@ def _check_report_page(settings: Settings, config: Path) -> None:
     page = settings.report.html_file()
     if page is None:
         return
-    from flows.warehouse import owned  # the write guard: it knows every file the warehouse owns
+    from flows.core import owned  # the write guard: it knows every file the warehouse owns
 
     why = owned.problem(page, owned.of_settings(settings), "report")
     if why:

@@ -17,12 +17,13 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 from pydantic import Field
 
+from flows.core import owned
 from flows.core.errors import describe
 from flows.core.settings import FeedConfig, Settings, WarehouseSettings, load_settings
 from flows.core.stats import RunStats
 from flows.run import alerts, artifacts, collect, documents, progress, stream, workers
 from flows.text.seeds import Seed, SeedError
-from flows.warehouse import checks, database, owned, reportpage, runstate, snapshot, staging, store
+from flows.warehouse import checks, database, reportpage, runstate, snapshot, staging, store
 from flows.warehouse.runlock import run_lock, shards_alive
 from flows.web.politeness import HostGate
 

@@ -3,7 +3,7 @@ export`), and the raw HTML kept for one URL (`read_raw_html`, from the archives 
 
 Reads the published snapshot when asked (or when the live file is busy), so an export never blocks a run.
 The output is written by DuckDB's relation API, so no path or value is ever spliced into SQL text (only table
-names from the catalog, quoted). Where it may be written is the write guard's decision (flows/warehouse/owned.py).
+names from the catalog, quoted). Where it may be written is the write guard's decision (flows/core/owned.py).
 The connection that runs a user's query may have file access turned off (`database.restrict_files`): the rows
 then cross as Arrow batches to an in-memory connection of our own, which writes them.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from flows.core.owned import OutputRefused, Owned, check_output, writing
 from flows.core.settings import WarehouseSettings
 from flows.warehouse import database, rawcodec
-from flows.warehouse.owned import OutputRefused, Owned, check_output, writing
 
 FORMATS = ("parquet", "csv")
 
@@ -77,7 +77,7 @@ def export(conn: duckdb.DuckDBPyConnection, out: Path, *, tables: list[str] | No
            progress: Callable[[int, int], None] = lambda _done, _total: None,
            owned: Owned | None = None) -> list[Exported]:
     """Write each table/view to out/<file_name(table)>.<fmt>, or the query to `out` (a file path, or a folder for
-    out/<name>.<fmt>); returns what was written. Every target is checked first (flows/warehouse/owned.py: never a
+    out/<name>.<fmt>); returns what was written. Every target is checked first (flows/core/owned.py: never a
     file the warehouse `owned`, a non-regular file, or an existing file that is not an earlier export of the same
     columns), then all are written to temp files and renamed at the end: a failure leaves nothing, not even the
     folders it made. `progress(done, total)` is called after each file."""

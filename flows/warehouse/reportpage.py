@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 import duckdb
 
+from flows.core.owned import REPORT_TITLE, Owned, check_output, of_warehouse, writing
 from flows.core.settings import WarehouseSettings
 from flows.warehouse import database
-from flows.warehouse.owned import REPORT_TITLE, Owned, check_output, of_warehouse, writing
 
 DAYS = 30  # the articles-per-feed chart covers this many days, ending on the latest day with an article
 TOP = 15
@@ -353,7 +353,7 @@ def write(settings: WarehouseSettings, out: Path, *, snapshot: bool = False, own
     """Render the warehouse (read-only, briefly; the snapshot while a run holds the live file) to `out`,
     replacing it atomically so a browser never sees half a page. Returns the file that was read.
 
-    `out` is checked first (flows/warehouse/owned.py): never a file the warehouse owns (`owned`, by default
+    `out` is checked first (flows/core/owned.py): never a file the warehouse owns (`owned`, by default
     what `settings` name), a folder or device, or an existing file that is not a newsflow report page."""
     target = check_output(out, owned or of_warehouse(settings), "report")
     with database.reader(settings, snapshot=snapshot) as (path, conn):

@@ -26,12 +26,36 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal, Protocol
 
 from flows.core.errors import NewsflowError
 
-if TYPE_CHECKING:
-    from flows.core.settings import Settings, WarehouseSettings
+
+class WarehousePaths(Protocol):
+    """What the guard reads of `WarehouseSettings` (a protocol, so settings may use the guard at load time)."""
+
+    path: Path
+    snapshot_path: Path
+    staging_dir: Path
+    catalog: str
+
+    @property
+    def raw_dir(self) -> Path: ...
+    @property
+    def is_lake(self) -> bool: ...
+    @property
+    def lake_data_path(self) -> str: ...
+
+
+class SettingsPaths(Protocol):
+    """What the guard reads of `Settings`: the warehouse, `pipeline.seeds_dir` and `report.html_file()`."""
+
+    @property
+    def warehouse(self) -> WarehousePaths: ...
+    @property
+    def pipeline(self) -> Any: ...
+    @property
+    def report(self) -> Any: ...
 
 Kind = Literal["report", "parquet", "csv"]
 REPORT_TITLE = "<title>newsflow report</title>"
@@ -79,7 +103,7 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def of_warehouse(wh: WarehouseSettings, *, seeds_dir: Path | None = None, report_page: Path | None = None) -> Owned:
+def of_warehouse(wh: WarehousePaths, *, seeds_dir: Path | None = None, report_page: Path | None = None) -> Owned:
     """What a warehouse's settings say it owns (paths resolved, so a link or `..` cannot hide one)."""
     families = [(_real(wh.path), f"the warehouse {wh.path.name}"),
                 (_real(wh.snapshot_path), f"the warehouse snapshot {wh.snapshot_path.name}")]
@@ -99,7 +123,7 @@ def of_warehouse(wh: WarehouseSettings, *, seeds_dir: Path | None = None, report
     return Owned(tuple(trees), tuple(families), _real(report_page) if report_page else None)
 
 
-def of_settings(settings: Settings) -> Owned:
+def of_settings(settings: SettingsPaths) -> Owned:
     return of_warehouse(settings.warehouse, seeds_dir=settings.pipeline.seeds_dir,
                         report_page=settings.report.html_file())
 

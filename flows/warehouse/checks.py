@@ -169,6 +169,9 @@ def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Seque
             version = conn.execute("select coalesce(max(version), 0) from schema_migrations").fetchall()[0][0]
         except duckdb.CatalogException:
             version = 0
+        if version > len(database.migrations()):  # a newer newsflow's warehouse: written by no older one
+            raise database.WarehouseError(f"{settings.path}: warehouse schema is version {version}, newer than "
+                                           f"this newsflow ({len(database.migrations())}); upgrade newsflow")
         if version < len(database.migrations()):
             raise database.WarehouseError(
                 f"{settings.path}: schema version {version}, the checks need {len(database.migrations())}; "

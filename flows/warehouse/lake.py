@@ -79,14 +79,15 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False) -> duckdb.D
     if local is not None:
         if read_only and not local.exists():
             raise WarehouseMissing(f"{local}: no lake catalog yet (run `newsflow ingest` or `newsflow demo` first)")
-        local.parent.mkdir(parents=True, exist_ok=True)
+        if not read_only:  # a reader creates nothing, not even a folder
+            local.parent.mkdir(parents=True, exist_ok=True)
         if kind == "sqlite" and not local.exists():
             # In SQLite's default journal mode an idle reader's connection makes every commit fail with
             # "database is locked"; in WAL mode (kept by the file) readers and the writer do not block each other.
             with contextlib.closing(sqlite3.connect(local)) as db:
                 db.execute("pragma journal_mode = wal")
     data_path = settings.lake_data_path
-    if "://" not in data_path:
+    if "://" not in data_path and not read_only:
         Path(data_path).mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(":memory:", config=dict(_EXTENSION_CONFIG))
     try:
@@ -130,7 +131,8 @@ _COMMENT = re.compile(r"--[^\n]*")
 def lake_sql(sql: str) -> str:
     """A migration as DuckLake takes it: comments, primary keys, unique constraints and indexes removed.
 
-    The keys stay enforced by the loader (flows/warehouse/writer.py KEYS); tests compare those with the file's constraints.
+    The keys stay enforced by the loader (flows/warehouse/writer.py KEYS); tests compare those with the file's
+    constraints.
     """
     sql = _COMMENT.sub("", sql)
     sql = _INDEX.sub("", sql)

@@ -1,0 +1,202 @@
+"""The one place that decides whether a file is a newsflow warehouse, before anything writes to it or deletes it.
+
+A warehouse file (or a lake) is one of:
+- `missing`: nothing there yet; a writer may create it.
+- `empty`: a database holding no user object at all, in any schema: no table, view, macro, sequence, type or
+  schema of its own (DuckDB's own `main` and catalogs do not count); a writer may migrate it.
+- `newsflow`: `main.schema_migrations` with our columns, its rows named like warehouse/migrations/ files.
+- `foreign`: anything else: somebody's tables in another schema, a macro, a SQLite file, a truncated file.
+  Never migrated, written or deleted.
+
+A DuckLake's catalog file (a DuckDB or SQLite file) is judged first on its own (`classify_catalog`): it must be
+missing, empty, or hold DuckLake's `ducklake_*` tables only; the lake inside is then judged like a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+
+Kind = Literal["missing", "empty", "newsflow", "foreign"]
+MIGRATION_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
+# Every kind of object a user can leave in a DuckDB database, with the query listing them; `?` is the database.
+_OBJECTS = (
+    ("schema", "select schema_name from duckdb_schemas() where database_name = ? and not internal "
+               "and schema_name <> 'main'"),
+    ("table", "select schema_name || '.' || table_name from duckdb_tables() where database_name = ?"),
+    ("view", "select schema_name || '.' || view_name from duckdb_views() where database_name = ? and not internal"),
+    ("macro", "select distinct schema_name || '.' || function_name from duckdb_functions() "
+              "where database_name = ? and not internal"),
+    ("sequence", "select schema_name || '.' || sequence_name from duckdb_sequences() where database_name = ?"),
+    ("type", "select schema_name || '.' || type_name from duckdb_types() where database_name = ? and not internal"),
+)
+_MIGRATIONS_COLUMNS = ["version", "name", "applied_at"]
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_DUCKDB_HEADER = 4096  # DuckDB files start with a main header and two database headers of this size
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: Kind
+    reason: str = ""  # for `foreign`: what was found, for the one-line refusal
+    version: int = 0  # for `newsflow`: the schema version it has
+
+    def __str__(self) -> str:
+        return self.kind if not self.reason else f"{self.kind} ({self.reason})"
+
+
+def user_objects(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every user object of the connection's current database, as `kind schema.name`, in every schema."""
+    db = conn.execute("select current_database()").fetchall()[0][0]
+    found = []
+    for kind, sql in _OBJECTS:
+        found += [f"{kind} {row[0]}" for row in conn.execute(sql, [db]).fetchall()]
+    return found
+
+
+def classify_conn(conn: duckdb.DuckDBPyConnection) -> Verdict:
+    """What the connection's current database is (a DuckDB file or a lake): empty, newsflow or foreign."""
+    objects = user_objects(conn)
+    if not objects:
+        return Verdict("empty")
+    if "table main.schema_migrations" not in objects:
+        return Verdict("foreign", _describe(objects))
+    columns = [r[0] for r in conn.execute(
+        "select column_name from duckdb_columns() where database_name = current_database() "
+        "and schema_name = 'main' and table_name = 'schema_migrations' order by column_index").fetchall()]
+    if columns != _MIGRATIONS_COLUMNS:
+        return Verdict("foreign", f"its schema_migrations has columns {', '.join(columns)}, not newsflow's")
+    rows = conn.execute("select version, name from main.schema_migrations order by version").fetchall()
+    if any(not MIGRATION_NAME.match(str(name)) for _, name in rows) or (rows and rows[0] != (1, "0001_init.sql")):
+        return Verdict("foreign", "its schema_migrations does not list newsflow's migrations")
+    return Verdict("newsflow", version=max((v for v, _ in rows), default=0))
+
+
+def _describe(objects: list[str]) -> str:
+    more = f" and {len(objects) - 1} more object{'s' * (len(objects) > 2)}" if len(objects) > 1 else ""
+    return f"it holds {objects[0]}{more}"
+
+
+def truncated(path: Path) -> str | None:
+    """Why a DuckDB file is shorter than its own header says (a copy cut short, a full disk), else None.
+
+    Its active database header (the one with the higher iteration) counts the blocks the file holds; DuckDB opens
+    such a file and fails only when a query reaches a missing block, after a writer may have written into it.
+    A header this code does not understand is not judged."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(3 * _DUCKDB_HEADER)
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if len(head) < 3 * _DUCKDB_HEADER or head[8:12] != b"DUCK":
+        return None
+    # Each database header: checksum, iteration, meta block, free list, block count, block size (little endian).
+    headers = [struct.unpack_from("<6Q", head, off) for off in (_DUCKDB_HEADER, 2 * _DUCKDB_HEADER)]
+    _, _, _, _, blocks, block_size = max(headers, key=lambda h: h[1])
+    if not (4096 <= block_size <= 1 << 30 and block_size & (block_size - 1) == 0 and blocks < 1 << 40):
+        return None
+    expected = 3 * _DUCKDB_HEADER + blocks * block_size
+    if size >= expected:
+        return None
+    return f"truncated: {size} of the {expected} bytes its header counts"
+
+
+class BusyError(Exception):
+    """Another process holds the file open: it cannot be looked into now."""
+
+
+def classify(path: Path) -> Verdict:
+    """What the DuckDB file at `path` is, opened read-only (nothing is written). Raises BusyError when another
+    process holds it (a run: a writer still refuses a foreign file in database.migrate, under its lock)."""
+    if path.is_dir():
+        return Verdict("foreign", "a folder, not a file")
+    if not path.exists():
+        return Verdict("missing")
+    with _opened(path) as conn:
+        if isinstance(conn, Verdict):
+            return conn
+        try:
+            return classify_conn(conn)
+        except duckdb.Error as exc:  # a catalog that cannot be read is not one to write into
+            return Verdict("foreign", _first_line(exc))
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[duckdb.DuckDBPyConnection | Verdict]:
+    """A read-only connection to an existing DuckDB file, or the `foreign` verdict of a file that is none."""
+    cut = truncated(path)
+    if cut:
+        yield Verdict("foreign", cut)
+        return
+    try:
+        conn = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        text = str(exc)
+        if any(m in text for m in ("Could not set lock", "Conflicting lock", "database is locked")) or isinstance(
+                exc, duckdb.ConnectionException):
+            raise BusyError(text) from None
+        yield Verdict("foreign", _first_line(exc))
+        return
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def classify_catalog(path: Path, kind: str) -> Verdict:
+    """What a DuckLake's local catalog file (`kind` duckdb or sqlite) is: missing, empty, `newsflow` when it holds
+    DuckLake's tables only (the lake inside is judged by classify_conn once attached), or foreign."""
+    if path.is_dir():
+        return Verdict("foreign", "a folder, not a file")
+    if not path.exists():
+        return Verdict("missing")
+    if path.stat().st_size == 0:
+        return Verdict("empty")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        return Verdict("foreign", exc.strerror or str(exc))
+    if kind == "sqlite":
+        names = _sqlite_names(path) if magic == _SQLITE_MAGIC else Verdict("foreign", "not a SQLite file")
+    elif magic == _SQLITE_MAGIC:
+        names = Verdict("foreign", "a SQLite file (a SQLite catalog is written `sqlite:<path>`)")
+    else:
+        with _opened(path) as conn:
+            try:
+                names = conn if isinstance(conn, Verdict) else user_objects(conn)
+            except duckdb.Error as exc:
+                names = Verdict("foreign", _first_line(exc))
+    if isinstance(names, Verdict):
+        return names
+    if not names:
+        return Verdict("empty")
+    own = [n for n in names if n.split(" ", 1)[1].removeprefix("main.").startswith("ducklake_")]
+    if len(own) == len(names) and any(n.endswith(".ducklake_metadata") for n in names):
+        return Verdict("newsflow")
+    return Verdict("foreign", "not a DuckLake catalog: " + _describe(sorted(set(names) - set(own)) or names))
+
+
+def _sqlite_names(path: Path) -> list[str] | Verdict:
+    """The objects of a SQLite file (SQLite's own and the indexes of tables aside), read-only."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            rows = db.execute("select type, name from sqlite_master where name not like 'sqlite_%' "
+                              "and type <> 'index'").fetchall()
+    except sqlite3.Error as exc:
+        return Verdict("foreign", f"SQLite: {exc}")
+    return [f"{kind} main.{name}" for kind, name in rows]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

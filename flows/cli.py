@@ -371,17 +371,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from flows.warehouse import staging
+    from flows.ops import status
 
-    with database.connect(settings.warehouse, read_only=True, wait=3.0) as conn:
-        print("Last runs:")
-        conn.sql(database.query("status_runs")).show(max_width=200)
-        print("Feeds failing or disabled:")
-        conn.sql(database.query("run_report")).show(max_width=200)
-        print("Warehouse checks (latest outcome of each; `newsflow check` runs them now):")
-        conn.sql(database.query("status_checks")).show(max_width=200)
-    staged = staging.pending(settings.warehouse.staging_dir)
-    print(f"Staged batches waiting to load: {len(staged)}")
+    status.show(settings)
     return 0
 
 

@@ -386,3 +386,13 @@ def test_resilience_user_error_is_one_line_and_touches_nothing(case: Case, built
                                                                busy_port: int, monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     test_a_user_error_is_one_line_and_touches_nothing(case, built_warehouse, tmp_path, busy_port, monkeypatch, capsys)
+
+
+def test_the_demo_marks_only_a_warehouse_its_run_made(built_warehouse: Path, tmp_path: Path) -> None:
+    """21: the `.demo` marker (what lets `demo --fresh` delete) is written after the run, and only beside a
+    newsflow warehouse: a run that failed before creating it leaves no file `--fresh` would take for its own."""
+    missing, empty, made = tmp_path / "missing.duckdb", tmp_path / "empty.duckdb", tmp_path / "made.duckdb"
+    duckdb.connect(str(empty)).close()
+    shutil.copyfile(built_warehouse, made)
+    assert [demo.mark(p) for p in (missing, empty, made)] == [False, False, True]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.duckdb", "made.duckdb", "made.duckdb.demo"]

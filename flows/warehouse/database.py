@@ -190,9 +190,10 @@ def check_file(path: Path, *, create: bool = False, write: bool = False) -> None
 def _judge(verdict: identity.Verdict, name: str, *, create: bool, write: bool, missing: str) -> None:
     if verdict.kind == "foreign":
         raise WarehouseError(f"{name}: not a newsflow warehouse ({verdict.reason}); newsflow leaves it alone")
-    if verdict.kind in ("missing", "empty") and not create:
-        raise WarehouseError(missing if verdict.kind == "missing" else
-                             f"{name}: an empty database, not a newsflow warehouse yet (no schema_migrations table)")
+    if verdict.kind == "missing" and not create:
+        raise WarehouseMissing(missing)
+    if verdict.kind == "empty" and not create:
+        raise WarehouseError(f"{name}: an empty database, not a newsflow warehouse yet (no schema_migrations table)")
     if write and verdict.kind == "newsflow" and verdict.version > len(migrations()):
         raise WarehouseError(f"{name}: warehouse schema is version {verdict.version}, newer than this newsflow "
                              f"({len(migrations())}); upgrade newsflow")

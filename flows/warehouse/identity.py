@@ -85,12 +85,9 @@ def _describe(objects: list[str]) -> str:
     return f"it holds {objects[0]}{more}"
 
 
-def truncated(path: Path) -> str | None:
-    """Why a DuckDB file is shorter than its own header says (a copy cut short, a full disk), else None.
-
-    Its active database header (the one with the higher iteration) counts the blocks the file holds; DuckDB opens
-    such a file and fails only when a query reaches a missing block, after a writer may have written into it.
-    A header this code does not understand is not judged."""
+def _shortfall(path: Path) -> tuple[int, int, int, int] | None:
+    """(size, block size, blocks present, blocks the header counts) of a DuckDB file shorter than its active
+    database header says (the one with the higher iteration), else None. A header not understood is not judged."""
     try:
         with path.open("rb") as f:
             head = f.read(3 * _DUCKDB_HEADER)
@@ -104,10 +101,36 @@ def truncated(path: Path) -> str | None:
     _, _, _, _, blocks, block_size = max(headers, key=lambda h: h[1])
     if not (4096 <= block_size <= 1 << 30 and block_size & (block_size - 1) == 0 and blocks < 1 << 40):
         return None
-    expected = 3 * _DUCKDB_HEADER + blocks * block_size
-    if size >= expected:
+    if size >= 3 * _DUCKDB_HEADER + blocks * block_size:
         return None
-    return f"truncated: {size} of the {expected} bytes its header counts"
+    return size, block_size, (size - 3 * _DUCKDB_HEADER) // block_size, blocks
+
+
+def truncated(path: Path, conn: duckdb.DuckDBPyConnection | None = None) -> str | None:
+    """Why a DuckDB file is cut short (a copy cut short, a full disk), else None. DuckDB opens such a file and fails
+    only when a query reaches a missing block, after a writer may have written into it.
+
+    DuckDB itself may leave the file shorter than its header's block count (it drops free blocks at the end after
+    writing the header), but always at a block boundary: a file ending mid-block is cut short; one ending at a
+    boundary is when a table's data (`pragma_storage_info`, over `conn`) lies in a block past the end."""
+    short = _shortfall(path)
+    if short is None:
+        return None
+    size, block_size, present, blocks = short
+    if (size - 3 * _DUCKDB_HEADER) % block_size:
+        return f"truncated: {size} bytes end inside block {present} of the {blocks} its header counts"
+    if conn is None:
+        return None
+    used = -1
+    tables = conn.execute("select schema_name, table_name from duckdb_tables() "
+                          "where database_name = current_database()").fetchall()
+    for schema, table in tables:
+        row = conn.execute("select max(greatest(block_id, coalesce(list_max(additional_block_ids), -1))) "
+                           "from pragma_storage_info(?)", [f'"{schema}"."{table}"']).fetchall()
+        used = max(used, row[0][0] if row and row[0][0] is not None else -1)
+    if used >= present:
+        return f"truncated: {size} bytes hold {present} blocks; its tables use block {used}"
+    return None
 
 
 class BusyError(Exception):
@@ -125,7 +148,8 @@ def classify(path: Path) -> Verdict:
         if isinstance(conn, Verdict):
             return conn
         try:
-            return classify_conn(conn)
+            cut = truncated(path, conn)
+            return Verdict("foreign", cut) if cut else classify_conn(conn)
         except duckdb.Error as exc:  # a catalog that cannot be read is not one to write into
             return Verdict("foreign", _first_line(exc))
 

@@ -27,16 +27,17 @@ import duckdb
 
 Kind = Literal["missing", "empty", "newsflow", "foreign"]
 MIGRATION_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
-# Every kind of object a user can leave in a DuckDB database, with the query listing them; `?` is the database.
+# Every kind of object a user can leave in a DuckDB database, with the query listing them (`?`: the database),
+# cheapest first: a file's verdict needs only the first kind found.
 _OBJECTS = (
+    ("table", "select schema_name || '.' || table_name from duckdb_tables() where database_name = ?"),
+    ("type", "select schema_name || '.' || type_name from duckdb_types() where database_name = ? and not internal"),
+    ("sequence", "select schema_name || '.' || sequence_name from duckdb_sequences() where database_name = ?"),
     ("schema", "select schema_name from duckdb_schemas() where database_name = ? and not internal "
                "and schema_name <> 'main'"),
-    ("table", "select schema_name || '.' || table_name from duckdb_tables() where database_name = ?"),
     ("view", "select schema_name || '.' || view_name from duckdb_views() where database_name = ? and not internal"),
     ("macro", "select distinct schema_name || '.' || function_name from duckdb_functions() "
               "where database_name = ? and not internal"),
-    ("sequence", "select schema_name || '.' || sequence_name from duckdb_sequences() where database_name = ?"),
-    ("type", "select schema_name || '.' || type_name from duckdb_types() where database_name = ? and not internal"),
 )
 _MIGRATIONS_COLUMNS = ["version", "name", "applied_at"]
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -53,25 +54,28 @@ class Verdict:
         return self.kind if not self.reason else f"{self.kind} ({self.reason})"
 
 
-def user_objects(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every user object of the connection's current database, as `kind schema.name`, in every schema."""
+def user_objects(conn: duckdb.DuckDBPyConnection, *, first_kind: bool = False) -> list[str]:
+    """Every user object of the connection's current database, as `kind schema.name`, in every schema; with
+    `first_kind`, only those of the first kind that has any (enough to tell empty from not)."""
     db = conn.execute("select current_database()").fetchall()[0][0]
-    found = []
+    found: list[str] = []
     for kind, sql in _OBJECTS:
         found += [f"{kind} {row[0]}" for row in conn.execute(sql, [db]).fetchall()]
+        if found and first_kind:
+            break
     return found
 
 
 def classify_conn(conn: duckdb.DuckDBPyConnection) -> Verdict:
-    """What the connection's current database is (a DuckDB file or a lake): empty, newsflow or foreign."""
-    objects = user_objects(conn)
-    if not objects:
-        return Verdict("empty")
-    if "table main.schema_migrations" not in objects:
-        return Verdict("foreign", _describe(objects))
-    columns = [r[0] for r in conn.execute(
-        "select column_name from duckdb_columns() where database_name = current_database() "
-        "and schema_name = 'main' and table_name = 'schema_migrations' order by column_index").fetchall()]
+    """What the connection's current database is (a DuckDB file or a lake): empty, newsflow or foreign. A newsflow
+    warehouse is told by its migrations table alone (a loader asks at every connection; the other objects a
+    user may have added to it do not change the verdict); anything else is looked at object by object."""
+    # duckdb_tables() and a `limit 0`: a millisecond, where duckdb_columns() took 10-100 ms.
+    if not conn.execute("select 1 from duckdb_tables() where database_name = current_database() "
+                        "and schema_name = 'main' and table_name = 'schema_migrations'").fetchall():
+        objects = user_objects(conn, first_kind=True)
+        return Verdict("foreign", _describe(objects)) if objects else Verdict("empty")
+    columns = [d[0] for d in conn.execute("select * from main.schema_migrations limit 0").description]
     if columns != _MIGRATIONS_COLUMNS:
         return Verdict("foreign", f"its schema_migrations has columns {', '.join(columns)}, not newsflow's")
     rows = conn.execute("select version, name from main.schema_migrations order by version").fetchall()

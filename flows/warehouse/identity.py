@@ -39,6 +39,8 @@ _OBJECTS = (
     ("macro", "select distinct schema_name || '.' || function_name from duckdb_functions() "
               "where database_name = ? and not internal"),
 )
+# Another process holds the file, or another connection of this one (a lake's catalog attached by a run).
+_HELD_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "Unique file handle conflict")
 _MIGRATIONS_COLUMNS = ["version", "name", "applied_at"]
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _DUCKDB_HEADER = 4096  # DuckDB files start with a main header and two database headers of this size
@@ -169,7 +171,7 @@ def _opened(path: Path) -> Iterator[duckdb.DuckDBPyConnection | Verdict]:
         conn = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
         text = str(exc)
-        if any(m in text for m in ("Could not set lock", "Conflicting lock", "database is locked")) or isinstance(
+        if any(m in text for m in _HELD_MARKERS) or isinstance(
                 exc, duckdb.ConnectionException):
             raise BusyError(text) from None
         yield Verdict("foreign", _first_line(exc))

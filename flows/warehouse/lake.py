@@ -115,8 +115,16 @@ def display_name(catalog: str) -> str:
                   catalog)
 
 
+# A local DuckDB catalog file attached by another connection of this process (a run's writer thread while its
+# pre-check connects): DuckDB opens a database file once per process, so the second attach waits like for a lock.
+SAME_PROCESS_MARKER = "Unique file handle conflict"
+
+
 def is_conflict(exc: BaseException) -> bool:
-    """A commit that lost to another writer's (DuckLake checks conflicts at commit); retried like a lock."""
+    """A commit that lost to another writer's (DuckLake checks conflicts at commit), or a catalog file this
+    process has attached elsewhere right now; retried like a lock."""
+    if isinstance(exc, duckdb.BinderException) and SAME_PROCESS_MARKER in str(exc):
+        return True
     return isinstance(exc, duckdb.TransactionException | duckdb.IOException) and any(
         m in str(exc) for m in _CONFLICT_MARKERS)
 

@@ -210,7 +210,7 @@ def lake_demo(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -
         summary = run_ingest(config, db, env=env)
     assert summary["status"] == "completed", summary
     assert summary.get("checks_failed", 0) == 0
-    assert not database.exists() and not (tmp / "demo.snapshot.duckdb").exists()  # no file, no snapshot copy
+    assert not db.exists() and not (tmp / "demo.snapshot.duckdb").exists()  # no file, no snapshot copy
     return config, env
 
 

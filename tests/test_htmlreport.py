@@ -234,7 +234,7 @@ def test_a_missing_warehouse_is_one_line_and_exit_2(tmp_path: Path, capsys: pyte
     assert main(["report", "--out", str(out), "--warehouse", str(db)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no warehouse yet" in err
-    assert not database.exists() and not out.exists()
+    assert not db.exists() and not out.exists()
 
 
 def test_an_unwritable_out_is_one_line_and_exit_2(demo_db: Path, tmp_path: Path,

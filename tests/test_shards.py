@@ -196,7 +196,7 @@ def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[
     first = ingest(config=str(config), shard="1/2", stage_only=True)
     assert first["status"] == second["status"] == "staged"
     assert first["feeds_ok"] == second["feeds_ok"] == 2
-    assert not database.exists(), "a stage-only run never creates or writes the warehouse"
+    assert not db.exists(), "a stage-only run never creates or writes the warehouse"
     staged = sorted(p.name for p in settings.warehouse.staging_dir.iterdir())
     assert staged and staged == sorted(staged, key=lambda n: (n.split("-")[0], n.split("-")[1], n))
 

@@ -230,17 +230,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, *, create: bool = False, snapshot: bool = False) -> Settings:
+def _settings(args: argparse.Namespace, *, create: bool = False, write: bool = False,
+              snapshot: bool = False) -> Settings:
     """The settings, after checking the warehouse file the command will use: it must be a newsflow warehouse
-    (`create`: or missing, for the commands that make one); `snapshot`: the published snapshot is read."""
+    (`create`: or missing or empty, for the commands that make one; `write`: of a schema this newsflow knows,
+    for the commands that write); `snapshot`: the published snapshot is read."""
     settings = load_settings(getattr(args, "config", None), warehouse=getattr(args, "warehouse", None))
     check_cron(settings, settings.config_path)
+    write = write or create
     if settings.warehouse.is_lake:  # a lake has no snapshot file: it is always read live
-        database.check_lake(settings.warehouse, create=create)
+        database.check_lake(settings.warehouse, create=create, write=write)
         return settings
     path = settings.warehouse.snapshot_path if snapshot else settings.warehouse.path
     if not (snapshot and not path.exists()):  # a missing snapshot: database.reader says how one is made
-        database.check_file(path, create=create)
+        database.check_file(path, create=create, write=write)
     return settings
 
 
@@ -411,23 +414,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from flows.warehouse import staging
+    from flows.ops import status
 
-    with database.connect(settings.warehouse, read_only=True, wait=3.0) as conn:
-        print("Last runs:")
-        conn.sql(database.query("status_runs")).show(max_width=200)
-        print("Feeds failing or disabled:")
-        conn.sql(database.query("run_report")).show(max_width=200)
-        print("Warehouse checks (latest outcome of each; `newsflow check` runs them now):")
-        conn.sql(database.query("status_checks")).show(max_width=200)
-    staged = staging.pending(settings.warehouse.staging_dir)
-    print(f"Staged batches waiting to load: {len(staged)}")
+    status.show(settings)
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Run the warehouse checks once: 0 when all hold, 1 when any returns rows (WarehouseError gives 2)."""
-    settings = _settings(args)
+    settings = _settings(args, write=True)
     import json
 
     from flows.warehouse import checks
@@ -470,12 +465,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         load_settings(config)  # a bad NEWSFLOW_* override stops the demo before it deletes or writes anything
         if args.fresh:
             demo.remove(db)
-        demo.mark(db)
         from flows.run.ingest import ingest
 
         shutdown.start_temporary_server()
-        with progress.using(progress.for_stream()):
-            summary = ingest(config=str(config), warehouse_path=str(db))
+        try:
+            with progress.using(progress.for_stream()):
+                summary = ingest(config=str(config), warehouse_path=str(db))
+        finally:
+            demo.mark(db)  # only once the run made it a newsflow warehouse, whatever happened after
     _print_summary(summary)
     print(f"\nwarehouse: {db}\ntry:\n  newsflow sql --warehouse {db} "
           "\"select url, duplicate_of, method, round(similarity, 3) as sim from duplicates\"\n"
@@ -507,7 +504,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _settings(args, write=True)
     from flows.ops.maintenance import Step, reprocess
     from flows.warehouse.runlock import run_lock
 

@@ -8,6 +8,7 @@ Covers: flows.cli, flows.core.owned
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -699,3 +700,124 @@ def test_a_stage_only_run_says_it_staged_for_the_loader(tmp_path: Path, prefect_
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "stage-only: 1 batches staged for the loader (`newsflow load`)" in proc.stdout, proc.stdout
     assert "locked" not in proc.stdout
+
+
+# ---------------------------------------------------------------- issue 20 (resilience): whose file it is
+# One place (flows/warehouse/identity.py) decides whether a file is a newsflow warehouse, looking at every schema
+# and kind of object; every writer and `demo --fresh` go through it. A lake never writes into a catalog file that
+# is not a DuckLake's. `check` refuses what every other writer refuses.
+
+def _objects(e: Env, name: str, *sql: str) -> str:
+    """A DuckDB file holding only what `sql` creates (nothing in main's tables)."""
+    with duckdb.connect(e.p(name)) as conn:
+        for statement in sql:
+            conn.execute(statement)
+    return e.p(name)
+
+
+def _payroll(e: Env) -> str:
+    return _objects(e, "people.duckdb", "create schema hr", "create table hr.payroll as select 1 as id, 5000 as pay")
+
+
+def _sqlite(e: Env, name: str = "other.sqlite") -> str:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(e.p(name))) as db:
+        db.execute("create table customers (id integer, name text)")
+        db.commit()
+    return e.p(name)
+
+
+def _lake_config(e: Env, catalog: str) -> str:
+    """A config whose warehouse is a DuckLake with `catalog` (a file of the case's folder)."""
+    path = e.tmp / "lake.toml"
+    path.write_text(f'[warehouse]\nbackend = "ducklake"\ncatalog = "{catalog}"\n'
+                    f'staging_dir = "{e.tmp / "staging"}"\npath = "{e.tmp / "default.duckdb"}"\n'
+                    f'[pipeline]\nworkers = 1\nseeds_dir = "{e.tmp / "seeds"}"\n' + FEEDS)
+    return str(path)
+
+
+def _truncated(e: Env) -> str:
+    """A copy of a warehouse cut to half its size (a copy cut short, a full disk)."""
+    wh = e.warehouse("cut.duckdb")
+    os.truncate(wh, os.path.getsize(wh) // 2)
+    return wh
+
+
+def _newer(e: Env) -> str:
+    """A warehouse a newer newsflow migrated (one migration more than this one knows)."""
+    wh = e.warehouse("newer.duckdb")
+    with duckdb.connect(wh) as conn:
+        conn.execute("insert into schema_migrations values (99, '0099_from_the_future.sql', now())")
+    return wh
+
+
+def _marked(e: Env, wh: str) -> str:
+    """`wh` with a `.demo` marker beside it, as if a demo had once been run there."""
+    Path(wh + ".demo").write_text("Made by `newsflow demo`\n")
+    return wh
+
+
+def _wh_cmd(command: str) -> Callable[[Callable[[Env], str]], Callable[[Env], list[str]]]:
+    return lambda make: lambda e: [command, "--config", str(e.config), "--warehouse", make(e)]
+
+
+_ingest, _load, _seeds, _check, _reprocess = (_wh_cmd(c) for c in ("ingest", "load", "seeds", "check", "reprocess"))
+
+RESILIENCE_CASES = [
+    # 5: a lake's catalog that is somebody else's DuckDB or SQLite file is never written into.
+    Case("lake-catalog-foreign-duckdb", lambda e: ["ingest", "--config", _lake_config(e, e.foreign())],
+         "not a DuckLake catalog newsflow can use (not a DuckLake catalog: it holds table main.measurements)"),
+    Case("lake-catalog-foreign-sqlite", lambda e: ["load", "--config", _lake_config(e, "sqlite:" + _sqlite(e))],
+         "not a DuckLake catalog: it holds table main.customers"),
+    Case("lake-catalog-sqlite-without-prefix", lambda e: ["seeds", "--config", _lake_config(e, _sqlite(e))],
+         "a SQLite file (a SQLite catalog is written `sqlite:<path>`)"),
+    Case("lake-catalog-newsflow-file", lambda e: ["status", "--config", _lake_config(e, e.warehouse())],
+         "not a DuckLake catalog"),
+    Case("lake-catalog-text-file", lambda e: ["check", "--config", _lake_config(e, e.file("cat.ducklake"))],
+         "not a DuckLake catalog newsflow can use"),
+    # 6: tables outside `main`, or only a macro, sequence, type or schema, are somebody's data, not "empty".
+    Case("ingest-tables-outside-main", _ingest(_payroll), "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("load-tables-outside-main", _load(_payroll), "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("seeds-tables-outside-main", _seeds(_payroll), "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("check-tables-outside-main", _check(_payroll), "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("reprocess-tables-outside-main", _reprocess(_payroll), "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("demo-into-tables-outside-main", lambda e: ["demo", "--warehouse", _payroll(e)],
+         "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("demo-fresh-tables-outside-main", lambda e: ["demo", "--fresh", "--warehouse", _marked(e, _payroll(e))],
+         "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("load-only-a-macro", _load(lambda e: _objects(e, "m.duckdb", "create macro twice(x) as 2 * x")),
+         "not a newsflow warehouse (it holds macro main.twice)"),
+    Case("ingest-only-a-sequence", _ingest(lambda e: _objects(e, "q.duckdb", "create sequence invoice_no")),
+         "not a newsflow warehouse (it holds sequence main.invoice_no)"),
+    Case("seeds-only-a-type", _seeds(lambda e: _objects(e, "t.duckdb", "create type mood as enum ('ok', 'sad')")),
+         "not a newsflow warehouse (it holds type main.mood)"),
+    Case("demo-only-a-schema", lambda e: ["demo", "--warehouse", _objects(e, "s.duckdb", "create schema budget")],
+         "not a newsflow warehouse (it holds schema budget)"),
+    Case("ingest-sqlite-file", _ingest(lambda e: _sqlite(e, "data.db")), "not a newsflow warehouse"),
+    Case("load-foreign-schema-migrations",
+         _load(lambda e: _objects(e, "sm.duckdb", "create table schema_migrations (id integer, note varchar)")),
+         "its schema_migrations has columns id, note, not newsflow's"),
+    # 8: `check` refuses what every other writer refuses, before it writes.
+    Case("check-truncated-warehouse", _check(_truncated), "truncated: "),
+    Case("check-newer-schema", _check(_newer), "warehouse schema is version 99, newer than this newsflow"),
+    Case("load-truncated-warehouse", _load(_truncated), "truncated: "),
+    Case("reprocess-newer-schema", _reprocess(_newer), "newer than this newsflow"),
+]
+
+
+@pytest.mark.parametrize("case", RESILIENCE_CASES, ids=[c.id for c in RESILIENCE_CASES])
+def test_resilience_user_error_is_one_line_and_touches_nothing(case: Case, built_warehouse: Path, tmp_path: Path,
+                                                               busy_port: int, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    test_a_user_error_is_one_line_and_touches_nothing(case, built_warehouse, tmp_path, busy_port, monkeypatch, capsys)
+
+
+def test_the_demo_marks_only_a_warehouse_its_run_made(built_warehouse: Path, tmp_path: Path) -> None:
+    """21: the `.demo` marker (what lets `demo --fresh` delete) is written after the run, and only beside a
+    newsflow warehouse: a run that failed before creating it leaves no file `--fresh` would take for its own."""
+    missing, empty, made = tmp_path / "missing.duckdb", tmp_path / "empty.duckdb", tmp_path / "made.duckdb"
+    duckdb.connect(str(empty)).close()
+    shutil.copyfile(built_warehouse, made)
+    assert [demo.mark(p) for p in (missing, empty, made)] == [False, False, True]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.duckdb", "made.duckdb", "made.duckdb.demo"]

@@ -346,3 +346,26 @@ def test_reprocess_runs_on_the_lake_and_changes_nothing_with_the_same_settings(
         assert _demo_rows(conn) == before
         assert set(_key_duplicates(conn).values()) == {0}
     assert main(["check", "--config", str(config)]) == 0
+
+
+@pytest.mark.parametrize("catalog", ["catalog.ducklake", "catalog.sqlite"])
+def test_reading_a_lake_creates_nothing(tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`status`, `sql` and `check_lake` on a lake whose data folder does not exist (a lake with no data file yet,
+    or one whose files are elsewhere) make no `<catalog>.files/` folder: read-only commands create nothing."""
+    import shutil
+
+    from flows.cli import main
+
+    settings = _lake(tmp_path, catalog)
+    assert database.ensure_ready(settings)
+    shutil.rmtree(settings.lake_data_path)
+    config = tmp_path / "lake.toml"
+    config.write_text(f'[warehouse]\nbackend = "ducklake"\ncatalog = "{settings.catalog}"\n'
+                      f'staging_dir = "{tmp_path / "staging"}"\n')
+    monkeypatch.chdir(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if not p.name.endswith(("-shm", "-wal"))}
+    assert main(["status", "--config", str(config)]) == 0, capsys.readouterr().err
+    assert main(["sql", "--config", str(config), "select count(*) from articles"]) == 0, capsys.readouterr().err
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if not p.name.endswith(("-shm", "-wal"))}
+    assert after == before

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -291,7 +293,26 @@ def ingest(
             log.warning("another ingest run holds %s%s; this run does nothing", settings.warehouse.path,
                         f" ({lock})" if lock else "")
             return {"status": "skipped", "reason": "another run in progress"}
-        return _ingest(ctx, feeds, tags, max_articles_per_feed, since, dry_run, part)
+        with recorded_failure(ctx, dry_run):
+            return _ingest(ctx, feeds, tags, max_articles_per_feed, since, dry_run, part)
+
+
+@contextmanager
+def recorded_failure(ctx: RunContext, dry_run: bool = False) -> Iterator[None]:
+    """A run that fails leaves a `failed` runs row with its one-line reason (best effort, never in place of the
+    error), so `newsflow status` shows it even when it failed before its first load."""
+    try:
+        yield
+    except Exception as exc:
+        if not dry_run:
+            batch = ctx.batch()
+            batch.add("runs", ctx.run_row("failed", describe(exc)))
+            try:
+                store.record_run(ctx.settings, batch)
+            except Exception as other:  # a footnote to the run's own error, which is raised below
+                get_run_logger().warning("run %s failed and could not be recorded as failed: %s", ctx.run_id,
+                                         describe(other))
+        raise
 
 
 def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, max_per_feed: int | None,
@@ -305,8 +326,8 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     staged_dir = settings.warehouse.staging_dir
     # A task only when earlier runs left something staged: on a quiet run every task costs Prefect API calls.
     # Loaded before the feed states are read, as they may hold a newer state of some feed.
-    if not dry_run and not stage_only and staged_dir.is_dir() and any(staged_dir.iterdir()):
-        loaded, left = load_pending(settings, stats)
+    if not dry_run and not stage_only and (staging.pending(staged_dir) or staging.partial(staged_dir)):
+        loaded, left = load_pending(settings, stats, ctx.run_id)
         if loaded or left:
             log.info("loaded %d batches staged by earlier runs; %d still staged", loaded, left)
     # Stage-only: the loader creates and migrates the warehouse, loads the backlog and marks dead runs. A staging
@@ -391,7 +412,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                    "`newsflow load` (or the fan-out's loader) loads them")
     elif not dry_run:
         # Last chance to load what the lock kept staged (full lock wait), before the run row records the outcome.
-        late, stats.batches_staged = store.load_pending(settings, stats)
+        late, stats.batches_staged = store.load_pending(settings, stats, ctx.run_id)
         # Nothing new came in (no entry, seed or earlier staged batch): only this run's own bookkeeping rows change.
         quiet = quiet_head is not None and not (seeds or errors or loaded or late)
         if stats.batches_staged:
@@ -555,13 +576,14 @@ def load(
         if not mine:
             log.warning("an ingest or load run holds %s; this run does nothing", settings.warehouse.path)
             return {"run_id": ctx.run_id, "status": "skipped", "reason": "another run in progress"}
-        return _load(ctx)
+        with recorded_failure(ctx):
+            return _load(ctx)
 
 
 def _load(ctx: RunContext) -> dict[str, Any]:
     log, settings, stats = get_run_logger(), ctx.settings, ctx.stats
     database.ensure_ready(settings.warehouse)
-    loaded, left = load_pending(settings, stats)
+    loaded, left = load_pending(settings, stats, ctx.run_id)
     log.info("loaded %d staged batches; %d still staged", loaded, left)
     alive = shards_alive(settings.warehouse.path)
     if alive:  # their `running` rows are alive: the next load, once they are done, marks only the dead ones

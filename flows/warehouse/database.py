@@ -28,7 +28,7 @@ import duckdb
 # QueryError is re-exported: the commands catch database.QueryError.
 from flows.core.errors import QueryError, WarehouseError, WarehouseLocked, WarehouseMissing  # noqa: F401
 from flows.core.settings import PROJECT_ROOT, WarehouseSettings
-from flows.warehouse import archive, lake
+from flows.warehouse import archive, identity, lake
 
 SQL_DIR = PROJECT_ROOT / "warehouse"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
@@ -154,81 +154,54 @@ def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float =
         cm.__exit__(None, None, None)
 
 
-def _user_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in conn.execute(query("user_tables")).fetchall()]
-
-
-_FILE_HEADERS = 3 * 4096  # a DuckDB file: its main header and two database headers, then its blocks
-
-
-def _truncated(conn: duckdb.DuckDBPyConnection, path: Path) -> str | None:
-    """Why the file is shorter than the blocks its header lists (a copy cut short, a full disk), or None.
-
-    DuckDB opens such a file and lists its tables, then fails with an IOException wherever a read reaches past
-    the end: seconds into a run. Without a WAL the file holds every block the header counts, so its size says it.
-    """
-    if path.with_name(path.name + ".wal").exists():
-        return None  # blocks a WAL replay adds are not in the file yet: its size says nothing
-    row = conn.execute("select block_size, total_blocks from pragma_database_size() "
-                       "where database_name = current_database()").fetchone()
-    if row is None:
-        return None
-    expected, size = _FILE_HEADERS + row[0] * row[1], path.stat().st_size
-    if size >= expected:
-        return None
-    return (f"{path}: the file is truncated ({size} of its {expected} bytes): not a usable warehouse; restore "
-            "it from a copy or the snapshot")
-
-
-def check_file(path: Path, *, create: bool = False) -> None:
-    """Refuse anything but a newsflow warehouse: a DuckDB file with a `schema_migrations` table (opened read-only,
-    so nothing is written). With `create`, a missing file or a DuckDB file without tables also passes (the caller
-    creates and migrates it). A file another process holds open cannot be looked into and passes: its holder is
-    a run, and a load still refuses a foreign file in `migrate`."""
-    if path.is_dir():
-        raise WarehouseError(f"{path}: is a folder, not a warehouse file")
-    if not path.exists():
-        if create:
-            return
-        raise WarehouseError(f"{path}: no warehouse yet (run `newsflow ingest` or `newsflow demo` first)")
+def check_file(path: Path, *, create: bool = False, write: bool = False) -> None:
+    """Refuse (WarehouseError) anything but a newsflow warehouse, as flows/warehouse/identity.py judges it (read-only,
+    nothing is written). With `create`, a missing file or an empty database passes too (the caller creates and
+    migrates it); with `write`, a warehouse of a newer schema than this newsflow's is refused. A file another
+    process holds open cannot be looked into and passes: its holder is a run, and `migrate` still judges it."""
     try:
-        conn = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        # Held by another process, or open in this one with another configuration: a run has it, not a stranger.
-        if is_lock_error(exc) or isinstance(exc, duckdb.ConnectionException):
-            return
-        raise WarehouseError(f"{path}: not a newsflow warehouse ({first_line(exc)})") from None
-    try:
-        tables = _user_tables(conn)
-        short = _truncated(conn, path)
-    finally:
-        conn.close()
-    if short:
-        raise WarehouseError(short)
-    if "schema_migrations" in tables or (create and not tables):
+        verdict = identity.classify(path)
+    except identity.BusyError:
         return
-    raise WarehouseError(f"{path}: a DuckDB file but not a newsflow warehouse (no schema_migrations table); "
-                         "newsflow leaves it alone")
+    _judge(verdict, str(path), create=create, write=write, missing=f"{path}: no warehouse yet (run `newsflow "
+                                                                   "ingest` or `newsflow demo` first)")
 
 
-def check_lake(settings: WarehouseSettings, *, create: bool = False) -> None:
-    """check_file for a DuckLake: refuse a missing lake (unless `create`) and a lake without schema_migrations."""
-    if not lake.exists(settings):
-        if create:
+def _judge(verdict: identity.Verdict, name: str, *, create: bool, write: bool, missing: str) -> None:
+    if verdict.kind == "foreign":
+        raise WarehouseError(f"{name}: not a newsflow warehouse ({verdict.reason}); newsflow leaves it alone")
+    if verdict.kind == "missing" and not create:
+        raise WarehouseMissing(missing)
+    if verdict.kind == "empty" and not create:
+        raise WarehouseError(f"{name}: an empty database, not a newsflow warehouse yet (no schema_migrations table)")
+    if write and verdict.kind == "newsflow" and verdict.version > len(migrations()):
+        raise WarehouseError(f"{name}: warehouse schema is version {verdict.version}, newer than this newsflow "
+                             f"({len(migrations())}); upgrade newsflow")
+
+
+def check_lake(settings: WarehouseSettings, *, create: bool = False, write: bool = False) -> None:
+    """check_file for a DuckLake: its local catalog file must be missing, empty or a DuckLake catalog (never
+    another database, which a lake would write 50 tables into), and the lake in it a newsflow warehouse."""
+    name = lake.display_name(settings.catalog)
+    missing = f"{name}: no lake yet (run `newsflow ingest` or `newsflow demo` first)"
+    local = lake.catalog_file(settings)
+    if local is not None:
+        try:
+            verdict = identity.classify_catalog(local, lake.catalog_kind(settings.catalog))
+        except identity.BusyError:
             return
-        raise WarehouseError(f"{lake.display_name(settings.catalog)}: no lake yet (run `newsflow ingest` or "
-                             "`newsflow demo` first)")
+        if verdict.kind != "newsflow":
+            if verdict.kind == "foreign":
+                raise WarehouseError(f"{name}: not a DuckLake catalog newsflow can use ({verdict.reason}); "
+                                     "newsflow never writes into it")
+            _judge(verdict, name, create=create, write=write, missing=missing)
+            return
     try:
         with connect(settings, read_only=True, wait=3.0) as conn:
-            tables = _user_tables(conn)
+            verdict = identity.classify_conn(conn)
     except WarehouseMissing:  # a PostgreSQL catalog no load has initialised yet
-        if create:
-            return
-        raise
-    if "schema_migrations" in tables or (create and not tables):
-        return
-    raise WarehouseError(f"{lake.display_name(settings.catalog)}: a DuckLake but not a newsflow warehouse (no "
-                         "schema_migrations table); newsflow leaves it alone")
+        verdict = identity.Verdict("missing")
+    _judge(verdict, name, create=create, write=write, missing=missing)
 
 
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
@@ -244,10 +217,10 @@ def migrate(conn: duckdb.DuckDBPyConnection, known: list[tuple[int, str, str]] |
     """Apply pending migrations (forward only), each with its record in one transaction, then re-create the
     views. `known` defaults to warehouse/migrations/; tests pass a prefix of it to build earlier versions.
     A DuckDB file with tables but no migration record is someone else's data: it is refused, never migrated."""
-    tables = _user_tables(conn)
-    if tables and "schema_migrations" not in tables:
-        raise WarehouseError(f"{_db_file(conn)}: a DuckDB file but not a newsflow warehouse (no schema_migrations "
-                             "table); newsflow leaves it alone")
+    verdict = identity.classify_conn(conn)
+    if verdict.kind == "foreign":
+        raise WarehouseError(f"{_db_file(conn)}: not a newsflow warehouse ({verdict.reason}); newsflow leaves it "
+                             "alone")
     # A lake takes each migration without the constraints DuckLake refuses; the loader enforces those keys.
     adapt = lake.lake_sql if lake.is_lake(conn) else str
     conn.execute(adapt(

@@ -92,14 +92,15 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False) -> duckdb.D
     if local is not None:
         if read_only and not local.exists():
             raise WarehouseMissing(f"{local}: no lake catalog yet (run `newsflow ingest` or `newsflow demo` first)")
-        local.parent.mkdir(parents=True, exist_ok=True)
+        if not read_only:  # a reader creates nothing, not even a folder
+            local.parent.mkdir(parents=True, exist_ok=True)
         if kind == "sqlite" and not local.exists():
             # In SQLite's default journal mode an idle reader's connection makes every commit fail with
             # "database is locked"; in WAL mode (kept by the file) readers and the writer do not block each other.
             with contextlib.closing(sqlite3.connect(local)) as db:
                 db.execute("pragma journal_mode = wal")
     data_path = settings.lake_data_path
-    if "://" not in data_path:
+    if "://" not in data_path and not read_only:
         Path(data_path).mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(":memory:", config=dict(_EXTENSION_CONFIG))
     try:
@@ -130,8 +131,16 @@ def display_name(catalog: str) -> str:
     return scrub(catalog)
 
 
+# A local DuckDB catalog file attached by another connection of this process (a run's writer thread while its
+# pre-check connects): DuckDB opens a database file once per process, so the second attach waits like for a lock.
+SAME_PROCESS_MARKER = "Unique file handle conflict"
+
+
 def is_conflict(exc: BaseException) -> bool:
-    """A commit that lost to another writer's (DuckLake checks conflicts at commit); retried like a lock."""
+    """A commit that lost to another writer's (DuckLake checks conflicts at commit), or a catalog file this
+    process has attached elsewhere right now; retried like a lock."""
+    if isinstance(exc, duckdb.BinderException) and SAME_PROCESS_MARKER in str(exc):
+        return True
     return isinstance(exc, duckdb.TransactionException | duckdb.IOException) and any(
         m in str(exc) for m in _CONFLICT_MARKERS)
 

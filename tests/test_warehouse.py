@@ -1,7 +1,7 @@
 """The warehouse module on real DuckDB files: migrations, views, staging, snapshot, raw-HTML retention, export.
 
 Covers: flows.warehouse.database, flows.warehouse.archive, flows.warehouse.export, flows.warehouse.rawcodec
-Covers: flows.warehouse.snapshot
+Covers: flows.warehouse.snapshot, flows.warehouse.identity
 """
 
 from __future__ import annotations

@@ -142,11 +142,11 @@ def section() -> str:
             "its own copies, stories interleaved) through `flows.warehouse.writer.load_batch` into a fresh DuckDB warehouse, "
             "and the clusters are read from `articles` + `duplicates`.\n\n")
     out += (f"Configured: shingles of {settings.shingle_size} words, boilerplate lines under "
-            f"{settings.min_line_words} words left out of the signature; a copy when containment >= "
+            f"{settings.min_sentence_words} words left out of the signature; a copy when containment >= "
             f"{settings.containment_threshold}, or with >= {settings.min_shared_shingles} shingles shared when "
             f"Jaccard >= {settings.jaccard_threshold} or containment >= "
             f"{settings.partial_containment_threshold}; or, for a text of at most {settings.summary_max_words} "
-            f"words, when each of its sentences of {settings.min_line_words}+ words has containment >= "
+            f"words, when each of its sentences of {settings.min_sentence_words}+ words has containment >= "
             f"{settings.summary_sentence_threshold} in the longer text (a lone sentence: in its first "
             f"{settings.summary_lede_words} words) and the whole >= {settings.summary_containment_threshold}. "
             "Documents carry their arrival time as the feed's publication time, which orders the loader's "

@@ -1,15 +1,15 @@
 """A large labelled dedup evaluation set, generated deterministically from real news stories.
 
-Base stories: the fundus pages (expected bodies, several languages; pages written without spaces between words
-are left out, since word-level copy editing means nothing there), the demo stories and the seed. For each base
-story, copies of every kind outlets produce (see KINDS), among them the original laid out anew and copies changed
-every way at once, as they are and in six layouts (benchmarks/layouts.py); as negatives, different stories about the same event, with
-the same people or sharing a long quote, and an outlet's template pages (the same boilerplate around different
-short bodies). Negative bodies come from fundus stories reserved as filler, each paragraph used once, so no
-negative is accidentally a copy of anything.
+Base stories: the fundus pages (expected bodies, several languages; pages written without spaces between words are
+left out, since word-level copy editing means nothing there), the demo stories and the seed. For each base story,
+copies of every kind outlets produce (see KINDS), among them the original laid out anew and copies changed every way
+at once, as they are and in six layouts (benchmarks/layouts.py); as negatives, different stories about the same
+event, with the same people or sharing a long quote, and an outlet's template pages (the same boilerplate around
+different short bodies). Negative bodies come from fundus stories reserved as filler, each paragraph used once, so
+no negative is accidentally a copy of anything.
 
-The split is by a hash of the base story id (a third held out); outlets, their boilerplate lines and filler text
-are split the same way, so the held-out split shares nothing with the one thresholds are chosen on.
+The split is by a hash of the base story id (a third held out); outlets, their boilerplate lines and filler text are
+split the same way, so the held-out split shares nothing with the one thresholds are chosen on.
 """
 
 from __future__ import annotations

@@ -25,9 +25,10 @@ from flows.core.settings import DedupSettings
 _WORD = re.compile(r"\w+")
 # `<br>` tags left in a text (a feed's HTML kept as text) are line breaks, hence layout.
 _BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
-# A sentence of the layout-free text: up to terminal punctuation (Latin and CJK), its closing quotes or brackets,
-# then a space or the end (so "2.5" and "U.S.-led" do not end one); the text after the last one is one item too.
-_ENDS = ".!?…。！？"
+# A sentence of the layout-free text: up to terminal punctuation (Latin, CJK, Devanagari, Arabic, Urdu, Ethiopic),
+# its closing quotes or brackets, then a space or the end (so "2.5" and "U.S.-led" do not end one); CJK stops need
+# no space. The text after the last one is one item too.
+_ENDS = ".!?…‽。！？।॥؟۔።"
 _CLOSE = "\"'”’“‘»«›‹)\\]"
 _SENTENCE = re.compile(rf"\S.*?(?:[{_ENDS}]+[{_CLOSE}]*(?= |$)|[。！？]|$)")
 _TERMINAL = re.compile(rf"[{_ENDS}][{_CLOSE}]*$")

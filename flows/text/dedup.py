@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -148,7 +149,11 @@ def layout_free(text: str) -> str:
 def sentences(text: str) -> list[str]:
     """The text's sentences, read from its layout-free form: each runs to terminal punctuation (and its closing
     quotes or brackets) followed by a space or the end; what follows the last one is the last item."""
-    return _SENTENCE.findall(layout_free(text))
+    return list(_sentences(text))
+
+
+def _sentences(text: str) -> Iterator[str]:
+    return (m.group() for m in _SENTENCE.finditer(layout_free(text)))
 
 
 def _is_signed(sentence: str, min_words: int) -> bool:
@@ -178,7 +183,7 @@ def summary_parts(text: str, settings: DedupSettings) -> tuple[tuple[np.ndarray,
     head: list[str] = []
     n = 0
     # Only the opening sentences are read: past the lede and the summary length nothing here depends on the rest.
-    for s in sentences(text):
+    for s in _sentences(text):
         if settings.min_sentence_words <= 0 or _is_signed(s, settings.min_sentence_words):
             head.append(s)
             n += len(_WORD.findall(s))

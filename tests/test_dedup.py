@@ -306,7 +306,7 @@ def test_different_stories_on_the_same_topic_stay_apart_in_every_layout(stored: 
 _BREAKS = (" ", "\n", "\n\n", "<br>", "<br/>", "<BR />\n", "\r\n", "  \n ")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(source=st.sampled_from(["storm", "seed"]), rng=st.randoms(use_true_random=False),
        share=st.floats(0.0, 1.0))
 def test_rewrapping_never_changes_the_hash_or_the_signature(source: str, rng: random.Random, share: float) -> None:

@@ -32,7 +32,8 @@ _CACHED = pa.schema([("doc", pa.int64()), ("article_id", pa.int64())])
 
 
 # Bump when flows/text/dedup.py signs differently with the same settings (hashing, shingling, banding), so stored
-# indexes built the old way are reported stale.
+# indexes built the old way are reported stale. v3 (issue 22): signed by sentence whatever the line breaks, chrome left
+# out by sentence instead of by short line.
 INDEX_METHOD = "minhash-lsh+lede-sample+sentences/v3"
 # The settings that decide which rows an article puts in the index (thresholds only act on the lookup).
 _INDEX_SETTINGS = ("shingle_size", "num_perm", "bands", "min_shingles", "min_sentence_words", "sample_mod",

@@ -144,6 +144,8 @@ def _crossing(text: str, settings: DedupSettings) -> set[int]:
 def test_a_config_written_for_the_line_rule_still_loads() -> None:
     assert DedupSettings(min_line_words=7).min_sentence_words == 7
     assert DedupSettings.model_validate({"min_line_words": 6}).min_sentence_words == 6
+    with pytest.raises(ValueError, match="renamed min_sentence_words"):  # both: which was meant is unknown
+        DedupSettings(min_line_words=7, min_sentence_words=5)
 
 
 def test_template_pages_sharing_only_boilerplate_are_different_stories() -> None:

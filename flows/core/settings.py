@@ -240,11 +240,13 @@ class DedupSettings(_Section):
     @classmethod
     def _old_line_rule(cls, data: Any) -> Any:
         # min_line_words (the rule by line, before signatures stopped depending on line breaks) sets the same
-        # threshold by sentence, so a config written for it still loads.
+        # threshold by sentence, so a config written for it still loads; given with the new name, which of the two
+        # was meant (the file's or the environment's) cannot be told, so it is an error.
         if isinstance(data, dict) and "min_line_words" in data:
-            data = dict(data)
-            old = data.pop("min_line_words")
-            data.setdefault("min_sentence_words", old)
+            if "min_sentence_words" in data:
+                raise ValueError("min_line_words was renamed min_sentence_words: set only min_sentence_words")
+            data = {**{k: v for k, v in data.items() if k != "min_line_words"},
+                    "min_sentence_words": data["min_line_words"]}
         return data
 
     @field_validator("bands")

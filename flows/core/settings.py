@@ -231,10 +231,12 @@ class DedupSettings(_Section):
     bands: int = Field(default=32, ge=1)
     jaccard_threshold: float = Field(default=0.35, gt=0, le=1)
     containment_threshold: float = Field(default=0.9, gt=0, le=1)
-    partial_containment_threshold: float = Field(default=0.6, gt=0, le=1)
+    partial_containment_threshold: float = Field(default=0.4, gt=0, le=1)
     min_shared_shingles: int = Field(default=64, ge=0)
     min_shingles: int = Field(default=8, ge=1)
-    min_line_words: int = Field(default=8, ge=0)
+    # Sentences (read whatever the layout, flows/text/dedup.py signed_text) under this many words, or without
+    # terminal punctuation, are an outlet's chrome and left out of signatures; 0 signs every word.
+    min_sentence_words: int = Field(default=5, ge=0)
     # The indexed sample (flows/text/dedup.py lede_sample): 1 in sample_mod of the shingles of the first
     # sample_lede_words words, 1 in sample_tail_mod of the rest (0: none of the rest).
     sample_mod: int = Field(default=4, ge=1)
@@ -250,6 +252,19 @@ class DedupSettings(_Section):
     # The loader refreshes the lookup cache beside the warehouse (flows/warehouse/keycache.py) once this many articles
     # were indexed since it was written; until then lookups read those from the tables. Speed only, never results.
     cache_refresh_articles: int = Field(default=512, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_line_rule(cls, data: Any) -> Any:
+        # min_line_words (the rule by line, before signatures stopped depending on line breaks) sets the same
+        # threshold by sentence, so a config written for it still loads; given with the new name, which of the two
+        # was meant (the file's or the environment's) cannot be told, so it is an error.
+        if isinstance(data, dict) and "min_line_words" in data:
+            if "min_sentence_words" in data:
+                raise ValueError("min_line_words was renamed min_sentence_words: set only min_sentence_words")
+            data = {**{k: v for k, v in data.items() if k != "min_line_words"},
+                    "min_sentence_words": data["min_line_words"]}
+        return data
 
     @field_validator("bands")
     @classmethod

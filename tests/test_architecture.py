@@ -183,7 +183,7 @@ FOUND = imports(FLOWS)
 def test_the_import_graph_is_read() -> None:
     """A parser that found nothing would pass every rule below."""
     assert len(modules(FLOWS)) > 40
-    assert any(i.source == "flows.cli" and i.target.startswith("flows.run.") for i in FOUND)
+    assert any(i.source.startswith("flows.cli.") and i.target.startswith("flows.run.") for i in FOUND)
     assert any(i.target.startswith("prefect") for i in FOUND)
 
 
@@ -209,7 +209,7 @@ def test_the_rules_name_modules_that_exist() -> None:
     stale = sorted(m for m in PREFECT_EDGES | PREFECT_FREE_IN_RUN if m not in known)
     assert not stale, f"tests/test_architecture.py names modules that do not exist: {', '.join(stale)}"
     packages = {p.name for p in FLOWS.iterdir() if (p / "__init__.py").exists()}
-    assert packages == set(LAYERS) - {"cli"}, (
+    assert packages == set(LAYERS), (
         f"the sub-packages of flows/ ({', '.join(sorted(packages))}) differ from LAYERS: place a new one in the order "
         "here and in docs/architecture.md")
 

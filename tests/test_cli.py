@@ -1,6 +1,6 @@
 """The `newsflow` command as a user runs it: a real subprocess for the demo, then sql and status on its warehouse.
 
-Covers: flows.cli, flows.ops.demo
+Covers: flows.cli.entry, flows.ops.status, flows.ops.demo
 """
 
 from __future__ import annotations

@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--out", required=True, metavar="PATH", help="the HTML file to write (replaced atomically)")
 
+    _search_parser(sub)
+
     p = sub.add_parser("demo", help="serve the bundled offline snapshot on 127.0.0.1 and ingest it")
     p.add_argument("--warehouse", type=_text, help="DuckDB file (default: warehouse/demo.duckdb); a new file or "
                                                    "one the demo made")
@@ -212,6 +214,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete the demo warehouse first (only one the demo made: it has a <file>.demo marker)")
     _debug(p)
     return parser
+
+
+def _search_parser(sub: Any) -> None:
+    p = sub.add_parser("search", help="full-text search of the stored articles (BM25), copies shown once",
+                       description='Words are AND-ed; "a phrase" in quotes, -word to exclude, a OR b for either. '
+                                   "Reads only the index beside the warehouse (never blocks a run); "
+                                   "see docs/search.md.")
+    _common(p)
+    p.add_argument("query", nargs="?", help='the search, e.g. \'climate "carbon tax" -coal\'')
+    p.add_argument("--lang", type=_text, help="only articles in this language (en, fr, de, ...)")
+    p.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="published (else fetched) on or after this day")
+    p.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="published (else fetched) on or before this day")
+    p.add_argument("--feed", action="append", dest="feeds", metavar="NAME", type=_text, help="only this feed "
+                                                                                              "(repeatable)")
+    p.add_argument("--tag", action="append", dest="tags", metavar="TAG", type=_text,
+                   help="only feeds with this tag (repeatable)")
+    p.add_argument("--limit", type=_int_in(1, 1000), default=20, metavar="N", help="results, 1-1000 (default 20)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the index from the warehouse first")
 
 
 def _settings(args: argparse.Namespace, *, create: bool = False, snapshot: bool = False) -> Settings:
@@ -310,6 +331,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     text = _query_text(args.query)
     with database.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
         # Reads the warehouse and its raw archives (docs/schema.md reads them with read_parquet), writes nothing.
+        _search_macro(conn, settings)
         database.restrict_files(conn, [settings.warehouse.raw_dir])
         database.check_read_only(conn, text)
         if path != settings.warehouse.path and not args.snapshot:
@@ -318,6 +340,14 @@ def cmd_sql(args: argparse.Namespace) -> int:
             return _show(conn, text, args)
         except duckdb.Error as exc:
             raise database.QueryError(database.first_line(exc)) from None
+
+
+def _search_macro(conn: Any, settings: Settings) -> None:
+    """`search_articles('query', lang := 'en')` in `newsflow sql` when the search index is there (docs/search.md)."""
+    from flows.warehouse import search
+
+    if settings.warehouse.search_path.exists():
+        search.install(conn, settings.warehouse)
 
 
 def _show(conn: Any, text: str, args: argparse.Namespace) -> int:
@@ -480,9 +510,58 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    """Exit 0 with results or none (an index of an empty warehouse); 2 for a bad query or no index yet."""
+    from flows.warehouse import search, search_index
+    from flows.warehouse.searchquery import parse
+
+    if args.query is None and not args.rebuild:
+        raise CliError("give a search query, or --rebuild")
+    query = parse(args.query) if args.query is not None else None  # a bad query stops here, before any work
+    if args.since and args.until and args.since > args.until:
+        raise CliError(f"--since {args.since} is after --until {args.until}")
+    settings = _settings(args)
+    if args.rebuild:
+        done = search_index.refresh(settings, rebuild=True, wait=settings.warehouse.lock_wait_seconds)
+        if done.mode == "skipped":
+            raise CliError(f"the search index was not rebuilt: {done.reason}")
+        print(f"search index rebuilt: {done.articles} articles in {done.seconds:.1f} s "
+              f"({settings.warehouse.search_path})", file=sys.stderr if query else sys.stdout)
+    if query is None:
+        return 0
+    filters = search.Filters(lang=args.lang.lower() if args.lang else None, since=args.since, until=args.until,
+                             feeds=tuple(args.feeds or ()), tags=tuple(args.tags or ()), limit=args.limit)
+    hits = search.search(settings.warehouse, query, filters, text=args.query)
+    _print_hits(hits, args.format)
+    return 0
+
+
+def _print_hits(hits: list[Any], fmt: str) -> None:
+    cols = ("article_id", "score", "date", "language", "feed", "copies", "title", "url", "snippet")
+    if fmt == "table":
+        if not hits:
+            print("no matches")
+        for n, h in enumerate(hits, 1):
+            day = h.date.date().isoformat() if h.date else "-"
+            print(f"{n:>3}. {h.title or '(no title)'}\n     {h.feed or 'seed'} · {day} · {h.language or '-'} · "
+                  f"{h.copies} copies · score {h.score:.2f} · {h.url}\n     {h.snippet}")
+    elif fmt == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows([getattr(h, c) for c in cols] for h in hits)
+    else:
+        import json
+
+        for h in hits:
+            print(json.dumps({c: getattr(h, c) for c in cols}, default=str, ensure_ascii=False))
+
+
 COMMANDS = {"serve": cmd_serve, "check": cmd_check, "reprocess": cmd_reprocess, "load": cmd_load, "fanout": cmd_fanout,
             "ingest": cmd_ingest, "seeds": cmd_seeds, "sql": cmd_sql, "export": cmd_export,
             "status": cmd_status, "demo": cmd_demo, "report": cmd_report}
+COMMANDS["search"] = cmd_search
 
 
 def main(argv: list[str] | None = None) -> int:

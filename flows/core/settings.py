@@ -68,6 +68,16 @@ class WarehouseSettings(_Section):
         return self.path.parent / f"{self.path.stem}.raw"
 
     @property
+    def search_path(self) -> Path:
+        """The full-text search index (flows/warehouse/search_index.py), a side file beside the warehouse file (a
+        lake's: beside its local catalog file): <dir>/<stem>.search.duckdb, its delta <stem>.search-delta.duckdb.
+        Derived from the resolved paths, so a --warehouse override moves it along with the file."""
+        local = self.catalog.removeprefix("sqlite:")
+        anchor = Path(local) if self.is_lake and local and not local.startswith(("postgres:", "postgresql:")) \
+            else self.path
+        return anchor.parent / f"{anchor.stem}.search.duckdb"
+
+    @property
     def is_lake(self) -> bool:
         return self.backend == "ducklake"
 

@@ -1,0 +1,284 @@
+"""Searching the full-text index (flows/warehouse/search_index.py) from the CLI, SQL and Python. No Prefect here.
+
+Everything goes through one table macro, `search_articles(query, lang := NULL)`, created in a connection where the
+segments are attached read-only as `search_base` and `search_delta` (`install`); `newsflow search` validates the
+query with flows/warehouse/searchquery.py first, then calls the macro and marks a snippet per result.
+
+The macro's BM25 is written out here over the tables `pragma create_fts_index` builds (dict, terms, docs, stats),
+with k1 = 1.2 and b = 0.75 as the extension's `match_bm25`: that macro refers to its tables without a catalog, so it
+cannot run on an attached file, and it scores one document per call. Each index keeps its own statistics, so
+scores from two indexes (two languages, or base and delta) are close but not strictly comparable.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from flows.core.errors import WarehouseMissing
+from flows.core.settings import WarehouseSettings
+from flows.warehouse.search_index import IGNORE, INDEXES, delta_path, index_name, load_fts
+from flows.warehouse.searchquery import Query
+
+BASE, DELTA = "search_base", "search_delta"
+K1, B = 1.2, 0.75
+_SNIPPET_WORDS = 30
+
+
+class SearchIndexMissing(WarehouseMissing):
+    """No search index beside the warehouse yet."""
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def attach(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings) -> list[str]:
+    """Attach the segment files read-only as search_base and search_delta; the names attached."""
+    base = settings.search_path
+    if not base.exists():
+        raise SearchIndexMissing(f"{base}: no search index yet (`newsflow search --rebuild` builds it; "
+                                 "each ingest that loads articles refreshes it)")
+    names = [BASE]
+    conn.execute(f"attach {_lit(str(base))} as {BASE} (read_only)")
+    if delta_path(settings).exists():
+        conn.execute(f"attach {_lit(str(delta_path(settings)))} as {DELTA} (read_only)")
+        names.append(DELTA)
+    return names
+
+
+def install(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings) -> list[str]:
+    """Make `search_articles(query, lang := NULL)` available in `conn`: load fts, attach the segments, create the
+    macros (temporary: nothing is written to the connection's database). Returns the segments attached."""
+    load_fts(conn)
+    segments = attach(conn, settings)
+    for statement in macro_sql(segments):
+        conn.execute(statement)
+    return segments
+
+
+def script(settings: WarehouseSettings, fts: Path | None = None) -> str:
+    """The SQL a DuckDB CLI or another program runs to get the macro: load fts, attach, create the macros."""
+    from flows.warehouse.lake import extension_file
+
+    lines = [f"load {_lit(str(fts or extension_file('fts')))};",
+             f"attach if not exists {_lit(str(settings.search_path))} as {BASE} (read_only);",
+             f"attach if not exists {_lit(str(delta_path(settings)))} as {DELTA} (read_only);"]
+    return "\n".join(lines + [s + ";" for s in macro_sql([BASE, DELTA])]) + "\n"
+
+
+_PARSE = rf"""
+search_items as (
+    select unnest(items) as w, unnest(range(1, len(items) + 1)) as i
+    from (select regexp_extract_all(coalesce(q, ''), '-?"[^"]*"|[^\s"]+') as items)),
+search_flags as (
+    select i, w, w = 'OR' as is_or, coalesce(lag(w = 'OR') over (order by i), false) as after_or,
+           starts_with(w, '-') and length(w) > 1 as neg
+    from search_items),
+search_terms as (
+    select i as t, neg, starts_with(ltrim(w, '-'), '"') as quoted,
+           trim(case when neg then w[2:] else w end, '"') as raw,
+           sum(case when after_or and not neg then 0 else 1 end) over (order by i) as g
+    from search_flags where not is_or),
+search_words as (
+    select t, g, neg, quoted, raw,
+           unnest(string_split(trim(regexp_replace(lower(strip_accents(raw)), '{IGNORE}', ' ', 'g')), ' ')) as tok
+    from search_terms),
+search_tokens as (
+    select t, g, neg, raw, tok, quoted or count(*) over (partition by t) > 1 as phrase
+    from search_words where tok <> ''),
+search_groups as (select count(distinct g) as n from search_tokens where not neg),"""
+
+
+_LOW = "lower(split_part(coalesce(lang, ''), '-', 1))"
+_KEYS = ", ".join(f"'{k}'" for k in INDEXES if k != "other")
+_LANG_INDEX = f"(case when {_LOW} in ({_KEYS}) then {_LOW} else 'other' end)"
+
+
+def _bm25(seg: str, idx: str, stemmer: str) -> str:
+    """(seg, idx, article_id, score) of the documents of one index that match every positive group of the query
+    and no negative term; phrases are checked on the normalised text."""
+    fts = f"{seg}.fts_main_docs_{idx}"
+    live = "" if seg == BASE else "and (select live from search_live) "
+    return f"""
+    select '{seg}' as seg, '{idx}' as idx, fd.name as article_id, sc.score
+    from (
+        with st as (select t, g, neg, phrase, raw, stem(tok, '{stemmer}') as stok from search_tokens),
+        nt as (select t, count(distinct stok) as n from st group by t),
+        ids as (select st.*, d.termid, d.df from st join {fts}.dict d on d.term = st.stok),
+        post as (select docid, termid, count(*) as tf from {fts}.terms
+                 where termid in (select termid from ids) group by docid, termid),
+        tp as (select p.docid, ids.t, any_value(ids.g) as g, any_value(ids.neg) as neg,
+                      any_value(ids.phrase) as phrase, any_value(ids.raw) as raw, count(distinct ids.stok) as c
+               from post p join ids using (termid) group by p.docid, ids.t),
+        th as (select tp.* from tp join nt using (t) where tp.c = nt.n),
+        tv as (select docid, g, neg from th where not phrase
+               union all
+               select th.docid, th.g, th.neg from th join {fts}.docs fd using (docid)
+                    join {seg}.docs_{idx} x on x.article_id = fd.name
+               where th.phrase and contains(search_norm(x.title || ' ' || x.text), search_norm(th.raw))),
+        cand as (select docid from tv where not neg group by docid
+                 having count(distinct g) = (select n from search_groups)
+                 except select docid from tv where neg),
+        qt as (select distinct termid, df from ids where not neg)
+        select p.docid, sum(log(((s.num_docs - qt.df + 0.5) / (qt.df + 0.5)) + 1) * p.tf * ({K1} + 1)
+                            / (p.tf + {K1} * (1 - {B} + {B} * fd.len / s.avgdl))) as score
+        from post p join cand using (docid) join qt using (termid) join {fts}.docs fd using (docid),
+             {fts}.stats s
+        group by p.docid
+    ) sc join {fts}.docs fd using (docid)
+    where (lang is null or {_LANG_INDEX} = '{idx}') {live}"""
+
+
+def macro_sql(segments: list[str]) -> list[str]:
+    """The statements creating `search_norm` and `search_articles` over the attached `segments`."""
+    delta = DELTA in segments
+    live = f"(select base_gen from {DELTA}.meta) = (select gen from {BASE}.meta)" if delta else "false"
+    hits = " union all ".join(_bm25(seg, idx, stem) for seg in segments for idx, stem in INDEXES.items())
+    side = " union all ".join(f"select '{seg}' as seg, * from {seg}.articles" for seg in segments)
+
+    def current(table: str) -> str:  # the delta's copy of a table when it goes with this base, else the base's
+        if not delta:
+            return f"select * from {BASE}.{table}"
+        return (f"select * from {DELTA}.{table} where (select live from search_live) union all "
+                f"select * from {BASE}.{table} where not (select live from search_live)")
+
+    gone = f"select article_id from {DELTA}.gone where (select live from search_live)" if delta else \
+        "select null::bigint as article_id where false"
+    return [
+        f"create or replace temp macro search_norm(s) as "
+        f"' ' || trim(regexp_replace(lower(strip_accents(coalesce(s, ''))), '{IGNORE}', ' ', 'g')) || ' '",
+        f"""create or replace temp macro search_articles(q, lang := null) as table
+        with {_PARSE}
+        search_live as (select {live} as live),
+        hits as ({hits}),
+        copies as ({current('copies')}),
+        feeds as ({current('feeds')}),
+        gone as ({gone})
+        select h.article_id, h.score, a.title, a.url, a.feed, a.date, a.language,
+               coalesce(c.copies, 0) as copies, f.tags, h.seg as segment
+        from hits h join ({side}) a on a.seg = h.seg and a.article_id = h.article_id
+        left join copies c on c.article_id = h.article_id
+        left join feeds f on f.feed = a.feed
+        where not (h.seg = '{BASE}' and h.article_id in (select article_id from gone))
+          and (lang is null or lower(a.language) = lower(lang) or lower(split_part(a.language, '-', 1)) = lower(lang))
+        order by h.score desc, h.article_id""",
+    ]
+
+
+@dataclass(frozen=True)
+class Filters:
+    lang: str | None = None
+    since: date | None = None
+    until: date | None = None  # inclusive: the whole day
+    feeds: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    limit: int = 20
+
+
+@dataclass(frozen=True)
+class Hit:
+    article_id: int
+    score: float
+    title: str
+    url: str
+    feed: str | None
+    date: Any
+    language: str | None
+    copies: int
+    snippet: str  # matched words between MARK_OPEN and MARK_CLOSE
+
+
+MARK_OPEN, MARK_CLOSE = "«", "»"
+
+
+def search(settings: WarehouseSettings, query: Query, filters: Filters, *, text: str) -> list[Hit]:
+    """The best `filters.limit` matches of `query` (parsed from `text`), best first, each with a snippet."""
+    with duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                            "autoload_known_extensions": False}) as conn:
+        segments = install(conn, settings)
+        where, params = ["true"], {"q": text, "lang": filters.lang, "limit": filters.limit}
+        if filters.since:
+            where.append("date >= $since")
+            params["since"] = filters.since
+        if filters.until:
+            where.append("date < $until")
+            params["until"] = filters.until + timedelta(days=1)
+        if filters.feeds:
+            where.append("feed in (select unnest($feeds))")
+            params["feeds"] = list(filters.feeds)
+        if filters.tags:
+            where.append("list_has_any(tags, $tags)")
+            params["tags"] = list(filters.tags)
+        rows = conn.execute(
+            f"select article_id, score, title, url, feed, date, language, copies, segment "
+            f"from search_articles($q, lang := $lang) where {' and '.join(where)} "
+            f"order by score desc, article_id limit $limit", params).fetchall()
+        texts = _texts(conn, segments, rows)
+        stems = _stems(conn, query, texts.values(), filters.lang)
+    return [Hit(r[0], float(r[1]), r[2] or "", r[3], r[4], r[5], r[6], int(r[7]),
+                snippet(texts.get((r[8], r[0]), ""), stems)) for r in rows]
+
+
+def _texts(conn: duckdb.DuckDBPyConnection, segments: list[str], rows: list[tuple[Any, ...]]
+           ) -> dict[tuple[str, int], str]:
+    out: dict[tuple[str, int], str] = {}
+    for seg in segments:
+        ids = [r[0] for r in rows if r[8] == seg]
+        if not ids:
+            continue
+        union = " union all ".join(f"select article_id, text from {seg}.docs_{idx}" for idx in INDEXES)
+        for article_id, body in conn.execute(f"select * from ({union}) where article_id in (select unnest(?))",
+                                             [ids]).fetchall():
+            out[(seg, article_id)] = body
+    return out
+
+
+_TOKEN = re.compile(r"[^\W_]+")
+
+
+def fold(word: str) -> str:
+    """A word as the index stores it before stemming: lower case, accents stripped."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
+
+
+def _stems(conn: duckdb.DuckDBPyConnection, query: Query, texts: Any, lang: str | None) -> set[str]:
+    """Folded words of the texts whose stem (in any index's stemmer, or the --lang one) is a query word's stem."""
+    stemmers = [INDEXES[index_name(lang)]] if lang else sorted(set(INDEXES.values()))
+    qwords = sorted({fold(w) for t in query.positive for w in t.words})
+    twords = sorted({fold(w) for body in texts for w in _TOKEN.findall(body)})
+    if not qwords or not twords:
+        return set(qwords)
+    rows = conn.execute("""
+        with s as (select unnest($stemmers) as s), q as (select unnest($q) as w), t as (select unnest($t) as w)
+        select distinct t.w from t, s, q where stem(t.w, s.s) = stem(q.w, s.s)""",
+                        {"stemmers": stemmers, "q": qwords, "t": twords}).fetchall()
+    return {r[0] for r in rows} | set(qwords)
+
+
+def snippet(body: str, matched: set[str], words: int = _SNIPPET_WORDS) -> str:
+    """The stretch of `words` words of `body` with the most matched words, those marked «like this»."""
+    tokens = list(_TOKEN.finditer(body))
+    if not tokens:
+        return ""
+    hits = [i for i, m in enumerate(tokens) if fold(m.group()) in matched]
+    best = 0
+    if hits:
+        best = max(hits, key=lambda i: sum(1 for j in hits if i <= j < i + words))
+        best = max(0, min(best - 3, len(tokens) - words))
+    window = tokens[best:best + words]
+    start, end = window[0].start(), window[-1].end()
+    out, pos = [], start
+    for m in window:
+        if fold(m.group()) in matched:
+            out.append(body[pos:m.start()] + MARK_OPEN + m.group() + MARK_CLOSE)
+            pos = m.end()
+    out.append(body[pos:end])
+    text = " ".join("".join(out).split())
+    return ("… " if start > 0 else "") + text + (" …" if end < len(body.rstrip()) else "")

@@ -531,7 +531,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     filters = search.Filters(lang=args.lang.lower() if args.lang else None, since=args.since, until=args.until,
                              feeds=tuple(args.feeds or ()), tags=tuple(args.tags or ()), limit=args.limit)
-    hits = search.search(settings.warehouse, query, filters, text=args.query)
+    hits = search.search(settings.warehouse, query, filters)
     _print_hits(hits, args.format)
     return 0
 

@@ -74,7 +74,7 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def _titles(s: Settings, text: str, **filters: object) -> list[str]:
-    return [h.title for h in search.search(s.warehouse, parse(text), search.Filters(**filters), text=text)]
+    return [h.title for h in search.search(s.warehouse, parse(text), search.Filters(**filters))]
 
 
 # ---------------------------------------------------------------- the query parser
@@ -134,7 +134,7 @@ def test_phrase_exclusion_and_or(filled: Settings) -> None:
 
 
 def test_copies_are_shown_once_with_their_count(filled: Settings) -> None:
-    hits = search.search(filled.warehouse, parse("coal"), search.Filters(), text="coal")
+    hits = search.search(filled.warehouse, parse("coal"), search.Filters())
     assert [(h.title, h.copies, h.url) for h in hits] == [("Carbon levy", 1, "https://outlet.example/1")]
     assert "«coal»" in hits[0].snippet
 
@@ -163,7 +163,7 @@ def test_delta_refresh_adds_new_articles_hides_deleted_ones_and_counts_new_copie
     assert (done.mode, done.indexed, done.articles) == ("delta", 1, 4)
     assert _titles(s, "ferry") == ["Ferry strike"]
     assert _titles(s, "coal") == []
-    assert [h.copies for h in search.search(s.warehouse, parse("apple"), search.Filters(), text="apple")] == [1]
+    assert [h.copies for h in search.search(s.warehouse, parse("apple"), search.Filters())] == [1]
     # A delta past its share of the base is merged into a new base.
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(search_index, "MERGE_MIN", 0)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from flows.core.errors import WarehouseMissing
 from flows.core.settings import WarehouseSettings
@@ -73,103 +74,133 @@ def script(settings: WarehouseSettings, fts: Path | None = None) -> str:
     return "\n".join(lines + [s + ";" for s in macro_sql([BASE, DELTA])]) + "\n"
 
 
-_PARSE = rf"""
-search_items as (
+# The query text -> search_terms (t, g, neg, quoted, raw): the syntax of flows/warehouse/searchquery.py, read
+# leniently (the macro cannot raise a parse error; `newsflow search` validates with that parser first).
+_TERMS = r"""
+search_items as materialized (
     select unnest(items) as w, unnest(range(1, len(items) + 1)) as i
     from (select regexp_extract_all(coalesce(q, ''), '-?"[^"]*"|[^\s"]+') as items)),
-search_flags as (
+search_flags as materialized (
     select i, w, w = 'OR' as is_or, coalesce(lag(w = 'OR') over (order by i), false) as after_or,
            starts_with(w, '-') and length(w) > 1 as neg
     from search_items),
-search_terms as (
-    select i as t, neg, starts_with(ltrim(w, '-'), '"') as quoted,
-           trim(case when neg then w[2:] else w end, '"') as raw,
-           sum(case when after_or and not neg then 0 else 1 end) over (order by i) as g
-    from search_flags where not is_or),
-search_words as (
+search_terms as materialized (
+    select i as t, sum(case when after_or and not neg then 0 else 1 end) over (order by i) as g, neg,
+           starts_with(ltrim(w, '-'), '"') as quoted, trim(case when neg then w[2:] else w end, '"') as raw
+    from search_flags where not is_or),"""
+# search_terms -> search_tokens (t, g, neg, raw, tok, phrase), split as the index splits its text.
+_TOKENS = f"""
+search_words as materialized (
     select t, g, neg, quoted, raw,
            unnest(string_split(trim(regexp_replace(lower(strip_accents(raw)), '{IGNORE}', ' ', 'g')), ' ')) as tok
     from search_terms),
-search_tokens as (
+search_tokens as materialized (
     select t, g, neg, raw, tok, quoted or count(*) over (partition by t) > 1 as phrase
     from search_words where tok <> ''),
-search_groups as (select count(distinct g) as n from search_tokens where not neg),"""
-
+search_groups as materialized (select count(distinct g) as n from search_tokens where not neg),"""
 
 _LOW = "lower(split_part(coalesce(lang, ''), '-', 1))"
 _KEYS = ", ".join(f"'{k}'" for k in INDEXES if k != "other")
 _LANG_INDEX = f"(case when {_LOW} in ({_KEYS}) then {_LOW} else 'other' end)"
 
 
-def _bm25(seg: str, idx: str, stemmer: str) -> str:
+def _bm25(seg: str, idx: str, stemmer: str, where: str = "true") -> str:
     """(seg, idx, article_id, score) of the documents of one index that match every positive group of the query
-    and no negative term; phrases are checked on the normalised text."""
+    (search_tokens, search_groups) and no negative term; phrases are checked on the normalised text."""
     fts = f"{seg}.fts_main_docs_{idx}"
-    live = "" if seg == BASE else "and (select live from search_live) "
     return f"""
     select '{seg}' as seg, '{idx}' as idx, fd.name as article_id, sc.score
     from (
-        with st as (select t, g, neg, phrase, raw, stem(tok, '{stemmer}') as stok from search_tokens),
-        nt as (select t, count(distinct stok) as n from st group by t),
-        ids as (select st.*, d.termid, d.df from st join {fts}.dict d on d.term = st.stok),
-        post as (select docid, termid, count(*) as tf from {fts}.terms
-                 where termid in (select termid from ids) group by docid, termid),
-        tp as (select p.docid, ids.t, any_value(ids.g) as g, any_value(ids.neg) as neg,
-                      any_value(ids.phrase) as phrase, any_value(ids.raw) as raw, count(distinct ids.stok) as c
-               from post p join ids using (termid) group by p.docid, ids.t),
-        th as (select tp.* from tp join nt using (t) where tp.c = nt.n),
-        tv as (select docid, g, neg from th where not phrase
-               union all
-               select th.docid, th.g, th.neg from th join {fts}.docs fd using (docid)
-                    join {seg}.docs_{idx} x on x.article_id = fd.name
-               where th.phrase and contains(search_norm(x.title || ' ' || x.text), search_norm(th.raw))),
-        cand as (select docid from tv where not neg group by docid
-                 having count(distinct g) = (select n from search_groups)
-                 except select docid from tv where neg),
-        qt as (select distinct termid, df from ids where not neg)
+        with st as materialized (select t, g, neg, phrase, raw, stem(tok, '{stemmer}') as stok from search_tokens),
+        nt as materialized (select t, count(distinct stok) as n from st group by t),
+        ids as materialized (select st.*, d.termid, d.df from st join {fts}.dict d on d.term = st.stok),
+        post as materialized (select docid, termid, count(*) as tf from {fts}.terms
+                              where termid in (select termid from ids) group by docid, termid),
+        tp as materialized (select p.docid, ids.t, any_value(ids.g) as g, any_value(ids.neg) as neg,
+                                   any_value(ids.phrase) as phrase, any_value(ids.raw) as raw,
+                                   count(distinct ids.stok) as c
+                            from post p join ids using (termid) group by p.docid, ids.t),
+        th as materialized (select tp.* from tp join nt using (t) where tp.c = nt.n),
+        tv as materialized (select docid, g, neg from th where not phrase
+                            union all
+                            select th.docid, th.g, th.neg from th join {fts}.docs fd using (docid)
+                                 join {seg}.docs_{idx} x on x.article_id = fd.name
+                            where th.phrase and contains(search_norm(x.title || ' ' || x.text), search_norm(th.raw))),
+        cand as materialized (select docid from tv where not neg group by docid
+                              having count(distinct g) = (select n from search_groups)
+                              except select docid from tv where neg),
+        qt as materialized (select distinct termid, df from ids where not neg)
         select p.docid, sum(log(((s.num_docs - qt.df + 0.5) / (qt.df + 0.5)) + 1) * p.tf * ({K1} + 1)
                             / (p.tf + {K1} * (1 - {B} + {B} * fd.len / s.avgdl))) as score
         from post p join cand using (docid) join qt using (termid) join {fts}.docs fd using (docid),
              {fts}.stats s
         group by p.docid
     ) sc join {fts}.docs fd using (docid)
-    where (lang is null or {_LANG_INDEX} = '{idx}') {live}"""
+    where {where}"""
 
 
-def macro_sql(segments: list[str]) -> list[str]:
-    """The statements creating `search_norm` and `search_articles` over the attached `segments`."""
+def _live(segments: list[str]) -> str:
+    """SQL: whether the attached delta goes with the attached base (else readers use the base alone)."""
+    return f"(select base_gen from {DELTA}.meta) = (select gen from {BASE}.meta)" if DELTA in segments else "false"
+
+
+def _results(segments: list[str], hits: str, lang: str) -> str:
+    """SQL of the results over `hits` (seg, idx, article_id, score): the base's articles the delta replaces or
+    hides left out, with metadata, copies and feed tags from the segment that is current; `lang` a SQL value."""
     delta = DELTA in segments
-    live = f"(select base_gen from {DELTA}.meta) = (select gen from {BASE}.meta)" if delta else "false"
-    hits = " union all ".join(_bm25(seg, idx, stem) for seg in segments for idx, stem in INDEXES.items())
     side = " union all ".join(f"select '{seg}' as seg, * from {seg}.articles" for seg in segments)
 
     def current(table: str) -> str:  # the delta's copy of a table when it goes with this base, else the base's
         if not delta:
             return f"select * from {BASE}.{table}"
-        return (f"select * from {DELTA}.{table} where (select live from search_live) union all "
-                f"select * from {BASE}.{table} where not (select live from search_live)")
+        return (f"select * from {DELTA}.{table} where {_live(segments)} union all "
+                f"select * from {BASE}.{table} where not {_live(segments)}")
 
-    gone = f"select article_id from {DELTA}.gone where (select live from search_live)" if delta else \
+    gone = f"select article_id from {DELTA}.gone where {_live(segments)}" if delta else \
         "select null::bigint as article_id where false"
+    return f"""
+        select h.article_id, h.score, a.title, a.url, a.feed, a.date, a.language,
+               coalesce(c.copies, 0) as copies, f.tags, h.seg as segment
+        from ({hits}) h join ({side}) a on a.seg = h.seg and a.article_id = h.article_id
+        left join ({current('copies')}) c on c.article_id = h.article_id
+        left join ({current('feeds')}) f on f.feed = a.feed
+        where not (h.seg = '{BASE}' and h.article_id in ({gone}))
+          and (h.seg = '{BASE}' or {_live(segments)})
+          and ({lang} is null or lower(a.language) = lower({lang})
+               or lower(split_part(a.language, '-', 1)) = lower({lang}))"""
+
+
+def macro_sql(segments: list[str]) -> list[str]:
+    """The statements creating `search_norm` and `search_articles(q, lang := NULL)` over the attached segments."""
+    hits = " union all ".join(_bm25(seg, idx, stem, f"(lang is null or {_LANG_INDEX} = '{idx}')")
+                              for seg in segments for idx, stem in INDEXES.items())
     return [
         f"create or replace temp macro search_norm(s) as "
         f"' ' || trim(regexp_replace(lower(strip_accents(coalesce(s, ''))), '{IGNORE}', ' ', 'g')) || ' '",
         f"""create or replace temp macro search_articles(q, lang := null) as table
-        with {_PARSE}
-        search_live as (select {live} as live),
-        hits as ({hits}),
-        copies as ({current('copies')}),
-        feeds as ({current('feeds')}),
-        gone as ({gone})
-        select h.article_id, h.score, a.title, a.url, a.feed, a.date, a.language,
-               coalesce(c.copies, 0) as copies, f.tags, h.seg as segment
-        from hits h join ({side}) a on a.seg = h.seg and a.article_id = h.article_id
-        left join copies c on c.article_id = h.article_id
-        left join feeds f on f.feed = a.feed
-        where not (h.seg = '{BASE}' and h.article_id in (select article_id from gone))
-          and (lang is null or lower(a.language) = lower(lang) or lower(split_part(a.language, '-', 1)) = lower(lang))
+        with {_TERMS}{_TOKENS}
+        hits as ({hits})
+        {_results(segments, "select * from hits", "lang")}
         order by h.score desc, h.article_id""",
     ]
+
+
+def _stepwise(conn: duckdb.DuckDBPyConnection, segments: list[str], query: Query, lang: str | None) -> str:
+    """For `newsflow search`: the parsed query into temporary tables and one small query per index into
+    `search_hits` (a plan of every index at once takes DuckDB most of a second); returns the results' SQL."""
+    conn.execute("create or replace temp table search_terms as "
+                 "select unnest($rows, recursive := true)", {"rows": query.rows()})
+    conn.execute(f"create or replace temp table search_tokens as with {_TOKENS.rstrip(',')} "
+                 "select * from search_tokens")
+    conn.execute("create or replace temp table search_groups as "
+                 "select count(distinct g) as n from search_tokens where not neg")
+    conn.execute("create or replace temp table search_hits "
+                 "(seg varchar, idx varchar, article_id bigint, score double)")
+    wanted = [index_name(lang)] if lang else list(INDEXES)
+    for seg in segments:
+        for idx in wanted:
+            conn.execute(f"insert into search_hits {_bm25(seg, idx, INDEXES[idx])}")
+    return _results(segments, "select * from search_hits", "$lang")
 
 
 @dataclass(frozen=True)
@@ -198,12 +229,12 @@ class Hit:
 MARK_OPEN, MARK_CLOSE = "«", "»"
 
 
-def search(settings: WarehouseSettings, query: Query, filters: Filters, *, text: str) -> list[Hit]:
-    """The best `filters.limit` matches of `query` (parsed from `text`), best first, each with a snippet."""
+def search(settings: WarehouseSettings, query: Query, filters: Filters) -> list[Hit]:
+    """The best `filters.limit` matches of `query`, best first, each with a snippet."""
     with duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
                                             "autoload_known_extensions": False}) as conn:
         segments = install(conn, settings)
-        where, params = ["true"], {"q": text, "lang": filters.lang, "limit": filters.limit}
+        where, params = ["true"], {"lang": filters.lang, "limit": filters.limit}
         if filters.since:
             where.append("date >= $since")
             params["since"] = filters.since
@@ -216,10 +247,11 @@ def search(settings: WarehouseSettings, query: Query, filters: Filters, *, text:
         if filters.tags:
             where.append("list_has_any(tags, $tags)")
             params["tags"] = list(filters.tags)
+        results = _stepwise(conn, segments, query, filters.lang)
         rows = conn.execute(
             f"select article_id, score, title, url, feed, date, language, copies, segment "
-            f"from search_articles($q, lang := $lang) where {' and '.join(where)} "
-            f"order by score desc, article_id limit $limit", params).fetchall()
+            f"from ({results}) where {' and '.join(where)} order by score desc, article_id limit $limit",
+            params).fetchall()
         texts = _texts(conn, segments, rows)
         stems = _stems(conn, query, texts.values(), filters.lang)
     return [Hit(r[0], float(r[1]), r[2] or "", r[3], r[4], r[5], r[6], int(r[7]),
@@ -255,10 +287,14 @@ def _stems(conn: duckdb.DuckDBPyConnection, query: Query, texts: Any, lang: str 
     twords = sorted({fold(w) for body in texts for w in _TOKEN.findall(body)})
     if not qwords or not twords:
         return set(qwords)
+    # As Arrow tables: a Python list of thousands of strings as a parameter costs DuckDB a lookup per element.
+    conn.register("search_text_words", pa.table({"w": twords}))
+    conn.register("search_query_words", pa.table({"w": qwords}))
+    conn.register("search_stemmers", pa.table({"s": stemmers}))
     rows = conn.execute("""
-        with s as (select unnest($stemmers) as s), q as (select unnest($q) as w), t as (select unnest($t) as w)
-        select distinct t.w from t, s, q where stem(t.w, s.s) = stem(q.w, s.s)""",
-                        {"stemmers": stemmers, "q": qwords, "t": twords}).fetchall()
+        with q as (select s, stem(w, s) as st from search_stemmers, search_query_words),
+        t as (select w, s, stem(w, s) as st from search_stemmers, search_text_words)
+        select distinct t.w from t join q using (s, st)""").fetchall()
     return {r[0] for r in rows} | set(qwords)
 
 

@@ -137,6 +137,8 @@ def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = N
     """
     wh = settings.warehouse
     start = time.perf_counter()
+    # An article without a language goes to the index of the default language (as its entity tagging did).
+    default = settings.entities.default_language
 
     def done(mode: str, articles: int = 0, indexed: int = 0, reason: str = "") -> Refresh:
         return Refresh(mode, articles, indexed, round(time.perf_counter() - start, 3), reason)
@@ -164,14 +166,15 @@ def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = N
                                    wait=_WAIT if wait is None else wait)
             if reason:
                 gen = uuid.uuid4().hex
-                n = _write_segment(wh.search_path, work, {"kind": "base", "gen": gen, "base_gen": gen}, extract)
+                n = _write_segment(wh.search_path, work, {"kind": "base", "gen": gen, "base_gen": gen}, extract,
+                                   default)
                 empty = _Extract(0, extract.copies, extract.feeds, [])
                 _write_segment(delta_path(wh), None, {"kind": "delta", "gen": uuid.uuid4().hex, "base_gen": gen},
-                               empty)
+                               empty, default)
                 return done("base", n, n, reason)
             assert base_meta is not None
             n = _write_segment(delta_path(wh), work, {"kind": "delta", "gen": uuid.uuid4().hex,
-                                                      "base_gen": base_meta["gen"]}, extract)
+                                                      "base_gen": base_meta["gen"]}, extract, default)
             total = int(base_meta["articles"]) - len(extract.gone) + n  # type: ignore[call-overload]
             return done("delta", total, n)
         finally:
@@ -220,14 +223,14 @@ def _extract(wh: WarehouseSettings, keys: pa.Table, work: Path, *, rebuild_above
     return _Extract(int(rows), copies, feeds, gone)
 
 
-def _write_segment(target: Path, work: Path | None, meta: dict[str, str], extract: _Extract) -> int:
+def _write_segment(target: Path, work: Path | None, meta: dict[str, str], extract: _Extract, default: str) -> int:
     """Build a segment in a temporary file beside `target` and rename it over `target`; returns its articles."""
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     tmp.unlink(missing_ok=True)
     conn = connect(tmp)
     try:
         source = None if work is None else "read_parquet('" + str(work / "originals.parquet").replace("'", "''") + "')"
-        _fill(conn, source, extract)
+        _fill(conn, source, extract, default)
         n = conn.execute("select count(*) from articles").fetchone()[0]
         conn.execute("create table meta as select ?::integer as format, ?::varchar as kind, ?::varchar as gen, "
                      "?::varchar as base_gen, ?::bigint as articles, now() as built_at",
@@ -244,20 +247,21 @@ def _write_segment(target: Path, work: Path | None, meta: dict[str, str], extrac
     return int(n)
 
 
-def _fill(conn: duckdb.DuckDBPyConnection, source: str | None, extract: _Extract) -> None:
+def _fill(conn: duckdb.DuckDBPyConnection, source: str | None, extract: _Extract, default: str) -> None:
     """The tables of a segment: articles (metadata), docs_<index> (title and text) with their FTS indexes,
     copies, feeds and gone."""
     conn.execute("create table articles (article_id bigint, url varchar, title varchar, feed varchar, "
                  "language varchar, date timestamptz, loaded_at timestamptz, hkey varchar, idx varchar)")
     for idx in INDEXES:
         conn.execute(f"create table docs_{idx} (article_id bigint, title varchar, text varchar)")
+    language = f"coalesce(language, '{default}')" if default.replace("-", "").isalnum() else "language"
     if source:
         conn.execute(f"insert into articles select article_id, url, title, feed, language, date, loaded_at, hkey, "
                      f"null from {source}")
         for idx in INDEXES:
             conn.execute(f"insert into docs_{idx} select article_id, coalesce(title, ''), text from {source} "
-                         f"where {_index_expr('language')} = ?", [idx])
-        conn.execute(f"update articles set idx = {_index_expr('language')}")
+                         f"where {_index_expr(language)} = ?", [idx])
+        conn.execute(f"update articles set idx = {_index_expr(language)}")
     for idx, stemmer in INDEXES.items():
         conn.execute(f"pragma create_fts_index('docs_{idx}', 'article_id', 'title', 'text', stemmer='{stemmer}', "
                      f"stopwords='none', ignore='{IGNORE}', strip_accents=1, lower=1, overwrite=1)")
@@ -266,9 +270,8 @@ def _fill(conn: duckdb.DuckDBPyConnection, source: str | None, extract: _Extract
                  "from copies_in")
     conn.register("feeds_in", extract.feeds)
     conn.execute("create table feeds as select feed::varchar as feed, tags::varchar[] as tags from feeds_in")
-    conn.execute("create table gone (article_id bigint)")
-    if extract.gone:
-        conn.execute("insert into gone select unnest(?::bigint[])", [extract.gone])
+    conn.register("gone_in", pa.table({"article_id": pa.array(extract.gone, pa.int64())}))
+    conn.execute("create table gone as select article_id from gone_in")
 
 
 def _index_expr(column: str) -> str:

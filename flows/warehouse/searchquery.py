@@ -54,7 +54,7 @@ class Query:
 
     def rows(self) -> list[dict[str, object]]:
         """The terms as the index query takes them (flows/warehouse/search.py): one struct per term."""
-        return [{"g": t.group, "t": i, "neg": t.negative, "phrase": t.phrase, "raw": t.text}
+        return [{"t": i, "g": t.group, "neg": t.negative, "quoted": t.phrase, "raw": t.text}
                 for i, t in enumerate(self.terms)]
 
 

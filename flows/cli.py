@@ -233,6 +233,8 @@ def _search_parser(sub: Any) -> None:
     p.add_argument("--limit", type=_int_in(1, 1000), default=20, metavar="N", help="results, 1-1000 (default 20)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--rebuild", action="store_true", help="rebuild the index from the warehouse first")
+    p.add_argument("--print-sql", action="store_true",
+                   help="print the SQL that gives a DuckDB CLI or program search_articles() (docs/search.md)")
 
 
 def _settings(args: argparse.Namespace, *, create: bool = False, snapshot: bool = False) -> Settings:
@@ -515,8 +517,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     from flows.warehouse import search, search_index
     from flows.warehouse.searchquery import parse
 
+    if args.print_sql:
+        print(search.script(load_settings(args.config, warehouse=args.warehouse).warehouse), end="")
+        return 0
     if args.query is None and not args.rebuild:
-        raise CliError("give a search query, or --rebuild")
+        raise CliError("give a search query, --rebuild or --print-sql")
     query = parse(args.query) if args.query is not None else None  # a bad query stops here, before any work
     if args.since and args.until and args.since > args.until:
         raise CliError(f"--since {args.since} is after --until {args.until}")

@@ -247,3 +247,14 @@ def test_cli_table_and_sql_macro(filled: Settings, capsys: pytest.CaptureFixture
            "left join duplicates d on d.duplicate_of = s.article_id group by all order by s.title")
     assert main(["sql", "--warehouse", str(filled.warehouse.path), "--format", "csv", sql]) == 0
     assert capsys.readouterr().out.splitlines() == ["title,copies,dups", "Carbon levy,1,1", "Orchard harvest,0,0"]
+
+
+def test_the_printed_sql_gives_the_macro_to_another_program(filled: Settings, capsys: pytest.CaptureFixture) -> None:
+    assert main(["search", "--warehouse", str(filled.warehouse.path), "--print-sql"]) == 0
+    script = capsys.readouterr().out
+    with duckdb.connect(str(filled.warehouse.path), read_only=True) as conn:
+        for statement in conn.extract_statements(script):
+            conn.execute(statement)
+        rows = conn.execute("select a.url, s.copies from search_articles('levy', lang := 'en') s "
+                            "join articles a using (article_id) order by s.score desc").fetchall()
+    assert [r[1] for r in rows] == [1, 0] and rows[0][0] == "https://outlet.example/1"

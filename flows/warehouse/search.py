@@ -68,7 +68,10 @@ def script(settings: WarehouseSettings, fts: Path | None = None) -> str:
     """The SQL a DuckDB CLI or another program runs to get the macro: load fts, attach, create the macros."""
     from flows.warehouse.lake import extension_file
 
-    lines = [f"load {_lit(str(fts or extension_file('fts')))};",
+    lines = ["-- newsflow full-text search: attach the index beside the warehouse and define search_articles().",
+             f"-- The fts extension of DuckDB {duckdb.__version__}, from its PyPI wheel; a DuckDB CLI of another "
+             "version: replace the load with `install fts; load fts;`.",
+             f"load {_lit(str(fts or extension_file('fts')))};",
              f"attach if not exists {_lit(str(settings.search_path))} as {BASE} (read_only);",
              f"attach if not exists {_lit(str(delta_path(settings)))} as {DELTA} (read_only);"]
     return "\n".join(lines + [s + ";" for s in macro_sql([BASE, DELTA])]) + "\n"
@@ -166,8 +169,8 @@ def _results(segments: list[str], hits: str, lang: str) -> str:
         left join ({current('feeds')}) f on f.feed = a.feed
         where not (h.seg = '{BASE}' and h.article_id in ({gone}))
           and (h.seg = '{BASE}' or {_live(segments)})
-          and ({lang} is null or lower(a.language) = lower({lang})
-               or lower(split_part(a.language, '-', 1)) = lower({lang}))"""
+          and ({lang} is null or lower(coalesce(a.language, a.idx)) = lower({lang})
+               or lower(split_part(coalesce(a.language, a.idx), '-', 1)) = lower({lang}))"""
 
 
 def macro_sql(segments: list[str]) -> list[str]:

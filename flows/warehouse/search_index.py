@@ -39,7 +39,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from flows.core.errors import WarehouseLocked, WarehouseMissing
+from flows.core.errors import WarehouseError
 from flows.core.settings import Settings, WarehouseSettings
 from flows.warehouse import database, lake
 from flows.warehouse.staging import fsync
@@ -132,8 +132,9 @@ def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = N
     """Bring the search index up to date with the warehouse: rewrite the delta segment, or rebuild the base when
     asked, when there is none (or it is of another format), or when the delta has grown past MERGE_SHARE of it.
 
-    Never raises for a warehouse that is busy or missing, nor for another refresh under way: it skips (the next
-    refresh catches up, the delta being a comparison with the base). Other errors propagate.
+    Never raises for a warehouse that cannot be read now (busy, missing, or held by this very process with
+    another configuration), nor for another refresh under way: it skips and says why in `reason` (the next refresh
+    catches up, the delta being a comparison with the base). Other errors (a full disk) propagate.
     """
     wh = settings.warehouse
     start = time.perf_counter()
@@ -155,15 +156,15 @@ def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = N
         work.mkdir(parents=True)
         try:
             keys = _base_keys(wh.search_path) if not reason else _BASE_KEYS.empty_table()
+            wait = _WAIT if wait is None else wait
             try:
                 extract = _extract(wh, keys, work, rebuild_above=None if reason else _merge_limit(base_meta),
-                                   wait=_WAIT if wait is None else wait)
-            except (WarehouseLocked, WarehouseMissing) as exc:
+                                   wait=wait)
+                if extract is None:  # the delta grew past its share: rebuild the base
+                    reason = "the delta passed its share of the base"
+                    extract = _extract(wh, _BASE_KEYS.empty_table(), work, rebuild_above=None, wait=wait)
+            except WarehouseError as exc:  # busy, missing, or open in this process with another configuration
                 return done("skipped", reason=database.first_line(exc))
-            if extract is None:  # the delta grew past its share: rebuild the base
-                reason = "the delta passed its share of the base"
-                extract = _extract(wh, _BASE_KEYS.empty_table(), work, rebuild_above=None,
-                                   wait=_WAIT if wait is None else wait)
             if reason:
                 gen = uuid.uuid4().hex
                 n = _write_segment(wh.search_path, work, {"kind": "base", "gen": gen, "base_gen": gen}, extract,

@@ -349,7 +349,10 @@ def _search_macro(conn: Any, settings: Settings) -> None:
     from flows.warehouse import search
 
     if settings.warehouse.search_path.exists():
-        search.install(conn, settings.warehouse)
+        try:
+            search.install(conn, settings.warehouse)
+        except (database.WarehouseError, duckdb.Error) as exc:  # the query may not need it: say why, go on
+            print(f"(search_articles() is not available: {_one_line(exc)})", file=sys.stderr)
 
 
 def _show(conn: Any, text: str, args: argparse.Namespace) -> int:

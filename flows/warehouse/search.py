@@ -16,6 +16,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ search_tokens as materialized (
     from search_words where tok <> ''),
 search_groups as materialized (select count(distinct g) as n from search_tokens where not neg),"""
 
+_NOT_WORD = IGNORE.removesuffix("+")
 _LOW = "lower(split_part(coalesce(lang, ''), '-', 1))"
 _KEYS = ", ".join(f"'{k}'" for k in INDEXES if k != "other")
 _LANG_INDEX = f"(case when {_LOW} in ({_KEYS}) then {_LOW} else 'other' end)"
@@ -128,7 +130,8 @@ def _bm25(seg: str, idx: str, stemmer: str, where: str = "true") -> str:
                             union all
                             select th.docid, th.g, th.neg from th join {fts}.docs fd using (docid)
                                  join {seg}.docs_{idx} x on x.article_id = fd.name
-                            where th.phrase and contains(search_norm(x.title || ' ' || x.text), search_norm(th.raw))),
+                            where th.phrase and regexp_matches(lower(strip_accents(x.title || ' ' || x.text)),
+                                                               search_phrase(th.raw))),
         cand as materialized (select docid from tv where not neg group by docid
                               having count(distinct g) = (select n from search_groups)
                               except select docid from tv where neg),
@@ -174,12 +177,15 @@ def _results(segments: list[str], hits: str, lang: str) -> str:
 
 
 def macro_sql(segments: list[str]) -> list[str]:
-    """The statements creating `search_norm` and `search_articles(q, lang := NULL)` over the attached segments."""
+    """The statements creating `search_phrase` and `search_articles(q, lang := NULL)` over the attached segments."""
     hits = " union all ".join(_bm25(seg, idx, stem, f"(lang is null or {_LANG_INDEX} = '{idx}')")
                               for seg in segments for idx, stem in INDEXES.items())
     return [
-        f"create or replace temp macro search_norm(s) as "
-        f"' ' || trim(regexp_replace(lower(strip_accents(coalesce(s, ''))), '{IGNORE}', ' ', 'g')) || ' '",
+        # A phrase as a regular expression over the lower-cased, accent-stripped text: its words, in order, with
+        # only non-word characters between them (one search, where normalising every candidate text took longer).
+        f"create or replace temp macro search_phrase(s) as '(^|{_NOT_WORD})' || array_to_string(string_split("
+        f"trim(regexp_replace(lower(strip_accents(coalesce(s, ''))), '{IGNORE}', ' ', 'g')), ' '), '{IGNORE}') "
+        f"|| '($|{_NOT_WORD})'",
         f"""create or replace temp macro search_articles(q, lang := null) as table
         with {_TERMS}{_TOKENS}
         hits as ({hits})
@@ -278,6 +284,7 @@ def _texts(conn: duckdb.DuckDBPyConnection, segments: list[str], rows: list[tupl
 _TOKEN = re.compile(r"[^\W_]+")
 
 
+@lru_cache(maxsize=65536)
 def fold(word: str) -> str:
     """A word as the index stores it before stemming: lower case, accents stripped."""
     return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))

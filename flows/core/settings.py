@@ -312,6 +312,27 @@ class EntitySettings(_Section):
 
 
 
+class SavedSearch(_Section):
+    """A `[[searches]]` entry: a search run over each ingest's new articles; its matches are the run's artifact
+    and a `newsflow.search.matched` event (flows/run/savedsearches.py, docs/search.md)."""
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")
+    query: str = Field(min_length=1)
+    lang: str | None = None
+    feeds: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @field_validator("query")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        from flows.warehouse.searchquery import SearchSyntaxError, parse
+
+        try:
+            parse(v)
+        except SearchSyntaxError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+
 class PipelineSettings(_Section):
     workers: int = Field(default=0, ge=0)  # 0 = one per CPU core
     batch_size: int = Field(default=128, ge=1)
@@ -342,6 +363,7 @@ class Settings(_Section):
     schedule: ScheduleSettings = ScheduleSettings()
     report: ReportSettings = ReportSettings()
     feeds: tuple[FeedConfig, ...] = ()
+    searches: tuple[SavedSearch, ...] = ()  # [[searches]]: saved searches, matched after each ingest
     config_path: Path | None = None
     # Set by `ingest --stage-only` (never in the config file): this process only reads the warehouse, read-only,
     # so shard runs never wait for (or hold up) the write lock of the one loader.
@@ -356,6 +378,14 @@ class Settings(_Section):
                 raise ValueError(f"duplicate feed name {feed.name!r}")
             seen.add(feed.name)
         return feeds
+
+    @field_validator("searches")
+    @classmethod
+    def _unique_searches(cls, searches: tuple[SavedSearch, ...]) -> tuple[SavedSearch, ...]:
+        names = [s.name for s in searches]
+        if len(set(names)) < len(names):
+            raise ValueError(f"duplicate saved search name {next(n for n in names if names.count(n) > 1)!r}")
+        return searches
 
     def worker_count(self) -> int:
         return self.pipeline.workers or os.cpu_count() or 1

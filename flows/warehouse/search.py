@@ -220,6 +220,7 @@ class Filters:
     feeds: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     limit: int = 20
+    ids: tuple[int, ...] | None = None  # only these articles (a run's new ones, for saved searches)
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,9 @@ def search(settings: WarehouseSettings, query: Query, filters: Filters) -> list[
         if filters.tags:
             where.append("list_has_any(tags, $tags)")
             params["tags"] = list(filters.tags)
+        if filters.ids is not None:
+            conn.register("search_only_ids", pa.table({"article_id": pa.array(filters.ids, pa.int64())}))
+            where.append("article_id in (select article_id from search_only_ids)")
         results = _stepwise(conn, segments, query, filters.lang)
         rows = conn.execute(
             f"select article_id, score, title, url, feed, date, language, copies, segment "

@@ -3,7 +3,8 @@ a user error is one line on stderr and exit 2 (an unexpected one exit 1), nothin
 created, changed or deleted. Each case is a bad input a user once met a traceback, a silent default or a lost
 file with.
 
-Covers: flows.cli.entry, flows.cli.__main__, flows.cli.arguments, flows.cli.common, flows.cli.read_commands, flows.cli.run_commands, flows.core.owned, flows.ops.schedule
+Covers: flows.cli.entry, flows.cli.__main__, flows.cli.arguments, flows.cli.common, flows.cli.read_commands,
+Covers: flows.cli.run_commands, flows.core.owned, flows.ops.schedule
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any, NoReturn
 
+from flows.cli import search_command
 from flows.core.settings import MAX_SHARDS
 from flows.warehouse.export import check_name
 
@@ -137,7 +138,8 @@ def _add_run_commands(sub: Any) -> None:
 
 
 def _add_read_commands(sub: Any) -> None:
-    """sql, export, status, check: the commands that read it."""
+    """sql, export, status, check, search: the commands that read it."""
+    search_command.add_parser(sub, _common, _text, _day, _int_in)
     p = sub.add_parser("sql", help="run a read-only SQL query and print the result",
                        description="Runs one query and closes the file at once, so it never holds up a run "
                                    "for long. For a long session use the snapshot: "

@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 
+from flows.cli import search_command
 from flows.cli.common import CliError, query_text, settings_for
 from flows.core import owned
 from flows.run import progress
@@ -23,6 +24,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     queryguard.check(text)  # every statement, all the way down, only reads: else refused before the file opens
     with database.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
         # Reads the warehouse and its raw archives (docs/schema.md reads them with read_parquet), writes nothing.
+        search_command.install_macro(conn, settings, lambda exc: database.first_line(exc))
         database.restrict_files(conn, [settings.warehouse.raw_dir])
         if path != settings.warehouse.path and not args.snapshot:
             print(f"(the live warehouse is busy loading; querying the last snapshot {path})", file=sys.stderr)
@@ -128,4 +130,5 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "sql": cmd_sql, "export": cmd_export, "status": cmd_status, "check": cmd_check, "report": cmd_report}
+    "sql": cmd_sql, "export": cmd_export, "status": cmd_status, "check": cmd_check, "report": cmd_report,
+    "search": search_command.cmd_search}

@@ -85,6 +85,16 @@ class WarehouseSettings(_Section):
         return self.path.parent / f"{self.path.stem}.raw"
 
     @property
+    def search_path(self) -> Path:
+        """The full-text search index (flows/warehouse/search_index.py), a side file beside the warehouse file (a
+        lake's: beside its local catalog file): <dir>/<stem>.search.duckdb, its delta <stem>.search-delta.duckdb.
+        Derived from the resolved paths, so a --warehouse override moves it along with the file."""
+        local = self.catalog.removeprefix("sqlite:")
+        anchor = Path(local) if self.is_lake and local and not local.startswith(("postgres:", "postgresql:")) \
+            else self.path
+        return anchor.parent / f"{anchor.stem}.search.duckdb"
+
+    @property
     def is_lake(self) -> bool:
         return self.backend == "ducklake"
 
@@ -334,6 +344,27 @@ class EntitySettings(_Section):
 
 
 
+class SavedSearch(_Section):
+    """A `[[searches]]` entry: a search run over each ingest's new articles; its matches are the run's artifact
+    and a `newsflow.search.matched` event (flows/run/savedsearches.py, docs/search.md)."""
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")
+    query: str = Field(min_length=1)
+    lang: str | None = None
+    feeds: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @field_validator("query")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        from flows.core.searchquery import SearchSyntaxError, parse
+
+        try:
+            parse(v)
+        except SearchSyntaxError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+
 class PipelineSettings(_Section):
     workers: int = Field(default=0, ge=0)  # 0 = one per CPU core
     batch_size: int = Field(default=128, ge=1)
@@ -377,6 +408,7 @@ class Settings(_Section):
     schedule: ScheduleSettings = ScheduleSettings()
     report: ReportSettings = ReportSettings()
     feeds: tuple[FeedConfig, ...] = ()
+    searches: tuple[SavedSearch, ...] = ()  # [[searches]]: saved searches, matched after each ingest
     config_path: Path | None = None
     # Set by `ingest --stage-only` (never in the config file): this process only reads the warehouse, read-only,
     # so shard runs never wait for (or hold up) the write lock of the one loader.
@@ -391,6 +423,14 @@ class Settings(_Section):
                 raise ValueError(f"duplicate feed name {feed.name!r}")
             seen.add(feed.name)
         return feeds
+
+    @field_validator("searches")
+    @classmethod
+    def _unique_searches(cls, searches: tuple[SavedSearch, ...]) -> tuple[SavedSearch, ...]:
+        names = [s.name for s in searches]
+        if len(set(names)) < len(names):
+            raise ValueError(f"duplicate saved search name {next(n for n in names if names.count(n) > 1)!r}")
+        return searches
 
     def worker_count(self) -> int:
         return self.pipeline.workers or os.cpu_count() or 1

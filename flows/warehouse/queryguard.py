@@ -46,6 +46,8 @@ READ_TABLE_FUNCTIONS = frozenset({
     "pragma_platform", "pragma_show", "pragma_collations", "pragma_user_agent",
     "ducklake_snapshots", "ducklake_table_info", "ducklake_list_files", "ducklake_table_changes",
     "ducklake_table_insertions", "ducklake_table_deletions",
+    # newsflow's own table macro over the search index (flows/warehouse/search.py): BM25 over read-only files.
+    "search_articles",
 })
 # VOLATILE scalar functions that still only read (a random value, the current query, an error on purpose).
 _HARMLESS_VOLATILE = frozenset({"random", "uuid", "gen_random_uuid", "uuidv4", "uuidv7", "error", "currval",

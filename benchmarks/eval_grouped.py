@@ -4,7 +4,7 @@ Every configuration is one trafilatura setting (default, `favor_precision`, `fav
 post-processing steps the previous extractor had (benchmarks/extract_previous.py). Scores are bag-of-words, per
 page, as in benchmarks/eval_extract.py; a publisher's F1 is the F1 of its pages' mean precision (non-empty outputs)
 and mean recall. Rows report the mean over the 181 publishers with a bootstrap interval over publishers, the worst
-publisher, the pooled page F1 (the corpora README's figure), and CPU seconds per page (process time, one core).
+publisher, the pooled page F1 (the corpora README's figure), and CPU milliseconds per page (process time, one core).
 
 The selection is leave-one-publisher-out: for each publisher, on the other 180, trafilatura's default setting is
 kept unless another beats it by more than the noise, then steps are added one at a time, the best first, while a

@@ -25,6 +25,7 @@ def main(names: list[str]) -> None:
               file=sys.stderr)
         raise SystemExit(2)
     sections = [header("newsflow evaluation")]
+    extraction_header = header("extraction by publisher")  # the commit and time the run started at
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in names or list(SECTIONS):
         start = time.perf_counter()
@@ -33,7 +34,7 @@ def main(names: list[str]) -> None:
         sections.append(text)
         if name == "extraction":
             day = datetime.now(UTC).date().isoformat()
-            (RESULTS / f"{day}-extraction-by-publisher.md").write_text(f"{header('extraction by publisher')}\n{text}")
+            (RESULTS / f"{day}-extraction-by-publisher.md").write_text(f"{extraction_header}\n{text}")
         print(f"eval: {name} done in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     text = "\n".join(sections)
     if not names:

@@ -156,18 +156,8 @@ class ExtractSettings(_Section):
     include_comments: bool = False
     favor_precision: bool = False
     favor_recall: bool = False
-    retry_below_chars: int = Field(default=1000, ge=0)
+    # The line rules below won on the evaluation by publisher (docs/quality.md); 0 / () turns one off.
     max_list_run: int = Field(default=2, ge=0)
-    # A first pass shorter than this is compared with the plain pass (flows/text/extract.py adds_prose); 0: never.
-    compare_below_chars: int = Field(default=2000, ge=0)
-    prose_line_words: int = Field(default=20, ge=1)
-    prose_share: float = Field(default=0.1, ge=0)
-    # With favor_precision off, the first pass (when it wins) is combined with the precision pass: its lines
-    # precision dropped stay only when they are prose (combine_long_words+ words, or combine_sentence_words+
-    # ending a sentence). Chosen on the tuned half of the fundus pages.
-    combine_passes: bool = True
-    combine_long_words: int = Field(default=30, ge=1)
-    combine_sentence_words: int = Field(default=14, ge=1)
     # Lines dropped from every extracted text (case-insensitive regular expressions).
     drop_line_patterns: tuple[str, ...] = (
         r"^\W*(also read|read next|read more|related|lesen sie auch|mehr zum thema|à lire aussi|lire aussi"
@@ -195,14 +185,6 @@ class ExtractSettings(_Section):
         r"^\W*(?:sign up|subscribe|abonniere|abonnieren sie|jetzt abonnieren|abonnez-vous|suscríbete)\b",
         r"^(?=.*\S)[\W_]+$",
     )
-    # Elements removed before extraction (XPath): links wrapping a paragraph or heading are teaser cards of
-    # other articles; captions; author bios. Chosen on the tuned half of the fundus pages.
-    prune_xpath: tuple[str, ...] = (
-        "//a[.//p or .//h1 or .//h2 or .//h3 or .//h4 or .//h5 or .//h6]",
-        "//figcaption",
-        "//*[contains(@class,'caption')]",
-        "//*[contains(@class,'author-bio') or contains(@class,'author__bio') or contains(@class,'authorBio')]",
-    )
     # Of the first title_lines lines, those whose words are at least title_overlap of the page title's (and
     # vice versa) are the headline repeated, not the body; 0 lines: keep them.
     title_lines: int = Field(default=2, ge=0)
@@ -220,18 +202,6 @@ class ExtractSettings(_Section):
                 re.compile(pattern)
             except re.error as err:
                 raise ValueError(f"not a regular expression: {pattern!r} ({err})") from err
-        return v
-
-    @field_validator("prune_xpath")
-    @classmethod
-    def _xpaths_compile(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from lxml import etree
-
-        for xpath in v:
-            try:
-                etree.XPath(xpath)
-            except etree.XPathSyntaxError as err:
-                raise ValueError(f"not an XPath expression: {xpath!r} ({err})") from err
         return v
 
 

@@ -1,4 +1,10 @@
-"""URL normalisation: one spelling per article, so the same link from two feeds is one key."""
+"""Links as published, and their keys: a link is fetched and stored as the feed gave it; only keys are normalised.
+
+`published_link` makes a link absolute and nothing more (docs/fetching.md lists each change it may make);
+`normalise_url` builds the key that the same article gets whichever feed and spelling it came from (entry dedup,
+article ids, the syndication view). A key is never fetched: normalising rewrites characters legal in a path
+(`*` to `%2A`, `//` to `/`), which breaks links that carry a second URL in their path.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,34 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from courlan import normalize_url
 
+# What a browser drops from a link before reading it (the WHATWG URL standard): C0 controls and spaces around it,
+# ASCII tabs and newlines anywhere (a feed that wraps a long link in its XML).
+_AROUND = "".join(map(chr, range(0x21)))
+_TAB_NEWLINE = re.compile(r"[\t\n\r]")
+
+
+def published_link(link: str | None, base: str | None = None) -> str | None:
+    """The link as published, made absolute: controls and spaces around it and tabs and newlines in it removed, a
+    relative link resolved against `base`; None when the result is not http(s) with a host. An absolute link is
+    returned character for character (no case, escaping, path or query change)."""
+    link = _TAB_NEWLINE.sub("", (link or "").strip(_AROUND))
+    if not link:
+        return None
+    try:
+        if base and urlsplit(link).scheme.lower() not in ("http", "https"):
+            link = urljoin(base, link)
+        parts = urlsplit(link)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:  # an unclosed IPv6 bracket (`http://[::1`), a port out of range, and the like
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return link
+
 
 def normalise_url(url: str, base: str | None = None) -> str | None:
-    """Absolute, lower-case host, tracking parameters and fragment removed; None when it is not http(s)."""
+    """The key of a link: absolute, lower-case host, tracking parameters and fragment removed, path re-escaped
+    (courlan); None when it is not http(s). Idempotent. For keys only: fetch and store `published_link`."""
     url = (url or "").strip()
     if not url:
         return None

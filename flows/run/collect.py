@@ -205,7 +205,7 @@ def select_new(settings: Settings, entries: list[FeedEntry], fetch_rows: list[di
 
 def entry_rows(entries: list[FeedEntry], run_id: str) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
-    return [{"feed": e.feed, "guid": e.guid, "url": entry_url(e), "title": e.title, "summary": e.summary,
+    return [{"feed": e.feed, "guid": e.guid, "url": entry_url(e), "link": e.url, "title": e.title, "summary": e.summary,
              "published_at": e.published_at, "author": e.author, "first_seen_at": now, "first_run_id": run_id}
             for e in entries]
 

@@ -103,7 +103,7 @@ def _document(entry: FeedEntry, result: FetchResult | None, found: extract.Extra
     if settings.warehouse.keep_raw_html and result is not None and result.ok and result.body:
         raw = rawcodec.compress(result.body)  # here in the worker, once per page
     return Document(
-        url=entry_url(entry), feed=entry.feed, entry_guid=entry.guid,
+        url=entry_url(entry), link=entry.url, feed=entry.feed, entry_guid=entry.guid,
         title=(found.title if found else None) or entry.title,
         author=(found.author if found else None) or entry.author,
         published_at=published_at, published_source=published_source,

@@ -56,7 +56,7 @@ _ARTICLE_COLUMNS = (
     "url", "canonical_url", "final_url", "feed", "entry_guid", "title", "author", "published_at",
     "published_source", "fetched_at", "language", "site_name", "text", "text_hash", "is_seed", "seed_file",
     "seed_file_hash", "body_source", "fallback_reason", "http_status", "extractor", "extractor_version",
-    "extractor_options", "ner_pipeline", "ner_skip_reason",
+    "extractor_options", "ner_pipeline", "ner_skip_reason", "link",
 )
 _LATEST = datetime.max.replace(tzinfo=UTC)
 

@@ -384,8 +384,6 @@ GUARD_CASES = [
          "exists and is not a newsflow report page; remove it or choose another path"),
     Case("guard-report-over-a-raw-archive-file", _report_raw("{day}/b1.parquet"), "raw archive folder"),
     Case("guard-report-into-the-staging-folder", _report_raw("{tmp}/wh.staging/r.html"), "staging folder"),
-    Case("guard-report-empty-out", lambda e: ["report", "--warehouse", e.warehouse(), "--out", ""],
-         "--out: must not be empty"),
     # 4. `[report] html_path` on the warehouse is a config error of every command, before any run.
     Case("guard-ingest-html-path-is-the-warehouse",
          lambda e: ["ingest", "--config", _html_path_config(e, "{tmp}/wh.duckdb"), "--warehouse", e.warehouse()],

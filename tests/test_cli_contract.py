@@ -798,9 +798,9 @@ RESILIENCE_CASES = [
          _load(lambda e: _objects(e, "sm.duckdb", "create table schema_migrations (id integer, note varchar)")),
          "its schema_migrations has columns id, note, not newsflow's"),
     # 8: `check` refuses what every other writer refuses, before it writes.
-    Case("check-truncated-warehouse", _check(_truncated), "truncated: "),
+    Case("check-truncated-warehouse", _check(_truncated), "the file is truncated"),
     Case("check-newer-schema", _check(_newer), "warehouse schema is version 99, newer than this newsflow"),
-    Case("load-truncated-warehouse", _load(_truncated), "truncated: "),
+    Case("load-truncated-warehouse", _load(_truncated), "the file is truncated"),
     Case("reprocess-newer-schema", _reprocess(_newer), "newer than this newsflow"),
 ]
 

@@ -168,6 +168,10 @@ def check_file(path: Path, *, create: bool = False, write: bool = False) -> None
 
 
 def _judge(verdict: identity.Verdict, name: str, *, create: bool, write: bool, missing: str) -> None:
+    if verdict.kind == "foreign" and verdict.reason.startswith("truncated"):
+        # Most likely our own warehouse, cut short by a copy or a full disk: say how to get it back.
+        raise WarehouseError(f"{name}: the file is truncated ({verdict.reason.removeprefix('truncated: ')}): not a "
+                             "usable warehouse; restore it from a backup or the snapshot")
     if verdict.kind == "foreign":
         raise WarehouseError(f"{name}: not a newsflow warehouse ({verdict.reason}); newsflow leaves it alone")
     if verdict.kind == "missing" and not create:

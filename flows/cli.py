@@ -256,7 +256,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
-    from flows.run.ingest import load
+    from flows.run.loader import load
 
     summary = load(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
     _print_summary(summary)
@@ -295,7 +295,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def cmd_seeds(args: argparse.Namespace) -> int:
     settings = _settings(args, create=True)
-    from flows.run.ingest import reload_seeds
+    from flows.run.loader import reload_seeds
 
     with progress.using(progress.for_stream()):
         result = reload_seeds(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))

@@ -182,7 +182,8 @@ def test_shard_assignment_is_stable_total_and_by_host() -> None:
 
 def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[LocalServer], hold: Hold,
                                            tmp_path: Path) -> None:
-    from flows.run.ingest import ingest, load
+    from flows.run.ingest import ingest
+    from flows.run.loader import load
 
     hold.release.set()
     config = shard_config(tmp_path, outlets)

@@ -1,138 +1,27 @@
-"""Prefect flows: the edges of newsflow. Each task wraps a plain function of a stage module (flows/pipeline.py)."""
+"""The `ingest` Prefect flow: one run, feeds to warehouse (the tasks it calls are in flows/run/tasks.py)."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
-import duckdb
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 from pydantic import Field
 
-from flows.core.errors import describe
-from flows.core.settings import FeedConfig, Settings, WarehouseSettings, load_settings
+from flows.core.settings import FeedConfig, Settings, load_settings
 from flows.core.stats import RunStats
-from flows.run import alerts, artifacts, collect, documents, progress, stream, workers
-from flows.text.seeds import Seed, SeedError
-from flows.warehouse import checks, database, reportpage, runstate, staging, store
+from flows.run import alerts, artifacts, collect, progress, stream, workers
+from flows.run.finish import last_change, snapshot_current, write_html_report
+from flows.run.loader import load_seeds_batch
+from flows.run.runprogress import IngestProgress
+from flows.run.tasks import RunContext, fetch_feeds, load_pending, publish_snapshot, store_batch, warehouse_checks
+from flows.warehouse import database, runstate, staging, store
 from flows.warehouse.runlock import run_lock, shards_alive
 from flows.web.politeness import HostGate
-
-# Tasks take live objects (pools, clients): no input hashing, no result persistence.
-_TASK = {"cache_policy": NO_CACHE, "persist_result": False}
-# The run context, the batches and the feeds stage's inputs are passed `quote`d: otherwise Prefect walks every
-# element of them (each document's shingles, mentions ...; each feed's config and stored state) twice per task
-# call looking for futures, which cost the parent more CPU than staging and loading the batch (py-spy, 704
-# articles: docs/benchmarks.md), and 40 ms of a quiet run's 100 feeds.
-
-fetch_feeds = task(collect.fetch_feeds, name="fetch-feeds", **_TASK)
-load_pending = task(store.load_pending, name="load-staged", retries=2, retry_delay_seconds=[5, 30], **_TASK)
-publish_snapshot = task(database.publish_snapshot, name="publish-snapshot", **_TASK)
-
-
-@dataclass
-class RunContext:
-    settings: Settings
-    run_id: str
-    started_at: datetime
-    stats: RunStats
-    parameters: dict[str, Any]
-    flow: str
-    seq: int = 0
-    progress: IngestProgress | None = None
-
-    def batch(self) -> staging.Batch:
-        self.seq += 1
-        return staging.Batch(f"{self.started_at:%Y%m%dT%H%M%S}-{self.run_id[:8]}-{self.seq:04d}", self.run_id)
-
-    def run_row(self, status: str, message: str | None = None) -> dict[str, Any]:
-        finished = None if status == "running" else datetime.now(UTC)
-        return {"run_id": self.run_id, "flow": self.flow, "started_at": self.started_at,
-                "finished_at": finished, "status": status, "parameters": _json(self.parameters),
-                "message": message, **self.stats.counts()}
-
-
-_EVENTS = {"feed": "feeds", "downloaded": "pages", "extracted": "extracted", "tagged": "tagged"}
-
-
-class IngestProgress:
-    """An ingest run's progress: shown by the reporter the CLI installed (flows/run/progress.py) and kept in the run's
-    `ingest-progress` artifact (feeds 0-10 %, articles stored 10-95 %, checks and snapshot the rest).
-
-    Counters move from any thread; the artifact is written from the flow's thread only (`checkpoint`), once per
-    stage or batch, so the Prefect API sees a handful of updates, not one per article.
-    """
-
-    def __init__(self, reporter: progress.Reporter, dry_run: bool) -> None:
-        self.reporter = reporter
-        self.dry_run = dry_run
-        self.total = 0
-        self.loaded = 0  # this run's own count: the reporter may be shared by several runs in one process
-        self.waiting: dict[str, int] = {}
-        self.shown = 0.0
-        self.artifact_id = create_progress_artifact(0.0, key="ingest-progress", description="ingest: feeds, "
-                                                    "then articles downloaded, extracted, tagged and loaded")
-
-    def event(self, name: str, n: int) -> None:
-        """The stages' callback (collect.fetch_feeds, stream.articles)."""
-        self.reporter.advance(_EVENTS.get(name, name), n)
-
-    def feeds(self, n: int) -> None:
-        self.reporter.add("feeds", "feeds fetched", n)
-
-    def articles(self, n: int) -> None:
-        """The feeds are done and `n` new entries are to be processed."""
-        r, self.total = self.reporter, n
-        r.add("pages", "pages downloaded", n)
-        r.add("extracted", "articles extracted", n)
-        r.add("tagged", "articles tagged")  # copies of stored articles skip NER: no total known up front
-        r.add("loaded", "articles processed (dry run)" if self.dry_run else "articles loaded", n, main=True)
-        r.gauge("waiting", "batches waiting to load", 0)
-        if n:  # with nothing new the run is all but done: the artifact goes to 100 at its end, one update
-            self.checkpoint(10.0)
-
-    def queued(self, batch_id: str, n: int) -> None:
-        self.waiting[batch_id] = n
-        self.reporter.gauge("waiting", "batches waiting to load", len(self.waiting))
-
-    def stored(self, batch_id: str) -> None:
-        """A queued batch is loaded (or staged for the next run: it is safe either way)."""
-        n = self.waiting.pop(batch_id, None)
-        if n is not None:
-            self.reporter.gauge("waiting", "batches waiting to load", len(self.waiting))
-            self.reporter.advance("loaded", n)
-            self.loaded += n
-
-    def processed(self, n: int) -> None:
-        """A dry-run batch is done (nothing to load)."""
-        self.reporter.advance("loaded", n)
-        self.loaded += n
-
-    def checkpoint(self, percent: float | None = None) -> None:
-        """Move the artifact to `percent`, or to where the loaded articles put it; never backwards."""
-        if percent is None:
-            if not self.total:
-                return  # nothing to load: the end of the run moves it
-            # Not the reporter's count: without a CLI every run in the process shares the silent default
-            # reporter, whose counters add up across runs (a second run's bar passed 100 %).
-            percent = 10.0 + 85.0 * min(1.0, self.loaded / self.total)
-        if percent > self.shown:
-            self.shown = percent
-            update_progress_artifact(self.artifact_id, round(percent, 1))
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, default=str, sort_keys=True)
 
 
 def select_feeds(settings: Settings, names: list[str] | None, tags: list[str] | None) -> list[FeedConfig]:
@@ -157,57 +46,6 @@ def select_feeds(settings: Settings, names: list[str] | None, tags: list[str] | 
         asked = [f"feed {', '.join(names)}"] * bool(names) + [f"tag {', '.join(tags)}"] * bool(tags)
         raise ValueError(f"no enabled feed matches {' and '.join(asked)} (disabled feeds have enabled = false)")
     return feeds
-
-
-@task(name="store-batch", retries=1, retry_delay_seconds=5, **_TASK)
-def store_batch(ctx: RunContext, batch: staging.Batch, *, last: bool = False) -> bool:
-    """Stage and load one batch; False when it stays staged because the warehouse is locked (or the run is
-    stage-only: the loader loads it). Only the run's `last` batch checkpoints the file (store.store)."""
-    if ctx.settings.stage_only:
-        staging.write(batch, ctx.settings.warehouse.staging_dir)
-        ctx.stats.batches_staged += 1
-        return False
-    result = store.store(ctx.settings, batch, checkpoint=last)
-    if result is None:
-        ctx.stats.batches_staged += 1
-        if ctx.progress is not None:
-            ctx.progress.stored(batch.batch_id)
-        get_run_logger().warning("warehouse locked: batch %s stays staged for the next run", batch.batch_id)
-        return False
-    ctx.stats.add_load(result)
-    if ctx.progress is not None:
-        ctx.progress.stored(batch.batch_id)
-    return True
-
-
-@task(name="warehouse-checks", **_TASK)
-def warehouse_checks(ctx: RunContext) -> tuple[checks.CheckRun | None, artifacts.EndReads | None]:
-    """Run the warehouse checks and store them with the run (check_results, runs.checks_failed), then read what
-    the run's report and alerts show over the same connection. (None, None) when the checks could not run (the
-    warehouse is locked: a warning, not a failure); the report then reads for itself."""
-    log = get_run_logger()
-    wh = ctx.settings.warehouse
-    try:
-        with database.connect(wh, wait=min(5.0, wh.lock_wait_seconds)) as conn:
-            done = checks.run_and_store(wh, ctx.run_id, alive_runs=[ctx.run_id], dedup=ctx.settings.dedup, conn=conn)
-            try:
-                reads: artifacts.EndReads | None = artifacts.read_end(conn, ctx.settings, ctx.run_id)
-            except duckdb.Error as exc:  # the checks are stored; the report and alerts read again for themselves
-                log.warning("the report's reads failed after the checks (%s); the report reads again", exc)
-                reads = None
-    except database.WarehouseLocked:
-        log.warning("warehouse checks skipped: %s is held by another process", wh.path)
-        return None, None
-    except (database.WarehouseError, duckdb.Error) as exc:  # everything is stored; the run stays good
-        log.error("warehouse checks could not run: %s", exc)
-        return None, None
-    log.info("warehouse checks: %d run, %d failing", len(done.results), len(done.failed))
-    for r in done.failed:
-        if r.name == "dedup_index_stale" and r.sample:
-            log.warning("the stored dedup index was built by %s %s, not the current dedup settings: near copies "
-                        "of articles stored before the change are missed until `newsflow reprocess --step dedup`",
-                        r.sample[0]["method"], r.sample[0]["params"] or "(settings unrecorded)")
-    return done, reads
 
 
 def process_articles(ctx: RunContext, ready: stream.Ready, dry_run: bool) -> staging.Batch | None:
@@ -432,149 +270,3 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
 def warm_pool() -> dict[str, str | None]:
     """The warm pool `newsflow serve` keeps for the flow runs it starts (none when run otherwise)."""
     return {"warm": os.environ.get(workers.WARM_POOL_ENV), "key": os.environ.get(workers.WARM_POOL_KEY_ENV)}
-
-
-def last_change(path: Path) -> float | None:
-    """When the DuckDB file (or its write-ahead log) was last written; None when there is no file yet."""
-    times = [p.stat().st_mtime for p in (path, path.with_name(path.name + ".wal")) if p.exists()]
-    return max(times) if times else None
-
-
-def snapshot_current(wh: WarehouseSettings, changed_at: float | None) -> bool:
-    """True when the published snapshot was written after `changed_at`, the warehouse's last write before this
-    run: it then holds every article, and a run that brought nothing new need not copy the file again."""
-    if not wh.snapshot or changed_at is None or not wh.snapshot_path.exists():
-        return False
-    return wh.snapshot_path.stat().st_mtime > changed_at
-
-
-def write_html_report(settings: Settings, log: Any) -> Path | None:
-    """Rewrite the `[report] html_path` page, if set; best effort, since a run never fails for its picture."""
-    out = settings.report.html_file()
-    if out is None:
-        return None
-    try:
-        reportpage.write(settings.warehouse, out)
-    except (database.WarehouseError, OSError, duckdb.Error) as exc:
-        log.warning("HTML report not written to %s: %s", out, exc)
-        return None
-    log.info("HTML report written to %s", out)
-    return out
-
-
-def load_seeds(ctx: RunContext, seeds: list[Seed], errors: list[SeedError]) -> None:
-    """Load seed files with a pool of their own (the `reload-seeds` and `load` flows, which have none)."""
-    if not (seeds or errors):
-        return
-    pool = workers.make_pool(ctx.settings) if len(seeds) > 4 else workers.InlineExecutor()
-    try:
-        load_seeds_batch(ctx, pool, seeds, errors)
-    finally:
-        pool.shutdown()
-
-
-def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list[SeedError]) -> None:
-    """Load seed files in batches; each file that cannot be loaded is its own `page_fetches` row."""
-    settings, log = ctx.settings, get_run_logger()
-    errors = list(errors)
-    docs = []
-    for seed in seeds:
-        try:
-            docs.append(documents.seed_doc(seed, settings))
-        except Exception as exc:  # one odd seed file must not stop the others
-            log.exception("seed %s: unexpected error", seed.name)
-            errors.append(SeedError(seed.name, "internal_error", describe(exc)))
-    for err in errors:
-        log.warning("seed skipped: %s", err)
-    shown = progress.current()
-    shown.add("seeds", "seed files read", len(docs) + len(errors))
-    shown.advance("seeds", len(errors))
-    now = datetime.now(UTC)
-    failures = [{"url": e.url, "feed": None, "run_id": ctx.run_id, "outcome": "failed", "error": e.code,
-                 "error_detail": e.detail, "fetched_at": now} for e in errors]
-    for chunk in workers.chunks(docs, settings.pipeline.batch_size) or [[]]:
-        documents.tag_documents(pool, chunk, settings)
-        batch = ctx.batch()
-        batch.add("docs", *chunk)
-        batch.add("page_fetches", *failures)
-        failures = []
-        store_batch(quote(ctx), quote(batch))
-        shown.advance("seeds", len(chunk))
-
-
-@flow(name="reload-seeds", log_prints=True)
-def reload_seeds(
-    config: Annotated[str | None, Field(description="Config file; empty uses the default")] = None,
-    warehouse_path: Annotated[str | None, Field(description="DuckDB file; empty uses the config")] = None,
-) -> dict[str, Any]:
-    """Load new or changed files from the seed folder (unchanged ones are skipped).
-
-    Args:
-        config: Config file; empty uses NEWSFLOW_CONFIG or the default.
-        warehouse_path: DuckDB file; empty uses the config.
-    """
-    log = get_run_logger()
-    settings = load_settings(config, warehouse=warehouse_path)
-    ctx = RunContext(settings, str(flow_run.get_id() or uuid.uuid4()), datetime.now(UTC), RunStats(), {},
-                     "reload_seeds")
-    database.ensure_ready(settings.warehouse)
-    seeds, errors = runstate.seeds_to_load(settings)
-    load_seeds(ctx, seeds, errors)
-    log.info("%d seed files loaded or reloaded, %d errors", len(seeds), len(errors))
-    return {"seeds_loaded": len(seeds), "errors": [str(e) for e in errors], **ctx.stats.counts()}
-
-
-@flow(name="load", log_prints=True)
-def load(
-    config: Annotated[str | None, Field(description="Config file; empty uses the default")] = None,
-    warehouse_path: Annotated[str | None, Field(description="DuckDB file; empty uses the config")] = None,
-) -> dict[str, Any]:
-    """The one committer: load every staged batch oldest first (the dedup decision inside each transaction, so a
-    story staged by two shards is stored once), then new seed files, then run the warehouse checks.
-
-    Args:
-        config: Config file; empty uses NEWSFLOW_CONFIG or the default.
-        warehouse_path: DuckDB file; empty uses the config.
-    """
-    log = get_run_logger()
-    settings = load_settings(config, warehouse=warehouse_path)
-    ctx = RunContext(settings, str(flow_run.get_id() or uuid.uuid4()), datetime.now(UTC), RunStats(), {}, "load")
-    with run_lock(settings.warehouse.path) as mine:
-        if not mine:
-            log.warning("an ingest or load run holds %s; this run does nothing", settings.warehouse.path)
-            return {"run_id": ctx.run_id, "status": "skipped", "reason": "another run in progress"}
-        return _load(ctx)
-
-
-def _load(ctx: RunContext) -> dict[str, Any]:
-    log, settings, stats = get_run_logger(), ctx.settings, ctx.stats
-    database.ensure_ready(settings.warehouse)
-    loaded, left = load_pending(settings, stats)
-    log.info("loaded %d staged batches; %d still staged", loaded, left)
-    alive = shards_alive(settings.warehouse.path)
-    if alive:  # their `running` rows are alive: the next load, once they are done, marks only the dead ones
-        log.info("shard runs still staging (%s): dead runs are marked by a later load", ", ".join(alive))
-    elif not left:
-        runstate.mark_abandoned(settings, ctx.run_id)
-    seeds, errors = runstate.seeds_to_load(settings)
-    load_seeds(ctx, seeds, errors)
-    status, message, checked = "completed", None, None
-    left = len(staging.pending(settings.warehouse.staging_dir))
-    if left:
-        status = "staged"
-        message = (f"the warehouse stayed locked: {left} batches are still staged in "
-                   f"{settings.warehouse.staging_dir}; the next load takes them")
-    tail = ctx.batch()
-    tail.add("runs", ctx.run_row(status, message))
-    store_batch(quote(ctx), quote(tail), last=True)
-    if not left and not stats.batches_staged:
-        checked, _ = warehouse_checks(quote(ctx))
-        try:
-            publish_snapshot(settings.warehouse)
-        except database.WarehouseLocked:
-            log.warning("snapshot not published: warehouse locked")
-        write_html_report(settings, log)
-    if message:
-        log.warning(message)
-    return {"run_id": ctx.run_id, "status": status, "batches_loaded": loaded, **stats.counts(),
-            "checks_failed": None if checked is None else len(checked.failed)}

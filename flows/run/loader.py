@@ -1,0 +1,140 @@
+"""The loader's Prefect flows: `load` (the one committer of staged batches) and `reload-seeds`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
+from pydantic import Field
+
+from flows.core.errors import describe
+from flows.core.settings import load_settings
+from flows.core.stats import RunStats
+from flows.run import documents, progress, workers
+from flows.run.finish import write_html_report
+from flows.run.tasks import RunContext, load_pending, publish_snapshot, store_batch, warehouse_checks
+from flows.text.seeds import Seed, SeedError
+from flows.warehouse import database, runstate, staging
+from flows.warehouse.runlock import run_lock, shards_alive
+
+
+def load_seeds(ctx: RunContext, seeds: list[Seed], errors: list[SeedError]) -> None:
+    """Load seed files with a pool of their own (the `reload-seeds` and `load` flows, which have none)."""
+    if not (seeds or errors):
+        return
+    pool = workers.make_pool(ctx.settings) if len(seeds) > 4 else workers.InlineExecutor()
+    try:
+        load_seeds_batch(ctx, pool, seeds, errors)
+    finally:
+        pool.shutdown()
+
+
+def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list[SeedError]) -> None:
+    """Load seed files in batches; each file that cannot be loaded is its own `page_fetches` row."""
+    settings, log = ctx.settings, get_run_logger()
+    errors = list(errors)
+    docs = []
+    for seed in seeds:
+        try:
+            docs.append(documents.seed_doc(seed, settings))
+        except Exception as exc:  # one odd seed file must not stop the others
+            log.exception("seed %s: unexpected error", seed.name)
+            errors.append(SeedError(seed.name, "internal_error", describe(exc)))
+    for err in errors:
+        log.warning("seed skipped: %s", err)
+    shown = progress.current()
+    shown.add("seeds", "seed files read", len(docs) + len(errors))
+    shown.advance("seeds", len(errors))
+    now = datetime.now(UTC)
+    failures = [{"url": e.url, "feed": None, "run_id": ctx.run_id, "outcome": "failed", "error": e.code,
+                 "error_detail": e.detail, "fetched_at": now} for e in errors]
+    for chunk in workers.chunks(docs, settings.pipeline.batch_size) or [[]]:
+        documents.tag_documents(pool, chunk, settings)
+        batch = ctx.batch()
+        batch.add("docs", *chunk)
+        batch.add("page_fetches", *failures)
+        failures = []
+        store_batch(quote(ctx), quote(batch))
+        shown.advance("seeds", len(chunk))
+
+
+@flow(name="reload-seeds", log_prints=True)
+def reload_seeds(
+    config: Annotated[str | None, Field(description="Config file; empty uses the default")] = None,
+    warehouse_path: Annotated[str | None, Field(description="DuckDB file; empty uses the config")] = None,
+) -> dict[str, Any]:
+    """Load new or changed files from the seed folder (unchanged ones are skipped).
+
+    Args:
+        config: Config file; empty uses NEWSFLOW_CONFIG or the default.
+        warehouse_path: DuckDB file; empty uses the config.
+    """
+    log = get_run_logger()
+    settings = load_settings(config, warehouse=warehouse_path)
+    ctx = RunContext(settings, str(flow_run.get_id() or uuid.uuid4()), datetime.now(UTC), RunStats(), {},
+                     "reload_seeds")
+    database.ensure_ready(settings.warehouse)
+    seeds, errors = runstate.seeds_to_load(settings)
+    load_seeds(ctx, seeds, errors)
+    log.info("%d seed files loaded or reloaded, %d errors", len(seeds), len(errors))
+    return {"seeds_loaded": len(seeds), "errors": [str(e) for e in errors], **ctx.stats.counts()}
+
+
+@flow(name="load", log_prints=True)
+def load(
+    config: Annotated[str | None, Field(description="Config file; empty uses the default")] = None,
+    warehouse_path: Annotated[str | None, Field(description="DuckDB file; empty uses the config")] = None,
+) -> dict[str, Any]:
+    """The one committer: load every staged batch oldest first (the dedup decision inside each transaction, so a
+    story staged by two shards is stored once), then new seed files, then run the warehouse checks.
+
+    Args:
+        config: Config file; empty uses NEWSFLOW_CONFIG or the default.
+        warehouse_path: DuckDB file; empty uses the config.
+    """
+    log = get_run_logger()
+    settings = load_settings(config, warehouse=warehouse_path)
+    ctx = RunContext(settings, str(flow_run.get_id() or uuid.uuid4()), datetime.now(UTC), RunStats(), {}, "load")
+    with run_lock(settings.warehouse.path) as mine:
+        if not mine:
+            log.warning("an ingest or load run holds %s; this run does nothing", settings.warehouse.path)
+            return {"run_id": ctx.run_id, "status": "skipped", "reason": "another run in progress"}
+        return _load(ctx)
+
+
+def _load(ctx: RunContext) -> dict[str, Any]:
+    log, settings, stats = get_run_logger(), ctx.settings, ctx.stats
+    database.ensure_ready(settings.warehouse)
+    loaded, left = load_pending(settings, stats)
+    log.info("loaded %d staged batches; %d still staged", loaded, left)
+    alive = shards_alive(settings.warehouse.path)
+    if alive:  # their `running` rows are alive: the next load, once they are done, marks only the dead ones
+        log.info("shard runs still staging (%s): dead runs are marked by a later load", ", ".join(alive))
+    elif not left:
+        runstate.mark_abandoned(settings, ctx.run_id)
+    seeds, errors = runstate.seeds_to_load(settings)
+    load_seeds(ctx, seeds, errors)
+    status, message, checked = "completed", None, None
+    left = len(staging.pending(settings.warehouse.staging_dir))
+    if left:
+        status = "staged"
+        message = (f"the warehouse stayed locked: {left} batches are still staged in "
+                   f"{settings.warehouse.staging_dir}; the next load takes them")
+    tail = ctx.batch()
+    tail.add("runs", ctx.run_row(status, message))
+    store_batch(quote(ctx), quote(tail), last=True)
+    if not left and not stats.batches_staged:
+        checked, _ = warehouse_checks(quote(ctx))
+        try:
+            publish_snapshot(settings.warehouse)
+        except database.WarehouseLocked:
+            log.warning("snapshot not published: warehouse locked")
+        write_html_report(settings, log)
+    if message:
+        log.warning(message)
+    return {"run_id": ctx.run_id, "status": status, "batches_loaded": loaded, **stats.counts(),
+            "checks_failed": None if checked is None else len(checked.failed)}

@@ -16,9 +16,16 @@ from flows.core.settings import FeedConfig, Settings, load_settings
 from flows.core.stats import RunStats
 from flows.run import alerts, artifacts, collect, progress, stream, workers
 from flows.run.finish import last_change, snapshot_current, write_html_report
-from flows.run.loader import load_seeds_batch
+from flows.run.loader import store_seed_files
 from flows.run.runprogress import IngestProgress
-from flows.run.tasks import RunContext, fetch_feeds, load_pending, publish_snapshot, store_batch, warehouse_checks
+from flows.run.tasks import (
+    RunContext,
+    fetch_feeds_task,
+    load_backlog_task,
+    publish_snapshot_task,
+    store_batch_task,
+    warehouse_checks_task,
+)
 from flows.warehouse import database, runstate, staging, store
 from flows.warehouse.runlock import run_lock, shards_alive
 from flows.web.politeness import HostGate
@@ -143,7 +150,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     # A task only when earlier runs left something staged: on a quiet run every task costs Prefect API calls.
     # Loaded before the feed states are read, as they may hold a newer state of some feed.
     if not dry_run and not stage_only and staged_dir.is_dir() and any(staged_dir.iterdir()):
-        loaded, left = load_pending(settings, stats)
+        loaded, left = load_backlog_task(settings, stats)
         if loaded or left:
             log.info("loaded %d batches staged by earlier runs; %d still staged", loaded, left)
     # Stage-only: the loader creates and migrates the warehouse, loads the backlog and marks dead runs. A staging
@@ -165,11 +172,11 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
         seeds, errors = ([], []) if stage_only else runstate.seeds_to_load(settings, start.seed_hashes)
         if (seeds or errors) and not dry_run:
             pool = pool or workers.make_pool(settings, **warm_pool())
-            load_seeds_batch(ctx, pool, seeds, errors)
+            store_seed_files(ctx, pool, seeds, errors)
 
         loads: list[Any] = []
         prog.feeds(len(selected))
-        out = fetch_feeds(quote(settings), quote(selected), quote(start.feed_states), ctx.run_id, quote(stats),
+        out = fetch_feeds_task(quote(settings), quote(selected), quote(start.feed_states), ctx.run_id, quote(stats),
                           gate=gate, log=log.warning, progress=prog.event)
         new = collect.select_new(settings, _since(out.entries, since), out.fetch_rows,
                                  settings.fetch.max_articles_per_feed if max_per_feed is None else max_per_feed)
@@ -185,7 +192,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             if new:
                 head.add("runs", ctx.run_row("running"))  # marked abandoned by the next run if this one dies
                 # In the writer thread (below): the downloads start while it loads.
-                loads.append(store_batch.submit(quote(ctx), quote(head)))
+                loads.append(store_batch_task.submit(quote(ctx), quote(head)))
             else:
                 quiet_head = head  # nothing to process: these rows go with the run's last batch, one load fewer
         prog.articles(len(new))
@@ -204,7 +211,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
             else:
                 if len(loads) >= 2:
                     loads.pop(0).result()
-                loads.append(store_batch.submit(quote(ctx), quote(batch), wait_for=loads[-1:]))
+                loads.append(store_batch_task.submit(quote(ctx), quote(batch), wait_for=loads[-1:]))
             log.info("batch %d/%d processed; %d new articles, %d duplicates loaded so far", i, n_batches,
                      stats.articles_new, stats.duplicates_exact + stats.duplicates_near)
             prog.checkpoint()
@@ -222,7 +229,7 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
     if stage_only and not dry_run:
         tail = quiet_head or ctx.batch()  # a quiet shard's feed rows go with its run row
         tail.add("runs", ctx.run_row(status))
-        store_batch(quote(ctx), quote(tail), last=True)
+        store_batch_task(quote(ctx), quote(tail), last=True)
         status = "staged"
         message = (f"stage-only: {stats.batches_staged} batches staged in {settings.warehouse.staging_dir}; "
                    "`newsflow load` (or the fan-out's loader) loads them")
@@ -237,19 +244,19 @@ def _ingest(ctx: RunContext, names: list[str] | None, tags: list[str] | None, ma
                        f"{settings.warehouse.staging_dir} and the next run loads them; nothing is lost")
         tail = quiet_head or ctx.batch()
         tail.add("runs", ctx.run_row(status, message))
-        store_batch(quote(ctx), quote(tail), last=True)
+        store_batch_task(quote(ctx), quote(tail), last=True)
         if stats.batches_staged:
             status = "staged"
             message = message or (f"the warehouse was locked at the end of the run: its last batch is staged in "
                                   f"{settings.warehouse.staging_dir} and the next run loads it; nothing is lost")
             log.warning("warehouse checks skipped: the warehouse was locked at the end of the run")
         else:
-            checked, end = warehouse_checks(quote(ctx))
+            checked, end = warehouse_checks_task(quote(ctx))
             if quiet and snapshot_current(settings.warehouse, wh_changed_at):
                 log.info("snapshot not republished: nothing new since it was published")
             else:
                 try:
-                    publish_snapshot(settings.warehouse)
+                    publish_snapshot_task(settings.warehouse)
                 except database.WarehouseLocked:
                     log.warning("snapshot not published: warehouse locked")
     page = None if dry_run or stage_only else write_html_report(settings, log)

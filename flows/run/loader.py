@@ -16,25 +16,31 @@ from flows.core.settings import load_settings
 from flows.core.stats import RunStats
 from flows.run import documents, progress, workers
 from flows.run.finish import write_html_report
-from flows.run.tasks import RunContext, load_pending, publish_snapshot, store_batch, warehouse_checks
+from flows.run.tasks import (
+    RunContext,
+    load_backlog_task,
+    publish_snapshot_task,
+    store_batch_task,
+    warehouse_checks_task,
+)
 from flows.text.seeds import Seed, SeedError
 from flows.warehouse import database, runstate, staging
 from flows.warehouse.runlock import run_lock, shards_alive
 
 
-def load_seeds(ctx: RunContext, seeds: list[Seed], errors: list[SeedError]) -> None:
-    """Load seed files with a pool of their own (the `reload-seeds` and `load` flows, which have none)."""
+def store_seeds(ctx: RunContext, seeds: list[Seed], errors: list[SeedError]) -> None:
+    """Store seed files with a pool of their own (the `reload-seeds` and `load` flows, which have none)."""
     if not (seeds or errors):
         return
     pool = workers.make_pool(ctx.settings) if len(seeds) > 4 else workers.InlineExecutor()
     try:
-        load_seeds_batch(ctx, pool, seeds, errors)
+        store_seed_files(ctx, pool, seeds, errors)
     finally:
         pool.shutdown()
 
 
-def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list[SeedError]) -> None:
-    """Load seed files in batches; each file that cannot be loaded is its own `page_fetches` row."""
+def store_seed_files(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list[SeedError]) -> None:
+    """Store seed files in batches (tagged in `pool`); each file that cannot be loaded is its own `page_fetches` row."""
     settings, log = ctx.settings, get_run_logger()
     errors = list(errors)
     docs = []
@@ -58,7 +64,7 @@ def load_seeds_batch(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list
         batch.add("docs", *chunk)
         batch.add("page_fetches", *failures)
         failures = []
-        store_batch(quote(ctx), quote(batch))
+        store_batch_task(quote(ctx), quote(batch))
         shown.advance("seeds", len(chunk))
 
 
@@ -79,7 +85,7 @@ def reload_seeds(
                      "reload_seeds")
     database.ensure_ready(settings.warehouse)
     seeds, errors = runstate.seeds_to_load(settings)
-    load_seeds(ctx, seeds, errors)
+    store_seeds(ctx, seeds, errors)
     log.info("%d seed files loaded or reloaded, %d errors", len(seeds), len(errors))
     return {"seeds_loaded": len(seeds), "errors": [str(e) for e in errors], **ctx.stats.counts()}
 
@@ -103,13 +109,14 @@ def load(
         if not mine:
             log.warning("an ingest or load run holds %s; this run does nothing", settings.warehouse.path)
             return {"run_id": ctx.run_id, "status": "skipped", "reason": "another run in progress"}
-        return _load(ctx)
+        return run_loader(ctx)
 
 
-def _load(ctx: RunContext) -> dict[str, Any]:
+def run_loader(ctx: RunContext) -> dict[str, Any]:
+    """The `load` flow's body, under the warehouse's run lock."""
     log, settings, stats = get_run_logger(), ctx.settings, ctx.stats
     database.ensure_ready(settings.warehouse)
-    loaded, left = load_pending(settings, stats)
+    loaded, left = load_backlog_task(settings, stats)
     log.info("loaded %d staged batches; %d still staged", loaded, left)
     alive = shards_alive(settings.warehouse.path)
     if alive:  # their `running` rows are alive: the next load, once they are done, marks only the dead ones
@@ -117,7 +124,7 @@ def _load(ctx: RunContext) -> dict[str, Any]:
     elif not left:
         runstate.mark_abandoned(settings, ctx.run_id)
     seeds, errors = runstate.seeds_to_load(settings)
-    load_seeds(ctx, seeds, errors)
+    store_seeds(ctx, seeds, errors)
     status, message, checked = "completed", None, None
     left = len(staging.pending(settings.warehouse.staging_dir))
     if left:
@@ -126,11 +133,11 @@ def _load(ctx: RunContext) -> dict[str, Any]:
                    f"{settings.warehouse.staging_dir}; the next load takes them")
     tail = ctx.batch()
     tail.add("runs", ctx.run_row(status, message))
-    store_batch(quote(ctx), quote(tail), last=True)
+    store_batch_task(quote(ctx), quote(tail), last=True)
     if not left and not stats.batches_staged:
-        checked, _ = warehouse_checks(quote(ctx))
+        checked, _ = warehouse_checks_task(quote(ctx))
         try:
-            publish_snapshot(settings.warehouse)
+            publish_snapshot_task(settings.warehouse)
         except database.WarehouseLocked:
             log.warning("snapshot not published: warehouse locked")
         write_html_report(settings, log)

@@ -1,4 +1,4 @@
-"""The run's Prefect tasks and its context: each task wraps a plain function of a stage module."""
+"""The run's Prefect tasks (each named `..._task`, wrapping a plain function of a stage module) and its context."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 # call looking for futures, which cost the parent more CPU than staging and loading the batch (py-spy, 704
 # articles: docs/benchmarks.md), and 40 ms of a quiet run's 100 feeds.
 
-fetch_feeds = task(collect.fetch_feeds, name="fetch-feeds", **_TASK)
-load_pending = task(store.load_pending, name="load-staged", retries=2, retry_delay_seconds=[5, 30], **_TASK)
-publish_snapshot = task(database.publish_snapshot, name="publish-snapshot", **_TASK)
+fetch_feeds_task = task(collect.fetch_feeds, name="fetch-feeds", **_TASK)
+load_backlog_task = task(store.load_pending, name="load-staged", retries=2, retry_delay_seconds=[5, 30], **_TASK)
+publish_snapshot_task = task(database.publish_snapshot, name="publish-snapshot", **_TASK)
 
 
 @dataclass
@@ -57,7 +57,7 @@ def _json(value: Any) -> str:
 
 
 @task(name="store-batch", retries=1, retry_delay_seconds=5, **_TASK)
-def store_batch(ctx: RunContext, batch: staging.Batch, *, last: bool = False) -> bool:
+def store_batch_task(ctx: RunContext, batch: staging.Batch, *, last: bool = False) -> bool:
     """Stage and load one batch; False when it stays staged because the warehouse is locked (or the run is
     stage-only: the loader loads it). Only the run's `last` batch checkpoints the file (store.store)."""
     if ctx.settings.stage_only:
@@ -78,7 +78,7 @@ def store_batch(ctx: RunContext, batch: staging.Batch, *, last: bool = False) ->
 
 
 @task(name="warehouse-checks", **_TASK)
-def warehouse_checks(ctx: RunContext) -> tuple[checks.CheckRun | None, artifacts.EndReads | None]:
+def warehouse_checks_task(ctx: RunContext) -> tuple[checks.CheckRun | None, artifacts.EndReads | None]:
     """Run the warehouse checks and store them with the run (check_results, runs.checks_failed), then read what
     the run's report and alerts show over the same connection. (None, None) when the checks could not run (the
     warehouse is locked: a warning, not a failure); the report then reads for itself."""

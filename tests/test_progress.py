@@ -199,8 +199,8 @@ def test_the_stages_report_each_feed_page_extraction_and_tagging(demo_settings: 
 def test_the_progress_artifact_counts_this_runs_articles_when_runs_share_a_reporter(prefect_harness: None) -> None:
     """Without a CLI, every flow run in a process reports to the same silent reporter, whose counters add up
     across runs: the artifact must move by this run's own loads (a second run's bar passed 100 %)."""
-    from flows.run.runprogress import IngestProgress
     from flows.run.progress import Reporter
+    from flows.run.runprogress import IngestProgress
 
     shared = Reporter()
     for _ in range(2):

@@ -333,9 +333,6 @@ class Settings(_Section):
     report: ReportSettings = ReportSettings()
     feeds: tuple[FeedConfig, ...] = ()
     config_path: Path | None = None
-    # Set by `ingest --stage-only` (never in the config file): this process only reads the warehouse, read-only,
-    # so shard runs never wait for (or hold up) the write lock of the one loader.
-    stage_only: bool = False
 
     @field_validator("feeds")
     @classmethod

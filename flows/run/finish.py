@@ -1,14 +1,79 @@
-"""The end of a run: whether the snapshot is current, and the HTML report page."""
+"""The end of a run, one function for the ingest and the loader (`finish_run`), and what the ingest publishes.
+
+A run that loads ends the same way whichever flow it is: its `runs` row goes with its last batch (which
+checkpoints the file); when nothing is left staged, the warehouse checks run and the snapshot is published;
+then the HTML report page is rewritten. An ingest then publishes its artifacts and alerts (`publish_report`).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+from prefect import get_run_logger
+from prefect.utilities.annotations import quote
 
 from flows.core.settings import Settings, WarehouseSettings
-from flows.warehouse import database, reportpage
+from flows.run import alerts, artifacts
+from flows.run.tasks import RunContext, publish_snapshot_task, store_batch_task, warehouse_checks_task
+from flows.warehouse import checks, database, reportpage, staging
+
+
+@dataclass
+class RunEnd:
+    """How a run ended: what its summary says, and what the report shows."""
+
+    status: str  # completed, staged (something waits in the staging folder), dry_run
+    message: str | None = None  # logged as a warning at the very end
+    checked: checks.CheckRun | None = None  # the warehouse checks, when they ran
+    reads: artifacts.EndReads | None = None  # what the report and alerts show, read with the checks
+    page: Path | None = None  # the HTML report page written
+    wrote: bool = False  # the run wrote the warehouse: its report and alerts read it
+
+    def summary(self, ctx: RunContext) -> dict[str, Any]:
+        return {"run_id": ctx.run_id, "status": self.status, **ctx.stats.counts(),
+                "checks_failed": None if self.checked is None else len(self.checked.failed)}
+
+
+def finish_run(ctx: RunContext, tail: staging.Batch, status: str, message: str | None = None, *,
+               snapshot_current: bool = False) -> RunEnd:
+    """Store the run's row with `tail`, its last batch; then, unless a batch stays staged (`status` "staged", or
+    the warehouse locked at the end), run the warehouse checks and publish the snapshot (not when it is
+    `snapshot_current`: it would copy the same articles again); then rewrite the HTML report page."""
+    log, settings = get_run_logger(), ctx.settings
+    tail.add("runs", ctx.run_row(status, message))
+    store_batch_task(quote(ctx), quote(tail), last=True)
+    checked, reads = None, None
+    if status == "staged" or ctx.stats.batches_staged:
+        status = "staged"
+        message = message or (f"the warehouse was locked at the end of the run: its last batch is staged in "
+                              f"{settings.warehouse.staging_dir} and the next run loads it; nothing is lost")
+        log.warning("warehouse checks skipped: the warehouse was locked at the end of the run")
+    else:
+        checked, reads = warehouse_checks_task(quote(ctx))
+        if snapshot_current:
+            log.info("snapshot not republished: nothing new since it was published")
+        else:
+            try:
+                publish_snapshot_task(settings.warehouse)
+            except database.WarehouseLocked:
+                log.warning("snapshot not published: warehouse locked")
+    page = write_html_report(settings, log)
+    return RunEnd(status, message, checked, reads, page, wrote=True)
+
+
+def publish_report(ctx: RunContext, end: RunEnd) -> None:
+    """The ingest's artifacts in Prefect; an ERROR log and an event per feed failing past the threshold (when the
+    run wrote the warehouse) and per failing check."""
+    log, settings = get_run_logger(), ctx.settings
+    artifacts.publish(settings, ctx.run_id, ctx.stats, not end.wrote, checks=end.checked, html_path=end.page,
+                      reads=end.reads)
+    if end.wrote:
+        alerts.publish(settings, log, None if end.reads is None else end.reads.alerting)
+    if end.checked is not None:
+        alerts.publish_checks(settings, end.checked, log)
 
 
 def last_change(path: Path) -> float | None:
@@ -37,4 +102,3 @@ def write_html_report(settings: Settings, log: Any) -> Path | None:
         return None
     log.info("HTML report written to %s", out)
     return out
-

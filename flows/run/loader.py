@@ -15,14 +15,8 @@ from flows.core.errors import describe
 from flows.core.settings import load_settings
 from flows.core.stats import RunStats
 from flows.run import documents, progress, workers
-from flows.run.finish import write_html_report
-from flows.run.tasks import (
-    RunContext,
-    load_backlog_task,
-    publish_snapshot_task,
-    store_batch_task,
-    warehouse_checks_task,
-)
+from flows.run.finish import finish_run
+from flows.run.tasks import RunContext, load_backlog_task, store_batch_task
 from flows.text.seeds import Seed, SeedError
 from flows.warehouse import database, runstate, staging
 from flows.warehouse.runlock import run_lock, shards_alive
@@ -125,23 +119,14 @@ def run_loader(ctx: RunContext) -> dict[str, Any]:
         runstate.mark_abandoned(settings, ctx.run_id)
     seeds, errors = runstate.seeds_to_load(settings)
     store_seeds(ctx, seeds, errors)
-    status, message, checked = "completed", None, None
+    status, message = "completed", None
     left = len(staging.pending(settings.warehouse.staging_dir))
     if left:
         status = "staged"
         message = (f"the warehouse stayed locked: {left} batches are still staged in "
                    f"{settings.warehouse.staging_dir}; the next load takes them")
-    tail = ctx.batch()
-    tail.add("runs", ctx.run_row(status, message))
-    store_batch_task(quote(ctx), quote(tail), last=True)
-    if not left and not stats.batches_staged:
-        checked, _ = warehouse_checks_task(quote(ctx))
-        try:
-            publish_snapshot_task(settings.warehouse)
-        except database.WarehouseLocked:
-            log.warning("snapshot not published: warehouse locked")
-        write_html_report(settings, log)
-    if message:
-        log.warning(message)
-    return {"run_id": ctx.run_id, "status": status, "batches_loaded": loaded, **stats.counts(),
-            "checks_failed": None if checked is None else len(checked.failed)}
+    end = finish_run(ctx, ctx.batch(), status, message)
+    if end.message:
+        log.warning(end.message)
+    return {"run_id": ctx.run_id, "status": end.status, "batches_loaded": loaded, **stats.counts(),
+            "checks_failed": None if end.checked is None else len(end.checked.failed)}

@@ -9,7 +9,7 @@ of `NER_CHUNK`, and yields the batch when it is tagged, while the pool works on 
 and loads what it receives (one writer, one transaction per batch). At most `window` batches are in flight, so
 memory stays flat however long the run.
 
-No Prefect here: flows/run/ingest.py makes one task per yielded batch.
+No Prefect here: the run mode (flows/run/modes.py) stores each yielded batch with one task.
 """
 
 from __future__ import annotations
@@ -56,14 +56,15 @@ class _Batch:
 
 
 def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, batch_size: int | None = None,
-             window: int = 3, gate: HostGate | None = None,
-             progress: Callable[[str, int], None] | None = None) -> Iterator[Ready]:
+             window: int = 3, gate: HostGate | None = None, progress: Callable[[str, int], None] | None = None,
+             read_only: bool = False) -> Iterator[Ready]:
     """Process `entries` in batches of `batch_size`, yielding each batch in order once it is tagged.
 
     Batches are cut from the entries interleaved across hosts (`interleave_hosts`), so a run over a few outlets
     does not download one host at a time while the cores wait; the warehouse does not depend on the order. Pass
     the run's `gate` so feed and page requests to one host share its politeness bound. `progress(event, n)`
     is told of pages "downloaded", entries "extracted" and documents "tagged" as they finish, from any thread.
+    `read_only`: the pre-check reads the warehouse as a stage-only run does (store.precheck).
     """
     tell = progress or (lambda _event, _n: None)
 
@@ -120,7 +121,7 @@ def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, ba
                 if doc is not None:
                     batch.docs.append(doc)
         batch.extracting.clear()  # drop the page bodies held by the futures' arguments
-        copies = precheck(settings, batch.docs, before=before)
+        copies = precheck(settings, batch.docs, before=before, read_only=read_only)
         for doc, copy in zip(batch.docs, copies, strict=True):
             if copy:
                 doc.ner_skip_reason = COPY_REASON

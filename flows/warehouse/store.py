@@ -20,7 +20,8 @@ from flows.warehouse.writer import LoadResult, decide, load_batch, signature_of
 COPY_REASON = "copy: the pre-check found it an exact copy or a copy of a stored article, so it was not tagged"
 
 
-def precheck(settings: Settings, docs: list[Document], *, before: list[Document] | None = None) -> list[bool]:
+def precheck(settings: Settings, docs: list[Document], *, before: list[Document] | None = None,
+             read_only: bool = False) -> list[bool]:
     """Which documents can skip NER because the loader is sure to record them as copies.
 
     Only verdicts that cannot change by load time count: an exact copy (whatever its original becomes, the same
@@ -33,6 +34,9 @@ def precheck(settings: Settings, docs: list[Document], *, before: list[Document]
     `before` is not judged again: that doubled the pre-check, the largest part of the parent's CPU in the
     benchmark (docs/benchmarks.md). Its pre-check said which of its documents are loaded as articles or copies
     of them (the ones it did not find copies), and an exact copy of one of those is a copy whatever they become.
+
+    `read_only`: a stage-only run (a shard), which opens the warehouse read-only and, before the first load,
+    finds none to compare with.
     """
     if not docs:
         return []
@@ -43,14 +47,14 @@ def precheck(settings: Settings, docs: list[Document], *, before: list[Document]
     unloaded = {stable_key(d.url) for d in before + docs}
     earlier = {d.text_hash for d in before if d.ner_skip_reason != COPY_REASON}
     try:
-        with database.connect(settings.warehouse, read_only=settings.stage_only,
+        with database.connect(settings.warehouse, read_only=read_only,
                                wait=min(2.0, settings.warehouse.lock_wait_seconds)) as conn:
             with database.transaction(conn):
                 verdicts = decide(conn, docs, settings.dedup)
     except WarehouseLocked:
         return [False] * len(docs)
     except (WarehouseError, duckdb.Error):
-        if not settings.stage_only:
+        if not read_only:
             raise
         return [False] * len(docs)  # a shard run before the first load: no warehouse to compare with yet
     return [v.status == "known" or d.text_hash in earlier

@@ -90,7 +90,7 @@ def warehouse_checks_task(ctx: RunContext) -> tuple[checks.CheckRun | None, arti
     log = get_run_logger()
     wh = ctx.settings.warehouse
     try:
-        with database.connect(wh, wait=min(5.0, wh.lock_wait_seconds)) as conn:
+        with database.connect(wh, wait=wh.waits.checks) as conn:
             done = checks.run_and_store(wh, ctx.run_id, alive_runs=[ctx.run_id], dedup=ctx.settings.dedup, conn=conn)
             try:
                 reads: artifacts.EndReads | None = artifacts.read_end(conn, ctx.settings, ctx.run_id)

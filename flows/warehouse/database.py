@@ -142,11 +142,13 @@ def exists(settings: WarehouseSettings) -> bool:
 
 
 @contextmanager
-def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float = 3.0
+def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float | None = None
            ) -> Iterator[tuple[Path, duckdb.DuckDBPyConnection]]:
     """A read-only connection for people and exports, with the file it reads: the snapshot when asked, else the
     live file, falling back to the snapshot while a run holds the live file for longer than `wait`.
-    A lake is always read live: its readers never wait for a load and see the last committed snapshot."""
+    A lake is always read live: its readers never wait for a load and see the last committed snapshot.
+    `wait`: a person's read (`waits.read`) unless given."""
+    wait = settings.waits.read if wait is None else wait
     if settings.is_lake:
         with connect(settings, read_only=True, wait=wait) as conn:
             yield settings.path, conn
@@ -213,7 +215,7 @@ def check_lake(settings: WarehouseSettings, *, create: bool = False) -> None:
             return
         raise WarehouseError(f"{settings.catalog}: no lake yet (run `newsflow ingest` or `newsflow demo` first)")
     try:
-        with connect(settings, read_only=True, wait=3.0) as conn:
+        with connect(settings, read_only=True, wait=settings.waits.read) as conn:
             tables = _user_tables(conn)
     except WarehouseMissing:  # a PostgreSQL catalog no load has initialised yet
         if create:

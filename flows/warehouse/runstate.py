@@ -26,9 +26,9 @@ def _read(settings: Settings, read: Callable[[Any], Any], read_only: bool = Fals
     wh = settings.warehouse
     try:
         if read_only:
-            with database.connect(wh, read_only=True, wait=min(5.0, wh.lock_wait_seconds)) as conn:
+            with database.connect(wh, read_only=True, wait=wh.waits.hints) as conn:
                 return read(conn)
-        with database.connect(wh, wait=min(5.0, wh.lock_wait_seconds)) as conn:
+        with database.connect(wh, wait=wh.waits.hints) as conn:
             database.migrate(conn)
             return read(conn)
     except WarehouseLocked:
@@ -45,7 +45,7 @@ def _read_snapshot(settings: Settings, read: Callable[[Any], Any]) -> Any:
     if not (wh.snapshot and wh.snapshot_path.exists()):
         return None
     try:
-        with database.connect(wh, read_only=True, wait=0, path=wh.snapshot_path) as conn:
+        with database.connect(wh, read_only=True, wait=wh.waits.snapshot, path=wh.snapshot_path) as conn:
             return read(conn)
     except (WarehouseError, duckdb.Error):
         return None
@@ -85,7 +85,7 @@ def stored_seed_hashes(settings: Settings) -> dict[str, str] | None:
 def mark_abandoned(settings: Settings, run_id: str) -> None:
     """Runs still marked running died without finishing (this run holds the run lock, so none is alive)."""
     try:
-        with database.connect(settings.warehouse, wait=min(5.0, settings.warehouse.lock_wait_seconds)) as conn:
+        with database.connect(settings.warehouse, wait=settings.warehouse.waits.hints) as conn:
             database.migrate(conn)
             conn.execute(database.query("mark_abandoned"), {"run_id": run_id})
     except WarehouseLocked:

@@ -47,8 +47,7 @@ def precheck(settings: Settings, docs: list[Document], *, before: list[Document]
     unloaded = {stable_key(d.url) for d in before + docs}
     earlier = {d.text_hash for d in before if d.ner_skip_reason != COPY_REASON}
     try:
-        with database.connect(settings.warehouse, read_only=read_only,
-                               wait=min(2.0, settings.warehouse.lock_wait_seconds)) as conn:
+        with database.connect(settings.warehouse, read_only=read_only, wait=settings.warehouse.waits.precheck) as conn:
             with database.transaction(conn):
                 verdicts = decide(conn, docs, settings.dedup)
     except WarehouseLocked:
@@ -77,7 +76,7 @@ def store(settings: Settings, batch: staging.Batch, *, checkpoint: bool = True) 
     database.pause_point("staged")
     # Behind a batch that already found the lock held, wait briefly: the run's last batch, or the next run,
     # loads the backlog in order.
-    wait = min(2.0, wh.lock_wait_seconds) if backlog else None
+    wait = wh.waits.backlog if backlog else wh.waits.load
     total = LoadResult()
     loaded = _load_in_order(settings, [*backlog, path], total, wait=wait, checkpoint=checkpoint)
     return total if loaded else None

@@ -81,7 +81,13 @@ def reload_seeds(
     seeds, errors = runstate.seeds_to_load(settings)
     store_seeds(ctx, seeds, errors)
     log.info("%d seed files loaded or reloaded, %d errors", len(seeds), len(errors))
-    return {"seeds_loaded": len(seeds), "errors": [str(e) for e in errors], **ctx.stats.counts()}
+    # Its `runs` row, like every flow that writes articles (with the seed batches, or staged like them).
+    status = "staged" if ctx.stats.batches_staged else "completed"
+    tail = ctx.batch()
+    tail.add("runs", ctx.run_row(status))
+    store_batch_task(quote(ctx), quote(tail), last=True)
+    return {"run_id": ctx.run_id, "status": status, "seeds_loaded": len(seeds), "errors": [str(e) for e in errors],
+            **ctx.stats.counts()}
 
 
 @flow(name="load", log_prints=True)

@@ -16,24 +16,26 @@ from flows.core.settings import load_settings
 from flows.core.stats import RunStats
 from flows.run import documents, progress, workers
 from flows.run.finish import finish_run
-from flows.run.tasks import RunContext, load_backlog_task, store_batch_task
+from flows.run.tasks import RunContext, load_backlog_task, store_ahead_task, store_batch_task
 from flows.text.seeds import Seed, SeedError
 from flows.warehouse import database, runstate, staging
 from flows.warehouse.runlock import run_lock, shards_alive
 
 
-def store_seeds(ctx: RunContext, seeds: list[Seed], errors: list[SeedError]) -> None:
-    """Store seed files with a pool of their own (the `reload-seeds` and `load` flows, which have none)."""
+def store_seeds(ctx: RunContext, seeds: list[Seed], errors: list[SeedError], *, ahead: bool = False) -> None:
+    """Store seed files with a pool of their own (the `reload-seeds` and `load` flows, which have none); `ahead`:
+    before the batches already staged (store_seed_files)."""
     if not (seeds or errors):
         return
     pool = workers.make_pool(ctx.settings) if len(seeds) > 4 else workers.InlineExecutor()
     try:
-        store_seed_files(ctx, pool, seeds, errors)
+        store_seed_files(ctx, pool, seeds, errors, ahead=ahead)
     finally:
         pool.shutdown()
 
 
-def store_seed_files(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list[SeedError]) -> None:
+def store_seed_files(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list[SeedError], *,
+                     ahead: bool = False) -> None:
     """Store seed files in batches (tagged in `pool`); each file that cannot be loaded is its own `page_fetches` row."""
     settings, log = ctx.settings, get_run_logger()
     errors = list(errors)
@@ -58,7 +60,7 @@ def store_seed_files(ctx: RunContext, pool: Any, seeds: list[Seed], errors: list
         batch.add("docs", *chunk)
         batch.add("page_fetches", *failures)
         failures = []
-        store_batch_task(quote(ctx), quote(batch))
+        (store_ahead_task if ahead else store_batch_task)(quote(ctx), quote(batch))
         shown.advance("seeds", len(chunk))
 
 
@@ -95,8 +97,9 @@ def load(
     config: Annotated[str | None, Field(description="Config file; empty uses the default")] = None,
     warehouse_path: Annotated[str | None, Field(description="DuckDB file; empty uses the config")] = None,
 ) -> dict[str, Any]:
-    """The one committer: load every staged batch oldest first (the dedup decision inside each transaction, so a
-    story staged by two shards is stored once), then new seed files, then run the warehouse checks.
+    """The one committer: store new seed files, then load every staged batch oldest first (the dedup decision
+    inside each transaction, so a story staged by two shards is stored once, and a seed is the original of the
+    shards' copies of it), then run the warehouse checks.
 
     Args:
         config: Config file; empty uses NEWSFLOW_CONFIG or the default.
@@ -116,6 +119,9 @@ def run_loader(ctx: RunContext) -> dict[str, Any]:
     """The `load` flow's body, under the warehouse's run lock."""
     log, settings, stats = get_run_logger(), ctx.settings, ctx.stats
     database.ensure_ready(settings.warehouse)
+    # New seed files first: a seed is the original of the shards' staged copies of it, not one of them.
+    seeds, errors = runstate.seeds_to_load(settings)
+    store_seeds(ctx, seeds, errors, ahead=True)
     loaded, left = load_backlog_task(settings, stats)
     log.info("loaded %d staged batches; %d still staged", loaded, left)
     alive = shards_alive(settings.warehouse.path)
@@ -123,8 +129,6 @@ def run_loader(ctx: RunContext) -> dict[str, Any]:
         log.info("shard runs still staging (%s): dead runs are marked by a later load", ", ".join(alive))
     elif not left:
         runstate.mark_abandoned(settings, ctx.run_id)
-    seeds, errors = runstate.seeds_to_load(settings)
-    store_seeds(ctx, seeds, errors)
     status, message = "completed", None
     left = len(staging.pending(settings.warehouse.staging_dir))
     if left:

@@ -73,6 +73,20 @@ def store_batch_task(ctx: RunContext, batch: staging.Batch, *, last: bool = Fals
     return True
 
 
+# The same name in the UI as store_batch_task: the loader's seed files are stored ahead of the staged batches.
+@task(name="store-batch", retries=1, retry_delay_seconds=5, **_TASK)
+def store_ahead_task(ctx: RunContext, batch: staging.Batch) -> bool:
+    """Stage and load one batch ahead of the batches already staged (the loader's new seed files: a seed is the
+    original of a shard's copy of it); False when the warehouse stays locked: it stays staged, loaded in turn."""
+    result = store.load_staged(ctx.settings, staging.write(batch, ctx.settings.warehouse.staging_dir))
+    if result is None:
+        ctx.stats.batches_staged += 1
+        get_run_logger().warning("warehouse locked: batch %s stays staged for the next run", batch.batch_id)
+        return False
+    ctx.stats.add_load(result)
+    return True
+
+
 # The same name in the UI as store_batch_task: a shard run's batches are stored for the loader to load.
 @task(name="store-batch", retries=1, retry_delay_seconds=5, **_TASK)
 def stage_batch_task(ctx: RunContext, batch: staging.Batch) -> bool:

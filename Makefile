@@ -37,6 +37,7 @@ test: $(STAMP) test-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+## Every benchmark section (ingest stages quiet dedup load ner search others); one: python -m benchmarks.run search
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
@@ -44,4 +45,4 @@ eval: $(STAMP)
 	$(BIN)/python -m benchmarks.evaluate
 
 clean:
-	rm -rf $(VENV) warehouse/*.duckdb warehouse/*.duckdb.keys warehouse/*.wal warehouse/staging warehouse/snapshots warehouse/demo.*
+	rm -rf $(VENV) warehouse/*.duckdb warehouse/*.duckdb.keys warehouse/*.search.duckdb.lock warehouse/*.wal warehouse/staging warehouse/snapshots warehouse/demo.*

@@ -21,8 +21,8 @@ from flows.warehouse import candidates, database, keycache, staging
 from flows.warehouse.writer import decide, load_batch, signature_of
 
 # Stored signatures generated inside DuckDB (no Python loop): `$samples` sampled shingle hashes (multiples of
-# `$mod`, as flows.text.dedup.sample keeps) and `$bands` folded bucket keys (flows.warehouse.candidates.bucket_keys) per article,
-# in insertion order, as loads append them.
+# `$mod`, as flows.text.dedup.sample keeps) and `$bands` folded bucket keys
+# (flows.warehouse.candidates.bucket_keys) per article, in insertion order, as loads append them.
 _SYNTHETIC = """
 insert into articles (article_id, url, text, text_hash, body_source, n_shingles, n_samples, run_id, loaded_at)
 select i, 'http://127.0.0.1/s/' || i, 'synthetic', md5(i::varchar), 'extracted', $samples * $mod, $samples,
@@ -47,7 +47,7 @@ class DedupScaleResult:
     index_rows: int
     cache_build_seconds: float
     cache_mib_per_million: float
-    # The lookup alone (flows/candidates.stored_candidates), through the cache and through the tables only.
+    # The lookup alone (flows/warehouse/candidates.py stored_candidates), through the cache and the tables only.
     candidates_seconds: float
     candidates_sql_seconds: float | None
     first_lookup_seconds: float

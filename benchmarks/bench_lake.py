@@ -4,7 +4,8 @@
 
 The same few hundred synthetic documents (benchmarks/warehouse_scale.py: real dedup signatures, 12 entity
 mentions each, no raw HTML; one in ten an exact copy of an earlier one), staged as a shard run stages them
-(each batch with its `runs`, `feeds`, `entries` and `page_fetches` rows), are loaded by `flows.warehouse.store.load_pending`
+(each batch with its `runs`, `feeds`, `entries` and `page_fetches` rows), are loaded by
+`flows.warehouse.store.load_pending`
 (the loader's path: one transaction per batch, dedup decided inside it) into a fresh warehouse of each backend:
 
 - the DuckDB file (the default);

@@ -1,14 +1,15 @@
 """A large labelled dedup evaluation set, generated deterministically from real news stories.
 
-Base stories: the fundus pages (expected bodies, several languages; pages written without spaces between words
-are left out, since word-level copy editing means nothing there), the demo stories and the seed. For each base
-story, copies of every kind outlets produce (see KINDS); as negatives, different stories about the same event, with
-the same people or sharing a long quote, and an outlet's template pages (the same boilerplate around different
-short bodies). Negative bodies come from fundus stories reserved as filler, each paragraph used once, so no
-negative is accidentally a copy of anything.
+Base stories: the fundus pages (expected bodies, several languages; pages written without spaces between words are
+left out, since word-level copy editing means nothing there), the demo stories and the seed. For each base story,
+copies of every kind outlets produce (see KINDS), among them the original laid out anew and copies changed every way
+at once, as they are and in six layouts (benchmarks/layouts.py); as negatives, different stories about the same
+event, with the same people or sharing a long quote, and an outlet's template pages (the same boilerplate around
+different short bodies). Negative bodies come from fundus stories reserved as filler, each paragraph used once, so
+no negative is accidentally a copy of anything.
 
-The split is by a hash of the base story id (a third held out); outlets, their boilerplate lines and filler text
-are split the same way, so the held-out split shares nothing with the one thresholds are chosen on.
+The split is by a hash of the base story id (a third held out); outlets, their boilerplate lines and filler text are
+split the same way, so the held-out split shares nothing with the one thresholds are chosen on.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks import layouts
 from benchmarks.corpora import fundus_pages
+from benchmarks.layouts import copy_edit, join, words
 from flows.core.settings import PROJECT_ROOT
 
 SPLITS = ("tuning", "heldout")
 KINDS = (
     "exact_normalised", "abridged", "merged", "copy_edited", "lede_headline", "boilerplate_added",
     "boilerplate_removed", "reordered", "rss_summary", "comments_kept", "related_links", "demo_syndication",
+    "exact_relaid", "combined", *(f"combined_{name}" for name in layouts.LAYOUTS),
 )
 NEGATIVES = ("neg_same_event", "neg_same_people", "neg_shared_quote", "neg_template")
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+")
@@ -62,8 +66,8 @@ def split_of(story_id: str) -> str:
 
 def _is_spaced(text: str) -> bool:
     """Whether words are separated by spaces (not Japanese, Chinese, Thai ...)."""
-    words = text.split()
-    return bool(words) and len(text) / len(words) < 12
+    tokens = text.split()
+    return bool(tokens) and len(text) / len(tokens) < 12
 
 
 def _demo_stories() -> tuple[list[Story], list[tuple[str, str]], list[tuple[str, str]]]:
@@ -210,28 +214,6 @@ class Filler:
         return self.sentences.pop() if self.sentences else ""
 
 
-def _words(paragraphs: list[str] | tuple[str, ...]) -> list[str]:
-    return [w for p in paragraphs for w in p.split()]
-
-
-def copy_edit(paragraphs: list[str], rate: float, rng: random.Random, vocab: list[str]) -> list[str]:
-    """Replace, delete or insert words at `rate` of the word positions, as a sub-editor does."""
-    out = []
-    for para in paragraphs:
-        words = []
-        for w in para.split():
-            if rng.random() >= rate:
-                words.append(w)
-                continue
-            op = rng.random()
-            if op < 0.5:
-                words.append(rng.choice(vocab))
-            elif op < 0.75:
-                words += [w, rng.choice(vocab)]
-        out.append(" ".join(words) if words else para)
-    return out
-
-
 def _sentences(text: str) -> list[str]:
     """The text's sentences, a fragment of under four words (a dateline, "Berlin.") kept with the next one."""
     out: list[str] = []
@@ -248,17 +230,13 @@ def _sentences(text: str) -> list[str]:
     return out
 
 
-def _join(lines: list[str]) -> str:
-    return "\n".join(line for line in lines if line.strip())
-
-
 def _story_docs(story: Story, split: str, others: list[Story], outlets: list[Outlet], filler: Filler,
                 rng: random.Random, t0: float) -> Iterator[Doc]:
     paras = list(story.paragraphs)
-    vocab = _words(paras)
+    vocab = words(paras)
     origin = rng.choice(outlets)
     with_boiler = rng.random() < 0.5
-    original = _join(origin.header + paras + origin.footer) if with_boiler else _join(paras)
+    original = join(origin.header + paras + origin.footer) if with_boiler else join(paras)
 
     def doc(kind: str, text: str, outlet: Outlet | None = None, title: str | None = None) -> Doc:
         outlet = outlet or rng.choice(outlets)
@@ -276,12 +254,12 @@ def _story_docs(story: Story, split: str, others: list[Story], outlets: list[Out
     n = len(paras)
     keep = max(1, round(n * rng.uniform(0.4, 0.7)))
     kept = paras[:keep] if rng.random() < 0.5 else [paras[i] for i in sorted(rng.sample(range(n), keep))]
-    yield doc("abridged", _join(light(kept)))
+    yield doc("abridged", join(light(kept)))
     # Merged: most of this story, then (or within it) paragraphs of another, at most 30% of that one's words
     # and 20-40% of what is kept of this one, so the copy belongs to this story and not to the other.
     other = rng.choice([s for s in others if s.id != story.id])
     head = paras[:max(2, round(n * rng.uniform(0.55, 0.8)))]
-    budget = min(0.3 * len(_words(other.paragraphs)), rng.uniform(0.2, 0.4) * len(_words(head)))
+    budget = min(0.3 * len(words(other.paragraphs)), rng.uniform(0.2, 0.4) * len(words(head)))
     tail, used = [], 0
     for p in other.paragraphs[rng.randrange(len(other.paragraphs)):]:
         if used + len(p.split()) > budget:
@@ -295,21 +273,21 @@ def _story_docs(story: Story, split: str, others: list[Story], outlets: list[Out
             tail.append(s)
             used += len(s.split())
     merged = head + tail if rng.random() < 0.5 else head[:1] + tail + head[1:]
-    yield doc("merged", _join(light(merged)))
-    yield doc("copy_edited", _join(copy_edit(paras, rng.uniform(0.05, 0.15), rng, vocab)))
+    yield doc("merged", join(light(merged)))
+    yield doc("copy_edited", join(copy_edit(paras, rng.uniform(0.05, 0.15), rng, vocab)))
     headline = " ".join(copy_edit([story.title], 0.5, rng, vocab))
     lede = copy_edit(paras[:1], 0.5, rng, vocab)
-    yield doc("lede_headline", _join([headline, *lede, *light(paras[1:])]), title=headline)
+    yield doc("lede_headline", join([headline, *lede, *light(paras[1:])]), title=headline)
     outlet = rng.choice(outlets)
     related = [f"Read more: {s.title}" for s in rng.sample(others, 2)]
-    yield doc("boilerplate_added", _join(outlet.header + light(paras[:n // 2]) + related[:1]
+    yield doc("boilerplate_added", join(outlet.header + light(paras[:n // 2]) + related[:1]
                                          + light(paras[n // 2:]) + outlet.footer), outlet)
     if with_boiler:
-        yield doc("boilerplate_removed", _join(light(paras)))
+        yield doc("boilerplate_removed", join(light(paras)))
     order = paras[:]
     while order == paras:
         rng.shuffle(order)
-    yield doc("reordered", _join(light(order)))
+    yield doc("reordered", join(light(order)))
     sentences = _sentences(" ".join(paras[:2]))
     summary = " ".join(sentences[:rng.randint(1, 3)])
     if rng.random() < 0.3:
@@ -321,9 +299,28 @@ def _story_docs(story: Story, split: str, others: list[Story], outlets: list[Out
     for _ in range(rng.randint(3, 6)):
         meta = rng.choice(_COMMENT_META).format(u=rng.choice(_USERS), n=rng.randint(1, 40))
         comments += [meta, filler.sentence()]
-    yield doc("comments_kept", _join(light(paras) + comments))
+    yield doc("comments_kept", join(light(paras) + comments))
     links = ["Related", *(s.title for s in rng.sample(others, rng.randint(4, 8)))]
-    yield doc("related_links", _join(light(paras) + links))
+    yield doc("related_links", join(light(paras) + links))
+
+
+def _layout_docs(story: Story, split: str, outlets: list[Outlet], t0: float) -> Iterator[Doc]:
+    """The original laid out anew (an exact copy), and copies changed every way at once (layouts.combined), as
+    they are and in each layout. From the story's own generator, so the other kinds' documents stay as they were."""
+    rng = random.Random(f"newsflow-dedupset-layouts-{story.id}")
+    paras = list(story.paragraphs)
+
+    def doc(kind: str, text: str, outlet: Outlet, title: str) -> Doc:
+        return Doc(f"https://{outlet.name.lower().replace(' ', '-')}.example/{story.id}/{kind}", story.id,
+                   story.id, kind, split, outlet.name, title, text, t0 + rng.expovariate(1 / 50))
+
+    relaid = layouts.LAYOUTS[rng.choice(sorted(layouts.LAYOUTS))]
+    yield doc("exact_relaid", relaid(join(paras), rng), rng.choice(outlets), story.title)
+    for name in ("", *layouts.LAYOUTS):
+        outlet = rng.choice(outlets)
+        headline, text = layouts.combined(paras, story.title, (outlet.header, outlet.footer), rng)
+        yield doc(f"combined_{name}".rstrip("_"), layouts.LAYOUTS[name](text, rng) if name else text, outlet,
+                  headline)
 
 
 def _negatives(story: Story, split: str, outlets: list[Outlet], filler: Filler, rng: random.Random,
@@ -343,7 +340,7 @@ def _negatives(story: Story, split: str, outlets: list[Outlet], filler: Filler, 
     def doc(kind: str, lines: list[str]) -> Doc:
         outlet = rng.choice(outlets)
         url = f"https://{outlet.name.lower().replace(' ', '-')}.example/{story.id}/{kind}"
-        return Doc(url, url, story.id, kind, split, outlet.name, kind, _join(lines), rng.uniform(0, 1000))
+        return Doc(url, url, story.id, kind, split, outlet.name, kind, join(lines), rng.uniform(0, 1000))
 
     choice = rng.randrange(3)
     if choice == 0:
@@ -367,7 +364,7 @@ def _templates(split: str, outlets: list[Outlet], filler: Filler, rng: random.Ra
             body = [filler.sentence() for _ in range(rng.randint(1, 3))]
             url = f"https://{outlet.name.lower().replace(' ', '-')}.example/template/{k}"
             yield Doc(url, url, f"template/{outlet.name}", "neg_template", split, outlet.name, f"{outlet.name} {k}",
-                      _join(outlet.header + body + outlet.footer), rng.uniform(0, 1000))
+                      join(outlet.header + body + outlet.footer), rng.uniform(0, 1000))
 
 
 def generate(split: str, *, limit: int | None = None) -> list[Doc]:
@@ -382,6 +379,7 @@ def generate(split: str, *, limit: int | None = None) -> list[Doc]:
     for story in stories:
         t0 = 0.0 if story.id == seed else rng.uniform(0, 1000)  # the demo copies of the seed follow it
         docs += _story_docs(story, split, stories, outlets, filler, rng, t0)
+        docs += _layout_docs(story, split, outlets, t0)
         docs += _negatives(story, split, outlets, filler, rng)
     if seed in {s.id for s in stories}:
         for key, text in syndicated:

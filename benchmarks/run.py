@@ -1,11 +1,12 @@
 """`make bench`: the speed and memory benchmarks. Writes benchmarks/results/benchmarks.md (and a dated copy).
 
     python -m benchmarks.run                 # everything, about an hour on 2 cores (20 minutes dedup at 10M)
-    python -m benchmarks.run ingest quiet    # chosen sections: ingest stages quiet dedup load ner
+    python -m benchmarks.run ingest quiet    # chosen sections: ingest stages quiet dedup load ner search
     NEWSFLOW_BENCH_VARIANTS=8 python -m benchmarks.run ingest   # 704 articles only (default: 704 and 2,112)
     NEWSFLOW_BENCH_POOL=cold python -m benchmarks.run ingest    # the run spawns its own pool (not serve's)
     NEWSFLOW_BENCH_REPEAT=1 python -m benchmarks.run ingest     # one run per size (default 3, median judged)
     NEWSFLOW_BENCH_DEDUP_SCALES=1000000 python -m benchmarks.run dedup  # the 1M point only
+    python -m benchmarks.run search          # full-text search: relevance, and speed at 10k articles
 
 Loopback only: every page and feed is served from 127.0.0.1 by a child process; Prefect runs against a temporary
 local API with analytics off.
@@ -195,9 +196,9 @@ def load_section(settings: Settings) -> str:
 
     r = bench_dedup.load_speed(settings)
     out = "## 5. Load into DuckDB\n\n"
-    out += ("Method: `flows.warehouse.writer.load_batch`, one transaction per batch of 64 articles: each table's rows as one "
-            "Arrow table registered with DuckDB and inserted set-wise (`insert or ignore into t by name select * "
-            "from rows`), the dedup decision included.\n\n")
+    out += ("Method: `flows.warehouse.writer.load_batch`, one transaction per batch of 64 articles: each table's rows "
+            "as one Arrow table registered with DuckDB and inserted set-wise (`insert or ignore into t by name "
+            "select * from rows`), the dedup decision included.\n\n")
     out += table(["measure", "value"], [
         ["articles", r.articles], ["entity mentions (article_entities rows)", r.mentions],
         ["seconds", round(r.seconds, 2)],
@@ -210,6 +211,14 @@ def ner_section(settings: Settings) -> str:
     from benchmarks import bench_ner
 
     return "## NER speed: only the components ner reads\n\n" + bench_ner.report(bench_ner.run(settings), "en") + "\n"
+
+
+def search_section() -> str:
+    """Full-text search (benchmarks/bench_search.py): relevance over the fundus pages, speed at
+    NEWSFLOW_BENCH_SEARCH_SCALES articles (default 10,000)."""
+    from benchmarks import bench_search
+
+    return bench_search.report()
 
 
 def others() -> str:
@@ -232,7 +241,7 @@ def main(argv: list[str]) -> None:
     sections: dict[str, Callable[[], str]] = {
         "ingest": ingest_section, "stages": stages_section, "quiet": quiet_section,
         "dedup": lambda: dedup_section(settings), "load": lambda: load_section(settings),
-        "ner": lambda: ner_section(settings), "others": others,
+        "ner": lambda: ner_section(settings), "search": search_section, "others": others,
     }
     chosen = argv or list(sections)
     unknown = set(chosen) - set(sections)

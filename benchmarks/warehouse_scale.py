@@ -33,7 +33,7 @@ from benchmarks.machine import header, table
 from flows.core.records import Document
 from flows.core.settings import DedupSettings, WarehouseSettings
 from flows.text import dedup
-from flows.warehouse import archive, database, staging
+from flows.warehouse import archive, database, snapshot, staging
 from flows.warehouse.writer import load_batch
 
 RESULTS = Path(__file__).parent / "results"
@@ -165,7 +165,7 @@ def run(articles: int, batch_size: int, raw_kb: int) -> str:
         snaps = []
         for _ in range(3):
             t = time.perf_counter()
-            database.publish_snapshot(settings)
+            snapshot.publish_snapshot(settings)
             snaps.append(time.perf_counter() - t)
 
     rows = [

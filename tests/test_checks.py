@@ -1,5 +1,8 @@
 """Warehouse checks: each holds on a demo-filled warehouse and returns the offending row once its invariant is
-broken by a direct SQL write to a real DuckDB file; `newsflow check` exit codes; checks stored by an ingest."""
+broken by a direct SQL write to a real DuckDB file; `newsflow check` exit codes; checks stored by an ingest.
+
+Covers: flows.warehouse.checks, flows.run.alerts, flows.run.artifacts
+"""
 
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from flows.warehouse.runlock import run_lock
 
 CHECKS = {"untagged_articles", "orphan_duplicates", "orphan_article_entities", "url_stored_and_duplicate",
           "feeds_without_state", "stale_running_runs", "stale_staged_batches", "shingle_samples_mismatch",
-          "dedup_index_stale"}
+          "dedup_index_stale", "quarantined_batches"}
 
 # A second process that holds the warehouse file open until its stdin closes.
 HOLDER = """
@@ -163,6 +166,20 @@ def test_a_batch_staged_over_a_day_ago_is_reported(db: Path) -> None:
     assert result.sample[0]["batch_id"] == old.name and result.sample[0]["run_id"] == "old-run"
 
 
+def test_a_batch_in_quarantine_is_reported_with_the_reason_recorded(db: Path) -> None:
+    """quarantined_batches: every folder in <staging_dir>/quarantine/, with the loader's row when there is one."""
+    staging_dir = db.with_name(db.stem + ".staging")
+    moved = staging.quarantine(staging.write(staging.Batch("20240101T000000-aaaaaaaa-0001", "old-run"),
+                                             staging_dir, durable=False))
+    (staging_dir / staging.QUARANTINE / "by-hand").mkdir()
+    execute(db, f"insert into staged_quarantine values ('{moved.name}', '{moved}', 'docs.parquet: truncated', "
+                "now(), 'load-1')")
+    result = run_all(db)["quarantined_batches"]
+    assert result.offending_rows == 2
+    assert [(r["batch_id"], r["reason"]) for r in result.sample] == [
+        (moved.name, "docs.parquet: truncated"), ("by-hand", "no staged_quarantine row (moved by hand?)")]
+
+
 def test_a_check_that_cannot_run_is_a_recorded_failure(db: Path) -> None:
     with duckdb.connect(str(db)) as conn:
         bad = checks.run_one(conn, "bad_check", "select * from no_such_table", {})
@@ -212,7 +229,7 @@ def test_newsflow_check_exit_codes_and_stored_results(db: Path, capsys: pytest.C
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     code, out = check_cli(db, capsys)
     assert code == 0, out
-    assert "9 checks, 0 failing" in out
+    assert "10 checks, 0 failing" in out
 
     execute(db, BREAKS["orphan_duplicates"][0][0])
     code, out = check_cli(db, capsys)

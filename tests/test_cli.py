@@ -1,4 +1,7 @@
-"""The `newsflow` command as a user runs it: a real subprocess for the demo, then sql and status on its warehouse."""
+"""The `newsflow` command as a user runs it: a real subprocess for the demo, then sql and status on its warehouse.
+
+Covers: flows.cli.entry, flows.ops.status, flows.ops.demo
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Any SQL client can open the warehouse: the DuckDB CLI from PyPI (dev extra `duckdb-cli`, often older than
-the duckdb library that writes the file) reads a pipeline-written warehouse and its snapshot, views included."""
+the duckdb library that writes the file) reads a pipeline-written warehouse and its snapshot, views included.
+
+Covers: flows.warehouse.database
+"""
 
 from __future__ import annotations
 

@@ -1,14 +1,20 @@
 """The command-line contract, case by case through the real `newsflow` entry point (flows.cli.main in-process):
 a user error is one line on stderr and exit 2 (an unexpected one exit 1), nothing is run first, and no file is
 created, changed or deleted. Each case is a bad input a user once met a traceback, a silent default or a lost
-file with."""
+file with.
+
+Covers: flows.cli.entry, flows.cli.__main__, flows.cli.arguments, flows.cli.common, flows.cli.read_commands,
+Covers: flows.cli.run_commands, flows.core.owned, flows.ops.schedule
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -274,3 +280,543 @@ def test_a_seed_file_with_a_byte_order_mark_loads(tmp_path: Path, prefect_harnes
         env={**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url), "NEWSFLOW_PIPELINE__WORKERS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1 seed files loaded, 0 skipped" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------------ write guards
+# Issue 20, cases 1-4, 7, 11, 14 and 17 (export): the query guard (flows/warehouse/queryguard.py) and the write
+# guard (flows/core/owned.py). Every row goes through the same assertion as CASES: exit 2, one line, and the
+# case's folder byte for byte as it was.
+
+RAW_DAY = "wh.raw/2026-11-30"
+
+
+def _with_raw(e: Env) -> str:
+    """A warehouse wh.duckdb with one day of raw archive beside it, as ingest leaves it."""
+    wh = e.warehouse()
+    (e.tmp / RAW_DAY).mkdir(parents=True)
+    pq.write_table(pa.table({"url": ["http://127.0.0.1/a"], "html": [b"\x00"]}), e.tmp / RAW_DAY / "b1.parquet")
+    return wh
+
+
+def _fill(e: Env, text: str) -> str:
+    return text.format(raw=e.p("wh.raw"), day=e.p(RAW_DAY), tmp=e.tmp)
+
+
+def _sql_raw(query: str) -> Callable[[Env], list[str]]:
+    """`newsflow sql QUERY` on a warehouse with a raw archive; {raw}, {day} and {tmp} in QUERY are its folders."""
+    return lambda e: _sql(e, _fill(e, query), _with_raw(e))
+
+
+def _export_raw(*args: str) -> Callable[[Env], list[str]]:
+    return lambda e: ["export", "--config", str(e.config), "--warehouse", _with_raw(e), *(_fill(e, a) for a in args)]
+
+
+def _report_raw(out: str) -> Callable[[Env], list[str]]:
+    return lambda e: ["report", "--config", str(e.config), "--warehouse", _with_raw(e), "--out", _fill(e, out)]
+
+
+def _html_path_config(e: Env, page: str) -> str:
+    """The case's config with `[report] html_path` set to `page` ({tmp} filled in)."""
+    return e.file("report.toml", e.config.read_text() + f'[report]\nhtml_path = "{_fill(e, page)}"\n')
+
+
+def _folder(e: Env, name: str) -> str:
+    (e.tmp / name).mkdir()
+    return e.p(name)
+
+
+def _big_query_file(e: Env) -> str:
+    return e.file("big.sql", "select 1 " + " " * (1 << 20) + "\n")
+
+
+_COPY_OVER_DAY = "EXPLAIN ANALYZE COPY (select 1 as a) TO '{day}' (FORMAT parquet, PARTITION_BY (a), OVERWRITE)"
+GUARD_CASES = [
+    # 1. Queries read: nothing under EXPLAIN ANALYZE, in a later statement, or in a table function writes.
+    Case("guard-sql-explain-analyze-copy-over-a-raw-day", _sql_raw(_COPY_OVER_DAY), "COPY statements cannot run"),
+    Case("guard-sql-explain-analyze-copy-over-an-archive-file",
+         _sql_raw("explain analyze copy (select 1 as a) to '{day}/b1.parquet' (format parquet)"), "read-only: COPY"),
+    Case("guard-sql-explain-analyze-copy-text-into-raw",
+         _sql_raw("explain analyze copy (select 'x' as a) to '{raw}/notes.txt' (format csv)"), "read-only: COPY"),
+    Case("guard-sql-explain-options-copy", _sql_raw("explain (analyze) copy (select 1) to '{raw}/x.csv'"),
+         "read-only: COPY"),
+    Case("guard-sql-call-enable-logging-into-raw",
+         _sql_raw("CALL enable_logging(storage='file', storage_path='{raw}/logs')"), "enable_logging() cannot run"),
+    Case("guard-sql-call-enable-logging-outside-aborted-the-process",
+         _sql_raw("CALL enable_logging(storage='file', storage_path='{tmp}/logs')"), "enable_logging() cannot run"),
+    Case("guard-sql-select-from-enable-logging",
+         _sql_raw("select * from (select 1) join enable_logging(storage='file', storage_path='{raw}/l') on true"),
+         "enable_logging() cannot run"),
+    Case("guard-sql-copy-in-a-second-statement", _sql_raw("select 1; copy (select 1) to '{raw}/x.csv'"),
+         "read-only: COPY"),
+    Case("guard-sql-query-table-function", _sql_raw("select * from query('copy (select 1) to ''{raw}/x.csv''')"),
+         "query() cannot run"),
+    Case("guard-sql-attach-in-raw", _sql_raw("attach '{raw}/new.duckdb' as n"), "read-only: ATTACH"),
+    Case("guard-sql-pragma-profiling-output", _sql_raw("pragma profiling_output='{raw}/p.txt'"), "read-only: SET"),
+    Case("guard-sql-set-allowed-directories", _sql_raw("set allowed_directories = ['/']"), "read-only: SET"),
+    Case("guard-sql-nextval-in-a-cte", _sql_raw("with s as (select nextval('seq') as n) select * from s"),
+         "nextval() cannot run"),
+    Case("guard-export-query-explain-analyze-copy",
+         _export_raw("--query", _COPY_OVER_DAY, "--out", "{tmp}/out"), "COPY statements cannot run"),
+    # 2. `export --out` never replaces the warehouse, a file of its own, or a file that is not an earlier export.
+    Case("guard-export-query-over-the-warehouse",
+         _export_raw("--query", "select 1 as a", "--out", "{tmp}/wh.duckdb"), "is the warehouse wh.duckdb"),
+    Case("guard-export-query-over-a-text-file",
+         lambda e: _export_raw("--query", "select 1 as a", "--out", e.file("notes.txt"))(e),
+         "exists and is not an earlier export of these columns (parquet); remove it or choose another path"),
+    Case("guard-export-csv-over-a-text-file",
+         lambda e: _export_raw("--query", "select 1 as a", "--format", "csv", "--out", e.file("notes.csv"))(e),
+         "exists and is not an earlier export of these columns (csv)"),
+    Case("guard-export-query-over-a-raw-archive-file",
+         _export_raw("--query", "select 1 as a", "--out", "{day}/b1.parquet"), "raw archive folder"),
+    Case("guard-export-tables-into-the-raw-folder", _export_raw("runs", "--out", "{raw}"), "raw archive folder"),
+    Case("guard-export-query-into-the-keys-cache",
+         _export_raw("--query", "select 1 as a", "--out", "{tmp}/wh.duckdb.keys/q.parquet"),
+         "a file of the warehouse wh.duckdb (wh.duckdb.*)"),
+    Case("guard-export-query-over-the-snapshot",
+         _export_raw("--query", "select 1 as a", "--out", "{tmp}/wh.snapshot.duckdb"), "the warehouse snapshot"),
+    Case("guard-export-query-into-the-seeds-folder",
+         _export_raw("--query", "select 1 as a", "--out", "{tmp}/seeds/q.parquet"), "the seeds folder"),
+    Case("guard-export-tables-out-is-a-file", lambda e: _export_raw("runs", "--out", e.file("flat"))(e),
+         "is not a folder"),
+    # 3. `report --out` writes a new file or replaces an earlier report page, nothing else.
+    Case("guard-report-over-the-warehouse", _report_raw("{tmp}/wh.duckdb"), "is the warehouse wh.duckdb"),
+    Case("guard-report-over-a-text-file", lambda e: _report_raw(e.file("notes.html"))(e),
+         "exists and is not a newsflow report page; remove it or choose another path"),
+    Case("guard-report-over-a-raw-archive-file", _report_raw("{day}/b1.parquet"), "raw archive folder"),
+    Case("guard-report-into-the-staging-folder", _report_raw("{tmp}/wh.staging/r.html"), "staging folder"),
+    # 4. `[report] html_path` on the warehouse is a config error of every command, before any run.
+    Case("guard-ingest-html-path-is-the-warehouse",
+         lambda e: ["ingest", "--config", _html_path_config(e, "{tmp}/wh.duckdb"), "--warehouse", e.warehouse()],
+         "[report] html_path: "),
+    Case("guard-load-html-path-is-the-wal",
+         lambda e: ["load", "--config", _html_path_config(e, "{tmp}/wh.duckdb.wal"), "--warehouse", e.warehouse()],
+         "a file of the warehouse wh.duckdb"),
+    Case("guard-status-html-path-is-a-folder",
+         lambda e: ["status", "--config", _html_path_config(e, "{tmp}/seeds"), "--warehouse", e.warehouse()],
+         "the seeds folder"),
+    # 11. A query file is a regular file of at most 1 MiB.
+    Case("guard-sql-query-file-is-a-device", lambda e: _sql(e, "@/dev/urandom"), "not a regular file"),
+    Case("guard-sql-query-file-is-a-folder", lambda e: _sql(e, f"@{e.tmp}"), "it is a folder"),
+    Case("guard-sql-query-file-too-large", lambda e: _sql(e, "@" + _big_query_file(e)), "larger than 1 MiB"),
+    Case("guard-export-query-file-is-a-device", _export_raw("--query", "@/dev/zero", "--out", "{tmp}/o.parquet"),
+         "not a regular file"),
+    # 14. A folder as the report page: refused before the page is rendered, no temp file left.
+    Case("guard-report-on-a-folder", _report_raw("{tmp}/seeds"), "the seeds folder"),
+    Case("guard-report-on-a-folder-of-its-own", lambda e: _report_raw(_folder(e, "site"))(e),
+         "is a folder; give a file path"),
+    # 17. A failed export leaves nothing, not even the folders it made for --out.
+    Case("guard-export-failing-query-leaves-no-folder",
+         _export_raw("--query", "select error('boom') as a", "--out", "{tmp}/new/deeper/q.parquet"), "boom"),
+]
+
+
+@pytest.mark.parametrize("case", GUARD_CASES, ids=[c.id for c in GUARD_CASES])
+def test_a_guarded_write_is_one_line_and_touches_nothing(case: Case, built_warehouse: Path, tmp_path: Path,
+                                                         busy_port: int, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    test_a_user_error_is_one_line_and_touches_nothing(case, built_warehouse, tmp_path, busy_port, monkeypatch,
+                                                      capsys)
+
+
+def test_guard_export_keeps_a_table_named_with_a_path_inside_out(built_warehouse: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Case 7: a table named "/abs/path" or ".." is exported inside --out, its name escaped; nothing lands outside."""
+    db = Path(shutil.copyfile(built_warehouse, tmp_path / "wh.duckdb"))
+    outside = tmp_path / "outside" / "evil"
+    with duckdb.connect(str(db)) as conn:
+        conn.execute(f'create table "{outside}" as select 1 as a')
+        conn.execute('create table ".." as select 2 as b')
+        conn.execute('create table "a%2Fb" as select 3 as c')
+    out = tmp_path / "out"
+    code = main(["export", "--warehouse", str(db), "--out", str(out), str(outside), "..", "a%2Fb", "runs"])
+    assert code == 0, capsys.readouterr().err
+    assert not (tmp_path / "outside").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out", "wh.duckdb"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([str(outside).replace("/", "%2F") + ".parquet", "%2E..parquet", "a%252Fb.parquet",
+                            "runs.parquet"])
+    assert pq.read_table(out / "%2E..parquet").column_names == ["b"]
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/full"])
+def test_guard_report_never_replaces_a_device(device: str, built_warehouse: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Case 3: as root, a temp file renamed over /dev/null made it a regular file; now it is refused first."""
+    db = shutil.copyfile(built_warehouse, tmp_path / "wh.duckdb")
+    before = {p.name for p in Path("/dev").iterdir()}
+    assert main(["report", "--warehouse", str(db), "--out", device]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a regular file" in err, err
+    assert stat.S_ISCHR(os.stat(device).st_mode)
+    assert {p.name for p in Path("/dev").iterdir()} == before  # no temp file left beside it
+
+
+def test_guard_outputs_replace_their_own_earlier_files(built_warehouse: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """What --out may replace: an earlier report page, an earlier export of the same columns (through a link too)."""
+    db = str(shutil.copyfile(built_warehouse, tmp_path / "wh.duckdb"))
+    page = tmp_path / "site" / "report.html"
+    for _ in range(2):
+        assert main(["report", "--warehouse", db, "--out", str(page)]) == 0, capsys.readouterr().err
+    (tmp_path / "link.html").symlink_to(page)
+    assert main(["report", "--warehouse", db, "--out", str(tmp_path / "link.html")]) == 0
+    assert (tmp_path / "link.html").is_symlink() and "newsflow report" in page.read_text()
+    for fmt in ("parquet", "csv"):
+        for _ in range(2):
+            assert main(["export", "--warehouse", db, "--format", fmt, "--out", str(tmp_path / "exp"), "runs"]) == 0
+            assert main(["export", "--warehouse", db, "--format", fmt, "--query", "select 1 as a",
+                         "--out", str(tmp_path / f"q.{fmt}")]) == 0
+    assert main(["export", "--warehouse", db, "--query", "select 1 as b", "--out", str(tmp_path / "q.parquet")]) == 2
+    assert "not an earlier export of these columns" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "link.html", "q.csv", "q.parquet", "site",
+                                                          "wh.duckdb"]
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["runs.csv", "runs.parquet"]
+    assert sorted(p.name for p in page.parent.iterdir()) == ["report.html"]  # no temp file left
+
+
+def test_guard_html_path_is_checked_again_when_the_page_is_written(built_warehouse: Path, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Case 4 at write time: settings that name the warehouse as the page (built past load_settings) log a warning
+    and leave the warehouse as it was; the run goes on."""
+    import logging
+
+    from flows.core.settings import ReportSettings, load_settings
+    from flows.run.finish import write_html_report
+
+    db = Path(shutil.copyfile(built_warehouse, tmp_path / "wh.duckdb"))
+    before = db.read_bytes()
+    settings = load_settings(warehouse=db, env={})
+    settings = settings.model_copy(update={"report": ReportSettings(html_path=str(db))})
+    with caplog.at_level(logging.WARNING, logger="test_guard"):
+        assert write_html_report(settings, logging.getLogger("test_guard")) is None
+    assert "is the warehouse wh.duckdb" in caplog.text
+    assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["wh.duckdb"]
+
+
+def _limited(max_bytes: int) -> Callable[[], None]:
+    """A child process whose files cannot grow past `max_bytes` (a write beyond fails with EFBIG, like ENOSPC)."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return apply
+
+
+def _run_limited(args: list[str], max_bytes: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", str(PROJECT_ROOT))}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, env=env,
+                          preexec_fn=_limited(max_bytes))
+
+
+def test_guard_a_full_disk_leaves_no_temp_file(built_warehouse: Path, tmp_path: Path) -> None:
+    """Case 14 and 17: when the disk fills mid-write (here: a file size limit), report, export and the snapshot
+    publish fail in one line and leave no temp file, no partial snapshot, and no folder they made."""
+    db = Path(shutil.copyfile(built_warehouse, tmp_path / "wh.duckdb"))
+    before = _tree(tmp_path)
+    report = _run_limited(["-m", "flows.cli", "report", "--warehouse", str(db),
+                           "--out", str(tmp_path / "site" / "r.html")], 1024)
+    assert report.returncode == 2 and "File too large" in report.stderr, report.stderr
+    export = _run_limited(["-m", "flows.cli", "export", "--warehouse", str(db), "--format", "csv", "--query",
+                           "select range as n from range(100000)", "--out", str(tmp_path / "new" / "q.csv")], 4096)
+    assert export.returncode == 2 and export.stderr.count("\n") == 1, export.stderr
+    assert _tree(tmp_path) == before
+
+    snapshot = tmp_path / "wh.snapshot.duckdb"
+    script = ("import sys; from pathlib import Path; from flows.core.settings import WarehouseSettings; "
+              "from flows.warehouse.snapshot import publish_snapshot; "
+              "publish_snapshot(WarehouseSettings(path=Path(sys.argv[1]), snapshot_path=Path(sys.argv[2])))")
+    publish = _run_limited(["-c", script, str(db), str(snapshot)], db.stat().st_size // 2)
+    assert publish.returncode == 1 and "File too large" in publish.stderr, publish.stderr
+    assert _tree(tmp_path) == before  # no wh.snapshot.duckdb.tmp beside the warehouse
+
+
+@pytest.mark.parametrize(("backend", "rel", "says"), [
+    ("duckdb", "wh.duckdb", "is the warehouse wh.duckdb"),
+    ("duckdb", "wh.duckdb.wal", "a file of the warehouse wh.duckdb"),
+    ("duckdb", "wh.duckdb.runlock", "a file of the warehouse wh.duckdb"),
+    ("duckdb", "wh.duckdb.demo", "a file of the warehouse wh.duckdb"),
+    ("duckdb", "wh.duckdb.keys/exact.keys.npy", "a file of the warehouse wh.duckdb"),
+    ("duckdb", "wh.snapshot.duckdb.tmp", "a file of the warehouse snapshot"),
+    ("duckdb", "wh.raw", "is the warehouse's raw archive folder"),
+    ("duckdb", "wh.raw/2026-11-30/b1.parquet", "inside the warehouse's raw archive folder"),
+    ("duckdb", "wh.staging/batch/x.parquet", "inside the warehouse's staging folder"),
+    ("duckdb", "seeds/new.txt", "inside the seeds folder"),
+    ("duckdb", "page.html", "the [report] html_path page"),
+    ("duckdb", "wh.html", None), ("duckdb", "wh.duckdbx", None), ("duckdb", "out/wh.duckdb", None),
+    ("lake", "cat.sqlite", "the lake's catalog"),
+    ("lake", "cat.sqlite-wal", "the lake's catalog journal"),
+    ("lake", "data/main/t/x.parquet", "inside the lake's data folder"),
+    ("lake", "cat.html", None),
+])
+def test_guard_knows_what_the_warehouse_owns(backend: str, rel: str, says: str | None, tmp_path: Path) -> None:
+    from flows.core import owned
+    from flows.core.settings import load_settings
+
+    wh = {"backend": "ducklake", "catalog": f"sqlite:{tmp_path}/cat.sqlite", "data_path": f"{tmp_path}/data"} \
+        if backend == "lake" else {}
+    settings = load_settings(warehouse=None if wh else tmp_path / "wh.duckdb", env={}, overrides={
+        "warehouse": wh, "pipeline": {"seeds_dir": str(tmp_path / "seeds")},
+        "report": {"html_path": str(tmp_path / "page.html")}})
+    why = owned.problem(tmp_path / rel, owned.of_settings(settings), "parquet", ["a"])
+    assert (why is None) if says is None else (says in why), why
+
+
+# ---------------------------------------------------------------- issue 20: cases 10, 13, 15, 16, 20
+
+def _config(e: Env, extra: str, name: str = "custom.toml") -> str:
+    """The case's config with `extra` appended (TOML tables after its [[feeds]] entries)."""
+    return e.file(name, e.config.read_text() + extra)
+
+
+def _lake(e: Env, catalog: str) -> str:
+    """A DuckLake config whose PostgreSQL catalog is on a loopback port nobody listens on (refused at once); its
+    data folder exists (a read-only command creating it is case 17's)."""
+    (e.tmp / "lake-data").mkdir()
+    return e.file("lake.toml", f'[warehouse]\nbackend = "ducklake"\ncatalog = "{catalog}"\n'
+                               f'data_path = "{e.p("lake-data")}"\n')
+
+
+def _truncated(e: Env) -> str:
+    """A real warehouse cut short by a copy that did not finish (its header and catalog are intact)."""
+    data = e.built.read_bytes()
+    (e.tmp / "cut.duckdb").write_bytes(data[:len(data) // 2])
+    return e.p("cut.duckdb")
+
+
+def _staging_file(e: Env) -> str:
+    """The case's config with its staging_dir a file."""
+    text = e.config.read_text().replace(f'staging_dir = "{e.tmp / "staging"}"', f'staging_dir = "{e.file("st")}"')
+    return e.file("st.toml", text)
+
+
+def _latin1(e: Env) -> str:
+    (e.tmp / "latin1.toml").write_bytes('[fetch]\nuser_agent = "café"\n'.encode("latin-1"))
+    return e.p("latin1.toml")
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:  # bound, never listened on, then closed: a connection is refused
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+CONTRACT_CASES = [
+    # 10: a feed URL Python cannot parse stops the config, naming the entry, before a warehouse is created.
+    Case("feed-url-unclosed-ipv6", lambda e: ["ingest", "--config", _config(
+        e, '[[feeds]]\nname = "broken"\nurl = "http://[::1:8765/x"\n'), "--warehouse", e.p("new.duckdb")],
+         "feeds[2].url: Value error, not a valid URL (Invalid IPv6 URL)"),
+    Case("feed-url-bad-port", lambda e: ["status", "--config", _config(
+        e, '[[feeds]]\nname = "p"\nurl = "http://127.0.0.1:99999/x"\n'), "--warehouse", e.warehouse()],
+         "feeds[2].url"),
+    # 13: a PostgreSQL URI is a PostgreSQL catalog (refused by the loopback port), its password masked.
+    Case("lake-postgres-uri-password", lambda e: ["status", "--config", _lake(
+        e, f"postgres://u:S3cr%40t pw@127.0.0.1:{_unused_port()}/db")], "postgres://***@127.0.0.1:"),
+    Case("lake-libpq-quoted-password", lambda e: ["status", "--config", _lake(
+        e, f"postgres:host=127.0.0.1 port={_unused_port()} user=u password='my s3cret pw' dbname=db")],
+         "password=*** dbname=db"),
+    # 15: a truncated warehouse and a deeply nested config are user errors found before any run.
+    Case("ingest-truncated-warehouse", lambda e: ["ingest", "--config", str(e.config), "--warehouse", _truncated(e)],
+         "the file is truncated"),
+    Case("sql-truncated-warehouse", lambda e: _sql(e, "select count(*) from articles", _truncated(e)),
+         "the file is truncated"),
+    Case("config-nested-too-deeply", lambda e: ["status", "--config", e.file("deep.toml", "a = " + "[" * 5000
+                                                                               + "]" * 5000 + "\n")],
+         "deep.toml: invalid TOML: arrays or tables nested too deeply"),
+    # 16: settings every command checks at load, whichever command it is.
+    Case("schedule-unknown-timezone", lambda e: ["sql", "--config", _config(
+        e, '[schedule]\ntimezone = "Mars/Olympus_Mons"\n'), "--warehouse", e.warehouse(), "select 1"],
+         "schedule.timezone: Value error, unknown time zone"),
+    Case("schedule-timezone-from-env", lambda e: _sql(e, "select 1"),
+         "NEWSFLOW_SCHEDULE__TIMEZONE='Nowhere/Land'", env={"NEWSFLOW_SCHEDULE__TIMEZONE": "Nowhere/Land"}),
+    Case("schedule-invalid-cron", lambda e: ["status", "--config", _config(e, '[schedule]\ncron = "61 * * * *"\n'),
+                                             "--warehouse", e.warehouse()], 'Invalid cron string: "61 * * * *"'),
+    Case("schedule-hashed-cron", lambda e: ["ingest", "--config", _config(e, '[schedule]\ncron = "H * * * *"\n'),
+                                            "--warehouse", e.p("new.duckdb")], "schedule.cron"),
+    Case("config-not-utf8", lambda e: ["status", "--config", _latin1(e)], "latin1.toml: not UTF-8 text"),
+    Case("config-is-a-folder", lambda e: ["status", "--config", str(e.tmp / "seeds")], "is a folder"),
+    Case("report-out-empty", lambda e: ["report", "--warehouse", e.warehouse(), "--out", ""], "--out: empty path"),
+    Case("lake-data-path-is-a-file", lambda e: ["ingest", "--config", e.file(
+        "lakefile.toml", f'[warehouse]\nbackend = "ducklake"\ncatalog = "{e.p("cat.ducklake")}"\n'
+                         f'data_path = "{e.file("data.txt")}"\n')], "warehouse.data_path:"),
+    Case("staging-dir-is-a-file", lambda e: ["ingest", "--config", _staging_file(e)], "warehouse.staging_dir:"),
+    # 20: one bound for shards, as fanout's.
+    Case("shard-beyond-fanout-bound", lambda e: ["ingest", "--config", str(e.config), "--shard", "1/100000"],
+         "1 <= K <= N <= 256"),
+]
+
+
+@pytest.mark.parametrize("case", CONTRACT_CASES, ids=[c.id for c in CONTRACT_CASES])
+def test_issue_20_contract_cases(case: Case, built_warehouse: Path, tmp_path: Path, busy_port: int,
+                                 monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    test_a_user_error_is_one_line_and_touches_nothing(case, built_warehouse, tmp_path, busy_port, monkeypatch,
+                                                      capsys)
+
+
+@pytest.mark.parametrize("catalog", ["postgres://u:S3cr%40t pw@127.0.0.1:{port}/db",
+                                     "postgresql://u:S3cr@t pw@127.0.0.1:{port}/db",
+                                     "postgres:host=127.0.0.1 port={port} user=u password='S3cr@t pw' dbname=db"])
+def test_a_catalog_password_is_in_no_line_nor_traceback(catalog: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Not in the error line, nor in the --debug traceback; and the URI form opens no local file."""
+    env = Env(tmp_path, tmp_path / "unused")
+    config = _lake(env, catalog.format(port=_unused_port()))
+    for argv in (["status", "--config", config], ["--debug", "status", "--config", config]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "S3cr" not in err and "t pw" not in err, err
+        assert "@127.0.0.1:" in err or "host=127.0.0.1" in err, err  # still says where
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake-data", "lake.toml", "newsflow.toml", "seeds"]
+
+
+def test_staging_error_names_the_file(tmp_path: Path) -> None:
+    """A full disk while staging (here: the file size limit, as real an I/O error) names the staging file, and
+    leaves no half-written batch."""
+    script = ("import resource, signal, sys\nfrom pathlib import Path\nfrom flows.warehouse import staging\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "b = staging.Batch('b1', 'run1')\n"
+              "b.add('entries', *[{'url': f'http://127.0.0.1/{i}' * 20} for i in range(2000)])\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
+              "try:\n    staging.write(b, Path(sys.argv[1]))\nexcept OSError as e:\n    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "staging")], capture_output=True, text=True,
+                          timeout=120, cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot stage batch b1" in proc.stdout and f"{tmp_path / 'staging' / 'b1.tmp' / 'entries.parquet'}" \
+        in proc.stdout, proc.stdout
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_a_stage_only_run_says_it_staged_for_the_loader(tmp_path: Path, prefect_harness: None) -> None:
+    """Nothing was locked: the summary says the batches wait for `newsflow load` (a subprocess on the session's
+    Prefect API; its one feed is refused at once, so the run stages only its bookkeeping batch)."""
+    from prefect.settings import get_current_settings
+
+    env = Env(tmp_path, tmp_path / "unused")
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "ingest", "--stage-only", "--config", str(env.config), "--warehouse",
+         env.p("s.duckdb"), "--feed", "harbour"], capture_output=True, text=True, timeout=240, cwd=PROJECT_ROOT,
+        env={**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url), "PYTHONPATH": str(PROJECT_ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stage-only: 1 batches staged for the loader (`newsflow load`)" in proc.stdout, proc.stdout
+    assert "locked" not in proc.stdout
+
+
+# ---------------------------------------------------------------- issue 20 (resilience): whose file it is
+# One place (flows/warehouse/identity.py) decides whether a file is a newsflow warehouse, looking at every schema
+# and kind of object; every writer and `demo --fresh` go through it. A lake never writes into a catalog file that
+# is not a DuckLake's. `check` refuses what every other writer refuses.
+
+def _objects(e: Env, name: str, *sql: str) -> str:
+    """A DuckDB file holding only what `sql` creates (nothing in main's tables)."""
+    with duckdb.connect(e.p(name)) as conn:
+        for statement in sql:
+            conn.execute(statement)
+    return e.p(name)
+
+
+def _payroll(e: Env) -> str:
+    return _objects(e, "people.duckdb", "create schema hr", "create table hr.payroll as select 1 as id, 5000 as pay")
+
+
+def _sqlite(e: Env, name: str = "other.sqlite") -> str:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(e.p(name))) as db:
+        db.execute("create table customers (id integer, name text)")
+        db.commit()
+    return e.p(name)
+
+
+def _lake_config(e: Env, catalog: str) -> str:
+    """A config whose warehouse is a DuckLake with `catalog` (a file of the case's folder)."""
+    path = e.tmp / "lake.toml"
+    path.write_text(f'[warehouse]\nbackend = "ducklake"\ncatalog = "{catalog}"\n'
+                    f'staging_dir = "{e.tmp / "staging"}"\npath = "{e.tmp / "default.duckdb"}"\n'
+                    f'[pipeline]\nworkers = 1\nseeds_dir = "{e.tmp / "seeds"}"\n' + FEEDS)
+    return str(path)
+
+
+def _truncated(e: Env) -> str:
+    """A copy of a warehouse cut to half its size (a copy cut short, a full disk)."""
+    wh = e.warehouse("cut.duckdb")
+    os.truncate(wh, os.path.getsize(wh) // 2)
+    return wh
+
+
+def _newer(e: Env) -> str:
+    """A warehouse a newer newsflow migrated (one migration more than this one knows)."""
+    wh = e.warehouse("newer.duckdb")
+    with duckdb.connect(wh) as conn:
+        conn.execute("insert into schema_migrations values (99, '0099_from_the_future.sql', now())")
+    return wh
+
+
+def _marked(e: Env, wh: str) -> str:
+    """`wh` with a `.demo` marker beside it, as if a demo had once been run there."""
+    Path(wh + ".demo").write_text("Made by `newsflow demo`\n")
+    return wh
+
+
+def _wh_cmd(command: str) -> Callable[[Callable[[Env], str]], Callable[[Env], list[str]]]:
+    return lambda make: lambda e: [command, "--config", str(e.config), "--warehouse", make(e)]
+
+
+_ingest, _load, _seeds, _check, _reprocess = (_wh_cmd(c) for c in ("ingest", "load", "seeds", "check", "reprocess"))
+
+RESILIENCE_CASES = [
+    # 5: a lake's catalog that is somebody else's DuckDB or SQLite file is never written into.
+    Case("lake-catalog-foreign-duckdb", lambda e: ["ingest", "--config", _lake_config(e, e.foreign())],
+         "not a DuckLake catalog newsflow can use (not a DuckLake catalog: it holds table main.measurements)"),
+    Case("lake-catalog-foreign-sqlite", lambda e: ["load", "--config", _lake_config(e, "sqlite:" + _sqlite(e))],
+         "not a DuckLake catalog: it holds table main.customers"),
+    Case("lake-catalog-sqlite-without-prefix", lambda e: ["seeds", "--config", _lake_config(e, _sqlite(e))],
+         "a SQLite file (a SQLite catalog is written `sqlite:<path>`)"),
+    Case("lake-catalog-newsflow-file", lambda e: ["status", "--config", _lake_config(e, e.warehouse())],
+         "not a DuckLake catalog"),
+    Case("lake-catalog-text-file", lambda e: ["check", "--config", _lake_config(e, e.file("cat.ducklake"))],
+         "not a DuckLake catalog newsflow can use"),
+    # 6: tables outside `main`, or only a macro, sequence, type or schema, are somebody's data, not "empty".
+    Case("ingest-tables-outside-main", _ingest(_payroll), "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("load-tables-outside-main", _load(_payroll), "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("seeds-tables-outside-main", _seeds(_payroll), "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("check-tables-outside-main", _check(_payroll), "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("reprocess-tables-outside-main", _reprocess(_payroll), "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("demo-into-tables-outside-main", lambda e: ["demo", "--warehouse", _payroll(e)],
+         "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("demo-fresh-tables-outside-main", lambda e: ["demo", "--fresh", "--warehouse", _marked(e, _payroll(e))],
+         "not a newsflow warehouse (it holds table hr.payroll)"),
+    Case("load-only-a-macro", _load(lambda e: _objects(e, "m.duckdb", "create macro twice(x) as 2 * x")),
+         "not a newsflow warehouse (it holds macro main.twice)"),
+    Case("ingest-only-a-sequence", _ingest(lambda e: _objects(e, "q.duckdb", "create sequence invoice_no")),
+         "not a newsflow warehouse (it holds sequence main.invoice_no)"),
+    Case("seeds-only-a-type", _seeds(lambda e: _objects(e, "t.duckdb", "create type mood as enum ('ok', 'sad')")),
+         "not a newsflow warehouse (it holds type main.mood)"),
+    Case("demo-only-a-schema", lambda e: ["demo", "--warehouse", _objects(e, "s.duckdb", "create schema budget")],
+         "not a newsflow warehouse (it holds schema budget)"),
+    Case("ingest-sqlite-file", _ingest(lambda e: _sqlite(e, "data.db")), "not a newsflow warehouse"),
+    Case("load-foreign-schema-migrations",
+         _load(lambda e: _objects(e, "sm.duckdb", "create table schema_migrations (id integer, note varchar)")),
+         "its schema_migrations has columns id, note, not newsflow's"),
+    # 8: `check` refuses what every other writer refuses, before it writes.
+    Case("check-truncated-warehouse", _check(_truncated), "truncated: "),
+    Case("check-newer-schema", _check(_newer), "warehouse schema is version 99, newer than this newsflow"),
+    Case("load-truncated-warehouse", _load(_truncated), "truncated: "),
+    Case("reprocess-newer-schema", _reprocess(_newer), "newer than this newsflow"),
+]
+
+
+@pytest.mark.parametrize("case", RESILIENCE_CASES, ids=[c.id for c in RESILIENCE_CASES])
+def test_resilience_user_error_is_one_line_and_touches_nothing(case: Case, built_warehouse: Path, tmp_path: Path,
+                                                               busy_port: int, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    test_a_user_error_is_one_line_and_touches_nothing(case, built_warehouse, tmp_path, busy_port, monkeypatch, capsys)
+
+
+def test_the_demo_marks_only_a_warehouse_its_run_made(built_warehouse: Path, tmp_path: Path) -> None:
+    """21: the `.demo` marker (what lets `demo --fresh` delete) is written after the run, and only beside a
+    newsflow warehouse: a run that failed before creating it leaves no file `--fresh` would take for its own."""
+    missing, empty, made = tmp_path / "missing.duckdb", tmp_path / "empty.duckdb", tmp_path / "made.duckdb"
+    duckdb.connect(str(empty)).close()
+    shutil.copyfile(built_warehouse, made)
+    assert [demo.mark(p) for p in (missing, empty, made)] == [False, False, True]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.duckdb", "made.duckdb", "made.duckdb.demo"]

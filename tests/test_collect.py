@@ -1,5 +1,8 @@
 """The feeds stage against a real HTTP server on 127.0.0.1: the per-host bound and delay hold for feed requests
-(an outlet's many section feeds on one host), and one feed that raises leaves its row while the others go on."""
+(an outlet's many section feeds on one host), and one feed that raises leaves its row while the others go on.
+
+Covers: flows.run.collect
+"""
 
 from __future__ import annotations
 
@@ -187,3 +190,17 @@ def test_a_304_a_redirect_and_a_404_leave_their_connection_open_for_the_next_req
     assert [p.split()[1] for p in recorder.paths] == ["/s0.xml", "/s1.xml", "/s2.xml", "/s3.xml", "/moved",
                                                       "/feed.xml", "/gone"]
     assert len({p.split()[0] for p in recorder.paths}) == 1  # one client port: one connection
+
+
+def test_a_feed_url_python_cannot_parse_is_that_feeds_row(recorder: _Recorder) -> None:
+    """Issue 20 case 10: the config refuses such a URL at load; should one reach the stage anyway (a feeds table
+    edited by hand, an older config), it is that feed's failure and the others are fetched."""
+    good = _feeds(recorder, 1)
+    broken = FeedConfig.model_construct(name="broken", url="http://[::1:8765/x", tags=(), enabled=True,
+                                        language=None)  # past the validator, as a config of old would be
+    stats = RunStats()
+    out = fetch_feeds(_settings(per_host=1, delay=0), [broken, *good], {}, "run-1", stats)
+    rows = {r["feed"]: r for r in out.fetch_rows}
+    assert rows["section-0"]["outcome"] == "ok"
+    assert rows["broken"]["outcome"] == "failed" and rows["broken"]["error"], rows["broken"]
+    assert (stats.feeds_ok, stats.feeds_failed) == (1, 1)

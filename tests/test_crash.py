@@ -2,7 +2,10 @@
 same warehouse a clean run builds: it opens, nothing is duplicated, nothing is lost.
 
 The process is stopped at a known stage either by the test's server holding a page request (while fetching)
-or by the NEWSFLOW_PAUSE_AT hook (flows.warehouse.database.pause_point), which writes a ready file and waits to be killed.
+or by the NEWSFLOW_PAUSE_AT hook (flows.core.errors.pause_point), which writes a ready file and waits to
+be killed.
+
+Covers: flows.warehouse.store, flows.warehouse.staging
 """
 
 from __future__ import annotations

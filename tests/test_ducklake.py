@@ -1,5 +1,8 @@
 """The warehouse on DuckLake: real lakes in tmp_path (a DuckDB, SQLite or PostgreSQL catalog and a folder of
-Parquet files), the real loader, flow and CLI; compared with the file backend on the same demo snapshot."""
+Parquet files), the real loader, flow and CLI; compared with the file backend on the same demo snapshot.
+
+Covers: flows.warehouse.lake
+"""
 
 from __future__ import annotations
 
@@ -322,7 +325,7 @@ def test_catalog_passwords_are_masked_in_messages() -> None:
     assert lake.display_name("postgres:dbname=n host=h password=s3cret user=u") == (
         "postgres:dbname=n host=h password=*** user=u")
     assert lake.display_name("postgres:postgresql://u:s3cret@db.internal:5432/n") == (
-        "postgres:postgresql://u:***@db.internal:5432/n")
+        "postgres:postgresql://***@db.internal:5432/n")
     assert lake.display_name("warehouse/newsflow.ducklake") == "warehouse/newsflow.ducklake"
 
 
@@ -343,3 +346,26 @@ def test_reprocess_runs_on_the_lake_and_changes_nothing_with_the_same_settings(
         assert _demo_rows(conn) == before
         assert set(_key_duplicates(conn).values()) == {0}
     assert main(["check", "--config", str(config)]) == 0
+
+
+@pytest.mark.parametrize("catalog", ["catalog.ducklake", "catalog.sqlite"])
+def test_reading_a_lake_creates_nothing(tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`status`, `sql` and `check_lake` on a lake whose data folder does not exist (a lake with no data file yet,
+    or one whose files are elsewhere) make no `<catalog>.files/` folder: read-only commands create nothing."""
+    import shutil
+
+    from flows.cli import main
+
+    settings = _lake(tmp_path, catalog)
+    assert database.ensure_ready(settings)
+    shutil.rmtree(settings.lake_data_path)
+    config = tmp_path / "lake.toml"
+    config.write_text(f'[warehouse]\nbackend = "ducklake"\ncatalog = "{settings.catalog}"\n'
+                      f'staging_dir = "{tmp_path / "staging"}"\n')
+    monkeypatch.chdir(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if not p.name.endswith(("-shm", "-wal"))}
+    assert main(["status", "--config", str(config)]) == 0, capsys.readouterr().err
+    assert main(["sql", "--config", str(config), "select count(*) from articles"]) == 0, capsys.readouterr().err
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if not p.name.endswith(("-shm", "-wal"))}
+    assert after == before

@@ -1,5 +1,8 @@
 """Entities: the real spaCy pipelines on the real seed, the demo pages and hand-written French and German articles;
-language routing, listener-based trimming, and the per-article name normalisation."""
+language routing, listener-based trimming, and the per-article name normalisation.
+
+Covers: flows.text.entities, flows.core.languages
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import pytest
 import spacy
 from conftest import write_config
 
+from flows.core import languages
 from flows.core.settings import PROJECT_ROOT, ConfigError, EntitySettings, ExtractSettings, load_settings
 from flows.text import entities
 from flows.text.extract import extract
@@ -57,7 +61,7 @@ def test_pipeline_keeps_only_what_ner_needs() -> None:
     ("und", None), ("", None), (None, None), ("french", None), ("f", None),
 ])
 def test_language_tags_normalise_to_the_primary_subtag(tag: str | None, want: str | None) -> None:
-    assert entities.language_tag(tag) == want
+    assert languages.language_tag(tag) == want
 
 
 def test_french_article_goes_to_the_french_pipeline_and_gets_its_entities() -> None:
@@ -173,7 +177,7 @@ def test_a_shared_layer_that_ner_listens_to_is_kept(tmp_path: Path) -> None:
     nlp.get_pipe("tagger").add_label("NN")
     nlp.initialize()
     nlp.to_disk(tmp_path / "listening")
-    assert entities.pipeline_installed(str(tmp_path / "listening"))
+    assert languages.pipeline_installed(str(tmp_path / "listening"))
     loaded = entities.load_pipeline(str(tmp_path / "listening"))
     assert loaded.pipe_names == ["tok2vec", "ner"]
     assert loaded("Ada Lovelace met Charles Babbage in London.").ents is not None  # runs without the tagger

@@ -1,6 +1,8 @@
 """The ingest flow against the fault-injection server: every failure recorded as one clear row, every good
 article stored, nothing hangs. Private networks stay refused; only the server's own 127.0.0.1 is allowed, so the
 redirect to 127.0.0.2 is refused by the guard (no packet leaves loopback either way).
+
+Covers: flows.web.fetch, flows.run.ingest
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""parse_feed on every oddity real feeds carry, and on hostile XML. Pure: bytes in, entries out."""
+"""parse_feed on every oddity real feeds carry, and on hostile XML. Pure: bytes in, entries out.
+
+Covers: flows.feeds.parse
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ def _rss(items: str, decl: str = '<?xml version="1.0" encoding="utf-8"?>') -> st
 def test_whitespace_before_declaration_and_relative_links() -> None:
     body = ("\n\n  " + _rss("<item><title>A</title><link>/a?utm_source=x</link></item>")).encode()
     parsed = parse_feed(body, BASE, "f")
-    assert parsed.error is None and parsed.entries[0].url == "http://news.test/a"
+    assert parsed.error is None and parsed.entries[0].url == "http://news.test/a?utm_source=x"  # as published
+    assert parsed.entries[0].key == "http://news.test/a"  # the key drops the tracker (issue 22)
 
 
 def test_utf16_with_bom_and_leading_whitespace() -> None:

@@ -1,4 +1,7 @@
-"""fetch() against the fault-injection server on 127.0.0.1, plus decompression and headers."""
+"""fetch() against the fault-injection server on 127.0.0.1, plus decompression and headers.
+
+Covers: flows.web.fetch, flows.core.urls
+"""
 
 from __future__ import annotations
 

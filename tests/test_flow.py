@@ -1,4 +1,7 @@
-"""The ingest flow end to end: demo snapshot on 127.0.0.1, real DuckDB file, real Prefect API, real process pool."""
+"""The ingest flow end to end: demo snapshot on 127.0.0.1, real DuckDB file, real Prefect API, real process pool.
+
+Covers: flows.run.ingest, flows.run.modes, flows.run.finish, flows.run.tasks
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ import pytest
 from flows.core.settings import Settings
 from flows.ops.localserver import LocalServer
 from flows.run.ingest import ingest
-from flows.warehouse.archive import read_raw_html
 from flows.warehouse.database import connect
+from flows.warehouse.export import read_raw_html
 
 SEED_URL = "seed:000_e64399ec47401f51.txt"
 DATA_TABLES = ("articles", "duplicates", "entities", "article_entities", "entries", "lsh_buckets",

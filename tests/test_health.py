@@ -1,4 +1,7 @@
-"""Per-feed state after each fetch: validators, backoff, Retry-After, ttl, 410, permanent redirects."""
+"""Per-feed state after each fetch: validators, backoff, Retry-After, ttl, 410, permanent redirects.
+
+Covers: flows.feeds.health
+"""
 
 from __future__ import annotations
 

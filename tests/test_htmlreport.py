@@ -1,6 +1,9 @@
 """`newsflow report`: one self-contained HTML page, opened in a real headless Chromium whose every request goes to
 a trap proxy on 127.0.0.1 (which answers 403 and forwards nothing) and whose resolver resolves nothing, so the
-test sees any request the page makes and no packet leaves loopback."""
+test sees any request the page makes and no packet leaves loopback.
+
+Covers: flows.warehouse.reportpage, flows.run.artifacts
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ the real loader into a real DuckDB file with batch sizes 1, 7 and 64, in orders 
 a story is kept may differ with the order (the first loaded is the original), but the clusters (each stored
 article with the copies recorded against it), the entities of each cluster and the set of stories must not.
 Within one batch the choice of the kept copy is deterministic: any order of one batch gives the same warehouse.
+
+Covers: flows.warehouse.writer
 """
 
 from __future__ import annotations

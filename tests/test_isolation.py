@@ -1,7 +1,10 @@
 """Fault isolation at every unit of work: an unexpected exception inside one feed's fetch or parse, one page's
 extraction, one text's tagging or one seed file becomes that unit's row with the code `internal_error`, and the
 run goes on. Faults are injected with the NEWSFLOW_FAILPOINTS hook (flows/core/errors.py `failpoint`) into a real
-ingest of the demo snapshot: real HTTP on 127.0.0.1, real DuckDB, real Prefect API."""
+ingest of the demo snapshot: real HTTP on 127.0.0.1, real DuckDB, real Prefect API.
+
+Covers: flows.core.errors
+"""
 
 from __future__ import annotations
 

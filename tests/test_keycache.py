@@ -1,5 +1,8 @@
-"""The dedup lookup cache (flows/warehouse/keycache.py): the candidates it gives are those the warehouse tables give, whether
-it is current, behind, built for another index, ahead of a restored warehouse, or unreadable."""
+"""The dedup lookup cache (flows/warehouse/keycache.py): the candidates it gives are those the warehouse tables
+give, whether it is current, behind, built for another index, ahead of a restored warehouse, or unreadable.
+
+Covers: flows.warehouse.keycache, flows.warehouse.candidates
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Readers never lose a writer's data, writers never break a reader: real ingest runs while a second process
-holds the warehouse file open (read-only and read-write), then a run with the file free loads everything."""
+holds the warehouse file open (read-only and read-write), then a run with the file free loads everything.
+
+Covers: flows.warehouse.database, flows.warehouse.store, flows.warehouse.runstate
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from demo_warehouse import FAST_ENV, demo_filled, run_ingest
 
 from flows.core.settings import Settings
 from flows.ops.localserver import LocalServer
-from flows.warehouse import database, runstate, staging, store
+from flows.warehouse import database, runstate, snapshot, staging, store
 
 # A second process: opens the file, says "ready", then answers each SQL line on stdin with its first value.
 HOLDER = """
@@ -169,7 +172,7 @@ def test_newsflow_ingest_under_a_held_lock_exits_cleanly_with_its_data_staged(
 
 def test_a_runs_start_marks_dead_runs_and_reads_states_and_reads_the_snapshot_when_the_file_is_held(
         demo_settings: Settings) -> None:
-    """reads.start_run does ensure_ready, mark_abandoned and the two reads over one connection: the same
+    """runstate.start_run does ensure_ready, mark_abandoned and the two reads over one connection: the same
     outcome as the four steps. Held past the lock wait, it marks nothing and reads the published snapshot."""
     wh = demo_settings.warehouse.model_copy(update={"lock_wait_seconds": 0.2})
     settings = demo_settings.model_copy(update={"warehouse": wh})
@@ -184,7 +187,7 @@ def test_a_runs_start_marks_dead_runs_and_reads_states_and_reads_the_snapshot_wh
                         "consecutive_failures": 0, "disabled": False,
                         "updated_at": started})
     assert store.store(settings, batch) is not None
-    assert database.publish_snapshot(wh) is not None
+    assert snapshot.publish_snapshot(wh) is not None
 
     with holding(wh.path, "rw"):
         held = runstate.start_run(settings, "run-b", mark_dead=True)
@@ -202,3 +205,33 @@ def test_a_runs_start_marks_dead_runs_and_reads_states_and_reads_the_snapshot_wh
     assert marked.ready
     with duckdb.connect(str(wh.path), read_only=True) as conn:
         assert conn.execute("select status from runs").fetchall() == [("abandoned",)]
+
+
+def test_status_tells_a_running_row_whose_process_is_gone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A `running` row is alive only while its run lock is held: the warehouse's for an ingest (the newest such
+    row), its shard's for a stage-only run. `status` reads the locks without taking or creating them."""
+    from flows.cli import main
+    from flows.core.settings import WarehouseSettings
+    from flows.warehouse.runlock import lock_path, run_lock
+
+    db = tmp_path / "wh.duckdb"
+    assert database.ensure_ready(WarehouseSettings(path=db, staging_dir=tmp_path / "staging"))
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("""insert into runs (run_id, flow, started_at, status, parameters) values
+            ('aaaaaaaa-shard', 'ingest', now() - interval 2 minute, 'running', '{"shard": "2/4", "stage_only": true}'),
+            ('bbbbbbbb-plain', 'ingest', now() - interval 1 minute, 'running', '{"feeds": null}')""")
+
+    def shown() -> dict[str, str]:
+        before = sorted(tmp_path.rglob("*"))
+        assert main(["status", "--warehouse", str(db)]) == 0
+        assert sorted(tmp_path.rglob("*")) == before  # no lock file, no folder made
+        out = capsys.readouterr().out
+        return {run: line.split("│")[4].strip() for line in out.splitlines()
+                for run in ("aaaaaaaa", "bbbbbbbb") if f"│ {run} " in line}
+
+    assert shown() == {"aaaaaaaa": "dead (process gone)", "bbbbbbbb": "dead (process gone)"}
+    with run_lock(db, "shard-2-of-4"), run_lock(db):
+        assert shown() == {"aaaaaaaa": "running", "bbbbbbbb": "running"}
+    assert lock_path(db, "shard-2-of-4").exists()
+    with run_lock(db, "shard-1-of-4"):  # another shard's lock says nothing about shard 2
+        assert shown()["aaaaaaaa"] == "dead (process gone)"

@@ -1,4 +1,7 @@
-"""The reprocess flow over a real demo warehouse: idempotent re-runs, a looser threshold, re-tagging, the run lock."""
+"""The reprocess flow over a real demo warehouse: idempotent re-runs, a looser threshold, re-tagging, the run lock.
+
+Covers: flows.ops.maintenance, flows.ops.reprocess
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The address guard: unit tests of the check and a resolver stub, so no packet ever leaves loopback."""
+"""The address guard: unit tests of the check and a resolver stub, so no packet ever leaves loopback.
+
+Covers: flows.web.netguard
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 One server per session; each test starts its own `newsflow serve` over its own demo warehouse. Figures measured
 here (server start, run overhead) are printed, never asserted: speed targets live in benchmarks/.
+
+Covers: flows.ops.deploy
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Progress: the plain reporter's lines, a real `newsflow demo` without and with a terminal (a real pseudo-terminal
-read by a terminal emulator), and the ingest run's Prefect progress artifact."""
+read by a terminal emulator), and the ingest run's Prefect progress artifact.
+
+Covers: flows.run.progress, flows.run.runprogress
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 parse_feed never raises and never falls back to its internal-error net; the same bytes give the same entries;
 every entry URL is absolute http(s) or None; entity and DOCTYPE tricks expand nothing; build_doc survives any HTML.
+
+Covers: flows.feeds.parse, flows.run.documents, flows.core.urls
 """
 
 from __future__ import annotations
@@ -28,13 +30,9 @@ from flows.core.stats import RunStats
 from flows.feeds.parse import INTERNAL_ERROR, FeedEntry, ParsedFeed, parse_feed, to_utf8
 from flows.ops.localserver import LocalServer
 from flows.run.collect import fetch_feeds
+from flows.run.documents import build_doc
 from flows.warehouse import rawcodec
 from flows.web.fetch import FetchResult
-
-try:  # pipeline.py is being split by stage; build_doc may live in flows/run/documents.py
-    from flows.run.documents import build_doc  # type: ignore[import-not-found]
-except ImportError:
-    from flows.run.documents import build_doc
 
 BASE = "http://news.test/feed/"
 FILES = feed_files()

@@ -1,5 +1,8 @@
 """A run with nothing new: its bookkeeping rows go in one batch, and the snapshot is not copied again while it
-already holds every article (real Prefect API, real DuckDB, pages from 127.0.0.1)."""
+already holds every article (real Prefect API, real DuckDB, pages from 127.0.0.1).
+
+Covers: flows.run.ingest
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ the same one for the same host across all files), where any article path answers
 private addresses, so a link the rewriting missed is refused and recorded, never fetched. Before the run, every
 entry link the parser will yield is checked to be a loopback address literal, so no name is ever sent to the
 system resolver (netguard resolves names with getaddrinfo before it checks the address).
+
+Covers: flows.run.ingest
 """
 
 from __future__ import annotations
@@ -191,8 +193,8 @@ def _config(tmp_path: Path, feeds: dict[str, str]) -> Path:
     return path
 
 
-# Invariants run here until the warehouse checks (warehouse/checks/*.sql, flows/warehouse/checks.py) land; each returns the
-# rows that break it.
+# Invariants run here until the warehouse checks (warehouse/checks/*.sql, flows/warehouse/checks.py) land; each
+# returns the rows that break it.
 INVARIANTS = {
     "feed_fetch_per_feed": "select feed, count(*) as n from feed_fetches group by feed having count(*) <> 1",
     "failed_fetch_without_error": "select feed from feed_fetches where (outcome = 'failed') <> (error is not null)",
@@ -227,8 +229,8 @@ KNOWN: dict[str, str] = {}
 
 
 def _check_hook(settings: Settings) -> dict[str, str]:
-    """HOOK: the project's own warehouse checks (warehouse/checks/*.sql, run by flows/warehouse/checks.py), once that work
-    has landed on this branch; each failed check by name, with its offending rows."""
+    """HOOK: the project's own warehouse checks (warehouse/checks/*.sql, run by flows/warehouse/checks.py), once that
+    work has landed on this branch; each failed check by name, with its offending rows."""
     try:
         from flows.warehouse import checks  # type: ignore[attr-defined]
     except ImportError:

@@ -1,5 +1,9 @@
 """The typed records: staged tables keep every column whatever their first row holds, batches of the previous
-staging version still load, and loading a batch twice changes nothing. Real Parquet files, real DuckDB."""
+staging version still load, and loading a batch twice changes nothing; a run's counts add up its loads; fsync
+takes files and folders. Real Parquet files, real DuckDB.
+
+Covers: flows.core.records, flows.core.stats, flows.core.files, flows.warehouse.staging, flows.warehouse.writer
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.core.errors import StagingError
+from flows.core.files import fsync
 from flows.core.records import DOCUMENT_SCHEMA, SCHEMA_VERSION, TABLE_SCHEMAS, Document, rows_table
 from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.core.stats import RunStats
 from flows.run.documents import signature_fields
 from flows.text import dedup
 from flows.warehouse import staging
@@ -156,3 +162,27 @@ def test_loading_a_batch_twice_changes_nothing(wh: WarehouseSettings) -> None:
     assert snapshot() == first
     assert len(first["articles"]) == 2 and len(first["duplicates"]) == 1
     assert dedup.text_hash(OTHER * 3) != dedup.text_hash(STORY * 3)
+
+
+def test_a_runs_counts_add_up_what_each_load_reports(wh: WarehouseSettings) -> None:
+    first = staging.Batch("b-0001", "run-1")
+    first.add("docs", _tagged("https://c.example/choir", OTHER * 3, ["Valley Choir", "Mill"]))
+    second = staging.Batch("b-0002", "run-1")
+    second.add("docs", _doc("https://d.example/copy", OTHER * 3, ner_skip_reason="copy"),
+               _tagged("https://e.example/wall", STORY * 3, ["Northgate"]))
+    stats = RunStats()
+    with connect(wh) as conn:
+        migrate(conn)
+        for batch in (first, second):
+            stats.add_load(load_batch(conn, batch, DEDUP))
+    counts = stats.counts()
+    assert (counts["articles_new"], counts["duplicates_exact"], counts["duplicates_near"]) == (2, 1, 0)
+    assert counts["entity_mentions"] == _q(wh, "select sum(mentions) from article_entities")[0][0] == 6
+
+
+def test_fsync_takes_files_and_folders_and_refuses_what_is_not_there(tmp_path: Path) -> None:
+    (tmp_path / "f.parquet").write_bytes(b"x")
+    fsync(tmp_path / "f.parquet")
+    fsync(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        fsync(tmp_path / "missing")

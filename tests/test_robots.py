@@ -1,4 +1,8 @@
-"""robots.txt (flows/web/robots.py) and Crawl-delay (flows/web/politeness.py), fetched from real servers on 127.0.0.1."""
+"""robots.txt (flows/web/robots.py) and Crawl-delay (flows/web/politeness.py), fetched from real servers on
+127.0.0.1.
+
+Covers: flows.web.robots, flows.web.politeness
+"""
 
 from __future__ import annotations
 
@@ -207,7 +211,7 @@ def test_cache_fetches_once_per_origin(client: httpx.Client, serve: Callable[...
 
 
 def _gate_getter(gate: HostGate, client: httpx.Client, starts: list[float]) -> Callable[[str], FetchResult]:
-    """Fetch robots.txt through the gate, as pipeline.download does, noting when each request starts."""
+    """Fetch robots.txt through the gate, as pages.download does, noting when each request starts."""
     def get(url: str) -> FetchResult:
         with gate.slot(host_of(url)):
             starts.append(time.monotonic())

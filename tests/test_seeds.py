@@ -1,4 +1,7 @@
-"""Seed corpus: the file format, and idempotent loading into a real DuckDB file."""
+"""Seed corpus: the file format, and idempotent loading into a real DuckDB file.
+
+Covers: flows.text.seeds, flows.warehouse.runstate
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """`newsflow serve` stops within 10 s of SIGTERM whatever the Prefect API's state, against a real
-`prefect server start` on loopback that this test starts and then stops (so it has its own, not the session's)."""
+`prefect server start` on loopback that this test starts and then stops (so it has its own, not the session's).
+
+Covers: flows.ops.deploy
+"""
 
 from __future__ import annotations
 

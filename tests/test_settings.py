@@ -1,4 +1,7 @@
-"""Settings: the shipped config, overrides, and one-line errors naming the key."""
+"""Settings: the shipped config, overrides, and one-line errors naming the key.
+
+Covers: flows.core.settings
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 Feeds and pages are written here and served from several loopback addresses (127.0.0.2, 127.0.0.3, ...), one
 outlet per address; one story is syndicated to every outlet, so its copies sit in both shards. The work-pool
 fan-out runs on both backends: a DuckDB file, and a DuckLake whose catalog is a real PostgreSQL (on a Unix socket).
+
+Covers: flows.ops.fanout, flows.run.collect, flows.warehouse.runlock, flows.run.loader, flows.run.modes
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The article stream on the demo snapshot: batches come back in order, complete, tagged, copies untagged."""
+"""The article stream on the demo snapshot: batches come back in order, complete, tagged, copies untagged.
+
+Covers: flows.run.stream
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The warehouse module on real DuckDB files: migrations, views, staging, snapshot, raw-HTML retention, export."""
+"""The warehouse module on real DuckDB files: migrations, views, staging, snapshot, raw-HTML retention, export.
+
+Covers: flows.warehouse.database, flows.warehouse.archive, flows.warehouse.export, flows.warehouse.rawcodec
+Covers: flows.warehouse.snapshot, flows.warehouse.identity
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,15 @@ from pathlib import Path
 import duckdb
 import pytest
 from demo_warehouse import copy_demo
+from hypothesis import assume, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from flows.core import records
-from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.core.settings import DedupSettings, Settings, WarehouseSettings, load_settings
 from flows.text import dedup
-from flows.warehouse import archive, candidates, database, rawcodec, staging
-from flows.warehouse.export import export
+from flows.warehouse import archive, candidates, checks, database, identity, rawcodec, snapshot, staging, store
+from flows.warehouse.export import export, read_raw_html
 
 VIEWS = ("article_provenance", "articles_per_day", "articles_per_feed", "entity_comentions", "entity_mentions_top",
          "entity_surges", "entity_timeline", "run_history", "syndication")
@@ -226,15 +233,15 @@ def test_raw_html_past_retention_is_purged_and_zero_keeps_it(tmp_path: Path) -> 
                          [["http://a/old", old, old_file], ["http://a/new", new, new_file]])
         conn.execute("insert into raw_pages values ('http://a/legacy', ?, 'zlib', ?)",
                      [old, zlib.compress(b"<html>legacy</html>")])
-        assert archive.read_raw_html(settings, "http://a/old", conn=conn) == b"<html>http://a/old</html>"
-        assert archive.read_raw_html(settings, "http://a/legacy", conn=conn) == b"<html>legacy</html>"
+        assert read_raw_html(settings, "http://a/old", conn=conn) == b"<html>http://a/old</html>"
+        assert read_raw_html(settings, "http://a/legacy", conn=conn) == b"<html>legacy</html>"
         assert database.purge_raw_html(conn, 0, raw_dir=settings.raw_dir) == 0
         assert (settings.raw_dir / old_file).exists() and (settings.raw_dir / orphan).exists()
         assert database.purge_raw_html(conn, 30, raw_dir=settings.raw_dir) == 2  # archive pointer + legacy row
         assert conn.execute("select url from raw_archive").fetchall() == [("http://a/new",)]
         assert conn.execute("select count(*) from raw_pages").fetchone()[0] == 0
-        assert archive.read_raw_html(settings, "http://a/old", conn=conn) is None
-        assert archive.read_raw_html(settings, "http://a/new", conn=conn) == b"<html>http://a/new</html>"
+        assert read_raw_html(settings, "http://a/old", conn=conn) is None
+        assert read_raw_html(settings, "http://a/new", conn=conn) == b"<html>http://a/new</html>"
     assert sorted(p.parent.name for p in settings.raw_dir.glob("*/*.parquet")) == [f"{new:%Y-%m-%d}"]
 
 
@@ -252,7 +259,7 @@ def test_an_archive_mixing_codecs_reads_every_page_back(tmp_path: Path) -> None:
         database.migrate(conn)
         conn.executemany("insert into raw_archive values (?, ?, ?, 1)", [[u, day, rel] for u in pages])
         for url, body in pages.items():
-            assert archive.read_raw_html(settings, url, conn=conn) == body
+            assert read_raw_html(settings, url, conn=conn) == body
     with pytest.raises(ValueError, match="unknown raw HTML encoding"):
         rawcodec.decode("brotli", b"")
 
@@ -312,11 +319,11 @@ def test_snapshot_is_replaced_atomically_while_a_reader_keeps_the_old_one(tmp_pa
     database.ensure_ready(settings)
     with database.connect(settings) as conn:
         conn.execute("insert into feeds (feed, url, configured_url) values ('a', 'u', 'u')")
-    assert database.publish_snapshot(settings) == settings.snapshot_path
+    assert snapshot.publish_snapshot(settings) == settings.snapshot_path
     old = duckdb.connect(str(settings.snapshot_path), read_only=True)
     with database.connect(settings) as conn:
         conn.execute("insert into feeds (feed, url, configured_url) values ('b', 'u', 'u')")
-    database.publish_snapshot(settings)
+    snapshot.publish_snapshot(settings)
     assert old.execute("select count(*) from feeds").fetchone()[0] == 1
     old.close()
     with duckdb.connect(str(settings.snapshot_path), read_only=True) as new:
@@ -335,7 +342,7 @@ sys.stdin.read()
 def test_reader_falls_back_to_the_snapshot_while_a_writer_holds_the_file(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     database.ensure_ready(settings)
-    database.publish_snapshot(settings)
+    snapshot.publish_snapshot(settings)
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(settings.path), "rw"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -411,3 +418,177 @@ def test_threads_opening_and_closing_the_warehouse_at_once(tmp_path: Path) -> No
     for t in threads:
         t.join()
     assert errors == []
+
+
+# ---------------------------------------------------------------- whose file it is (flows/warehouse/identity.py)
+
+_IDENT = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+_OBJECT = st.tuples(st.sampled_from(("table", "view", "macro", "sequence", "type", "schema")),
+                    st.one_of(st.just("main"), _IDENT), _IDENT)
+
+
+def _create(conn: duckdb.DuckDBPyConnection, kind: str, schema: str, name: str) -> None:
+    conn.execute(f'create schema if not exists "{schema}"')
+    target = f'"{schema}"."{name}"'
+    sql = {"table": f"create table if not exists {target} (id integer)",
+           "view": f"create or replace view {target} as select 1 as id",
+           "macro": f"create or replace macro {target}(x) as x + 1",
+           "sequence": f"create sequence if not exists {target}",
+           "type": f"create type {target} as enum ('a', 'b')",
+           "schema": f'create schema if not exists "{name}"'}[kind]
+    try:
+        conn.execute(sql)
+    except duckdb.CatalogException:  # the name is taken by an object of another kind: it exists all the same
+        pass
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(st.lists(_OBJECT, min_size=1, max_size=4))
+def test_a_database_with_any_user_object_is_never_empty(objects: list[tuple[str, str, str]]) -> None:
+    """Whatever a user leaves in a database, in whichever schema, it is never taken for an empty one (which
+    every writer would migrate 26 tables into, and `demo --fresh` might delete)."""
+    with duckdb.connect(":memory:") as conn:
+        for kind, schema, name in objects:
+            _create(conn, kind, schema, name)
+        assume(identity.user_objects(conn))  # only `create schema main`: nothing was made
+        assert identity.classify_conn(conn).kind == "foreign"
+
+
+def test_classify_tells_missing_empty_newsflow_and_foreign_files(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    assert identity.classify(settings.path).kind == "missing"
+    duckdb.connect(str(settings.path)).close()
+    assert identity.classify(settings.path).kind == "empty"
+    assert database.ensure_ready(settings)
+    verdict = identity.classify(settings.path)
+    assert (verdict.kind, verdict.version) == ("newsflow", len(database.migrations()))
+    cut = tmp_path / "cut.duckdb"
+    shutil.copyfile(settings.path, cut)
+    os.truncate(cut, cut.stat().st_size // 2)
+    assert identity.classify(cut).kind == "foreign" and "truncated" in identity.classify(cut).reason
+    (tmp_path / "notes.duckdb").write_text("my notes\n")
+    assert identity.classify(tmp_path / "notes.duckdb").kind == "foreign"
+    assert identity.classify(tmp_path).kind == "foreign"
+
+
+def test_migrate_refuses_tables_outside_main_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "people.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("create schema hr; create table hr.payroll as select 1 as id, 5000 as pay")
+    with pytest.raises(database.WarehouseError, match="not a newsflow warehouse"):
+        database.check_file(path, create=True, write=True)
+    with duckdb.connect(str(path)) as conn:
+        with pytest.raises(database.WarehouseError, match=r"it holds table hr.payroll\)"):
+            database.migrate(conn)
+        assert identity.user_objects(conn) == ["table hr.payroll", "schema hr"]
+
+
+def test_a_newer_warehouse_is_refused_to_writers_and_read_by_readers(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    assert database.ensure_ready(settings)
+    with duckdb.connect(str(settings.path)) as conn:
+        conn.execute("insert into schema_migrations values (99, '0099_future.sql', now())")
+    database.check_file(settings.path)  # `sql`, `status`, `export` read it
+    with pytest.raises(database.WarehouseError, match="version 99, newer than this newsflow"):
+        database.check_file(settings.path, write=True)
+
+
+# ---------------------------------------------------------------- unreadable staged batches (quarantine)
+
+def _full_settings(tmp_path: Path) -> Settings:
+    config = tmp_path / "newsflow.toml"
+    config.write_text(f'[warehouse]\npath = "{tmp_path / "wh.duckdb"}"\nstaging_dir = "{tmp_path / "staging"}"\n'
+                      f'snapshot_path = "{tmp_path / "snap.duckdb"}"\nlock_wait_seconds = 0.5\n'
+                      f'[pipeline]\nworkers = 1\nseeds_dir = "{tmp_path / "seeds"}"\n')
+    return load_settings(config, env={})
+
+
+def _stage(staging_dir: Path, n: int, run_id: str = "run-1") -> Path:
+    batch = staging.Batch(f"20261201T000000-{run_id}-{n:04d}", run_id)
+    batch.add("entries", {"feed": "f", "guid": f"g{n}", "url": f"http://127.0.0.1/{n}", "first_run_id": run_id,
+                          "first_seen_at": datetime(2026, 12, 1, tzinfo=UTC)})
+    return staging.write(batch, staging_dir, durable=False)
+
+
+def _bad_batches(staging_dir: Path) -> dict[str, str]:
+    """Three unreadable batches and two strangers; the fragment of the reason each batch is quarantined for."""
+    cut = _stage(staging_dir, 2)
+    data = (cut / "entries.parquet").read_bytes()
+    (cut / "entries.parquet").write_bytes(data[: len(data) // 2])
+    empty = _stage(staging_dir, 3)
+    (empty / "entries.parquet").write_bytes(b"")
+    future = _stage(staging_dir, 4)
+    (future / "schema_version").write_text("99")
+    (staging_dir / "old-notes").mkdir()
+    (staging_dir / "old-notes" / "todo.txt").write_text("look at this\n")
+    (staging_dir / "README.txt").write_text("what this folder is\n")
+    return {cut.name: "entries.parquet", empty.name: "entries.parquet", future.name: "schema version 99"}
+
+
+def test_an_unreadable_staged_batch_is_quarantined_and_the_rest_load(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.ops import status
+
+    settings = _full_settings(tmp_path)
+    wh = settings.warehouse
+    good = _stage(wh.staging_dir, 1)
+    bad = _bad_batches(wh.staging_dir)
+    later = _stage(wh.staging_dir, 5)
+    assert database.ensure_ready(wh)
+    status.show(settings)  # before the load: each unreadable batch is named, the strangers too
+    out = capsys.readouterr().out
+    assert "Staged batches waiting to load: 5" in out
+    assert all(f"unreadable: {name}: " in out for name in bad), out
+    assert "not a staged batch, left alone" in out and "old-notes" in out
+
+    assert store.load_pending(settings, run_id="load-1") == (5, 0)
+    with duckdb.connect(str(wh.path), read_only=True) as conn:
+        assert sorted(r[0] for r in conn.execute("select url from entries").fetchall()) == [
+            "http://127.0.0.1/1", "http://127.0.0.1/5"]
+        rows = conn.execute("select batch_id, path, reason, run_id from staged_quarantine order by batch_id").fetchall()
+    assert [r[0] for r in rows] == sorted(bad)
+    for batch_id, path, reason, run_id in rows:
+        assert bad[batch_id] in reason and run_id == "load-1"
+        assert Path(path) == wh.staging_dir / staging.QUARANTINE / batch_id and Path(path).is_dir()
+    assert not good.exists() and not later.exists()
+    assert (wh.staging_dir / "old-notes" / "todo.txt").exists() and (wh.staging_dir / "README.txt").exists()
+
+    # The next load is not blocked, and loads what is staged after them.
+    _stage(wh.staging_dir, 6)
+    assert store.load_pending(settings) == (1, 0)
+    status.show(settings)
+    out = capsys.readouterr().out
+    assert "Quarantined staged batches" in out and all(name in out for name in bad)
+    assert "Staged batches waiting to load: 0" in out
+    with database.connect(wh) as conn:
+        [result] = [r for r in checks.run_checks(conn, staging_dir=wh.staging_dir) if r.name == "quarantined_batches"]
+        assert result.offending_rows == 3 and bad[result.sample[0]["batch_id"]] in result.sample[0]["reason"]
+    # Dealt with (deleted, or repaired and moved back): the check holds again.
+    shutil.rmtree(wh.staging_dir / staging.QUARANTINE)
+    with database.connect(wh) as conn:
+        [result] = [r for r in checks.run_checks(conn, staging_dir=wh.staging_dir) if r.name == "quarantined_batches"]
+        assert result.offending_rows == 0
+
+
+def test_the_load_flow_quarantines_and_status_shows_a_run_that_failed_before_loading(
+        tmp_path: Path, prefect_harness: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the real flows: `load` moves an unreadable batch aside, loads the good one and fails the check;
+    an ingest that fails before its first load leaves a `failed` run with its reason for `newsflow status`."""
+    from flows.cli import main
+    from flows.run.ingest import ingest
+    from flows.run.loader import load
+
+    settings = _full_settings(tmp_path)
+    wh = settings.warehouse
+    _stage(wh.staging_dir, 1)
+    bad = _bad_batches(wh.staging_dir)
+    summary = load(config=str(settings.config_path))
+    assert summary["status"] == "completed" and summary["checks_failed"] == 1, summary
+    assert sorted(p.name for p in staging.quarantined(wh.staging_dir)) == sorted(bad)
+    with pytest.raises(ValueError, match="unknown feed name"):
+        ingest(config=str(settings.config_path), feeds=["nosuchfeed"])
+    capsys.readouterr()
+    assert main(["status", "--config", str(settings.config_path)]) == 0
+    out = capsys.readouterr().out
+    assert "│ failed" in out and "ValueError: unknown feed name(s): nosuchfee" in out, out
+    assert "quarantined_batches" in out and all(name in out for name in bad)

@@ -1,5 +1,8 @@
 """The warm pool `newsflow serve` keeps: two runs in a row use the same worker processes, and work and errors
-cross both process hops intact (real processes, real spaCy)."""
+cross both process hops intact (real processes, real spaCy).
+
+Covers: flows.run.workers, flows.run.documents
+"""
 
 from __future__ import annotations
 

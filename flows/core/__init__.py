@@ -1,1 +1,4 @@
-"""Shared ground: settings, the error tree, record schemas, URL keys and run counts. Imports no other layer."""
+"""Shared ground: settings, the error tree, record schemas, URL keys, run counts, language tags and fsync.
+
+Imports no other layer (docs/architecture.md).
+"""

@@ -9,6 +9,9 @@
     ├── SeedFormatError        a seed file that does not start with `date YYYY-MM-DD` (also a ValueError)
     └── StagingError           a staged batch that cannot be read (unknown schema version, missing files)
 
+Two test hooks live here too, inert unless their environment variable is set: `failpoint` raises inside one unit
+of work, `pause_point` holds the process at a named stage so a crash test can kill it there.
+
 Only ConfigError and WarehouseError end a run. Anything else raised inside one unit of work (a feed, a page,
 a seed file) is caught at that unit's edge and recorded as its row with the code `internal_error`.
 """
@@ -16,6 +19,8 @@ a seed file) is caught at that unit's edge and recorded as its row with the code
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 from flows.core.urls import scrub
 
@@ -64,7 +69,7 @@ def describe(exc: BaseException) -> str:
 
 
 def failpoint(point: str, key: str) -> None:
-    """Fault-injection hook for tests of fault isolation (like `warehouse.pause_point` for crash tests).
+    """Fault-injection hook for tests of fault isolation (like `pause_point` below for crash tests).
 
     With NEWSFLOW_FAILPOINTS="<point>=<text>[;<point>=<text>...]", raises at `point` when `text` occurs in `key`
     (a feed name, a URL, a seed file name, a text being tagged). Unset in normal runs: one dictionary lookup.
@@ -76,3 +81,25 @@ def failpoint(point: str, key: str) -> None:
         name, _, text = item.partition("=")
         if name == point and text and text in key:
             raise RuntimeError(f"injected fault at {point} for {text!r}")
+
+
+def pause_point(name: str) -> None:
+    """Crash-test hook: with NEWSFLOW_PAUSE_AT=<name>[@n]:<file>, the n-th time (default first) this process
+    reaches `name` it writes <file> and waits forever, so a test can SIGKILL it at a known stage.
+    """
+    spec = os.environ.get("NEWSFLOW_PAUSE_AT")
+    if not spec:
+        return
+    point, _, ready = spec.partition(":")
+    point, _, nth = point.partition("@")
+    if point != name:
+        return
+    _PAUSE_HITS[name] = _PAUSE_HITS.get(name, 0) + 1
+    if _PAUSE_HITS[name] != int(nth or 1):
+        return
+    Path(ready).write_text(str(os.getpid()))
+    while True:
+        time.sleep(1)  # held here until the test kills the process
+
+
+_PAUSE_HITS: dict[str, int] = {}

@@ -27,7 +27,7 @@ _MENTION = pa.struct([("name", pa.string()), ("label", pa.string()), ("mentions"
 class Document:
     """One article: extracted from a page, kept from a feed summary, or read from a seed file."""
 
-    url: str
+    url: str  # the key: the entry link's key (flows/core/urls.py normalise_url), or seed:<file>
     text: str
     body_source: str  # extracted | feed_summary | seed
     text_hash: str
@@ -58,6 +58,7 @@ class Document:
     mentions: list[dict[str, Any]] = field(default_factory=list)
     ner_pipeline: str | None = None
     ner_skip_reason: str | None = None
+    link: str | None = None  # the entry's link as published (what was fetched); None for seeds
 
 
 DOCUMENT_SCHEMA = pa.schema([
@@ -70,6 +71,7 @@ DOCUMENT_SCHEMA = pa.schema([
     ("seed_file", pa.string()), ("seed_file_hash", pa.string()), ("extractor", pa.string()),
     ("extractor_version", pa.string()), ("extractor_options", pa.string()), ("raw_html", pa.binary()),
     ("mentions", pa.list_(_MENTION)), ("ner_pipeline", pa.string()), ("ner_skip_reason", pa.string()),
+    ("link", pa.string()),
 ])
 
 # The other staged tables: their rows are plain dicts named like the warehouse columns.
@@ -100,7 +102,7 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "entries": pa.schema([
         ("feed", pa.string()), ("guid", pa.string()), ("url", pa.string()), ("title", pa.string()),
         ("summary", pa.string()), ("published_at", _TS), ("author", pa.string()), ("first_seen_at", _TS),
-        ("first_run_id", pa.string()),
+        ("first_run_id", pa.string()), ("link", pa.string()),
     ]),
     "page_fetches": pa.schema([
         ("url", pa.string()), ("feed", pa.string()), ("run_id", pa.string()), ("http_status", pa.int32()),

@@ -12,10 +12,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flows.core.errors import ConfigError
-from flows.text.entities import language_tag, pipeline_installed
+from flows.core.languages import language_tag, pipeline_installed
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "newsflow.toml"
+# The most shards a feed list is split into, for `ingest --shard K/N` and `fanout --shards N` alike (one bound, so
+# a shard a fan-out cannot start is refused by ingest too): more would be mostly empty runs, each a worker slot.
+MAX_SHARDS = 256
 
 
 class _Section(BaseModel):
@@ -33,6 +36,20 @@ class FeedConfig(_Section):
     @classmethod
     def _language(cls, v: str | None) -> str | None:
         return None if v is None else _language_key(v)
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, v: str) -> str:
+        # A URL Python cannot split (`http://[::1:8765/x`) is refused here, naming feeds[i].url, rather than
+        # met by the run. Any scheme passes: an unsupported one is that feed's failure (bad_scheme), not the config's.
+        # The URL itself stays out of the message: it may carry a password.
+        from urllib.parse import urlsplit
+
+        try:
+            urlsplit(v.strip()).port  # noqa: B018 - raises on a bad bracket or port
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL ({exc})") from None
+        return v
 
 
 def _language_key(tag: str) -> str:
@@ -90,6 +107,16 @@ class WarehouseSettings(_Section):
         full = self.lock_wait_seconds
         return LockWaits(load=full, hints=min(5.0, full), checks=min(5.0, full), check_command=min(10.0, full),
                          precheck=min(2.0, full), backlog=min(2.0, full), report=2.0, read=3.0, snapshot=0.0)
+
+    @property
+    def search_path(self) -> Path:
+        """The full-text search index (flows/warehouse/search_index.py), a side file beside the warehouse file (a
+        lake's: beside its local catalog file): <dir>/<stem>.search.duckdb, its delta <stem>.search-delta.duckdb.
+        Derived from the resolved paths, so a --warehouse override moves it along with the file."""
+        local = self.catalog.removeprefix("sqlite:")
+        anchor = Path(local) if self.is_lake and local and not local.startswith(("postgres:", "postgresql:")) \
+            else self.path
+        return anchor.parent / f"{anchor.stem}.search.duckdb"
 
     @property
     def is_lake(self) -> bool:
@@ -153,18 +180,8 @@ class ExtractSettings(_Section):
     include_comments: bool = False
     favor_precision: bool = False
     favor_recall: bool = False
-    retry_below_chars: int = Field(default=1000, ge=0)
+    # The line rules below won on the evaluation by publisher (docs/quality.md); 0 / () turns one off.
     max_list_run: int = Field(default=2, ge=0)
-    # A first pass shorter than this is compared with the plain pass (flows/text/extract.py adds_prose); 0: never.
-    compare_below_chars: int = Field(default=2000, ge=0)
-    prose_line_words: int = Field(default=20, ge=1)
-    prose_share: float = Field(default=0.1, ge=0)
-    # With favor_precision off, the first pass (when it wins) is combined with the precision pass: its lines
-    # precision dropped stay only when they are prose (combine_long_words+ words, or combine_sentence_words+
-    # ending a sentence). Chosen on the tuned half of the fundus pages.
-    combine_passes: bool = True
-    combine_long_words: int = Field(default=30, ge=1)
-    combine_sentence_words: int = Field(default=14, ge=1)
     # Lines dropped from every extracted text (case-insensitive regular expressions).
     drop_line_patterns: tuple[str, ...] = (
         r"^\W*(also read|read next|read more|related|lesen sie auch|mehr zum thema|à lire aussi|lire aussi"
@@ -192,14 +209,6 @@ class ExtractSettings(_Section):
         r"^\W*(?:sign up|subscribe|abonniere|abonnieren sie|jetzt abonnieren|abonnez-vous|suscríbete)\b",
         r"^(?=.*\S)[\W_]+$",
     )
-    # Elements removed before extraction (XPath): links wrapping a paragraph or heading are teaser cards of
-    # other articles; captions; author bios. Chosen on the tuned half of the fundus pages.
-    prune_xpath: tuple[str, ...] = (
-        "//a[.//p or .//h1 or .//h2 or .//h3 or .//h4 or .//h5 or .//h6]",
-        "//figcaption",
-        "//*[contains(@class,'caption')]",
-        "//*[contains(@class,'author-bio') or contains(@class,'author__bio') or contains(@class,'authorBio')]",
-    )
     # Of the first title_lines lines, those whose words are at least title_overlap of the page title's (and
     # vice versa) are the headline repeated, not the body; 0 lines: keep them.
     title_lines: int = Field(default=2, ge=0)
@@ -219,18 +228,6 @@ class ExtractSettings(_Section):
                 raise ValueError(f"not a regular expression: {pattern!r} ({err})") from err
         return v
 
-    @field_validator("prune_xpath")
-    @classmethod
-    def _xpaths_compile(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from lxml import etree
-
-        for xpath in v:
-            try:
-                etree.XPath(xpath)
-            except etree.XPathSyntaxError as err:
-                raise ValueError(f"not an XPath expression: {xpath!r} ({err})") from err
-        return v
-
 
 class DedupSettings(_Section):
     shingle_size: int = Field(default=3, ge=1, le=12)
@@ -238,10 +235,12 @@ class DedupSettings(_Section):
     bands: int = Field(default=32, ge=1)
     jaccard_threshold: float = Field(default=0.35, gt=0, le=1)
     containment_threshold: float = Field(default=0.9, gt=0, le=1)
-    partial_containment_threshold: float = Field(default=0.6, gt=0, le=1)
+    partial_containment_threshold: float = Field(default=0.4, gt=0, le=1)
     min_shared_shingles: int = Field(default=64, ge=0)
     min_shingles: int = Field(default=8, ge=1)
-    min_line_words: int = Field(default=8, ge=0)
+    # Sentences (read whatever the layout, flows/text/dedup.py signed_text) under this many words, or without
+    # terminal punctuation, are an outlet's chrome and left out of signatures; 0 signs every word.
+    min_sentence_words: int = Field(default=5, ge=0)
     # The indexed sample (flows/text/dedup.py lede_sample): 1 in sample_mod of the shingles of the first
     # sample_lede_words words, 1 in sample_tail_mod of the rest (0: none of the rest).
     sample_mod: int = Field(default=4, ge=1)
@@ -257,6 +256,19 @@ class DedupSettings(_Section):
     # The loader refreshes the lookup cache beside the warehouse (flows/warehouse/keycache.py) once this many articles
     # were indexed since it was written; until then lookups read those from the tables. Speed only, never results.
     cache_refresh_articles: int = Field(default=512, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_line_rule(cls, data: Any) -> Any:
+        # min_line_words (the rule by line, before signatures stopped depending on line breaks) sets the same
+        # threshold by sentence, so a config written for it still loads; given with the new name, which of the two
+        # was meant (the file's or the environment's) cannot be told, so it is an error.
+        if isinstance(data, dict) and "min_line_words" in data:
+            if "min_sentence_words" in data:
+                raise ValueError("min_line_words was renamed min_sentence_words: set only min_sentence_words")
+            data = {**{k: v for k, v in data.items() if k != "min_line_words"},
+                    "min_sentence_words": data["min_line_words"]}
+        return data
 
     @field_validator("bands")
     @classmethod
@@ -326,6 +338,27 @@ class EntitySettings(_Section):
 
 
 
+class SavedSearch(_Section):
+    """A `[[searches]]` entry: a search run over each ingest's new articles; its matches are the run's artifact
+    and a `newsflow.search.matched` event (flows/run/savedsearches.py, docs/search.md)."""
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")
+    query: str = Field(min_length=1)
+    lang: str | None = None
+    feeds: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @field_validator("query")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        from flows.core.searchquery import SearchSyntaxError, parse
+
+        try:
+            parse(v)
+        except SearchSyntaxError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+
 class PipelineSettings(_Section):
     workers: int = Field(default=0, ge=0)  # 0 = one per CPU core
     batch_size: int = Field(default=128, ge=1)
@@ -335,6 +368,19 @@ class PipelineSettings(_Section):
 class ScheduleSettings(_Section):
     cron: str = "*/30 * * * *"
     timezone: str = "UTC"
+
+    # The cron is checked the way `serve` meets it by flows/ops/schedule.py (Prefect's own check; settings stay
+    # Prefect-free), called by every command after loading the settings.
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        import zoneinfo
+
+        # The IANA names Prefect accepts (its list is zoneinfo's).
+        if v != "UTC" and v not in zoneinfo.available_timezones():
+            raise ValueError(f"unknown time zone {v!r} (an IANA name, e.g. 'Europe/Paris' or 'UTC')")
+        return v
 
 
 class ReportSettings(_Section):
@@ -356,6 +402,7 @@ class Settings(_Section):
     schedule: ScheduleSettings = ScheduleSettings()
     report: ReportSettings = ReportSettings()
     feeds: tuple[FeedConfig, ...] = ()
+    searches: tuple[SavedSearch, ...] = ()  # [[searches]]: saved searches, matched after each ingest
     config_path: Path | None = None
 
     @field_validator("feeds")
@@ -367,6 +414,14 @@ class Settings(_Section):
                 raise ValueError(f"duplicate feed name {feed.name!r}")
             seen.add(feed.name)
         return feeds
+
+    @field_validator("searches")
+    @classmethod
+    def _unique_searches(cls, searches: tuple[SavedSearch, ...]) -> tuple[SavedSearch, ...]:
+        names = [s.name for s in searches]
+        if len(set(names)) < len(names):
+            raise ValueError(f"duplicate saved search name {next(n for n in names if names.count(n) > 1)!r}")
+        return searches
 
     def worker_count(self) -> int:
         return self.pipeline.workers or os.cpu_count() or 1
@@ -402,7 +457,7 @@ def _env_overrides(env: dict[str, str] | os._Environ[str]) -> dict[str, dict[str
         section, _, key = name[len("NEWSFLOW_"):].lower().partition("__")
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):  # not a TOML value (or nested past any use): the text
             value = raw
         out.setdefault(section, {})[key] = value
     return out
@@ -423,6 +478,36 @@ def _lake_paths(wh: WarehouseSettings) -> dict[str, str]:
     return out
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The config file's TOML; every way it cannot be read is a ConfigError naming the file."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
+
+
+def _check_places(wh: WarehouseSettings, path: Path) -> None:
+    """Refuse, at load, a warehouse folder setting that names a file, naming the setting: found by the run, it
+    was a bare errno after seconds."""
+    folders = {"staging_dir": wh.staging_dir}
+    if wh.is_lake and wh.data_path and "://" not in wh.data_path:
+        folders["data_path"] = Path(wh.data_path)
+    for key, folder in folders.items():
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{path}: warehouse.{key}: {folder} is a file, not a folder")
+
+
 def load_settings(
     config: str | Path | None = None,
     *,
@@ -437,13 +522,7 @@ def load_settings(
     """
     env = os.environ if env is None else env
     path = Path(config or env.get("NEWSFLOW_CONFIG") or DEFAULT_CONFIG)
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    data = _read_toml(path)
     from_env = _env_overrides(env)
     # A bad value from the environment is reported under its variable's name, not the file's.
     env_names = {(s, k): f"{_env_name(s, k)}={env[_env_name(s, k)]!r}" for s, v in from_env.items() for k in v}
@@ -479,7 +558,23 @@ def load_settings(
         })
     if wh.is_lake:
         wh = wh.model_copy(update=_lake_paths(wh))
+    _check_places(wh, path)
     pipeline = settings.pipeline.model_copy(
         update={"seeds_dir": _resolve(settings.pipeline.seeds_dir, PROJECT_ROOT)}
     )
-    return settings.model_copy(update={"warehouse": wh, "pipeline": pipeline})
+    settings = settings.model_copy(update={"warehouse": wh, "pipeline": pipeline})
+    _check_report_page(settings, path)
+    return settings
+
+
+def _check_report_page(settings: Settings, config: Path) -> None:
+    """Refuse a `[report] html_path` the report must not replace (the warehouse, a folder, someone's file)
+    before any run starts; the page is checked again when it is written."""
+    page = settings.report.html_file()
+    if page is None:
+        return
+    from flows.core import owned  # the write guard: it knows every file the warehouse owns
+
+    why = owned.problem(page, owned.of_settings(settings), "report")
+    if why:
+        raise ConfigError(f"{config}: [report] html_path: {why}")

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from flows.warehouse.writer import LoadResult
+
+class LoadCounts(Protocol):
+    """What a run counts of one load (flows/warehouse/writer.py LoadResult has these), so the counts need no
+    import of the writer: the feed stage that counts its feeds does not pull in the warehouse."""
+
+    new: int
+    exact: int
+    near: int
+    mentions: int
 
 
 @dataclass
@@ -27,7 +36,7 @@ class RunStats:
     entity_mentions: int = 0
     batches_staged: int = 0
 
-    def add_load(self, result: LoadResult) -> None:
+    def add_load(self, result: LoadCounts) -> None:
         self.articles_new += result.new
         self.duplicates_exact += result.exact
         self.duplicates_near += result.near

@@ -13,14 +13,14 @@ import hashlib
 import html
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import charset_normalizer
 import feedparser
 
-from flows.core.urls import normalise_url
+from flows.core.urls import normalise_url, published_link
 
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
@@ -41,12 +41,17 @@ _CHARREF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
 @dataclass(frozen=True)
 class FeedEntry:
     feed: str
-    guid: str  # the entry's id, else its link, else a hash of title and summary
-    url: str | None  # normalised absolute link to the article page
+    guid: str  # the entry's id, else its link's key, else a hash of title and summary
+    url: str | None  # the link to the article page as published, made absolute: what is fetched and stored
     title: str | None
     summary: str | None
     published_at: datetime | None
     author: str | None
+    # The link's key (flows/core/urls.py normalise_url): entry dedup, article ids, the syndication view.
+    key: str | None = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", normalise_url(self.url) if self.url else None)
 
 
 @dataclass(frozen=True)
@@ -179,7 +184,7 @@ def _not_a_feed(data: bytes, url: str) -> str:
     if re.search(rb"<html\b|<!doctype html", head, re.I):
         for tag in _FEED_LINK.findall(head):
             href = _HREF.search(tag)
-            link = normalise_url(html.unescape(href.group(1).decode("utf-8", "replace")), url) if href else None
+            link = published_link(html.unescape(href.group(1).decode("utf-8", "replace")), url) if href else None
             if link:
                 return f"an HTML page, not a feed; it advertises a feed at {link}"
         return "an HTML page, not a feed"
@@ -235,25 +240,30 @@ def _entries(items: Any, url: str, feed_name: str) -> tuple[FeedEntry, ...]:
     out: list[FeedEntry] = []
     seen: set[str] = set()
     for raw_id, raw_link, links, raw_title, raw_summary, published, raw_author in items:
-        link = None
-        for candidate in (raw_link, *links):
-            link = normalise_url(candidate if isinstance(candidate, str) else "", url)
-            if link:
-                break
         guid = (raw_id.strip() or None) if isinstance(raw_id, str) else None
-        if link is None and guid and guid.lower().startswith(("http://", "https://")):
-            link = normalise_url(guid)  # an id that is a permalink stands in for a missing link
+        # The first candidate that is an http(s) link with a key; an id that is a permalink stands in for a
+        # missing link.
+        permalink = guid if guid and guid.lower().startswith(("http://", "https://")) else None
+        link = next((c for c in (_published(raw_link, url), *(_published(lk, url) for lk in links),
+                                 _published(permalink, None)) if c), None)
+        link_key = normalise_url(link) if link else None
         title = plain_text(raw_title)
         summary = plain_text(raw_summary)
         if guid is None:
-            guid = link or hashlib.sha1(f"{title}\x1f{summary}".encode()).hexdigest()
-        key = link or guid
+            guid = link_key or hashlib.sha1(f"{title}\x1f{summary}".encode()).hexdigest()
+        key = link_key or guid
         if key in seen:  # the same story listed twice in one feed
             continue
         seen.add(key)
         out.append(FeedEntry(feed=feed_name, guid=guid, url=link, title=title, summary=summary,
                              published_at=published, author=plain_text(raw_author)))
     return tuple(out)
+
+
+def _published(candidate: Any, base: str | None) -> str | None:
+    """A candidate link as published (absolute), when it is http(s) and has a key."""
+    link = published_link(candidate, base) if isinstance(candidate, str) else None
+    return link if link and normalise_url(link) else None
 
 
 def _iso(value: Any) -> datetime | None:
@@ -328,8 +338,8 @@ def parse_json_feed(body: bytes, url: str, feed_name: str) -> ParsedFeed:
 
 
 def entry_url(entry: FeedEntry) -> str:
-    """The entry's article key: its link, or a stand-in for an entry that has none."""
-    if entry.url:
-        return entry.url
+    """The entry's article key: its link's key, or a stand-in for an entry that has none."""
+    if entry.key:
+        return entry.key
     digest = hashlib.sha1(f"{entry.feed}\x1f{entry.guid}".encode()).hexdigest()[:20]
     return f"urn:newsflow:entry:{digest}"

@@ -66,7 +66,7 @@ def check_target(warehouse: Path, *, fresh: bool) -> None:
     only such a warehouse that also has its marker."""
     from flows.warehouse import database as wh
 
-    wh.check_file(warehouse, create=True)
+    wh.check_file(warehouse, create=True, write=True)
     if not warehouse.exists():
         return
     if fresh and not marker(warehouse).exists():
@@ -84,9 +84,19 @@ def check_target(warehouse: Path, *, fresh: bool) -> None:
                                 "not a demo warehouse; the demo will not write to or delete it")
 
 
-def mark(warehouse: Path) -> None:
-    warehouse.parent.mkdir(parents=True, exist_ok=True)
-    marker(warehouse).write_text("Made by `newsflow demo`: `newsflow demo --fresh` may delete this warehouse.\n")
+def mark(warehouse: Path) -> bool:
+    """Mark a warehouse the demo's run made (or wrote): only once it is a newsflow warehouse, so a run that failed
+    before creating it leaves nothing that `--fresh` would take for its own. False when not marked."""
+    from flows.warehouse import identity
+
+    try:
+        made = identity.classify(warehouse).kind == "newsflow"
+    except identity.BusyError:
+        made = False
+    if made:
+        marker(warehouse).write_text("Made by `newsflow demo`: `newsflow demo --fresh` may delete this "
+                                     "warehouse.\n")
+    return made
 
 
 def remove(warehouse: Path) -> None:

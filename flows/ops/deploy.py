@@ -25,6 +25,7 @@ from flows.ops.maintenance import reprocess
 from flows.run import workers
 from flows.run.ingest import ingest
 from flows.run.loader import reload_seeds
+from flows.run.searchflow import search_articles
 
 DEPLOYMENT = "newsflow"  # every flow's deployment has this name: ingest/newsflow, reprocess/newsflow, ...
 TAGS = ["newsflow"]
@@ -68,7 +69,11 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
     # Maintenance writes the same warehouse: one at a time each, and the run lock keeps them off a running ingest.
     upkeep = [f.to_deployment(DEPLOYMENT, concurrency_limit=ONE_AT_A_TIME, **common)
               for f in (reload_seeds, reprocess)]
-    return [main, *upkeep]
+    # Search reads only the index beside the warehouse: any number of runs, beside an ingest.
+    find = search_articles.to_deployment(DEPLOYMENT, description="Full-text search of the stored articles; the "
+                                                                 "results are the run's table artifact", **common)
+    _feed_choices(find, settings)
+    return [main, *upkeep, find]
 
 
 class BoundedRunner(Runner):

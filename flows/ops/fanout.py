@@ -19,6 +19,8 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 from pydantic import Field
 
+from flows.core.settings import MAX_SHARDS
+
 SHARD_DEPLOYMENT = "ingest/shard"
 LOADER_DEPLOYMENT = "load/newsflow"
 
@@ -67,7 +69,7 @@ def wait_all(ids: list[UUID], *, timeout: float, poll: float) -> dict[UUID, Any]
 
 @flow(name="fanout", log_prints=True)
 def fanout(
-    shards: Annotated[int, Field(ge=1, le=256, description="Shard runs to start (feeds split by host)")] = 2,
+    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS, description="Shard runs to start (feeds split by host)")] = 2,
     max_articles_per_feed: Annotated[
         int | None, Field(ge=0, le=1000, description="New articles taken per feed; empty uses the config")
     ] = None,

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,11 +19,12 @@ from typing import Any
 import httpx
 
 from flows.core.errors import INTERNAL_ERROR, describe, failpoint
-from flows.core.settings import FeedConfig, Settings
+from flows.core.settings import MAX_SHARDS, FeedConfig, Settings
 from flows.core.stats import RunStats
 from flows.core.urls import host_of, interleave_hosts, redact, scrub
 from flows.feeds import health
 from flows.feeds.parse import FeedEntry, ParsedFeed, entry_url, parse_feed
+from flows.run.workers import threads
 from flows.warehouse.runstate import known_urls
 from flows.web.fetch import FetchResult, client_for, failed, fetch, is_feed_type
 from flows.web.politeness import HostGate
@@ -61,7 +61,7 @@ def fetch_feeds(settings: Settings, feeds: list[FeedConfig], states: dict[str, d
             logger.exception("feed %r: unexpected error while fetching", feed.name)
             return feed, failed(redact(feed.url), INTERNAL_ERROR, describe(exc)), None
 
-    with client_for(fs, client) as c, ThreadPoolExecutor(max(1, min(fs.concurrency, len(feeds)))) as pool:
+    with client_for(fs, client) as c, threads(max(1, min(fs.concurrency, len(feeds)))) as pool:
         # Started round robin over hosts, so threads do not queue behind one outlet's politeness delay while
         # other hosts wait (40 feeds over 20 hosts: 1.6 s in feed order); read back in the config's order.
         started = {id(feed): pool.submit(one, feed) for feed in interleave_hosts(feeds)}
@@ -206,20 +206,21 @@ def select_new(settings: Settings, entries: list[FeedEntry], fetch_rows: list[di
 
 def entry_rows(entries: list[FeedEntry], run_id: str) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
-    return [{"feed": e.feed, "guid": e.guid, "url": entry_url(e), "title": e.title, "summary": e.summary,
+    return [{"feed": e.feed, "guid": e.guid, "url": entry_url(e), "link": e.url, "title": e.title, "summary": e.summary,
              "published_at": e.published_at, "author": e.author, "first_seen_at": now, "first_run_id": run_id}
             for e in entries]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """`K/N` (shard K of N, 1-based) as (K, N); ValueError with the expected form otherwise."""
+    """`K/N` (shard K of N, 1-based, N at most MAX_SHARDS) as (K, N); ValueError with the expected form
+    otherwise."""
     k, sep, n = text.strip().partition("/")
     try:
         shard = (int(k), int(n))
     except ValueError:
         shard = (0, 0)
-    if not sep or not 1 <= shard[0] <= shard[1]:
-        raise ValueError(f"shard {text!r}: expected K/N with 1 <= K <= N, e.g. 1/4")
+    if not sep or not 1 <= shard[0] <= shard[1] <= MAX_SHARDS:
+        raise ValueError(f"shard {text!r}: expected K/N with 1 <= K <= N <= {MAX_SHARDS}, e.g. 1/4")
     return shard
 
 

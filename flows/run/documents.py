@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from flows.core.errors import INTERNAL_ERROR, describe, failpoint
+from flows.core.languages import language_tag
 from flows.core.records import Document
 from flows.core.settings import DedupSettings, Settings
 from flows.core.urls import redact
@@ -102,14 +103,14 @@ def _document(entry: FeedEntry, result: FetchResult | None, found: extract.Extra
     if settings.warehouse.keep_raw_html and result is not None and result.ok and result.body:
         raw = rawcodec.compress(result.body)  # here in the worker, once per page
     return Document(
-        url=entry_url(entry), feed=entry.feed, entry_guid=entry.guid,
+        url=entry_url(entry), link=entry.url, feed=entry.feed, entry_guid=entry.guid,
         title=(found.title if found else None) or entry.title,
         author=(found.author if found else None) or entry.author,
         published_at=published_at, published_source=published_source,
         fetched_at=result.fetched_at if result else datetime.now(UTC),
         # The page's language, else the feed's, else identified from the text here in the worker, so that
         # routing to an NER pipeline (flows/text/entities.py `route`) needs no detection in the parent.
-        language=entities.language_tag(found.language if found else None)
+        language=language_tag(found.language if found else None)
         or _feed_language(settings, entry.feed) or entities.detect_language(text),
         site_name=found.site_name if found else None,
         canonical_url=found.canonical_url if found else None,

@@ -7,6 +7,8 @@ then the HTML report page is rewritten. An ingest then publishes its artifacts a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +17,12 @@ import duckdb
 from prefect import get_run_logger
 from prefect.utilities.annotations import quote
 
+from flows.core import owned
+from flows.core.errors import describe
 from flows.core.settings import Settings, WarehouseSettings
 from flows.run import alerts, artifacts
 from flows.run.tasks import RunContext, publish_snapshot_task, store_batch_task, warehouse_checks_task
-from flows.warehouse import checks, database, reportpage, staging
+from flows.warehouse import checks, database, reportpage, staging, store
 
 
 @dataclass
@@ -31,10 +35,12 @@ class RunEnd:
     reads: artifacts.EndReads | None = None  # what the report and alerts show, read with the checks
     page: Path | None = None  # the HTML report page written
     wrote: bool = False  # the run wrote the warehouse: its report and alerts read it
+    snapshot_error: str | None = None  # the snapshot could not be published (publish_or_log)
 
     def summary(self, ctx: RunContext) -> dict[str, Any]:
         return {"run_id": ctx.run_id, "status": self.status, **ctx.stats.counts(),
-                "checks_failed": None if self.checked is None else len(self.checked.failed)}
+                "checks_failed": None if self.checked is None else len(self.checked.failed),
+                "snapshot_error": self.snapshot_error}
 
 
 def finish_run(ctx: RunContext, tail: staging.Batch, status: str, message: str | None = None, *,
@@ -45,7 +51,7 @@ def finish_run(ctx: RunContext, tail: staging.Batch, status: str, message: str |
     log, settings = get_run_logger(), ctx.settings
     tail.add("runs", ctx.run_row(status, message))
     store_batch_task(quote(ctx), quote(tail), last=True)
-    checked, reads = None, None
+    checked, reads, unpublished = None, None, None
     if status == "staged" or ctx.stats.batches_staged:
         status = "staged"
         message = message or (f"the warehouse was locked at the end of the run: its last batch is staged in "
@@ -56,12 +62,9 @@ def finish_run(ctx: RunContext, tail: staging.Batch, status: str, message: str |
         if snapshot_current:
             log.info("snapshot not republished: nothing new since it was published")
         else:
-            try:
-                publish_snapshot_task(settings.warehouse)
-            except database.WarehouseLocked:
-                log.warning("snapshot not published: warehouse locked")
+            unpublished = publish_or_log(settings, log)
     page = write_html_report(settings, log)
-    return RunEnd(status, message, checked, reads, page, wrote=True)
+    return RunEnd(status, message, checked, reads, page, wrote=True, snapshot_error=unpublished)
 
 
 def publish_report(ctx: RunContext, end: RunEnd) -> None:
@@ -74,6 +77,38 @@ def publish_report(ctx: RunContext, end: RunEnd) -> None:
         alerts.publish(settings, log, None if end.reads is None else end.reads.alerting)
     if end.checked is not None:
         alerts.publish_checks(settings, end.checked, log)
+
+
+@contextmanager
+def recorded_failure(ctx: RunContext, *, dry_run: bool = False, stage_only: bool = False) -> Iterator[None]:
+    """A run that fails leaves a `failed` runs row with its one-line reason (best effort, never in place of the
+    error), so `newsflow status` shows it even when it failed before its first load; a stage-only run stages it."""
+    try:
+        yield
+    except Exception as exc:
+        if not dry_run:
+            batch = ctx.batch()
+            batch.add("runs", ctx.run_row("failed", describe(exc)))
+            try:
+                store.record_run(ctx.settings, batch, stage_only=stage_only)
+            except Exception as other:  # a footnote to the run's own error, which is raised below
+                get_run_logger().warning("run %s failed and could not be recorded as failed: %s", ctx.run_id,
+                                         describe(other))
+        raise
+
+
+def publish_or_log(settings: Settings, log: Any) -> str | None:
+    """Publish the snapshot; a failure (a full disk, say) is logged as an ERROR and returned for the summary:
+    the run's data is loaded and the previous snapshot stays whole, so it never ends the run."""
+    try:
+        publish_snapshot_task(settings.warehouse)
+    except database.WarehouseLocked:
+        log.warning("snapshot not published: warehouse locked")
+    except (OSError, database.WarehouseError, duckdb.Error) as exc:
+        problem = f"{settings.warehouse.snapshot_path}: not published, the previous snapshot stays ({exc})"
+        log.error("snapshot %s", problem)
+        return problem
+    return None
 
 
 def last_change(path: Path) -> float | None:
@@ -96,8 +131,8 @@ def write_html_report(settings: Settings, log: Any) -> Path | None:
     if out is None:
         return None
     try:
-        reportpage.write(settings.warehouse, out)
-    except (database.WarehouseError, OSError, duckdb.Error) as exc:
+        reportpage.write(settings.warehouse, out, owned=owned.of_settings(settings))  # checked again: files change
+    except (database.WarehouseError, owned.OutputRefused, OSError, duckdb.Error) as exc:
         log.warning("HTML report not written to %s: %s", out, exc)
         return None
     log.info("HTML report written to %s", out)

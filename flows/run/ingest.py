@@ -21,7 +21,7 @@ from flows.core.stats import RunStats
 from flows.feeds.parse import FeedEntry
 from flows.run import collect, modes, progress, stream
 from flows.run.collect import FeedsOutcome
-from flows.run.finish import publish_report
+from flows.run.finish import publish_report, recorded_failure
 from flows.run.modes import RunMode
 from flows.run.runprogress import IngestProgress
 from flows.run.tasks import RunContext, fetch_feeds_task
@@ -88,7 +88,8 @@ def ingest(
             log.warning("another ingest run holds %s%s; this run does nothing", settings.warehouse.path,
                         f" ({lock})" if lock else "")
             return {"status": "skipped", "reason": "another run in progress"}
-        return run_ingest(ctx, mode, FeedChoice(feeds, tags, max_articles_per_feed, since, part))
+        with recorded_failure(ctx, dry_run=mode.dry_run, stage_only=stage_only):
+            return run_ingest(ctx, mode, FeedChoice(feeds, tags, max_articles_per_feed, since, part))
 
 
 def run_ingest(ctx: RunContext, mode: RunMode, choice: FeedChoice) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from flows.core.errors import describe
 from flows.core.settings import load_settings
 from flows.core.stats import RunStats
 from flows.run import documents, progress, workers
-from flows.run.finish import finish_run
+from flows.run.finish import finish_run, recorded_failure
 from flows.run.tasks import RunContext, load_backlog_task, store_ahead_task, store_batch_task
 from flows.text.seeds import Seed, SeedError
 from flows.warehouse import database, runstate, staging
@@ -112,7 +112,8 @@ def load(
         if not mine:
             log.warning("an ingest or load run holds %s; this run does nothing", settings.warehouse.path)
             return {"run_id": ctx.run_id, "status": "skipped", "reason": "another run in progress"}
-        return run_loader(ctx)
+        with recorded_failure(ctx):
+            return run_loader(ctx)
 
 
 def run_loader(ctx: RunContext) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def run_loader(ctx: RunContext) -> dict[str, Any]:
     # New seed files first: a seed is the original of the shards' staged copies of it, not one of them.
     seeds, errors = runstate.seeds_to_load(settings)
     store_seeds(ctx, seeds, errors, ahead=True)
-    loaded, left = load_backlog_task(settings, stats)
+    loaded, left = load_backlog_task(settings, stats, ctx.run_id)
     log.info("loaded %d staged batches; %d still staged", loaded, left)
     alive = shards_alive(settings.warehouse.path)
     if alive:  # their `running` rows are alive: the next load, once they are done, marks only the dead ones
@@ -139,4 +140,5 @@ def run_loader(ctx: RunContext) -> dict[str, Any]:
     if end.message:
         log.warning(end.message)
     return {"run_id": ctx.run_id, "status": end.status, "batches_loaded": loaded, **stats.counts(),
-            "checks_failed": None if end.checked is None else len(end.checked.failed)}
+            "checks_failed": None if end.checked is None else len(end.checked.failed),
+            "snapshot_error": end.snapshot_error}

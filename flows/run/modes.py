@@ -117,8 +117,8 @@ class NormalRun(_StoresBatches):
         staged_dir = settings.warehouse.staging_dir
         # A task only when earlier runs left something staged: on a quiet run every task costs Prefect API calls.
         # Loaded before the feed states are read, as they may hold a newer state of some feed.
-        if staged_dir.is_dir() and any(staged_dir.iterdir()):
-            loaded, left = load_backlog_task(settings, ctx.stats)
+        if staging.pending(staged_dir) or staging.partial(staged_dir):
+            loaded, left = load_backlog_task(settings, ctx.stats, ctx.run_id)
             self._fresh = bool(loaded)
             if loaded or left:
                 log.info("loaded %d batches staged by earlier runs; %d still staged", loaded, left)
@@ -139,7 +139,7 @@ class NormalRun(_StoresBatches):
     def close(self, ctx: RunContext) -> RunEnd:
         settings, stats = ctx.settings, ctx.stats
         # Last chance to load what the lock kept staged (full lock wait), before the run row records the outcome.
-        late, stats.batches_staged = store.load_pending(settings, stats)
+        late, stats.batches_staged = store.load_pending(settings, stats, ctx.run_id)
         status, message = "completed", None
         if stats.batches_staged:
             status = "staged"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -16,6 +15,7 @@ from flows.core.errors import INTERNAL_ERROR, describe, failpoint
 from flows.core.settings import Settings
 from flows.core.urls import host_of, interleave_hosts
 from flows.feeds.parse import FeedEntry
+from flows.run.workers import threads
 from flows.web.fetch import FetchResult, client_for, failed, fetch, is_page_type
 from flows.web.politeness import HostGate
 from flows.web.robots import MAX_ROBOTS_BYTES
@@ -55,6 +55,6 @@ def download(settings: Settings, entries: list[FeedEntry], client: httpx.Client 
             logger.exception("page %s: unexpected error while fetching", entry.url)
             return entry, failed(entry.url, INTERNAL_ERROR, describe(exc))
 
-    with client_for(fs, client) as c, ThreadPoolExecutor(fs.concurrency) as pool:
+    with client_for(fs, client) as c, threads(fs.concurrency) as pool:
         yield from pool.map(one, interleave_hosts(entries))
 

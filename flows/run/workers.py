@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from multiprocessing import get_context
 from multiprocessing.managers import BaseManager
 from typing import Any
@@ -58,7 +59,10 @@ def make_pool(settings: Settings, *, warm: str | None = None, key: str | None = 
     # spawn, not fork: the parent runs threads (HTTP, Prefect's API client) that fork would copy mid-state.
     # No max_tasks_per_child: on Python 3.11 a pool that replaces its workers can hang once they have all exited
     # (seen here: a 2,112-article benchmark stopped with no workers left).
-    pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"))
+    # exit_with_parent: a run killed (SIGKILL, OOM) or ended at once by SIGTERM (flows/cli.py) takes its workers
+    # along; without it they lived on for minutes, half a gigabyte of spaCy models.
+    pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=exit_with_parent,
+                               initargs=(os.getpid(),))
     # Start the workers and load spaCy now, while the parent fetches the feeds.
     for _ in range(n):
         pool.submit(warm_up, settings)
@@ -93,6 +97,20 @@ class RunPool:
 def warm_up(settings: Settings) -> None:
     """Load the NER pipeline in a worker (cached per process)."""
     entities.load_pipeline(settings.entities.pipeline)
+
+
+@contextmanager
+def threads(n: int) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool for a block of I/O calls. Left normally, it waits for them; left by an exception (SIGTERM
+    or Ctrl-C in the main thread), it drops the queued calls and does not wait for the running ones, which may
+    be blocked on a slow server for a whole timeout: the interrupt reaches Prefect's engine and the CLI now."""
+    pool = ThreadPoolExecutor(n)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -136,11 +154,13 @@ def _serve_pool(workers: int, settings: Settings) -> _Pool:
 
 
 def exit_with_parent(parent: int) -> None:
-    """End this process once `parent` has gone: a pool worker waiting on its queue would otherwise live on."""
+    """End this process once `parent` has gone: a pool worker waiting on its queue (or busy in spaCy) would
+    otherwise live on. Polled, not PR_SET_PDEATHSIG: that signal follows the parent's *thread* that started the
+    worker, and a pool may start its workers from a thread that ends long before the parent does."""
 
     def watch() -> None:
         while os.getppid() == parent:
-            time.sleep(1.0)  # polling: the stdlib has no parent-death signal
+            time.sleep(0.5)  # polling: the stdlib has no parent-death signal
         os._exit(0)
 
     threading.Thread(target=watch, name="newsflow-parent-watch", daemon=True).start()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,8 +24,15 @@ import numpy as np
 from flows.core.settings import DedupSettings
 
 _WORD = re.compile(r"\w+")
-# Sentence ends (Latin and CJK punctuation) and line breaks: where a feed's summary cuts the story.
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+|\n+")
+# `<br>` tags left in a text (a feed's HTML kept as text) are line breaks, hence layout.
+_BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
+# A sentence of the layout-free text: up to terminal punctuation (Latin, CJK, Devanagari, Arabic, Urdu, Ethiopic),
+# its closing quotes or brackets, then a space or the end (so "2.5" and "U.S.-led" do not end one); CJK stops need
+# no space. The text after the last one is one item too.
+_ENDS = ".!?…‽。！？।॥؟۔።"
+_CLOSE = "\"'”’“‘»«›‹)\\]"
+_SENTENCE = re.compile(rf"\S.*?(?:[{_ENDS}]+[{_CLOSE}]*(?= |$)|[。！？]|$)")
+_TERMINAL = re.compile(rf"[{_ENDS}][{_CLOSE}]*$")
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _SEED_RNG = np.random.default_rng(0x6E657773)  # fixed: signatures must be comparable across runs
 
@@ -40,8 +48,9 @@ _PERM_SEEDS = _SEED_RNG.integers(1, 2**63, size=512, dtype=np.uint64)
 
 
 def normalize_text(text: str) -> str:
-    """Lower-cased NFKC words joined by single spaces: what 'the same text' means for exact dedup."""
-    return " ".join(_WORD.findall(unicodedata.normalize("NFKC", text).casefold()))
+    """Lower-cased NFKC words joined by single spaces: what 'the same text' means for exact dedup. Layout (line
+    breaks, `<br>` tags, spacing), case and punctuation are not part of it."""
+    return " ".join(_WORD.findall(unicodedata.normalize("NFKC", _BR.sub(" ", text)).casefold()))
 
 
 def text_hash(text: str) -> str:
@@ -130,51 +139,69 @@ class Signature:
         return int(self.shingles.size)
 
 
-def signed_text(text: str, min_line_words: int) -> str:
-    """The lines a signature is made of: lines under `min_line_words` words are left out.
+def layout_free(text: str) -> str:
+    """The text with every line break, `<br>` tag and run of spaces made one space: where an outlet, a feed or a
+    plain-text rendering breaks lines (hard-wrapped, one sentence per paragraph, a break every few words) is not
+    part of the text."""
+    return " ".join(_BR.sub(" ", text).split())
 
-    Short lines are where an outlet's chrome sits in extracted text (menus, share and follow buttons, "Most read",
-    bylines, captions, headlines, related-link lists), and each outlet's differ, so they only dilute a copy's
-    similarity to its original and make two template pages of one outlet look alike. A text made only of short
-    lines (a list, a one-line summary) is signed whole.
-    """
-    if min_line_words <= 1:
-        return text
-    kept = [line for line in text.splitlines() if len(_WORD.findall(line)) >= min_line_words]
-    return "\n".join(kept) if kept else text
+
+def sentences(text: str) -> list[str]:
+    """The text's sentences, read from its layout-free form: each runs to terminal punctuation (and its closing
+    quotes or brackets) followed by a space or the end; what follows the last one is the last item."""
+    return list(_sentences(text))
+
+
+def _sentences(text: str) -> Iterator[str]:
+    return (m.group() for m in _SENTENCE.finditer(layout_free(text)))
+
+
+def _is_signed(sentence: str, min_words: int) -> bool:
+    """Whether a sentence is article text rather than an outlet's chrome: it ends a sentence, and has at least
+    `min_words` words. Menus, share buttons, "Most read", bylines, headlines and link lists have no terminal
+    punctuation (at the end of a text they are its unfinished last item, before a sentence they join it, which
+    costs a few shingles); copyright lines, "Comments are closed." and datelines are short."""
+    return _TERMINAL.search(sentence) is not None and len(_WORD.findall(sentence)) >= min_words
+
+
+def signed_text(text: str, min_sentence_words: int) -> str:
+    """What a signature is made of: the text's sentences that read as article text (`_is_signed`), whatever its
+    layout. A text with none (a list, a headline, a text without terminal punctuation) is signed whole."""
+    if min_sentence_words <= 0:
+        return layout_free(text)
+    kept = [s for s in sentences(text) if _is_signed(s, min_sentence_words)]
+    return " ".join(kept) if kept else layout_free(text)
 
 
 def summary_parts(text: str, settings: DedupSettings) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-    """What the summary criterion reads of a text: its sentences' shingles, and its lede's.
+    """What the summary criterion reads of a text: its signed sentences' shingles, and its lede's.
 
-    Sentences under `min_line_words` words are left out, as short lines are from the shingles: a summary's
-    one-line kicker may be a short line of the story that its signature does not hold. Only texts of at most
-    `summary_max_words` signed words get sentences, so a long text is never judged as a summary.
+    Only texts of at most `summary_max_words` signed words get sentences, so a long text is never judged as a
+    summary; short sentences and chrome are left out as they are from the signature.
     """
-    # Only the opening lines are read: past the lede and the summary length nothing here depends on the rest.
     limit = max(settings.summary_max_words, settings.summary_lede_words)
     head: list[str] = []
     n = 0
-    for line in text.splitlines():
-        k = len(_WORD.findall(line))
-        if k >= settings.min_line_words or settings.min_line_words <= 1:
-            head.append(line)
-            n += k
+    # Only the opening sentences are read: past the lede and the summary length nothing here depends on the rest.
+    for s in _sentences(text):
+        if settings.min_sentence_words <= 0 or _is_signed(s, settings.min_sentence_words):
+            head.append(s)
+            n += len(_WORD.findall(s))
             if n > limit:
                 break
-    long = n > limit
-    signed = "\n".join(head) if long else signed_text(text, settings.min_line_words)
-    words = normalize_text(signed).split()
-    sentences: tuple[np.ndarray, ...] = ()
-    if not long and len(words) <= settings.summary_max_words:
-        sentences = tuple(shingle_hashes(s, settings.shingle_size) for s in _SENTENCE_END.split(signed)
-                          if len(_WORD.findall(s)) >= settings.min_line_words)
+    if not head:
+        head = [layout_free(text)]
+        n = len(_WORD.findall(head[0]))
+    words = normalize_text(" ".join(head)).split()
+    parts: tuple[np.ndarray, ...] = ()
+    if n <= settings.summary_max_words:
+        parts = tuple(shingle_hashes(s, settings.shingle_size) for s in head)
     lede = shingle_hashes(" ".join(words[:settings.summary_lede_words]), settings.shingle_size)
-    return sentences, lede
+    return parts, lede
 
 
 def signature(text: str, settings: DedupSettings) -> Signature:
-    sequence = shingle_sequence(signed_text(text, settings.min_line_words), settings.shingle_size)
+    sequence = shingle_sequence(signed_text(text, settings.min_sentence_words), settings.shingle_size)
     hashes = np.unique(sequence)
     usable = hashes.size >= settings.min_shingles
     return Signature(
@@ -256,13 +283,16 @@ def _summary(a: Signature, b: Signature, containment: float, jaccard: float, set
     return None
 
 
-def min_shared_samples(n_a: int, n_b: int, settings: DedupSettings) -> int:
-    """How many sampled shingles two texts with n_a and n_b samples must share to be worth verifying.
+def sample_share(settings: DedupSettings) -> float:
+    """The share of the smaller sample two texts must have in common to be worth verifying: half the share a pair
+    at the lowest containment any criterion accepts would have, which tolerates sampling noise."""
+    return min(settings.containment_threshold, settings.partial_containment_threshold) * 0.5
 
-    Mirrored in warehouse/queries/dedup_candidates.sql. Half the count a containment-threshold pair would
-    share tolerates sampling noise; at least one.
-    """
-    return max(1, int(min(n_a, n_b) * settings.containment_threshold * 0.5))
+
+def min_shared_samples(n_a: int, n_b: int, settings: DedupSettings) -> int:
+    """How many sampled shingles two texts with n_a and n_b samples must share to be worth verifying (at least
+    one). Mirrored in warehouse/queries/dedup_candidates.sql and flows/warehouse/candidates.py."""
+    return max(1, int(min(n_a, n_b) * sample_share(settings)))
 
 
 _BAND_MASK = np.int64(511)  # bands <= num_perm <= 512: the band fits in the key's low 9 bits

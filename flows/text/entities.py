@@ -4,23 +4,20 @@ entity recogniser reads, and per-article name normalisation."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from flows.core.languages import language_tag
 
 if TYPE_CHECKING:
     from spacy.language import Language
 
     from flows.core.settings import EntitySettings
 
-_LANGUAGE_TAG = re.compile(r"([a-z]{2,3})(?:[-_][a-z0-9]{1,8})*")
-# BCP 47 codes that name no language: undetermined, multiple, no linguistic content, uncoded.
-_NO_LANGUAGE = frozenset({"und", "mul", "zxx", "mis"})
 # Shorter texts (a title, a one-line summary) are too little for language identification to be trusted.
 _MIN_DETECT_CHARS = 50
 _DETECT_CHARS = 5000
@@ -33,23 +30,6 @@ class Mention:
     name: str
     label: str
     mentions: int
-
-
-def language_tag(tag: str | None) -> str | None:
-    """The primary subtag of a language tag, lower-case ('fr-FR', 'FR', 'en_US' -> 'fr', 'fr', 'en'); else None."""
-    if not tag:
-        return None
-    m = _LANGUAGE_TAG.fullmatch(tag.strip().lower())
-    if m is None or m.group(1) in _NO_LANGUAGE:
-        return None
-    return m.group(1)
-
-
-def pipeline_installed(name: str) -> bool:
-    """Whether spacy.load(name) can find the pipeline: an installed package or a pipeline directory."""
-    if name.isidentifier():
-        return importlib.util.find_spec(name) is not None
-    return (Path(name) / "config.cfg").is_file()
 
 
 def detect_language(text: str) -> str | None:

@@ -1,21 +1,17 @@
 """Article extraction with trafilatura: clean text and metadata from one HTML page.
 
-The first pass uses the configured options (the plain pass by default; `favor_precision` cut more article than
-boilerplate once the rules below were in place). When it finds less than `retry_below_chars`, more passes are tried
-and the longest text wins: the same page with nested `<html>`/`<body>` documents flattened (some CMSs paste whole
-documents into the article body, and lxml then drops everything after them), trafilatura's plain pass (with
-precision on, it can cut a short article to its first paragraphs) and `favor_recall`. When all of them come back
-empty, the article may only exist as HTML inside a JSON string (hydration data of script-rendered pages); the
-string richest in paragraphs is extracted. With precision on, a first pass under `compare_below_chars` is compared
-with the plain pass, which wins when what it adds is prose (precision sometimes stops at an inline teaser box).
-With precision off (the default), `combine_passes` runs the precision pass too when the first pass wins, and
-keeps the first pass's lines that precision also kept plus its prose lines that precision dropped (teaser
-headlines and prompts go, paragraphs precision cut stay). Finally, runs of more than `max_list_run` list items
-(related-link lists) and lines matching `drop_line_patterns`
-(teasers, credits, prompts, date-only lines, bylines) are dropped, then the page title repeated in the first lines
-and short lines after the last paragraph. Every pass runs with the elements of `prune_xpath` removed (teaser cards,
-captions, author bios); the unpruned pass is a retry like the others.
-Chosen on half of the fundus corpus and reported on the other half in docs/benchmarks.md.
+One `trafilatura.bare_extraction` call gives the text and the metadata, with the configured setting (trafilatura's
+default unless `favor_precision` / `favor_recall` is set). Then the line rules that won on the evaluation by
+publisher (docs/quality.md, `make eval`): runs of more than `max_list_run` list items (related-link lists), lines
+matching `drop_line_patterns` (teasers, credits, prompts, date-only lines, bylines), the page title repeated in
+the first lines, and short lines after the last paragraph. Only when that call finds no text at all are other
+passes tried, the longest winning: nested `<html>`/`<body>` documents flattened (lxml drops everything after
+them), `favor_recall`, and the HTML inside a JSON string (hydration data of script-rendered pages).
+
+Removed after the evaluation by publisher (issue 22) because they did not win by more than their noise on
+publishers left out, or did not pay for their CPU: `prune_xpath`, the retry of short first passes, the
+comparison with the plain pass, and the combination with a second, precision pass (benchmarks/extract_previous.py
+keeps them for the evaluation).
 """
 
 from __future__ import annotations
@@ -47,21 +43,18 @@ class Extracted:
     language: str | None
     canonical_url: str | None
     site_name: str | None
-    # which pass produced the text: default | combined | plain | unpruned | flattened | favor_recall | embedded
+    # which pass produced the text: default | flattened | favor_recall | embedded
     method: str = "default"
 
 
-def extractor_options(settings: ExtractSettings) -> dict[str, bool | list[str]]:
+def extractor_options(settings: ExtractSettings) -> dict[str, bool]:
     """The trafilatura options in force, as recorded with each article."""
-    options: dict[str, bool | list[str]] = {
+    return {
         "include_comments": settings.include_comments,
         "favor_precision": settings.favor_precision,
         "favor_recall": settings.favor_recall,
         "with_metadata": True,
     }
-    if settings.prune_xpath:
-        options["prune_xpath"] = list(settings.prune_xpath)
-    return options
 
 
 def page_language(html: bytes) -> str | None:
@@ -92,7 +85,7 @@ def embedded_html(html: bytes) -> bytes | None:
     return f"<html><body><article>{best}</article></body></html>".encode() if best else None
 
 
-def _pass(html: bytes, url: str, options: dict[str, bool | list[str]], method: str) -> Extracted | None:
+def _pass(html: bytes, url: str, options: dict[str, bool], method: str) -> Extracted | None:
     try:
         doc = trafilatura.bare_extraction(html, url=url, **options)
     except AssertionError:
@@ -205,90 +198,27 @@ def clean_text(found: Extracted, settings: ExtractSettings) -> str:
     return drop_short_tail(text, settings.tail_long_words, settings.tail_short_words)
 
 
-def adds_prose(first: str, other: str, settings: ExtractSettings) -> bool:
-    """Whether `other` is `first` plus more of the article: the lines it adds are mostly prose (lines of at least
-    `prose_line_words` words) and come to at least `prose_share` of `first`'s words. Menus, captions and teaser
-    lists, what precision leaves out, are short lines."""
-    have = set(first.splitlines())
-    added = [len(line.split()) for line in other.splitlines() if line not in have]
-    prose = sum(n for n in added if n >= settings.prose_line_words)
-    return bool(added) and prose >= 0.8 * sum(added) and prose >= settings.prose_share * len(first.split())
-
-
-# A line ending a sentence: final punctuation, possibly inside a closing quote.
-_SENTENCE_END = re.compile(r"[.!?…。！？\"'»”]\s*$")
-
-
-def combine_passes(default: str, precise: str, long_words: int, sentence_words: int) -> str:
-    """The default pass's lines that the precision pass also kept, plus those it dropped that are prose (at least
-    `long_words` words, or `sentence_words` ending a sentence), in the default pass's order; unchanged when
-    nothing would remain."""
-    have = set(precise.splitlines())
-    kept = [line for line in default.splitlines()
-            if line in have or (n := word_count(line)) >= long_words
-            or (n >= sentence_words and _SENTENCE_END.search(line))]
-    return "\n".join(kept).strip() or default
-
-
 def extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | None:
     """Main text and metadata, or None when no pass finds article text."""
-    found = _extract(html, url, settings)
-    if found is None and settings.prune_xpath:
-        # Pruning must never cost a whole article (a page wrapped in one link): without it, as before.
-        found = _extract(html, url, settings.model_copy(update={"prune_xpath": ()}))
-    if found is None:
-        return None
-    return replace(found, text=clean_text(found, settings))
-
-
-def _combined(html: bytes, url: str, found: Extracted, options: dict[str, bool | list[str]],
-              settings: ExtractSettings) -> Extracted:
-    """The first pass combined with the precision pass (`combine_passes`); any other pass as it is."""
-    if found.method != "default" or settings.favor_precision or not settings.combine_passes:
-        return found
-    # The plain pass keeps paragraphs precision cuts, precision drops the short boilerplate the plain pass keeps
-    # (teaser headlines, prompts): agreement on short lines, the plain pass's prose. Metadata came with the first.
-    precise = _pass(html, url, {**options, "favor_precision": True, "with_metadata": False}, "precision")
-    if precise is None:
-        return found
-    text = combine_passes(found.text, precise.text, settings.combine_long_words, settings.combine_sentence_words)
-    return found if text == found.text else replace(found, text=text, method="combined")
-
-
-def _extract(html: bytes, url: str, settings: ExtractSettings) -> Extracted | None:
     options = extractor_options(settings)
-    found = _pass(html, url, options, "default")
-    if found is not None and len(found.text) >= max(settings.min_text_chars, settings.retry_below_chars):
-        if settings.favor_precision and len(found.text) < settings.compare_below_chars:
-            # Precision sometimes stops an article at an element it takes for boilerplate (an inline teaser box):
-            # the plain pass wins when what it adds is prose.
-            plain = _pass(html, url, {**options, "favor_precision": False}, "plain")
-            if plain is not None and adds_prose(drop_link_lists(found.text, settings.max_list_run),
-                                                drop_link_lists(plain.text, settings.max_list_run), settings):
-                return plain
-        return _combined(html, url, found, options, settings)
-    candidates = [found]
-    if "prune_xpath" in options:
-        # A pruned element may have held the article itself (markup that lxml nests inside a teaser link): the
-        # unpruned pass competes when pruning cost more than half the text; teasers and captions never weigh that.
-        unpruned = _pass(html, url, {k: v for k, v in options.items() if k != "prune_xpath"}, "unpruned")
-        if unpruned is not None and len(unpruned.text) > 2 * len(found.text if found else ""):
-            candidates.append(unpruned)
+    found = _pass(html, url, options, "default") or _when_empty(html, url, options)
+    return replace(found, text=clean_text(found, settings)) if found else None
+
+
+def _when_empty(html: bytes, url: str, options: dict[str, bool]) -> Extracted | None:
+    """The longest text of the other passes, for a page on which the configured pass found nothing; None if none.
+
+    These run only then, so they cost nothing on the pages that have text (a page that comes out empty scores 0).
+    """
     flat = flatten_nested(html)
-    if flat is not None:
-        candidates.append(_pass(flat, url, options, "flattened"))
-    if settings.favor_precision:
-        # Precision can cut a short article to its first paragraphs: trafilatura's plain pass may keep more.
-        candidates.append(_pass(html, url, {**options, "favor_precision": False}, "plain"))
-    if not settings.favor_recall:
+    candidates = [_pass(flat, url, options, "flattened") if flat is not None else None]
+    if not options["favor_recall"]:
         candidates.append(_pass(html, url, {**options, "favor_recall": True, "favor_precision": False},
                                 "favor_recall"))
     kept = [c for c in candidates if c is not None]
     if kept:
-        return _combined(html, url, max(kept, key=lambda c: len(c.text)), options, settings)
+        return max(kept, key=lambda c: len(c.text))
     embedded = embedded_html(html)
     found = _pass(embedded, url, options, "embedded") if embedded else None
-    if found is None:
-        return None
     # The synthetic page has no metadata of its own: take the page's declared language.
-    return replace(found, language=page_language(html))
+    return replace(found, language=page_language(html)) if found else None

@@ -4,7 +4,8 @@ the warehouse table `raw_archive`.
 Kept out of the DuckDB file because ~1.2 GB of compressed pages at 100k articles made the checkpoint that
 closes every load take ~30 s, holding the file lock. A file is complete on disk (temporary name, fsync,
 rename) before the transaction that points at it commits, so a crash leaves at worst a file nobody points
-at, which retention removes. SQL reads the files directly: read_parquet('<stem>.raw/**/*.parquet').
+at, which retention removes. SQL reads the files directly: read_parquet('<stem>.raw/**/*.parquet'); a URL's page
+is read back by flows/warehouse/export.py `read_raw_html`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flows.core.settings import WarehouseSettings
-from flows.warehouse import database, rawcodec
-from flows.warehouse.staging import fsync
+from flows.core.files import fsync
 
 SCHEMA = pa.schema([
     ("url", pa.string()),
@@ -46,26 +44,6 @@ def write_archive(raw_dir: Path, batch_id: str, day: date, rows: list[dict[str, 
     fsync(final.parent)
     fsync(raw_dir)
     return rel
-
-
-def read_raw_html(settings: WarehouseSettings, url: str, *, conn: duckdb.DuckDBPyConnection | None = None
-                  ) -> bytes | None:
-    """The HTML bytes served for `url` (decompressed), or None when none is kept (off, purged or never
-    fetched). Without `conn`, opens a reader (the snapshot while a run holds the live file)."""
-    if conn is None:
-        with database.reader(settings) as (_path, reader):
-            return read_raw_html(settings, url, conn=reader)
-    row = conn.execute(database.query("raw_archive_file"), {"url": url}).fetchone()
-    if row is not None:
-        path = settings.raw_dir / row[0]
-        if not path.exists():
-            return None
-        table = pq.read_table(path, columns=["encoding", "html"], filters=[("url", "=", url)])
-        if not table.num_rows:
-            return None
-        return rawcodec.decode(table["encoding"][0].as_py(), table["html"][0].as_py())
-    legacy = conn.execute(database.query("raw_pages_legacy"), {"url": url}).fetchone()
-    return rawcodec.decode(*legacy) if legacy else None
 
 
 def purge_days(raw_dir: Path, retention_days: int, keep: set[str]) -> int:

@@ -1,5 +1,5 @@
 """The one implementation of dedup's candidate lookup and ranking, used by the loader, the pre-check (both
-through `load.decide`) and `reprocess`, so a re-decision after a threshold change gives what a fresh ingest would.
+through `writer.decide`) and `reprocess`, so a re-decision after a threshold change gives what a fresh ingest would.
 
 Candidates come from the warehouse index (same text hash, a shared LSH bucket, or enough shared sampled
 shingles); each is then verified exactly on its re-shingled text (flows/text/dedup.py `compare`).
@@ -32,10 +32,11 @@ _CACHED = pa.schema([("doc", pa.int64()), ("article_id", pa.int64())])
 
 
 # Bump when flows/text/dedup.py signs differently with the same settings (hashing, shingling, banding), so stored
-# indexes built the old way are reported stale.
-INDEX_METHOD = "minhash-lsh+lede-sample/v2"
+# indexes built the old way are reported stale. v3 (issue 22): signed by sentence whatever the line breaks, chrome left
+# out by sentence instead of by short line.
+INDEX_METHOD = "minhash-lsh+lede-sample+sentences/v3"
 # The settings that decide which rows an article puts in the index (thresholds only act on the lookup).
-_INDEX_SETTINGS = ("shingle_size", "num_perm", "bands", "min_shingles", "min_line_words", "sample_mod",
+_INDEX_SETTINGS = ("shingle_size", "num_perm", "bands", "min_shingles", "min_sentence_words", "sample_mod",
                    "sample_lede_words", "sample_tail_mod")
 bucket_keys = dedup.bucket_keys
 
@@ -102,7 +103,7 @@ def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature
     found: dict[int, set[int]] = {}
     for k, article_id in conn.execute(
         query("dedup_candidates"),
-        {"containment_threshold": settings.containment_threshold, "cached_seq": cached_seq},
+        {"sample_share": dedup.sample_share(settings), "cached_seq": cached_seq},
     ).fetchall():
         found.setdefault(k, set()).add(article_id)
     return {k: sorted(ids) for k, ids in found.items()}
@@ -138,7 +139,7 @@ def _register_cached(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature]
             sizes[sizes == np.iinfo(np.int64).max] = 0
             stored_n = sizes[np.searchsorted(known, pair_id)]
             need = np.maximum(1, np.floor(np.minimum(n_samples[pair_pos], stored_n)
-                                          * settings.containment_threshold * 0.5))
+                                          * dedup.sample_share(settings)))
             keep = shared >= need
             found_doc.append(docs[pair_pos[keep]])
             found_id.append(pair_id[keep])

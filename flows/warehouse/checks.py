@@ -1,8 +1,9 @@
 """Warehouse checks: each invariant is a query (warehouse/checks/<name>.sql) returning the rows that break it.
 
-A check holds when it returns zero rows (dbt-test style). Three facts the warehouse cannot know reach the checks
+A check holds when it returns zero rows (dbt-test style). Four facts the warehouse cannot know reach the checks
 from outside: the runs known to be alive (`$alive_runs`, `$started_before`), the batches waiting in the
-staging folder (the relation `staged_batches`) and the current dedup settings (`$dedup_method`, `$dedup_params`).
+staging folder (the relation `staged_batches`), those moved into its quarantine (`quarantined_batches`) and the
+current dedup settings (`$dedup_method`, `$dedup_params`).
 Results go to `check_results` and `runs.checks_failed`.
 """
 
@@ -31,6 +32,7 @@ SAMPLE_ROWS = 5
 _PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
 _STAGED_SCHEMA = pa.schema([("batch_id", pa.string()), ("run_id", pa.string()),
                             ("staged_at", pa.timestamp("us", tz="UTC"))])
+_QUARANTINE_SCHEMA = pa.schema([("folder", pa.string()), ("path", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,12 @@ def staged_batches(staging_dir: Path) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=_STAGED_SCHEMA)
 
 
+def quarantined_batches(staging_dir: Path) -> pa.Table:
+    """The batches in <staging_dir>/quarantine/: folder name and full path (as `staged_quarantine.path`)."""
+    rows = [{"folder": p.name, "path": str(p)} for p in staging.quarantined(staging_dir)]
+    return pa.Table.from_pylist(rows, schema=_QUARANTINE_SCHEMA)
+
+
 def _sample(cols: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     # Round-tripped through JSON so the sample holds what check_results.sample stores (timestamps as text).
     return json.loads(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], default=str))
@@ -111,6 +119,7 @@ def run_checks(conn: duckdb.DuckDBPyConnection, *, staging_dir: Path, alive_runs
     else:
         params.update(candidates.check_params(dedup))
     conn.register("staged_batches", staged_batches(staging_dir))
+    conn.register("quarantined_batches", quarantined_batches(staging_dir))
     try:
         results = []
         for path in check_files():
@@ -121,6 +130,7 @@ def run_checks(conn: duckdb.DuckDBPyConnection, *, staging_dir: Path, alive_runs
         return results
     finally:
         conn.unregister("staged_batches")
+        conn.unregister("quarantined_batches")
 
 
 def store_results(conn: duckdb.DuckDBPyConnection, run_id: str, results: Sequence[CheckResult]) -> None:
@@ -169,6 +179,9 @@ def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Seque
             version = conn.execute("select coalesce(max(version), 0) from schema_migrations").fetchall()[0][0]
         except duckdb.CatalogException:
             version = 0
+        if version > len(database.migrations()):  # a newer newsflow's warehouse: written by no older one
+            raise database.WarehouseError(f"{settings.path}: warehouse schema is version {version}, newer than "
+                                           f"this newsflow ({len(database.migrations())}); upgrade newsflow")
         if version < len(database.migrations()):
             raise database.WarehouseError(
                 f"{settings.path}: schema version {version}, the checks need {len(database.migrations())}; "

@@ -3,18 +3,18 @@
 With `[warehouse] backend = "ducklake"` the same functions open a DuckLake instead (flows/warehouse/lake.py): there is
 no file lock, no snapshot copy, and readers on other machines query the lake while loads run.
 
-One writer: only the load step opens the file for writing, briefly, one transaction per batch. DuckDB lets a
-single process hold the file, so while anyone else has it open (even read-only) a write waits with backoff
-and, past `lock_wait_seconds`, the batch stays staged for the next run (see flows/warehouse/staging.py).
+Each step that changes the file opens it read-write briefly (docs/architecture.md lists them): the start of a
+run, the load (flows/warehouse/writer.py, the only step that writes articles, one transaction per batch), the
+checks, the snapshot and `reprocess`. DuckDB lets a single process hold the file, so while anyone else has it
+open (even read-only) a write waits with backoff and, past `lock_wait_seconds`, a batch stays staged for the
+next run (see flows/warehouse/staging.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -25,10 +25,10 @@ from typing import Any
 
 import duckdb
 
-from flows.core.errors import QueryError, WarehouseError, WarehouseLocked, WarehouseMissing
+# QueryError is re-exported: the commands catch database.QueryError.
+from flows.core.errors import QueryError, WarehouseError, WarehouseLocked, WarehouseMissing  # noqa: F401
 from flows.core.settings import PROJECT_ROOT, WarehouseSettings
-from flows.warehouse import lake
-from flows.warehouse.staging import fsync
+from flows.warehouse import archive, identity, lake
 
 SQL_DIR = PROJECT_ROOT / "warehouse"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
@@ -42,30 +42,10 @@ _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 _OPEN_CLOSE = threading.Lock()
 
 
-# Statement kinds a user's query may hold: they read. Everything else (COPY, EXPORT, ATTACH, INSERT, SET, ...)
-# is refused before anything runs.
-READ_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA", "CALL")
-
-
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (DuckDB adds the query and a caret below it)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def check_read_only(conn: duckdb.DuckDBPyConnection, text: str) -> None:
-    """Refuse (QueryError) SQL text that does not parse or holds a statement that is not in READ_STATEMENTS."""
-    try:
-        statements = conn.extract_statements(text)
-    except duckdb.Error as exc:
-        raise QueryError(first_line(exc)) from None
-    if not statements:
-        raise QueryError("no SQL statement given")
-    for statement in statements:
-        kind = statement.type.name
-        if kind not in READ_STATEMENTS:
-            raise QueryError(f"queries are read-only: a {kind} statement is not run "
-                             f"(only {', '.join(READ_STATEMENTS)})")
 
 
 def is_lock_error(exc: BaseException) -> bool:
@@ -176,55 +156,54 @@ def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float |
         cm.__exit__(None, None, None)
 
 
-def _user_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in conn.execute(query("user_tables")).fetchall()]
-
-
-def check_file(path: Path, *, create: bool = False) -> None:
-    """Refuse anything but a newsflow warehouse: a DuckDB file with a `schema_migrations` table (opened read-only,
-    so nothing is written). With `create`, a missing file or a DuckDB file without tables also passes (the caller
-    creates and migrates it). A file another process holds open cannot be looked into and passes: its holder is
-    a run, and a load still refuses a foreign file in `migrate`."""
-    if path.is_dir():
-        raise WarehouseError(f"{path}: is a folder, not a warehouse file")
-    if not path.exists():
-        if create:
-            return
-        raise WarehouseError(f"{path}: no warehouse yet (run `newsflow ingest` or `newsflow demo` first)")
+def check_file(path: Path, *, create: bool = False, write: bool = False) -> None:
+    """Refuse (WarehouseError) anything but a newsflow warehouse, as flows/warehouse/identity.py judges it (read-only,
+    nothing is written). With `create`, a missing file or an empty database passes too (the caller creates and
+    migrates it); with `write`, a warehouse of a newer schema than this newsflow's is refused. A file another
+    process holds open cannot be looked into and passes: its holder is a run, and `migrate` still judges it."""
     try:
-        conn = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        # Held by another process, or open in this one with another configuration: a run has it, not a stranger.
-        if is_lock_error(exc) or isinstance(exc, duckdb.ConnectionException):
-            return
-        raise WarehouseError(f"{path}: not a newsflow warehouse ({first_line(exc)})") from None
-    try:
-        tables = _user_tables(conn)
-    finally:
-        conn.close()
-    if "schema_migrations" in tables or (create and not tables):
+        verdict = identity.classify(path)
+    except identity.BusyError:
         return
-    raise WarehouseError(f"{path}: a DuckDB file but not a newsflow warehouse (no schema_migrations table); "
-                         "newsflow leaves it alone")
+    _judge(verdict, str(path), create=create, write=write, missing=f"{path}: no warehouse yet (run `newsflow "
+                                                                   "ingest` or `newsflow demo` first)")
 
 
-def check_lake(settings: WarehouseSettings, *, create: bool = False) -> None:
-    """check_file for a DuckLake: refuse a missing lake (unless `create`) and a lake without schema_migrations."""
-    if not lake.exists(settings):
-        if create:
+def _judge(verdict: identity.Verdict, name: str, *, create: bool, write: bool, missing: str) -> None:
+    if verdict.kind == "foreign":
+        raise WarehouseError(f"{name}: not a newsflow warehouse ({verdict.reason}); newsflow leaves it alone")
+    if verdict.kind == "missing" and not create:
+        raise WarehouseMissing(missing)
+    if verdict.kind == "empty" and not create:
+        raise WarehouseError(f"{name}: an empty database, not a newsflow warehouse yet (no schema_migrations table)")
+    if write and verdict.kind == "newsflow" and verdict.version > len(migrations()):
+        raise WarehouseError(f"{name}: warehouse schema is version {verdict.version}, newer than this newsflow "
+                             f"({len(migrations())}); upgrade newsflow")
+
+
+def check_lake(settings: WarehouseSettings, *, create: bool = False, write: bool = False) -> None:
+    """check_file for a DuckLake: its local catalog file must be missing, empty or a DuckLake catalog (never
+    another database, which a lake would write 50 tables into), and the lake in it a newsflow warehouse."""
+    name = lake.display_name(settings.catalog)
+    missing = f"{name}: no lake yet (run `newsflow ingest` or `newsflow demo` first)"
+    local = lake.catalog_file(settings)
+    if local is not None:
+        try:
+            verdict = identity.classify_catalog(local, lake.catalog_kind(settings.catalog))
+        except identity.BusyError:
             return
-        raise WarehouseError(f"{settings.catalog}: no lake yet (run `newsflow ingest` or `newsflow demo` first)")
+        if verdict.kind != "newsflow":
+            if verdict.kind == "foreign":
+                raise WarehouseError(f"{name}: not a DuckLake catalog newsflow can use ({verdict.reason}); "
+                                     "newsflow never writes into it")
+            _judge(verdict, name, create=create, write=write, missing=missing)
+            return
     try:
         with connect(settings, read_only=True, wait=settings.waits.read) as conn:
-            tables = _user_tables(conn)
+            verdict = identity.classify_conn(conn)
     except WarehouseMissing:  # a PostgreSQL catalog no load has initialised yet
-        if create:
-            return
-        raise
-    if "schema_migrations" in tables or (create and not tables):
-        return
-    raise WarehouseError(f"{settings.catalog}: a DuckLake but not a newsflow warehouse (no schema_migrations "
-                         "table); newsflow leaves it alone")
+        verdict = identity.Verdict("missing")
+    _judge(verdict, name, create=create, write=write, missing=missing)
 
 
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
@@ -240,10 +219,10 @@ def migrate(conn: duckdb.DuckDBPyConnection, known: list[tuple[int, str, str]] |
     """Apply pending migrations (forward only), each with its record in one transaction, then re-create the
     views. `known` defaults to warehouse/migrations/; tests pass a prefix of it to build earlier versions.
     A DuckDB file with tables but no migration record is someone else's data: it is refused, never migrated."""
-    tables = _user_tables(conn)
-    if tables and "schema_migrations" not in tables:
-        raise WarehouseError(f"{_db_file(conn)}: a DuckDB file but not a newsflow warehouse (no schema_migrations "
-                             "table); newsflow leaves it alone")
+    verdict = identity.classify_conn(conn)
+    if verdict.kind == "foreign":
+        raise WarehouseError(f"{_db_file(conn)}: not a newsflow warehouse ({verdict.reason}); newsflow leaves it "
+                             "alone")
     # A lake takes each migration without the constraints DuckLake refuses; the loader enforces those keys.
     adapt = lake.lake_sql if lake.is_lake(conn) else str
     conn.execute(adapt(
@@ -301,15 +280,19 @@ def _db_file(conn: duckdb.DuckDBPyConnection) -> str:
 
 
 def restrict_files(conn: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
-    """Turn DuckDB's file access off for this connection's database except for reading `folders` (the raw
-    archives), so a user's query reads the warehouse and cannot write or read files elsewhere. Lasts until
-    the database is closed; DuckDB refuses to turn it back on. A lake's data folder stays readable."""
+    """Lock down a connection that runs a user's query (after flows/warehouse/queryguard.py let it through): file
+    access off except under `folders` (the raw archives; DuckDB cannot make a folder read-only, which is why
+    the guard refuses every statement and function that writes), no extension loaded or installed on demand,
+    and the configuration locked so no statement turns any of it back on. Lasts until the database is closed.
+    A lake's data folder stays readable."""
     dirs = [f"{f.resolve()}/" for f in folders]
     lake_data = lake.data_folder(conn)
     if lake_data and "://" not in lake_data:
         dirs.append(f"{Path(lake_data).resolve()}/")
     conn.execute("set allowed_directories = $dirs", {"dirs": dirs})
-    conn.execute("set enable_external_access = false")
+    for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions"):
+        conn.execute(f"set {setting} = false")
+    conn.execute("set lock_configuration = true")
 
 
 def view_files() -> list[Path]:
@@ -379,8 +362,6 @@ def purge_raw_html(conn: duckdb.DuckDBPyConnection, retention_days: int, *, raw_
     no pointer still uses. Returns rows deleted."""
     if retention_days <= 0:
         return 0
-    from flows.warehouse import archive  # rawstore reads through this module
-
     deleted = 0
     for name in ("purge_raw_archive", "purge_raw_pages"):
         deleted += conn.execute(query(name), {"days": retention_days}).fetchone()[0]
@@ -388,48 +369,3 @@ def purge_raw_html(conn: duckdb.DuckDBPyConnection, retention_days: int, *, raw_
         keep = {r[0] for r in conn.execute(query("raw_archive_days")).fetchall()}
         archive.purge_days(raw_dir, retention_days, keep)
     return deleted
-
-
-def pause_point(name: str) -> None:
-    """Crash-test hook: with NEWSFLOW_PAUSE_AT=<name>[@n]:<file>, the n-th time (default first) this process
-    reaches `name` it writes <file> and waits forever, so a test can SIGKILL it at a known stage.
-    """
-    spec = os.environ.get("NEWSFLOW_PAUSE_AT")
-    if not spec:
-        return
-    point, _, ready = spec.partition(":")
-    point, _, nth = point.partition("@")
-    if point != name:
-        return
-    _PAUSE_HITS[name] = _PAUSE_HITS.get(name, 0) + 1
-    if _PAUSE_HITS[name] != int(nth or 1):
-        return
-    Path(ready).write_text(str(os.getpid()))
-    while True:
-        time.sleep(1)  # held here until the test kills the process
-
-
-_PAUSE_HITS: dict[str, int] = {}
-
-
-def publish_snapshot(settings: WarehouseSettings) -> Path | None:
-    """Copy the warehouse to the snapshot path atomically, for readers who keep a session open.
-
-    Readers of the snapshot never hold a lock on the live file, so they cannot block a load; each run replaces
-    the snapshot whole (os.replace), so an open reader keeps the old file until it reconnects, and a crash
-    mid-copy leaves the previous snapshot in place. A lake needs no copy: its readers query it directly.
-    """
-    if settings.is_lake or not settings.snapshot or not settings.path.exists():
-        return None
-    target = settings.snapshot_path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    with connect(settings) as conn:
-        conn.execute("checkpoint")
-        # Copied while the connection holds the lock, so no writer changes the file mid-copy.
-        shutil.copyfile(settings.path, tmp)
-    fsync(tmp)
-    pause_point("snapshot")
-    os.replace(tmp, target)
-    fsync(target.parent)
-    return target

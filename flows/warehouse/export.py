@@ -1,8 +1,10 @@
-"""`newsflow export`: tables, views or a query written to Parquet or CSV for other tools.
+"""Data out of the warehouse for other tools: tables, views or a query written to Parquet or CSV (`newsflow
+export`), and the raw HTML kept for one URL (`read_raw_html`, from the archives of flows/warehouse/archive.py).
 
 Reads the published snapshot when asked (or when the live file is busy), so an export never blocks a run.
-The output is written by DuckDB's relation API, so no path or value is ever spliced into SQL text. The
-connection that runs a user's query may have file access turned off (`warehouse.restrict_files`): the rows
+The output is written by DuckDB's relation API, so no path or value is ever spliced into SQL text (only table
+names from the catalog, quoted). Where it may be written is the write guard's decision (flows/core/owned.py).
+The connection that runs a user's query may have file access turned off (`database.restrict_files`): the rows
 then cross as Arrow batches to an in-memory connection of our own, which writes them.
 """
 
@@ -13,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
+
+from flows.core.owned import OutputRefused, Owned, check_output, writing
+from flows.core.settings import WarehouseSettings
+from flows.warehouse import database, rawcodec
 
 FORMATS = ("parquet", "csv")
 
@@ -40,55 +47,92 @@ def check_name(name: str) -> str:
     return name
 
 
-def _write(rel: duckdb.DuckDBPyRelation, path: Path, fmt: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+def file_name(table: str) -> str:
+    """A file name for a table's export that stays inside the export folder, whatever the table is called: every
+    character but letters, digits, '_' and '-' (and '.' past the first) is written %XX, so '/', '..', a leading
+    '.' or an absolute path cannot leave the folder, and two tables never share a file (`%` is escaped too)."""
+    out = []
+    for i, ch in enumerate(table):
+        if ch.isascii() and (ch.isalnum() or ch in "_-" or (ch == "." and i > 0)):
+            out.append(ch)
+        else:
+            out.append("".join(f"%{b:02X}" for b in ch.encode()))
+    return "".join(out) or "%"
+
+
+def _write(rel: duckdb.DuckDBPyRelation, tmp: Path, fmt: str) -> None:
+    """Write `rel` to the temp file `tmp` (the caller renames it over the target once every file is written)."""
     batches = rel.to_arrow_reader() if hasattr(rel, "to_arrow_reader") else rel.fetch_record_batch()
-    try:
-        with duckdb.connect() as writer:
-            out = writer.from_arrow(batches)
-            if fmt == "parquet":
-                out.write_parquet(str(tmp), compression="zstd")
-            else:
-                out.write_csv(str(tmp), header=True)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)  # a reader never sees a half-written export
+    with duckdb.connect() as writer:
+        out = writer.from_arrow(batches)
+        # use_tmp_file off: `tmp` is already our temp file, and DuckDB's own (tmp_<name>) outlived a full disk.
+        if fmt == "parquet":
+            out.write_parquet(str(tmp), compression="zstd", use_tmp_file=False)
+        else:
+            out.write_csv(str(tmp), header=True, use_tmp_file=False)
 
 
 def export(conn: duckdb.DuckDBPyConnection, out: Path, *, tables: list[str] | None = None,
            query: str | None = None, name: str = "query", fmt: str = "parquet",
-           progress: Callable[[int, int], None] = lambda _done, _total: None) -> list[Exported]:
-    """Write each table/view to out/<name>.<fmt>, or the query to `out` (a file path); returns what was written.
-
-    `progress(done, total)` is called after each file.
-    """
+           progress: Callable[[int, int], None] = lambda _done, _total: None,
+           owned: Owned | None = None) -> list[Exported]:
+    """Write each table/view to out/<file_name(table)>.<fmt>, or the query to `out` (a file path, or a folder for
+    out/<name>.<fmt>); returns what was written. Every target is checked first (flows/core/owned.py: never a
+    file the warehouse `owned`, a non-regular file, or an existing file that is not an earlier export of the same
+    columns), then all are written to temp files and renamed at the end: a failure leaves nothing, not even the
+    folders it made. `progress(done, total)` is called after each file."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
-    done: list[Exported] = []
+    owned = owned or Owned()
     if query is not None:
         rel = conn.sql(query)
         if rel is None:
             raise ValueError("the query returns no rows to export (is it a SELECT?)")
-        path = out if out.suffix else out / f"{check_name(name)}.{fmt}"
-        _write(rel, path, fmt)
-        done.append(Exported(name, path, _count(conn, rel)))
-        progress(1, 1)
-        return done
-    known = relations(conn)
-    wanted = tables or [t for t in known if t not in ("lsh_buckets", "shingle_samples")]
-    unknown = sorted(set(wanted) - set(known))
-    if unknown:
-        raise ValueError(f"no such table or view: {', '.join(unknown)} (have: {', '.join(known)})")
-    for table in wanted:
-        rel = conn.table(table)
-        path = out / f"{table}.{fmt}"
-        _write(rel, path, fmt)
-        done.append(Exported(table, path, _count(conn, rel)))
-        progress(len(done), len(wanted))
+        plan = [(name, rel, out if out.suffix else out / f"{check_name(name)}.{fmt}")]
+    else:
+        known = relations(conn)
+        wanted = tables or [t for t in known if t not in ("lsh_buckets", "shingle_samples")]
+        unknown = sorted(set(wanted) - set(known))
+        if unknown:
+            raise ValueError(f"no such table or view: {', '.join(unknown)} (have: {', '.join(known)})")
+        if out.exists() and not out.is_dir():
+            raise OutputRefused(f"{out}: is not a folder; --out names the folder the tables are written to")
+        plan = [(table, conn.sql(f"select * from main.{_quoted(table)}"), out / f"{file_name(table)}.{fmt}")
+                for table in wanted]
+    targets = [check_output(path, owned, fmt, rel.columns) for _, rel, path in plan]  # before any work
+    done: list[Exported] = []
+    with writing() as files:
+        for (label, rel, path), target in zip(plan, targets, strict=True):
+            _write(rel, files.temp_for(target), fmt)
+            done.append(Exported(label, path, _count(conn, rel)))
+            progress(len(done), len(plan))
     return done
+
+
+def _quoted(identifier: str) -> str:
+    """A table name as a quoted SQL identifier (the one thing spliced: a name from the catalog, its quotes doubled)."""
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _count(conn: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation) -> int:
     return rel.aggregate("count(*)").fetchall()[0][0]
+
+
+def read_raw_html(settings: WarehouseSettings, url: str, *, conn: duckdb.DuckDBPyConnection | None = None
+                  ) -> bytes | None:
+    """The HTML bytes served for `url` (decompressed), or None when none is kept (off, purged or never
+    fetched). Without `conn`, opens a reader (the snapshot while a run holds the live file)."""
+    if conn is None:
+        with database.reader(settings) as (_path, reader):
+            return read_raw_html(settings, url, conn=reader)
+    row = conn.execute(database.query("raw_archive_file"), {"url": url}).fetchone()
+    if row is not None:
+        path = settings.raw_dir / row[0]
+        if not path.exists():
+            return None
+        table = pq.read_table(path, columns=["encoding", "html"], filters=[("url", "=", url)])
+        if not table.num_rows:
+            return None
+        return rawcodec.decode(table["encoding"][0].as_py(), table["html"][0].as_py())
+    legacy = conn.execute(database.query("raw_pages_legacy"), {"url": url}).fetchone()
+    return rawcodec.decode(*legacy) if legacy else None

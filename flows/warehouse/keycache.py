@@ -8,8 +8,8 @@ touching only the pages the probes land on.
 The warehouse stays the one source of truth; the cache is derived from it and may be deleted at any time:
 
 - It holds the index rows up to a load sequence number (`seq`, migration 0006) of the index record it was
-  built for (method, settings and build time in `dedup_index`). The lookup (flows/warehouse/candidates.py) takes the rest
-  from the tables with `seq > cached`, so a cache that is behind is slower, never wrong.
+  built for (method, settings and build time in `dedup_index`). The lookup (flows/warehouse/candidates.py) takes
+  the rest from the tables with `seq > cached`, so a cache that is behind is slower, never wrong.
 - Rows deleted since (a changed seed, a copy demoted by `reprocess`) stay in the cache: they only add candidates,
   which are verified on the stored text and dropped when the article is gone.
 - A cache built for another index record (after `newsflow reprocess --step dedup`) or ahead of the warehouse

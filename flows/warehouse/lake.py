@@ -18,6 +18,7 @@ import duckdb
 
 from flows.core.errors import WarehouseError, WarehouseMissing
 from flows.core.settings import WarehouseSettings
+from flows.core.urls import scrub, secrets_in
 
 LAKE = "lake"  # the name the lake is attached under, and made the default catalog
 _EXTENSION_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
@@ -44,10 +45,22 @@ def extension_file(name: str) -> Path:
 
 
 def catalog_kind(catalog: str) -> str:
-    """duckdb | sqlite | postgres: the database that holds the lake's catalog."""
+    """duckdb | sqlite | postgres: the database that holds the lake's catalog (a `postgres://` or
+    `postgresql://` URI is PostgreSQL, never a local file of that name)."""
     if catalog.startswith(("postgres:", "postgresql:")):
         return "postgres"
     return "sqlite" if catalog.startswith("sqlite:") else "duckdb"
+
+
+def attach_target(catalog: str) -> str:
+    """What DuckLake's ATTACH takes after `ducklake:`: `postgres:<libpq connection string or URI>` for any
+    spelling of a PostgreSQL catalog (DuckLake reads `postgres://u@h/db` as a local file `postgres:/u@h/db`, and
+    `postgresql:` as an extension named postgresql), the catalog as given otherwise."""
+    if catalog_kind(catalog) != "postgres":
+        return catalog
+    if catalog.startswith(("postgres://", "postgresql://")):
+        return "postgres:" + catalog
+    return "postgres:" + catalog.removeprefix("postgresql:").removeprefix("postgres:")
 
 
 def catalog_file(settings: WarehouseSettings) -> Path | None:
@@ -79,14 +92,15 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False) -> duckdb.D
     if local is not None:
         if read_only and not local.exists():
             raise WarehouseMissing(f"{local}: no lake catalog yet (run `newsflow ingest` or `newsflow demo` first)")
-        local.parent.mkdir(parents=True, exist_ok=True)
+        if not read_only:  # a reader creates nothing, not even a folder
+            local.parent.mkdir(parents=True, exist_ok=True)
         if kind == "sqlite" and not local.exists():
             # In SQLite's default journal mode an idle reader's connection makes every commit fail with
             # "database is locked"; in WAL mode (kept by the file) readers and the writer do not block each other.
             with contextlib.closing(sqlite3.connect(local)) as db:
                 db.execute("pragma journal_mode = wal")
     data_path = settings.lake_data_path
-    if "://" not in data_path:
+    if "://" not in data_path and not read_only:
         Path(data_path).mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(":memory:", config=dict(_EXTENSION_CONFIG))
     try:
@@ -94,13 +108,16 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False) -> duckdb.D
         if kind != "duckdb":
             conn.execute(f"load {_literal(str(extension_file(kind + '_scanner')))}")
         options = f"data_path {_literal(data_path)}" + (", read_only" if read_only else "")
-        conn.execute(f"attach {_literal('ducklake:' + settings.catalog)} as {LAKE} ({options})")
+        conn.execute(f"attach {_literal('ducklake:' + attach_target(settings.catalog))} as {LAKE} ({options})")
         conn.execute(f"use {LAKE}")
     except duckdb.Error as exc:
         conn.close()
         if read_only and _NO_LAKE_MARKER in str(exc):
             raise WarehouseMissing(f"{display_name(settings.catalog)}: no lake yet (the first load creates it: "
                                    "`newsflow ingest`, `newsflow load` or `newsflow demo`)") from None
+        masked = scrub(str(exc), secrets_in(settings.catalog))
+        if masked != str(exc):  # DuckDB quotes the connection string: the same error, its password masked
+            raise type(exc)(masked) from None
         raise
     except BaseException:
         conn.close()
@@ -109,13 +126,21 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False) -> duckdb.D
 
 
 def display_name(catalog: str) -> str:
-    """The catalog as named in messages (or a message naming it): a PostgreSQL password masked."""
-    return re.sub(r"(password=)\S+|(://[^:/@]*:)[^@]*@", lambda m: (m[1] or m[2]) + "***" + ("" if m[1] else "@"),
-                  catalog)
+    """The catalog as named in messages (or a message naming it): every password masked (flows/core/urls.py
+    scrub, the one masking function of messages and logs)."""
+    return scrub(catalog)
+
+
+# A local DuckDB catalog file attached by another connection of this process (a run's writer thread while its
+# pre-check connects): DuckDB opens a database file once per process, so the second attach waits like for a lock.
+SAME_PROCESS_MARKER = "Unique file handle conflict"
 
 
 def is_conflict(exc: BaseException) -> bool:
-    """A commit that lost to another writer's (DuckLake checks conflicts at commit); retried like a lock."""
+    """A commit that lost to another writer's (DuckLake checks conflicts at commit), or a catalog file this
+    process has attached elsewhere right now; retried like a lock."""
+    if isinstance(exc, duckdb.BinderException) and SAME_PROCESS_MARKER in str(exc):
+        return True
     return isinstance(exc, duckdb.TransactionException | duckdb.IOException) and any(
         m in str(exc) for m in _CONFLICT_MARKERS)
 
@@ -130,7 +155,8 @@ _COMMENT = re.compile(r"--[^\n]*")
 def lake_sql(sql: str) -> str:
     """A migration as DuckLake takes it: comments, primary keys, unique constraints and indexes removed.
 
-    The keys stay enforced by the loader (flows/warehouse/writer.py KEYS); tests compare those with the file's constraints.
+    The keys stay enforced by the loader (flows/warehouse/writer.py KEYS); tests compare those with the file's
+    constraints.
     """
     sql = _COMMENT.sub("", sql)
     sql = _INDEX.sub("", sql)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 
 import duckdb
 
+from flows.core.owned import REPORT_TITLE, Owned, check_output, of_warehouse, writing
 from flows.core.settings import WarehouseSettings
 from flows.warehouse import database
 
@@ -344,18 +344,20 @@ def render(conn: duckdb.DuckDBPyConnection, *, source: str = "", generated_at: d
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
             f'<meta name="referrer" content="no-referrer">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>newsflow report</title><style>{_CSS}</style></head>"
+            f"{REPORT_TITLE}<style>{_CSS}</style></head>"  # how the write guard knows an earlier page
             f'<body><main><h1>newsflow</h1><div class="meta">{_e(meta)}</div>{body}</main>'
             f"<script>{_SCRIPT}</script></body></html>\n")
 
 
-def write(settings: WarehouseSettings, out: Path, *, snapshot: bool = False) -> Path:
+def write(settings: WarehouseSettings, out: Path, *, snapshot: bool = False, owned: Owned | None = None) -> Path:
     """Render the warehouse (read-only, briefly; the snapshot while a run holds the live file) to `out`,
-    replacing it atomically so a browser never sees half a page. Returns the file that was read."""
+    replacing it atomically so a browser never sees half a page. Returns the file that was read.
+
+    `out` is checked first (flows/core/owned.py): never a file the warehouse owns (`owned`, by default
+    what `settings` name), a folder or device, or an existing file that is not a newsflow report page."""
+    target = check_output(out, owned or of_warehouse(settings), "report")
     with database.reader(settings, snapshot=snapshot) as (path, conn):
         page = render(conn, source=str(path))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    with writing() as files:
+        files.temp_for(target).write_text(page, encoding="utf-8")
     return path

@@ -53,3 +53,28 @@ def shards_alive(db_path: Path) -> list[str]:
         finally:
             os.close(fd)
     return alive
+
+
+def held(db_path: Path, name: str | None = None) -> bool:
+    """Whether some process holds the lock now; creates nothing (a missing lock file: nobody ever took it)."""
+    try:
+        fd = os.open(lock_path(db_path, name), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def run_lock_name(parameters: dict[str, object]) -> str | None:
+    """The lock a run with these recorded parameters held: its shard's when stage-only, else the warehouse's."""
+    if not parameters.get("stage_only"):
+        return None
+    shard = str(parameters.get("shard") or "1/1").replace(" ", "")
+    k, _, n = shard.partition("/")
+    return f"shard-{k}-of-{n}"

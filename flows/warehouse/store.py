@@ -5,11 +5,12 @@ Also the pre-check that spares NER for documents the warehouse already has a cop
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import duckdb
 
-from flows.core.errors import WarehouseError, WarehouseLocked
+from flows.core.errors import StagingError, WarehouseError, WarehouseLocked, pause_point
 from flows.core.records import Document
 from flows.core.settings import Settings
 from flows.core.stats import RunStats
@@ -17,6 +18,7 @@ from flows.warehouse import candidates, database, staging
 from flows.warehouse.staging import stable_key
 from flows.warehouse.writer import LoadResult, decide, load_batch, signature_of
 
+log = logging.getLogger("newsflow.store")
 COPY_REASON = "copy: the pre-check found it an exact copy or a copy of a stored article, so it was not tagged"
 
 
@@ -73,19 +75,20 @@ def store(settings: Settings, batch: staging.Batch, *, checkpoint: bool = True) 
     wh = settings.warehouse
     backlog = staging.pending(wh.staging_dir)
     path = staging.write(batch, wh.staging_dir)
-    database.pause_point("staged")
+    pause_point("staged")
     # Behind a batch that already found the lock held, wait briefly: the run's last batch, or the next run,
     # loads the backlog in order.
     wait = wh.waits.backlog if backlog else wh.waits.load
     total = LoadResult()
-    loaded = _load_in_order(settings, [*backlog, path], total, wait=wait, checkpoint=checkpoint)
+    loaded = _load_in_order(settings, [*backlog, path], total, wait=wait, checkpoint=checkpoint, run_id=batch.run_id)
     return total if loaded else None
 
 
 def _load_in_order(settings: Settings, paths: list[Path], total: LoadResult, *, wait: float | None = None,
-                   checkpoint: bool = True) -> bool:
+                   checkpoint: bool = True, run_id: str | None = None) -> bool:
     """Load the staged batches oldest first over one connection, each in its own transaction, removing each
-    once committed. False when the warehouse stayed locked (nothing was loaded)."""
+    once committed; one that cannot be read is quarantined (`run_id` moved it) and the rest load. False when
+    the warehouse stayed locked (nothing was loaded)."""
     if not paths:
         return True
     try:
@@ -94,8 +97,12 @@ def _load_in_order(settings: Settings, paths: list[Path], total: LoadResult, *, 
                 conn.execute("pragma disable_checkpoint_on_shutdown")
             database.migrate(conn)
             for path in sorted(set(paths)):
-                result = load_batch(conn, staging.read(path), settings.dedup,
-                                    raw_dir=settings.warehouse.raw_dir)
+                try:
+                    batch = staging.read(path)
+                except StagingError as exc:
+                    quarantine(conn, path, str(exc), run_id)
+                    continue
+                result = load_batch(conn, batch, settings.dedup, raw_dir=settings.warehouse.raw_dir)
                 # Killed between the commit and this removal, the batch is loaded again: a no-op.
                 staging.remove(path)
                 for name in ("new", "exact", "near", "known", "mentions"):
@@ -105,21 +112,60 @@ def _load_in_order(settings: Settings, paths: list[Path], total: LoadResult, *, 
     return True
 
 
+def quarantine(conn: duckdb.DuckDBPyConnection, path: Path, reason: str, run_id: str | None) -> Path:
+    """Move an unreadable staged batch aside, record it in `staged_quarantine` and log it at ERROR: one bad
+    file must not stop the batches after it, nor every later run (the check `quarantined_batches` fails until
+    someone deals with it: docs/operations.md)."""
+    # Moved first: a crash before the row leaves it in quarantine, where the check still finds it.
+    target = staging.quarantine(path)
+    conn.execute(database.query("quarantine_insert"),
+                 {"batch_id": path.name, "path": str(target), "reason": reason, "run_id": run_id})
+    log.error("staged batch %s cannot be loaded (%s): moved to %s; the other batches load "
+              "(see docs/operations.md, 'A quarantined batch')", path.name, reason, target)
+    return target
+
+
+def report_strays(staging_dir: Path) -> list[Path]:
+    """Log what lies in the staging folder and is not a batch (left alone: it is not newsflow's)."""
+    found = staging.strays(staging_dir)
+    for path in found:
+        log.warning("%s is in the staging folder but is not a staged batch: left alone, not loaded", path)
+    return found
+
+
+def record_run(settings: Settings, batch: staging.Batch, *, stage_only: bool = False) -> None:
+    """Stage a batch holding a run's last rows (a failed run's row) and load it with the backlog, waiting only
+    briefly; a stage-only run only stages it. Raises WarehouseError, and writes nothing, when the warehouse is
+    missing or not one a writer may use: a failed run never creates a warehouse nor writes into a stranger's."""
+    wh = settings.warehouse
+    if stage_only:
+        staging.write(batch, wh.staging_dir)
+        return
+    if wh.is_lake:
+        database.check_lake(wh, write=True)
+    else:
+        database.check_file(wh.path, write=True)
+    path = staging.write(batch, wh.staging_dir)
+    _load_in_order(settings, [*staging.pending(wh.staging_dir), path], LoadResult(),
+                   wait=wh.waits.backlog, run_id=batch.run_id)
+
+
 def load_staged(settings: Settings, path: Path) -> LoadResult | None:
     """Load one staged batch; None when the warehouse stayed locked."""
     total = LoadResult()
     return total if _load_in_order(settings, [path], total) else None
 
 
-def load_pending(settings: Settings, stats: RunStats | None = None) -> tuple[int, int]:
-    """Load batches earlier runs left staged, oldest first. Returns (loaded, still staged).
+def load_pending(settings: Settings, stats: RunStats | None = None, run_id: str | None = None) -> tuple[int, int]:
+    """Load batches earlier runs left staged, oldest first. Returns (loaded or quarantined, still staged).
 
-    Leftovers of interrupted staging writes are removed too.
+    Leftovers of interrupted staging writes are removed too; what is no batch is reported and left alone.
     """
     staging.remove_partial(settings.warehouse.staging_dir)
+    report_strays(settings.warehouse.staging_dir)
     paths = staging.pending(settings.warehouse.staging_dir)
     total = LoadResult()
-    if not _load_in_order(settings, paths, total):
+    if not _load_in_order(settings, paths, total, run_id=run_id):
         return 0, len(paths)
     if stats:
         stats.add_load(total)

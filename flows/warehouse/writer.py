@@ -18,13 +18,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows.core.errors import WarehouseLocked
+from flows.core.errors import WarehouseLocked, pause_point
 from flows.core.records import Document
 from flows.core.settings import DedupSettings
 from flows.text.dedup import EXACT, BatchIndex, Match, Signature
 from flows.text.entities import entity_id
 from flows.warehouse import archive, candidates, keycache, lake, rawcodec
-from flows.warehouse.database import pause_point, query, transaction
+from flows.warehouse.database import query, transaction
 from flows.warehouse.staging import Batch, stable_key
 
 _UPSERT = {  # table -> statement verb: state tables take the latest row, event tables keep the first
@@ -56,7 +56,7 @@ _ARTICLE_COLUMNS = (
     "url", "canonical_url", "final_url", "feed", "entry_guid", "title", "author", "published_at",
     "published_source", "fetched_at", "language", "site_name", "text", "text_hash", "is_seed", "seed_file",
     "seed_file_hash", "body_source", "fallback_reason", "http_status", "extractor", "extractor_version",
-    "extractor_options", "ner_pipeline", "ner_skip_reason",
+    "extractor_options", "ner_pipeline", "ner_skip_reason", "link",
 )
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
@@ -259,7 +259,8 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
             if table != "page_fetches":
                 _insert(conn, verb, table, batch.rows(table))
         verdicts = decide(conn, docs, settings, replace_seeds=True)
-        # The load sequence number of this batch's index rows (flows/warehouse/keycache.py), taken only when it adds any.
+        # The load sequence number of this batch's index rows (flows/warehouse/keycache.py), taken only when it adds
+        # any.
         seq = candidates.next_seq(conn, settings) if any(v.status == "new" for v in verdicts) else 0
         articles, dups, buckets, samples, entities, links, raw = [], [], [], [], [], [], []
         outcome: dict[str, str] = {}

@@ -5,7 +5,7 @@
 -- What was loaded up to load $cached_seq the lookup cache (flows/warehouse/keycache.py) has answered already, as
 -- q_cached(doc, article_id); only what was loaded since is read here, in the row groups appended since
 -- (-1: no cache, every row).
--- The sample threshold mirrors flows.text.dedup.min_shared_samples; an article's number of samples is its number of
+-- The sample threshold mirrors flows.text.dedup.min_shared_samples ($sample_share is dedup.sample_share); an article's number of samples is its number of
 -- rows in shingle_samples (the shingle_samples_mismatch check holds it), all written by the same load.
 with exact as (
     select q.doc, a.article_id
@@ -37,7 +37,7 @@ sampled as (
     from shared sh
     join sizes z on z.article_id = sh.article_id
     join (select distinct doc, n_samples as q_n from q_samples) q on q.doc = sh.doc
-    where sh.n >= greatest(1, floor(least(q.q_n, z.n) * $containment_threshold * 0.5))
+    where sh.n >= greatest(1, floor(least(q.q_n, z.n) * $sample_share))
 )
 select doc, article_id from exact
 union

@@ -1,0 +1,138 @@
+"""The commands that fill the warehouse or run Prefect flows: ingest, load, fanout, seeds, demo, serve, reprocess."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from flows.cli.common import CliError, print_summary, settings_for
+from flows.core.settings import load_settings
+from flows.run import progress, shutdown
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    settings = settings_for(args, create=True)
+    from flows.run.ingest import ingest, select_feeds
+
+    select_feeds(settings, args.feeds, args.tags)  # unknown names or tags stop here, before a run starts
+    shutdown.start_temporary_server()
+
+    with progress.using(progress.for_stream()):
+        summary = ingest(feeds=args.feeds, tags=args.tags, max_articles_per_feed=args.max_articles,
+                         since=args.since, dry_run=args.dry_run, config=str(settings.config_path),
+                         warehouse_path=str(settings.warehouse.path), shard=args.shard,
+                         stage_only=args.stage_only)
+    print_summary(summary, stage_only=args.stage_only)
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    settings = settings_for(args, create=True)
+    from flows.run.loader import load
+
+    shutdown.start_temporary_server()
+    summary = load(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
+    print_summary(summary)
+    print(f"  {summary.get('batches_loaded', 0)} staged batches loaded")
+    return 0
+
+
+def cmd_fanout(args: argparse.Namespace) -> int:
+    settings = settings_for(args, create=True)
+    from flows.ops.fanout import fanout, preflight
+
+    problem = preflight()
+    if problem:
+        raise CliError(problem)
+    summary = fanout(shards=args.shards, max_articles_per_feed=args.max_articles,
+                     config=str(settings.config_path), warehouse_path=str(settings.warehouse.path),
+                     timeout_seconds=float(args.timeout))
+    print(f"fanout of {args.shards} shards: {summary['status']}; loader {summary['loader']}")
+    for shard, state in summary["shards"].items():
+        print(f"  shard {shard}: {state}")
+    if summary["incomplete"]:
+        print("  what the incomplete shards staged is loaded; the next fanout fetches their feeds again")
+    return 0
+
+
+def cmd_seeds(args: argparse.Namespace) -> int:
+    settings = settings_for(args, create=True)
+    from flows.run.loader import reload_seeds
+
+    shutdown.start_temporary_server()
+    with progress.using(progress.for_stream()):
+        result = reload_seeds(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
+    print(f"{result['seeds_loaded']} seed files loaded, {len(result['errors'])} skipped")
+    for err in result["errors"]:
+        print(f"  skipped: {err}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.ops import demo
+    from flows.ops.localserver import LocalServer
+
+    db = Path(args.warehouse).resolve() if args.warehouse else demo.DEMO_WAREHOUSE
+    demo.check_target(db, fresh=args.fresh)
+    try:
+        server = LocalServer(demo.DEMO_DATA, port=args.port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(f"port {args.port} on 127.0.0.1 is in use; choose another with --port") from None
+        raise
+    with server, tempfile.TemporaryDirectory() as tmp:
+        print(f"serving the offline snapshot at {server.base}")
+        config = demo.demo_config(server, db, Path(tmp))
+        load_settings(config)  # a bad NEWSFLOW_* override stops the demo before it deletes or writes anything
+        if args.fresh:
+            demo.remove(db)
+        from flows.run.ingest import ingest
+
+        shutdown.start_temporary_server()
+        try:
+            with progress.using(progress.for_stream()):
+                summary = ingest(config=str(config), warehouse_path=str(db))
+        finally:
+            demo.mark(db)  # only once the run made it a newsflow warehouse, whatever happened after
+    print_summary(summary)
+    print(f"\nwarehouse: {db}\ntry:\n  newsflow sql --warehouse {db} "
+          "\"select url, duplicate_of, method, round(similarity, 3) as sim from duplicates\"\n"
+          f"  newsflow sql --warehouse {db} \"select * from entity_mentions_top limit 20\"")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = settings_for(args, create=True)
+    from flows.ops.deploy import serve
+
+    shutdown.start_temporary_server()
+    serve(settings)
+    return 0
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    settings = settings_for(args, write=True)
+    from flows.ops.maintenance import Step, reprocess
+    from flows.warehouse.runlock import run_lock
+
+    with run_lock(settings.warehouse.path) as free:  # the flow takes it again; this only says so in one line
+        if not free:
+            raise CliError(f"an ingest or maintenance run holds {settings.warehouse.path}; try again when it ends")
+    shutdown.start_temporary_server()
+
+    with progress.using(progress.for_stream()):
+        result = reprocess(steps=[Step(s) for s in args.steps or ("dedup", "entities")], only_stale=not args.all,
+                           batch_size=args.batch_size, config=str(settings.config_path),
+                           warehouse_path=str(settings.warehouse.path))
+    for step in ("dedup", "entities"):
+        if step in result:
+            print(f"{step}: " + ", ".join(f"{k}={v}" for k, v in result[step].items()))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "ingest": cmd_ingest, "load": cmd_load, "fanout": cmd_fanout, "seeds": cmd_seeds, "demo": cmd_demo,
+    "serve": cmd_serve, "reprocess": cmd_reprocess}

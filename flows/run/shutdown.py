@@ -1,0 +1,133 @@
+"""How a `newsflow` command ends when it is told to stop: SIGTERM is handled like Ctrl-C, and nothing it
+started outlives it.
+
+- SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, so every layer unwinds as on Ctrl-C:
+  inside a flow run Prefect's engine records the run as crashed, then hands the signal back to our handler.
+- The CLI then prints one line and calls `finish`: the temporary Prefect server is stopped and the process
+  exits at once (130 after SIGINT, 143 after SIGTERM), without waiting for threads still blocked in a fetch.
+  If unwinding itself takes longer than GRACE_SECONDS, a watchdog thread does the same.
+- The temporary Prefect server (Prefect's ephemeral mode, used when PREFECT_API_URL is unset) is started here
+  with its stdout and stderr on a log file, not the caller's: a wrapper reading our output to its end is never
+  held open by it. Pool workers watch their parent (flows/run/workers.py exit_with_parent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+GRACE_SECONDS = 10.0  # from the signal to the exit, at most, however stuck the unwinding is
+EXIT_SIGINT = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C killed
+EXIT_SIGTERM = 143  # 128 + SIGTERM
+SERVER_LOG = "newsflow-temporary-server.log"  # in PREFECT_HOME
+
+_finishing = threading.Lock()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM like SIGINT for the block (from the main thread only; elsewhere it changes nothing), then
+    put the previous handler back: a caller of the CLI in-process (the tests) keeps its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    watchdog = threading.Timer(GRACE_SECONDS, finish, args=(EXIT_SIGTERM, _line(True)))
+    watchdog.daemon = True
+    watchdog.start()
+    raise Terminated
+
+
+def _line(terminated: bool) -> str:
+    # Like Ctrl-C's line; what became of the run is in Prefect (Crashed) and, for its batches, in `status`.
+    return "newsflow: terminated (SIGTERM)" if terminated else "newsflow: interrupted"
+
+
+def interrupted(exc: KeyboardInterrupt) -> int:
+    """The CLI's end after Ctrl-C or SIGTERM: one line, the temporary server stopped, then the exit."""
+    terminated = isinstance(exc, Terminated)
+    finish(EXIT_SIGTERM if terminated else EXIT_SIGINT, _line(terminated))
+    return EXIT_SIGTERM if terminated else EXIT_SIGINT  # not reached
+
+
+def finish(code: int, line: str) -> None:
+    """Print `line`, stop the temporary Prefect server, exit with `code` now (once, whoever calls first)."""
+    with contextlib.suppress(ValueError):  # a second SIGTERM must not interrupt this (main thread only)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _finishing.acquire()  # a second caller (the watchdog, or the main thread after it) waits for the exit
+    try:
+        print(line, file=sys.stderr, flush=True)
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    stop_temporary_server()
+    # os._exit: threads still in a fetch would hold a normal exit for their timeouts; the run is already
+    # recorded (Prefect's engine handled the signal before handing it back), files are closed by the kernel.
+    os._exit(code)
+
+
+@contextmanager
+def _stdio_to(path: Path) -> Iterator[None]:
+    """File descriptors 1 and 2 on `path` for the block (what a child process started in it inherits)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, log):
+            os.close(fd)
+
+
+def start_temporary_server() -> None:
+    """Start Prefect's temporary server now, if this process will use one (PREFECT_API_URL unset), with its
+    output on PREFECT_HOME/newsflow-temporary-server.log; Prefect's own client then finds it running."""
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url or not settings.server.ephemeral.enabled:
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    if server.running:
+        return
+    home = Path(settings.home)
+    home.mkdir(parents=True, exist_ok=True)
+    with _stdio_to(home / SERVER_LOG):
+        server.start()
+
+
+def stop_temporary_server() -> None:
+    """Stop every temporary Prefect server this process started (Prefect stops it at exit only, via atexit)."""
+    server_module = sys.modules.get("prefect.server.api.server")
+    if server_module is None:
+        return
+    for server in list(server_module.SubprocessASGIServer._instances.values()):
+        try:
+            server.stop()
+        except Exception:  # ending anyway; stop() itself terminates, then kills, the server
+            pass

@@ -1,0 +1,263 @@
+"""Full-text search (issue 24): the query parser, the index in its side files, `newsflow search`, and the
+`search_articles` macro in `newsflow sql`, on real DuckDB warehouses (and a DuckLake) loaded by the real loader.
+
+Covers: flows.warehouse.search, flows.warehouse.search_index, flows.core.searchquery, flows.cli.search_command
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flows.cli import main
+from flows.core.records import Document
+from flows.core.searchquery import SearchSyntaxError, parse
+from flows.core.settings import PROJECT_ROOT, DedupSettings, Settings, load_settings
+from flows.run.documents import signature_fields
+from flows.warehouse import database, search, search_index, writer
+from flows.warehouse.staging import Batch
+
+DEDUP = DedupSettings()
+FILLER = (" The council published its yearly report on Tuesday, and officials said more details would follow in "
+          "the coming weeks after a review by independent experts.")
+STORIES = [  # (language, title, text): each a few sentences, so BM25 has lengths to work with
+    ("en", "Marathon season", "The veteran athlete runs along the harbour every morning before dawn."),
+    ("en", "Carbon levy", "The prime minister announced a carbon levy on coal plants and gas imports."),
+    ("en", "Tax reform", "Parliament debated a carbon levy, but the minister said prime time was over."),
+    ("en", "Orchard harvest", "Apple growers expect a record harvest after a warm and wet spring."),
+    ("fr", "Vote à Lyon", "Les habitants préparent l'élection municipale et les bureaux ouvrent à huit heures."),
+    ("fr", "Réforme", "Le gouvernement présente une réforme des listes électorales avant les scrutins régionaux."),
+    ("de", "Wahl in Bayern", "Die Landtagswahl findet im Herbst statt, sagte der Minister in München."),
+]
+
+
+def _doc(n: int, lang: str, title: str, text: str, *, url: str | None = None, feed: str = "harbour") -> Document:
+    body = text + FILLER
+    return Document(url=url or f"https://outlet.example/{n}", text=body, title=title, language=lang,
+                    body_source="extracted", feed=feed, published_at=datetime(2026, 11, 1 + n, tzinfo=UTC),
+                    **signature_fields(body, DEDUP))
+
+
+def _load(s: Settings, docs: list[Document], batch_id: str) -> writer.LoadResult:
+    batch = Batch(batch_id, "run-1")
+    batch.add("docs", *docs)
+    batch.add("feeds", *[{"feed": f, "url": f"http://{f}/", "configured_url": f"http://{f}/", "tags": [f"t-{f}"],
+                          "updated_at": datetime(2026, 11, 1, tzinfo=UTC)} for f in {d.feed for d in docs}])
+    with database.connect(s.warehouse) as conn:
+        database.migrate(conn)
+        return writer.load_batch(conn, batch, DEDUP)
+
+
+def _stories() -> list[Document]:
+    docs = [_doc(n, *story) for n, story in enumerate(STORIES)]
+    # An exact copy of the carbon story on another outlet: stored once, shown with its copy count.
+    docs.append(_doc(1, *STORIES[1], url="https://copy.example/carbon", feed="valley"))
+    return docs
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A warehouse with the stories, its index built (read by the tests, never written)."""
+    s = load_settings(warehouse=tmp_path_factory.mktemp("search") / "wh.duckdb")
+    docs = _stories()
+    assert _load(s, docs[:-1], "b-1").new == len(STORIES)
+    assert _load(s, docs[-1:], "b-2").exact == 1
+    done = search_index.refresh(s)
+    assert (done.mode, done.articles) == ("base", len(STORIES))
+    return s
+
+
+def _titles(s: Settings, text: str, **filters: object) -> list[str]:
+    return [h.title for h in search.search(s.warehouse, parse(text), search.Filters(**filters))]
+
+
+# ---------------------------------------------------------------- the query parser
+
+def test_parser_groups_or_phrases_and_exclusions() -> None:
+    q = parse('carbon "prime minister" -coal levy OR tax')
+    assert [(t.text, t.group, t.negative, t.phrase) for t in q.terms] == [
+        ("carbon", 0, False, False), ("prime minister", 1, False, True), ("coal", 2, True, False),
+        ("levy", 3, False, False), ("tax", 3, False, False)]
+    assert parse("covid-19").terms[0].phrase  # a bare word of several words is a phrase
+    assert [t.text for t in parse("a & b").terms] == ["a", "b"]  # punctuation alone is ignored
+
+
+@pytest.mark.parametrize("bad", ['"open', "", "   ", "-coal", '-"a b"', "OR tax", "tax OR", "a OR OR b",
+                                 "a OR -b", 'ab"c d"', '""', "- &"])
+def test_parser_refuses_malformed_queries(bad: str) -> None:
+    with pytest.raises(SearchSyntaxError):
+        parse(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=30), st.lists(st.sampled_from(
+    ["a", "b", " ", "-", '"', "OR", " OR ", '-"', "é", "\t", "&", "or", "covid-19"]), max_size=12).map("".join)))
+def test_parser_raises_only_its_own_error(text: str) -> None:
+    try:
+        q = parse(text)
+    except SearchSyntaxError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert q.positive and all(t.words for t in q.terms)
+
+
+# ---------------------------------------------------------------- matching
+
+def test_english_stemming_running_finds_runs(filled: Settings) -> None:
+    assert _titles(filled, "running athletes") == ["Marathon season"]
+
+
+def test_french_stemming_and_accents(filled: Settings) -> None:
+    assert _titles(filled, "élections") == ["Vote à Lyon"]  # élection, singular
+    assert _titles(filled, "electoral", lang="fr") == ["Réforme"]  # électorales, no accent typed
+    assert _titles(filled, "scrutin") == ["Réforme"]
+
+
+def test_other_languages_are_not_stemmed(filled: Settings) -> None:
+    assert _titles(filled, "landtagswahl") == ["Wahl in Bayern"]
+    assert _titles(filled, "landtagswahlen") == []
+
+
+def test_phrase_exclusion_and_or(filled: Settings) -> None:
+    assert _titles(filled, "prime minister") == ["Tax reform", "Carbon levy"] or \
+        sorted(_titles(filled, "prime minister")) == ["Carbon levy", "Tax reform"]
+    assert _titles(filled, '"prime minister"') == ["Carbon levy"]  # both words, in this order, only here
+    assert _titles(filled, "carbon levy -coal") == ["Tax reform"]
+    assert sorted(_titles(filled, "apple OR landtagswahl")) == ["Orchard harvest", "Wahl in Bayern"]
+    assert _titles(filled, "apple landtagswahl") == []  # AND by default
+
+
+def test_copies_are_shown_once_with_their_count(filled: Settings) -> None:
+    hits = search.search(filled.warehouse, parse("coal"), search.Filters())
+    assert [(h.title, h.copies, h.url) for h in hits] == [("Carbon levy", 1, "https://outlet.example/1")]
+    assert "«coal»" in hits[0].snippet
+
+
+def test_filters(filled: Settings) -> None:
+    assert _titles(filled, "minister", lang="de") == ["Wahl in Bayern"]
+    assert _titles(filled, "harbour OR apple", since=datetime(2026, 11, 4).date()) == ["Orchard harvest"]
+    assert _titles(filled, "harbour OR apple", until=datetime(2026, 11, 3).date()) == ["Marathon season"]
+    assert _titles(filled, "coal", feeds=("valley",)) == []
+    assert _titles(filled, "coal", tags=("t-harbour",)) == ["Carbon levy"]
+
+
+# ---------------------------------------------------------------- the index and its refresh
+
+def test_delta_refresh_adds_new_articles_hides_deleted_ones_and_counts_new_copies(tmp_path: Path) -> None:
+    s = load_settings(warehouse=tmp_path / "wh.duckdb")
+    _load(s, [_doc(n, *story) for n, story in enumerate(STORIES[:4])], "b-1")
+    assert search_index.refresh(s).mode == "base"
+    later = [_doc(9, "en", "Ferry strike", "Ferry crews walked out over pay at the harbour."),
+             _doc(3, *STORIES[3], url="https://copy.example/apple", feed="valley")]
+    _load(s, later, "b-2")
+    with database.connect(s.warehouse) as conn:
+        writer.delete_articles(conn, [conn.execute("select article_id from articles where title = 'Carbon levy'"
+                                                   ).fetchone()[0]])
+    done = search_index.refresh(s)
+    assert (done.mode, done.indexed, done.articles) == ("delta", 1, 4)
+    assert _titles(s, "ferry") == ["Ferry strike"]
+    assert _titles(s, "coal") == []
+    assert [h.copies for h in search.search(s.warehouse, parse("apple"), search.Filters())] == [1]
+    # A delta past its share of the base is merged into a new base.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(search_index, "MERGE_MIN", 0)
+        mp.setattr(search_index, "MERGE_SHARE", 0.0)
+        assert search_index.refresh(s).mode == "base"
+    assert _titles(s, "ferry") == ["Ferry strike"] and _titles(s, "coal") == []
+
+
+def test_an_open_reader_keeps_its_index_while_a_rebuild_replaces_it(filled: Settings, tmp_path: Path) -> None:
+    s = load_settings(warehouse=tmp_path / "wh.duckdb")
+    _load(s, [_doc(0, *STORIES[0])], "b-1")
+    search_index.refresh(s)
+    with duckdb.connect() as reader:
+        search.install(reader, s.warehouse)
+        _load(s, [_doc(3, *STORIES[3])], "b-2")
+        assert search_index.refresh(s, rebuild=True).mode == "base"
+        assert reader.execute("select count(*) from search_articles('apple')").fetchone()[0] == 0
+    assert _titles(s, "apple") == ["Orchard harvest"]
+    assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob("*.build*"))
+
+
+def test_a_warehouse_without_articles_has_an_empty_index(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    s = load_settings(warehouse=tmp_path / "wh.duckdb")
+    assert database.ensure_ready(s.warehouse)
+    assert search_index.refresh(s).articles == 0
+    assert main(["search", "--warehouse", str(s.warehouse.path), "anything"]) == 0
+    assert capsys.readouterr().out.strip() == "no matches"
+
+
+def test_search_answers_while_a_writer_holds_the_warehouse(filled: Settings) -> None:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    with database.connect(filled.warehouse) as conn:  # a load in progress holds the file
+        conn.execute("begin transaction")
+        out = subprocess.run([sys.executable, "-m", "flows.cli", "search", "--warehouse",
+                              str(filled.warehouse.path), "--format", "json", "coal"],
+                             capture_output=True, text=True, env=env, timeout=120)
+        conn.execute("rollback")
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["copies"] for line in out.stdout.splitlines()] == [1]
+
+
+def test_ducklake_warehouse(tmp_path: Path) -> None:
+    s = load_settings(overrides={"warehouse": {"backend": "ducklake", "catalog": str(tmp_path / "cat.ducklake")}})
+    _load(s, _stories(), "b-1")
+    assert s.warehouse.search_path == tmp_path / "cat.search.duckdb"
+    assert search_index.refresh(s).articles == len(STORIES)
+    assert _titles(s, "coal") == ["Carbon levy"]
+
+
+# ---------------------------------------------------------------- the CLI contract and the SQL macro
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (['"unbalanced'], "unbalanced quote"),
+    (["--", "-coal"], "needs a word"),
+    ([], "give a search query"),
+    (["coal", "--limit", "0"], "--limit"),
+    (["coal", "--since", "2026-12-01", "--until", "2026-11-01"], "after --until"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(filled: Settings, capsys: pytest.CaptureFixture, argv: list[str],
+                                             message: str) -> None:
+    assert main(["search", "--warehouse", str(filled.warehouse.path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("newsflow: ") and message in err
+
+
+def test_cli_without_an_index_says_how_to_build_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    s = load_settings(warehouse=tmp_path / "wh.duckdb")
+    _load(s, [_doc(0, *STORIES[0])], "b-1")
+    assert main(["search", "--warehouse", str(s.warehouse.path), "harbour"]) == 2
+    assert "--rebuild" in capsys.readouterr().err
+    assert main(["search", "--warehouse", str(s.warehouse.path), "--rebuild", "harbour", "--format", "csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("article_id,score") and "Marathon season" in out[1]
+
+
+def test_cli_table_and_sql_macro(filled: Settings, capsys: pytest.CaptureFixture) -> None:
+    assert main(["search", "--warehouse", str(filled.warehouse.path), "coal"]) == 0
+    out = capsys.readouterr().out
+    assert "Carbon levy" in out and "1 copies" in out and "«coal»" in out
+    sql = ("select s.title, s.copies, count(d.url) as dups from search_articles('\"prime minister\" OR apple') s "
+           "left join duplicates d on d.duplicate_of = s.article_id group by all order by s.title")
+    assert main(["sql", "--warehouse", str(filled.warehouse.path), "--format", "csv", sql]) == 0
+    assert capsys.readouterr().out.splitlines() == ["title,copies,dups", "Carbon levy,1,1", "Orchard harvest,0,0"]
+
+
+def test_the_printed_sql_gives_the_macro_to_another_program(filled: Settings, capsys: pytest.CaptureFixture) -> None:
+    assert main(["search", "--warehouse", str(filled.warehouse.path), "--print-sql"]) == 0
+    script = capsys.readouterr().out
+    with duckdb.connect(str(filled.warehouse.path), read_only=True) as conn:
+        for statement in conn.extract_statements(script):
+            conn.execute(statement)
+        rows = conn.execute("select a.url, s.copies from search_articles('levy', lang := 'en') s "
+                            "join articles a using (article_id) order by s.score desc").fetchall()
+    assert [r[1] for r in rows] == [1, 0] and rows[0][0] == "https://outlet.example/1"

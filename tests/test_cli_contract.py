@@ -480,7 +480,7 @@ def test_guard_html_path_is_checked_again_when_the_page_is_written(built_warehou
     import logging
 
     from flows.core.settings import ReportSettings, load_settings
-    from flows.run.ingest import write_html_report
+    from flows.run.finish import write_html_report
 
     db = Path(shutil.copyfile(built_warehouse, tmp_path / "wh.duckdb"))
     before = db.read_bytes()

@@ -304,20 +304,20 @@ def test_stage_only_reads_a_postgres_lake_before_and_after_the_first_load(tmp_pa
     wh = WarehouseSettings(backend="ducklake", catalog="postgres:" + postgres.get_uri(),
                            data_path=str(tmp_path / "files"), path=tmp_path / "wh.duckdb",
                            staging_dir=tmp_path / "staging")
-    shard = load_settings(PROJECT_ROOT / "config" / "newsflow.toml", env={}).model_copy(
-        update={"warehouse": wh, "stage_only": True})
+    shard = load_settings(PROJECT_ROOT / "config" / "newsflow.toml", env={}).model_copy(update={"warehouse": wh})
     docs = _batch().tables["docs"]
     with pytest.raises(WarehouseMissing, match="no lake yet"):
         database.check_lake(wh)
     database.check_lake(wh, create=True)  # `newsflow fanout` and `ingest --stage-only` may start now
-    assert runstate.read_feed_states(shard) == {} and runstate.known_urls(shard, [docs[0].url]) is None
-    assert store.precheck(shard, docs) == [False] * 4
+    assert runstate.read_feed_states(shard, read_only=True) == {}
+    assert runstate.known_urls(shard, [docs[0].url], read_only=True) is None
+    assert store.precheck(shard, docs, read_only=True) == [False] * 4
     with database.connect(wh) as conn:  # the first load: what the loader does
         database.migrate(conn)
         writer.load_batch(conn, _batch(), DEDUP)
-    assert set(runstate.read_feed_states(shard)) == {"f"}
-    assert runstate.known_urls(shard, [docs[0].url, "https://outlet.example/new"]) == {docs[0].url}
-    assert store.precheck(shard, docs) == [True] * 4  # all stored: no NER for them
+    assert set(runstate.read_feed_states(shard, read_only=True)) == {"f"}
+    assert runstate.known_urls(shard, [docs[0].url, "https://outlet.example/new"], read_only=True) == {docs[0].url}
+    assert store.precheck(shard, docs, read_only=True) == [True] * 4  # all stored: no NER for them
     assert not list((tmp_path / "staging").glob("*"))  # the shard wrote nothing
 
 

@@ -1,6 +1,6 @@
 """The ingest flow end to end: demo snapshot on 127.0.0.1, real DuckDB file, real Prefect API, real process pool.
 
-Covers: flows.run.ingest
+Covers: flows.run.ingest, flows.run.modes, flows.run.finish, flows.run.tasks
 """
 
 from __future__ import annotations

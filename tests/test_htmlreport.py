@@ -27,7 +27,7 @@ from flows.cli import main
 from flows.core.settings import PROJECT_ROOT, WarehouseSettings, load_settings
 from flows.core.stats import RunStats
 from flows.run import artifacts
-from flows.run.ingest import write_html_report
+from flows.run.finish import write_html_report
 from flows.warehouse import database, reportpage
 
 CHARTS = {"feed-days", "top-entities", "surges", "syndication", "runs"}

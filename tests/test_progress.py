@@ -1,7 +1,7 @@
 """Progress: the plain reporter's lines, a real `newsflow demo` without and with a terminal (a real pseudo-terminal
 read by a terminal emulator), and the ingest run's Prefect progress artifact.
 
-Covers: flows.run.progress
+Covers: flows.run.progress, flows.run.runprogress
 """
 
 from __future__ import annotations
@@ -202,8 +202,8 @@ def test_the_stages_report_each_feed_page_extraction_and_tagging(demo_settings: 
 def test_the_progress_artifact_counts_this_runs_articles_when_runs_share_a_reporter(prefect_harness: None) -> None:
     """Without a CLI, every flow run in a process reports to the same silent reporter, whose counters add up
     across runs: the artifact must move by this run's own loads (a second run's bar passed 100 %)."""
-    from flows.run.ingest import IngestProgress
     from flows.run.progress import Reporter
+    from flows.run.runprogress import IngestProgress
 
     shared = Reporter()
     for _ in range(2):

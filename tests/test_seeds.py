@@ -86,3 +86,21 @@ def test_seed_loading_is_idempotent_and_reloads_changed_files(tmp_path: Path) ->
     with connect(settings.warehouse, read_only=True) as conn:
         text = conn.execute("select text from articles where seed_file = '001_other.txt'").fetchone()[0]
         assert "double adaptation" in text
+
+
+def test_reload_seeds_records_its_run(prefect_harness: None, tmp_path: Path) -> None:
+    """The reload-seeds flow leaves a `runs` row like every flow that writes articles, also when nothing changed."""
+    from flows.run.loader import reload_seeds
+
+    config = write_config(tmp_path, "")
+    settings = load_settings(config, env={})
+    n = len(read_seeds(settings.pipeline.seeds_dir)[0])
+    first = reload_seeds(config=str(config))
+    assert first["status"] == "completed" and first["seeds_loaded"] == first["articles_new"] == n > 0
+    again = reload_seeds(config=str(config))
+    assert again["seeds_loaded"] == again["articles_new"] == 0
+    with connect(settings.warehouse, read_only=True) as conn:
+        rows = conn.execute("select run_id, flow, status, articles_new, finished_at is not null from runs "
+                            "order by started_at").fetchall()
+    assert rows == [(first["run_id"], "reload_seeds", "completed", n, True),
+                    (again["run_id"], "reload_seeds", "completed", 0, True)]

@@ -4,7 +4,7 @@ Feeds and pages are written here and served from several loopback addresses (127
 outlet per address; one story is syndicated to every outlet, so its copies sit in both shards. The work-pool
 fan-out runs on both backends: a DuckDB file, and a DuckLake whose catalog is a real PostgreSQL (on a Unix socket).
 
-Covers: flows.ops.fanout, flows.run.collect, flows.warehouse.runlock
+Covers: flows.ops.fanout, flows.run.collect, flows.warehouse.runlock, flows.run.loader, flows.run.modes
 """
 
 from __future__ import annotations
@@ -184,7 +184,8 @@ def test_shard_assignment_is_stable_total_and_by_host() -> None:
 
 def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[LocalServer], hold: Hold,
                                            tmp_path: Path) -> None:
-    from flows.run.ingest import ingest, load
+    from flows.run.ingest import ingest
+    from flows.run.loader import load
 
     hold.release.set()
     config = shard_config(tmp_path, outlets)
@@ -221,6 +222,26 @@ def test_stage_only_shards_then_one_loader(prefect_harness: None, outlets: list[
         assert load(config=str(config))["status"] == "completed"
         assert rows(db, "select status from runs where run_id = 'live-shard'") == [("running",)]
     assert checks.run_and_store(settings.warehouse, checks.new_check_id()).failed  # now it is stale
+
+
+def test_the_loader_stores_new_seed_files_before_the_staged_batches(prefect_harness: None, outlets: list[LocalServer],
+                                                                    hold: Hold, tmp_path: Path) -> None:
+    """A seed is the original of the shards' copies of it (issue 23): the loader stores new seed files before it
+    loads what the shards staged, so every outlet's copy of the syndicated story is a duplicate of the seed."""
+    from flows.run.ingest import ingest
+    from flows.run.loader import load
+
+    hold.release.set()
+    config = shard_config(tmp_path, outlets)
+    (tmp_path / "seeds" / "wire.txt").write_text("date 2026-11-30\n" + "\n\n".join(_text("syndicated")))
+    db = load_settings(config, env={}).warehouse.path
+    for k in (1, 2):
+        assert ingest(config=str(config), shard=f"{k}/2", stage_only=True)["status"] == "staged"
+    assert load(config=str(config))["status"] == "completed"
+    [(seed_id,)] = rows(db, "select article_id from articles where url = 'seed:wire.txt'")
+    assert rows(db, "select count(*) from articles where url like '%/a/shared.html'") == [(0,)]
+    assert rows(db, "select count(*), min(duplicate_of), max(duplicate_of) from duplicates "
+                    "where url like '%/a/shared.html'") == [(len(outlets), seed_id, seed_id)]
 
 
 @pytest.mark.parametrize(("args", "api", "says"), [

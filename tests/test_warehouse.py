@@ -575,7 +575,8 @@ def test_the_load_flow_quarantines_and_status_shows_a_run_that_failed_before_loa
     """Through the real flows: `load` moves an unreadable batch aside, loads the good one and fails the check;
     an ingest that fails before its first load leaves a `failed` run with its reason for `newsflow status`."""
     from flows.cli import main
-    from flows.run.ingest import ingest, load
+    from flows.run.ingest import ingest
+    from flows.run.loader import load
 
     settings = _full_settings(tmp_path)
     wh = settings.warehouse

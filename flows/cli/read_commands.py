@@ -97,7 +97,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     # Read-write but brief (well under a second at 2,000 articles), so a load meeting it only waits a moment.
     done = checks.run_and_store(settings.warehouse, checks.new_check_id(),
-                                wait=min(10.0, settings.warehouse.lock_wait_seconds), dedup=settings.dedup)
+                                wait=settings.warehouse.waits.check_command, dedup=settings.dedup)
     print(f"{settings.warehouse.path}: {len(done.results)} checks, {len(done.failed)} failing "
           f"(stored as run {done.run_id})")
     if done.note:

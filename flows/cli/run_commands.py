@@ -31,7 +31,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     settings = settings_for(args, create=True)
-    from flows.run.ingest import load
+    from flows.run.loader import load
 
     shutdown.start_temporary_server()
     summary = load(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
@@ -60,7 +60,7 @@ def cmd_fanout(args: argparse.Namespace) -> int:
 
 def cmd_seeds(args: argparse.Namespace) -> int:
     settings = settings_for(args, create=True)
-    from flows.run.ingest import reload_seeds
+    from flows.run.loader import reload_seeds
 
     shutdown.start_temporary_server()
     with progress.using(progress.for_stream()):

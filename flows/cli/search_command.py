@@ -62,7 +62,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise CliError(f"--since {args.since} is after --until {args.until}")
     settings = settings_for(args)
     if args.rebuild:
-        done = search_index.refresh(settings, rebuild=True, wait=settings.warehouse.lock_wait_seconds)
+        done = search_index.refresh(settings, rebuild=True, wait=settings.warehouse.waits.load)
         if done.mode == "skipped":
             raise CliError(f"the search index was not rebuilt: {done.reason}")
         print(f"search index rebuilt: {done.articles} articles in {done.seconds:.1f} s "

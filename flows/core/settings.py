@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +59,23 @@ def _language_key(tag: str) -> str:
     return lang
 
 
+@dataclass(frozen=True)
+class LockWaits:
+    """How long each kind of connection waits, in seconds, while another process holds the warehouse (DuckDB
+    allows one writing process). A run's start and its loads wait the full `lock_wait_seconds` (`load`): they must
+    get through, and a batch stays staged when they cannot. The others give up sooner and have a fallback."""
+
+    load: float  # a run's start, its loads, the loader: the full wait
+    hints: float  # the reads that steer a run (feed states, known URLs, stored seeds), marking dead runs
+    checks: float  # the warehouse checks at the end of a run
+    check_command: float  # `newsflow check`: read-write but brief, so a load meeting it only waits a moment
+    precheck: float  # the NER pre-check of a batch (a locked warehouse: every document is tagged)
+    backlog: float  # a batch behind one that already found the lock held: the next run loads them in order
+    report: float  # the run's report and alerts reads, best effort (fixed: not capped by lock_wait_seconds)
+    read: float  # people's reads and probes: sql, status, exports, the report page, the demo (fixed)
+    snapshot: float  # the published snapshot: nothing holds it but a publish, briefly
+
+
 class WarehouseSettings(_Section):
     # "duckdb": one file at `path` (the default). "ducklake": tables as Parquet under `data_path`, listed by the
     # `catalog` database, for readers and writers on several machines (docs/scale.md).
@@ -83,6 +101,12 @@ class WarehouseSettings(_Section):
         <dir>/<stem>.raw/<YYYY-MM-DD>/<batch_id>.parquet. Derived from the resolved `path`, so a --warehouse
         override moves it along with the file."""
         return self.path.parent / f"{self.path.stem}.raw"
+
+    @property
+    def waits(self) -> LockWaits:
+        full = self.lock_wait_seconds
+        return LockWaits(load=full, hints=min(5.0, full), checks=min(5.0, full), check_command=min(10.0, full),
+                         precheck=min(2.0, full), backlog=min(2.0, full), report=2.0, read=3.0, snapshot=0.0)
 
     @property
     def search_path(self) -> Path:
@@ -380,9 +404,6 @@ class Settings(_Section):
     feeds: tuple[FeedConfig, ...] = ()
     searches: tuple[SavedSearch, ...] = ()  # [[searches]]: saved searches, matched after each ingest
     config_path: Path | None = None
-    # Set by `ingest --stage-only` (never in the config file): this process only reads the warehouse, read-only,
-    # so shard runs never wait for (or hold up) the write lock of the one loader.
-    stage_only: bool = False
 
     @field_validator("feeds")
     @classmethod

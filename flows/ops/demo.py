@@ -73,7 +73,8 @@ def check_target(warehouse: Path, *, fresh: bool) -> None:
         raise wh.WarehouseError(f"{warehouse}: not made by `newsflow demo` (no {marker(warehouse).name} beside "
                                 "it), so --fresh will not delete it; delete it yourself if you mean to")
     try:
-        with wh.connect(wh.WarehouseSettings(path=warehouse), read_only=True, wait=3.0) as conn:
+        probe = wh.WarehouseSettings(path=warehouse)
+        with wh.connect(probe, read_only=True, wait=probe.waits.read) as conn:
             tables = {r[0] for r in conn.execute(wh.query("user_tables")).fetchall()}
             foreign = conn.execute(wh.query("demo_foreign_rows")).fetchone()[0] if "articles" in tables else 0
     except wh.WarehouseLocked:

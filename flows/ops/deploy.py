@@ -23,7 +23,8 @@ from prefect.utilities.annotations import freeze
 from flows.core.settings import Settings
 from flows.ops.maintenance import reprocess
 from flows.run import workers
-from flows.run.ingest import ingest, reload_seeds
+from flows.run.ingest import ingest
+from flows.run.loader import reload_seeds
 from flows.run.searchflow import search_articles
 
 DEPLOYMENT = "newsflow"  # every flow's deployment has this name: ingest/newsflow, reprocess/newsflow, ...

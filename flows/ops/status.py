@@ -43,7 +43,7 @@ def _has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
 def show(settings: Settings) -> None:
     """Print the status of the warehouse and its staging folder."""
     wh = settings.warehouse
-    with database.connect(wh, read_only=True, wait=3.0) as conn:
+    with database.connect(wh, read_only=True, wait=wh.waits.read) as conn:
         conn.register("dead_runs", pa.table({"run_id": pa.array(dead_runs(conn, wh.path), pa.string())}))
         print("Last runs:")
         conn.sql(database.query("status_runs")).show(max_width=200)

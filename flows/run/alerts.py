@@ -32,7 +32,7 @@ def failing_on(conn: duckdb.DuckDBPyConnection, settings: Settings) -> list[dict
 def failing_feeds(settings: Settings) -> list[dict[str, Any]]:
     """Feeds at or over the alert threshold; empty when the warehouse is locked (the next run asks again)."""
     try:
-        with database.connect(settings.warehouse, read_only=True, wait=2.0) as conn:
+        with database.connect(settings.warehouse, read_only=True, wait=settings.warehouse.waits.report) as conn:
             return failing_on(conn, settings)
     except database.WarehouseLocked:
         return []

@@ -100,7 +100,7 @@ def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool, che
         failing, top = reads.failing, reads.top
     elif not dry_run:
         try:
-            with database.connect(settings.warehouse, wait=2.0) as conn:
+            with database.connect(settings.warehouse, wait=settings.warehouse.waits.report) as conn:
                 failing, top = _report_rows(conn, run_id)
         except database.WarehouseLocked:
             pass

@@ -185,12 +185,13 @@ def _retryable(result: FetchResult) -> bool:
 
 
 def select_new(settings: Settings, entries: list[FeedEntry], fetch_rows: list[dict[str, Any]],
-               max_per_feed: int) -> list[FeedEntry]:
-    """Entries whose article is not stored yet, one per URL, at most `max_per_feed` per feed."""
+               max_per_feed: int, *, read_only: bool = False) -> list[FeedEntry]:
+    """Entries whose article is not stored yet, one per URL, at most `max_per_feed` per feed (`read_only`: the
+    warehouse is read as a stage-only run reads it, runstate.known_urls)."""
     unique: dict[str, FeedEntry] = {}
     for e in entries:
         unique.setdefault(entry_url(e), e)
-    known = known_urls(settings, list(unique)) or set()
+    known = known_urls(settings, list(unique), read_only=read_only) or set()
     per_feed: dict[str, int] = {}
     out = []
     for url, e in unique.items():

@@ -2,7 +2,7 @@
 
 A `Reporter` holds named counters (done of total) and gauges (a current value). The stages report to
 `current()`, which is a silent reporter unless the CLI installed a visible one with `using(...)`. Counters may
-be moved from any thread. No Prefect here: flows/run/ingest.py mirrors the same figures into a Prefect progress
+be moved from any thread. No Prefect here: flows/run/runprogress.py mirrors the same figures into a Prefect progress
 artifact.
 
     RichReporter   a rich Live display on a TTY; log handlers writing to the terminal print above it

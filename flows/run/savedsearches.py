@@ -31,7 +31,7 @@ def slug(name: str) -> str:
 def run_articles(settings: Settings, run_id: str) -> list[int]:
     """The articles a run stored (read-only, a moment); empty when the warehouse is busy."""
     try:
-        with database.connect(settings.warehouse, read_only=True, wait=2.0) as conn:
+        with database.connect(settings.warehouse, read_only=True, wait=settings.warehouse.waits.report) as conn:
             return [r[0] for r in conn.execute("select article_id from articles where run_id = ?", [run_id]
                                                ).fetchall()]
     except database.WarehouseError:

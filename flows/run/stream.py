@@ -9,7 +9,7 @@ of `NER_CHUNK`, and yields the batch when it is tagged, while the pool works on 
 and loads what it receives (one writer, one transaction per batch). At most `window` batches are in flight, so
 memory stays flat however long the run.
 
-No Prefect here: flows/run/ingest.py makes one task per yielded batch.
+No Prefect here: the run mode (flows/run/modes.py) stores each yielded batch with one task.
 """
 
 from __future__ import annotations
@@ -56,92 +56,104 @@ class _Batch:
 
 
 def articles(settings: Settings, pool: Executor, entries: list[FeedEntry], *, batch_size: int | None = None,
-             window: int = 3, gate: HostGate | None = None,
-             progress: Callable[[str, int], None] | None = None) -> Iterator[Ready]:
+             window: int = 3, gate: HostGate | None = None, progress: Callable[[str, int], None] | None = None,
+             read_only: bool = False) -> Iterator[Ready]:
     """Process `entries` in batches of `batch_size`, yielding each batch in order once it is tagged.
 
     Batches are cut from the entries interleaved across hosts (`interleave_hosts`), so a run over a few outlets
     does not download one host at a time while the cores wait; the warehouse does not depend on the order. Pass
     the run's `gate` so feed and page requests to one host share its politeness bound. `progress(event, n)`
     is told of pages "downloaded", entries "extracted" and documents "tagged" as they finish, from any thread.
+    `read_only`: the pre-check reads the warehouse as a stage-only run does (store.precheck).
     """
-    tell = progress or (lambda _event, _n: None)
-
-    def counted(future: Future[Any], event: str, n: int) -> Future[Any]:
-        future.add_done_callback(lambda _f: tell(event, n))
-        return future
-
     size = batch_size or settings.pipeline.batch_size
     entries = interleave_hosts(entries)
     batches = [_Batch(entries[i:i + size]) for i in range(0, len(entries), size)]
     if not batches:
         return
-    slots = threading.Semaphore(window)
-    stop = threading.Event()
-    failure: list[BaseException] = []
+    run = _Stream(settings, pool, batches, window, gate, progress or (lambda _event, _n: None), read_only)
+    thread = threading.Thread(target=run.download_all, name="newsflow-download", daemon=True)
+    thread.start()
+    try:
+        run.extracted(batches[0], [])
+        for k, batch in enumerate(batches):
+            if k + 1 < len(batches):
+                run.extracted(batches[k + 1], batch.docs)
+            for chunk, future in batch.tagging:
+                apply_tags(chunk, future.result())
+            yield Ready(batch.entries, batch.docs, batch.pages, batch.fetched)
+            batches[k] = _Batch([])  # the caller has stored it: let it go
+            run.slots.release()
+    finally:
+        run.stop.set()
+        for _ in batches:
+            run.slots.release()
+        thread.join()
 
-    def download_all() -> None:
-        nonlocal gate
-        gate = gate or HostGate.for_settings(settings.fetch)
+
+class _Stream:
+    """One call of `articles`: the download thread's loop and the caller's steps, sharing the batches."""
+
+    def __init__(self, settings: Settings, pool: Executor, batches: list[_Batch], window: int,
+                 gate: HostGate | None, tell: Callable[[str, int], None], read_only: bool) -> None:
+        self.settings, self.pool, self.batches, self.gate, self.tell = settings, pool, batches, gate, tell
+        self.read_only = read_only
+        self.slots = threading.Semaphore(window)  # batches in flight
+        self.stop = threading.Event()
+        self.failure: list[BaseException] = []
+
+    def counted(self, future: Future[Any], event: str, n: int) -> Future[Any]:
+        future.add_done_callback(lambda _f: self.tell(event, n))
+        return future
+
+    def download_all(self) -> None:
+        """The download thread: fetch each batch's pages, handing them to the pool in extraction chunks."""
+        settings, pool = self.settings, self.pool
+        gate = self.gate or HostGate.for_settings(settings.fetch)
         try:
             with make_client(settings.fetch) as client:
-                for batch in batches:
-                    slots.acquire()
-                    if stop.is_set():
+                for batch in self.batches:
+                    self.slots.acquire()
+                    if self.stop.is_set():
                         return
                     chunk: list[tuple[FeedEntry, FetchResult | None]] = []
                     for entry, result in download(settings, batch.entries, client, gate=gate):
                         batch.fetched += result is not None and result.ok
                         chunk.append((entry, result))
-                        tell("downloaded", 1)
+                        self.tell("downloaded", 1)
                         if len(chunk) == EXTRACT_CHUNK:
-                            batch.extracting.append(counted(pool.submit(build_docs, chunk, settings),
-                                                            "extracted", len(chunk)))
+                            batch.extracting.append(self.counted(pool.submit(build_docs, chunk, settings),
+                                                                 "extracted", len(chunk)))
                             chunk = []
-                        if stop.is_set():
+                        if self.stop.is_set():
                             return
                     if chunk:
-                        batch.extracting.append(counted(pool.submit(build_docs, chunk, settings),
-                                                        "extracted", len(chunk)))
+                        batch.extracting.append(self.counted(pool.submit(build_docs, chunk, settings),
+                                                             "extracted", len(chunk)))
                     batch.submitted.set()
         except BaseException as exc:  # re-raised in the caller's thread
-            failure.append(exc)
+            self.failure.append(exc)
         finally:
-            for batch in batches:  # wake a caller waiting on a batch that will never come
+            for batch in self.batches:  # wake a caller waiting on a batch that will never come
                 batch.submitted.set()
 
-    def extracted(batch: _Batch, before: list[Document]) -> None:
+    def extracted(self, batch: _Batch, before: list[Document]) -> None:
+        """Once `batch` is extracted: pre-check it (`before`: the batch before it) and submit NER for the
+        documents that are not copies."""
+        settings = self.settings
         batch.submitted.wait()
-        if failure:
-            raise failure[0]
+        if self.failure:
+            raise self.failure[0]
         for future in batch.extracting:
             for doc, page in future.result():
                 batch.pages.append(page)
                 if doc is not None:
                     batch.docs.append(doc)
         batch.extracting.clear()  # drop the page bodies held by the futures' arguments
-        copies = precheck(settings, batch.docs, before=before)
+        copies = precheck(settings, batch.docs, before=before, read_only=self.read_only)
         for doc, copy in zip(batch.docs, copies, strict=True):
             if copy:
                 doc.ner_skip_reason = COPY_REASON
         for chunk in plan_tagging([d for d, copy in zip(batch.docs, copies, strict=True) if not copy], settings):
-            batch.tagging.append((chunk, counted(pool.submit(tag_texts, [(d.text, name) for d, name in chunk],
-                                                             settings), "tagged", len(chunk))))
-
-    thread = threading.Thread(target=download_all, name="newsflow-download", daemon=True)
-    thread.start()
-    try:
-        extracted(batches[0], [])
-        for k, batch in enumerate(batches):
-            if k + 1 < len(batches):
-                extracted(batches[k + 1], batch.docs)
-            for chunk, future in batch.tagging:
-                apply_tags(chunk, future.result())
-            yield Ready(batch.entries, batch.docs, batch.pages, batch.fetched)
-            batches[k] = _Batch([])  # the caller has stored it: let it go
-            slots.release()
-    finally:
-        stop.set()
-        for _ in batches:
-            slots.release()
-        thread.join()
+            batch.tagging.append((chunk, self.counted(
+                self.pool.submit(tag_texts, [(d.text, name) for d, name in chunk], settings), "tagged", len(chunk))))

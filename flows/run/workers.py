@@ -69,6 +69,31 @@ def make_pool(settings: Settings, *, warm: str | None = None, key: str | None = 
     return pool
 
 
+class RunPool:
+    """A run's process pool, made when first needed: a client of the warm pool `newsflow serve` keeps for the flow
+    runs it starts (`NEWSFLOW_WARM_POOL`), else a pool of the run's own."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool: Executor | None = None
+
+    def get(self) -> Executor:
+        if self.pool is None:
+            self.pool = make_pool(self.settings, warm=os.environ.get(WARM_POOL_ENV),
+                                  key=os.environ.get(WARM_POOL_KEY_ENV))
+        return self.pool
+
+    def describe(self) -> str:
+        pool = self.get()
+        if isinstance(pool, RemoteExecutor):
+            return "the warm pool of newsflow serve"
+        return f"{type(pool).__name__} of this run"
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
 def warm_up(settings: Settings) -> None:
     """Load the NER pipeline in a worker (cached per process)."""
     entities.load_pipeline(settings.entities.pipeline)

@@ -122,11 +122,13 @@ def exists(settings: WarehouseSettings) -> bool:
 
 
 @contextmanager
-def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float = 3.0
+def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float | None = None
            ) -> Iterator[tuple[Path, duckdb.DuckDBPyConnection]]:
     """A read-only connection for people and exports, with the file it reads: the snapshot when asked, else the
     live file, falling back to the snapshot while a run holds the live file for longer than `wait`.
-    A lake is always read live: its readers never wait for a load and see the last committed snapshot."""
+    A lake is always read live: its readers never wait for a load and see the last committed snapshot.
+    `wait`: a person's read (`waits.read`) unless given."""
+    wait = settings.waits.read if wait is None else wait
     if settings.is_lake:
         with connect(settings, read_only=True, wait=wait) as conn:
             yield settings.path, conn
@@ -201,7 +203,7 @@ def check_lake(settings: WarehouseSettings, *, create: bool = False, write: bool
             _judge(verdict, name, create=create, write=write, missing=missing)
             return
     try:
-        with connect(settings, read_only=True, wait=3.0) as conn:
+        with connect(settings, read_only=True, wait=settings.waits.read) as conn:
             verdict = identity.classify_conn(conn)
     except WarehouseMissing:  # a PostgreSQL catalog no load has initialised yet
         verdict = identity.Verdict("missing")

@@ -18,21 +18,23 @@ from flows.text.seeds import Seed, SeedError, read_seeds
 from flows.warehouse import database
 
 
-def _read(settings: Settings, read: Callable[[Any], Any]) -> Any:
+def _read(settings: Settings, read: Callable[[Any], Any], read_only: bool = False) -> Any:
     """`read(conn)` on the live warehouse; on the published snapshot when the live file stays locked; None when
-    neither can be read. The snapshot may be a run behind: good enough for hints, never for decisions."""
+    neither can be read. The snapshot may be a run behind: good enough for hints, never for decisions.
+    `read_only`: a stage-only run (a shard), which never takes the write lock and never migrates (the loader's
+    job), and reads no hints from a warehouse the loader has not created or migrated yet."""
     wh = settings.warehouse
     try:
-        if settings.stage_only:  # a shard run: never the write lock, never a migration (the loader's job)
-            with database.connect(wh, read_only=True, wait=min(5.0, wh.lock_wait_seconds)) as conn:
+        if read_only:
+            with database.connect(wh, read_only=True, wait=wh.waits.hints) as conn:
                 return read(conn)
-        with database.connect(wh, wait=min(5.0, wh.lock_wait_seconds)) as conn:
+        with database.connect(wh, wait=wh.waits.hints) as conn:
             database.migrate(conn)
             return read(conn)
     except WarehouseLocked:
         pass
     except (WarehouseError, duckdb.Error):
-        if not settings.stage_only:
+        if not read_only:
             raise
         # No warehouse yet, or one the loader has not migrated: the snapshot, else no hints.
     return _read_snapshot(settings, read)
@@ -43,7 +45,7 @@ def _read_snapshot(settings: Settings, read: Callable[[Any], Any]) -> Any:
     if not (wh.snapshot and wh.snapshot_path.exists()):
         return None
     try:
-        with database.connect(wh, read_only=True, wait=0, path=wh.snapshot_path) as conn:
+        with database.connect(wh, read_only=True, wait=wh.waits.snapshot, path=wh.snapshot_path) as conn:
             return read(conn)
     except (WarehouseError, duckdb.Error):
         return None
@@ -59,21 +61,21 @@ def _seed_hashes(conn: Any) -> dict[str, str]:
     return dict(conn.execute(database.query("stored_seeds")).fetchall())
 
 
-def read_feed_states(settings: Settings) -> dict[str, dict[str, Any]]:
+def read_feed_states(settings: Settings, *, read_only: bool = False) -> dict[str, dict[str, Any]]:
     """Stored per-feed state; empty (so no conditional GET this time) when no copy of the warehouse is readable.
 
     Feeds last fetched by a run that died come without validators, so their entries are read again.
     """
-    return _read(settings, _feed_states) or {}
+    return _read(settings, _feed_states, read_only) or {}
 
 
-def known_urls(settings: Settings, urls: list[str]) -> set[str] | None:
+def known_urls(settings: Settings, urls: list[str], *, read_only: bool = False) -> set[str] | None:
     """Which URLs are already stored; None when the warehouse is locked (then the loader sorts it out)."""
     if not urls:
         return set()
     return _read(settings, lambda conn: {
         r[0] for r in conn.execute(database.query("known_urls"), {"urls": urls}).fetchall()
-    })
+    }, read_only)
 
 
 def stored_seed_hashes(settings: Settings) -> dict[str, str] | None:
@@ -83,7 +85,7 @@ def stored_seed_hashes(settings: Settings) -> dict[str, str] | None:
 def mark_abandoned(settings: Settings, run_id: str) -> None:
     """Runs still marked running died without finishing (this run holds the run lock, so none is alive)."""
     try:
-        with database.connect(settings.warehouse, wait=min(5.0, settings.warehouse.lock_wait_seconds)) as conn:
+        with database.connect(settings.warehouse, wait=settings.warehouse.waits.hints) as conn:
             database.migrate(conn)
             conn.execute(database.query("mark_abandoned"), {"run_id": run_id})
     except WarehouseLocked:
@@ -106,7 +108,7 @@ class RunStart:
     seed_hashes: dict[str, str] | None  # None: not read (a stage-only run leaves seeds to the loader)
 
 
-def start_run(settings: Settings, run_id: str, *, mark_dead: bool) -> RunStart:
+def start_run(settings: Settings, run_id: str, *, mark_dead: bool, read_only: bool = False) -> RunStart:
     """What an ingest does before it fetches, over one connection: create or migrate the warehouse and purge raw
     HTML past retention (database.ensure_ready), mark dead runs abandoned when `mark_dead`, read the feed states
     and the stored seed hashes. Four connections did this: each costs 25-35 ms to open, migrate-check and close,
@@ -114,10 +116,11 @@ def start_run(settings: Settings, run_id: str, *, mark_dead: bool) -> RunStart:
 
     Locked past the full lock wait, as ensure_ready would be: `ready` is False, nothing is marked (the next run
     that finds the warehouse free does it) and the reads come from the published snapshot, or are empty. A
-    stage-only run (a shard) never takes the write lock: its feed states are read as read_feed_states reads them.
+    `read_only` run (a stage-only shard) never takes the write lock: its feed states are read as
+    read_feed_states reads them.
     """
-    if settings.stage_only:
-        return RunStart(False, read_feed_states(settings), None)
+    if read_only:
+        return RunStart(False, read_feed_states(settings, read_only=True), None)
     wh = settings.warehouse
     try:
         with database.connect(wh) as conn:

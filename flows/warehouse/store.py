@@ -22,7 +22,8 @@ log = logging.getLogger("newsflow.store")
 COPY_REASON = "copy: the pre-check found it an exact copy or a copy of a stored article, so it was not tagged"
 
 
-def precheck(settings: Settings, docs: list[Document], *, before: list[Document] | None = None) -> list[bool]:
+def precheck(settings: Settings, docs: list[Document], *, before: list[Document] | None = None,
+             read_only: bool = False) -> list[bool]:
     """Which documents can skip NER because the loader is sure to record them as copies.
 
     Only verdicts that cannot change by load time count: an exact copy (whatever its original becomes, the same
@@ -35,6 +36,9 @@ def precheck(settings: Settings, docs: list[Document], *, before: list[Document]
     `before` is not judged again: that doubled the pre-check, the largest part of the parent's CPU in the
     benchmark (docs/benchmarks.md). Its pre-check said which of its documents are loaded as articles or copies
     of them (the ones it did not find copies), and an exact copy of one of those is a copy whatever they become.
+
+    `read_only`: a stage-only run (a shard), which opens the warehouse read-only and, before the first load,
+    finds none to compare with.
     """
     if not docs:
         return []
@@ -45,14 +49,13 @@ def precheck(settings: Settings, docs: list[Document], *, before: list[Document]
     unloaded = {stable_key(d.url) for d in before + docs}
     earlier = {d.text_hash for d in before if d.ner_skip_reason != COPY_REASON}
     try:
-        with database.connect(settings.warehouse, read_only=settings.stage_only,
-                               wait=min(2.0, settings.warehouse.lock_wait_seconds)) as conn:
+        with database.connect(settings.warehouse, read_only=read_only, wait=settings.warehouse.waits.precheck) as conn:
             with database.transaction(conn):
                 verdicts = decide(conn, docs, settings.dedup)
     except WarehouseLocked:
         return [False] * len(docs)
     except (WarehouseError, duckdb.Error):
-        if not settings.stage_only:
+        if not read_only:
             raise
         return [False] * len(docs)  # a shard run before the first load: no warehouse to compare with yet
     return [v.status == "known" or d.text_hash in earlier
@@ -75,7 +78,7 @@ def store(settings: Settings, batch: staging.Batch, *, checkpoint: bool = True) 
     pause_point("staged")
     # Behind a batch that already found the lock held, wait briefly: the run's last batch, or the next run,
     # loads the backlog in order.
-    wait = min(2.0, wh.lock_wait_seconds) if backlog else None
+    wait = wh.waits.backlog if backlog else wh.waits.load
     total = LoadResult()
     loaded = _load_in_order(settings, [*backlog, path], total, wait=wait, checkpoint=checkpoint, run_id=batch.run_id)
     return total if loaded else None
@@ -130,12 +133,12 @@ def report_strays(staging_dir: Path) -> list[Path]:
     return found
 
 
-def record_run(settings: Settings, batch: staging.Batch) -> None:
+def record_run(settings: Settings, batch: staging.Batch, *, stage_only: bool = False) -> None:
     """Stage a batch holding a run's last rows (a failed run's row) and load it with the backlog, waiting only
     briefly; a stage-only run only stages it. Raises WarehouseError, and writes nothing, when the warehouse is
     missing or not one a writer may use: a failed run never creates a warehouse nor writes into a stranger's."""
     wh = settings.warehouse
-    if settings.stage_only:
+    if stage_only:
         staging.write(batch, wh.staging_dir)
         return
     if wh.is_lake:
@@ -144,7 +147,7 @@ def record_run(settings: Settings, batch: staging.Batch) -> None:
         database.check_file(wh.path, write=True)
     path = staging.write(batch, wh.staging_dir)
     _load_in_order(settings, [*staging.pending(wh.staging_dir), path], LoadResult(),
-                   wait=min(2.0, wh.lock_wait_seconds), run_id=batch.run_id)
+                   wait=wh.waits.backlog, run_id=batch.run_id)
 
 
 def load_staged(settings: Settings, path: Path) -> LoadResult | None:

@@ -115,10 +115,12 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--stage-only", action="store_true",
                    help="stage the batches for `newsflow load`; never open the warehouse for writing")
 
-    p = sub.add_parser("load", help="load every staged batch, oldest first, then run the warehouse checks",
-                       description="The one committer of a sharded ingest: loads the batches that stage-only "
-                                   "runs left in [warehouse] staging_dir (dedup decided inside each "
-                                   "transaction), new seed files, then runs the warehouse checks.")
+    p = sub.add_parser("load", help="load new seed files, then every staged batch oldest first, then run the "
+                                    "warehouse checks",
+                       description="The one committer of a sharded ingest: loads new seed files first (so a seed "
+                                   "stays the original of its copies), then the batches that stage-only runs "
+                                   "left in [warehouse] staging_dir (dedup decided inside each transaction), "
+                                   "then runs the warehouse checks.")
     _common(p)
 
     p = sub.add_parser("fanout", help="run N stage-only shard runs on a Prefect work pool, then the loader",

@@ -16,6 +16,7 @@ from flows.core.settings import load_settings
 from flows.ops import reprocess as redo
 from flows.run import progress
 from flows.run.workers import make_pool
+from flows.warehouse import search_index
 from flows.warehouse.runlock import run_lock
 
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -87,6 +88,9 @@ def reprocess(
             result["dedup"] = redo.counts(redo_dedup(settings, run_id, batch_size))
         if Step.entities in steps:
             result["entities"] = redo.counts(retag(settings, batch_size, only_stale))
+        # The texts and copies the index holds may have changed: rebuild it (docs/search.md).
+        rebuilt = search_index.refresh(settings, rebuild=True, wait=settings.warehouse.lock_wait_seconds)
+        result["search_index"] = rebuilt.mode if rebuilt.mode != "skipped" else f"skipped: {rebuilt.reason}"
     rows = [{"step": step, "metric": k.replace("_", " "), "value": v}
             for step in ("dedup", "entities") for k, v in result.get(step, {}).items()]
     create_table_artifact(key="reprocess-summary", table=rows, description=f"newsflow reprocess run {run_id}")

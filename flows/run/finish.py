@@ -20,8 +20,14 @@ from prefect.utilities.annotations import quote
 from flows.core import owned
 from flows.core.errors import describe
 from flows.core.settings import Settings, WarehouseSettings
-from flows.run import alerts, artifacts
-from flows.run.tasks import RunContext, publish_snapshot_task, store_batch_task, warehouse_checks_task
+from flows.run import alerts, artifacts, savedsearches
+from flows.run.tasks import (
+    RunContext,
+    publish_snapshot_task,
+    refresh_search_task,
+    store_batch_task,
+    warehouse_checks_task,
+)
 from flows.warehouse import checks, database, reportpage, staging, store
 
 
@@ -63,8 +69,31 @@ def finish_run(ctx: RunContext, tail: staging.Batch, status: str, message: str |
             log.info("snapshot not republished: nothing new since it was published")
         else:
             unpublished = publish_or_log(settings, log)
+        if ctx.stats.articles_new or ctx.stats.duplicates_exact or ctx.stats.duplicates_near:
+            refresh_search(ctx, log)
     page = write_html_report(settings, log)
     return RunEnd(status, message, checked, reads, page, wrote=True, snapshot_error=unpublished)
+
+
+def refresh_search(ctx: RunContext, log: Any) -> None:
+    """Bring the full-text index beside the warehouse up to date with what this run loaded, then publish the new
+    matches of the saved searches; best effort: the run's data is loaded, and the next refresh catches up."""
+    settings = ctx.settings
+    try:
+        done = refresh_search_task(settings)
+    except (OSError, database.WarehouseError, duckdb.Error) as exc:
+        log.error("search index not refreshed: %s (the next run catches up; `newsflow search --rebuild` now)",
+                  describe(exc))
+        return
+    if done.mode == "skipped":
+        log.warning("search index not refreshed: %s", done.reason)
+        return
+    log.info("search index refreshed (%s): %d articles in %.2f s", done.mode, done.articles, done.seconds)
+    if settings.searches:
+        try:
+            savedsearches.publish(settings, savedsearches.run_articles(settings, ctx.run_id), log, run_id=ctx.run_id)
+        except (OSError, database.WarehouseError, duckdb.Error) as exc:
+            log.error("saved searches not published: %s", describe(exc))
 
 
 def publish_report(ctx: RunContext, end: RunEnd) -> None:

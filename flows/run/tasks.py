@@ -14,7 +14,7 @@ from flows.core.settings import Settings
 from flows.core.stats import RunStats
 from flows.run import artifacts, collect
 from flows.run.runprogress import IngestProgress
-from flows.warehouse import checks, database, snapshot, staging, store
+from flows.warehouse import checks, database, search_index, snapshot, staging, store
 
 # Tasks take live objects (pools, clients): no input hashing, no result persistence.
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -26,6 +26,7 @@ _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 fetch_feeds_task = task(collect.fetch_feeds, name="fetch-feeds", **_TASK)
 load_backlog_task = task(store.load_pending, name="load-staged", retries=2, retry_delay_seconds=[5, 30], **_TASK)
 publish_snapshot_task = task(snapshot.publish_snapshot, name="publish-snapshot", **_TASK)
+refresh_search_task = task(search_index.refresh, name="refresh-search-index", **_TASK)
 
 
 @dataclass

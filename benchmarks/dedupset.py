@@ -72,7 +72,7 @@ def _is_spaced(text: str) -> bool:
 
 def _demo_stories() -> tuple[list[Story], list[tuple[str, str]], list[tuple[str, str]]]:
     """Demo pages as (stories, real syndicated copies of the seed, same-topic different stories)."""
-    from flows.core.settings import ExtractSettings
+    from flows.core.sections import ExtractSettings
     from flows.text import extract
 
     root = PROJECT_ROOT / "flows" / "demo_data" / "pages"

@@ -12,7 +12,7 @@ from datetime import date, datetime
 
 from benchmarks.corpora import corpora_root, fundus_pages
 from benchmarks.machine import table
-from flows.core.settings import ExtractSettings
+from flows.core.sections import ExtractSettings
 from flows.feeds.parse import parse_feed
 from flows.text import extract
 

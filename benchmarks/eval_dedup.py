@@ -21,7 +21,8 @@ from benchmarks import dedupset
 from benchmarks.dedupset import Doc
 from benchmarks.machine import table
 from flows.core.records import Document
-from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.core.sections import DedupSettings
+from flows.core.settings import WarehouseSettings
 from flows.run.documents import signature_fields
 from flows.warehouse.database import connect, migrate
 from flows.warehouse.staging import Batch

@@ -272,7 +272,7 @@ HEADERS = ["configuration", "mean publisher F1 [95% bootstrap]", "Δ mean vs ref
 
 
 def shipped(page: Page) -> str:
-    from flows.core.settings import ExtractSettings
+    from flows.core.sections import ExtractSettings
     from flows.text import extract
 
     found = extract.extract(page.html, page.url, ExtractSettings())

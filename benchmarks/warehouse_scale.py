@@ -31,7 +31,8 @@ import pyarrow as pa
 
 from benchmarks.machine import header, table
 from flows.core.records import Document
-from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.core.sections import DedupSettings
+from flows.core.settings import WarehouseSettings
 from flows.text import dedup
 from flows.warehouse import archive, database, snapshot, staging
 from flows.warehouse.writer import load_batch

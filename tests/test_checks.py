@@ -21,7 +21,7 @@ import pytest
 from demo_warehouse import copy_demo, run_ingest
 
 from flows.cli import main
-from flows.core.settings import DedupSettings
+from flows.core.sections import DedupSettings
 from flows.core.stats import RunStats
 from flows.ops.demo import DEMO_DATA, demo_config
 from flows.ops.localserver import LocalServer

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flows.core.records import Document
-from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.core.sections import DedupSettings
+from flows.core.settings import WarehouseSettings
 from flows.run.documents import signature_fields
 from flows.text import dedup
 from flows.warehouse.database import connect, migrate

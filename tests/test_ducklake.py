@@ -16,7 +16,8 @@ import pytest
 from demo_warehouse import demo_filled, run_ingest
 
 from flows.core.records import Document
-from flows.core.settings import DedupSettings, WarehouseSettings, load_settings
+from flows.core.sections import DedupSettings
+from flows.core.settings import WarehouseSettings, load_settings
 from flows.ops.demo import DEMO_DATA, demo_config
 from flows.ops.localserver import LocalServer
 from flows.run.documents import signature_fields

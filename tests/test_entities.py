@@ -13,7 +13,8 @@ import spacy
 from conftest import write_config
 
 from flows.core import languages
-from flows.core.settings import PROJECT_ROOT, ConfigError, EntitySettings, ExtractSettings, load_settings
+from flows.core.sections import EntitySettings, ExtractSettings
+from flows.core.settings import PROJECT_ROOT, ConfigError, load_settings
 from flows.text import entities
 from flows.text.extract import extract
 from flows.text.seeds import read_seeds

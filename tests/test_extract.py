@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from flows.core.settings import ExtractSettings
+from flows.core.sections import ExtractSettings
 from flows.text import extract
 
 PARAGRAPHS = [

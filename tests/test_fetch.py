@@ -14,7 +14,7 @@ import httpx
 import pytest
 from faultserver import FAULTS, FaultServer
 
-from flows.core.settings import FetchSettings
+from flows.core.sections import FetchSettings
 from flows.core.urls import redact, scrub
 from flows.web.fetch import FetchResult, Inflater, fetch, is_feed_type, is_page_type, make_client, retry_after
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flows.core.settings import FeedConfig, HealthSettings
+from flows.core.sections import HealthSettings
+from flows.core.settings import FeedConfig
 from flows.feeds.health import due, next_state
 from flows.feeds.parse import ParsedFeed
 from flows.web.fetch import FetchResult

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flows.core.records import Document
-from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.core.sections import DedupSettings
+from flows.core.settings import WarehouseSettings
 from flows.run.documents import signature_fields
 from flows.warehouse.database import connect, migrate
 from flows.warehouse.staging import Batch

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from flows.core.records import Document
-from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.core.sections import DedupSettings
+from flows.core.settings import WarehouseSettings
 from flows.run.documents import signature_fields
 from flows.text import dedup
 from flows.warehouse import candidates, keycache

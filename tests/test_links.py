@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.core.settings import DedupSettings, FetchSettings, Settings, WarehouseSettings
+from flows.core.sections import DedupSettings, FetchSettings
+from flows.core.settings import Settings, WarehouseSettings
 from flows.core.urls import normalise_url, published_link
 from flows.feeds.parse import entry_url, parse_feed
 from flows.run.collect import entry_rows

@@ -10,7 +10,7 @@ import socket
 import httpcore
 import pytest
 
-from flows.core.settings import FetchSettings
+from flows.core.sections import FetchSettings
 from flows.web.fetch import fetch, make_client
 from flows.web.netguard import BlockedAddress, check_addresses, is_public, parse_networks
 

@@ -17,7 +17,8 @@ import pytest
 from flows.core.errors import StagingError
 from flows.core.files import fsync
 from flows.core.records import DOCUMENT_SCHEMA, SCHEMA_VERSION, TABLE_SCHEMAS, Document, rows_table
-from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.core.sections import DedupSettings
+from flows.core.settings import WarehouseSettings
 from flows.core.stats import RunStats
 from flows.run.documents import signature_fields
 from flows.text import dedup

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler
 import httpx
 import pytest
 
-from flows.core.settings import FetchSettings
+from flows.core.sections import FetchSettings
 from flows.core.urls import host_of
 from flows.ops.localserver import LocalServer
 from flows.web.fetch import FetchResult, fetch, make_client

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from flows.cli import main
 from flows.core.records import Document
 from flows.core.searchquery import SearchSyntaxError, parse
-from flows.core.settings import PROJECT_ROOT, DedupSettings, Settings, load_settings
+from flows.core.sections import DedupSettings
+from flows.core.settings import PROJECT_ROOT, Settings, load_settings
 from flows.run.documents import signature_fields
 from flows.warehouse import database, search, search_index, writer
 from flows.warehouse.staging import Batch

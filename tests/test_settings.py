@@ -1,6 +1,6 @@
 """Settings: the shipped config, overrides, and one-line errors naming the key.
 
-Covers: flows.core.settings
+Covers: flows.core.settings, flows.core.sections
 """
 
 from __future__ import annotations

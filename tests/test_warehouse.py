@@ -23,7 +23,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from flows.core import records
-from flows.core.settings import DedupSettings, Settings, WarehouseSettings, load_settings
+from flows.core.sections import DedupSettings
+from flows.core.settings import Settings, WarehouseSettings, load_settings
 from flows.text import dedup
 from flows.warehouse import archive, candidates, checks, database, identity, rawcodec, snapshot, staging, store
 from flows.warehouse.export import export, read_raw_html

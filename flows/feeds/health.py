@@ -6,7 +6,8 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from flows.core.settings import FeedConfig, HealthSettings
+from flows.core.sections import HealthSettings
+from flows.core.settings import FeedConfig
 from flows.core.urls import redact
 from flows.feeds.parse import ParsedFeed
 from flows.web.fetch import FetchResult, retry_after

@@ -17,7 +17,8 @@ from typing import Any
 from flows.core.errors import INTERNAL_ERROR, describe, failpoint
 from flows.core.languages import language_tag
 from flows.core.records import Document
-from flows.core.settings import DedupSettings, Settings
+from flows.core.sections import DedupSettings
+from flows.core.settings import Settings
 from flows.core.urls import redact
 from flows.feeds.parse import FeedEntry, entry_url
 from flows.text import dedup, entities, extract

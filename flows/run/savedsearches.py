@@ -16,7 +16,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.events import emit_event
 
 from flows.core.searchquery import parse
-from flows.core.settings import SavedSearch, Settings
+from flows.core.sections import SavedSearch
+from flows.core.settings import Settings
 from flows.warehouse import database, search
 
 MATCHED = "newsflow.search.matched"

@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from flows.core.settings import DedupSettings
+from flows.core.sections import DedupSettings
 
 _WORD = re.compile(r"\w+")
 # `<br>` tags left in a text (a feed's HTML kept as text) are line breaks, hence layout.

@@ -16,7 +16,7 @@ from flows.core.languages import language_tag
 if TYPE_CHECKING:
     from spacy.language import Language
 
-    from flows.core.settings import EntitySettings
+    from flows.core.sections import EntitySettings
 
 # Shorter texts (a title, a one-line summary) are too little for language identification to be trusted.
 _MIN_DETECT_CHARS = 50

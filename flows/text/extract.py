@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 import trafilatura
 
-from flows.core.settings import ExtractSettings
+from flows.core.sections import ExtractSettings
 
 EXTRACTOR = "trafilatura"
 EXTRACTOR_VERSION = trafilatura.__version__

@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows.core.settings import DedupSettings
+from flows.core.sections import DedupSettings
 from flows.text import dedup
 from flows.text.dedup import Match, Signature
 from flows.warehouse import keycache

@@ -23,7 +23,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from flows.core.settings import DedupSettings, WarehouseSettings
+from flows.core.sections import DedupSettings
+from flows.core.settings import WarehouseSettings
 from flows.warehouse import candidates, database, staging
 from flows.warehouse.runlock import run_lock, shards_alive
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from flows.core.errors import WarehouseLocked, pause_point
 from flows.core.records import Document
-from flows.core.settings import DedupSettings
+from flows.core.sections import DedupSettings
 from flows.text.dedup import EXACT, BatchIndex, Match, Signature
 from flows.text.entities import entity_id
 from flows.warehouse import archive, candidates, keycache, lake, rawcodec
@@ -244,6 +244,16 @@ def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
     raise AssertionError("unreachable")
 
 
+def _duplicate_row(doc: Document, verdict: Verdict, now: datetime, run_id: str) -> dict[str, Any]:
+    """The `duplicates` row of a document found to copy a stored article."""
+    m = verdict.match
+    assert m is not None
+    return {"url": doc.url, "feed": doc.feed, "entry_guid": doc.entry_guid, "title": doc.title,
+            "duplicate_of": verdict.duplicate_of, "method": m.method, "criterion": m.criterion,
+            "similarity": m.similarity, "jaccard": m.jaccard, "containment": m.containment,
+            "text_hash": doc.text_hash, "seen_at": now, "run_id": run_id}
+
+
 def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSettings, *,
                raw_dir: Path | None = None) -> LoadResult:
     """Load one batch in one transaction. Loading the same batch twice changes nothing.
@@ -274,13 +284,7 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
                 result.exact += m.method == "exact"
                 result.near += m.method == "near"
                 outcome[doc.url] = "duplicate"
-                dups.append({
-                    "url": doc.url, "feed": doc.feed, "entry_guid": doc.entry_guid,
-                    "title": doc.title, "duplicate_of": verdict.duplicate_of, "method": m.method,
-                    "criterion": m.criterion, "similarity": m.similarity, "jaccard": m.jaccard,
-                    "containment": m.containment, "text_hash": doc.text_hash, "seen_at": now,
-                    "run_id": batch.run_id,
-                })
+                dups.append(_duplicate_row(doc, verdict, now, batch.run_id))
                 continue
             article_id = stable_key(doc.url)
             result.new += 1

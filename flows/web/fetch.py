@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 import httpcore
 import httpx
 
-from flows.core.settings import FetchSettings
+from flows.core.sections import FetchSettings
 from flows.core.urls import redact, scrub
 from flows.web.netguard import BlockedAddress, DeadlineExceeded, GuardedBackend, Resolver, deadline, parse_networks
 

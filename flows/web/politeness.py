@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from flows.core.settings import FetchSettings
+from flows.core.sections import FetchSettings
 from flows.core.urls import host_of
 from flows.web.fetch import FetchResult
 from flows.web.robots import RobotsCache, origin_of

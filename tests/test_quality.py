@@ -59,7 +59,7 @@ def test_each_hand_written_page_gets_its_flags(name: str) -> None:
 
 def test_the_teaser_is_found_by_its_declared_length_and_by_its_prompt() -> None:
     q = _flags("teaser.html")
-    assert "teaser:" in q.why and "/1200words" in q.why and "prompt" in q.why
+    assert "teaser:85/1200words" in q.why and "prompt" in q.why
     page = (PAGES / "teaser.html").read_text()
     # Without the declared length, the prompt after the text still makes it a teaser; without both, it is none.
     no_count = page.replace('"wordCount": 1200,', "")
@@ -88,6 +88,7 @@ def test_structured_data_is_read_from_json_ld_microdata_and_meta() -> None:
     assert quality.assess(tier, ARTICLE).access == "paywalled"
     assert quality.assess('<div class="story paywall"></div>', ARTICLE).access == "paywalled"
     assert quality.assess('<div class="paywall-free-story"></div>', ARTICLE).access == "free"
+    assert quality.assess('<p class="paywall">A paragraph.</p><article class="card paywall">', ARTICLE).access == "free"
 
 
 def test_a_word_count_that_is_the_length_in_characters_is_not_a_declared_length() -> None:
@@ -106,7 +107,9 @@ def test_a_prompt_inside_the_text_or_the_page_chrome_is_not_a_wall() -> None:
     page = f"<nav>Already a subscriber? Log in</nav><article><p>{ARTICLE}</p></article><footer>About us</footer>"
     assert quality.assess(page, ARTICLE).access == "free"
     walled = page.replace("<footer>", "<div>Subscribe to continue reading</div><footer>")
-    assert quality.assess(walled, ARTICLE) == quality.Quality("paywalled", True, False, "prompt,teaser:prompt")
+    # Paywalled, but the whole text is on the page behind the wall: not a teaser.
+    assert quality.assess(walled, ARTICLE) == quality.Quality("paywalled", False, False, "prompt")
+    assert quality.assess(walled, ARTICLE[:500]).is_teaser  # a short text behind a wall is what it let through
 
 
 def test_a_long_article_about_consent_is_not_a_consent_page() -> None:

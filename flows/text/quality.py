@@ -32,8 +32,10 @@ _TAG = re.compile(r"<(?:meta|link|div|span|section|article)\b[^>]*isAccessibleFo
 _CONTENT_ATTR = re.compile(r"""\b(?:content|value)\s*=\s*["']?\s*(true|false)""", re.I)
 # Facebook/OpenGraph tiers, as news sites publish them: <meta property="article:content_tier" content="locked">.
 _TIER = re.compile(r"""<meta\b[^>]*article:content_tier[^>]*\bcontent\s*=\s*["']?(locked|metered)""", re.I)
-_CLASS = re.compile(r"""\bclass\s*=\s*["']([^"']*)["']""", re.I)
-# Class names paywall vendors and sites put on the wall itself (not on scripts or styles that may be inert).
+# Only on the blocks a wall is drawn with: a <p class="paywall"> marks paragraphs a wall may hide for some
+# visitors, an <article class="paywall"> card a link to another, paid article, a <script class=...> nothing.
+_CLASS = re.compile(r"""<(?:div|section|aside)\b[^>]*?\bclass\s*=\s*["']([^"']*)["']""", re.I)
+# Class names paywall vendors and sites put on the wall itself.
 PAYWALL_CLASSES = frozenset({
     "paywall", "paywall-overlay", "paywall-wrapper", "paywall-container", "paywall-content", "article-paywall",
     "js-paywall", "paywalled-content", "premium-paywall", "piano-paywall", "tp-modal", "subscriber-only",
@@ -96,7 +98,7 @@ def assess(page_html: bytes | str | None, text: str, title: str | None = None) -
         declared = declared_of(page)
         prompt = ends_in_prompt(text, page)
         access, access_why = access_of(page, declared, prompt)
-        teaser, teaser_why = teaser_of(text, declared, access, prompt)
+        teaser, teaser_why = teaser_of(text, declared, access)
         consent = is_consent(text, title)
     except Exception:  # a flag is a hint: an unforeseen input never costs the article
         return Quality(why="error")
@@ -173,10 +175,10 @@ def access_of(page: str, declared: Declared, prompt: bool) -> tuple[str, str]:
     """free or paywalled, and the signal that decided: what the page declares wins over markers."""
     if declared.accessible is False:
         return PAYWALLED, "schema:not-free"
+    if declared.accessible is True:  # over a content tier too: a page declaring both is free by its schema
+        return FREE, ""
     if _TIER.search(page):
         return PAYWALLED, "meta:content_tier"
-    if declared.accessible is True:
-        return FREE, ""
     if prompt:
         return PAYWALLED, "prompt"
     if has_paywall_class(page):
@@ -206,8 +208,11 @@ def _has_prompt(text: str) -> bool:
     return any(p in tail for p in SUBSCRIBE_PROMPTS)
 
 
-def teaser_of(text: str, declared: Declared, access: str, prompt: bool) -> tuple[bool, str]:
-    """Whether the body is a teaser of a longer article, and the signal that said so."""
+def teaser_of(text: str, declared: Declared, access: str) -> tuple[bool, str]:
+    """Whether the body is a teaser of a longer article, and the signal that said so. A prompt on the page after
+    the text makes it paywalled, not a teaser: pages often carry the whole text behind the wall (only a prompt
+    in the text itself, where the extractor kept it, or a short paywalled text is a teaser)."""
+    text_prompt = _has_prompt(text[-300:])
     n = words(text)
     word_count = declared.word_count or 0
     if 0.7 * len(text) <= word_count <= 1.3 * len(text):
@@ -216,7 +221,7 @@ def teaser_of(text: str, declared: Declared, access: str, prompt: bool) -> tuple
     # A page that declares itself free is not a teaser: a body short of its declared length is an extraction loss.
     if declared.accessible is not True and expected >= TEASER_MIN_WORDS and n < expected * TEASER_SHARE:
         return True, f"teaser:{n}/{expected}words"
-    if prompt:
+    if text_prompt:
         return True, "teaser:prompt"
     if access == PAYWALLED and n < PAYWALLED_SHORT_WORDS:
         return True, f"teaser:paywalled-{n}words"

@@ -69,6 +69,7 @@ CONSENT_MARKERS = (
 # A consent notice names several of these; an article quoting one does not make a notice.
 CONSENT_MIN_MARKERS = 3
 _WORD = re.compile(r"\w+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _TAGS = re.compile(r"<[^>]*>")
 _INVISIBLE = re.compile(r"<(script|style|noscript|template)\b.*?</\1\s*>", re.I | re.S)
 
@@ -113,7 +114,9 @@ def _as_text(page_html: bytes | str | None) -> str:
 
 
 def words(text: str) -> int:
-    return len(_WORD.findall(text))
+    """Words in a text; Chinese and Japanese, written without spaces, count a word per two characters."""
+    cjk = len(_CJK.findall(text))
+    return len(_WORD.findall(_CJK.sub(" ", text))) + (cjk + 1) // 2
 
 
 def declared_of(page: str) -> Declared:

@@ -103,3 +103,21 @@ def test_retag_only_stale_articles(wh: Path) -> None:
 def test_reprocess_refuses_while_another_run_holds_the_warehouse(wh: Path) -> None:
     with run_lock(wh), pytest.raises(RuntimeError, match="holds"):
         reprocess(steps=[Step.dedup], warehouse_path=str(wh))
+
+
+def test_reprocess_leaves_a_consent_page_untagged_and_out_of_the_dedup_index(wh: Path) -> None:
+    settings = load_settings(warehouse=wh, env={})
+    with connect(settings.warehouse) as conn:
+        [(aid,)] = conn.execute("select article_id from articles where not is_seed order by article_id limit 1"
+                                ).fetchall()
+        conn.execute("update articles set is_consent_page = true, ner_pipeline = null, n_samples = 0, "
+                     "ner_skip_reason = 'consent page', index_seq = null where article_id = ?", [aid])
+        for table in ("article_entities", "lsh_buckets", "shingle_samples"):
+            conn.execute(f"delete from {table} where article_id = ?", [aid])
+    total = len(_state(wh)["articles"])
+    result = reprocess(steps=[Step.dedup, Step.entities], only_stale=False, warehouse_path=str(wh))
+    assert result["dedup"]["articles_seen"] == total - 1 and result["entities"]["articles_tagged"] == total
+    row = _q(wh, f"select ner_pipeline, ner_skip_reason, n_samples, index_seq from articles where article_id = {aid}")
+    assert row == [(None, "consent page", 0, None)]
+    for table in ("article_entities", "lsh_buckets", "shingle_samples"):
+        assert _q(wh, f"select count(*) from {table} where article_id = {aid}") == [(0,)]

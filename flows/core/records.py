@@ -6,7 +6,8 @@ missing is a typed null. `Document` is the one definition of an article on its w
 seed file) through staging to the loader and `reprocess`.
 
 Staged batches carry `SCHEMA_VERSION`; batches staged by version 1 (no version file, columns inferred) still
-load: `documents_from_table` fills what they lack with nulls.
+load: `documents_from_table` fills what they lack with nulls. Version 3 (issue 22) adds the quality flags
+(`access`, `is_teaser`, `is_consent_page`); a batch of an earlier version loads them as nulls (not assessed).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TS = pa.timestamp("us", tz="UTC")
 _MENTION = pa.struct([("name", pa.string()), ("label", pa.string()), ("mentions", pa.int64())])
@@ -59,6 +60,10 @@ class Document:
     ner_pipeline: str | None = None
     ner_skip_reason: str | None = None
     link: str | None = None  # the entry's link as published (what was fetched); None for seeds
+    # Quality flags (flows/text/quality.py); None when not assessed (batches staged before schema version 3).
+    access: str | None = None  # free | paywalled
+    is_teaser: bool | None = None
+    is_consent_page: bool | None = None
 
 
 DOCUMENT_SCHEMA = pa.schema([
@@ -71,7 +76,7 @@ DOCUMENT_SCHEMA = pa.schema([
     ("seed_file", pa.string()), ("seed_file_hash", pa.string()), ("extractor", pa.string()),
     ("extractor_version", pa.string()), ("extractor_options", pa.string()), ("raw_html", pa.binary()),
     ("mentions", pa.list_(_MENTION)), ("ner_pipeline", pa.string()), ("ner_skip_reason", pa.string()),
-    ("link", pa.string()),
+    ("link", pa.string()), ("access", pa.string()), ("is_teaser", pa.bool_()), ("is_consent_page", pa.bool_()),
 ])
 
 # The other staged tables: their rows are plain dicts named like the warehouse columns.

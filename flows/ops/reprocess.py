@@ -151,7 +151,8 @@ def retag(settings: Settings, pool: Executor, batch_size: int, only_stale: bool,
         with database.connect(settings.warehouse) as conn:
             rows = _rows(conn, "reprocess_articles", {"ids": chunk})
         docs = [(r["article_id"], Document(url=r["url"], text=r["text"], body_source="", text_hash="", shingles=[],
-                                           buckets=[], samples=[], feed=r["feed"], language=r["language"]))
+                                           buckets=[], samples=[], feed=r["feed"], language=r["language"],
+                                           is_consent_page=r["is_consent_page"]))
                 for r in rows]
         tag_documents(pool, [d for _, d in docs], settings)
         links = [{"article_id": a, "entity_id": entity_id(m["name"], m["label"]), "mentions": m["mentions"]}

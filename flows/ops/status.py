@@ -40,6 +40,17 @@ def _has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
                              "and schema_name = 'main' and table_name = ?", [name]).fetchall()[0][0])
 
 
+def _quality_line(conn: duckdb.DuckDBPyConnection) -> None:
+    """This week's flagged articles (docs/quality.md), or why a warehouse before migration 0009 has none."""
+    try:
+        articles, paywalled, teasers, consent = conn.execute(database.query("status_quality")).fetchall()[0]
+    except duckdb.BinderException:  # read only: an older warehouse is not migrated here
+        print("Article quality: not recorded in this warehouse yet (the next ingest adds the flags)")
+        return
+    print(f"Articles stored in the last 7 days: {articles}; paywalled {paywalled}, teasers {teasers}, "
+          f"consent pages {consent}")
+
+
 def show(settings: Settings) -> None:
     """Print the status of the warehouse and its staging folder."""
     wh = settings.warehouse
@@ -49,6 +60,7 @@ def show(settings: Settings) -> None:
         conn.sql(database.query("status_runs")).show(max_width=200)
         print("Feeds failing or disabled:")
         conn.sql(database.query("run_report")).show(max_width=200)
+        _quality_line(conn)
         print("Warehouse checks (latest outcome of each; `newsflow check` runs them now):")
         conn.sql(database.query("status_checks")).show(max_width=200)
         quarantined = staging.quarantined(wh.staging_dir)

@@ -21,7 +21,7 @@ from flows.core.sections import DedupSettings
 from flows.core.settings import Settings
 from flows.core.urls import redact
 from flows.feeds.parse import FeedEntry, entry_url
-from flows.text import dedup, entities, extract
+from flows.text import dedup, entities, extract, quality
 from flows.text.seeds import Seed
 from flows.warehouse import rawcodec
 from flows.web.fetch import FetchResult
@@ -100,6 +100,8 @@ def _document(entry: FeedEntry, result: FetchResult | None, found: extract.Extra
             published_source = "page"
         except ValueError:
             pass
+    page = result.body if result is not None and result.ok else None
+    flags = quality.assess(page, text, found.title if found else entry.title)
     raw = None
     if settings.warehouse.keep_raw_html and result is not None and result.ok and result.body:
         raw = rawcodec.compress(result.body)  # here in the worker, once per page
@@ -122,7 +124,8 @@ def _document(entry: FeedEntry, result: FetchResult | None, found: extract.Extra
         extractor_version=extract.EXTRACTOR_VERSION if found else None,
         extractor_options=json.dumps({**extract.extractor_options(settings.extract), "pass": found.method})
         if found else None,
-        raw_html=raw, **signature_fields(text, settings.dedup),
+        raw_html=raw, access=flags.access, is_teaser=flags.is_teaser, is_consent_page=flags.is_consent_page,
+        **signature_fields(text, settings.dedup),
     )
 
 
@@ -145,16 +148,24 @@ def seed_doc(seed: Seed, settings: Settings) -> Document:
         url=seed.url, title=seed.text.split("\n", 1)[0][:200],
         published_at=datetime.combine(seed.published, datetime.min.time(), UTC), published_source="seed",
         text=seed.text, body_source="seed", is_seed=True, seed_file=seed.name, seed_file_hash=seed.file_hash,
+        # A seed is an article someone chose to keep: free, whole, never a consent page.
+        access=quality.FREE, is_teaser=False, is_consent_page=False,
         **signature_fields(seed.text, settings.dedup),
     )
 
 
 # ---------------------------------------------------------------- entities
 
-def ner_plan(text: str, language: str | None, feed: str | None, settings: Settings) -> tuple[str | None, str | None]:
+CONSENT_SKIP = "consent page"  # the ner_skip_reason of a cookie or consent notice stored in place of an article
+
+
+def ner_plan(text: str, language: str | None, feed: str | None, settings: Settings, *,
+             consent_page: bool | None = False) -> tuple[str | None, str | None]:
     """The spaCy pipeline that tags this text, or None and why it is not tagged."""
     if not text.strip():
         return None, "empty text"
+    if consent_page:
+        return None, CONSENT_SKIP  # its entities would be the consent vendor's, counted as news
     return entities.route(language, _feed_language(settings, feed), text, settings.entities)
 
 
@@ -192,7 +203,7 @@ def plan_tagging(docs: list[Document], settings: Settings) -> list[list[tuple[Do
     """Chunks of (document, pipeline) to tag; documents that will not be tagged get their reason now."""
     todo: list[tuple[Document, str]] = []
     for doc in docs:
-        name, reason = ner_plan(doc.text, doc.language, doc.feed, settings)
+        name, reason = ner_plan(doc.text, doc.language, doc.feed, settings, consent_page=doc.is_consent_page)
         if name is None:
             doc.ner_skip_reason = reason
         else:

@@ -246,6 +246,19 @@ def _syndication(conn: duckdb.DuckDBPyConnection) -> str:
                                                      "carried.")
 
 
+def _quality(conn: duckdb.DuckDBPyConnection) -> str:
+    rows = _rows(conn, "report_quality", limit=TOP * 2)
+    if not rows:
+        return _section("Paywalls and teasers", '<p class="note">No articles stored yet.</p>')
+    body = table(("feed", "articles", "paywalled", "paywalled %", "teasers", "teasers %", "consent pages"),
+                 [(r["feed"], r["articles"], r["paywalled"], "—" if r["paywalled_pct"] is None else r["paywalled_pct"],
+                   r["teasers"], "—" if r["teaser_pct"] is None else r["teaser_pct"], r["consent_pages"])
+                  for r in rows], numeric=(1, 2, 3, 4, 5, 6))
+    return _section("Paywalls and teasers", body, "Per feed, the share of stored articles behind a paywall or "
+                    "stored as a teaser (docs/quality.md); shares are of the articles assessed (— : none, stored "
+                    "before the flags existed). Consent pages are stored but neither tagged nor used by dedup.")
+
+
 def _health(conn: duckdb.DuckDBPyConnection) -> str:
     rows = _rows(conn, "report_feed_health")
     if not rows:
@@ -337,6 +350,7 @@ def render(conn: duckdb.DuckDBPyConnection, *, source: str = "", generated_at: d
                     '<div class="cols">' + _guarded(_entities, conn, "Top entities")
                     + _guarded(_surges, conn, "The week's surges") + "</div>",
                     _guarded(_syndication, conn, "Most syndicated stories"),
+                    _guarded(_quality, conn, "Paywalls and teasers"),
                     _guarded(_health, conn, "Feed health"),
                     _guarded(_runs, conn, "Last runs")]
         body = _figures(totals) + old + "".join(sections)

@@ -56,7 +56,7 @@ _ARTICLE_COLUMNS = (
     "url", "canonical_url", "final_url", "feed", "entry_guid", "title", "author", "published_at",
     "published_source", "fetched_at", "language", "site_name", "text", "text_hash", "is_seed", "seed_file",
     "seed_file_hash", "body_source", "fallback_reason", "http_status", "extractor", "extractor_version",
-    "extractor_options", "ner_pipeline", "ner_skip_reason", "link",
+    "extractor_options", "ner_pipeline", "ner_skip_reason", "link", "access", "is_teaser", "is_consent_page",
 )
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
@@ -140,6 +140,11 @@ def decide(conn: duckdb.DuckDBPyConnection, docs: list[Document], settings: Dedu
     copy_hashes: dict[str, int] = {}
     index = BatchIndex()
     for i in todo:
+        if docs[i].is_consent_page:
+            # Dedup skips a consent page: the same notice on every page of a site is not a story and its copies,
+            # and a later article must never be filed as a copy of one. Stored as new, never indexed.
+            verdicts[i] = Verdict("new")
+            continue
         seen = copies.get(i) or copy_hashes.get(sigs[i].text_hash)
         if seen is not None:
             verdicts[i] = Verdict("duplicate", seen, EXACT)
@@ -271,7 +276,8 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
         verdicts = decide(conn, docs, settings, replace_seeds=True)
         # The load sequence number of this batch's index rows (flows/warehouse/keycache.py), taken only when it adds
         # any.
-        seq = candidates.next_seq(conn, settings) if any(v.status == "new" for v in verdicts) else 0
+        indexes = any(v.status == "new" and not d.is_consent_page for d, v in zip(docs, verdicts, strict=True))
+        seq = candidates.next_seq(conn, settings) if indexes else 0
         articles, dups, buckets, samples, entities, links, raw = [], [], [], [], [], [], []
         outcome: dict[str, str] = {}
         for doc, verdict in zip(docs, verdicts, strict=True):
@@ -289,14 +295,17 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
             article_id = stable_key(doc.url)
             result.new += 1
             row = {c: getattr(doc, c) for c in _ARTICLE_COLUMNS}
-            row.update(article_id=article_id, n_shingles=len(doc.shingles), n_samples=len(doc.samples), index_seq=seq,
+            indexed = not doc.is_consent_page  # a consent page is no dedup original: no index rows, no index_seq
+            row.update(article_id=article_id, n_shingles=len(doc.shingles),
+                       n_samples=len(doc.samples) if indexed else 0, index_seq=seq if indexed else None,
                        run_id=batch.run_id, loaded_at=now, dedup_candidates=verdict.candidates,
                        dedup_nearest=verdict.nearest, dedup_nearest_jaccard=verdict.nearest_jaccard,
                        dedup_nearest_containment=verdict.nearest_containment)
             articles.append(row)
-            doc_buckets, doc_samples = candidates.index_rows(article_id, doc.buckets, doc.samples, seq)
-            buckets += doc_buckets
-            samples += doc_samples
+            if indexed:
+                doc_buckets, doc_samples = candidates.index_rows(article_id, doc.buckets, doc.samples, seq)
+                buckets += doc_buckets
+                samples += doc_samples
             for m in doc.mentions:
                 eid = entity_id(m["name"], m["label"])
                 entities.append({"entity_id": eid, "name": m["name"], "label": m["label"], "first_seen_at": now})

@@ -1,5 +1,5 @@
 -- Where each stored article came from and how it was processed: every feed entry that surfaced its URL, the
--- page fetch, the extractor, the publication-date source, the dedup verdict and the NER pipeline.
+-- page fetch, the extractor, the publication-date source, the quality flags, the dedup verdict and the NER pipeline.
 with surfaced as (
     select url,
            list_sort(list_distinct(list(feed))) as feeds,
@@ -22,9 +22,10 @@ final as (
            a.extractor, a.extractor_version, a.extractor_options,
            a.body_source, a.fallback_reason,
            a.published_at, a.published_source,
+           a.access, a.is_teaser, a.is_consent_page,
            'new' as dedup_verdict, a.dedup_candidates, a.dedup_nearest, a.dedup_nearest_jaccard,
            a.dedup_nearest_containment, coalesce(c.copies, 0) as copies_found,
-           a.ner_pipeline,
+           a.ner_pipeline, a.ner_skip_reason,
            coalesce(r.url, l.url) is not null as has_raw_html,
            coalesce(r.fetched_at, l.fetched_at) as raw_html_fetched_at,
            a.run_id, a.loaded_at

@@ -1,6 +1,7 @@
 """How `newsflow` ends when its caller stops it or stops reading (issue 20, cases 12, 18, 19), through real
 `newsflow` processes: SIGTERM is one line and exit 143 with nothing left running (the temporary Prefect server
-and the process-pool workers included) and the caller's pipes at EOF; a reader that closes stdout early gets a
+and the process-pool workers included) and the caller's pipes at EOF; after SIGKILL the temporary server and
+the workers end on their own; a reader that closes stdout early gets a
 quiet exit 141; `sql --format json` prints JSON every parser reads.
 
 Covers: flows.run.shutdown, flows.core.jsonvalues
@@ -8,6 +9,7 @@ Covers: flows.run.shutdown, flows.core.jsonvalues
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -122,6 +124,36 @@ def test_sigterm_ends_ingest_with_one_line_and_nothing_left_running(held_feed: H
     _until(lambda: not _group(proc.pid), "the run's processes to end", deadline_s=10)
     log = (tmp_path / "prefect" / "newsflow-temporary-server.log")
     assert log.exists(), "the temporary server's output did not go to its log"
+
+
+def test_the_temporary_server_ends_when_newsflow_is_killed(held_feed: HeldFeed, tmp_path: Path) -> None:
+    """SIGKILL to `newsflow ingest` leaves it no time to stop the temporary Prefect server: the server's own
+    watching thread (shutdown._WATCH_PARENT) must end it."""
+    config = tmp_path / "newsflow.toml"
+    config.write_text(f'[warehouse]\npath = "{tmp_path / "wh.duckdb"}"\nstaging_dir = "{tmp_path / "staging"}"\n'
+                      f'snapshot_path = "{tmp_path / "snap.duckdb"}"\n[fetch]\nallow_private_networks = true\n'
+                      f'respect_robots = false\nread_timeout = 120\ntotal_timeout = 120\n'
+                      f'[pipeline]\nseeds_dir = "{tmp_path / "seeds"}"\n'
+                      f'[[feeds]]\nname = "held"\nurl = "{held_feed.base}/held.xml"\n')
+    proc = subprocess.Popen([*NEWSFLOW, "ingest", "--config", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=_env(PREFECT_HOME=str(tmp_path / "prefect")),
+                            cwd=tmp_path, start_new_session=True)
+    try:
+        _until(held_feed.requested.is_set, "the feed request", proc)  # the run is under way on the server
+        servers = [p for p in _group(proc.pid) if "uvicorn" in p]
+        assert len(servers) == 1, f"no temporary Prefect server to check: {_group(proc.pid)}"
+        proc.kill()
+        proc.wait()
+        killed = time.monotonic()
+        _until(lambda: not [p for p in _group(proc.pid) if "uvicorn" in p],
+               "the temporary server to end after newsflow's SIGKILL", deadline_s=20)
+        print(f"\n[figure] temporary server gone {time.monotonic() - killed:.1f} s after newsflow's SIGKILL")
+    finally:
+        for pid in _group(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid.split()[0]), signal.SIGKILL)
+        if proc.stderr:
+            proc.stderr.close()
 
 
 def test_pool_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:

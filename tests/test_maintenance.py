@@ -1,10 +1,12 @@
-"""The reprocess flow over a real demo warehouse: idempotent re-runs, a looser threshold, re-tagging, the run lock.
+"""The reprocess flow over a real demo warehouse: idempotent re-runs, a looser threshold, re-tagging, the run lock,
+its `runs` row.
 
 Covers: flows.ops.maintenance, flows.ops.reprocess
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,25 @@ def test_reprocess_with_unchanged_settings_changes_nothing(wh: Path) -> None:
     assert result["dedup"]["articles_seen"] == len(before["articles"]) and result["dedup"]["batches"] >= 3
     assert result["entities"]["articles_tagged"] == len(before["articles"])
     assert _state(wh) == before
+
+
+def test_reprocess_records_its_runs_row_like_every_flow(wh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSFLOW_DEDUP__SHINGLE_SIZE", "1")  # as below: the re-run finds copies to count
+    monkeypatch.setenv("NEWSFLOW_DEDUP__JACCARD_THRESHOLD", "0.15")
+    monkeypatch.setenv("NEWSFLOW_DEDUP__CONTAINMENT_THRESHOLD", "0.3")
+    runs_before = _q(wh, "select count(*) from runs")[0][0]
+    result = reprocess(steps=[Step.dedup, Step.entities], only_stale=False, batch_size=4, warehouse_path=str(wh))
+    rows = _q(wh, "select flow, status, started_at <= finished_at, parameters, duplicates_exact + duplicates_near, "
+                  f"entity_mentions, articles_new, message from runs where run_id = '{result['run_id']}'")
+    assert len(rows) == 1 and _q(wh, "select count(*) from runs")[0][0] == runs_before + 1
+    flow, status, ordered, parameters, copies, mentions, new, message = rows[0]
+    assert (flow, status, ordered, new) == ("reprocess", "completed", True, 0)
+    assert json.loads(parameters) == {"steps": ["dedup", "entities"], "only_stale": False, "batch_size": 4}
+    assert copies == result["dedup"]["duplicates_found"] > 0
+    assert mentions == result["entities"]["entity_mentions"] > 0
+    tagged = result["entities"]["articles_tagged"]
+    assert message == (f"dedup: articles_seen={result['dedup']['articles_seen']}, duplicates_found={copies}; "
+                       f"entities: articles_tagged={tagged}, entity_mentions={mentions}; search index: base")
 
 
 def test_looser_threshold_moves_copies_to_duplicates(wh: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -244,6 +244,40 @@ def test_the_loader_stores_new_seed_files_before_the_staged_batches(prefect_harn
                     "where url like '%/a/shared.html'") == [(len(outlets), seed_id, seed_id)]
 
 
+def test_fanout_summary_names_every_run_that_did_not_complete() -> None:
+    from flows.ops.fanout import exit_status, summarise
+
+    done = summarise({"2/12": "COMPLETED", "10/12": "COMPLETED", "1/12": "COMPLETED"}, "COMPLETED", "L")
+    assert (done["status"], done["incomplete"], list(done["shards"])) == ("completed", [], ["1/12", "2/12", "10/12"])
+    assert exit_status(done) == (0, None)
+    crashed = summarise({"10/12": "CRASHED", "2/12": "COMPLETED", "3/12": "FAILED"}, "COMPLETED", "L")
+    assert (crashed["status"], crashed["incomplete"]) == ("incomplete", ["3/12", "10/12"])
+    assert exit_status(crashed) == (1, "fanout incomplete: shard 3/12 did not complete (FAILED); what it staged is "
+                                       "loaded, the next fanout fetches its feeds again; shard 10/12 did not "
+                                       "complete (CRASHED); what it staged is loaded, the next fanout fetches its "
+                                       "feeds again")
+    loader = summarise({"1/1": "COMPLETED"}, "FAILED", "run-9")
+    assert loader["status"] == "incomplete"
+    assert exit_status(loader) == (1, "fanout incomplete: the loader run run-9 ended FAILED; what is staged stays "
+                                      "staged for the next load")
+
+
+def test_fanout_command_exits_1_naming_the_shard(capsys: pytest.CaptureFixture) -> None:
+    """The CLI's mapping of the fan-out's result (a real run needs a work pool: test_fanout_on_a_process_work_pool)."""
+    from flows.cli.run_commands import fanout_report
+    from flows.ops.fanout import summarise
+
+    assert fanout_report(summarise({"1/2": "CRASHED", "2/2": "COMPLETED"}, "COMPLETED", "L")) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["fanout of 2 shards: incomplete; loader COMPLETED", "  shard 1/2: CRASHED",
+                                "  shard 2/2: COMPLETED"]
+    assert err.splitlines() == ["newsflow: fanout incomplete: shard 1/2 did not complete (CRASHED); what it staged "
+                                "is loaded, the next fanout fetches its feeds again"]
+    assert fanout_report(summarise({"1/2": "COMPLETED", "2/2": "COMPLETED"}, "COMPLETED", "L")) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("fanout of 2 shards: completed; loader COMPLETED") and err == ""
+
+
 @pytest.mark.parametrize(("args", "api", "says"), [
     (["ingest", "--shard", "3/2"], None, "expected K/N with 1 <= K <= N"),
     (["ingest", "--shard", "two"], None, "expected K/N"),
@@ -413,8 +447,9 @@ def test_fanout_on_a_process_work_pool(prefect_server: Server, outlets: list[Loc
             os.kill(p, signal.SIGKILL)
         hold.release.set()
         out, _ = first.communicate(timeout=600)
-        assert first.returncode == 0, out
+        assert first.returncode == 1, out  # a shard did not complete: named, after the loader loaded its batches
         assert "shard 1/2: CRASHED" in out and "shard 2/2: COMPLETED" in out, out
+        assert "newsflow: fanout incomplete: shard 1/2 did not complete (CRASHED)" in out, out
         assert client.get(f"/flow_runs/{killed_run}").json()["state"]["type"] == "CRASHED"
         # What shard 1 staged before it died was loaded; its run is marked abandoned, nothing is left staged.
         assert rows(db, f"select status from runs where run_id = '{killed_run}'") == [("abandoned",)]

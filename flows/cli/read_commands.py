@@ -121,7 +121,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     try:
-        source = write(settings.warehouse, out, owned=owned.of_settings(settings))
+        source = write(settings.warehouse, out, owned=owned.of_settings(settings), searches=settings.searches)
     except OSError as exc:  # an unwritable --out: one line, like every other usage error
         print(f"newsflow: {out}: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
         return 2

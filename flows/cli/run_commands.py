@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flows.cli.common import CliError, print_summary, settings_for
 from flows.core.settings import load_settings
@@ -50,12 +52,22 @@ def cmd_fanout(args: argparse.Namespace) -> int:
     summary = fanout(shards=args.shards, max_articles_per_feed=args.max_articles,
                      config=str(settings.config_path), warehouse_path=str(settings.warehouse.path),
                      timeout_seconds=float(args.timeout))
-    print(f"fanout of {args.shards} shards: {summary['status']}; loader {summary['loader']}")
+    return fanout_report(summary)
+
+
+def fanout_report(summary: dict[str, Any]) -> int:
+    """Print a fan-out's outcome, each shard's state; a shard or loader run that did not complete is one line on
+    stderr naming it, and exit 1 (what it staged is loaded all the same)."""
+    from flows.ops.fanout import exit_status
+
+    print(f"fanout of {len(summary['shards'])} shards: {summary['status']}; loader {summary['loader']}")
     for shard, state in summary["shards"].items():
         print(f"  shard {shard}: {state}")
-    if summary["incomplete"]:
-        print("  what the incomplete shards staged is loaded; the next fanout fetches their feeds again")
-    return 0
+    code, line = exit_status(summary)
+    if line:
+        sys.stdout.flush()  # the states first, then the error line, also when both go to one pipe
+        print(f"newsflow: {line}", file=sys.stderr)
+    return code
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@ Every shard run is `ingest` with `shard="K/N", stage_only=True`, started with `r
 `ingest/shard` deployment (prefect.yaml), so any worker of the pool may take it; the batches go to the shared
 `[warehouse] staging_dir`. When every shard run has ended, however it ended, the `load/newsflow` deployment
 (concurrency 1: the one committer) loads every staged batch oldest first and runs the warehouse checks. A shard
-whose run crashed loses nothing: what it staged is loaded, and its feeds are fetched again by the next fan-out.
+whose run crashed loses nothing: what it staged is loaded, and its feeds are fetched again by the next fan-out;
+the fan-out then ends `incomplete`, and `newsflow fanout` exits 1 naming the shard (`exit_status`).
 """
 
 from __future__ import annotations
@@ -100,13 +101,33 @@ def fanout(
     log.info("%d shard runs started on the work pool", shards)
     states = wait_all(list(started.values()), timeout=timeout_seconds, poll=poll_seconds)
     outcome = {f"{k}/{shards}": states[i].type.value if states[i] else "UNKNOWN" for k, i in started.items()}
-    incomplete = sorted(s for s, t in outcome.items() if t != "COMPLETED")
+    incomplete = [s for s, t in outcome.items() if t != "COMPLETED"]
     if incomplete:  # what they staged is loaded below; their feeds are fetched again by the next fan-out
         log.error("shard runs that did not complete: %s", ", ".join(f"{s} ({outcome[s]})" for s in incomplete))
     loader = run_deployment(LOADER_DEPLOYMENT, parameters=target, timeout=timeout_seconds,
                             poll_interval=poll_seconds, flow_run_name=f"load-after-{shards}-shards")
     loaded = loader.state.type.value if loader.state else "UNKNOWN"
     log.info("loader run %s: %s", loader.id, loaded)
-    status = "completed" if not incomplete and loaded == "COMPLETED" else "incomplete"
-    return {"status": status, "shards": outcome, "incomplete": incomplete, "loader": loaded,
-            "loader_run_id": str(loader.id)}
+    return summarise(outcome, loaded, str(loader.id))
+
+
+def summarise(shards: dict[str, str], loader: str, loader_run_id: str) -> dict[str, Any]:
+    """The fan-out's result from the final state type of each shard run (`{"K/N": "COMPLETED" | "CRASHED" |
+    ...}`) and of the loader's run: `completed` only when all of them completed, else `incomplete`."""
+    order = sorted(shards, key=lambda s: int(s.split("/")[0]))
+    incomplete = [s for s in order if shards[s] != "COMPLETED"]
+    status = "completed" if not incomplete and loader == "COMPLETED" else "incomplete"
+    return {"status": status, "shards": {s: shards[s] for s in order}, "incomplete": incomplete,
+            "loader": loader, "loader_run_id": loader_run_id}
+
+
+def exit_status(summary: dict[str, Any]) -> tuple[int, str | None]:
+    """`newsflow fanout`'s exit status and error line: 0 when every shard run and the loader completed; else 1
+    (not a user error: a run on the pool failed), with one line naming the shards that did not complete and their
+    states, and the loader when it did not complete."""
+    problems = [f"shard {s} did not complete ({summary['shards'][s]}); what it staged is loaded, the next fanout "
+                "fetches its feeds again" for s in summary["incomplete"]]
+    if summary["loader"] != "COMPLETED":
+        problems.append(f"the loader run {summary['loader_run_id']} ended {summary['loader']}; what is staged "
+                        "stays staged for the next load")
+    return (1, "fanout incomplete: " + "; ".join(problems)) if problems else (0, None)

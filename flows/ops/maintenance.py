@@ -1,8 +1,10 @@
-"""Maintenance flows: re-run dedup and entity tagging over stored articles, with progress in the Prefect UI."""
+"""Maintenance flows: re-run dedup and entity tagging over stored articles, with progress in the Prefect UI. Each
+run records its `runs` row like every other flow (flow `reprocess`: `running`, then `completed` or `failed`)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -13,10 +15,13 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from flows.core.settings import load_settings
+from flows.core.stats import RunStats
 from flows.ops import reprocess as redo
 from flows.run import progress
+from flows.run.finish import recorded_failure
+from flows.run.tasks import RunContext
 from flows.run.workers import make_pool
-from flows.warehouse import search_index
+from flows.warehouse import database, search_index, store
 from flows.warehouse.runlock import run_lock
 
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -79,20 +84,54 @@ def reprocess(
     log = get_run_logger()
     settings = load_settings(config, warehouse=warehouse_path)
     run_id = str(flow_run.get_id() or uuid.uuid4())
+    parameters = {"steps": [str(s) for s in steps], "only_stale": only_stale, "batch_size": batch_size}
+    ctx = RunContext(settings, run_id, datetime.now(UTC), RunStats(), parameters, "reprocess")
     result: dict[str, Any] = {"run_id": run_id}
     with run_lock(settings.warehouse.path) as mine:
         if not mine:
             # Unlike a scheduled ingest, a maintenance run is asked for by a person: say so loudly.
             raise RuntimeError(f"an ingest or maintenance run holds {settings.warehouse.path}; try again later")
-        if Step.dedup in steps:
-            result["dedup"] = redo.counts(redo_dedup(settings, run_id, batch_size))
-        if Step.entities in steps:
-            result["entities"] = redo.counts(retag(settings, batch_size, only_stale))
-        # The texts and copies the index holds may have changed: rebuild it (docs/search.md).
-        rebuilt = search_index.refresh(settings, rebuild=True, wait=settings.warehouse.lock_wait_seconds)
-        result["search_index"] = rebuilt.mode if rebuilt.mode != "skipped" else f"skipped: {rebuilt.reason}"
+        with recorded_failure(ctx):  # a failure leaves a `failed` row with its one-line reason
+            _record(ctx, "running")
+            if Step.dedup in steps:
+                result["dedup"] = redo.counts(redo_dedup(settings, run_id, batch_size))
+                _count_copies(ctx)
+            if Step.entities in steps:
+                result["entities"] = redo.counts(retag(settings, batch_size, only_stale))
+                ctx.stats.entity_mentions = result["entities"]["entity_mentions"]
+            # The texts and copies the index holds may have changed: rebuild it (docs/search.md).
+            rebuilt = search_index.refresh(settings, rebuild=True, wait=settings.warehouse.lock_wait_seconds)
+            result["search_index"] = rebuilt.mode if rebuilt.mode != "skipped" else f"skipped: {rebuilt.reason}"
+            _record(ctx, "completed", _message(result))
     rows = [{"step": step, "metric": k.replace("_", " "), "value": v}
             for step in ("dedup", "entities") for k, v in result.get(step, {}).items()]
     create_table_artifact(key="reprocess-summary", table=rows, description=f"newsflow reprocess run {run_id}")
     log.info("reprocess done: %s", result)
     return result
+
+
+def _record(ctx: RunContext, status: str, message: str | None = None) -> None:
+    """Write the run's `runs` row as the other flows do, through a staged batch (store.record_run: loaded at once,
+    or staged for the next run when the warehouse stays held)."""
+    batch = ctx.batch()
+    batch.add("runs", ctx.run_row(status, message))
+    store.record_run(ctx.settings, batch)
+
+
+_SHOWN = {"dedup": ("articles_seen", "duplicates_found"), "entities": ("articles_tagged", "entity_mentions")}
+
+
+def _message(result: dict[str, Any]) -> str:
+    """The run's counts the `runs` columns have no place for, e.g. `dedup: articles_seen=14, duplicates_found=3;
+    search index: base`."""
+    parts = [f"{step}: " + ", ".join(f"{k}={result[step][k]}" for k in keys)
+             for step, keys in _SHOWN.items() if step in result]
+    return "; ".join([*parts, f"search index: {result['search_index']}"])
+
+
+def _count_copies(ctx: RunContext) -> None:
+    """The copies this run moved to `duplicates`, by method, as an ingest counts its own."""
+    with database.connect(ctx.settings.warehouse, read_only=True) as conn:
+        found = dict(conn.execute("select method, count(*) from duplicates where run_id = ? group by method",
+                                  [ctx.run_id]).fetchall())
+    ctx.stats.duplicates_exact, ctx.stats.duplicates_near = found.get("exact", 0), found.get("near", 0)

@@ -1,5 +1,6 @@
-"""`newsflow status`: the last runs, failing feeds, the checks' latest outcome and what waits in the staging
-folder. It only reads: the warehouse read-only, the run locks without taking or creating them."""
+"""`newsflow status`: the last runs, failing feeds, the checks' latest outcome, the saved searches' recent matches
+and what waits in the staging folder. It only reads: the warehouse read-only, the run locks without taking or
+creating them, the search index beside the warehouse."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from flows.core.settings import Settings
-from flows.warehouse import database, staging
+from flows.warehouse import database, savedmatches, staging
 from flows.warehouse.runlock import held, run_lock_name, shards_alive
 
 
@@ -54,6 +55,7 @@ def _quality_line(conn: duckdb.DuckDBPyConnection) -> None:
 def show(settings: Settings) -> None:
     """Print the status of the warehouse and its staging folder."""
     wh = settings.warehouse
+    window = None
     with database.connect(wh, read_only=True, wait=wh.waits.read) as conn:
         conn.register("dead_runs", pa.table({"run_id": pa.array(dead_runs(conn, wh.path), pa.string())}))
         print("Last runs:")
@@ -71,6 +73,10 @@ def show(settings: Settings) -> None:
                 conn.sql(database.query("status_quarantine")).show(max_width=200)
             else:
                 print("\n".join(f"  {p.name}" for p in quarantined))
+        if settings.searches:
+            window = savedmatches.window(conn)
+    if window is not None:  # searched with the warehouse closed: the search reads only the index beside it
+        print("\n".join(savedmatches.lines(savedmatches.recent(wh, settings.searches, window))))
     staged = staging.pending(wh.staging_dir)
     print(f"Staged batches waiting to load: {len(staged)}")
     for path in staged:

@@ -160,7 +160,8 @@ def write_html_report(settings: Settings, log: Any) -> Path | None:
     if out is None:
         return None
     try:
-        reportpage.write(settings.warehouse, out, owned=owned.of_settings(settings))  # checked again: files change
+        # `out` is checked again: files change
+        reportpage.write(settings.warehouse, out, owned=owned.of_settings(settings), searches=settings.searches)
     except (database.WarehouseError, owned.OutputRefused, OSError, duckdb.Error) as exc:
         log.warning("HTML report not written to %s: %s", out, exc)
         return None

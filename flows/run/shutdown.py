@@ -8,7 +8,15 @@ started outlives it.
   If unwinding itself takes longer than GRACE_SECONDS, a watchdog thread does the same.
 - The temporary Prefect server (Prefect's ephemeral mode, used when PREFECT_API_URL is unset) is started here
   with its stdout and stderr on a log file, not the caller's: a wrapper reading our output to its end is never
-  held open by it. Pool workers watch their parent (flows/run/workers.py exit_with_parent).
+  held open by it. It also ends on its own when this process is gone, even by SIGKILL (which leaves no time to
+  stop it): a thread in the server's process watches its parent pid (`_WATCH_PARENT`), as pool workers do
+  (flows/run/workers.py exit_with_parent).
+
+Why a watching thread and not PR_SET_PDEATHSIG: that signal fires when the *thread* that forked the child ends,
+not the process, and it has to be set by `preexec_fn`, which runs between fork and exec in a process that already
+has threads (Prefect's, ours): the subprocess docs warn it can deadlock there. A wrapper process between newsflow
+and the server would have to forward signals and the server's exit status (Prefect retries another port on exit
+code 3); the thread runs in the server's own process, so Prefect's terminate, kill and retry work unchanged.
 """
 
 from __future__ import annotations
@@ -16,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +37,22 @@ GRACE_SECONDS = 10.0  # from the signal to the exit, at most, however stuck the 
 EXIT_SIGINT = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C killed
 EXIT_SIGTERM = 143  # 128 + SIGTERM
 SERVER_LOG = "newsflow-temporary-server.log"  # in PREFECT_HOME
+# Run by the temporary server's interpreter (`python -c`, so it needs no `flows` on its path) before uvicorn's main:
+# argv[1] is newsflow's pid. Once the server's parent is another process (newsflow gone, the server adopted), it
+# asks uvicorn to shut down (SIGTERM, handled by uvicorn) and exits anyway after 5 s. Polling, because the stdlib
+# has no parent-death notice; the pid is passed rather than read, so a parent gone before the check is seen.
+_WATCH_PARENT = """# uvicorn: Prefect's temporary server for newsflow, ending with its parent
+import os, runpy, signal, sys, threading, time
+parent = int(sys.argv.pop(1))
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.25)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+    os._exit(1)
+threading.Thread(target=watch, name="newsflow-parent-watch", daemon=True).start()
+runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
+"""
 
 _finishing = threading.Lock()
 
@@ -112,13 +138,36 @@ def start_temporary_server() -> None:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
-    server = SubprocessASGIServer()
-    if server.running:
+    existing = SubprocessASGIServer._instances.get(None)
+    if existing is not None and existing.running:
         return
+    SubprocessASGIServer._instances.pop(None, None)  # not started: ours replaces it (Prefect's client finds ours)
+    server = _watched_server()()
     home = Path(settings.home)
     home.mkdir(parents=True, exist_ok=True)
     with _stdio_to(home / SERVER_LOG):
         server.start()
+
+
+@cache
+def _watched_server() -> type:
+    """Prefect's temporary server class, its process started with `_WATCH_PARENT` before uvicorn (the arguments
+    and environment are Prefect's own, SubprocessASGIServer._run_uvicorn_command of Prefect 3)."""
+    import prefect
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    class WatchedServer(SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+                   "PREFECT__SERVER_FINAL": "1", **get_current_settings().to_environment_variables(exclude_unset=True)}
+            return subprocess.Popen(
+                [sys.executable, "-c", _WATCH_PARENT, str(os.getpid()),
+                 "--app-dir", str(prefect.__module_path__.parent), "--factory", "prefect.server.api.server:create_app",
+                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
+                env=env)
+
+    return WatchedServer
 
 
 def stop_temporary_server() -> None:

@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 import duckdb
 
 from flows.core.owned import REPORT_TITLE, Owned, check_output, of_warehouse, writing
+from flows.core.sections import SavedSearch
 from flows.core.settings import WarehouseSettings
-from flows.warehouse import database
+from flows.warehouse import database, savedmatches
 
 DAYS = 30  # the articles-per-feed chart covers this many days, ending on the latest day with an article
 TOP = 15
@@ -299,6 +300,21 @@ def _runs(conn: duckdb.DuckDBPyConnection) -> str:
     return _section("Last runs", body, "Newest first; checks are the warehouse invariants run after each ingest.")
 
 
+def _saved(found: savedmatches.Matches) -> str:
+    """Each saved search's recent matches as links; the index's state in one line when it is missing or behind."""
+    hours = savedmatches.WINDOW_HOURS
+    body = "".join(
+        f"<h3>{_e(r.search.name)}</h3><p class=\"note\">{_e(r.search.query)}: "
+        f"{savedmatches.count(r.day, r.capped)} in the last {hours} h, "
+        f"{savedmatches.count(r.last_run, r.capped)} in the last run</p>"
+        + (table(("article", "outlet", "date", "copies"),
+                 [(link(h.url, _short(h.title or h.url)), h.feed or "seed", h.date, h.copies) for h in r.hits],
+                 numeric=(3,)) if r.hits else "") for r in found.searches)
+    note = f'<p class="note">{_e(found.note)}</p>' if found.note else ""
+    return _section("Saved searches", note + body, f"Matches among the articles loaded in the last {hours} h and "
+                                                   "by the last run, best first ([[searches]] in the config).")
+
+
 def _sample(value: Any) -> str:
     if isinstance(value, str):
         try:
@@ -324,8 +340,10 @@ def _guarded(build: Any, conn: duckdb.DuckDBPyConnection, title: str) -> str:
                                f'{_e(_short(str(exc).splitlines()[0], 200))}</p>')
 
 
-def render(conn: duckdb.DuckDBPyConnection, *, source: str = "", generated_at: datetime | None = None) -> str:
-    """The report page for the warehouse behind `conn` (read only), as one HTML string."""
+def render(conn: duckdb.DuckDBPyConnection, *, source: str = "", generated_at: datetime | None = None,
+           saved: savedmatches.Matches | None = None) -> str:
+    """The report page for the warehouse behind `conn` (read only), as one HTML string; `saved`: the saved
+    searches' recent matches, a section when given."""
     generated_at = generated_at or datetime.now(UTC)
     meta = f"Generated {generated_at:%Y-%m-%d %H:%M} UTC" + (f" from {source}" if source else "")
     version = database.schema_version(conn)
@@ -346,7 +364,8 @@ def render(conn: duckdb.DuckDBPyConnection, *, source: str = "", generated_at: d
         latest = len(database.migrations())
         old = (f'<p class="note">Schema version {version} of {latest}: the next ingest migrates it; sections '
                "that need newer tables say so.</p>") if version < latest else ""
-        sections = [_guarded(_feed_days, conn, "Articles per feed per day"),
+        sections = [_saved(saved) if saved is not None else "",
+                    _guarded(_feed_days, conn, "Articles per feed per day"),
                     '<div class="cols">' + _guarded(_entities, conn, "Top entities")
                     + _guarded(_surges, conn, "The week's surges") + "</div>",
                     _guarded(_syndication, conn, "Most syndicated stories"),
@@ -363,15 +382,18 @@ def render(conn: duckdb.DuckDBPyConnection, *, source: str = "", generated_at: d
             f"<script>{_SCRIPT}</script></body></html>\n")
 
 
-def write(settings: WarehouseSettings, out: Path, *, snapshot: bool = False, owned: Owned | None = None) -> Path:
+def write(settings: WarehouseSettings, out: Path, *, snapshot: bool = False, owned: Owned | None = None,
+          searches: Sequence[SavedSearch] = ()) -> Path:
     """Render the warehouse (read-only, briefly; the snapshot while a run holds the live file) to `out`,
-    replacing it atomically so a browser never sees half a page. Returns the file that was read.
+    replacing it atomically so a browser never sees half a page. Returns the file that was read. `searches`: the
+    saved searches whose recent matches get a section (from the search index, never failing the page).
 
     `out` is checked first (flows/core/owned.py): never a file the warehouse owns (`owned`, by default
     what `settings` name), a folder or device, or an existing file that is not a newsflow report page."""
     target = check_output(out, owned or of_warehouse(settings), "report")
     with database.reader(settings, snapshot=snapshot) as (path, conn):
-        page = render(conn, source=str(path))
+        saved = savedmatches.recent(settings, searches, savedmatches.window(conn)) if searches else None
+        page = render(conn, source=str(path), saved=saved)
     with writing() as files:
         files.temp_for(target).write_text(page, encoding="utf-8")
     return path

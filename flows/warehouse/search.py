@@ -271,6 +271,23 @@ def search(settings: WarehouseSettings, query: Query, filters: Filters) -> list[
                 snippet(texts.get((r[8], r[0]), ""), stems)) for r in rows]
 
 
+def indexed(settings: WarehouseSettings, ids: list[int]) -> set[int]:
+    """Which of `ids` the index holds now: the base's articles the delta does not hide, and the delta's. Raises
+    SearchIndexMissing without an index, duckdb.Error for an unreadable one."""
+    with duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                            "autoload_known_extensions": False}) as conn:
+        load_fts(conn)
+        segments = attach(conn, settings)
+        conn.register("search_asked", pa.table({"article_id": pa.array(ids, pa.int64())}))
+        held = f"select article_id from {BASE}.articles"
+        if DELTA in segments:
+            held = (f"({held} where not ({_live(segments)} and article_id in (select article_id from {DELTA}.gone)))"
+                    f" union all select article_id from {DELTA}.articles where {_live(segments)}")
+        rows = conn.execute(f"select distinct article_id from ({held}) "
+                            "where article_id in (select article_id from search_asked)").fetchall()
+    return {r[0] for r in rows}
+
+
 def _texts(conn: duckdb.DuckDBPyConnection, segments: list[str], rows: list[tuple[Any, ...]]
            ) -> dict[tuple[str, int], str]:
     out: dict[tuple[str, int], str] = {}

@@ -40,6 +40,11 @@ class WarehousePaths(Protocol):
     catalog: str
 
     @property
+    def search_path(self) -> Path: ...
+    @property
+    def search_delta_path(self) -> Path: ...
+
+    @property
     def raw_dir(self) -> Path: ...
     @property
     def is_lake(self) -> bool: ...
@@ -106,7 +111,10 @@ def _real(path: Path) -> Path:
 def of_warehouse(wh: WarehousePaths, *, seeds_dir: Path | None = None, report_page: Path | None = None) -> Owned:
     """What a warehouse's settings say it owns (paths resolved, so a link or `..` cannot hide one)."""
     families = [(_real(wh.path), f"the warehouse {wh.path.name}"),
-                (_real(wh.snapshot_path), f"the warehouse snapshot {wh.snapshot_path.name}")]
+                (_real(wh.snapshot_path), f"the warehouse snapshot {wh.snapshot_path.name}"),
+                # The search index, its delta, and their lock and build files (<index>.*).
+                (_real(wh.search_path), "the warehouse's search index"),
+                (_real(wh.search_delta_path), "the warehouse's search index")]
     trees = [(_real(wh.raw_dir), "the warehouse's raw archive folder"),
              (_real(wh.staging_dir), "the warehouse's staging folder"),
              (_real(wh.path.parent / f"{wh.path.stem}.staging"), "the warehouse's staging folder")]

@@ -118,6 +118,12 @@ class WarehouseSettings(Section):
         return anchor.parent / f"{anchor.stem}.search.duckdb"
 
     @property
+    def search_delta_path(self) -> Path:
+        """The search index's delta segment, beside its base (flows/warehouse/search_index.py)."""
+        base = self.search_path
+        return base.with_name(base.name.removesuffix(".search.duckdb") + ".search-delta.duckdb")
+
+    @property
     def is_lake(self) -> bool:
         return self.backend == "ducklake"
 

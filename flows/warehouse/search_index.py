@@ -71,8 +71,7 @@ class Refresh:
 
 
 def delta_path(settings: WarehouseSettings) -> Path:
-    base = settings.search_path
-    return base.with_name(base.name.removesuffix(".search.duckdb") + ".search-delta.duckdb")
+    return settings.search_delta_path
 
 
 def index_name(language: str | None) -> str:

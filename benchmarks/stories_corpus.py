@@ -26,7 +26,7 @@ COMMIT = "364aafa31d3e5c579648c417b62657d7b2f6131d"
 DEFAULT_MIRROR = "/work/.mirror/saswatpatra+gnews/repo"
 
 
-class CorpusMissing(RuntimeError):
+class CorpusMissingError(RuntimeError):
     """The snapshot the labels refer to is not on this machine (or differs from the one labelled)."""
 
 
@@ -47,11 +47,11 @@ def mirror() -> Path:
 def _git(*args: str) -> str:
     where = mirror()
     if not where.exists():
-        raise CorpusMissing(f"story corpus not found at {where}: clone it with `git clone --bare "
+        raise CorpusMissingError(f"story corpus not found at {where}: clone it with `git clone --bare "
                             f"https://github.com/{REPO} {where}` (or set NEWSFLOW_STORIES_REPO)")
     done = subprocess.run(["git", "--git-dir", str(where), *args], capture_output=True, text=True)
     if done.returncode != 0:
-        raise CorpusMissing(f"story corpus at {where} lacks commit {COMMIT[:12]} ({done.stderr.strip()[:120]})")
+        raise CorpusMissingError(f"story corpus at {where} lacks commit {COMMIT[:12]} ({done.stderr.strip()[:120]})")
     return done.stdout
 
 
@@ -108,6 +108,6 @@ def load_items() -> list[Headline]:
             continue
         out.append(item)
     if drift:
-        raise CorpusMissing(f"{len(drift)} story items differ from items.csv (first: {drift[0]}); "
+        raise CorpusMissingError(f"{len(drift)} story items differ from items.csv (first: {drift[0]}); "
                             f"the snapshot is not commit {COMMIT[:12]} of {REPO}")
     return out

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from benchmarks.machine import table
+from benchmarks.machine import header, table
 from benchmarks.stories_corpus import COMMIT, DATA, REPO, CorpusMissingError, Headline, load_items
 
 RESULTS = Path(__file__).parent / "results"
@@ -264,7 +264,7 @@ def section() -> str:
     except CorpusMissingError as exc:
         text = f"## Stories on real headlines\n\nNot run: {exc}\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "stories_eval.md").write_text(text)
+    (RESULTS / "stories_eval.md").write_text(f"{header('stories evaluation')}\n{text}")
     return text
 
 

@@ -1,7 +1,9 @@
-"""`make eval`: extraction by publisher, dedup precision/recall, publication dates. Tables go to benchmarks/results/.
+"""`make eval`: extraction by publisher, dedup precision/recall, publication dates, stories on real headlines.
+Tables go to benchmarks/results/.
 
-`python -m benchmarks.evaluate extraction` (or dedup, dates) runs one section. The extraction section is also
-written to a dated file, benchmarks/results/<date>-extraction-by-publisher.md.
+`python -m benchmarks.evaluate extraction` (or dedup, dates, stories) runs one section. The extraction section is
+also written to a dated file, benchmarks/results/<date>-extraction-by-publisher.md; the stories section to
+benchmarks/results/stories_eval.md.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import eval_dates, eval_dedup, eval_grouped
+from benchmarks import eval_dates, eval_dedup, eval_grouped, eval_stories
 from benchmarks.machine import header
 
 RESULTS = Path(__file__).parent / "results"
-SECTIONS = {"extraction": eval_grouped.section, "dedup": eval_dedup.section, "dates": eval_dates.section}
+SECTIONS = {"extraction": eval_grouped.section, "dedup": eval_dedup.section, "dates": eval_dates.section,
+            "stories": eval_stories.section}
 
 
 def main(names: list[str]) -> None:

@@ -21,12 +21,13 @@ from prefect.utilities.annotations import quote
 
 from flows.run import collect, stream
 from flows.run.collect import FeedsOutcome
-from flows.run.finish import RunEnd, finish_run, last_change, snapshot_current
+from flows.run.finish import RunEnd, finish_run
 from flows.run.loader import store_seed_files
 from flows.run.tasks import RunContext, load_backlog_task, stage_batch_task, store_batch_task
 from flows.run.workers import RunPool
 from flows.warehouse import runstate, staging, store
 from flows.warehouse.runlock import shards_alive
+from flows.warehouse.snapshot import last_change
 
 
 class RunMode(Protocol):
@@ -146,10 +147,9 @@ class NormalRun(_StoresBatches):
             message = (f"the warehouse was locked: {stats.batches_staged} batches are staged in "
                        f"{settings.warehouse.staging_dir} and the next run loads them; nothing is lost")
         # Nothing new came in (no entry, seed or earlier staged batch): only this run's own bookkeeping rows
-        # change, and a snapshot published since the warehouse's last change holds every article already.
+        # change, which never make a snapshot due on their own (flows/warehouse/snapshot.py `due`).
         quiet = self._quiet_head is not None and not (self._fresh or late)
-        return finish_run(ctx, self.tail(ctx), status, message,
-                          snapshot_current=quiet and snapshot_current(settings.warehouse, self._changed_at))
+        return finish_run(ctx, self.tail(ctx), status, message, quiet=quiet, changed_at=self._changed_at)
 
 
 class StageOnlyRun(_StoresBatches):

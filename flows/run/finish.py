@@ -51,11 +51,11 @@ class RunEnd:
 
 
 def finish_run(ctx: RunContext, tail: staging.Batch, status: str, message: str | None = None, *,
-               quiet: bool = False, changed_at: float | None = None) -> RunEnd:
+               quiet: bool = False) -> RunEnd:
     """Store the run's row with `tail`, its last batch; then, unless a batch stays staged (`status` "staged", or
     the warehouse locked at the end), run the warehouse checks and publish the snapshot when it is due
-    (snapshot.due: missing, or older than `snapshot_every_hours`; `quiet`: the run brought nothing new,
-    `changed_at`: the warehouse's last write before it); then rewrite the HTML report page."""
+    (snapshot.due: missing, or older than `snapshot_every_hours`; `quiet`: the run brought nothing new); then
+    rewrite the HTML report page."""
     log, settings = get_run_logger(), ctx.settings
     tail.add("runs", ctx.run_row(status, message))
     store_batch_task(quote(ctx), quote(tail), last=True)
@@ -67,7 +67,7 @@ def finish_run(ctx: RunContext, tail: staging.Batch, status: str, message: str |
         log.warning("warehouse checks skipped: the warehouse was locked at the end of the run")
     else:
         checked, reads = warehouse_checks_task(quote(ctx))
-        if snapshot.due(settings.warehouse, quiet=quiet, changed_at=changed_at):
+        if snapshot.due(settings.warehouse, quiet=quiet):
             unpublished = publish_or_log(settings, log)
         elif settings.warehouse.snapshot and not settings.warehouse.is_lake:
             log.info("snapshot not republished: %s", snapshot.age_line(settings.warehouse))

@@ -27,7 +27,6 @@ from flows.run.tasks import RunContext, load_backlog_task, stage_batch_task, sto
 from flows.run.workers import RunPool
 from flows.warehouse import runstate, staging, store
 from flows.warehouse.runlock import shards_alive
-from flows.warehouse.snapshot import last_change
 
 
 class RunMode(Protocol):
@@ -109,12 +108,10 @@ class NormalRun(_StoresBatches):
 
     def __init__(self) -> None:
         super().__init__(store_batch_task)
-        self._changed_at: float | None = None
         self._fresh = False  # earlier staged batches or seed files came in
 
     def open(self, ctx: RunContext) -> runstate.RunStart:
         log, settings = get_run_logger(), ctx.settings
-        self._changed_at = last_change(settings.warehouse.path)  # before this run writes anything
         staged_dir = settings.warehouse.staging_dir
         # A task only when earlier runs left something staged: on a quiet run every task costs Prefect API calls.
         # Loaded before the feed states are read, as they may hold a newer state of some feed.
@@ -149,7 +146,7 @@ class NormalRun(_StoresBatches):
         # Nothing new came in (no entry, seed or earlier staged batch): only this run's own bookkeeping rows
         # change, which never make a snapshot due on their own (flows/warehouse/snapshot.py `due`).
         quiet = self._quiet_head is not None and not (self._fresh or late)
-        return finish_run(ctx, self.tail(ctx), status, message, quiet=quiet, changed_at=self._changed_at)
+        return finish_run(ctx, self.tail(ctx), status, message, quiet=quiet)
 
 
 class StageOnlyRun(_StoresBatches):

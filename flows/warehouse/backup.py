@@ -34,6 +34,7 @@ import os
 import secrets
 import shutil
 import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,7 +120,6 @@ def backup(settings: Settings, out: Path, *, wait: float | None = None) -> Manif
         (work / MANIFEST).write_text(json.dumps(asdict(manifest), indent=1) + "\n")
         for p in (*work.rglob("*"), work):
             fsync(p)
-        pause_point("backup")
         os.replace(work, target)  # an empty folder there is replaced; a folder made meanwhile is an error
         fsync(target.parent)
     except BaseException:
@@ -139,6 +139,7 @@ def _copy_file(wh: WarehouseSettings, work: Path, wait: float) -> Manifest:
         if version == 0:
             raise BackupError(f"{wh.path}: an empty database, not a newsflow warehouse yet: nothing to back up")
         articles = conn.execute("select count(*) from articles").fetchone()[0]
+        pause_point("backup-copy")  # tests: a load meeting the backup here waits, then stages its batch
         shutil.copyfile(wh.path, copy)
         wal = wh.path.with_name(wh.path.name + ".wal")
         with contextlib.suppress(FileNotFoundError):
@@ -171,14 +172,16 @@ def _copy_lake(wh: WarehouseSettings, work: Path, wait: float) -> Manifest:
                 shutil.copyfile(local.with_name(local.name + ".wal"), copy.with_name(copy.name + ".wal"))
         with contextlib.closing(duckdb.connect(str(copy))) as conn:
             conn.execute("checkpoint")
+    facts = _lake_facts(wh, copy)
     _copy_tree(Path(wh.lake_data_path), work / "data", lambda p: True)
-    return Manifest("ducklake", kind, *_lake_facts(wh, copy, work / "data"))
+    return Manifest("ducklake", kind, *facts)
 
 
-def _lake_facts(wh: WarehouseSettings, catalog: Path, data: Path) -> tuple[int, int]:
-    """Schema version and article count of the lake whose catalog copy is `catalog`, its files under `data`."""
+def _lake_facts(wh: WarehouseSettings, catalog: Path) -> tuple[int, int]:
+    """Schema version and article count of the lake as its catalog copy `catalog` has it (the data folder is the
+    one the catalog names: a catalog stores its data path, restore rewrites it)."""
     prefix = "sqlite:" if wh.catalog.startswith("sqlite:") else ""
-    there = wh.model_copy(update={"catalog": prefix + str(catalog), "data_path": str(data)})
+    there = wh.model_copy(update={"catalog": prefix + str(catalog), "data_path": wh.lake_data_path})
     with database.connect(there, read_only=True, wait=0) as conn:
         return database.schema_version(conn), conn.execute("select count(*) from articles").fetchone()[0]
 
@@ -256,10 +259,13 @@ def restore(settings: Settings, src: Path, *, force: bool = False) -> Manifest:
     wh = settings.warehouse
     manifest = read_manifest(src)
     _check_kind(wh, manifest)
+    busy = f"a run holds {wh.path} (its run lock); restore when it ends"
+    if runlock.held(wh.path):
+        raise BackupError(busy)
+    _check_target(wh, force)  # refused before the run lock's file is made: a refusal writes nothing
     with runlock.run_lock(wh.path) as free:
         if not free:
-            raise BackupError(f"a run holds {wh.path} (its run lock); restore when it ends")
-        _check_target(wh, force)
+            raise BackupError(busy)
         items = {i.path: i for i in manifest.files}
         _place_side_files(wh, src, items)
         if manifest.kind == "duckdb":
@@ -268,7 +274,8 @@ def restore(settings: Settings, src: Path, *, force: bool = False) -> Manifest:
         else:
             local = lake.catalog_file(wh)
             assert local is not None
-            _put(src / _warehouse_name(manifest), local, remove_wal=True)
+            _put(src / _warehouse_name(manifest), local, remove_wal=True,
+                 prepare=lambda tmp: _set_data_path(tmp, manifest.catalog_kind, wh.lake_data_path))
         for index in (wh.search_path, wh.search_delta_path):  # of the warehouse before: rebuilt on demand
             for p in (index, index.with_name(index.name + ".wal")):
                 p.unlink(missing_ok=True)
@@ -337,12 +344,14 @@ def _place_side_files(wh: WarehouseSettings, src: Path, items: dict[str, Item]) 
         _put(src / rel, dest)
 
 
-def _put(src: Path, dest: Path, *, remove_wal: bool = False) -> None:
-    """Copy `src` to `dest` by a temp file beside it, fsynced, then renamed over it."""
+def _put(src: Path, dest: Path, *, remove_wal: bool = False, prepare: Callable[[Path], None] | None = None) -> None:
+    """Copy `src` to `dest` by a temp file beside it (`prepare` changes the copy), fsynced, then renamed over it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f"{dest.name}.restore-{secrets.token_hex(4)}.tmp")
     try:
         shutil.copyfile(src, tmp)
+        if prepare is not None:
+            prepare(tmp)
         fsync(tmp)
         if remove_wal:  # a WAL of the file before must never be replayed onto the restored one
             for end in (".wal", "-wal", "-shm", "-journal"):
@@ -352,6 +361,19 @@ def _put(src: Path, dest: Path, *, remove_wal: bool = False) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync(dest.parent)
+
+
+def _set_data_path(catalog: Path, kind: str | None, data_path: str) -> None:
+    """Point a restored lake catalog at the config's data folder: DuckLake stores the folder it was made with, and
+    its files' paths relative to it, so the lake works wherever its files are put."""
+    sql = "update ducklake_metadata set value = ? where key = 'data_path' and scope is null"
+    if kind == "sqlite":
+        with contextlib.closing(sqlite3.connect(catalog)) as db, db:
+            db.execute(sql, [data_path])
+        return
+    with contextlib.closing(duckdb.connect(str(catalog))) as conn:
+        conn.execute(sql, [data_path])
+        conn.execute("checkpoint")
 
 
 def _verify(wh: WarehouseSettings, m: Manifest) -> None:

@@ -81,13 +81,13 @@ def ago(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
-def due(settings: WarehouseSettings, *, quiet: bool, changed_at: float | None, now: float | None = None) -> bool:
+def due(settings: WarehouseSettings, *, quiet: bool, now: float | None = None) -> bool:
     """Whether a run that ends now, having loaded everything, publishes the snapshot.
 
     Missing: yes. With `snapshot_every_hours` > 0: when it is at least that old and the warehouse was written
-    after it, whatever the run brought (so a quiet run never copies for its own bookkeeping rows alone, more than
-    once an interval). With 0: when the run brought something new (`quiet` False), or the snapshot is older than
-    `changed_at`, the warehouse's last write before this run (a run that could not publish).
+    after it, whatever the run brought (so a quiet run never copies for its own bookkeeping rows more than once an
+    interval). With 0: when the run brought something new (`quiet` False): a quiet run's rows alone never make a
+    copy, which had quiet runs copy every other time.
     """
     if settings.is_lake or not settings.snapshot or not settings.path.exists():
         return False
@@ -98,7 +98,7 @@ def due(settings: WarehouseSettings, *, quiet: bool, changed_at: float | None, n
     if every > 0:
         written = last_change(settings.path)
         return (now or time.time()) - at >= every and written is not None and written > at
-    return not quiet or (changed_at is not None and at <= changed_at)
+    return not quiet
 
 
 def publish_snapshot(settings: WarehouseSettings, *, wait: float | None = None) -> Path | None:

@@ -100,6 +100,26 @@ def test_sql_reads_the_snapshot_while_a_load_holds_the_file_and_says_how_old_it_
     assert "querying the last snapshot" in err and "published" in err and "s ago" in err
 
 
+def test_newsflow_snapshot_publishes_now_and_status_shows_its_age(
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    db = copy_demo(tmp_path_factory, tmp_path / "wh.duckdb")
+    config = _config(tmp_path, db)
+    code, out, _err = _main(capsys, "status", "--config", str(config))
+    assert code == 0 and "Snapshot: none yet" in out
+    code, out, err = _main(capsys, "snapshot", "--config", str(config))
+    assert code == 0, err
+    snap = tmp_path / "wh.snapshot.duckdb"
+    assert f"published {snap}" in out and _ids(snap) == _ids(db)
+    first = snap.stat().st_ino
+    assert _main(capsys, "snapshot", "--config", str(config))[0] == 0
+    assert snap.stat().st_ino != first  # a new file renamed over the old one, never rewritten in place
+    code, out, _err = _main(capsys, "status", "--config", str(config))
+    assert code == 0 and f"Snapshot: {snap}, published" in out and "refreshed every 24 h" in out
+    lake = _lake_config(tmp_path / "lake", "c.ducklake")
+    code, out, _err = _main(capsys, "snapshot", "--config", str(lake))
+    assert code == 0 and "a lake needs no snapshot" in out
+
+
 # ---------------------------------------------------------------- backup while runs go on
 
 def test_a_backup_waits_for_a_run_inside_its_load_and_copies_what_it_committed(

@@ -37,13 +37,13 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None], pat
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
+    if load_settings(args.config, warehouse=args.warehouse).warehouse.is_lake:
+        print("a lake needs no snapshot: its readers query it live")
+        return 0
     settings = settings_for(args)
     from flows.warehouse import snapshot
 
     wh = settings.warehouse
-    if wh.is_lake:
-        print("a lake needs no snapshot: its readers query it live")
-        return 0
     if not wh.snapshot:
         raise CliError("snapshots are off (`[warehouse] snapshot = false`); turn them on to publish one")
     start = time.perf_counter()

@@ -156,6 +156,7 @@ def test_a_backup_waits_for_a_run_inside_its_load_and_copies_what_it_committed(
     assert manifest.articles == len(committed) and manifest.kind == "duckdb"
     listed = json.loads((tmp_path / "b" / backup.MANIFEST).read_text())
     assert {f["role"] for f in listed["files"]} >= {"warehouse"}
+    assert not (tmp_path / "b" / "warehouse.duckdb.wal").exists()  # a WAL the run left is folded into the copy
     assert all(len(f["sha256"]) == 64 for f in listed["files"])
 
     fresh = _config(tmp_path / "machine2")

@@ -185,6 +185,17 @@ CASES = [
                                                           "local, world)"),
     Case("unknown-feed", lambda e: ["ingest", "--config", str(e.config), "--warehouse", e.p("new.duckdb"),
                                     "--feed", "nosuchfeed"], "(the config has: harbour, valley)"),
+    # restore: a backup is checked before anything is written; someone's file is never replaced.
+    Case("restore-not-a-backup", lambda e: ["restore", "--config", str(e.config), "--warehouse", e.p("new.duckdb"),
+                                            "--from", _folder(e, "notabackup")], "not a newsflow backup"),
+    Case("restore-over-a-warehouse", lambda e: ["restore", "--config", str(e.config), "--warehouse",
+                                                e.warehouse("live.duckdb"), "--from", _backup(e)],
+         "a warehouse is there; restoring replaces it: add --force to do so"),
+    Case("restore-over-a-foreign-duckdb-even-forced",
+         lambda e: ["restore", "--config", str(e.config), "--warehouse", e.foreign(), "--from", _backup(e),
+                    "--force"], "not a newsflow warehouse"),
+    Case("restore-missing-folder", lambda e: ["restore", "--config", str(e.config), "--from", e.p("nowhere")],
+         "not a newsflow backup"),
     # --debug and NEWSFLOW_DEBUG=1 add the traceback.
     Case("debug-flag", lambda e: ["--debug", "sql", "--warehouse", e.p("none.duckdb"), "select 1"],
          "no warehouse yet", debug=True),
@@ -325,6 +336,21 @@ def _folder(e: Env, name: str) -> str:
     return e.p(name)
 
 
+def _backup(e: Env) -> str:
+    """A `newsflow backup` of the case's warehouse in {tmp}/bk (made before the case's files are compared)."""
+    from flows.core.settings import load_settings
+    from flows.warehouse import backup
+
+    backup.backup(load_settings(e.config, warehouse=e.warehouse("src.duckdb"), env={}), e.tmp / "bk")
+    return e.p("bk")
+
+
+def _full_folder(e: Env) -> str:
+    (e.tmp / "full").mkdir()
+    (e.tmp / "full" / "notes.txt").write_text("mine\n")
+    return e.p("full")
+
+
 def _big_query_file(e: Env) -> str:
     return e.file("big.sql", "select 1 " + " " * (1 << 20) + "\n")
 
@@ -398,6 +424,19 @@ GUARD_CASES = [
     Case("guard-status-html-path-is-a-folder",
          lambda e: ["status", "--config", _html_path_config(e, "{tmp}/seeds"), "--warehouse", e.warehouse()],
          "the seeds folder"),
+    # `backup --out` is a new or empty folder outside everything the warehouse owns.
+    Case("guard-backup-into-the-raw-folder",
+         lambda e: ["backup", "--config", str(e.config), "--warehouse", _with_raw(e), "--out", _fill(e, "{raw}/b")],
+         "inside the warehouse's raw archive folder"),
+    Case("guard-backup-into-the-keys-cache",
+         lambda e: ["backup", "--config", str(e.config), "--warehouse", e.warehouse(), "--out",
+                    e.p("wh.duckdb.keys/b")], "a file of the warehouse wh.duckdb (wh.duckdb.*)"),
+    Case("guard-backup-over-a-text-file",
+         lambda e: ["backup", "--config", str(e.config), "--warehouse", e.warehouse(), "--out", e.file("notes.txt")],
+         "exists and is not a folder"),
+    Case("guard-backup-into-a-folder-with-files",
+         lambda e: ["backup", "--config", str(e.config), "--warehouse", e.warehouse(), "--out", _full_folder(e)],
+         "the folder is not empty"),
     # 11. A query file is a regular file of at most 1 MiB.
     Case("guard-sql-query-file-is-a-device", lambda e: _sql(e, "@/dev/urandom"), "not a regular file"),
     Case("guard-sql-query-file-is-a-folder", lambda e: _sql(e, f"@{e.tmp}"), "it is a folder"),

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any, NoReturn
 
-from flows.cli import search_command
+from flows.cli import backup_commands, search_command
 from flows.core.settings import MAX_SHARDS
 from flows.warehouse.export import check_name
 
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub)
     _add_read_commands(sub)
     _add_ops_commands(sub)
+    backup_commands.add_parsers(sub, _common, _path)
     return parser
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 
-from flows.cli import read_commands, run_commands
+from flows.cli import backup_commands, read_commands, run_commands
 from flows.cli.arguments import build_parser
 from flows.cli.common import CliError
 from flows.core.settings import ConfigError
@@ -19,7 +19,7 @@ from flows.warehouse import database
 USER_ERRORS: tuple[type[BaseException], ...] = (CliError, ConfigError, database.WarehouseError, ValueError, OSError)
 
 
-COMMANDS = {**run_commands.COMMANDS, **read_commands.COMMANDS}
+COMMANDS = {**run_commands.COMMANDS, **read_commands.COMMANDS, **backup_commands.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

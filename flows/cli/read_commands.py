@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from flows.cli import search_command
 from flows.cli.common import CliError, query_text, settings_for
 from flows.core import owned
 from flows.run import progress
-from flows.warehouse import database, queryguard
+from flows.warehouse import database, queryguard, snapshot
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -27,7 +28,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
         search_command.install_macro(conn, settings, lambda exc: database.first_line(exc))
         database.restrict_files(conn, [settings.warehouse.raw_dir])
         if path != settings.warehouse.path and not args.snapshot:
-            print(f"(the live warehouse is busy loading; querying the last snapshot {path})", file=sys.stderr)
+            at = snapshot.published_at(settings.warehouse)
+            when = "" if at is None else f", published {snapshot.ago(time.time() - at)}"
+            print(f"(the live warehouse is busy loading; querying the last snapshot {path}{when})", file=sys.stderr)
         try:
             return _show(conn, text, args)
         except duckdb.Error as exc:

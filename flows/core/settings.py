@@ -91,6 +91,9 @@ class WarehouseSettings(Section):
     lock_wait_seconds: float = Field(default=30.0, ge=0)
     snapshot: bool = True
     snapshot_path: Path = Path("warehouse/snapshots/newsflow.duckdb")
+    # The snapshot is copied again when it is this old and the warehouse changed since (flows/warehouse/snapshot.py):
+    # by a run, `newsflow snapshot` or the maintenance flow. 0: after every run that brings something new.
+    snapshot_every_hours: float = Field(default=24.0, ge=0)
     keep_raw_html: bool = True
     raw_html_retention_days: int = Field(default=90, ge=0)
 

@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from flows.core.settings import Settings
-from flows.warehouse import database, savedmatches, staging
+from flows.warehouse import database, savedmatches, snapshot, staging
 from flows.warehouse.runlock import held, run_lock_name, shards_alive
 
 
@@ -77,6 +77,7 @@ def show(settings: Settings) -> None:
             window = savedmatches.window(conn)
     if window is not None:  # searched with the warehouse closed: the search reads only the index beside it
         print("\n".join(savedmatches.lines(savedmatches.recent(wh, settings.searches, window))))
+    print(snapshot.age_line(wh))
     staged = staging.pending(wh.staging_dir)
     print(f"Staged batches waiting to load: {len(staged)}")
     for path in staged:

@@ -1,7 +1,8 @@
 """The end of a run, one function for the ingest and the loader (`finish_run`), and what the ingest publishes.
 
 A run that loads ends the same way whichever flow it is: its `runs` row goes with its last batch (which
-checkpoints the file); when nothing is left staged, the warehouse checks run and the snapshot is published;
+checkpoints the file); when nothing is left staged, the warehouse checks run and the snapshot is published if it
+is due (flows/warehouse/snapshot.py: on a schedule, not by every run);
 then the HTML report page is rewritten. An ingest then publishes its artifacts and alerts (`publish_report`).
 """
 
@@ -19,7 +20,7 @@ from prefect.utilities.annotations import quote
 
 from flows.core import owned
 from flows.core.errors import describe
-from flows.core.settings import Settings, WarehouseSettings
+from flows.core.settings import Settings
 from flows.run import alerts, artifacts, savedsearches
 from flows.run.tasks import (
     RunContext,
@@ -28,7 +29,7 @@ from flows.run.tasks import (
     store_batch_task,
     warehouse_checks_task,
 )
-from flows.warehouse import checks, database, reportpage, staging, store
+from flows.warehouse import checks, database, reportpage, snapshot, staging, store
 
 
 @dataclass
@@ -50,10 +51,11 @@ class RunEnd:
 
 
 def finish_run(ctx: RunContext, tail: staging.Batch, status: str, message: str | None = None, *,
-               snapshot_current: bool = False) -> RunEnd:
+               quiet: bool = False) -> RunEnd:
     """Store the run's row with `tail`, its last batch; then, unless a batch stays staged (`status` "staged", or
-    the warehouse locked at the end), run the warehouse checks and publish the snapshot (not when it is
-    `snapshot_current`: it would copy the same articles again); then rewrite the HTML report page."""
+    the warehouse locked at the end), run the warehouse checks and publish the snapshot when it is due
+    (snapshot.due: missing, or older than `snapshot_every_hours`; `quiet`: the run brought nothing new); then
+    rewrite the HTML report page."""
     log, settings = get_run_logger(), ctx.settings
     tail.add("runs", ctx.run_row(status, message))
     store_batch_task(quote(ctx), quote(tail), last=True)
@@ -65,10 +67,10 @@ def finish_run(ctx: RunContext, tail: staging.Batch, status: str, message: str |
         log.warning("warehouse checks skipped: the warehouse was locked at the end of the run")
     else:
         checked, reads = warehouse_checks_task(quote(ctx))
-        if snapshot_current:
-            log.info("snapshot not republished: nothing new since it was published")
-        else:
+        if snapshot.due(settings.warehouse, quiet=quiet):
             unpublished = publish_or_log(settings, log)
+        elif settings.warehouse.snapshot and not settings.warehouse.is_lake:
+            log.info("snapshot not republished: %s", snapshot.age_line(settings.warehouse))
         if ctx.stats.articles_new or ctx.stats.duplicates_exact or ctx.stats.duplicates_near:
             refresh_search(ctx, log)
     page = write_html_report(settings, log)
@@ -138,20 +140,6 @@ def publish_or_log(settings: Settings, log: Any) -> str | None:
         log.error("snapshot %s", problem)
         return problem
     return None
-
-
-def last_change(path: Path) -> float | None:
-    """When the DuckDB file (or its write-ahead log) was last written; None when there is no file yet."""
-    times = [p.stat().st_mtime for p in (path, path.with_name(path.name + ".wal")) if p.exists()]
-    return max(times) if times else None
-
-
-def snapshot_current(wh: WarehouseSettings, changed_at: float | None) -> bool:
-    """True when the published snapshot was written after `changed_at`, the warehouse's last write before this
-    run: it then holds every article, and a run that brought nothing new need not copy the file again."""
-    if not wh.snapshot or changed_at is None or not wh.snapshot_path.exists():
-        return False
-    return wh.snapshot_path.stat().st_mtime > changed_at
 
 
 def write_html_report(settings: Settings, log: Any) -> Path | None:

@@ -21,7 +21,7 @@ from prefect.utilities.annotations import quote
 
 from flows.run import collect, stream
 from flows.run.collect import FeedsOutcome
-from flows.run.finish import RunEnd, finish_run, last_change, snapshot_current
+from flows.run.finish import RunEnd, finish_run
 from flows.run.loader import store_seed_files
 from flows.run.tasks import RunContext, load_backlog_task, stage_batch_task, store_batch_task
 from flows.run.workers import RunPool
@@ -108,12 +108,10 @@ class NormalRun(_StoresBatches):
 
     def __init__(self) -> None:
         super().__init__(store_batch_task)
-        self._changed_at: float | None = None
         self._fresh = False  # earlier staged batches or seed files came in
 
     def open(self, ctx: RunContext) -> runstate.RunStart:
         log, settings = get_run_logger(), ctx.settings
-        self._changed_at = last_change(settings.warehouse.path)  # before this run writes anything
         staged_dir = settings.warehouse.staging_dir
         # A task only when earlier runs left something staged: on a quiet run every task costs Prefect API calls.
         # Loaded before the feed states are read, as they may hold a newer state of some feed.
@@ -146,10 +144,9 @@ class NormalRun(_StoresBatches):
             message = (f"the warehouse was locked: {stats.batches_staged} batches are staged in "
                        f"{settings.warehouse.staging_dir} and the next run loads them; nothing is lost")
         # Nothing new came in (no entry, seed or earlier staged batch): only this run's own bookkeeping rows
-        # change, and a snapshot published since the warehouse's last change holds every article already.
+        # change, which never make a snapshot due on their own (flows/warehouse/snapshot.py `due`).
         quiet = self._quiet_head is not None and not (self._fresh or late)
-        return finish_run(ctx, self.tail(ctx), status, message,
-                          snapshot_current=quiet and snapshot_current(settings.warehouse, self._changed_at))
+        return finish_run(ctx, self.tail(ctx), status, message, quiet=quiet)
 
 
 class StageOnlyRun(_StoresBatches):

@@ -135,8 +135,8 @@ def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float |
         return
     if snapshot:
         if not settings.snapshot_path.exists():
-            raise WarehouseError(f"{settings.snapshot_path}: no snapshot yet (it is published after each "
-                                 "run that loads everything; `[warehouse] snapshot = true`)")
+            raise WarehouseError(f"{settings.snapshot_path}: no snapshot yet (the next run that loads publishes "
+                                 "it, or `newsflow snapshot` now; `[warehouse] snapshot = true`)")
         with connect(settings, read_only=True, wait=wait, path=settings.snapshot_path) as conn:
             yield settings.snapshot_path, conn
         return

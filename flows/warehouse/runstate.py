@@ -20,7 +20,8 @@ from flows.warehouse import database
 
 def _read(settings: Settings, read: Callable[[Any], Any], read_only: bool = False) -> Any:
     """`read(conn)` on the live warehouse; on the published snapshot when the live file stays locked; None when
-    neither can be read. The snapshot may be a run behind: good enough for hints, never for decisions.
+    neither can be read. The snapshot may be up to `snapshot_every_hours` old: good enough for hints (older
+    validators, fewer known URLs cost a re-fetch the loader's dedup drops), never for decisions.
     `read_only`: a stage-only run (a shard), which never takes the write lock and never migrates (the loader's
     job), and reads no hints from a warehouse the loader has not created or migrated yet."""
     wh = settings.warehouse

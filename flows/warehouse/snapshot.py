@@ -1,13 +1,38 @@
-"""The snapshot: a copy of the warehouse file, published after each run that loads everything, for readers who
-keep a session open (`newsflow sql`, a BI tool, backups) without ever holding the live file's lock.
+"""The snapshot: a copy of the warehouse file for readers who keep a session open (`duckdb -readonly`, a BI tool)
+and the fallback of every brief reader while a load holds the live file.
 
-`database.reader` reads it while a run holds the live file; runs read it for their hints (flows/warehouse/runstate.py).
+Why it is published on a schedule, not after every run. A copy costs the whole file: 6 GB at a year's size, so
+copying it after each run that loads wrote about half a terabyte a day at a 15-minute cadence, and grew without
+end. Yet most readers never need it: `database.reader` (sql, export, report, status) and the runs' hints
+(flows/warehouse/runstate.py) read the LIVE file whenever no load holds it, which is nearly always (a load holds it
+for a batch's transaction, a second or so), and fall back to the snapshot only for that moment. So the snapshot
+is refreshed when it is older than `[warehouse] snapshot_every_hours` (default 24) and the warehouse changed since:
+by the first run that ends after that (`due`), by `newsflow snapshot`, or by the maintenance flow. A run that
+finds it fresh copies nothing, quiet or not, so a run's bytes written no longer grow with the warehouse (one run
+an interval pays the copy, unless the maintenance flow or `newsflow snapshot` took it). `snapshot_every_hours =
+0` keeps the old rule: after every run that brought something new. A missing snapshot is published by the next
+run that loads. Incremental copies were rejected: DuckDB rewrites blocks in place at checkpoints, so there is no
+append-only tail to copy, and a block diff must read the whole file under the lock anyway.
+
+Why an older snapshot is safe. For people it is labelled: `newsflow sql` says it is querying the snapshot and how
+old it is, and `newsflow status` shows its age. For runs it only ever supplies hints, read when the live file
+stays locked past the hint wait: feed validators from it can only be older, so a feed answers 200 where it might
+have answered 304, and the entries it lists again are known URLs the loader's dedup drops inside its transaction
+(flows/warehouse/writer.py); the `feed_states` query drops the validators of a feed whose last fetch belongs to a
+run not completed in that copy; known URLs and seed hashes from it are a subset of the live ones, so they cost a
+re-fetch or a seed reload, never a skip. The loader decides for real on the live file.
+
+Invariants kept: a reader of the snapshot never holds the live file, so it never blocks a load; the copy is made
+while a connection holds the live file (no writer mid-copy), fsynced, then renamed over the previous one, so an
+open reader keeps its old file until it reconnects and a crash mid-copy leaves the previous snapshot whole.
+A lake needs no copy: its readers query it directly.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from contextlib import suppress
 from pathlib import Path
 
@@ -17,12 +42,72 @@ from flows.core.settings import WarehouseSettings
 from flows.warehouse import database
 
 
-def publish_snapshot(settings: WarehouseSettings) -> Path | None:
+def last_change(path: Path) -> float | None:
+    """When the DuckDB file (or its write-ahead log) was last written; None when there is no file yet."""
+    times = [p.stat().st_mtime for p in (path, path.with_name(path.name + ".wal")) if p.exists()]
+    return max(times) if times else None
+
+
+def published_at(settings: WarehouseSettings) -> float | None:
+    """When the snapshot was published (its file's time); None when there is none (or for a lake)."""
+    if settings.is_lake or not settings.snapshot:
+        return None
+    try:
+        return settings.snapshot_path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def age_line(settings: WarehouseSettings, now: float | None = None) -> str:
+    """One line about the snapshot for `status`: where it is, how old, and when the next one is due."""
+    if settings.is_lake:
+        return "Snapshot: none needed (a lake is read live)"
+    if not settings.snapshot:
+        return "Snapshot: off (`[warehouse] snapshot = false`): readers wait for a load to end"
+    at = published_at(settings)
+    if at is None:
+        return f"Snapshot: none yet at {settings.snapshot_path} (the next run that loads publishes it)"
+    every = settings.snapshot_every_hours
+    rule = f"refreshed every {every:g} h" if every else "refreshed after each run that brings something new"
+    return f"Snapshot: {settings.snapshot_path}, published {ago((now or time.time()) - at)} ({rule})"
+
+
+def ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def due(settings: WarehouseSettings, *, quiet: bool, now: float | None = None) -> bool:
+    """Whether a run that ends now, having loaded everything, publishes the snapshot.
+
+    Missing: yes. With `snapshot_every_hours` > 0: when it is at least that old and the warehouse was written
+    after it, whatever the run brought (so a quiet run never copies for its own bookkeeping rows more than once an
+    interval). With 0: when the run brought something new (`quiet` False): a quiet run's rows alone never make a
+    copy, which had quiet runs copy every other time.
+    """
+    if settings.is_lake or not settings.snapshot or not settings.path.exists():
+        return False
+    at = published_at(settings)
+    if at is None:
+        return True
+    every = settings.snapshot_every_hours * 3600
+    if every > 0:
+        written = last_change(settings.path)
+        return (now or time.time()) - at >= every and written is not None and written > at
+    return not quiet
+
+
+def publish_snapshot(settings: WarehouseSettings, *, wait: float | None = None) -> Path | None:
     """Copy the warehouse to the snapshot path atomically, for readers who keep a session open.
 
-    Readers of the snapshot never hold a lock on the live file, so they cannot block a load; each run replaces
-    the snapshot whole (os.replace), so an open reader keeps the old file until it reconnects, and a crash
+    Readers of the snapshot never hold a lock on the live file, so they cannot block a load; each publish
+    replaces the snapshot whole (os.replace), so an open reader keeps the old file until it reconnects, and a crash
     mid-copy leaves the previous snapshot in place. A lake needs no copy: its readers query it directly.
+    `wait`: how long to wait for a load holding the live file (default: a load's full lock wait).
     """
     if settings.is_lake or not settings.snapshot or not settings.path.exists():
         return None
@@ -30,7 +115,7 @@ def publish_snapshot(settings: WarehouseSettings) -> Path | None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     try:
-        with database.connect(settings) as conn:
+        with database.connect(settings, wait=wait) as conn:
             conn.execute("checkpoint")
             # Copied while the connection holds the lock, so no writer changes the file mid-copy.
             shutil.copyfile(settings.path, tmp)

@@ -70,6 +70,7 @@ def maintain(
         log.info("run lock taken after %.1f s", wait)
         with recorded_failure(ctx, dry_run=dry_run):
             if not dry_run:
+                upkeep.migrate(settings)
                 _record(ctx, "running")
             rows = []
             for name in chosen:

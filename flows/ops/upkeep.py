@@ -45,12 +45,21 @@ def _warehouse_bytes(settings: Settings) -> int:
     return size_of(wh.path)
 
 
+def migrate(settings: Settings) -> None:
+    """Bring the warehouse to this newsflow's schema first (the roll-up writes tables of migration 0012), as a
+    run's start does."""
+    with database.connect(settings.warehouse) as conn:
+        database.migrate(conn)
+
+
 def step_rollup(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
     days = settings.maintenance.rollup_after_days
     if days <= 0:
         return StepResult("rollup", "off ([maintenance] rollup_after_days = 0)")
     before = _warehouse_bytes(settings)
-    with database.connect(settings.warehouse) as conn:
+    with database.connect(settings.warehouse, read_only=dry_run) as conn:
+        if dry_run and database.schema_version(conn) < len(database.migrations()):
+            return StepResult("rollup", "the warehouse is not migrated yet (the next ingest or maintain does)")
         done = rollup.roll_up(conn, days, dry_run=dry_run)
     detail = ", ".join(f"{t} {n}" for t, n in done.rows.items())
     verb = "would roll up" if dry_run else "rolled up"

@@ -73,8 +73,15 @@ def _answers(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     }
 
 
-def test_rollup_keeps_feed_health_and_status_and_is_idempotent(tmp_path: Path) -> None:
-    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+def _settings(backend: str, tmp_path: Path) -> WarehouseSettings:
+    if backend == "ducklake":
+        return WarehouseSettings(backend="ducklake", catalog=str(tmp_path / "lake.duckdb"), path=tmp_path / "w.duckdb")
+    return WarehouseSettings(path=tmp_path / "w.duckdb")
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "ducklake"])
+def test_rollup_keeps_feed_health_and_status_and_is_idempotent(backend: str, tmp_path: Path) -> None:
+    with database.connect(_settings(backend, tmp_path)) as conn:
         database.migrate(conn)
         _bookkeeping(conn)
         before = _answers(conn)

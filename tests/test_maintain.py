@@ -301,3 +301,23 @@ def test_maintain_refuses_while_a_run_holds_the_warehouse(demo_wh: Path) -> None
                               capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "holds" in done.stderr
+
+
+def test_the_lookup_without_cache_runs_under_a_memory_cap_and_restores_the_limit(tmp_path: Path) -> None:
+    from test_keycache import _probes
+
+    from flows.warehouse import candidates
+
+    wh = WarehouseSettings(path=tmp_path / "w.duckdb")
+    _load(wh, _batches(seed=1, n_batches=3, per_batch=12))
+    sigs = _probes(seed=7)
+    with database.connect(wh) as conn:
+        with_cache = candidates.stored_candidates(conn, sigs, SETTINGS)
+    shutil.rmtree(tmp_path / "w.duckdb.keys")
+    with database.connect(wh) as conn:
+        limit = conn.execute("select current_setting('memory_limit')").fetchall()[0][0]
+        assert candidates.stored_candidates(conn, sigs, SETTINGS) == with_cache
+        assert conn.execute("select current_setting('memory_limit')").fetchall()[0][0] == limit
+        with candidates.memory_capped(conn, True):
+            capped = conn.execute("select current_setting('memory_limit')").fetchall()[0][0]
+        assert capped != limit and conn.execute("select current_setting('memory_limit')").fetchall()[0][0] == limit

@@ -321,3 +321,18 @@ def test_the_lookup_without_cache_runs_under_a_memory_cap_and_restores_the_limit
         with candidates.memory_capped(conn, True):
             capped = conn.execute("select current_setting('memory_limit')").fetchall()[0][0]
         assert capped != limit and conn.execute("select current_setting('memory_limit')").fetchall()[0][0] == limit
+
+
+def test_newsflow_serve_schedules_maintain_from_the_config(tmp_path: Path) -> None:
+    from flows.core.errors import ConfigError
+    from flows.ops.deploy import deployments
+    from flows.ops.schedule import check_cron
+
+    settings = load_settings(env={"NEWSFLOW_MAINTENANCE__CRON": "5 4 * * 0"})
+    (upkeep_dep,) = [d for d in deployments(settings) if d.flow_name == "maintain"]
+    assert [s.schedule.cron for s in upkeep_dep.schedules] == ["5 4 * * 0"]
+    assert upkeep_dep.concurrency_limit == 1  # one at a time, like every deployment that writes
+    assert {"steps", "dry_run"} <= set(upkeep_dep._parameter_openapi_schema.properties)
+    bad = load_settings(env={"NEWSFLOW_MAINTENANCE__CRON": "every night"})
+    with pytest.raises(ConfigError, match=r"maintenance\.cron"):
+        check_cron(bad, "newsflow.toml")

@@ -69,6 +69,8 @@ def _answers(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "feed_states": conn.execute(q("feed_states") + " order by feed").fetchall(),
         "failing": conn.execute(q("failing_feeds"), {"alert_after": 3}).fetchall(),
         "checks": conn.execute(q("status_checks")).fetchall(),
+        "status_feeds": conn.execute(q("run_report")).fetchall(),
+        "report_health": conn.execute(q("report_feed_health")).fetchall(),
         "daily": conn.execute("select * from feed_fetches_daily order by day, feed").fetchall(),
     }
 

@@ -105,10 +105,9 @@ select 'feed' || (i % 40), 'g' || i, 'https://fill.example/' || i, 'title ' || i
 from range($n) t(i);
 insert into page_fetches (url, feed, run_id, http_status, outcome, fetched_at)
 select 'https://fill.example/' || i, 'feed' || (i % 40), 'fill', 200, 'extracted', now() from range($n) t(i);
-insert into lsh_buckets (key, article_id)
-select (((hash(i * 131 + b) >> 1)::bigint >> 9) << 9) | b, i from range($n) t(i), range(32) u(b);
-insert into shingle_samples (hash, article_id)
-select (hash(i * 977 + s) >> 1)::bigint, i from range($n) t(i), range(56) u(s);
+insert into lsh_buckets
+select (((hash(i * 131 + b) >> 1)::bigint >> 9) << 9) | b, i, 1 from range($n) t(i), range(32) u(b);
+insert into shingle_samples select (hash(i * 977 + s) >> 1)::bigint, i, 1 from range($n) t(i), range(56) u(s);
 insert into entities select e, 'Entity ' || e, 'ORG', now() from range(50000) t(e);
 insert into article_entities select distinct i, (hash(i * 7 + k) % 50000)::bigint, 2
 from range($n) t(i), range(12) u(k);

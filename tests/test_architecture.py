@@ -28,7 +28,8 @@ LAYERS = ("core", "web", "feeds", "text", "warehouse", "run", "ops", "cli")
 # flows/run/ holds the flows themselves and is being split into several modules (the run modes, the loader,
 # the end of a run, the tasks...), so Prefect is allowed there except in the stage and support modules named
 # here, which must stay Prefect-free whatever the flow modules around them are called.
-PREFECT_EDGES = frozenset({"flows.ops.deploy", "flows.ops.fanout", "flows.ops.maintenance", "flows.ops.schedule"})
+PREFECT_EDGES = frozenset({"flows.ops.deploy", "flows.ops.fanout", "flows.ops.maintain", "flows.ops.maintenance",
+                           "flows.ops.schedule"})
 PREFECT_EDGE_PACKAGE = "flows.run"
 PREFECT_FREE_IN_RUN = frozenset({
     "flows.run.collect", "flows.run.pages", "flows.run.documents", "flows.run.stream", "flows.run.workers",

@@ -166,7 +166,7 @@ def test_the_loader_refreshes_the_cache_once_it_is_enough_articles_behind(tmp_pa
     assert state is not None and _cache(wh).seq == state.seq > first
 
 
-def test_a_cache_ahead_of_a_restored_warehouse_is_not_used_then_rebuilt(tmp_path: Path) -> None:
+def test_a_cache_ahead_of_a_restored_warehouse_is_not_used_then_rebuilt_by_maintenance(tmp_path: Path) -> None:
     wh = WarehouseSettings(path=tmp_path / "k.duckdb")
     batches = _batches(seed=1, n_batches=6, per_batch=12)
     _load(wh, batches[:2])
@@ -175,10 +175,17 @@ def test_a_cache_ahead_of_a_restored_warehouse_is_not_used_then_rebuilt(tmp_path
     shutil.copy(tmp_path / "backup.duckdb", wh.path)  # restored from the backup; the cache stays
     with connect(wh) as conn:
         assert not _cache(wh).usable_for(keycache.index_state(conn))
-    # Loads after the restore reuse sequence numbers the stale cache holds: it must not answer for them.
+    # Loads after the restore reuse sequence numbers the stale cache holds: it must not answer for them. They
+    # do not rebuild it either (that is the maintenance flow's job, off the hot path).
     _load(wh, batches[4:], start=4)
     with connect(wh) as conn:
         state = keycache.index_state(conn)
+        # The first load after the restore dropped its manifest: a cache that caught up by numbers would miss rows.
+        assert keycache.status(conn) == "missing"
+    sigs = _probes(seed=7)
+    assert _candidates(wh, sigs) == _without_cache(wh, sigs, tmp_path)
+    with connect(wh) as conn:
+        keycache.refresh(conn)  # as `newsflow maintain --step cache` does
     assert _cache(wh).usable_for(state)
     sigs = _probes(seed=7)
     assert _candidates(wh, sigs) == _without_cache(wh, sigs, tmp_path)
@@ -202,7 +209,7 @@ def test_a_cache_for_another_index_record_is_not_used(loaded: WarehouseSettings,
     assert not old_names & {n for names in new.manifest["segments"].values() for n in names}
 
 
-def test_an_unreadable_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
+def test_an_unreadable_cache_is_ignored_then_rebuilt_by_maintenance(tmp_path: Path) -> None:
     wh = WarehouseSettings(path=tmp_path / "k.duckdb")
     batches = _batches(seed=1, n_batches=3, per_batch=12)
     _load(wh, batches[:2])
@@ -211,8 +218,11 @@ def test_an_unreadable_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
     assert keycache.KeyCache.open(folder) is None
     sigs = _probes(seed=7)
     assert _candidates(wh, sigs) == _without_cache(wh, sigs, tmp_path)
-    _load(wh, batches[2:], start=2)
+    _load(wh, batches[2:], start=2)  # a load never rebuilds it
+    assert keycache.KeyCache.open(folder) is None
     with connect(wh) as conn:
+        assert keycache.status(conn) == "missing"
+        keycache.refresh(conn)  # the maintenance flow does
         assert _cache(wh).usable_for(keycache.index_state(conn))
 
 

@@ -178,7 +178,7 @@ def _add_read_commands(sub: Any) -> None:
 
 
 def _add_ops_commands(sub: Any) -> None:
-    """serve, reprocess, report, demo."""
+    """serve, reprocess, maintain, report, demo."""
     p = sub.add_parser("serve", help="register the Prefect deployments (ingest on the config's cron schedule) "
                                      "and run their flow runs until stopped (Ctrl-C or SIGTERM)")
     _common(p)
@@ -190,6 +190,17 @@ def _add_ops_commands(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="re-tag every article, not only those tagged by another model")
     p.add_argument("--batch-size", type=_int_in(1, 10_000), default=500, metavar="N",
                    help="articles per transaction, 1-10000 (default 500)")
+
+    p = sub.add_parser("maintain", help="roll up old bookkeeping rows, drop raw HTML past its retention, run the "
+                                        "full checks, upkeep a DuckLake, compact the file, rebuild lookup caches",
+                       description="The maintenance flow (docs/operations.md, Maintenance), also served nightly by "
+                                   "`newsflow serve`. It holds the run lock: an ingest starting meanwhile skips its "
+                                   "turn.")
+    _common(p)
+    p.add_argument("--step", action="append", dest="steps",
+                   choices=("rollup", "raw", "checks", "lake", "compact", "cache"),
+                   help="only this step (repeatable; default all, in this order)")
+    p.add_argument("--dry-run", action="store_true", help="say what each step would do; write nothing")
 
     p = sub.add_parser("report", help="write the warehouse as one self-contained HTML page (charts inline)",
                        description="Reads the warehouse read-only for a moment (the snapshot while a run is "

@@ -1,4 +1,5 @@
-"""The commands that fill the warehouse or run Prefect flows: ingest, load, fanout, seeds, demo, serve, reprocess."""
+"""The commands that fill the warehouse or run Prefect flows: ingest, load, fanout, seeds, demo, serve, reprocess,
+maintain."""
 
 from __future__ import annotations
 
@@ -145,6 +146,23 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_maintain(args: argparse.Namespace) -> int:
+    settings = settings_for(args, write=not args.dry_run)
+    from flows.ops.maintain import MaintainStep, maintain
+    from flows.warehouse.runlock import run_lock
+
+    with run_lock(settings.warehouse.path) as free:  # the flow waits for it; a person is told at once
+        if not free:
+            raise CliError(f"an ingest or maintenance run holds {settings.warehouse.path}; try again when it ends")
+    shutdown.start_temporary_server()
+    result = maintain(steps=[MaintainStep(s) for s in args.steps or ()], dry_run=args.dry_run,
+                      config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
+    for row in result["steps"]:
+        sizes = f", {row['bytes_before']} -> {row['bytes_after']} bytes" if row["bytes_before"] else ""
+        print(f"{row['step']}: {row['did']} ({row['seconds']:.1f} s{sizes})")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ingest": cmd_ingest, "load": cmd_load, "fanout": cmd_fanout, "seeds": cmd_seeds, "demo": cmd_demo,
-    "serve": cmd_serve, "reprocess": cmd_reprocess}
+    "serve": cmd_serve, "reprocess": cmd_reprocess, "maintain": cmd_maintain}

@@ -241,3 +241,32 @@ class SavedSearch(Section):
         except SearchSyntaxError as exc:
             raise ValueError(str(exc)) from None
         return v
+
+
+class MaintenanceSettings(Section):
+    """`[maintenance]`: the maintenance flow (flows/ops/maintain.py, docs/operations.md "Maintenance"), nightly by
+    default, never inside an ingest."""
+    cron: str = "17 3 * * *"
+    timezone: str = "UTC"
+    # Compact the DuckDB file (copy it into a new one) once this share of its blocks is free (deleted rows' space
+    # DuckDB keeps for reuse but never gives back to the disk); 1 never compacts.
+    compact_free_ratio: float = Field(default=0.25, gt=0, le=1)
+    # ... and only when that free space is at least this many bytes (a small file is not worth a rewrite).
+    compact_min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    # `feed_fetches`, `check_results` and `runs` rows older than this many days become daily summaries (the latest
+    # rows of each feed and check are kept whatever their age); 0 keeps every row.
+    rollup_after_days: int = Field(default=90, ge=0)
+    # DuckLake: snapshots older than this many days are expired (time travel reaches back this far), and the files
+    # they alone referenced deleted once they have been unreferenced this long; 0 keeps every snapshot.
+    lake_snapshot_days: int = Field(default=7, ge=0)
+    # How long a maintenance run waits for an ingest to release the warehouse's run lock before giving up.
+    lock_wait_seconds: float = Field(default=600.0, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        import zoneinfo
+
+        if v != "UTC" and v not in zoneinfo.available_timezones():
+            raise ValueError(f"unknown time zone {v!r} (an IANA name, e.g. 'Europe/Paris' or 'UTC')")
+        return v

@@ -17,6 +17,7 @@ from flows.core.sections import (
     ExtractSettings,
     FetchSettings,
     HealthSettings,
+    MaintenanceSettings,
     SavedSearch,
     Section,
     language_key,
@@ -189,6 +190,7 @@ class Settings(Section):
     pipeline: PipelineSettings = PipelineSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     report: ReportSettings = ReportSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     feeds: tuple[FeedConfig, ...] = ()
     searches: tuple[SavedSearch, ...] = ()  # [[searches]]: saved searches, matched after each ingest
     config_path: Path | None = None

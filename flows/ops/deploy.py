@@ -1,4 +1,5 @@
-"""Deployments: `ingest` on the configured cron schedule, plus the maintenance flows, served by `newsflow serve`.
+"""Deployments: `ingest` and `maintain` on their configured cron schedules, plus the on-demand flows, served by
+`newsflow serve`.
 
 The same flows run under a work pool through prefect.yaml; this module is the no-infrastructure path.
 """
@@ -21,6 +22,7 @@ from prefect.types.entrypoint import EntrypointType
 from prefect.utilities.annotations import freeze
 
 from flows.core.settings import Settings
+from flows.ops.maintain import maintain
 from flows.ops.maintenance import reprocess
 from flows.run import workers
 from flows.run.ingest import ingest
@@ -58,7 +60,8 @@ def _feed_choices(deployment: RunnerDeployment, settings: Settings) -> None:
 
 
 def deployments(settings: Settings) -> list[RunnerDeployment]:
-    """The ingest deployment (scheduled, one run at a time) and the maintenance deployments (on demand)."""
+    """The ingest deployment (scheduled, one run at a time), the maintenance deployments (reload_seeds and reprocess
+    on demand, maintain on its own schedule) and search."""
     common: dict[str, Any] = {"tags": TAGS, "entrypoint_type": EntrypointType.MODULE_PATH,
                               "parameters": _target(settings)}
     schedule = Cron(settings.schedule.cron, timezone=settings.schedule.timezone)
@@ -69,6 +72,12 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
     # Maintenance writes the same warehouse: one at a time each, and the run lock keeps them off a running ingest.
     upkeep = [f.to_deployment(DEPLOYMENT, concurrency_limit=ONE_AT_A_TIME, **common)
               for f in (reload_seeds, reprocess)]
+    # The nightly maintenance: one at a time, and the run lock keeps it and the ingests apart.
+    m = settings.maintenance
+    upkeep.append(maintain.to_deployment(
+        DEPLOYMENT, schedules=[Cron(m.cron, timezone=m.timezone)], concurrency_limit=ONE_AT_A_TIME,
+        description=f"Maintain the warehouse, {m.cron} ({m.timezone}): roll-up, retention, full checks, "
+                    "DuckLake upkeep, compaction, lookup caches", **common))
     # Search reads only the index beside the warehouse: any number of runs, beside an ingest.
     find = search_articles.to_deployment(DEPLOYMENT, description="Full-text search of the stored articles; the "
                                                                  "results are the run's table artifact", **common)

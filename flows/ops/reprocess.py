@@ -126,7 +126,7 @@ def redo_dedup(settings: Settings, run_id: str, batch_size: int, progress: Progr
     with database.connect(settings.warehouse) as conn, database.transaction(conn):
         candidates.record_index(conn, settings.dedup, rebuilt=True)
     with database.connect(settings.warehouse) as conn:
-        keycache.safe_refresh(conn)  # rebuilt for the new index record, so the next load's lookup seeks
+        keycache.safe_refresh(conn, rebuild=True)  # rebuilt for the new index record, so the next load's lookup seeks
     return stats
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import duckdb
@@ -101,12 +102,39 @@ def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature
     }, schema=_SAMPLES))
     cached_seq = _register_cached(conn, sigs, n_buckets, q_buckets, n_samples, q_samples, settings)
     found: dict[int, set[int]] = {}
-    for k, article_id in conn.execute(
-        query("dedup_candidates"),
-        {"sample_share": dedup.sample_share(settings), "cached_seq": cached_seq},
-    ).fetchall():
+    with memory_capped(conn, cached_seq < 0):
+        rows = conn.execute(query("dedup_candidates"),
+                            {"sample_share": dedup.sample_share(settings), "cached_seq": cached_seq}).fetchall()
+    for k, article_id in rows:
         found.setdefault(k, set()).add(article_id)
     return {k: sorted(ids) for k, ids in found.items()}
+
+
+# Without a usable lookup cache (a lake, or until the maintenance flow rebuilds a lost one) the lookup reads every
+# index row, and DuckDB keeps the blocks it scanned in its buffer pool up to its memory_limit (80% of RAM): gigabytes
+# at a million articles, held by the loading process. Capped while that query runs, the pool evicts as it scans; the
+# query itself needs little (its hash tables are built on the batch's few thousand probes).
+FALLBACK_MEMORY = "512MB"
+_CAP_LOCK = threading.Lock()  # one process-wide limit: a pre-check and a load must not reset it under each other
+
+
+@contextmanager
+def memory_capped(conn: duckdb.DuckDBPyConnection, capped: bool) -> Iterator[None]:
+    """Run the block with the database's memory_limit at FALLBACK_MEMORY (when `capped`), then back to DuckDB's
+    default: newsflow sets no other (and a limit read back as text, `953.6 MiB`, would drift when set again)."""
+    if not capped:
+        yield
+        return
+    with _CAP_LOCK:
+        try:
+            conn.execute("set memory_limit = $m", {"m": FALLBACK_MEMORY})
+        except duckdb.Error:  # more than the cap held right now, or a locked configuration: read uncapped
+            yield
+            return
+        try:
+            yield
+        finally:
+            conn.execute("reset memory_limit")
 
 
 def _register_cached(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature], n_buckets: np.ndarray,

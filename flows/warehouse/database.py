@@ -5,9 +5,9 @@ no file lock, no snapshot copy, and readers on other machines query the lake whi
 
 Each step that changes the file opens it read-write briefly (docs/architecture.md lists them): the start of a
 run, the load (flows/warehouse/writer.py, the only step that writes articles, one transaction per batch), the
-checks, the snapshot and `reprocess`. DuckDB lets a single process hold the file, so while anyone else has it
-open (even read-only) a write waits with backoff and, past `lock_wait_seconds`, a batch stays staged for the
-next run (see flows/warehouse/staging.py).
+checks, the snapshot, `reprocess` and the maintenance flow. DuckDB lets a single process hold the file, so while
+anyone else has it open (even read-only) a write waits with backoff and, past `lock_wait_seconds`, a batch stays
+staged for the next run (see flows/warehouse/staging.py).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import importlib.util
 import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -176,3 +177,21 @@ def is_lake(conn: duckdb.DuckDBPyConnection) -> bool:
     """Whether the connection's current database is a DuckLake."""
     row = conn.execute("select type from duckdb_databases() where database_name = current_database()").fetchone()
     return bool(row) and row[0] == "ducklake"
+
+
+def upkeep(conn: duckdb.DuckDBPyConnection, older_than: Any, *, dry_run: bool = False) -> dict[str, int]:
+    """The lake's maintenance on a read-write connection: merge small adjacent data files, expire the snapshots
+    taken before `older_than` (a timestamp; time travel reaches no further back), and delete the files no snapshot
+    references any more once they have been unreferenced since before `older_than`. Returns counts of each.
+    A merge keeps every snapshot's view of the data (DuckLake's merges are transparent to time travel)."""
+    name = _literal(LAKE)
+    out = {"files_merged": 0, "snapshots_expired": 0, "files_deleted": 0}
+    if not dry_run:
+        merged = conn.execute(f"call ducklake_merge_adjacent_files({name})").fetchall()
+        out["files_merged"] = sum(int(r[2]) for r in merged)  # (schema, table, files processed, files created)
+    dry = "true" if dry_run else "false"
+    out["snapshots_expired"] = len(conn.execute(
+        f"call ducklake_expire_snapshots({name}, older_than => $t, dry_run => {dry})", {"t": older_than}).fetchall())
+    out["files_deleted"] = len(conn.execute(
+        f"call ducklake_cleanup_old_files({name}, older_than => $t, dry_run => {dry})", {"t": older_than}).fetchall())
+    return out

@@ -51,6 +51,10 @@ KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "raw_pages": (("url",),),
     "raw_archive": (("url",),),
     "check_results": (("run_id", "check_name"),),
+    # The maintenance roll-up's summaries (flows/warehouse/rollup.py): written by MERGE on these keys, never loaded.
+    "feed_fetch_days": (("feed", "day"),),
+    "check_result_days": (("check_name", "day"),),
+    "run_days": (("day", "flow", "status"),),
 }
 _ARTICLE_COLUMNS = (
     "url", "canonical_url", "final_url", "feed", "entry_guid", "title", "author", "published_at",

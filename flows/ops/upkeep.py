@@ -1,0 +1,159 @@
+"""The maintenance steps, without Prefect: each takes the settings and the run's id, does its work (or, dry, only
+measures it) and returns a `StepResult` for the run's table artifact. The maintenance flow (flows/ops/maintain.py)
+runs them in STEPS order under the warehouse's run lock; docs/operations.md "Maintenance" tells what each does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flows.core.settings import Settings
+from flows.warehouse import checks, compact, database, keycache, lake, rollup, search_index
+
+
+@dataclass
+class StepResult:
+    """One row of the maintenance run's table artifact."""
+    step: str
+    did: str  # what it did, or why it did nothing
+    bytes_before: int = 0  # of what it works on: the file, the lake's data, the raw archive, the cache
+    bytes_after: int = 0
+    rows_rolled_up: int = 0
+    seconds: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder; 0 when missing."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def _warehouse_bytes(settings: Settings) -> int:
+    wh = settings.warehouse
+    if wh.is_lake:
+        data = wh.lake_data_path
+        return 0 if "://" in data else size_of(Path(data))
+    return size_of(wh.path)
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the warehouse to this newsflow's schema first (the roll-up writes tables of migration 0012), as a
+    run's start does."""
+    with database.connect(settings.warehouse) as conn:
+        database.migrate(conn)
+
+
+def step_rollup(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
+    days = settings.maintenance.rollup_after_days
+    if days <= 0:
+        return StepResult("rollup", "off ([maintenance] rollup_after_days = 0)")
+    before = _warehouse_bytes(settings)
+    with database.connect(settings.warehouse, read_only=dry_run) as conn:
+        if dry_run and database.schema_version(conn) < len(database.migrations()):
+            return StepResult("rollup", "the warehouse is not migrated yet (the next ingest or maintain does)")
+        done = rollup.roll_up(conn, days, dry_run=dry_run)
+    detail = ", ".join(f"{t} {n}" for t, n in done.rows.items())
+    verb = "would roll up" if dry_run else "rolled up"
+    return StepResult("rollup", f"{verb} rows before {done.cutoff:%Y-%m-%d %H:%M} UTC into daily summaries: {detail}",
+                      before, _warehouse_bytes(settings), done.total)
+
+
+def step_raw(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
+    wh = settings.warehouse
+    days = wh.raw_html_retention_days
+    if days <= 0:
+        return StepResult("raw", "off ([warehouse] raw_html_retention_days = 0)")
+    before = size_of(wh.raw_dir)
+    with database.connect(wh, read_only=dry_run) as conn:
+        if dry_run:
+            n = conn.execute("select count(*) from raw_archive where fetched_at < now() - to_days($days::integer)",
+                             {"days": days}).fetchall()[0][0]
+            return StepResult("raw", f"would drop {n} raw-HTML pointers older than {days} days", before, before)
+        n = database.purge_raw_html(conn, days, raw_dir=wh.raw_dir)
+    return StepResult("raw", f"dropped {n} raw-HTML rows older than {days} days and the day folders no row uses",
+                      before, size_of(wh.raw_dir))
+
+
+def step_checks(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
+    wh = settings.warehouse
+    if dry_run:
+        with database.connect(wh, read_only=True) as conn:
+            results = checks.run_checks(conn, staging_dir=wh.staging_dir, alive_runs=[run_id], dedup=settings.dedup)
+    else:
+        # full=True once incremental checks land
+        results = checks.run_and_store(wh, run_id, alive_runs=[run_id], dedup=settings.dedup).results
+    failed = [r.name for r in results if r.failed]
+    ran = sum(1 for r in results if r.skipped is None)
+    return StepResult("checks", f"{ran} checks ran{' (not stored: dry run)' if dry_run else ''}; "
+                                + (f"failing: {', '.join(failed)}" if failed else "all hold"))
+
+
+def step_lake(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
+    if not settings.warehouse.is_lake:
+        return StepResult("lake", "not a DuckLake")
+    days = settings.maintenance.lake_snapshot_days
+    if days <= 0:
+        return StepResult("lake", "off ([maintenance] lake_snapshot_days = 0)")
+    before = _warehouse_bytes(settings)
+    with database.connect(settings.warehouse) as conn:
+        done = lake.upkeep(conn, datetime.now(UTC) - timedelta(days=days), dry_run=dry_run)
+    did = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in done.items())
+    return StepResult("lake", ("dry run: " if dry_run else "") + did, before, _warehouse_bytes(settings))
+
+
+def step_compact(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
+    m = settings.maintenance
+    done = compact.compact(settings.warehouse, min_free_ratio=m.compact_free_ratio,
+                           min_free_bytes=m.compact_min_free_bytes, dry_run=dry_run)
+    did = f"compacted ({done.free_ratio:.0%} free before)" if done.done else done.reason
+    return StepResult("compact", did, done.bytes_before, done.bytes_after, 0, done.seconds)
+
+
+def step_cache(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
+    """The dedup lookup cache, rebuilt when missing or stale (loads never rebuild it), brought up to date when
+    behind; the search index's base segment, built when missing."""
+    wh = settings.warehouse
+    parts, before, after = [], 0, 0
+    if not wh.is_lake:
+        folder = wh.path.parent / f"{wh.path.name}.keys"
+        before = size_of(folder)
+        with database.connect(wh, read_only=True) as conn:
+            state = keycache.status(conn, folder)
+            if state in ("missing", "stale", "behind") and not dry_run:
+                keycache.refresh(conn, folder)
+        did = {"missing": "rebuilt", "stale": "rebuilt", "behind": "brought up to date"}.get(state)
+        parts.append(f"lookup cache {state}" + (f": {did}" if did and not dry_run else ""))
+        after = size_of(folder)
+    if search_index.segment_meta(wh.search_path) is None:
+        if dry_run:
+            parts.append("search index missing")
+        else:
+            done = search_index.refresh(settings, rebuild=True, wait=wh.waits.load)
+            parts.append(f"search index missing: {done.mode}" + (f" ({done.reason})" if done.reason else ""))
+    else:
+        parts.append("search index present")
+    return StepResult("cache", "; ".join(parts), before, after)
+
+
+Step = Callable[[Settings, str, bool], StepResult]
+# In this order: the roll-up and the purge free space that the compaction then gives back; the checks see the
+# warehouse as maintained; the caches are rebuilt from the final file.
+STEPS: dict[str, Step] = {"rollup": step_rollup, "raw": step_raw, "checks": step_checks, "lake": step_lake,
+                          "compact": step_compact, "cache": step_cache}
+
+
+def run_step(name: str, settings: Settings, run_id: str, dry_run: bool) -> StepResult:
+    start = time.perf_counter()
+    result = STEPS[name](settings, run_id, dry_run)
+    if not result.seconds:
+        result.seconds = round(time.perf_counter() - start, 3)
+    return result

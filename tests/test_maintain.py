@@ -1,0 +1,340 @@
+"""The maintenance flow and its steps on real DuckDB files and a real DuckLake: roll-up that keeps feed health and
+status, compaction under a concurrent reader, DuckLake expiry, the lookup cache rebuilt off the hot path, the flow
+with its `runs` row under the Prefect harness, and `newsflow maintain`.
+
+Covers: flows.ops.maintain, flows.ops.upkeep, flows.warehouse.rollup, flows.warehouse.compact
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from test_keycache import SETTINGS, _batches, _load
+
+from flows.core.settings import WarehouseSettings, load_settings
+from flows.ops import upkeep
+from flows.ops.demo import DEMO_DATA, demo_config
+from flows.ops.localserver import LocalServer
+from flows.warehouse import compact, database, keycache, lake, rollup
+from flows.warehouse.runlock import run_lock
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _checksums(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
+    """Row count and an order-free hash of every table's contents."""
+    tables = [r[0] for r in conn.execute("select table_name from duckdb_tables() where database_name = "
+                                         "current_database() and not internal order by 1").fetchall()]
+    return {t: tuple(conn.execute(f'select count(*), coalesce(sum(hash(x)), 0) from (select columns(*) from "{t}") x'
+                                  ).fetchall()[0]) for t in tables}
+
+
+# --- roll-up ------------------------------------------------------------------------------------------------
+
+
+def _bookkeeping(conn: duckdb.DuckDBPyConnection) -> None:
+    """200 half-daily runs back from NOW, two feeds each (one failing in three), a check per run, feed states."""
+    for i in range(200):
+        t = NOW - timedelta(hours=12 * i)
+        run = f"run{i:03d}"
+        conn.execute("insert into runs (run_id, flow, started_at, finished_at, status, feeds_ok) "
+                     "values (?, 'ingest', ?, ?, 'completed', 1)", [run, t, t + timedelta(seconds=5)])
+        for feed in ("a", "b"):
+            failed = (i + (feed == "b")) % 3 == 0
+            conn.execute("insert into feed_fetches (fetch_id, run_id, feed, url, outcome, error, fetched_at, "
+                         "new_entries) values (?, ?, ?, 'https://x.test/f', ?, ?, ?, 1)",
+                         [f"{run}:{feed}", run, feed, "failed" if failed else "ok",
+                          "timeout" if failed else None, t])
+        conn.execute("insert into check_results values (?, 'orphans', ?, null, 1.5, ?)", [run, i % 2, t])
+    conn.execute("insert into feeds (feed, url, configured_url, consecutive_failures, last_success_at) values "
+                 "('a', 'https://x.test/f', 'https://x.test/f', 0, ?), "
+                 "('b', 'https://x.test/f', 'https://x.test/f', 4, ?)", [NOW, NOW - timedelta(days=2)])
+
+
+def _answers(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """What feed health, the run's feed states and `newsflow status` read, and the per-day counts."""
+    q = database.query
+    return {
+        "health": conn.execute("select feed, state, consecutive_failures, last_attempt_at, last_outcome, "
+                               "last_outcome_error from feed_health order by feed").fetchall(),
+        "feed_states": conn.execute(q("feed_states") + " order by feed").fetchall(),
+        "failing": conn.execute(q("failing_feeds"), {"alert_after": 3}).fetchall(),
+        "checks": conn.execute(q("status_checks")).fetchall(),
+        "status_feeds": conn.execute(q("run_report")).fetchall(),
+        "report_health": conn.execute(q("report_feed_health")).fetchall(),
+        "daily": conn.execute("select * from feed_fetches_daily order by day, feed").fetchall(),
+    }
+
+
+def _settings(backend: str, tmp_path: Path) -> WarehouseSettings:
+    if backend == "ducklake":
+        return WarehouseSettings(backend="ducklake", catalog=str(tmp_path / "lake.duckdb"), path=tmp_path / "w.duckdb")
+    return WarehouseSettings(path=tmp_path / "w.duckdb")
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "ducklake"])
+def test_rollup_keeps_feed_health_and_status_and_is_idempotent(backend: str, tmp_path: Path) -> None:
+    with database.connect(_settings(backend, tmp_path)) as conn:
+        database.migrate(conn)
+        _bookkeeping(conn)
+        before = _answers(conn)
+        dry = rollup.roll_up(conn, 30, now=NOW, dry_run=True)
+        assert conn.execute("select count(*) from feed_fetches").fetchall()[0][0] == 400  # a dry run writes nothing
+        done = rollup.roll_up(conn, 30, now=NOW)
+        assert done.rows == dry.rows
+        # Every run older than 30 days: its fetches, check and row, but each feed's and check's latest rows stay.
+        assert done.rows == {"feed_fetches": 278, "check_results": 139, "runs": 139}
+        assert conn.execute("select min(fetched_at) from feed_fetches").fetchall()[0][0] >= done.cutoff
+        assert _answers(conn) == before
+        summed = conn.execute("select sum(fetches), sum(failed) from feed_fetch_days").fetchall()[0]
+        failures = sum((i + b) % 3 == 0 for i in range(61, 200) for b in (0, 1))
+        assert summed == (278, failures)
+        assert conn.execute("select sum(runs), sum(feeds_ok) from run_days").fetchall()[0] == (139, 139)
+        again = rollup.roll_up(conn, 30, now=NOW)
+        assert again.total == 0 and _answers(conn) == before
+        # A later roll-up adds to the days already summarised, never counting a row twice.
+        later = rollup.roll_up(conn, 10, now=NOW)
+        assert later.rows["feed_fetches"] == 80 and _answers(conn) == before
+        assert conn.execute("select sum(fetches) from feed_fetch_days").fetchall()[0][0] == 358
+
+
+def test_rollup_never_takes_a_running_run_nor_the_latest_success(tmp_path: Path) -> None:
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        database.migrate(conn)
+        old = NOW - timedelta(days=200)
+        conn.execute("insert into runs (run_id, flow, started_at, status) values ('dead', 'ingest', ?, 'running')",
+                     [old])
+        conn.execute("insert into runs (run_id, flow, started_at, status) values ('ok1', 'ingest', ?, 'completed')",
+                     [old])
+        conn.execute("insert into feed_fetches (fetch_id, run_id, feed, url, outcome, fetched_at) values "
+                     "('ok1:a', 'ok1', 'a', 'u', 'ok', ?), ('dead:a', 'dead', 'a', 'u', 'failed', ?)",
+                     [old, old + timedelta(hours=1)])
+        assert rollup.roll_up(conn, 90, now=NOW).total == 0
+        assert conn.execute("select count(*) from runs").fetchall()[0][0] == 2
+
+
+# --- compaction -------------------------------------------------------------------------------------------
+
+_READER = """
+import sys
+from flows.core.settings import WarehouseSettings
+from flows.warehouse import database
+sys.path.insert(0, sys.argv[2])
+from test_maintain import _checksums
+wh = WarehouseSettings(path=sys.argv[1])
+with database.reader(wh) as (path, conn):
+    print(repr(_checksums(conn)), flush=True)
+    sys.stdin.readline()  # the test compacts the file now, this connection still open
+    print(repr(_checksums(conn)), flush=True)
+with database.reader(wh) as (path, conn):
+    print(repr(_checksums(conn)), flush=True)
+"""
+
+
+def _filled(path: Path, articles: int = 6000) -> WarehouseSettings:
+    """A warehouse with index-sized tables, 40% of its articles' rows then deleted (as a purge or roll-up does)."""
+    wh = WarehouseSettings(path=path)
+    with database.connect(wh) as conn:
+        database.migrate(conn)
+        conn.execute("insert into lsh_buckets select (hash(i * 131 + b) >> 1)::bigint, i, 1 "
+                     "from range($n) t(i), range(32) u(b)", {"n": articles})
+        conn.execute("insert into shingle_samples select (hash(i * 977 + s) >> 1)::bigint, i, 1 "
+                     "from range($n) t(i), range(56) u(s)", {"n": articles})
+        conn.execute("insert into entries (feed, guid, url, title, published_at, first_seen_at, first_run_id) "
+                     "select 'f', 'g' || i, 'https://x.test/' || i, repeat('t', 200) || i, now(), now(), 'r' "
+                     "from range($n) t(i)", {"n": articles})
+        for table in ("lsh_buckets", "shingle_samples"):
+            conn.execute(f"delete from {table} where article_id % 5 < 2")
+        conn.execute("delete from entries where hash(guid) % 5 < 2")
+        conn.execute("checkpoint")
+    return wh
+
+
+def test_compaction_under_a_concurrent_reader_keeps_every_row(tmp_path: Path) -> None:
+    wh = _filled(tmp_path / "w.duckdb")
+    with database.connect(wh, read_only=True) as conn:
+        before = _checksums(conn)
+    size = wh.path.stat().st_size
+    reader = subprocess.Popen([sys.executable, "-c", _READER, str(wh.path), str(Path(__file__).parent)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    try:
+        assert reader.stdout is not None and reader.stdin is not None
+        assert eval(reader.stdout.readline()) == before  # the reader holds the file open from here
+        not_yet = compact.compact(wh, min_free_ratio=1.0)
+        assert not not_yet.done and "below the threshold" in not_yet.reason
+        done = compact.compact(wh, min_free_ratio=0.01)
+        reader.stdin.write("go\n")
+        reader.stdin.flush()
+        during, after_reopen = eval(reader.stdout.readline()), eval(reader.stdout.readline())
+    finally:
+        reader.stdin.close()  # type: ignore[union-attr]
+        assert reader.wait(timeout=60) == 0
+    assert done.done and done.bytes_before == size and done.bytes_after == wh.path.stat().st_size < size
+    assert during == before  # the open reader kept reading the old file, consistently
+    assert after_reopen == before  # a new reader reads the new file: every table and row identical
+    with database.connect(wh, read_only=True) as conn:
+        assert _checksums(conn) == before
+        assert not database._views_stale(conn, lake=False)  # the views and their marks came along
+    assert not compact.temp_path(wh.path).exists() and not Path(f"{wh.path}.wal").exists()
+    with database.connect(wh) as conn:  # and it takes writes again
+        conn.execute("insert into entries (feed, guid, url, first_seen_at, first_run_id) "
+                     "values ('f', 'new', 'u', now(), 'r')")
+
+
+# --- DuckLake ---------------------------------------------------------------------------------------------
+
+
+def test_ducklake_expiry_removes_old_snapshots_and_files_and_keeps_the_data(tmp_path: Path) -> None:
+    wh = WarehouseSettings(backend="ducklake", catalog=str(tmp_path / "lake.duckdb"))
+    data = Path(wh.lake_data_path)
+    with database.connect(wh) as conn:
+        database.migrate(conn)
+        for i in range(6):  # six loads, each past DuckLake's inlining: a data file each
+            conn.execute("insert into entries (feed, guid, url, first_seen_at, first_run_id) "
+                         "select 'f', 'g' || i, 'u' || i, now(), 'r' || $load from range($a, $b) t(i)",
+                         {"a": i * 1000, "b": i * 1000 + 1000, "load": i})
+        # Two loads' rows all gone (their files unreferenced once the snapshots that had them expire), some of
+        # another's.
+        conn.execute("delete from entries where first_run_id in ('r0', 'r1') or guid like '%7'")
+        before = _checksums(conn)
+        snapshots = conn.execute("select count(*) from ducklake_snapshots('lake')").fetchall()[0][0]
+    files = len(list(data.rglob("*.parquet")))
+    with database.connect(wh) as conn:
+        dry = lake.upkeep(conn, datetime.now(UTC) + timedelta(seconds=1), dry_run=True)
+        assert dry["snapshots_expired"] == snapshots - 1
+        assert conn.execute("select count(*) from ducklake_snapshots('lake')").fetchall()[0][0] == snapshots
+        done = lake.upkeep(conn, datetime.now(UTC) + timedelta(seconds=1))
+        assert done["snapshots_expired"] > 0 and done["files_deleted"] > 0
+        assert conn.execute("select count(*) from ducklake_snapshots('lake')").fetchall()[0][0] < snapshots
+        assert _checksums(conn) == before
+    assert len(list(data.rglob("*.parquet"))) < files
+    with database.connect(wh, read_only=True) as conn:  # a fresh reader sees the same
+        assert _checksums(conn) == before
+
+
+# --- the lookup cache, off the hot path ------------------------------------------------------------------------
+
+
+def test_a_load_without_cache_reads_the_tables_and_maintenance_rebuilds_it(tmp_path: Path) -> None:
+    batches = _batches(seed=3, n_batches=6, per_batch=12)
+    cached = WarehouseSettings(path=tmp_path / "c" / "w.duckdb")
+    bare = WarehouseSettings(path=tmp_path / "b" / "w.duckdb")
+    for wh in (cached, bare):
+        _load(wh, batches[:3])
+    folder = bare.path.parent / f"{bare.path.name}.keys"
+    shutil.rmtree(folder)
+    for wh in (cached, bare):
+        _load(wh, batches[3:5], start=3)
+    assert not (folder / "manifest.json").exists()  # the loads never rebuilt it
+    q = "select url, duplicate_of, method from duplicates order by url"
+    with database.connect(cached, read_only=True) as a, database.connect(bare, read_only=True) as b:
+        assert a.execute(q).fetchall() == b.execute(q).fetchall()  # the same dedup decisions
+        assert a.execute(q).fetchall()  # ... and there were copies to decide on
+        assert keycache.status(b) == "missing"
+    settings = load_settings(warehouse=bare.path, env={}, overrides={"dedup": {"cache_refresh_articles": 1}})
+    result = upkeep.run_step("cache", settings, "m", False)
+    assert "lookup cache missing: rebuilt" in result.did and result.bytes_after > 0
+    with database.connect(bare, read_only=True) as conn:
+        assert keycache.status(conn) == "current"
+        seq = keycache.index_state(conn).seq  # type: ignore[union-attr]
+    _load(bare, batches[5:], start=5, settings=SETTINGS)
+    with database.connect(bare, read_only=True) as conn:
+        state = keycache.index_state(conn)
+        assert state is not None and state.seq > seq
+        assert keycache.status(conn) == "current"  # the next load used it and brought it up to date
+
+
+# --- the flow and the command ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_wh(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from flows.run.ingest import ingest
+
+    tmp = tmp_path_factory.mktemp("maintain")
+    with LocalServer(DEMO_DATA) as server:
+        config = demo_config(server, tmp / "wh" / "demo.duckdb", tmp)
+        ingest(config=str(config))
+    return tmp / "wh" / "demo.duckdb"
+
+
+def test_the_flow_runs_every_step_and_records_its_run(demo_wh: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.ops.maintain import maintain
+
+    db = tmp_path / "demo.duckdb"
+    shutil.copyfile(demo_wh, db)
+    monkeypatch.setenv("NEWSFLOW_MAINTENANCE__COMPACT_FREE_RATIO", "0.0001")
+    monkeypatch.setenv("NEWSFLOW_MAINTENANCE__COMPACT_MIN_FREE_BYTES", "0")
+    dry = maintain(dry_run=True, warehouse_path=str(db))
+    assert [r["step"] for r in dry["steps"]] == list(upkeep.STEPS)
+    settings = load_settings(warehouse=db, env={})
+    with database.connect(settings.warehouse, read_only=True) as conn:
+        assert conn.execute("select count(*) from runs where flow = 'maintain'").fetchall()[0][0] == 0
+        before = _checksums(conn)
+    result = maintain(warehouse_path=str(db))
+    did = {r["step"]: r for r in result["steps"]}
+    assert "lookup cache missing: rebuilt" in did["cache"]["did"]  # the demo's first load left none to refresh
+    assert did["compact"]["did"].startswith("compacted")
+    with database.connect(settings.warehouse, read_only=True) as conn:
+        status, message = conn.execute("select status, message from runs where flow = 'maintain'").fetchall()[0]
+        assert status == "completed" and "rollup:" in message
+        after = _checksums(conn)
+        assert keycache.status(conn) == "current"
+    # Nothing the demo stored is old enough to roll up: its tables are as they were, plus the run's own rows.
+    assert {t: v for t, v in after.items() if t not in ("runs", "check_results")} == \
+           {t: v for t, v in before.items() if t not in ("runs", "check_results")}
+
+
+def test_maintain_refuses_while_a_run_holds_the_warehouse(demo_wh: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    with run_lock(demo_wh):
+        done = subprocess.run([sys.executable, "-m", "flows.cli", "maintain", "--warehouse", str(demo_wh)],
+                              capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "holds" in done.stderr
+
+
+def test_the_lookup_without_cache_runs_under_a_memory_cap_and_restores_the_limit(tmp_path: Path) -> None:
+    from test_keycache import _probes
+
+    from flows.warehouse import candidates
+
+    wh = WarehouseSettings(path=tmp_path / "w.duckdb")
+    _load(wh, _batches(seed=1, n_batches=3, per_batch=12))
+    sigs = _probes(seed=7)
+    with database.connect(wh) as conn:
+        with_cache = candidates.stored_candidates(conn, sigs, SETTINGS)
+    shutil.rmtree(tmp_path / "w.duckdb.keys")
+    with database.connect(wh) as conn:
+        limit = conn.execute("select current_setting('memory_limit')").fetchall()[0][0]
+        assert candidates.stored_candidates(conn, sigs, SETTINGS) == with_cache
+        assert conn.execute("select current_setting('memory_limit')").fetchall()[0][0] == limit
+        with candidates.memory_capped(conn, True):
+            capped = conn.execute("select current_setting('memory_limit')").fetchall()[0][0]
+        assert capped != limit and conn.execute("select current_setting('memory_limit')").fetchall()[0][0] == limit
+
+
+def test_newsflow_serve_schedules_maintain_from_the_config(tmp_path: Path) -> None:
+    from flows.core.errors import ConfigError
+    from flows.ops.deploy import deployments
+    from flows.ops.schedule import check_cron
+
+    settings = load_settings(env={"NEWSFLOW_MAINTENANCE__CRON": "5 4 * * 0"})
+    (upkeep_dep,) = [d for d in deployments(settings) if d.flow_name == "maintain"]
+    assert [s.schedule.cron for s in upkeep_dep.schedules] == ["5 4 * * 0"]
+    assert upkeep_dep.concurrency_limit == 1  # one at a time, like every deployment that writes
+    assert {"steps", "dry_run"} <= set(upkeep_dep._parameter_openapi_schema.properties)
+    bad = load_settings(env={"NEWSFLOW_MAINTENANCE__CRON": "every night"})
+    with pytest.raises(ConfigError, match=r"maintenance\.cron"):
+        check_cron(bad, "newsflow.toml")

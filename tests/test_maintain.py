@@ -286,6 +286,8 @@ def test_the_flow_runs_every_step_and_records_its_run(demo_wh: Path, tmp_path: P
     did = {r["step"]: r for r in result["steps"]}
     assert "lookup cache missing: rebuilt" in did["cache"]["did"]  # the demo's first load left none to refresh
     assert did["compact"]["did"].startswith("compacted")
+    assert did["snapshot"]["did"] == "published"  # the compacted file is newer than any snapshot
+    assert settings.warehouse.snapshot_path.exists()
     with database.connect(settings.warehouse, read_only=True) as conn:
         status, message = conn.execute("select status, message from runs where flow = 'maintain'").fetchall()[0]
         assert status == "completed" and "rollup:" in message

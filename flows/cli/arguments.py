@@ -198,7 +198,7 @@ def _add_ops_commands(sub: Any) -> None:
                                    "turn.")
     _common(p)
     p.add_argument("--step", action="append", dest="steps",
-                   choices=("rollup", "raw", "checks", "lake", "compact", "cache"),
+                   choices=("rollup", "raw", "checks", "lake", "compact", "cache", "snapshot"),
                    help="only this step (repeatable; default all, in this order)")
     p.add_argument("--dry-run", action="store_true", help="say what each step would do; write nothing")
 

@@ -34,6 +34,7 @@ class MaintainStep(StrEnum):
     lake = "lake"
     compact = "compact"
     cache = "cache"
+    snapshot = "snapshot"
 
 
 run_step = task(upkeep.run_step, name="maintain-step", task_run_name="maintain-{name}", cache_policy=NO_CACHE,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.core.settings import Settings
-from flows.warehouse import checks, compact, database, keycache, lake, rollup, search_index
+from flows.warehouse import checks, compact, database, keycache, lake, rollup, search_index, snapshot
 
 
 @dataclass
@@ -144,11 +144,28 @@ def step_cache(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
     return StepResult("cache", "; ".join(parts), before, after)
 
 
+def step_snapshot(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
+    """The read-only snapshot, published when missing or older than the warehouse's last write: nightly, the copy
+    runs would otherwise make once their `snapshot_every_hours` interval has passed lands here, off a run."""
+    wh = settings.warehouse
+    if wh.is_lake or not wh.snapshot:
+        return StepResult("snapshot", "not used (a lake, or [warehouse] snapshot = false)")
+    at, written = snapshot.published_at(wh), snapshot.last_change(wh.path)
+    if at is not None and (written is None or written <= at):
+        return StepResult("snapshot", "current: the warehouse has not changed since it was published")
+    if dry_run:
+        why = "missing" if at is None else "older than the warehouse"
+        return StepResult("snapshot", f"would publish ({why})")
+    before = size_of(wh.snapshot_path)
+    snapshot.publish_snapshot(wh, wait=wh.waits.load)
+    return StepResult("snapshot", "published", before, size_of(wh.snapshot_path))
+
+
 Step = Callable[[Settings, str, bool], StepResult]
 # In this order: the roll-up and the purge free space that the compaction then gives back; the checks see the
-# warehouse as maintained; the caches are rebuilt from the final file.
+# warehouse as maintained; the caches and the snapshot are made from the final file.
 STEPS: dict[str, Step] = {"rollup": step_rollup, "raw": step_raw, "checks": step_checks, "lake": step_lake,
-                          "compact": step_compact, "cache": step_cache}
+                          "compact": step_compact, "cache": step_cache, "snapshot": step_snapshot}
 
 
 def run_step(name: str, settings: Settings, run_id: str, dry_run: bool) -> StepResult:

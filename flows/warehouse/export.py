@@ -68,7 +68,9 @@ def file_name(table: str) -> str:
 def _write(rel: duckdb.DuckDBPyRelation, tmp: Path, fmt: str, batch_rows: int) -> None:
     """Write `rel` to the temp file `tmp` (the caller renames it over the target once every file is written),
     streamed in batches of `batch_rows` rows."""
-    batches = rel.fetch_record_batch(batch_rows)
+    # to_arrow_reader's default batch is 1M rows; fetch_record_batch is its older (deprecated) name.
+    batches = (rel.to_arrow_reader(batch_rows) if hasattr(rel, "to_arrow_reader")
+               else rel.fetch_record_batch(batch_rows))
     with duckdb.connect() as writer:
         # One thread: the batches arrive in order and the writer holds one row group at a time.
         writer.execute("set threads = 1")

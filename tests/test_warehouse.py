@@ -201,7 +201,8 @@ def test_entity_surges_against_the_trailing_week(tmp_path: Path) -> None:
                 "insert into articles (article_id, url, text, text_hash, body_source, n_shingles, n_samples, "
                 "run_id, loaded_at, published_at) values (?, ?, 'x', ?, 'extracted', 1, 0, 'r', now(), ?)",
                 [i, f"http://a/{i}", f"h{i}", day])
-            conn.execute("insert into article_entities values (?, 1, ?)", [i, 7 if i == 3 else 1])
+            conn.execute("insert into article_entities (article_id, entity_id, mentions) values (?, 1, ?)",
+                         [i, 7 if i == 3 else 1])
         rows = dict(((d.day, (m, b, s)) for d, m, b, s in conn.execute(
             "select day, mentions, baseline_7d, surge_ratio from entity_surges").fetchall()))
     assert rows[1] == (1, 0.0, 2.0)

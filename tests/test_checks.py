@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -22,11 +23,12 @@ from demo_warehouse import copy_demo, run_ingest
 
 from flows.cli import main
 from flows.core.sections import DedupSettings
+from flows.core.settings import WarehouseSettings
 from flows.core.stats import RunStats
 from flows.ops.demo import DEMO_DATA, demo_config
 from flows.ops.localserver import LocalServer
 from flows.run.artifacts import markdown
-from flows.warehouse import checks, staging
+from flows.warehouse import checks, database, staging, writer
 from flows.warehouse.runlock import run_lock
 
 CHECKS = {"untagged_articles", "orphan_duplicates", "orphan_article_entities", "url_stored_and_duplicate",
@@ -88,7 +90,8 @@ BREAKS = {
          "values ('http://127.0.0.1/copy-of-nothing', 42, 'exact', 'text_hash', 1.0, now(), 'r')"],
         "url", "select 'http://127.0.0.1/copy-of-nothing'"),
     "orphan_article_entities": (
-        ["insert into article_entities values (42, (select min(entity_id) from entities), 1)"],
+        ["insert into article_entities (article_id, entity_id, mentions) "
+         "values (42, (select min(entity_id) from entities), 1)"],
         "article_id", "select 42"),
     "url_stored_and_duplicate": (
         ["insert into duplicates (url, duplicate_of, method, criterion, similarity, seen_at, run_id) "
@@ -272,7 +275,10 @@ def test_an_ingest_stores_its_checks_and_status_shows_them(
     assert failed == 0
     assert dict(stored) == dict.fromkeys(CHECKS, 0)
 
-    execute(db, BREAKS["orphan_duplicates"][0][0])
+    # Written as a load writes (the next load sequence number), so the run's incremental pass reads it.
+    execute(db, "update load_sequence set seq = seq + 1",
+            BREAKS["orphan_duplicates"][0][0].replace("seen_at, run_id)", "seen_at, run_id, load_seq)")
+            .replace("now(), 'r')", "now(), 'r', (select seq from load_sequence))"))
     with LocalServer(DEMO_DATA) as server:
         config = demo_config(server, db, tmp_path)
         dry = run_ingest(config, db, dry_run=True, max_articles_per_feed=0)
@@ -323,3 +329,130 @@ def test_checks_are_skipped_not_failed_when_the_warehouse_is_locked_at_the_end(d
     with duckdb.connect(str(db), read_only=True) as conn:
         assert conn.execute("select count(*) from check_results where run_id = ?",
                             [summary["run_id"]]).fetchone() == (0,)
+
+
+# ---------------------------------------------------------------- incremental checks (issue 23)
+
+SCOPED = {"untagged_articles", "orphan_duplicates", "orphan_article_entities", "url_stored_and_duplicate",
+          "shingle_samples_mismatch"}
+
+
+def load_rows(path: Path, *statements: str) -> int:
+    """Write rows as a load does: in one transaction that takes the next load sequence number (`$seq`)."""
+    with duckdb.connect(str(path)) as conn, database.transaction(conn):
+        seq = writer.next_load_seq(conn)
+        for sql in statements:
+            conn.execute(sql, {"seq": seq} if "$seq" in sql else None)
+    return seq
+
+
+def check_pass(path: Path, *, full: bool = False, conn: duckdb.DuckDBPyConnection | None = None
+               ) -> dict[str, checks.CheckResult]:
+    settings = WarehouseSettings(path=path, staging_dir=path.with_name(path.stem + ".staging"))
+    done = checks.run_and_store(settings, checks.new_check_id(), alive_runs=[], full=full, conn=conn)
+    return {r.name: r for r in done.results}
+
+
+def orphan_copy(url: str) -> str:
+    return ("insert into duplicates (url, duplicate_of, method, criterion, similarity, seen_at, run_id, load_seq) "
+            f"values ('{url}', 42, 'exact', 'text_hash', 1.0, now(), 'r', $seq)")
+
+
+def test_rows_a_load_writes_carry_its_load_sequence_number(db: Path) -> None:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        (counter,) = conn.execute("select seq from load_sequence").fetchone()
+        for table in ("articles", "duplicates", "article_entities"):
+            low, high, unstamped = conn.execute(
+                f"select min(load_seq), max(load_seq), count(*) filter (where load_seq = 0) from {table}").fetchone()
+            assert unstamped == 0 and 1 <= low <= high <= counter, table
+
+
+def test_an_incremental_pass_reads_what_was_loaded_since_and_a_full_pass_reads_everything(db: Path) -> None:
+    first = check_pass(db)
+    assert not any(r.failed for r in first.values())
+    mark = first["orphan_duplicates"].until_seq
+    assert mark is not None and all(first[n].until_seq == mark for n in SCOPED)
+    # Written before the watermark (a row of load `mark`, the last one checked): the next incremental pass does not
+    # read it...
+    execute(db, "insert into article_entities (article_id, entity_id, mentions, load_seq) "
+                f"values (42, (select min(entity_id) from entities), 1, {mark})")
+    # ...while a copy of nothing loaded since is found by it.
+    seq = load_rows(db, orphan_copy("http://127.0.0.1/new-copy-of-nothing"))
+    assert seq == mark + 1
+    second = check_pass(db)
+    assert {n for n, r in second.items() if r.failed} == {"orphan_duplicates"}
+    found = second["orphan_duplicates"]
+    assert (found.scope, found.since_seq, found.until_seq) == ("incremental", mark, seq)
+    assert found.sample[0]["url"] == "http://127.0.0.1/new-copy-of-nothing"
+    full = check_pass(db, full=True)
+    assert {n for n, r in full.items() if r.failed} == {"orphan_duplicates", "orphan_article_entities"}
+    assert full["orphan_article_entities"].sample[0]["article_id"] == 42
+    assert (full["orphan_article_entities"].scope, full["orphan_article_entities"].since_seq) == ("full", -1)
+    # A failing check keeps its watermark: the next incremental pass reports the copy again; the passing ones moved.
+    third = check_pass(db)
+    assert third["orphan_duplicates"].offending_rows == 1 and third["orphan_duplicates"].since_seq == mark
+    assert third["untagged_articles"].since_seq == seq
+    with duckdb.connect(str(db), read_only=True) as conn:
+        stored = conn.execute("select scope, since_seq, until_seq from check_results "
+                              "where check_name = 'orphan_duplicates' order by checked_at").fetchall()
+        marks = dict(conn.execute("select check_name, seq from check_watermarks").fetchall())
+    assert stored[-3:] == [("incremental", mark, seq), ("full", -1, seq), ("incremental", mark, seq)]
+    assert marks == {**dict.fromkeys(SCOPED, seq), "orphan_duplicates": mark}
+
+
+def test_the_watermark_never_steps_over_a_rolled_back_or_uncommitted_load(db: Path) -> None:
+    mark = check_pass(db)["orphan_duplicates"].until_seq
+    assert mark is not None
+    with duckdb.connect(str(db)) as conn:
+        # A load that fails rolls its number back with its rows: the pass after it reads up to `mark`.
+        conn.execute("begin transaction")
+        assert writer.next_load_seq(conn) == mark + 1
+        conn.execute(orphan_copy("http://127.0.0.1/rolled-back"), {"seq": mark + 1})
+        conn.execute("rollback")
+        assert check_pass(db, conn=conn.cursor())["orphan_duplicates"].until_seq == mark
+        # A load still open while a pass runs (another connection to the file): the pass cannot see its number,
+        # so the watermark stays below it, and the pass after its commit reads its rows.
+        conn.execute("begin transaction")
+        seq = writer.next_load_seq(conn)
+        conn.execute(orphan_copy("http://127.0.0.1/committed-late"), {"seq": seq})
+        during = check_pass(db, conn=conn.cursor())["orphan_duplicates"]
+        conn.execute("commit")
+        after = check_pass(db, conn=conn.cursor())["orphan_duplicates"]
+    assert seq == mark + 1 and during.offending_rows == 0 and during.until_seq == mark
+    assert after.offending_rows == 1 and after.sample[0]["url"] == "http://127.0.0.1/committed-late"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_incremental_passes_over_consecutive_loads_flag_what_one_full_pass_flags(db: Path, seed: int) -> None:
+    """Property: whatever mix of good and bad rows the loads bring, the violations the incremental pass after each
+    load reports are, together, those of one full pass at the end (at most 4 per check, all in the samples)."""
+    rng = random.Random(seed)
+    flagged: dict[str, set[object]] = {n: set() for n in ("orphan_duplicates", "orphan_article_entities",
+                                                           "untagged_articles")}
+    key = {"orphan_duplicates": "url", "orphan_article_entities": "article_id", "untagged_articles": "url"}
+    for load in range(4):
+        statements = []
+        for i in range(rng.randint(0, 3)):  # good rows: tagged articles with their (empty) index
+            statements.append("insert into articles (article_id, url, text, text_hash, body_source, ner_pipeline, "
+                              "n_shingles, n_samples, run_id, loaded_at, load_seq) values "
+                              f"({10_000 + load * 10 + i}, 'http://127.0.0.1/ok/{load}/{i}', 't', 'h', 'extracted', "
+                              "'p', 0, 0, 'r', now(), $seq)")
+        if rng.random() < 0.5:
+            statements.append(orphan_copy(f"http://127.0.0.1/orphan/{load}"))
+        if rng.random() < 0.5:
+            statements.append("insert into article_entities (article_id, entity_id, mentions, load_seq) values "
+                              f"({900 + load}, (select min(entity_id) from entities), 1, $seq)")
+        if rng.random() < 0.5:
+            statements.append("insert into articles (article_id, url, text, text_hash, body_source, n_shingles, "
+                              f"n_samples, run_id, loaded_at, load_seq) values ({20_000 + load}, "
+                              f"'http://127.0.0.1/untagged/{load}', 't', 'h', 'extracted', 0, 0, 'r', now(), $seq)")
+        if statements:
+            load_rows(db, *statements)
+        results = check_pass(db)
+        for name in flagged:
+            assert results[name].offending_rows == len(results[name].sample)
+            flagged[name] |= {row[key[name]] for row in results[name].sample}
+    full = check_pass(db, full=True)
+    assert {n: {row[key[n]] for row in full[n].sample} for n in flagged} == flagged
+    assert all(full[n].offending_rows == len(flagged[n]) for n in flagged)
+    assert not any(r.failed for n, r in full.items() if n not in flagged)

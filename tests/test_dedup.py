@@ -348,3 +348,39 @@ def test_an_index_signed_the_old_way_is_reported_stale(tmp_path: Path) -> None:
         conn.execute("update dedup_index set method = 'minhash-lsh+lede-sample/v2', params = $p::json",
                      {"p": json.dumps(old)})
         assert len(conn.execute(check, params).fetchall()) == 1
+
+
+def _articles_with_text(tmp_path: Path, n: int) -> WarehouseSettings:
+    wh = WarehouseSettings(path=tmp_path / "points.duckdb")
+    with connect(wh) as conn:
+        migrate(conn)
+        conn.execute("""insert into articles (article_id, url, text, text_hash, body_source, n_shingles, n_samples,
+                                              run_id, loaded_at)
+                        select (hash(i) >> 1)::bigint, 'http://x/' || i, 'text of ' || i, md5(i::varchar),
+                               'extracted', 0, 0, 'r', now()
+                        from range($n) t(i)""", {"n": n})
+    return wh
+
+
+@pytest.mark.parametrize("count", [1, 48, 56, 500])
+def test_candidate_texts_are_read_by_index_however_many_candidates(tmp_path: Path, count: int) -> None:
+    """Issue 23: `in (select unnest($ids))` was an index scan up to 48 ids and a scan of every article from 56 on.
+    The expanded list of parameters gives the same rows, and its plan is an index scan at every size."""
+    from flows.warehouse import candidates
+    from flows.warehouse.database import query
+
+    wh = _articles_with_text(tmp_path, 3000)
+    with connect(wh) as conn:
+        stored = dict(conn.execute("select article_id, text from articles").fetchall())
+        ids = [*sorted(random.Random(count).sample(sorted(stored), count)), 12345]  # 12345: not stored
+        rows = candidates.point_lookup(conn, "candidate_texts", ids)
+        assert sorted((a, t) for a, _h, t in rows) == sorted((a, stored[a]) for a in ids if a in stored)
+        assert len(candidates.point_lookup(conn, "candidate_hashes", ids)) == count
+        chunk = ids[:candidates.POINT_LOOKUP_IDS]
+        sql = query("candidate_texts").replace("$ids", ", ".join(f"$id_{i}" for i in range(len(chunk))))
+        plan = conn.execute("explain analyze " + sql, {f"id_{i}": v for i, v in enumerate(chunk)}).fetchall()[0][1]
+        assert "Index Scan" in plan and "Sequential Scan" not in plan, plan
+        # What the old query did at this size, for contrast: a full scan from 50 ids on.
+        old = "select article_id, text from articles where article_id in (select unnest($ids::bigint[]))"
+        old_plan = conn.execute("explain analyze " + old, {"ids": ids}).fetchall()[0][1]
+        assert ("Sequential Scan" in old_plan) == (len(ids) >= 50), old_plan

@@ -163,7 +163,8 @@ def test_strings_from_the_web_are_escaped(demo_db: Path, trap: Trap, tmp_path: P
         conn.execute("update feed_fetches set error = $e where outcome = 'failed'", {"e": PAYLOAD})
         conn.execute("update duplicates set feed = $f where feed = 'Meridian Post'", {"f": PAYLOAD})
         conn.execute("update runs set message = $m, checks_failed = 1", {"m": PAYLOAD})
-        conn.execute("insert into check_results select run_id, $c, 3, $s, 1.5, now() from runs",
+        conn.execute("insert into check_results (run_id, check_name, offending_rows, sample, duration_ms, checked_at) "
+                     "select run_id, $c, 3, $s, 1.5, now() from runs",
                      {"c": PAYLOAD, "s": json.dumps([{"title": PAYLOAD}])})
     out = tmp_path / "hostile.html"
     assert main(["report", "--out", str(out), "--warehouse", str(db)]) == 0

@@ -201,7 +201,8 @@ def test_entity_surges_against_the_trailing_week(tmp_path: Path) -> None:
                 "insert into articles (article_id, url, text, text_hash, body_source, n_shingles, n_samples, "
                 "run_id, loaded_at, published_at) values (?, ?, 'x', ?, 'extracted', 1, 0, 'r', now(), ?)",
                 [i, f"http://a/{i}", f"h{i}", day])
-            conn.execute("insert into article_entities values (?, 1, ?)", [i, 7 if i == 3 else 1])
+            conn.execute("insert into article_entities (article_id, entity_id, mentions) values (?, 1, ?)",
+                         [i, 7 if i == 3 else 1])
         rows = dict(((d.day, (m, b, s)) for d, m, b, s in conn.execute(
             "select day, mentions, baseline_7d, surge_ratio from entity_surges").fetchall()))
     assert rows[1] == (1, 0.0, 2.0)
@@ -378,6 +379,29 @@ def test_export_tables_and_a_query(demo_db: Path, tmp_path: Path, fmt: str) -> N
         assert mem.execute(f"select count(*) from {reader}(?)", [str(done[0].path)]).fetchone()[0] == n_articles
         assert mem.execute(f"select sum(n) from {reader}(?)", [str(q[0].path)]).fetchone()[0] == n_articles
     assert done[0].rows == n_articles
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_export_streams_bounded_batches_and_loses_no_row(demo_db: Path, tmp_path: Path, fmt: str) -> None:
+    """Issue 23: one Arrow batch of 1M rows passed the 2 GiB string limit. The rows cross in batches of
+    `batch_rows` (Parquet: a row group each), and together they are the table, in its order."""
+    import pyarrow.parquet as pq
+
+    with duckdb.connect(str(demo_db), read_only=True) as conn:
+        done = export(conn, tmp_path / "out", tables=["articles"], fmt=fmt, batch_rows=3)
+        stored = conn.execute("select article_id, url, text from articles").fetchall()
+        with pytest.raises(ValueError, match="batch_rows"):
+            export(conn, tmp_path / "other", tables=["articles"], batch_rows=0)
+    assert len(stored) > 3 * 3
+    path = str(done[0].path)
+    if fmt == "parquet":
+        meta = pq.ParquetFile(path).metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        assert max(sizes) <= 3 and sum(sizes) == len(stored) and len(sizes) == -(-len(stored) // 3)
+    reader = "read_parquet" if fmt == "parquet" else "read_csv"
+    with duckdb.connect() as mem:
+        assert mem.execute(f"select article_id, url, text from {reader}(?)", [path]).fetchall() == stored
+    assert done[0].rows == len(stored)
 
 
 def test_export_command_writes_every_table_from_the_snapshot(demo_db: Path, tmp_path: Path) -> None:

@@ -175,6 +175,12 @@ def _add_read_commands(sub: Any) -> None:
                        description="Runs every warehouse/checks/*.sql and stores the outcome in check_results. "
                                    "Exit codes: 0 all checks hold, 1 some returned rows, 2 cannot run.")
     _common(p)
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--full", dest="incremental", action="store_false",
+                       help="check every row (the default)")
+    scope.add_argument("--incremental", action="store_true",
+                       help="check only the rows loaded since each check last held, as every ingest does")
+    p.set_defaults(incremental=False)
 
 
 def _add_ops_commands(sub: Any) -> None:

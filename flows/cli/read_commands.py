@@ -100,9 +100,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     # Read-write but brief (well under a second at 2,000 articles), so a load meeting it only waits a moment.
     done = checks.run_and_store(settings.warehouse, checks.new_check_id(),
-                                wait=settings.warehouse.waits.check_command, dedup=settings.dedup)
-    print(f"{settings.warehouse.path}: {len(done.results)} checks, {len(done.failed)} failing "
-          f"(stored as run {done.run_id})")
+                                wait=settings.warehouse.waits.check_command, dedup=settings.dedup,
+                                full=not args.incremental)
+    print(f"{settings.warehouse.path}: {len(done.results)} checks, {len(done.failed)} failing, "
+          f"{'incremental' if args.incremental else 'full'} (stored as run {done.run_id})")
     if done.note:
         print(f"  note: {done.note}")
     for r in done.results:
@@ -110,7 +111,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"  skip  {r.name}: {r.skipped}")
             continue
         mark = "FAIL" if r.failed else "ok  "
-        print(f"  {mark}  {r.name:<28} {r.offending_rows if r.error is None else 'error':>6}  {r.duration_ms:7.1f} ms")
+        span = ""
+        if r.scope == "incremental" and r.since_seq is not None and r.until_seq is not None:
+            span = f"  loads {r.since_seq + 1}..{r.until_seq}" if r.until_seq > r.since_seq else "  no new loads"
+        print(f"  {mark}  {r.name:<28} {r.offending_rows if r.error is None else 'error':>6}  "
+              f"{r.duration_ms:7.1f} ms{span}")
         if r.error:
             print(f"          {r.error}")
         for row in r.sample:

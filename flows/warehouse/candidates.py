@@ -196,6 +196,24 @@ _SIGNED_MAX = 2048
 _SIGNED_LOCK = threading.Lock()
 
 
+# Ids per statement of a point lookup: well under DuckDB's index_scan_max_count (2048), above which a list of
+# constants is no longer an index scan, and small enough that one statement's texts stay a few megabytes.
+POINT_LOOKUP_IDS = 256
+
+
+def point_lookup(conn: duckdb.DuckDBPyConnection, name: str, ids: list[int]) -> list[tuple[Any, ...]]:
+    """The rows of warehouse/queries/<name>.sql for `ids`, its `$ids` expanded into a list of parameters, in
+    statements of at most POINT_LOOKUP_IDS ids: an index scan of `articles` however many ids are asked for."""
+    sql = query(name)
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(ids), POINT_LOOKUP_IDS):
+        chunk = ids[start:start + POINT_LOOKUP_IDS]
+        # Only parameter names are formatted into the text; the values travel as parameters.
+        text = sql.replace("$ids", ", ".join(f"$id_{i}" for i in range(len(chunk))))
+        rows += conn.execute(text, {f"id_{i}": int(v) for i, v in enumerate(chunk)}).fetchall()
+    return rows
+
+
 def stored_signatures(conn: duckdb.DuckDBPyConnection, ids: Iterable[int], settings: DedupSettings
                       ) -> dict[int, Signature]:
     """Signatures of stored articles, re-computed from their text for exact verification (only the texts not
@@ -206,7 +224,7 @@ def stored_signatures(conn: duckdb.DuckDBPyConnection, ids: Iterable[int], setti
     params = index_params(settings)
     out: dict[int, Signature] = {}
     missing: list[int] = []
-    for article_id, text_hash in conn.execute(query("candidate_hashes"), {"ids": wanted}).fetchall():
+    for article_id, text_hash in point_lookup(conn, "candidate_hashes", wanted):
         key = (article_id, text_hash, params)
         with _SIGNED_LOCK:
             sig = _SIGNED.get(key)
@@ -217,7 +235,7 @@ def stored_signatures(conn: duckdb.DuckDBPyConnection, ids: Iterable[int], setti
         else:
             out[article_id] = sig
     if missing:
-        rows = conn.execute(query("candidate_texts"), {"ids": missing}).fetchall()
+        rows = point_lookup(conn, "candidate_texts", missing)
         signed = [(article_id, dedup.signature(text, settings)) for article_id, _hash, text in rows]
         remember(signed, settings)
         out.update(signed)

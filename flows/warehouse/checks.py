@@ -5,6 +5,13 @@ from outside: the runs known to be alive (`$alive_runs`, `$started_before`), the
 staging folder (the relation `staged_batches`), those moved into its quarantine (`quarantined_batches`) and the
 current dedup settings (`$dedup_method`, `$dedup_params`).
 Results go to `check_results` and `runs.checks_failed`.
+
+Incremental (issue 23): a check that uses `$since` reads only rows with `load_seq > $since` (the load sequence number,
+warehouse/migrations/0010). A full pass gives -1; an incremental pass gives the number up to which that check last
+held (`check_watermarks`), so a run's checks cost what was loaded since, not what is stored. The watermark moves to
+the number read before the pass (`until`) only when the check returned zero rows: a failing check keeps reporting
+its rows, and a load committed during the pass has a number above `until`, so no pass can step over it. Checks
+without `$since` (runs, staging, quarantine, feed state, the index record) read their small tables whole.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ class CheckResult:
     duration_ms: float = 0.0
     error: str | None = None
     skipped: str | None = None  # why the check was not run; a skipped check is neither passed nor failed
+    scope: str = "full"  # full: every row; incremental: rows with since_seq < load_seq <= until_seq
+    since_seq: int | None = None  # for a check scoped by $since: what it read from (-1: every row) and up to
+    until_seq: int | None = None
 
     @property
     def failed(self) -> bool:
@@ -92,9 +102,23 @@ def _sample(cols: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]
     return json.loads(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], default=str))
 
 
+def is_scoped(sql: str) -> bool:
+    """Whether a check reads only the rows loaded since its watermark (it uses `$since`)."""
+    return "since" in _PARAM.findall(sql)
+
+
+def watermarks(conn: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], int]:
+    """The load sequence number up to which each scoped check last held, and the current one (`until`)."""
+    held = dict(conn.execute(database.query("check_watermarks")).fetchall())
+    return held, conn.execute("select max(seq) from load_sequence").fetchall()[0][0] or 0
+
+
 def run_one(conn: duckdb.DuckDBPyConnection, name: str, sql: str, params: Mapping[str, Any]) -> CheckResult:
     """Run one check: its count of offending rows and the first few of them, in one pass."""
     used = {p: params[p] for p in set(_PARAM.findall(sql)) if p in params}
+    since, until = used.get("since"), params.get("until")
+    scope = {"scope": "incremental" if since is not None and since >= 0 else "full", "since_seq": since,
+             "until_seq": until if since is not None else None}
     text = sql.strip().rstrip(";")
     start = time.perf_counter()
     try:
@@ -102,18 +126,23 @@ def run_one(conn: duckdb.DuckDBPyConnection, name: str, sql: str, params: Mappin
         cols = [d[0] for d in cur.description]
         rows = cur.fetchall()
     except duckdb.Error as exc:  # a broken check is a failed check, not a broken run
-        return CheckResult(name, -1, [], (time.perf_counter() - start) * 1000, error=f"{type(exc).__name__}: {exc}")
+        return CheckResult(name, -1, [], (time.perf_counter() - start) * 1000, error=f"{type(exc).__name__}: {exc}",
+                           **scope)
     ms = (time.perf_counter() - start) * 1000
     count = rows[0][-1] if rows else 0
-    return CheckResult(name, count, _sample(cols[:-1], [r[:-1] for r in rows]), ms)
+    return CheckResult(name, count, _sample(cols[:-1], [r[:-1] for r in rows]), ms, **scope)
 
 
 def run_checks(conn: duckdb.DuckDBPyConnection, *, staging_dir: Path, alive_runs: Sequence[str] = (),
                started_before: datetime | None = None, skip: Mapping[str, str] | None = None,
-               dedup: DedupSettings | None = None) -> list[CheckResult]:
+               dedup: DedupSettings | None = None, full: bool = True) -> list[CheckResult]:
     """Run every check over `conn`; `skip` maps check names to the reason they are not run. `dedup` is the
-    current dedup configuration, which dedup_index_stale compares the stored index with."""
-    params = {"alive_runs": list(alive_runs), "started_before": started_before or datetime.now(UTC)}
+    current dedup configuration, which dedup_index_stale compares the stored index with. `full`: every row;
+    else each scoped check reads the rows loaded since its watermark (module docstring)."""
+    # Read before any check runs: every row numbered up to it is committed, so the watermark can move to it.
+    held, until = watermarks(conn)
+    params: dict[str, Any] = {"alive_runs": list(alive_runs), "started_before": started_before or datetime.now(UTC),
+                              "until": until}
     skip = dict(skip or {})
     if dedup is None:
         skip.setdefault("dedup_index_stale", "the current dedup settings were not given")
@@ -127,7 +156,8 @@ def run_checks(conn: duckdb.DuckDBPyConnection, *, staging_dir: Path, alive_runs
             if path.stem in skip:
                 results.append(CheckResult(path.stem, 0, skipped=skip[path.stem]))
             else:
-                results.append(run_one(conn, path.stem, path.read_text(), params))
+                since = -1 if full else held.get(path.stem, -1)
+                results.append(run_one(conn, path.stem, path.read_text(), {**params, "since": since}))
         return results
     finally:
         conn.unregister("staged_batches")
@@ -135,23 +165,30 @@ def run_checks(conn: duckdb.DuckDBPyConnection, *, staging_dir: Path, alive_runs
 
 
 def store_results(conn: duckdb.DuckDBPyConnection, run_id: str, results: Sequence[CheckResult]) -> None:
-    """Record the outcome in check_results (one row per check run) and runs.checks_failed, in one transaction."""
+    """Record the outcome in check_results (one row per check run) and runs.checks_failed, and move the watermark
+    of each scoped check that held, in one transaction."""
     now = datetime.now(UTC)
     rows = [{"run_id": run_id, "check_name": r.name, "offending_rows": r.offending_rows,
              "sample": json.dumps({"error": r.error} if r.error else r.sample, default=str),
-             "duration_ms": r.duration_ms, "checked_at": now} for r in results if r.skipped is None]
+             "duration_ms": r.duration_ms, "checked_at": now, "scope": r.scope, "since_seq": r.since_seq,
+             "until_seq": r.until_seq} for r in results if r.skipped is None]
+    held = [{"check_name": r.name, "seq": r.until_seq, "run_id": run_id, "checked_at": now}
+            for r in results if r.skipped is None and r.until_seq is not None and r.offending_rows == 0]
     with database.transaction(conn):
         if rows:  # an empty list has no type to unnest
             conn.execute(database.query("check_results_insert"), {"rows": rows})
+        if held:
+            conn.execute(database.query("check_watermarks_advance"), {"rows": held})
         conn.execute(database.query("run_checks_failed"),
                      {"run_id": run_id, "failed": sum(1 for r in results if r.failed)})
 
 
 def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Sequence[str] | None = None,
                   wait: float | None = None, dedup: DedupSettings | None = None,
-                  conn: duckdb.DuckDBPyConnection | None = None) -> CheckRun:
+                  conn: duckdb.DuckDBPyConnection | None = None, full: bool = False) -> CheckRun:
     """Run every check against the live warehouse and store the outcome under `run_id`; over `conn` when given
-    (a run that reads more at its end on the same connection), else over a connection of its own.
+    (a run that reads more at its end on the same connection), else over a connection of its own. Incremental
+    (the rows loaded since each check last held) unless `full` (every row: `newsflow check`, maintenance).
 
     `alive_runs=None` means the caller is not a run (`newsflow check`): the run lock is tried without waiting
     and released at once (holding it would make an ingest starting meanwhile skip its work). Free, no run is
@@ -195,7 +232,7 @@ def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Seque
                 note = ("a run holds the run lock: its run " + (f"{newest[0]} " if newest else "")
                         + "is taken as alive by stale_running_runs")
         results = run_checks(conn, staging_dir=settings.staging_dir, alive_runs=alive_runs,
-                             started_before=started_before, skip=skip, dedup=dedup)
+                             started_before=started_before, skip=skip, dedup=dedup, full=full)
         store_results(conn, run_id, results)
     return CheckRun(run_id, results, note)
 

@@ -253,6 +253,22 @@ def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
     raise AssertionError("unreachable")
 
 
+def next_load_seq(conn: duckdb.DuckDBPyConnection) -> int:
+    """Take the next load sequence number, inside the caller's transaction (a rollback gives it back)."""
+    conn.execute(query("load_sequence_next"))
+    return conn.execute("select seq from load_sequence").fetchall()[0][0]
+
+
+def _number_rows(conn: duckdb.DuckDBPyConnection, *tables: list[dict[str, Any]]) -> None:
+    """Stamp the rows the incremental checks read with this load's sequence number (warehouse/migrations/0010),
+    taken in the load's transaction only when it writes any."""
+    if any(tables):
+        load_seq = next_load_seq(conn)
+        for rows in tables:
+            for row in rows:
+                row["load_seq"] = load_seq
+
+
 def _duplicate_row(doc: Document, verdict: Verdict, now: datetime, run_id: str) -> dict[str, Any]:
     """The `duplicates` row of a document found to copy a stored article."""
     m = verdict.match
@@ -318,6 +334,7 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
             if doc.raw_html:
                 raw.append({"url": doc.url, "fetched_at": doc.fetched_at or now,
                             "encoding": rawcodec.encoding_of(doc.raw_html), "html": doc.raw_html})
+        _number_rows(conn, articles, dups, links)
         _insert(conn, "insert or ignore", "articles", articles)
         _insert(conn, "insert or ignore", "duplicates", dups)
         _insert(conn, "insert", "lsh_buckets", buckets)

@@ -85,3 +85,45 @@ def test_304_keeps_validators_and_credentials_stay_out() -> None:
     again = next_state(first, FEED, _result(304), None, None, None, None, NOW, HS)
     assert (again["etag"], again["last_modified"], again["body_hash"]) == ('"a"', "Mon", "h1")
     assert "pw" not in again["configured_url"] and "pw" not in again["url"]
+
+
+def test_a_state_computed_from_an_older_copy_never_rolls_the_stored_one_back(tmp_path) -> None:
+    """A run whose start read the snapshot (the live file was held) carries older counters; the loader keeps the
+    stored row's: a later failure is the stored failures + 1, an earlier fetch changes nothing, a reload is a
+    no-op (warehouse/queries/feeds_merge.sql)."""
+    import duckdb
+
+    from flows.core.settings import load_settings
+    from flows.warehouse import staging, store
+
+    settings = load_settings(warehouse=tmp_path / "wh.duckdb", env={})
+    live = None
+    for _ in range(3):
+        live = _fail(live, 500, "http_500")
+    stale = _fail(None, 500, "http_500")  # what a day-old snapshot said: one failure
+
+    def load(n: int, state: dict) -> None:
+        batch = staging.Batch(f"20260302T120000-aaaaaaaa-{n:04d}", f"run-{n}")
+        batch.add("feeds", state)
+        assert store.store(settings, batch) is not None
+
+    def stored() -> tuple:
+        with duckdb.connect(str(settings.warehouse.path), read_only=True) as conn:
+            return conn.execute("select consecutive_failures, last_fetch_at, last_success_at from feeds").fetchone()
+
+    load(1, live)
+    assert stored()[0] == 3
+    later = next_state(stale, FEED, _result(500, "http_500"), None, "http_500", "why", None,
+                       NOW + timedelta(hours=1), HS)
+    assert later["consecutive_failures"] == 2  # from the stale copy
+    load(2, later)
+    assert stored()[:2] == (4, NOW + timedelta(hours=1))
+    load(3, later)  # the same fetch again: no double count
+    assert stored()[0] == 4
+    older = {**stale, "last_fetch_at": NOW - timedelta(hours=5), "consecutive_failures": 0,
+             "last_success_at": NOW - timedelta(hours=5), "last_error": None}
+    load(4, older)  # fetched before the stored row: ignored
+    assert stored()[:2] == (4, NOW + timedelta(hours=1))
+    ok = next_state(stale, FEED, _result(200), None, None, None, None, NOW + timedelta(hours=2), HS)
+    load(5, ok)
+    assert stored() == (0, NOW + timedelta(hours=2), NOW + timedelta(hours=2))

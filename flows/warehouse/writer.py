@@ -203,7 +203,9 @@ def _insert(conn: duckdb.DuckDBPyConnection, verb: str, table: str, rows: list[d
         rows = list(by_key.values())
     conn.register("q_rows", pa.Table.from_pylist(rows))
     try:
-        if keep:
+        if table == "feeds":  # states computed from an older copy must not roll the stored one back
+            conn.execute(query("feeds_merge"))
+        elif keep:
             upsert(conn, table, "q_rows", list(rows[0]), keep=keep)
         else:
             conn.execute(f"insert into {table} by name select * from q_rows")

@@ -23,7 +23,7 @@ from flows.core.records import Document
 from flows.core.sections import DedupSettings
 from flows.text.dedup import EXACT, BatchIndex, Match, Signature
 from flows.text.entities import entity_id
-from flows.warehouse import archive, candidates, keycache, lake, rawcodec
+from flows.warehouse import aggregates, archive, candidates, keycache, lake, rawcodec
 from flows.warehouse.database import query, transaction
 from flows.warehouse.staging import Batch, stable_key
 
@@ -51,6 +51,11 @@ KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "raw_pages": (("url",),),
     "raw_archive": (("url",),),
     "check_results": (("run_id", "check_name"),),
+    "daily_entity_mentions": (("day", "entity_id"),),
+    "entity_totals": (("entity_id",),),
+    "daily_feed_articles": (("day", "feed"),),
+    "feed_quality": (("feed",),),
+    "story_copies": (("article_id",),),
 }
 _ARTICLE_COLUMNS = (
     "url", "canonical_url", "final_url", "feed", "entry_guid", "title", "author", "published_at",
@@ -178,7 +183,9 @@ def _new_verdict(sig: Signature, pairs: list[tuple[Signature, int]]) -> Verdict:
 
 
 def delete_articles(conn: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
-    """Remove articles and everything derived from them (used when a seed file changes)."""
+    """Remove articles and everything derived from them (used when a seed file changes), and their share of the
+    report's aggregates."""
+    aggregates.remove_articles(conn, ids)
     for table in ("article_entities", "lsh_buckets", "shingle_samples", "articles"):
         conn.execute(f"delete from {table} where article_id in (select unnest($ids::bigint[]))", {"ids": ids})
 
@@ -320,6 +327,8 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
         _insert(conn, "insert", "shingle_samples", samples)
         _insert(conn, "insert or ignore", "entities", entities)
         _insert(conn, "insert or ignore", "article_entities", links)
+        aggregates.add_batch(conn, articles, [dict(x, name=e["name"], label=e["label"])
+                                              for x, e in zip(links, entities, strict=True)], dups)
         if raw and raw_dir is not None:
             # Only now is it known which pages are new. The file is durable before the rows pointing at it
             # are inserted and committed: a crash leaves at worst an orphan file, never a dangling row.

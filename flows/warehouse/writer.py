@@ -129,8 +129,9 @@ def decide(conn: duckdb.DuckDBPyConnection, docs: list[Document], settings: Dedu
     ])
     verdicts: dict[int, Verdict] = {}
     stale_seeds: list[int] = []
-    for i, article_id, _is_seed, same_seed, _kind in conn.execute(query("dedup_known")).fetchall():
-        if docs[i].is_seed and same_seed is False:
+    for i, article_id, _is_seed, same_seed, kind in conn.execute(query("dedup_known")).fetchall():
+        # Only a stored seed is replaced: a seed recorded as a copy points at another article, never deleted here.
+        if docs[i].is_seed and same_seed is False and kind == "article":
             stale_seeds.append(article_id)
         else:
             verdicts[i] = Verdict("known", article_id)

@@ -1,10 +1,12 @@
 -- Invariant: the report's aggregates (migration 0011, flows/warehouse/aggregates.py) hold what the articles and
--- entity links they sum give, on the last 2 days with articles (where loads add; older days are compared by
+-- entity links they sum give, on each one's last 2 days (where loads add; older days are compared by
 -- `aggregates.rebuild_aggregates` and tests/test_aggregates.py). Why: each load updates them in its own
 -- transaction; a path that stored or removed articles without them would show wrong figures in every report.
 with bounds as (
-    select greatest((select max(day) from daily_feed_articles), (select max(day) from daily_entity_mentions)) - 1
-        as since
+    select (select max(day) from daily_feed_articles) - 1 as since
+),
+entity_bounds as (
+    select (select max(day) from daily_entity_mentions) - 1 as since
 ),
 feed_expected as (
     select cast(coalesce(a.published_at, a.fetched_at) at time zone 'UTC' as date) as day, a.feed,
@@ -19,7 +21,7 @@ feed_stored as (
 ),
 entity_articles as (
     select a.article_id, cast(coalesce(a.published_at, a.fetched_at, a.loaded_at) at time zone 'UTC' as date) as day
-    from articles a, bounds b
+    from articles a, entity_bounds b
     where cast(coalesce(a.published_at, a.fetched_at, a.loaded_at) at time zone 'UTC' as date) >= b.since
 ),
 entity_expected as (
@@ -29,7 +31,7 @@ entity_expected as (
     group by all
 ),
 entity_stored as (
-    select d.day, d.entity_id, d.mentions, d.articles from daily_entity_mentions d, bounds b where d.day >= b.since
+    select d.day, d.entity_id, d.mentions, d.articles from daily_entity_mentions d, entity_bounds b where d.day >= b.since
 ),
 final as (
     select 'daily_feed_articles' as aggregate, coalesce(s.day, x.day) as day, coalesce(s.feed, x.feed) as key,

@@ -45,7 +45,8 @@ def _doc(i: int, path: Path) -> Document:
     return Document(url=f"https://outlet{i % 5}.example/{path.stem}", text=text,
                     body_source="feed_summary" if i % 6 == 0 else "extracted", feed=f"feed{i % 3}",
                     published_at=published, fetched_at=T0 + timedelta(days=i % 4), mentions=mentions,
-                    ner_pipeline="test-1", access=(None, "free", "paywalled")[i % 3], is_teaser=(None, False, True)[i % 3],
+                    ner_pipeline="test-1", access=(None, "free", "paywalled")[i % 3],
+                    is_teaser=(None, False, True)[i % 3],
                     is_consent_page=i % 11 == 5, **signature_fields(text, DEDUP))
 
 

@@ -1,7 +1,7 @@
 """The report's figures as small aggregates kept up to date by every load (migration 0011, docs/schema.md).
 
 Each aggregate's figures come from one query (warehouse/queries/aggregate_<table>.sql) over three temp views:
-`agg_articles`, `agg_links` (entity links with the entity's name and label) and `agg_copies`. Pointed at a batch
+`agg_articles`, `agg_links` (entity links) and `agg_copies`. Pointed at a batch
 (add_batch), at some stored articles (remove_articles, add_links, remove_links) or at everything
 (rebuild_aggregates), the same query gives the figures to add, take away or start from, so the aggregates after
 any batching, order or reprocessing equal a rebuild from scratch (tests/test_aggregates.py).
@@ -25,12 +25,11 @@ class Aggregate:
     table: str
     keys: tuple[str, ...]
     counts: tuple[str, ...]  # added on a load, taken away on a removal; the row goes when `articles` is 0
-    fixed: tuple[str, ...] = ()  # set when the row is first made (an entity's name and label)
 
 
 ENTITY_AGGREGATES = (
     Aggregate("daily_entity_mentions", ("day", "entity_id"), ("mentions", "articles")),
-    Aggregate("entity_totals", ("entity_id",), ("mentions", "articles"), ("name", "label")),
+    Aggregate("entity_totals", ("entity_id",), ("mentions", "articles")),
 )
 ARTICLE_AGGREGATES = (
     Aggregate("daily_feed_articles", ("day", "feed"), ("articles", "fallbacks")),
@@ -46,8 +45,7 @@ _ARTICLE_COLUMNS = ("article_id::bigint as article_id, feed::varchar as feed, is
                     "fetched_at::timestamptz as fetched_at, loaded_at::timestamptz as loaded_at, "
                     "access::varchar as access, is_teaser::boolean as is_teaser, "
                     "is_consent_page::boolean as is_consent_page")
-_LINK_COLUMNS = ("article_id::bigint as article_id, entity_id::bigint as entity_id, name::varchar as name, "
-                 "label::varchar as label, mentions::bigint as mentions")
+_LINK_COLUMNS = "article_id::bigint as article_id, entity_id::bigint as entity_id, mentions::bigint as mentions"
 _COPY_COLUMNS = "duplicate_of::bigint as duplicate_of, method::varchar as method, seen_at::timestamptz as seen_at"
 _TIME = pa.timestamp("us", tz="UTC")
 _SCHEMAS = {
@@ -55,14 +53,12 @@ _SCHEMAS = {
                                  ("body_source", pa.string()), ("published_at", _TIME), ("fetched_at", _TIME),
                                  ("loaded_at", _TIME), ("access", pa.string()), ("is_teaser", pa.bool_()),
                                  ("is_consent_page", pa.bool_())]),
-    "q_agg_links": pa.schema([("article_id", pa.int64()), ("entity_id", pa.int64()), ("name", pa.string()),
-                              ("label", pa.string()), ("mentions", pa.int64())]),
+    "q_agg_links": pa.schema([("article_id", pa.int64()), ("entity_id", pa.int64()), ("mentions", pa.int64())]),
     "q_agg_copies": pa.schema([("url", pa.string()), ("duplicate_of", pa.int64()), ("method", pa.string()),
                                ("seen_at", _TIME)]),
 }
-_STORED_LINKS = ("(select ae.article_id, ae.entity_id, e.name, e.label, ae.mentions from article_entities ae "
-                 "join entities e using (entity_id){where})")
-_ONLY_IDS = " where ae.article_id in (select article_id from q_agg_ids)"
+_STORED_LINKS = "(select article_id, entity_id, mentions from article_entities{where})"
+_ONLY_IDS = " where article_id in (select article_id from q_agg_ids)"
 
 
 def _views(conn: duckdb.DuckDBPyConnection, articles: str, links: str, copies: str = "duplicates") -> None:
@@ -106,8 +102,8 @@ def _first(rows: Iterable[dict[str, Any]], key: tuple[str, ...]) -> list[dict[st
 
 def add_batch(conn: duckdb.DuckDBPyConnection, articles: list[dict[str, Any]], links: list[dict[str, Any]],
               copies: list[dict[str, Any]]) -> None:
-    """Add what one load inserted: its new `articles` rows, their entity `links` (each with the entity's name and
-    label) and the `copies` (duplicates rows) it recorded. O(batch): only the batch's keys are touched."""
+    """Add what one load inserted: its new `articles` rows, their entity `links` and the `copies` (duplicates
+    rows) it recorded. O(batch): only the batch's keys are touched."""
     if not articles and not copies:
         return
     for name, rows, key in (("q_agg_articles", articles, ("article_id",)),

@@ -328,8 +328,7 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
         _insert(conn, "insert", "shingle_samples", samples)
         _insert(conn, "insert or ignore", "entities", entities)
         _insert(conn, "insert or ignore", "article_entities", links)
-        aggregates.add_batch(conn, articles, [dict(x, name=e["name"], label=e["label"])
-                                              for x, e in zip(links, entities, strict=True)], dups)
+        aggregates.add_batch(conn, articles, links, dups)
         if raw and raw_dir is not None:
             # Only now is it known which pages are new. The file is durable before the rows pointing at it
             # are inserted and committed: a crash leaves at worst an orphan file, never a dangling row.

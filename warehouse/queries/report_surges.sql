@@ -4,10 +4,15 @@
 with bounds as (
     select max(day) as last_day from daily_entity_mentions
 ),
+candidates as (  -- only an entity with $min_mentions on a day of the week can be shown
+    select distinct d.entity_id
+    from daily_entity_mentions d, bounds b
+    where d.day > b.last_day - 7 and d.mentions >= $min_mentions
+),
 recent as (
     select d.entity_id, d.day, d.mentions
     from daily_entity_mentions d, bounds b
-    where d.day > b.last_day - 14
+    where d.day > b.last_day - 14 and d.entity_id in (select entity_id from candidates)
 ),
 baseline as (
     select *,
@@ -26,7 +31,7 @@ scored as (
 week as (
     select e.name, e.label, s.day, s.mentions, s.baseline_7d, s.surge_ratio
     from scored s
-    join entity_totals e using (entity_id), bounds b
+    join entities e using (entity_id), bounds b
     where s.day > b.last_day - 7 and s.mentions >= $min_mentions
     qualify row_number() over (partition by e.name, e.label order by s.surge_ratio desc, s.day desc) = 1
 )

@@ -13,9 +13,7 @@ create table daily_entity_mentions (
 );
 
 create table entity_totals (
-    entity_id  bigint primary key,
-    name       varchar not null,
-    label      varchar not null,
+    entity_id  bigint primary key,   -- entities.entity_id (its name and label are read from `entities`)
     mentions   bigint not null,   -- across every stored article (seeds included)
     articles   bigint not null
 );
@@ -56,10 +54,9 @@ group by all
 order by day;
 
 insert into entity_totals
-select e.entity_id, e.name, e.label, sum(ae.mentions)::bigint as mentions, count(*) as articles
+select ae.entity_id, sum(ae.mentions)::bigint as mentions, count(*) as articles
 from article_entities ae
 join articles a using (article_id)
-join entities e using (entity_id)
 group by all;
 
 insert into daily_feed_articles

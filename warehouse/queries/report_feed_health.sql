@@ -18,11 +18,10 @@ quiet as (  -- feeds with no fetch this week: their latest is at or after their 
     from feeds
     where feed not in (select feed from recent)
 ),
-older as (
+older as (  -- the join's own bounds skip what precedes the quiet feeds' last attempts (and all, when none is)
     select x.feed, x.outcome, x.error, x.fetched_at, x.fetch_id
     from feed_fetches x
-    join quiet q on q.feed = x.feed
-    where x.fetched_at >= (select min(since) from quiet) and x.fetched_at >= q.since
+    join quiet q on q.feed = x.feed and x.fetched_at >= q.since
 ),
 latest as (
     select feed, outcome, error, fetched_at

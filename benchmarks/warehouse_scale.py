@@ -34,7 +34,7 @@ from flows.core.records import Document
 from flows.core.sections import DedupSettings
 from flows.core.settings import WarehouseSettings
 from flows.text import dedup
-from flows.warehouse import archive, database, snapshot, staging
+from flows.warehouse import aggregates, archive, database, snapshot, staging
 from flows.warehouse.writer import load_batch
 
 RESULTS = Path(__file__).parent / "results"
@@ -119,6 +119,8 @@ def fill(settings: WarehouseSettings, articles: int, raw_kb: int) -> None:
     with database.connect(settings) as conn:
         for statement in FILL.strip().split(";\n"):
             conn.execute(statement, {"n": articles} if "$n" in statement else None)
+        # Filled set-wise, not through the loader: the report's aggregates are computed once, as a migration would.
+        aggregates.rebuild_aggregates(conn)
         if raw_kb:
             # Compressed pages are incompressible bytes, each different (DuckDB would fold identical ones).
             now = datetime.now(UTC)

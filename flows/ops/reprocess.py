@@ -20,7 +20,7 @@ from flows.run.workers import chunks
 from flows.text import dedup, entities
 from flows.text.dedup import BatchIndex
 from flows.text.entities import entity_id
-from flows.warehouse import candidates, database, keycache
+from flows.warehouse import aggregates, candidates, database, keycache
 from flows.warehouse.writer import delete_articles, upsert
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -103,6 +103,7 @@ def dedup_batch(conn: Any, settings: Settings, rows: list[dict[str, Any]], rank:
         _register(conn, "q_demoted", demoted, _DEMOTED)
         conn.execute(database.query("reprocess_demote"), {"run_id": run_id})
         conn.execute(database.query("reprocess_repoint"))
+        aggregates.recount_copies(conn, [x for d in demoted for x in (d["article_id"], d["duplicate_of"])])
         delete_articles(conn, [d["article_id"] for d in demoted])
     return len(demoted)
 
@@ -160,6 +161,7 @@ def retag(settings: Settings, pool: Executor, batch_size: int, only_stale: bool,
         names = {entity_id(m["name"], m["label"]): (m["name"], m["label"]) for _, d in docs for m in d.mentions}
         with database.connect(settings.warehouse) as conn, database.transaction(conn):
             ids = [a for a, _ in docs]
+            aggregates.remove_links(conn, ids)
             conn.execute("delete from article_entities where article_id in (select unnest($ids::bigint[]))",
                          {"ids": ids})
             if names:
@@ -170,6 +172,7 @@ def retag(settings: Settings, pool: Executor, batch_size: int, only_stale: bool,
             if links:
                 conn.register("q_rows", pa.Table.from_pylist(links))
                 conn.execute("insert into article_entities by name select * from q_rows")
+            aggregates.add_links(conn, ids)
             _register(conn, "q_tagged", [{"article_id": a, "ner_pipeline": d.ner_pipeline,
                                           "ner_skip_reason": d.ner_skip_reason} for a, d in docs], _TAGGED)
             conn.execute(database.query("reprocess_entities_done"))

@@ -23,7 +23,7 @@ from flows.core.records import Document
 from flows.core.sections import DedupSettings
 from flows.text.dedup import EXACT, BatchIndex, Match, Signature
 from flows.text.entities import entity_id
-from flows.warehouse import archive, candidates, keycache, lake, rawcodec
+from flows.warehouse import aggregates, archive, candidates, keycache, lake, rawcodec
 from flows.warehouse.database import query, transaction
 from flows.warehouse.staging import Batch, stable_key
 
@@ -55,6 +55,12 @@ KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "feed_fetch_days": (("feed", "day"),),
     "check_result_days": (("check_name", "day"),),
     "run_days": (("day", "flow", "status"),),
+    # The report's aggregates (flows/warehouse/aggregates.py), kept by each load.
+    "daily_entity_mentions": (("day", "entity_id"),),
+    "entity_totals": (("entity_id",),),
+    "daily_feed_articles": (("day", "feed"),),
+    "feed_quality": (("feed",),),
+    "story_copies": (("article_id",),),
 }
 _ARTICLE_COLUMNS = (
     "url", "canonical_url", "final_url", "feed", "entry_guid", "title", "author", "published_at",
@@ -128,8 +134,9 @@ def decide(conn: duckdb.DuckDBPyConnection, docs: list[Document], settings: Dedu
     ])
     verdicts: dict[int, Verdict] = {}
     stale_seeds: list[int] = []
-    for i, article_id, _is_seed, same_seed, _kind in conn.execute(query("dedup_known")).fetchall():
-        if docs[i].is_seed and same_seed is False:
+    for i, article_id, _is_seed, same_seed, kind in conn.execute(query("dedup_known")).fetchall():
+        # Only a stored seed is replaced: a seed recorded as a copy points at another article, never deleted here.
+        if docs[i].is_seed and same_seed is False and kind == "article":
             stale_seeds.append(article_id)
         else:
             verdicts[i] = Verdict("known", article_id)
@@ -182,7 +189,9 @@ def _new_verdict(sig: Signature, pairs: list[tuple[Signature, int]]) -> Verdict:
 
 
 def delete_articles(conn: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
-    """Remove articles and everything derived from them (used when a seed file changes)."""
+    """Remove articles and everything derived from them (used when a seed file changes), and their share of the
+    report's aggregates."""
+    aggregates.remove_articles(conn, ids)
     for table in ("article_entities", "lsh_buckets", "shingle_samples", "articles"):
         conn.execute(f"delete from {table} where article_id in (select unnest($ids::bigint[]))", {"ids": ids})
 
@@ -343,6 +352,7 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
         _insert(conn, "insert", "shingle_samples", samples)
         _insert(conn, "insert or ignore", "entities", entities)
         _insert(conn, "insert or ignore", "article_entities", links)
+        aggregates.add_batch(conn, articles, links, dups)
         if raw and raw_dir is not None:
             # Only now is it known which pages are new. The file is durable before the rows pointing at it
             # are inserted and committed: a crash leaves at worst an orphan file, never a dangling row.

@@ -1,13 +1,44 @@
 -- The week's surges: entities whose mentions on a day of the last 7 days (ending on the latest tagged day) stand
--- furthest above their trailing 7-day baseline; each entity once, on its strongest day.
+-- furthest above their trailing 7-day baseline; each entity once, on its strongest day. The entity_surges view's
+-- figures, from the 14 days of daily_entity_mentions the week and its baselines need (migration 0011). Days are
+-- numbered (integers window faster than dates), and names are read only for the entities that can make the list.
 with bounds as (
-    select max(day) as last_day from entity_surges
+    select max(day) as last_day from daily_entity_mentions
+),
+candidates as (  -- only an entity with $min_mentions on a day of the week can be shown
+    select distinct d.entity_id
+    from daily_entity_mentions d, bounds b
+    where d.day > b.last_day - 7 and d.mentions >= $min_mentions
+),
+recent as (
+    select d.entity_id, d.day, d.day - date '1970-01-01' as n, d.mentions
+    from daily_entity_mentions d, bounds b
+    where d.day > b.last_day - 14 and d.entity_id in (select entity_id from candidates)
+),
+baseline as (
+    select *,
+           coalesce(sum(mentions) over (
+               partition by entity_id order by n range between 7 preceding and 1 preceding
+           ), 0) / 7.0 as baseline_7d
+    from recent
+),
+scored as (
+    select s.entity_id, s.day, s.mentions,
+           round(s.baseline_7d, 3) as baseline_7d,
+           round((s.mentions + 1) / (s.baseline_7d + 1), 3) as surge_ratio
+    from baseline s, bounds b
+    where s.day > b.last_day - 7 and s.mentions >= $min_mentions
+    qualify row_number() over (partition by s.entity_id order by surge_ratio desc, s.day desc) = 1
+),
+cutoff as (  -- the $limit-th best (ratio, mentions): only entities at or above it can be shown, whatever their name
+    select min(surge_ratio) as surge_ratio
+    from (select surge_ratio from scored order by surge_ratio desc, mentions desc limit $limit)
 ),
 week as (
-    select s.name, s.label, s.day, s.mentions, s.baseline_7d, s.surge_ratio
-    from entity_surges s, bounds b
-    where s.day > b.last_day - 7 and s.mentions >= $min_mentions
-    qualify row_number() over (partition by s.name, s.label order by s.surge_ratio desc, s.day desc) = 1
+    select e.name, e.label, s.day, s.mentions, s.baseline_7d, s.surge_ratio
+    from scored s
+    join entities e using (entity_id), cutoff c
+    where s.surge_ratio >= c.surge_ratio
 )
 select * from week
 order by surge_ratio desc, mentions desc, name

@@ -1,4 +1,22 @@
 -- The most syndicated stories: the stored original, how many copies were found and which outlets carried them.
-select title, url, is_seed, original_feed, copies, n_outlets, outlets, first_seen_at
-from syndication
-limit $limit
+-- The top stories come from story_copies (one row per original, kept by each load, migration 0011); only their
+-- copies are read from `duplicates`, for the outlets.
+with top as (
+    select s.article_id, s.copies, s.first_seen_at
+    from story_copies s
+    where s.article_id in (select article_id from articles)
+    order by s.copies desc, s.first_seen_at, s.article_id
+    limit $limit
+),
+outlets as (
+    select d.duplicate_of as article_id, list_sort(list_distinct(list(d.feed))) as outlets,
+           count(distinct d.feed) as n_outlets
+    from duplicates d
+    where d.duplicate_of in (select article_id from top)
+    group by all
+)
+select a.title, a.url, a.is_seed, a.feed as original_feed, t.copies, o.n_outlets, o.outlets, t.first_seen_at
+from top t
+join articles a using (article_id)
+join outlets o using (article_id)
+order by t.copies desc, t.first_seen_at, t.article_id

@@ -1,9 +1,19 @@
--- The entities most mentioned in the articles a run stored.
-select e.name, e.label, sum(ae.mentions) as mentions, count(*) as articles
-from articles a
-join article_entities ae using (article_id)
+-- The entities most mentioned in the articles a run stored. The run's articles are found among those loaded since
+-- it started (zone maps skip older row groups: loads append in time order); their links are read by article.
+with run_articles as (
+    select a.article_id
+    from articles a
+    where a.run_id = $run_id
+      and a.loaded_at >= coalesce((select started_at from runs where run_id = $run_id), '-infinity'::timestamptz)
+),
+links as (
+    select ae.entity_id, sum(ae.mentions) as mentions, count(*) as articles
+    from article_entities ae
+    where ae.article_id in (select article_id from run_articles)
+    group by ae.entity_id
+)
+select e.name, e.label, l.mentions, l.articles
+from links l
 join entities e using (entity_id)
-where a.run_id = $run_id
-group by e.name, e.label
-order by mentions desc, e.name
+order by l.mentions desc, e.name
 limit $limit

@@ -1,0 +1,70 @@
+-- Invariant: the report's aggregates (migration 0011, flows/warehouse/aggregates.py) hold what the articles and
+-- entity links they sum give, on each one's last 2 days (where loads add; older days are compared by
+-- `aggregates.rebuild_aggregates` and tests/test_aggregates.py). Why: each load updates them in its own
+-- transaction; a path that stored or removed articles without them would show wrong figures in every report.
+-- Cheap at any size: the articles of those days are found by plain range filters on their own date columns (the
+-- day is that of the first non-null one), which skip older row groups, and only their links are read.
+with bounds as (
+    select (select max(day) from daily_feed_articles) - 1 as since,
+           (select max(day) from daily_entity_mentions) - 1 as entity_since
+),
+starts as (  -- midnight UTC of each first day, as timestamps
+    select since, since::timestamp at time zone 'UTC' as since_at,
+           entity_since, entity_since::timestamp at time zone 'UTC' as entity_since_at
+    from bounds
+),
+recent as (  -- the articles whose day is on or after the earlier of the two first days
+    select a.*
+    from articles a, starts s
+    where a.published_at >= least(s.since_at, s.entity_since_at)
+    union all
+    select a.*
+    from articles a, starts s
+    where a.published_at is null and a.fetched_at >= least(s.since_at, s.entity_since_at)
+    union all
+    select a.*
+    from articles a, starts s
+    where a.published_at is null and a.fetched_at is null and a.loaded_at >= least(s.since_at, s.entity_since_at)
+),
+feed_expected as (
+    select cast(coalesce(a.published_at, a.fetched_at) at time zone 'UTC' as date) as day, a.feed,
+           count(*) as articles, count(*) filter (where a.body_source = 'feed_summary') as fallbacks
+    from recent a, starts s
+    where not a.is_seed and a.feed is not null
+      and cast(coalesce(a.published_at, a.fetched_at) at time zone 'UTC' as date) >= s.since
+    group by all
+),
+feed_stored as (
+    select d.day, d.feed, d.articles, d.fallbacks from daily_feed_articles d, starts s where d.day >= s.since
+),
+entity_articles as (
+    select a.article_id, cast(coalesce(a.published_at, a.fetched_at, a.loaded_at) at time zone 'UTC' as date) as day
+    from recent a, starts s
+    where cast(coalesce(a.published_at, a.fetched_at, a.loaded_at) at time zone 'UTC' as date) >= s.entity_since
+),
+entity_expected as (
+    select a.day, ae.entity_id, sum(ae.mentions)::bigint as mentions, count(*) as articles
+    from article_entities ae
+    join entity_articles a using (article_id)
+    group by all
+),
+entity_stored as (
+    select d.day, d.entity_id, d.mentions, d.articles
+    from daily_entity_mentions d, starts s
+    where d.day >= s.entity_since
+),
+final as (
+    select 'daily_feed_articles' as aggregate, coalesce(s.day, x.day) as day, coalesce(s.feed, x.feed) as key,
+           s.articles as stored_articles, x.articles as expected_articles
+    from feed_stored s
+    full join feed_expected x on x.day = s.day and x.feed = s.feed
+    where s.articles is distinct from x.articles or s.fallbacks is distinct from x.fallbacks
+    union all
+    select 'daily_entity_mentions', coalesce(s.day, x.day), cast(coalesce(s.entity_id, x.entity_id) as varchar),
+           s.articles, x.articles
+    from entity_stored s
+    full join entity_expected x on x.day = s.day and x.entity_id = s.entity_id
+    where s.articles is distinct from x.articles or s.mentions is distinct from x.mentions
+)
+select * from final
+order by aggregate, day, key

@@ -73,14 +73,19 @@ def _load(root: Path, docs: list[Document], size: int) -> dict[str, object]:
                             "join articles a using (article_id) join entities e using (entity_id)").fetchall()
         exact = sorted(conn.execute("select * exclude (loaded_at, run_id) from articles").fetchall(), key=repr)
         exact_dups = sorted(conn.execute("select * exclude (seen_at, run_id) from duplicates").fetchall(), key=repr)
+        placed = conn.execute("select story_id, url from story_articles").fetchall()
     clusters: dict[str, set[str]] = {url: {url} for url in articles.values()}
     for url, original in dups:
         clusters[articles[original]].add(url)
     by_kept: dict[str, list[tuple]] = {}
     for url, name, label, mentions in ents:
         by_kept.setdefault(url, []).append((name, label, mentions))
+    stories: dict[int, list[str]] = {}
+    for story_id, url in placed:
+        stories.setdefault(story_id, []).append(url)
     return {
         "clusters": sorted(sorted(c) for c in clusters.values()),
+        "stories": sorted(sorted(s) for s in stories.values()),
         "entities": sorted((tuple(sorted(clusters[url])), tuple(sorted(e))) for url, e in by_kept.items()),
         "exact": (exact, exact_dups, sorted(ents)),
     }
@@ -97,6 +102,8 @@ def test_the_reference_finds_every_story_and_merges_no_negative(reference: dict[
     negatives = len(list((DATA / "negatives").glob("*.txt")))
     assert len(clusters) == len(stories) + negatives  # type: ignore[arg-type]
     assert sorted(len(c) for c in clusters)[-len(stories):] == [1 + len(KINDS)] * len(stories)  # type: ignore
+    # Stories: each dedup cluster (an original and its copies) is one story, every article and copy is in one.
+    assert reference["stories"] == clusters
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -106,6 +113,7 @@ def test_order_and_batch_size_do_not_change_the_warehouse(
     got = _load(tmp_path_factory.mktemp("inv"), [DOCS[i] for i in order], size)
     assert got["clusters"] == reference["clusters"]
     assert got["entities"] == reference["entities"]
+    assert got["stories"] == reference["stories"]
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -19,6 +19,7 @@ from flows.core.sections import (
     HealthSettings,
     SavedSearch,
     Section,
+    StoriesSettings,
     language_key,
 )
 
@@ -183,6 +184,7 @@ class Settings(Section):
     extract: ExtractSettings = ExtractSettings()
     dedup: DedupSettings = DedupSettings()
     entities: EntitySettings = EntitySettings()
+    stories: StoriesSettings = StoriesSettings()
     pipeline: PipelineSettings = PipelineSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     report: ReportSettings = ReportSettings()

@@ -179,8 +179,8 @@ class StoriesSettings(Section):
     enabled: bool = True
     window_days: float = Field(default=3.0, gt=0)
     decay: float = Field(default=1.5, gt=0)
-    threshold: float = Field(default=0.3, gt=0, le=1)
-    entity_weight: float = Field(default=0.35, ge=0, le=1)
+    threshold: float = Field(default=0.15, gt=0, le=1)
+    entity_weight: float = Field(default=0.25, ge=0, le=1)
     cross_entity_weight: float = Field(default=0.75, ge=0, le=1)
     entity_floor: int = Field(default=3, ge=1)
     max_terms: int = Field(default=60, ge=1)

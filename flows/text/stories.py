@@ -43,8 +43,8 @@ class StoryItem:
 class StorySettings:
     window_days: float = 3.0  # a story takes articles until this long after its last one
     decay: float = 1.5  # half-life (days) of a match's score with the time since the story's last article
-    threshold: float = 0.3  # the least score that joins a story
-    entity_weight: float = 0.35  # share of the score from shared entities, same language
+    threshold: float = 0.15  # the least score that joins a story
+    entity_weight: float = 0.25  # share of the score from shared entities, same language
     cross_entity_weight: float = 0.75  # ... when the article's language is not the story's
     entity_floor: int = 3  # shared entities are counted out of at least this many
     max_terms: int = 60  # terms kept in an article's vector

@@ -13,8 +13,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from flows.warehouse.staging import stable_key
 from flows.text.stories import Story, StoryIndex, StoryItem, StorySettings, order_key
+from flows.warehouse.staging import stable_key
 
 _TOP_ENTITIES = 5
 

@@ -364,14 +364,14 @@ def render(conn: duckdb.DuckDBPyConnection, *, source: str = "", generated_at: d
         latest = len(database.migrations())
         old = (f'<p class="note">Schema version {version} of {latest}: the next ingest migrates it; sections '
                "that need newer tables say so.</p>") if version < latest else ""
-        sections = [_saved(saved) if saved is not None else "",
+        from flows.warehouse.storyreport import top_stories  # it draws with this module's helpers
+        sections = [_saved(saved) if saved is not None else "", _guarded(top_stories, conn, "Top stories"),
                     _guarded(_feed_days, conn, "Articles per feed per day"),
                     '<div class="cols">' + _guarded(_entities, conn, "Top entities")
                     + _guarded(_surges, conn, "The week's surges") + "</div>",
                     _guarded(_syndication, conn, "Most syndicated stories"),
                     _guarded(_quality, conn, "Paywalls and teasers"),
-                    _guarded(_health, conn, "Feed health"),
-                    _guarded(_runs, conn, "Last runs")]
+                    _guarded(_health, conn, "Feed health"), _guarded(_runs, conn, "Last runs")]
         body = _figures(totals) + old + "".join(sections)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'

@@ -28,10 +28,10 @@ from flows.cli import main
 from flows.core.records import Document
 from flows.core.sections import DedupSettings, StoriesSettings
 from flows.core.settings import WarehouseSettings
+from flows.run import artifacts
 from flows.run.documents import signature_fields
 from flows.text import storyterms
 from flows.text.stories import StoryIndex, StoryItem, StorySettings, cluster_offline, order_key
-from flows.run import artifacts
 from flows.warehouse import checks, reportpage, storystore
 from flows.warehouse.database import connect, migrate
 from flows.warehouse.staging import Batch, stable_key

@@ -174,16 +174,20 @@ def test_the_warehouse_gives_the_stories_cluster_offline_gives_whatever_the_batc
     assert len(set(got.values())) == 12  # every event one story, none merged
 
 
-def test_the_backing_reads_only_the_stories_an_article_shares_a_key_with(tmp_path: Path) -> None:
+def test_the_backing_reads_postings_and_live_stories_by_key(tmp_path: Path) -> None:
     path = tmp_path / "wh.duckdb"
     _place_batches(path, [sorted(CORPUS, key=order_key)])
     with duckdb.connect(str(path)) as conn:
         backing = storystore.WarehouseBacking(conn)
-        found = backing.stories_with([], ["Person 9"], T0)
-        assert [s.story_id for s in found] == ["1027"] and found[0].size == 3
-        assert backing.stories_with(["nosuchterm"], [], T0) == []
+        found = backing.postings([], ["Person 9"])
+        assert [(kind, key, sid) for kind, key, sid, _last in found] == [("e", "Person 9", "1027")]
+        story, = backing.stories(["1027"])
+        assert story.size == 3 and story.entities == {"Person 9": 3, "Place 9": 3} and story.languages == {"en": 3}
+        assert found[0][3] == story.last == T0 + timedelta(hours=24 * 9 + 6)
+        assert backing.postings(["nosuchterm"], []) == []
+        assert backing.df(["nosuchterm", next(iter(story.terms))])[next(iter(story.terms))] >= 3
         # Only stories open for an article up to a window late stay in the live tables (days 5-11 of 0-11).
-        assert backing.stories_with([], ["Person 3"], T0) == []
+        assert backing.postings([], ["Person 3"]) == []
         assert conn.execute("select count(*) from story_live").fetchone()[0] == 7
         assert conn.execute("select count(*) from stories").fetchone()[0] == 12
 

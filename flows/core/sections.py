@@ -186,6 +186,8 @@ class StoriesSettings(Section):
     max_terms: int = Field(default=60, ge=1)
     centroid_terms: int = Field(default=150, ge=1)
     query_terms: int = Field(default=12, ge=1)
+    max_candidates: int = Field(default=10, ge=1)
+    min_shared_keys: int = Field(default=2, ge=1)
     body_words: int = Field(default=400, ge=0)
 
 

@@ -14,6 +14,7 @@ bit-for-bit the same stories, whether the stories live in memory (cluster_offlin
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,8 @@ class StorySettings:
     max_terms: int = 60  # terms kept in an article's vector
     centroid_terms: int = 150  # terms kept in a story's centroid
     query_terms: int = 12  # an article's top terms looked up in the postings
+    max_candidates: int = 10  # stories scored per article: those sharing most of its keys ...
+    min_shared_keys: int = 2  # ... and at least this many of them
     body_words: int = 400  # words of the body read
 
     @classmethod
@@ -83,10 +86,18 @@ class Placement:
     started: bool
 
 
+Posting = tuple[str, str, str, datetime]  # (kind: t | e, key, story id, the story's last article)
+
+
 class Backing(Protocol):
-    """Where stories and document frequencies live beyond memory (the warehouse); read lazily, never scanned."""
+    """Where stories and document frequencies live beyond memory (the warehouse); read by key, never scanned."""
     def df(self, terms: Sequence[str]) -> dict[str, int]: ...
-    def stories_with(self, terms: Sequence[str], entities: Sequence[str], since: datetime) -> list[Story]: ...
+
+    def postings(self, terms: Sequence[str], entities: Sequence[str]) -> list[Posting]:
+        """The stored live stories that have one of these centroid terms or entities."""
+        ...
+
+    def stories(self, ids: Sequence[str]) -> list[Story]: ...
 
 
 def clock(published: datetime | None, fetched: datetime | None, fallback: datetime) -> datetime:
@@ -113,13 +124,57 @@ class StoryIndex:
         self.term_postings: dict[str, set[str]] = {}
         self.entity_postings: dict[str, set[str]] = {}
         self.dirty_df: set[str] = set()
-        self.dirty_stories: set[str] = set()
-        self._asked_terms: set[str] = set()
-        self._asked_entities: set[str] = set()
+        self.dirty_stories: set[str] = set()  # started or grown here: memory, not the backing, has them right
+        self._counts: dict[str, Counter[str]] = {}
+        self._stored: dict[tuple[str, str], list[tuple[str, datetime]]] = {}  # the backing's postings read so far
+
+    def prefetch(self, items: Sequence[StoryItem], margin: int = 8) -> None:
+        """Read at once what placing `items` will likely ask the backing: the document frequencies of their terms,
+        and the postings of their entities and of the top terms each would query now (`margin` more than it
+        queries, as frequencies move while the batch is placed). A key missed here is read when it is asked: this
+        changes the cost, never the result."""
+        for item in items:
+            self._counts[item.article_id] = term_counts(item.title, item.text, self.settings.body_words)
+        missing = sorted({t for c in self._counts.values() for t in c if t not in self.df})
+        known = self.backing.df(missing) if self.backing and missing else {}
+        for t in missing:
+            self.df[t] = known.get(t, 0)
+        vectors = {item.article_id: self.vector(item)[0] for item in items}
+        terms = {t for item in items for t in self._query(vectors[item.article_id], self.settings.query_terms + margin)}
+        self._read_postings(sorted(terms), sorted({e for item in items for e in item.entities}))
+        if self.backing is None:
+            return
+        # The stories each article would score now, read in one go.
+        wanted: set[str] = set()
+        for item in items:
+            since = item.published - timedelta(days=self.settings.window_days)
+            wanted.update(self._ranked(self._query(vectors[item.article_id], self.settings.query_terms),
+                                       sorted(set(item.entities)), since))
+        self._load(sorted(wanted))
+
+    def _load(self, ids: list[str]) -> None:
+        missing = [sid for sid in ids if sid not in self.stories]
+        if missing and self.backing is not None:
+            for story in self.backing.stories(missing):
+                self._post(story)
+
+    def _read_postings(self, terms: list[str], entities: list[str]) -> None:
+        terms = [t for t in terms if ("t", t) not in self._stored]
+        entities = [e for e in entities if ("e", e) not in self._stored]
+        if self.backing is None or not (terms or entities):
+            return
+        for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
+            self._stored[key] = []
+        for kind, key, sid, last in self.backing.postings(terms, entities):
+            self._stored[(kind, key)].append((sid, last))
+
+    @staticmethod
+    def _query(vec: dict[str, int], n: int) -> list[str]:
+        return [t for t, _ in sorted(vec.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
     def vector(self, item: StoryItem) -> tuple[dict[str, int], list[str]]:
         """The article's quantised TF-IDF vector (IDF as of the articles placed before it) and its distinct terms."""
-        counts = term_counts(item.title, item.text, self.settings.body_words)
+        counts = self._counts.get(item.article_id) or term_counts(item.title, item.text, self.settings.body_words)
         terms = sorted(counts)
         missing = [t for t in terms if t not in self.df]
         if missing:
@@ -132,20 +187,33 @@ class StoryIndex:
         vec = {t: q for t, w in top if (q := round(w / norm * _SCALE)) > 0}
         return vec, terms
 
-    def _load(self, terms: list[str], entities: list[str], since: datetime) -> None:
-        """Bring into memory the stored stories sharing a key not yet asked for (each key is asked once)."""
-        new_terms = [t for t in terms if t not in self._asked_terms]
-        new_entities = [e for e in entities if e not in self._asked_entities]
-        if self.backing is None or not (new_terms or new_entities):
-            return
-        self._asked_terms.update(new_terms)
-        self._asked_entities.update(new_entities)
-        for story in self.backing.stories_with(new_terms, new_entities, since):
-            if story.story_id not in self.stories:
-                self._post(story)
+    def _ranked(self, terms: list[str], entities: list[str], since: datetime) -> list[str]:
+        """The open stories sharing at least min_shared_keys of these keys, most first (at most max_candidates,
+        ties by id as text). Stories started or grown in this index are counted from memory, the others from the
+        backing's postings: the same ranking as with every story in memory."""
+        mine = self.stories if self.backing is None else self.dirty_stories
+        shared: Counter[str] = Counter()
+        for postings, keys in ((self.term_postings, terms), (self.entity_postings, entities)):
+            for key in keys:
+                shared.update(sid for sid in postings.get(key, ()) if sid in mine and self.stories[sid].last >= since)
+        if self.backing is not None:
+            self._read_postings(terms, entities)
+            for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
+                shared.update(sid for sid, last in self._stored[key] if last >= since and sid not in mine)
+        ranked = sorted(((sid, n) for sid, n in shared.items() if n >= self.settings.min_shared_keys),
+                        key=lambda r: (-r[1], r[0]))
+        return [sid for sid, _ in ranked[: self.settings.max_candidates]]
+
+    def _candidates(self, terms: list[str], entities: list[str], since: datetime) -> list[str]:
+        """_ranked, with every story in memory once this returns."""
+        top = self._ranked(terms, entities, since)
+        self._load(top)
+        return top
 
     def _post(self, story: Story) -> None:
         self.stories[story.story_id] = story
+        if self.backing is not None and story.story_id not in self.dirty_stories:
+            return  # a stored story unchanged here is found through the backing's postings
         for t in story.terms:
             self.term_postings.setdefault(t, set()).add(story.story_id)
         for e in story.entities:
@@ -153,9 +221,9 @@ class StoryIndex:
 
     def _unpost(self, story: Story) -> None:
         for t in story.terms:
-            self.term_postings[t].discard(story.story_id)
+            self.term_postings.get(t, set()).discard(story.story_id)
         for e in story.entities:
-            self.entity_postings[e].discard(story.story_id)
+            self.entity_postings.get(e, set()).discard(story.story_id)
 
     def score(self, item: StoryItem, vec: dict[str, int], norm: float, story: Story) -> float:
         s = self.settings
@@ -173,22 +241,13 @@ class StoryIndex:
         """Put one original article in its story (an open one it matches best, else a new one)."""
         s = self.settings
         vec, terms = self.vector(item)
-        query = [t for t, _ in sorted(vec.items(), key=lambda kv: (-kv[1], kv[0]))[: s.query_terms]]
+        query = self._query(vec, s.query_terms)
         entities = sorted(set(item.entities))
         since = item.published - timedelta(days=s.window_days)
-        self._load(query, entities, since)
-        ids: set[str] = set()
-        for t in query:
-            ids |= self.term_postings.get(t, set())
-        for e in entities:
-            ids |= self.entity_postings.get(e, set())
         norm = math.sqrt(sum(w * w for w in vec.values())) or 1.0
         best: tuple[float, str] | None = None
-        for sid in sorted(ids):
-            story = self.stories[sid]
-            if story.last < since:
-                continue
-            score = self.score(item, vec, norm, story)
+        for sid in sorted(self._candidates(query, entities, since)):
+            score = self.score(item, vec, norm, self.stories[sid])
             if score >= s.threshold and (best is None or score > best[0]):
                 best = (score, sid)
         if best is None:

@@ -13,10 +13,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from flows.text.stories import Story, StoryIndex, StoryItem, StorySettings, order_key
+from flows.text.stories import Posting, Story, StoryIndex, StoryItem, StorySettings, order_key
 from flows.warehouse.staging import stable_key
 
 _TOP_ENTITIES = 5
+_POINT_LOOKUPS = 8  # stories read one by one through the primary key up to this many, else in one join
 
 
 @dataclass
@@ -34,28 +35,46 @@ class WarehouseBacking:
         self.conn = conn
 
     def df(self, terms: Sequence[str]) -> dict[str, int]:
-        rows = self.conn.execute("select term, df from story_df where term in (select unnest($t::varchar[]))",
-                                 {"t": list(terms)}).fetchall()
-        return dict(rows)
+        self.conn.register("q_story_terms", pa.table({"term": pa.array(list(terms), pa.string())}))
+        try:
+            return dict(self.conn.execute("select term, df from story_df join q_story_terms using (term)").fetchall())
+        finally:
+            self.conn.unregister("q_story_terms")
 
-    def stories_with(self, terms: Sequence[str], entities: Sequence[str], since: datetime) -> list[Story]:
-        rows = self.conn.execute("""
-            with hits as (
-                select distinct story_id from story_keys
-                where (kind = 't' and key in (select unnest($t::varchar[])))
-                   or (kind = 'e' and key in (select unnest($e::varchar[])))
-            )
-            select l.story_id, l.first_article, l.last_article, l.size, k.kind, k.key, k.weight
-            from story_live l join hits using (story_id) join story_keys k using (story_id)
-            where l.last_article >= $since
-            """, {"t": list(terms), "e": list(entities), "since": since}).fetchall()
-        stories: dict[str, Story] = {}
-        for sid, first, last, size, kind, key, weight in rows:
-            story = stories.get(str(sid))
-            if story is None:
-                story = stories[str(sid)] = Story(str(sid), _utc(first), _utc(last), size, {}, {}, {})
-            {"t": story.terms, "e": story.entities, "l": story.languages}[kind][key] = weight
-        return list(stories.values())
+    def postings(self, terms: Sequence[str], entities: Sequence[str]) -> list[Posting]:
+        keys = [{"key": t, "kind": "t"} for t in terms] + [{"key": e, "kind": "e"} for e in entities]
+        # A registered table, not a list parameter: binding a few thousand strings costs more than the join.
+        self.conn.register("q_lookup", pa.Table.from_pylist(keys, schema=_LOOKUP))
+        try:
+            rows = self.conn.execute("""
+                select k.kind, k.key, k.story_id::varchar, epoch_us(l.last_article)
+                from story_keys k join q_lookup q using (key, kind) join story_live l using (story_id)
+                """).fetchall()
+        finally:
+            self.conn.unregister("q_lookup")
+        return [(kind, key, sid, _from_us(us)) for kind, key, sid, us in rows]
+
+    def stories(self, ids: Sequence[str]) -> list[Story]:
+        select = ("select story_id, epoch_us(first_article), epoch_us(last_article), size, terms, weights, entities, "
+                  "entity_counts, languages, language_counts from story_live")
+        if len(ids) <= _POINT_LOOKUPS:  # a few: each through the key's index, without reading the others
+            rows = [r for i in ids for r in self.conn.execute(f"{select} where story_id = ?", [int(i)]).fetchall()]
+        else:
+            self.conn.register("q_story_ids", pa.table({"story_id": pa.array([int(i) for i in ids], pa.int64())}))
+            try:
+                rows = self.conn.execute(f"{select} join q_story_ids using (story_id)").fetchall()
+            finally:
+                self.conn.unregister("q_story_ids")
+        return [Story(str(sid), _from_us(first), _from_us(last), size, dict(zip(terms, weights, strict=True)),
+                      dict(zip(entities, ecounts, strict=True)), dict(zip(langs, lcounts, strict=True)))
+                for sid, first, last, size, terms, weights, entities, ecounts, langs, lcounts in rows]
+
+
+def _from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _utc(t: datetime) -> datetime:
@@ -76,9 +95,13 @@ _MEMBER = pa.schema([("article_id", pa.int64()), ("story_id", pa.int64()), ("url
                      ("language", pa.string()), ("published", pa.timestamp("us", tz="UTC")),
                      ("similarity", pa.float64()), ("seq", pa.int64()), ("placed_at", pa.timestamp("us", tz="UTC")),
                      ("run_id", pa.string())])
-_KEY = pa.schema([("story_id", pa.int64()), ("kind", pa.string()), ("key", pa.string()), ("weight", pa.int64())])
+_KEY = pa.schema([("key", pa.string()), ("kind", pa.string()), ("story_id", pa.int64())])
+_LOOKUP = pa.schema([("key", pa.string()), ("kind", pa.string())])
 _LIVE = pa.schema([("story_id", pa.int64()), ("first_article", pa.timestamp("us", tz="UTC")),
-                   ("last_article", pa.timestamp("us", tz="UTC")), ("size", pa.int32())])
+                   ("last_article", pa.timestamp("us", tz="UTC")), ("size", pa.int32()),
+                   ("terms", pa.list_(pa.string())), ("weights", pa.list_(pa.int64())),
+                   ("entities", pa.list_(pa.string())), ("entity_counts", pa.list_(pa.int32())),
+                   ("languages", pa.list_(pa.string())), ("language_counts", pa.list_(pa.int32()))])
 _DF = pa.schema([("term", pa.string()), ("df", pa.int32())])
 
 
@@ -98,6 +121,7 @@ def place(conn: duckdb.DuckDBPyConnection, items: Sequence[StoryItem], urls: dic
     copies = sorted((i for i in todo if i.copy_of is not None), key=order_key)
     docs, seq, newest = _state(conn)
     index = StoryIndex(settings, docs=docs, backing=WarehouseBacking(conn))
+    index.prefetch(originals)
     members: list[dict[str, Any]] = []
     story_of: dict[str, str] = {}
     for item in originals:
@@ -149,10 +173,12 @@ def flush(conn: duckdb.DuckDBPyConnection, index: StoryIndex, members: list[dict
     _register(conn, "q_df", [{"term": t, "df": index.df[t]} for t in sorted(index.dirty_df)], _DF)
     live = [index.stories[str(s)] for s in dirty]
     _register(conn, "q_live", [{"story_id": int(s.story_id), "first_article": s.first, "last_article": s.last,
-                                "size": s.size} for s in live], _LIVE)
-    _register(conn, "q_keys", [{"story_id": int(s.story_id), "kind": kind, "key": k, "weight": w}
-                               for s in live for kind, keys in (("t", s.terms), ("e", s.entities),
-                                                                 ("l", s.languages)) for k, w in keys.items()], _KEY)
+                                "size": s.size, "terms": list(s.terms), "weights": list(s.terms.values()),
+                                "entities": list(s.entities), "entity_counts": list(s.entities.values()),
+                                "languages": list(s.languages), "language_counts": list(s.languages.values())}
+                               for s in live], _LIVE)
+    _register(conn, "q_keys", [{"key": k, "kind": kind, "story_id": int(s.story_id)}
+                               for s in live for kind, keys in (("t", s.terms), ("e", s.entities)) for k in keys], _KEY)
     try:
         conn.execute("insert into story_articles by name select * from q_members")
         conn.execute("delete from story_df where term in (select term from q_df)")

@@ -28,21 +28,26 @@ create table story_articles (
     run_id        varchar                     -- the run that placed it
 );
 
--- The clusterer's state, bounded to the stories still open (or open for an article up to a window late):
--- per story its first/last article time and size, and its keys: centroid terms ('t', quantised weight),
--- entities ('e', members naming it), languages ('l', members in it). Older stories are pruned from both.
+-- The clusterer's state, bounded to the stories still open (or open for an article up to a window late): per story
+-- its first/last article time, size and centroid (one row, read by id), and its postings (its centroid terms and
+-- entities, looked up by key to find candidates). Older stories are pruned from both.
 create table story_live (
     story_id      bigint primary key,
     first_article timestamptz not null,
     last_article  timestamptz not null,
-    size          integer not null
+    size          integer not null,
+    terms         varchar[] not null,         -- centroid terms ...
+    weights       bigint[] not null,          -- ... and their quantised weights
+    entities      varchar[] not null,         -- entities ...
+    entity_counts integer[] not null,         -- ... and how many write-ups name each
+    languages     varchar[] not null,         -- languages ...
+    language_counts integer[] not null        -- ... and how many write-ups are in each
 );
 
 create table story_keys (
-    story_id      bigint not null,
-    kind          varchar not null,           -- t | e | l
-    key           varchar not null,
-    weight        bigint not null
+    key           varchar not null,           -- a centroid term or an entity name
+    kind          varchar not null,           -- t | e
+    story_id      bigint not null
 );
 
 -- Document frequency of each term over the articles placed (the IDF of an article's terms is taken as of the

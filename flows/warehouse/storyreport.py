@@ -3,16 +3,68 @@ each with a timeline of its articles and copies (docs/stories.md)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from html import escape
 from typing import Any
+from urllib.parse import urlsplit
 
 import duckdb
 
 from flows.warehouse import database
-from flows.warehouse.reportpage import PALETTE, Html, _e, _section, _short, _text, link, table
 
 TOP_STORIES = 8
 _WIDTH, _LEFT, _RIGHT = 1120, 10, 10
+# The report page's palette (flows/warehouse/reportpage.py PALETTE): this module draws in the page's style without
+# importing it, as the page imports this module.
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+           "#9c755f", "#bab0ac", "#1b9e77", "#7570b3")
+
+
+class Html(str):
+    """A fragment already escaped."""
+
+
+def _e(value: Any) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def _short(value: Any, n: int = 110) -> str:
+    text = " ".join(str(value or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _text(value: Any) -> Html:
+    """As the page shows values: fragments as they are, numbers grouped, times in UTC, the rest escaped."""
+    if isinstance(value, Html):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Html(f"{value:,}")
+    if isinstance(value, datetime):
+        return Html(f'<span class="t">{value.astimezone(UTC) if value.tzinfo else value:%Y-%m-%d %H:%M}</span>')
+    return Html(_e(value))
+
+
+def link(url: Any, text: Any) -> Html:
+    """A link only from an http(s) URL (followed when clicked, never loaded); anything else stays text."""
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        return _text(text)
+    return Html(f'<a href="{_e(url)}" rel="noopener noreferrer nofollow">{_e(text)}</a>')
+
+
+def table(headers: Sequence[str], rows: list[Sequence[Any]]) -> Html:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_text(v)}</td>" for v in r) + "</tr>" for r in rows)
+    return Html(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _section(title: str, body: str, note: str = "") -> str:
+    note_html = f'<p class="note">{_e(note)}</p>' if note else ""
+    return f"<section><h2>{_e(title)}</h2>{note_html}{body}</section>"
 
 
 def _rows(conn: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:

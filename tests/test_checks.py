@@ -229,7 +229,7 @@ def test_newsflow_check_exit_codes_and_stored_results(db: Path, capsys: pytest.C
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     code, out = check_cli(db, capsys)
     assert code == 0, out
-    assert "10 checks, 0 failing" in out
+    assert "11 checks, 0 failing" in out
 
     execute(db, BREAKS["orphan_duplicates"][0][0])
     code, out = check_cli(db, capsys)

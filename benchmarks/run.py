@@ -1,7 +1,7 @@
 """`make bench`: the speed and memory benchmarks. Writes benchmarks/results/benchmarks.md (and a dated copy).
 
     python -m benchmarks.run                 # everything, about an hour on 2 cores (20 minutes dedup at 10M)
-    python -m benchmarks.run ingest quiet    # chosen sections: ingest stages quiet dedup load ner search
+    python -m benchmarks.run ingest quiet    # chosen sections: ingest stages quiet dedup load ner search stories
     NEWSFLOW_BENCH_VARIANTS=8 python -m benchmarks.run ingest   # 704 articles only (default: 704 and 2,112)
     NEWSFLOW_BENCH_POOL=cold python -m benchmarks.run ingest    # the run spawns its own pool (not serve's)
     NEWSFLOW_BENCH_REPEAT=1 python -m benchmarks.run ingest     # one run per size (default 3, median judged)
@@ -221,6 +221,14 @@ def search_section() -> str:
     return bench_search.report()
 
 
+def stories_section() -> str:
+    """Placing new articles in stories (benchmarks/bench_stories.py) at NEWSFLOW_BENCH_STORY_SCALES stored articles
+    (default 10,000 and 100,000)."""
+    from benchmarks import bench_stories
+
+    return bench_stories.report()
+
+
 def others() -> str:
     """Benchmarks other modules contribute (benchmarks/feeds_corpus.py, benchmarks/warehouse_scale.py), each in its
     own process: they exit and size memory as they like, and write their own results files."""
@@ -241,7 +249,7 @@ def main(argv: list[str]) -> None:
     sections: dict[str, Callable[[], str]] = {
         "ingest": ingest_section, "stages": stages_section, "quiet": quiet_section,
         "dedup": lambda: dedup_section(settings), "load": lambda: load_section(settings),
-        "ner": lambda: ner_section(settings), "search": search_section, "others": others,
+        "ner": lambda: ner_section(settings), "search": search_section, "stories": stories_section, "others": others,
     }
     chosen = argv or list(sections)
     unknown = set(chosen) - set(sections)

@@ -33,7 +33,8 @@ from flows.warehouse.runlock import run_lock
 
 CHECKS = {"untagged_articles", "orphan_duplicates", "orphan_article_entities", "url_stored_and_duplicate",
           "feeds_without_state", "stale_running_runs", "stale_staged_batches", "shingle_samples_mismatch",
-          "dedup_index_stale", "quarantined_batches", "aggregates_match"}
+          "dedup_index_stale", "quarantined_batches", "aggregates_match",
+          "stories_consistent"}
 
 # A second process that holds the warehouse file open until its stdin closes.
 HOLDER = """

@@ -242,7 +242,7 @@ def test_demo_ingest_gives_the_same_warehouse_as_the_file(lake_demo: tuple[Path,
     with database.connect(settings, read_only=True) as conn:
         got = _demo_rows(conn)
         assert set(_key_duplicates(conn).values()) == {0}
-    assert len(got["articles"]) == 14 and len(got["duplicates"]) == 5 and len(got["entities"]) > 100
+    assert len(got["articles"]) == 17 and len(got["duplicates"]) == 5 and len(got["entities"]) > 100
     assert got == expected
 
 
@@ -265,7 +265,7 @@ def test_sql_status_check_and_export_read_the_lake(lake_demo: tuple[Path, dict[s
     assert main(["check", "--config", str(config)]) == 0
     assert main(["export", "articles", "--config", str(config), "--format", "parquet", "--out",
                  str(tmp_path / "out")]) == 0
-    assert duckdb.sql(f"select count(*) from '{tmp_path / 'out'}/*.parquet'").fetchone()[0] == 14
+    assert duckdb.sql(f"select count(*) from '{tmp_path / 'out'}/*.parquet'").fetchone()[0] == 17
 
 
 def test_a_missing_lake_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

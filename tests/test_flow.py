@@ -50,7 +50,7 @@ def test_run_completes_and_counts(demo_run: Any) -> None:
     settings, _server, first, _second, counts, _ = demo_run
     assert first["status"] == "completed"
     assert first["feeds_ok"] == 5 and first["feeds_failed"] == 2
-    assert first["articles_new"] == 14  # 12 new stories + the dead link's fallback + the seed
+    assert first["articles_new"] == 17  # 15 new stories + the dead link's fallback + the seed
     assert first["duplicates_exact"] == 1 and first["duplicates_near"] == 4
     assert counts["runs"] == 1
     assert _q(settings, "select status from runs")[0][0] == "completed"

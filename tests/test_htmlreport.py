@@ -30,7 +30,7 @@ from flows.run import artifacts
 from flows.run.finish import write_html_report
 from flows.warehouse import database, reportpage
 
-CHARTS = {"feed-days", "top-entities", "surges", "syndication", "runs"}
+CHARTS = {"story-0", "feed-days", "top-entities", "surges", "syndication", "runs"}
 # Chromium's own update and time checks; they reach the trap like anything else and are not the page's.
 BROWSER_HOSTS = re.compile(r"(^|\.)(google\.com|googleapis\.com|gstatic\.com|gvt1\.com)(:\d+)?$")
 PAYLOAD = '"><script>document.body.dataset.pwned=1</script><img src=x onerror="document.body.dataset.pwned=2">'
@@ -136,14 +136,15 @@ def test_demo_report_renders_every_chart_and_loads_nothing(demo_db: Path, trap: 
 
     dom = browse(out, trap, tmp_path)
     assert rendered(dom) == dict.fromkeys(CHARTS, "yes")
-    assert 'data-charts="5"' in dom
+    assert 'data-charts="6"' in dom
     assert trap.page_hosts() == set()
 
     with duckdb.connect(str(demo_db), read_only=True) as conn:
-        urls = {u for (u,) in conn.execute("select url from articles").fetchall()}
+        # Stored articles, and the copies recorded of them (a story's timeline links its copies too).
+        urls = {u for (u,) in conn.execute("select url from articles union all select url from duplicates").fetchall()}
         feeds = [f for (f,) in conn.execute("select feed from feeds").fetchall()]
         (run_id,) = conn.execute("select run_id from runs").fetchone()
-    for tag, attr, value in references(html):  # nothing is loaded: the only references are links to stored articles
+    for tag, attr, value in references(html):  # nothing is loaded: the only references are links to articles
         assert (tag, attr) == ("a", "href") and value in urls, (tag, attr, value)
     assert "Content-Security-Policy" in html and "default-src 'none'" in html
     for feed in feeds:
@@ -223,8 +224,8 @@ def test_an_older_or_odd_schema_gives_a_page_not_a_traceback(tmp_path: Path) -> 
         conn.execute("insert into runs (run_id, flow, started_at, status) values ('r1', 'ingest', now(), 'completed')")
     assert main(["report", "--out", str(tmp_path / "v3.html"), "--warehouse", str(old)]) == 0
     page = (tmp_path / "v3.html").read_text()
-    # Six sections need later tables or views; feed health reads only tables a version 3 warehouse has.
-    assert "Schema version 3 of" in page and page.count("Not available in this warehouse") == 6
+    # Seven sections need later tables or views; feed health reads only tables a version 3 warehouse has.
+    assert "Schema version 3 of" in page and page.count("Not available in this warehouse") == 7
 
     # A file whose schema_migrations is not newsflow's is someone else's (flows/warehouse/identity.py): refused in
     # one line, and no page is written.

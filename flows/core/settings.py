@@ -20,6 +20,7 @@ from flows.core.sections import (
     MaintenanceSettings,
     SavedSearch,
     Section,
+    StoriesSettings,
     language_key,
 )
 
@@ -187,6 +188,7 @@ class Settings(Section):
     extract: ExtractSettings = ExtractSettings()
     dedup: DedupSettings = DedupSettings()
     entities: EntitySettings = EntitySettings()
+    stories: StoriesSettings = StoriesSettings()
     pipeline: PipelineSettings = PipelineSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     report: ReportSettings = ReportSettings()

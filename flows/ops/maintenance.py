@@ -30,6 +30,7 @@ _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 class Step(StrEnum):
     dedup = "dedup"
     entities = "entities"
+    stories = "stories"
 
 
 def _progress(step: Step) -> Any:
@@ -38,7 +39,8 @@ def _progress(step: Step) -> Any:
     log = get_run_logger()
     artifact_id = create_progress_artifact(0.0, key=f"reprocess-{step.value}", description=f"reprocess: {step}")
     shown = progress.current()
-    label = {Step.dedup: "dedup: articles re-checked", Step.entities: "entities: articles re-tagged"}[step]
+    label = {Step.dedup: "dedup: articles re-checked", Step.entities: "entities: articles re-tagged",
+             Step.stories: "stories: articles placed"}[step]
     shown.update(step.value, label, 0, main=True)
 
     def report(done: int, total: int) -> None:
@@ -61,6 +63,11 @@ def retag(settings: Any, batch_size: int, only_stale: bool) -> redo.ReprocessSta
         return redo.retag(settings, pool, batch_size, only_stale, _progress(Step.entities))
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+@task(name="rebuild-stories", **_TASK)
+def rebuild_stories(settings: Any, batch_size: int) -> redo.ReprocessStats:
+    return redo.rebuild_stories(settings, batch_size, _progress(Step.stories))
 
 
 @flow(name="reprocess", log_prints=True)
@@ -99,12 +106,15 @@ def reprocess(
             if Step.entities in steps:
                 result["entities"] = redo.counts(retag(settings, batch_size, only_stale))
                 ctx.stats.entity_mentions = result["entities"]["entity_mentions"]
+            if Step.stories in steps:
+                done = redo.counts(rebuild_stories(settings, batch_size))
+                result["stories"] = {k: done[k] for k in ("articles_placed", "stories", "batches")}
             # The texts and copies the index holds may have changed: rebuild it (docs/search.md).
             rebuilt = search_index.refresh(settings, rebuild=True, wait=settings.warehouse.lock_wait_seconds)
             result["search_index"] = rebuilt.mode if rebuilt.mode != "skipped" else f"skipped: {rebuilt.reason}"
             _record(ctx, "completed", _message(result))
     rows = [{"step": step, "metric": k.replace("_", " "), "value": v}
-            for step in ("dedup", "entities") for k, v in result.get(step, {}).items()]
+            for step in ("dedup", "entities", "stories") for k, v in result.get(step, {}).items()]
     create_table_artifact(key="reprocess-summary", table=rows, description=f"newsflow reprocess run {run_id}")
     log.info("reprocess done: %s", result)
     return result
@@ -118,7 +128,8 @@ def _record(ctx: RunContext, status: str, message: str | None = None) -> None:
     store.record_run(ctx.settings, batch)
 
 
-_SHOWN = {"dedup": ("articles_seen", "duplicates_found"), "entities": ("articles_tagged", "entity_mentions")}
+_SHOWN = {"dedup": ("articles_seen", "duplicates_found"), "entities": ("articles_tagged", "entity_mentions"),
+          "stories": ("articles_placed", "stories")}
 
 
 def _message(result: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""Re-run dedup and entity tagging over stored articles, after a change of thresholds or spaCy model.
+"""Re-run dedup, entity tagging or story clustering over stored articles, after a change of thresholds, spaCy
+model or story settings.
 
 No Prefect here: flows/ops/maintenance.py wraps these. Each batch is one transaction, so a run stopped half way
 leaves every article either done or untouched, and running it again finishes the job.
@@ -20,7 +21,8 @@ from flows.run.workers import chunks
 from flows.text import dedup, entities
 from flows.text.dedup import BatchIndex
 from flows.text.entities import entity_id
-from flows.warehouse import aggregates, candidates, database, keycache
+from flows.text.stories import StorySettings
+from flows.warehouse import aggregates, candidates, database, keycache, storystore
 from flows.warehouse.writer import delete_articles, upsert
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -32,6 +34,8 @@ class ReprocessStats:
     duplicates_found: int = 0
     articles_tagged: int = 0
     entity_mentions: int = 0
+    articles_placed: int = 0
+    stories: int = 0
     batches: int = 0
 
 
@@ -180,6 +184,19 @@ def retag(settings: Settings, pool: Executor, batch_size: int, only_stale: bool,
         stats.entity_mentions += sum(x["mentions"] for x in links)
         stats.batches += 1
         progress(stats.articles_tagged, len(todo))
+    return stats
+
+
+def rebuild_stories(settings: Settings, batch_size: int, progress: Progress) -> ReprocessStats:
+    """Place every stored article and copy in its story again, in canonical order, with the current [stories]
+    settings (after a change of them, or of dedup or entities, which stories read)."""
+    stats = ReprocessStats()
+    with database.connect(settings.warehouse) as conn:
+        database.migrate(conn)
+        stats.articles_placed = storystore.rebuild(conn, StorySettings.from_config(settings.stories),
+                                                   chunk=batch_size, progress=progress)
+        stats.stories = conn.execute("select count(*) from stories").fetchone()[0]
+    stats.batches = -(-stats.articles_placed // batch_size)
     return stats
 
 

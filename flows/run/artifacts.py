@@ -42,8 +42,21 @@ def checks_markdown(checks: CheckRun | None) -> list[str]:
     return lines
 
 
+def stories_markdown(stories: list[tuple[Any, ...]]) -> list[str]:
+    """The report's section on the stories this run started or added to (docs/stories.md)."""
+    lines = ["## New and growing stories", ""]
+    if not stories:
+        return [*lines, "This run added no article to a story."]
+    lines += ["| story | title | articles | outlets | added by this run | |", "|---|---|---|---|---|---|"]
+    for story_id, title, articles, outlets, added, is_new, _languages in stories:
+        title = (title or "").replace("|", "\\|")[:120]
+        lines.append(f"| {story_id} | {title} | {articles} | {outlets} | {added} | {'new' if is_new else 'growing'} |")
+    return lines
+
+
 def markdown(run_id: str, stats: RunStats, failing: list[tuple[Any, ...]], top: list[tuple[Any, ...]],
-             alert_after: int, checks: CheckRun | None = None, html_path: Path | None = None) -> str:
+             alert_after: int, checks: CheckRun | None = None, html_path: Path | None = None,
+             stories: list[tuple[Any, ...]] | None = None) -> str:
     lines = [f"# newsflow run `{run_id}`", "",
              f"{stats.feeds_ok} feeds ok, {stats.feeds_not_modified} not modified, {stats.feeds_failed} failed, "
              f"{stats.feeds_skipped} skipped; {stats.articles_new} new articles, "
@@ -67,6 +80,7 @@ def markdown(run_id: str, stats: RunStats, failing: list[tuple[Any, ...]], top: 
         lines += [f"| {name} | {label} | {m} | {a} |" for name, label, m, a in top]
     else:
         lines.append("No new articles were tagged.")
+    lines += ["", *stories_markdown(stories or [])]
     lines += ["", *checks_markdown(checks)]
     return "\n".join(lines) + "\n"
 
@@ -78,35 +92,42 @@ class EndReads:
     failing: list[tuple[Any, ...]]  # the report's failing feeds (run_report)
     top: list[tuple[Any, ...]]  # the run's top entities
     alerting: list[dict[str, Any]]  # feeds over the alert threshold (alerts.failing_on)
+    stories: list[tuple[Any, ...]] | None = None  # the stories the run started or grew
 
 
-def _report_rows(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The report's failing feeds and the run's top entities."""
+Rows = list[tuple[Any, ...]]
+
+
+def _report_rows(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[Rows, Rows, Rows]:
+    """The report's failing feeds, the run's top entities and the stories it started or grew."""
     return (conn.execute(database.query("run_report")).fetchall(),
-            conn.execute(database.query("run_top_entities"), {"run_id": run_id, "limit": 15}).fetchall())
+            conn.execute(database.query("run_top_entities"), {"run_id": run_id, "limit": 15}).fetchall(),
+            conn.execute(database.query("run_stories"), {"run_id": run_id, "limit": 15}).fetchall())
 
 
 def read_end(conn: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> EndReads:
-    return EndReads(*_report_rows(conn, run_id), alerts.failing_on(conn, settings))
+    failing, top, stories = _report_rows(conn, run_id)
+    return EndReads(failing, top, alerts.failing_on(conn, settings), stories)
 
 
 def publish(settings: Settings, run_id: str, stats: RunStats, dry_run: bool, checks: CheckRun | None = None, *,
             html_path: Path | None = None, reads: EndReads | None = None) -> None:
     """Create the run's artifacts in Prefect (best effort: a locked warehouse gives a shorter report). `reads`
     is what read_end read at the end of the run; None reads the report's part now."""
-    failing: list[tuple[Any, ...]] = []
-    top: list[tuple[Any, ...]] = []
+    failing: Rows = []
+    top: Rows = []
+    stories: Rows = []
     if reads is not None:
-        failing, top = reads.failing, reads.top
+        failing, top, stories = reads.failing, reads.top, reads.stories or []
     elif not dry_run:
         try:
             with database.connect(settings.warehouse, wait=settings.warehouse.waits.report) as conn:
-                failing, top = _report_rows(conn, run_id)
+                failing, top, stories = _report_rows(conn, run_id)
         except database.WarehouseLocked:
             pass
     create_table_artifact(key="ingest-summary", table=summary_rows(stats, checks),
                           description=f"newsflow ingest run {run_id}")
     create_markdown_artifact(key="ingest-report",
                              markdown=markdown(run_id, stats, failing, top, settings.health.alert_after_failures,
-                                               checks, html_path),
-                             description="failing feeds, top entities and warehouse checks")
+                                               checks, html_path, stories),
+                             description="failing feeds, top entities, new and growing stories, warehouse checks")

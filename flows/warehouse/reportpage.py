@@ -23,7 +23,7 @@ import duckdb
 from flows.core.owned import REPORT_TITLE, Owned, check_output, of_warehouse, writing
 from flows.core.sections import SavedSearch
 from flows.core.settings import WarehouseSettings
-from flows.warehouse import database, savedmatches
+from flows.warehouse import database, savedmatches, storyreport
 
 DAYS = 30  # the articles-per-feed chart covers this many days, ending on the latest day with an article
 TOP = 15
@@ -364,14 +364,13 @@ def render(conn: duckdb.DuckDBPyConnection, *, source: str = "", generated_at: d
         latest = len(database.migrations())
         old = (f'<p class="note">Schema version {version} of {latest}: the next ingest migrates it; sections '
                "that need newer tables say so.</p>") if version < latest else ""
-        sections = [_saved(saved) if saved is not None else "",
+        sections = [_saved(saved) if saved is not None else "", _guarded(storyreport.top_stories, conn, "Top stories"),
                     _guarded(_feed_days, conn, "Articles per feed per day"),
                     '<div class="cols">' + _guarded(_entities, conn, "Top entities")
                     + _guarded(_surges, conn, "The week's surges") + "</div>",
                     _guarded(_syndication, conn, "Most syndicated stories"),
                     _guarded(_quality, conn, "Paywalls and teasers"),
-                    _guarded(_health, conn, "Feed health"),
-                    _guarded(_runs, conn, "Last runs")]
+                    _guarded(_health, conn, "Feed health"), _guarded(_runs, conn, "Last runs")]
         body = _figures(totals) + old + "".join(sections)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'

@@ -102,7 +102,8 @@ def _load_in_order(settings: Settings, paths: list[Path], total: LoadResult, *, 
                 except StagingError as exc:
                     quarantine(conn, path, str(exc), run_id)
                     continue
-                result = load_batch(conn, batch, settings.dedup, raw_dir=settings.warehouse.raw_dir)
+                result = load_batch(conn, batch, settings.dedup, raw_dir=settings.warehouse.raw_dir,
+                                    stories=settings.stories)
                 # Killed between the commit and this removal, the batch is loaded again: a no-op.
                 staging.remove(path)
                 for name in ("new", "exact", "near", "known", "mentions"):

@@ -20,10 +20,11 @@ import pyarrow as pa
 
 from flows.core.errors import WarehouseLocked, pause_point
 from flows.core.records import Document
-from flows.core.sections import DedupSettings
+from flows.core.sections import DedupSettings, StoriesSettings
 from flows.text.dedup import EXACT, BatchIndex, Match, Signature
 from flows.text.entities import entity_id
-from flows.warehouse import aggregates, archive, candidates, keycache, lake, rawcodec
+from flows.text.stories import StoryItem, StorySettings, clock
+from flows.warehouse import aggregates, archive, candidates, keycache, lake, rawcodec, storystore
 from flows.warehouse.database import query, transaction
 from flows.warehouse.staging import Batch, stable_key
 
@@ -61,6 +62,11 @@ KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "daily_feed_articles": (("day", "feed"),),
     "feed_quality": (("feed",),),
     "story_copies": (("article_id",),),
+    # Stories (flows/warehouse/storystore.py), placed by each load.
+    "stories": (("story_id",),),
+    "story_articles": (("article_id",),),
+    "story_live": (("story_id",),),
+    "story_df": (("term",),),
 }
 _ARTICLE_COLUMNS = (
     "url", "canonical_url", "final_url", "feed", "entry_guid", "title", "author", "published_at",
@@ -91,6 +97,7 @@ class LoadResult:
     known: int = 0
     mentions: int = 0
     verdicts: list[Verdict] | None = None
+    stories: storystore.StoryChanges | None = None
 
 
 def signature_of(doc: Document) -> Signature:
@@ -245,14 +252,14 @@ def upsert(conn: duckdb.DuckDBPyConnection, table: str, source: str, columns: li
 
 
 def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSettings, *,
-               raw_dir: Path | None = None, attempts: int = 5) -> LoadResult:
+               raw_dir: Path | None = None, attempts: int = 5, stories: StoriesSettings | None = None) -> LoadResult:
     """Load one batch in one transaction (_load_once). On a DuckLake, where writers on other machines commit
     at the same time, a commit that loses to another's is retried with backoff, deciding the batch again against
     what the other stored; still losing after `attempts`, WarehouseLocked, as for a held file (it stays staged)."""
     delay = 0.05
     for attempt in range(attempts):
         try:
-            return _load_once(conn, batch, settings, raw_dir=raw_dir)
+            return _load_once(conn, batch, settings, raw_dir=raw_dir, stories=stories or StoriesSettings())
         except duckdb.Error as exc:
             if not lake.is_conflict(exc):
                 raise
@@ -290,8 +297,27 @@ def _duplicate_row(doc: Document, verdict: Verdict, now: datetime, run_id: str) 
             "text_hash": doc.text_hash, "seen_at": now, "run_id": run_id}
 
 
+def _story_items(docs: list[Document], verdicts: list[Verdict], now: datetime
+                 ) -> tuple[list[StoryItem], dict[str, str]]:
+    """The batch's new articles (consent pages aside) and copies, as the story clusterer reads them."""
+    items, urls = [], {}
+    for doc, verdict in zip(docs, verdicts, strict=True):
+        if verdict.status == "known" or (verdict.status == "new" and doc.is_consent_page):
+            continue
+        key = str(stable_key(doc.url))
+        if verdict.status == "new":
+            outlet = doc.feed or doc.site_name or ("seed" if doc.is_seed else "")
+            items.append(StoryItem(key, doc.title or "", doc.text, clock(doc.published_at, doc.fetched_at, now),
+                                   outlet, doc.language, tuple(sorted({m["name"] for m in doc.mentions}))))
+        else:
+            items.append(StoryItem(key, doc.title or "", "", clock(doc.published_at, now, now), doc.feed or "",
+                                   doc.language, (), str(verdict.duplicate_of)))
+        urls[key] = doc.url
+    return items, urls
+
+
 def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSettings, *,
-               raw_dir: Path | None = None) -> LoadResult:
+               raw_dir: Path | None = None, stories: StoriesSettings | None = None) -> LoadResult:
     """Load one batch in one transaction. Loading the same batch twice changes nothing.
 
     The raw HTML of new articles goes to a Parquet archive under `raw_dir` (flows/warehouse/archive.py), pointed at
@@ -361,6 +387,11 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
                 {"url": r["url"], "fetched_at": r["fetched_at"], "archive_file": archive_file, "bytes": len(r["html"])}
                 for r in raw
             ])
+        if stories is not None and stories.enabled:
+            # After dedup, in the same transaction: a crash loses no placement, and copies know their original.
+            items, urls = _story_items(docs, verdicts, now)
+            result.stories = storystore.place(conn, items, urls, StorySettings.from_config(stories), now,
+                                              batch.run_id)
         pages = [dict(p, outcome=outcome.get(p["url"], p["outcome"])) for p in batch.rows("page_fetches")]
         _insert(conn, "insert or replace", "page_fetches", pages)
         pause_point("load")  # crash tests: killed here, inside the open transaction

@@ -1,0 +1,303 @@
+"""Stories: different articles about the same event, grouped online as they arrive.
+
+Each article, in canonical order (earliest first, then by id), joins the best-matching open story or starts one.
+The match is a TF-IDF cosine of the article's terms (flows/text/storyterms.py) with the story's centroid, blended with
+the share of entities they have in common (weighted more when the languages differ), times a decay with the time
+since the story's last article. Candidates are the open stories sharing one of the article's top terms or one of its
+entities (postings), never a scan. A copy (copy_of) joins its original's story and changes no centroid.
+
+Everything is integer where it is summed (quantised weights, counts), so the same articles in the same order give
+bit-for-bit the same stories, whether the stories live in memory (cluster_offline) or in the warehouse
+(flows/warehouse/storystore.py supplies them through `Backing`). docs/stories.md explains the method and its limits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from flows.text.storyterms import term_counts
+
+if TYPE_CHECKING:
+    from flows.core.sections import StoriesSettings
+
+_SCALE = 10_000  # weights are quantised to integers: sums are exact whatever their order
+
+
+@dataclass(frozen=True)
+class StoryItem:
+    article_id: str
+    title: str
+    text: str
+    published: datetime  # tz-aware UTC: the article's time on the story's clock
+    outlet: str
+    language: str | None
+    entities: tuple[str, ...]  # normalised names (flows/text/entities.py)
+    copy_of: str | None = None
+
+
+@dataclass(frozen=True)
+class StorySettings:
+    window_days: float = 3.0  # a story takes articles until this long after its last one
+    decay: float = 1.5  # half-life (days) of a match's score with the time since the story's last article
+    threshold: float = 0.15  # the least score that joins a story
+    entity_weight: float = 0.25  # share of the score from shared entities, same language
+    cross_entity_weight: float = 0.75  # ... when the article's language is not the story's
+    entity_floor: int = 3  # shared entities are counted out of at least this many
+    max_terms: int = 60  # terms kept in an article's vector
+    centroid_terms: int = 150  # terms kept in a story's centroid
+    query_terms: int = 12  # an article's top terms looked up in the postings
+    max_candidates: int = 10  # stories scored per article: those sharing most of its keys ...
+    min_shared_keys: int = 2  # ... and at least this many of them
+    body_words: int = 400  # words of the body read
+
+    @classmethod
+    def from_config(cls, section: StoriesSettings) -> StorySettings:
+        """The clusterer's settings from the [stories] config section."""
+        return cls(**section.model_dump(exclude={"enabled"}))
+
+
+@dataclass
+class Story:
+    """A story's live state: what matching an article against it needs."""
+    story_id: str
+    first: datetime
+    last: datetime  # the newest article's time (copies aside): the story is open until last + window
+    size: int
+    terms: dict[str, int]  # centroid: sum of member vectors, top centroid_terms
+    entities: dict[str, int]  # entity -> members naming it
+    languages: dict[str, int]
+    _norm: float | None = field(default=None, repr=False)
+
+    def norm(self) -> float:
+        if self._norm is None:
+            self._norm = math.sqrt(sum(w * w for w in self.terms.values()))
+        return self._norm
+
+
+@dataclass(frozen=True)
+class Placement:
+    story_id: str
+    similarity: float  # the score that placed it (1.0 for a copy, 0.0 for an article that started its story)
+    started: bool
+
+
+Posting = tuple[str, str, str, datetime]  # (kind: t | e, key, story id, the story's last article)
+
+
+class Backing(Protocol):
+    """Where stories and document frequencies live beyond memory (the warehouse); read by key, never scanned."""
+    def df(self, terms: Sequence[str]) -> dict[str, int]: ...
+
+    def postings(self, terms: Sequence[str], entities: Sequence[str]) -> list[Posting]:
+        """The stored live stories that have one of these centroid terms or entities."""
+        ...
+
+    def stories(self, ids: Sequence[str]) -> list[Story]: ...
+
+
+def clock(published: datetime | None, fetched: datetime | None, fallback: datetime) -> datetime:
+    """An article's time on the stories' clock: the earlier of its published and fetched times (a date in the
+    future is a feed's error), either one alone, else `fallback` (when it was loaded)."""
+    known = [t for t in (published, fetched) if t is not None]
+    return (min(known) if known else fallback).astimezone(UTC)
+
+
+def order_key(item: StoryItem) -> tuple[datetime, str]:
+    """The canonical order: earliest first, ties by article id."""
+    return item.published, item.article_id
+
+
+class StoryIndex:
+    """The online clusterer's state: document frequencies, open stories and their postings."""
+
+    def __init__(self, settings: StorySettings, *, docs: int = 0, backing: Backing | None = None) -> None:
+        self.settings = settings
+        self.docs = docs  # articles placed so far (the N of the IDF)
+        self.backing = backing
+        self.df: dict[str, int] = {}
+        self.stories: dict[str, Story] = {}
+        self.term_postings: dict[str, set[str]] = {}
+        self.entity_postings: dict[str, set[str]] = {}
+        self.dirty_df: set[str] = set()
+        self.dirty_stories: set[str] = set()  # started or grown here: memory, not the backing, has them right
+        self._counts: dict[str, Counter[str]] = {}
+        self._stored: dict[tuple[str, str], list[tuple[str, datetime]]] = {}  # the backing's postings read so far
+
+    def prefetch(self, items: Sequence[StoryItem], margin: int = 8) -> None:
+        """Read at once what placing `items` will likely ask the backing: the document frequencies of their terms,
+        and the postings of their entities and of the top terms each would query now (`margin` more than it
+        queries, as frequencies move while the batch is placed). A key missed here is read when it is asked: this
+        changes the cost, never the result."""
+        for item in items:
+            self._counts[item.article_id] = term_counts(item.title, item.text, self.settings.body_words)
+        missing = sorted({t for c in self._counts.values() for t in c if t not in self.df})
+        known = self.backing.df(missing) if self.backing and missing else {}
+        for t in missing:
+            self.df[t] = known.get(t, 0)
+        vectors = {item.article_id: self.vector(item)[0] for item in items}
+        terms = {t for item in items for t in self._query(vectors[item.article_id], self.settings.query_terms + margin)}
+        self._read_postings(sorted(terms), sorted({e for item in items for e in item.entities}))
+        if self.backing is None:
+            return
+        # The stories each article would score now, read in one go.
+        wanted: set[str] = set()
+        for item in items:
+            since = item.published - timedelta(days=self.settings.window_days)
+            wanted.update(self._ranked(self._query(vectors[item.article_id], self.settings.query_terms),
+                                       sorted(set(item.entities)), since))
+        self._load(sorted(wanted))
+
+    def _load(self, ids: list[str]) -> None:
+        missing = [sid for sid in ids if sid not in self.stories]
+        if missing and self.backing is not None:
+            for story in self.backing.stories(missing):
+                self._post(story)
+
+    def _read_postings(self, terms: list[str], entities: list[str]) -> None:
+        terms = [t for t in terms if ("t", t) not in self._stored]
+        entities = [e for e in entities if ("e", e) not in self._stored]
+        if self.backing is None or not (terms or entities):
+            return
+        for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
+            self._stored[key] = []
+        for kind, key, sid, last in self.backing.postings(terms, entities):
+            self._stored[(kind, key)].append((sid, last))
+
+    @staticmethod
+    def _query(vec: dict[str, int], n: int) -> list[str]:
+        return [t for t, _ in sorted(vec.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+    def vector(self, item: StoryItem) -> tuple[dict[str, int], list[str]]:
+        """The article's quantised TF-IDF vector (IDF as of the articles placed before it) and its distinct terms."""
+        counts = self._counts.get(item.article_id) or term_counts(item.title, item.text, self.settings.body_words)
+        terms = sorted(counts)
+        missing = [t for t in terms if t not in self.df]
+        if missing:
+            known = self.backing.df(missing) if self.backing else {}
+            for t in missing:
+                self.df[t] = known.get(t, 0)
+        raw = {t: (1.0 + math.log(counts[t])) * (math.log((self.docs + 1) / (self.df[t] + 1)) + 1.0) for t in terms}
+        top = sorted(raw.items(), key=lambda kv: (-kv[1], kv[0]))[: self.settings.max_terms]
+        norm = math.sqrt(sum(w * w for _, w in top)) or 1.0
+        vec = {t: q for t, w in top if (q := round(w / norm * _SCALE)) > 0}
+        return vec, terms
+
+    def _ranked(self, terms: list[str], entities: list[str], since: datetime) -> list[str]:
+        """The open stories sharing at least min_shared_keys of these keys, most first (at most max_candidates,
+        ties by id as text). Stories started or grown in this index are counted from memory, the others from the
+        backing's postings: the same ranking as with every story in memory."""
+        mine = self.stories if self.backing is None else self.dirty_stories
+        shared: Counter[str] = Counter()
+        for postings, keys in ((self.term_postings, terms), (self.entity_postings, entities)):
+            for key in keys:
+                shared.update(sid for sid in postings.get(key, ()) if sid in mine and self.stories[sid].last >= since)
+        if self.backing is not None:
+            self._read_postings(terms, entities)
+            for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
+                shared.update(sid for sid, last in self._stored[key] if last >= since and sid not in mine)
+        ranked = sorted(((sid, n) for sid, n in shared.items() if n >= self.settings.min_shared_keys),
+                        key=lambda r: (-r[1], r[0]))
+        return [sid for sid, _ in ranked[: self.settings.max_candidates]]
+
+    def _candidates(self, terms: list[str], entities: list[str], since: datetime) -> list[str]:
+        """_ranked, with every story in memory once this returns."""
+        top = self._ranked(terms, entities, since)
+        self._load(top)
+        return top
+
+    def _post(self, story: Story) -> None:
+        self.stories[story.story_id] = story
+        if self.backing is not None and story.story_id not in self.dirty_stories:
+            return  # a stored story unchanged here is found through the backing's postings
+        for t in story.terms:
+            self.term_postings.setdefault(t, set()).add(story.story_id)
+        for e in story.entities:
+            self.entity_postings.setdefault(e, set()).add(story.story_id)
+
+    def _unpost(self, story: Story) -> None:
+        for t in story.terms:
+            self.term_postings.get(t, set()).discard(story.story_id)
+        for e in story.entities:
+            self.entity_postings.get(e, set()).discard(story.story_id)
+
+    def score(self, item: StoryItem, vec: dict[str, int], norm: float, story: Story) -> float:
+        s = self.settings
+        dot = sum(w * story.terms.get(t, 0) for t, w in vec.items())
+        cosine = dot / (norm * story.norm()) if dot else 0.0
+        mine = set(item.entities)
+        shared = len(mine & story.entities.keys())
+        overlap = min(1.0, shared / max(s.entity_floor, min(len(mine), len(story.entities)))) if shared else 0.0
+        cross = bool(item.language and story.languages and item.language not in story.languages)
+        weight = s.cross_entity_weight if cross else s.entity_weight
+        days = max(0.0, (item.published - story.last) / timedelta(days=1))
+        return ((1 - weight) * cosine + weight * overlap) * 0.5 ** (days / s.decay)
+
+    def place(self, item: StoryItem) -> Placement:
+        """Put one original article in its story (an open one it matches best, else a new one)."""
+        s = self.settings
+        vec, terms = self.vector(item)
+        query = self._query(vec, s.query_terms)
+        entities = sorted(set(item.entities))
+        since = item.published - timedelta(days=s.window_days)
+        norm = math.sqrt(sum(w * w for w in vec.values())) or 1.0
+        best: tuple[float, str] | None = None
+        for sid in sorted(self._candidates(query, entities, since)):
+            score = self.score(item, vec, norm, self.stories[sid])
+            if score >= s.threshold and (best is None or score > best[0]):
+                best = (score, sid)
+        if best is None:
+            story = Story(item.article_id, item.published, item.published, 0, {}, {}, {})
+            placement = Placement(item.article_id, 0.0, True)
+        else:
+            story = self.stories[best[1]]
+            placement = Placement(best[1], best[0], False)
+            self._unpost(story)
+        self._grow(story, item, vec)
+        self._post(story)
+        for t in terms:
+            self.df[t] += 1
+        self.dirty_df.update(terms)
+        self.docs += 1
+        return placement
+
+    def _grow(self, story: Story, item: StoryItem, vec: dict[str, int]) -> None:
+        s = self.settings
+        summed = dict(story.terms)
+        for t, w in vec.items():
+            summed[t] = summed.get(t, 0) + w
+        story.terms = dict(sorted(summed.items(), key=lambda kv: (-kv[1], kv[0]))[: s.centroid_terms])
+        for e in set(item.entities):
+            story.entities[e] = story.entities.get(e, 0) + 1
+        if item.language:
+            story.languages[item.language] = story.languages.get(item.language, 0) + 1
+        story.first = min(story.first, item.published)
+        story.last = max(story.last, item.published)
+        story.size += 1
+        story._norm = None
+        self.dirty_stories.add(story.story_id)
+
+
+def split_copies(items: Iterable[StoryItem]) -> tuple[list[StoryItem], list[StoryItem]]:
+    """(originals in canonical order, copies whose original is among the items); a copy whose original is not
+    there is clustered as an original."""
+    items = list(items)
+    ids = {i.article_id for i in items if i.copy_of is None}
+    copies = [i for i in items if i.copy_of is not None and i.copy_of in ids]
+    originals = [i for i in items if i.copy_of is None or i.copy_of not in ids]
+    return sorted(originals, key=order_key), sorted(copies, key=order_key)
+
+
+def cluster_offline(items: Sequence[StoryItem], settings: StorySettings = StorySettings()) -> dict[str, str]:
+    """article_id -> story_id, running the same online algorithm the pipeline runs, in canonical order,
+    with an in-memory candidate index."""
+    originals, copies = split_copies(items)
+    index = StoryIndex(settings)
+    out = {item.article_id: index.place(item).story_id for item in originals}
+    for copy in copies:
+        out[copy.article_id] = out[copy.copy_of]  # type: ignore[index]
+    return out

@@ -1,0 +1,284 @@
+"""Stories in the warehouse: the loader places each batch's new articles and copies (flows/text/stories.py) inside
+its transaction, reading only the open stories that share a key with an article (story_keys, bounded to live
+stories) and the document frequencies of its terms; `newsflow reprocess --step stories` rebuilds them all in
+canonical order. Tables: warehouse/migrations/0013_stories.sql; docs/stories.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from flows.text.stories import Posting, Story, StoryIndex, StoryItem, StorySettings, order_key
+from flows.warehouse.staging import stable_key
+
+_TOP_ENTITIES = 5
+_POINT_LOOKUPS = 8  # stories read one by one through the primary key up to this many, else in one join
+
+
+@dataclass
+class StoryChanges:
+    """What a load did to stories: the ones it started and the ones it added articles to."""
+    placed: int = 0
+    started: list[int] = field(default_factory=list)
+    grown: list[int] = field(default_factory=list)
+
+
+class WarehouseBacking:
+    """The clusterer's view of the stored stories: point lookups, never a scan of stored articles."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self.conn = conn
+
+    def df(self, terms: Sequence[str]) -> dict[str, int]:
+        self.conn.register("q_story_terms", pa.table({"term": pa.array(list(terms), pa.string())}))
+        try:
+            return dict(self.conn.execute("select term, df from story_df join q_story_terms using (term)").fetchall())
+        finally:
+            self.conn.unregister("q_story_terms")
+
+    def postings(self, terms: Sequence[str], entities: Sequence[str]) -> list[Posting]:
+        keys = [{"key": t, "kind": "t"} for t in terms] + [{"key": e, "kind": "e"} for e in entities]
+        # A registered table, not a list parameter: binding a few thousand strings costs more than the join.
+        self.conn.register("q_lookup", pa.Table.from_pylist(keys, schema=_LOOKUP))
+        try:
+            rows = self.conn.execute("""
+                select k.kind, k.key, k.story_id::varchar, epoch_us(l.last_article)
+                from story_keys k join q_lookup q using (key, kind) join story_live l using (story_id)
+                """).fetchall()
+        finally:
+            self.conn.unregister("q_lookup")
+        return [(kind, key, sid, _from_us(us)) for kind, key, sid, us in rows]
+
+    def stories(self, ids: Sequence[str]) -> list[Story]:
+        select = ("select story_id, epoch_us(first_article), epoch_us(last_article), size, terms, weights, entities, "
+                  "entity_counts, languages, language_counts from story_live")
+        if len(ids) <= _POINT_LOOKUPS:  # a few: each through the key's index, without reading the others
+            rows = [r for i in ids for r in self.conn.execute(f"{select} where story_id = ?", [int(i)]).fetchall()]
+        else:
+            self.conn.register("q_story_ids", pa.table({"story_id": pa.array([int(i) for i in ids], pa.int64())}))
+            try:
+                rows = self.conn.execute(f"{select} join q_story_ids using (story_id)").fetchall()
+            finally:
+                self.conn.unregister("q_story_ids")
+        return [Story(str(sid), _from_us(first), _from_us(last), size, dict(zip(terms, weights, strict=True)),
+                      dict(zip(entities, ecounts, strict=True)), dict(zip(langs, lcounts, strict=True)))
+                for sid, first, last, size, terms, weights, entities, ecounts, langs, lcounts in rows]
+
+
+def _from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc(t: datetime) -> datetime:
+    return t.astimezone(UTC)
+
+
+def _state(conn: duckdb.DuckDBPyConnection) -> tuple[int, int, datetime | None]:
+    row = conn.execute("select docs, seq, newest from story_state").fetchone()
+    return (row[0], row[1], _utc(row[2]) if row[2] else None) if row else (0, 0, None)
+
+
+def _register(conn: duckdb.DuckDBPyConnection, name: str, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
+    conn.register(name, pa.Table.from_pylist(rows, schema=schema))
+
+
+_MEMBER = pa.schema([("article_id", pa.int64()), ("story_id", pa.int64()), ("url", pa.string()),
+                     ("title", pa.string()), ("copy_of", pa.int64()), ("outlet", pa.string()),
+                     ("language", pa.string()), ("published", pa.timestamp("us", tz="UTC")),
+                     ("similarity", pa.float64()), ("seq", pa.int64()), ("placed_at", pa.timestamp("us", tz="UTC")),
+                     ("run_id", pa.string())])
+_KEY = pa.schema([("key", pa.string()), ("kind", pa.string()), ("story_id", pa.int64())])
+_LOOKUP = pa.schema([("key", pa.string()), ("kind", pa.string())])
+_LIVE = pa.schema([("story_id", pa.int64()), ("first_article", pa.timestamp("us", tz="UTC")),
+                   ("last_article", pa.timestamp("us", tz="UTC")), ("size", pa.int32()),
+                   ("terms", pa.list_(pa.string())), ("weights", pa.list_(pa.int64())),
+                   ("entities", pa.list_(pa.string())), ("entity_counts", pa.list_(pa.int32())),
+                   ("languages", pa.list_(pa.string())), ("language_counts", pa.list_(pa.int32()))])
+_DF = pa.schema([("term", pa.string()), ("df", pa.int32())])
+
+
+def place(conn: duckdb.DuckDBPyConnection, items: Sequence[StoryItem], urls: dict[str, str],
+          settings: StorySettings, now: datetime, run_id: str | None = None) -> StoryChanges:
+    """Place a batch's articles (in canonical order) and copies (with their original's story), inside the caller's
+    transaction. `urls` maps each item's article_id to its URL. Articles already placed are skipped."""
+    changes = StoryChanges()
+    ids = [int(i.article_id) for i in items]
+    if not ids:
+        return changes
+    placed = {r[0] for r in conn.execute(
+        "select article_id from story_articles where article_id in (select unnest($ids::bigint[]))",
+        {"ids": ids}).fetchall()}
+    todo = [i for i in items if int(i.article_id) not in placed]
+    originals = sorted((i for i in todo if i.copy_of is None), key=order_key)
+    copies = sorted((i for i in todo if i.copy_of is not None), key=order_key)
+    docs, seq, newest = _state(conn)
+    index = StoryIndex(settings, docs=docs, backing=WarehouseBacking(conn))
+    index.prefetch(originals)
+    members: list[dict[str, Any]] = []
+    story_of: dict[str, str] = {}
+    for item in originals:
+        p = index.place(item)
+        story_of[item.article_id] = p.story_id
+        seq += 1
+        members.append(_member(item, urls, p.story_id, p.similarity, seq, now) | {"run_id": run_id})
+        (changes.started if p.started else changes.grown).append(int(p.story_id))
+    story_of |= _stored_stories(conn, sorted({int(c.copy_of) for c in copies if c.copy_of not in story_of}))
+    for item in copies:
+        sid = story_of.get(item.copy_of)  # type: ignore[arg-type]
+        if sid is None:
+            continue  # its original was stored before stories were: `newsflow reprocess --step stories` places it
+        seq += 1
+        members.append(_member(item, urls, sid, 1.0, seq, now) | {"run_id": run_id})
+        changes.grown.append(int(sid))
+    latest = max([i.published for i in originals], default=newest)
+    newest = max(newest, latest) if newest and latest else (newest or latest)
+    flush(conn, index, members, (index.docs, seq, newest), settings, now)
+    changes.placed = len(members)
+    started = set(changes.started)
+    changes.grown = sorted(set(changes.grown) - started)
+    changes.started = sorted(started)
+    return changes
+
+
+def _member(item: StoryItem, urls: dict[str, str], story_id: str, similarity: float, seq: int, now: datetime
+            ) -> dict[str, Any]:
+    return {"article_id": int(item.article_id), "story_id": int(story_id), "url": urls.get(item.article_id, ""),
+            "title": item.title, "copy_of": int(item.copy_of) if item.copy_of else None, "outlet": item.outlet,
+            "language": item.language, "published": item.published, "similarity": round(similarity, 6),
+            "seq": seq, "placed_at": now}
+
+
+def _stored_stories(conn: duckdb.DuckDBPyConnection, ids: list[int]) -> dict[str, str]:
+    if not ids:
+        return {}
+    rows = conn.execute("select article_id, story_id from story_articles where article_id in "
+                        "(select unnest($ids::bigint[]))", {"ids": ids}).fetchall()
+    return {str(a): str(s) for a, s in rows}
+
+
+def flush(conn: duckdb.DuckDBPyConnection, index: StoryIndex, members: list[dict[str, Any]],
+          state: tuple[int, int, datetime | None], settings: StorySettings, now: datetime) -> None:
+    """Write what placing changed: members, document frequencies, the live state of changed stories, the
+    counters, the `stories` rows of touched stories; then prune stories no article can join any more."""
+    dirty = sorted(int(s) for s in index.dirty_stories)
+    _register(conn, "q_members", members, _MEMBER)
+    _register(conn, "q_df", [{"term": t, "df": index.df[t]} for t in sorted(index.dirty_df)], _DF)
+    live = [index.stories[str(s)] for s in dirty]
+    _register(conn, "q_live", [{"story_id": int(s.story_id), "first_article": s.first, "last_article": s.last,
+                                "size": s.size, "terms": list(s.terms), "weights": list(s.terms.values()),
+                                "entities": list(s.entities), "entity_counts": list(s.entities.values()),
+                                "languages": list(s.languages), "language_counts": list(s.languages.values())}
+                               for s in live], _LIVE)
+    _register(conn, "q_keys", [{"key": k, "kind": kind, "story_id": int(s.story_id)}
+                               for s in live for kind, keys in (("t", s.terms), ("e", s.entities)) for k in keys], _KEY)
+    try:
+        conn.execute("insert into story_articles by name select * from q_members")
+        conn.execute("delete from story_df where term in (select term from q_df)")
+        conn.execute("insert into story_df by name select * from q_df")
+        conn.execute("delete from story_live where story_id in (select story_id from q_live)")
+        conn.execute("insert into story_live by name select * from q_live")
+        conn.execute("delete from story_keys where story_id in (select story_id from q_live)")
+        conn.execute("insert into story_keys by name select * from q_keys")
+    finally:
+        for name in ("q_members", "q_df", "q_live", "q_keys"):
+            conn.unregister(name)
+    conn.execute("delete from story_state")
+    conn.execute("insert into story_state values (?, ?, ?)", list(state))
+    tops = {int(s.story_id): [e for e, _ in sorted(s.entities.items(), key=lambda kv: (-kv[1], kv[0]))]
+            [:_TOP_ENTITIES] for s in live}
+    summarise(conn, sorted({m["story_id"] for m in members}), tops, now)
+    if state[2] is not None:
+        horizon = state[2] - timedelta(days=2 * settings.window_days)
+        conn.execute("delete from story_keys where story_id in "
+                     "(select story_id from story_live where last_article < $h)", {"h": horizon})
+        conn.execute("delete from story_live where last_article < $h", {"h": horizon})
+
+
+def summarise(conn: duckdb.DuckDBPyConnection, story_ids: list[int], tops: dict[int, list[str]], now: datetime
+              ) -> None:
+    """(Re)write the `stories` rows of `story_ids` from their members; top entities from `tops` where given,
+    else kept."""
+    if not story_ids:
+        return
+    conn.execute("""
+        create or replace temp table q_stories as
+        select m.story_id,
+               any_value(m.title) filter (where m.article_id = m.story_id) as title,
+               min(m.published) as first_seen, max(m.published) as last_seen,
+               count(*)::integer as articles, count(*) filter (where m.copy_of is null)::integer as originals,
+               count(distinct m.outlet)::integer as outlets,
+               list_sort(list_distinct(list(m.language) filter (where m.language is not null))) as languages
+        from story_articles m
+        where m.story_id in (select unnest($ids::bigint[]))
+        group by m.story_id
+        """, {"ids": story_ids})
+    conn.register("q_tops", pa.Table.from_pylist(
+        [{"story_id": k, "top_entities": v} for k, v in tops.items()],
+        schema=pa.schema([("story_id", pa.int64()), ("top_entities", pa.list_(pa.string()))])))
+    try:
+        conn.execute("""
+            create or replace temp table q_stories2 as
+            select q.*, coalesce(t.top_entities, s.top_entities) as top_entities, $now::timestamptz as updated_at
+            from q_stories q left join q_tops t using (story_id) left join stories s using (story_id)
+            """, {"now": now})
+    finally:
+        conn.unregister("q_tops")
+    conn.execute("delete from stories where story_id in (select story_id from q_stories2)")
+    conn.execute("insert into stories by name select * from q_stories2")
+    conn.execute("drop table q_stories")
+    conn.execute("drop table q_stories2")
+
+
+Progress = Callable[[int, int], None]
+
+
+def rebuild(conn: duckdb.DuckDBPyConnection, settings: StorySettings, *, chunk: int = 2000,
+            progress: Progress | None = None) -> int:
+    """Forget every story and place all stored articles again in canonical order, then their copies; one
+    transaction per chunk (a run stopped half way is finished by running it again, which starts over)."""
+    from flows.warehouse.database import query, transaction
+
+    with transaction(conn):
+        for table in ("stories", "story_articles", "story_live", "story_keys", "story_df", "story_state"):
+            conn.execute(f"delete from {table}")
+        conn.execute(f"create or replace temp table q_order as {query('stories_order')}")
+    total = conn.execute("select count(*) from q_order").fetchone()[0]
+    done = 0
+    while done < total:
+        with transaction(conn):
+            rows = conn.execute(query("stories_items"), {"lo": done, "hi": done + chunk}).fetchall()
+            items, urls = items_from_rows(rows)
+            place(conn, items, urls, settings, datetime.now(UTC))
+        done += chunk
+        if progress:
+            progress(min(done, total), total)
+    conn.execute("drop table q_order")
+    copies = conn.execute(query("stories_copies")).fetchall()
+    for start in range(0, len(copies), chunk):
+        with transaction(conn):
+            items, urls = [], {}
+            for url, title, time, feed, language, original in copies[start:start + chunk]:
+                key = str(stable_key(url))
+                items.append(StoryItem(key, title or "", "", _utc(time), feed or "", language, (), str(original)))
+                urls[key] = url
+            place(conn, items, urls, settings, datetime.now(UTC))
+    return total + len(copies)
+
+
+def items_from_rows(rows: list[tuple[Any, ...]]) -> tuple[list[StoryItem], dict[str, str]]:
+    """StoryItems from rows of (article_id, url, title, text, time, outlet, language, entities, copy_of)."""
+    items, urls = [], {}
+    for article_id, url, title, text, time, outlet, language, names, copy_of in rows:
+        key = str(article_id)
+        items.append(StoryItem(key, title or "", text or "", _utc(time), outlet or "", language,
+                               tuple(sorted(names or ())), str(copy_of) if copy_of is not None else None))
+        urls[key] = url
+    return items, urls

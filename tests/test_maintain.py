@@ -54,7 +54,8 @@ def _bookkeeping(conn: duckdb.DuckDBPyConnection) -> None:
                          "new_entries) values (?, ?, ?, 'https://x.test/f', ?, ?, ?, 1)",
                          [f"{run}:{feed}", run, feed, "failed" if failed else "ok",
                           "timeout" if failed else None, t])
-        conn.execute("insert into check_results values (?, 'orphans', ?, null, 1.5, ?)", [run, i % 2, t])
+        conn.execute("insert into check_results (run_id, check_name, offending_rows, sample, duration_ms, checked_at) "
+                     "values (?, 'orphans', ?, null, 1.5, ?)", [run, i % 2, t])
     conn.execute("insert into feeds (feed, url, configured_url, consecutive_failures, last_success_at) values "
                  "('a', 'https://x.test/f', 'https://x.test/f', 0, ?), "
                  "('b', 'https://x.test/f', 'https://x.test/f', 4, ?)", [NOW, NOW - timedelta(days=2)])

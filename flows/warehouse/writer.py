@@ -68,6 +68,18 @@ KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "story_live": (("story_id",),),
     "story_df": (("term",),),
 }
+# State rows that must never be rolled back: a run computes a feed's state from the stored one it read at its
+# start, which is the published snapshot when the live file was held then (hours old, maybe). So a state replaces
+# the stored row only when it was fetched later (the same fetch loaded again changes nothing), and the counters it
+# carries forward come from the stored row: a failure after the stored fetch is that row's failures + 1.
+# table -> (the column it needs, condition for r to replace t, {column: expression}); for rows without the column
+# (hand-made state rows), the plain replace.
+_REPLACE_RULES: dict[str, tuple[str, str, dict[str, str]]] = {
+    "feeds": ("last_fetch_at", "r.last_fetch_at > t.last_fetch_at or t.last_fetch_at is null", {
+        "last_success_at": "greatest(t.last_success_at, r.last_success_at)",
+        "consecutive_failures": "case when r.consecutive_failures = 0 then 0 else t.consecutive_failures + 1 end",
+    }),
+}
 _ARTICLE_COLUMNS = (
     "url", "canonical_url", "final_url", "feed", "entry_guid", "title", "author", "published_at",
     "published_source", "fetched_at", "language", "site_name", "text", "text_hash", "is_seed", "seed_file",
@@ -219,9 +231,7 @@ def _insert(conn: duckdb.DuckDBPyConnection, verb: str, table: str, rows: list[d
         rows = list(by_key.values())
     conn.register("q_rows", pa.Table.from_pylist(rows))
     try:
-        if table == "feeds":  # states computed from an older copy must not roll the stored one back
-            conn.execute(query("feeds_merge"))
-        elif keep:
+        if keep:
             upsert(conn, table, "q_rows", list(rows[0]), keep=keep)
         else:
             conn.execute(f"insert into {table} by name select * from q_rows")
@@ -243,10 +253,14 @@ def upsert(conn: duckdb.DuckDBPyConnection, table: str, source: str, columns: li
     elif keep == "replace":
         primary = keys[0]
         on = " and ".join(f"t.{k} = r.{k}" for k in primary)
-        updates = ", ".join(f"{c} = r.{c}" for c in columns if c not in primary)
+        rule = _REPLACE_RULES.get(table)
+        newer = rule[1] if rule and rule[0] in columns else None
+        overrides = rule[2] if rule and newer else {}
+        updates = ", ".join(f"{c} = {overrides.get(c, f'r.{c}')}" for c in columns if c not in primary)
+        older = f"when matched and not ({newer}) then do nothing " if newer else ""
         matched = f"when matched then update set {updates} " if updates else ""
         conn.execute(f"merge into {table} t using (select {names} from {source}) r on {on} "
-                     f"{matched}when not matched then insert by name")
+                     f"{older}{matched}when not matched then insert by name")
     else:
         raise ValueError(f"keep must be 'ignore' or 'replace', not {keep!r}")
 

@@ -101,6 +101,8 @@ def _keys(wh: WarehouseSettings) -> None:
 def _search(settings: Settings) -> None:
     from flows.warehouse import search_index
 
+    for stale in settings.warehouse.search_path.parent.glob(settings.warehouse.search_path.name + ".build*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted preparation
     done = search_index.refresh(settings, rebuild=True, wait=600)
     if done.mode == "skipped":
         raise RuntimeError(f"search index not built: {done.reason}")

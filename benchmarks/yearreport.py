@@ -137,6 +137,9 @@ def report(sizes: list[int], rounds: dict[int, list[dict[str, Any]]], fills: dic
     out += table(["per-run step (articles stored)", *cols, "ratio", "target met"], main_rows(rounds, sizes))
     out += "\n## Commands at each size (first round; wall, peak resident memory)\n\n"
     out += table(["command", *cols, "works at every size"], command_rows(rounds, sizes))
+    if any(rounds[n][0].get("commands_remeasured") for n in sizes):
+        out += ("\nMeasured again after the rounds, each size on a fresh copy of its cache "
+                "(`python -m benchmarks.bench_year --commands`).\n")
     out += "\n## Disk by kind, after the rounds' runs (MiB)\n\n"
     kinds = sorted({k for n in sizes for k in rounds[n][0]["disk"]})
     out += table(["kind", *cols], [[k, *[round(rounds[n][0]["disk"].get(k, 0.0)) for n in sizes]] for k in kinds])

@@ -166,7 +166,25 @@ def measure(config: Path, warm: bool = True) -> dict[str, Any]:
             "tree": tree.by_role()}
 
 
+HWM_MARK = "YEARSTEP_HWM_KIB"
+
+
+def cli(args: list[str]) -> int:
+    """`python -m benchmarks.yearstep --cli ARGS`: `newsflow ARGS` in this process, then its own peak memory on the
+    last line of stderr (wait4's ru_maxrss would start from the benchmark's own size: Linux keeps it across exec)."""
+    from flows.cli import main as newsflow
+
+    code = 1
+    try:
+        code = newsflow(args)
+    finally:
+        print(f"\n{HWM_MARK} {_status_kib(os.getpid(), 'VmHWM')}", file=sys.stderr, flush=True)
+    return code
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--cli"]:
+        raise SystemExit(cli(argv[1:]))
     result = measure(Path(argv[0]), warm="--cold" not in argv)
     print(json.dumps(result, default=str), flush=True)
 

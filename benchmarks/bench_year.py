@@ -206,7 +206,8 @@ def commands(config: Path, work: Path) -> dict[str, dict[str, Any]]:
         r.pop("out", None)
         say(f"{work.name}: `{name}` {r['wall']:.2f} s, {r['peak_mib']:.0f} MiB, exit {r['rc']}")
         if r["rc"] != 0:
-            say(f"{work.name}: `{name}` exited {r['rc']}: {r['err'].strip().splitlines()[-1:] or ''}")
+            lines = [x for x in r["err"].strip().splitlines() if x.strip() and not x.startswith(yearstep.HWM_MARK)]
+            say(f"{work.name}: `{name}` exited {r['rc']}: {lines[-1:] or ''}")
     return done
 
 

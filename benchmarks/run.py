@@ -7,6 +7,8 @@
     NEWSFLOW_BENCH_REPEAT=1 python -m benchmarks.run ingest     # one run per size (default 3, median judged)
     NEWSFLOW_BENCH_DEDUP_SCALES=1000000 python -m benchmarks.run dedup  # the 1M point only
     python -m benchmarks.run search          # full-text search: relevance, and speed at 10k articles
+    python -m benchmarks.run year            # a year: per-run steps at 2k, 100k, 1M stored (results/year.md)
+    NEWSFLOW_BENCH_YEAR_SCALES=small,100000 python -m benchmarks.run year   # without the 1M point
 
 Loopback only: every page and feed is served from 127.0.0.1 by a child process; Prefect runs against a temporary
 local API with analytics off.
@@ -229,6 +231,16 @@ def stories_section() -> str:
     return bench_stories.report()
 
 
+def year_section() -> str:
+    """A year in a benchmark (benchmarks/bench_year.py): every per-run step on warehouses filled to a year's shape,
+    at NEWSFLOW_BENCH_YEAR_SCALES (default small,100000,1000000); also written to results/year.md."""
+    from benchmarks import bench_year
+
+    text = bench_year.run()
+    (RESULTS / "year.md").write_text(text)
+    return text
+
+
 def others() -> str:
     """Benchmarks other modules contribute (benchmarks/feeds_corpus.py, benchmarks/warehouse_scale.py), each in its
     own process: they exit and size memory as they like, and write their own results files."""
@@ -249,14 +261,16 @@ def main(argv: list[str]) -> None:
     sections: dict[str, Callable[[], str]] = {
         "ingest": ingest_section, "stages": stages_section, "quiet": quiet_section,
         "dedup": lambda: dedup_section(settings), "load": lambda: load_section(settings),
-        "ner": lambda: ner_section(settings), "search": search_section, "stories": stories_section, "others": others,
+        "ner": lambda: ner_section(settings), "search": search_section, "stories": stories_section,
+        "year": year_section, "others": others,
     }
     chosen = argv or list(sections)
     unknown = set(chosen) - set(sections)
     if unknown:
         raise SystemExit(f"unknown section(s) {sorted(unknown)}; choose from {list(sections)}")
     parts = [header("newsflow benchmarks")]
-    latest = "benchmarks.md" if set(chosen) >= set(sections) - {"others"} else f"benchmarks-{'-'.join(chosen)}.md"
+    everything = set(chosen) >= set(sections) - {"others", "year"}
+    latest = "benchmarks.md" if everything else f"benchmarks-{'-'.join(chosen)}.md"
     RESULTS.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with prefect_test_harness(server_startup_timeout=180):

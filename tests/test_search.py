@@ -2,6 +2,7 @@
 `search_articles` macro in `newsflow sql`, on real DuckDB warehouses (and a DuckLake) loaded by the real loader.
 
 Covers: flows.warehouse.search, flows.warehouse.search_index, flows.core.searchquery, flows.cli.search_command
+Covers: flows.warehouse.search_segments, flows.warehouse.search_plan
 """
 
 from __future__ import annotations
@@ -168,12 +169,17 @@ def test_delta_refresh_adds_new_articles_hides_deleted_ones_and_counts_new_copie
     assert _titles(s, "ferry") == ["Ferry strike"]
     assert _titles(s, "coal") == []
     assert [h.copies for h in search.search(s.warehouse, parse("apple"), search.Filters())] == [1]
-    # A delta past its share of the base is merged into a new base.
+    assert done.segments == 2 and done.merged == 0
+    # Segments of one size tier are merged (their postings copied, the tombstoned article left out).
+    _load(s, [_doc(10, "en", "Ferry talks", "Talks to end the ferry strike resumed on Monday.")], "b-3")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(search_index, "MERGE_MIN", 0)
-        mp.setattr(search_index, "MERGE_SHARE", 0.0)
-        assert search_index.refresh(s).mode == "base"
-    assert _titles(s, "ferry") == ["Ferry strike"] and _titles(s, "coal") == []
+        mp.setattr(search_index, "TIER", 3)
+        done = search_index.refresh(s)
+    assert (done.mode, done.indexed, done.merged, done.segments, done.articles) == ("delta", 1, 5, 1, 5)
+    assert _titles(s, "ferry") == ["Ferry strike", "Ferry talks"] or \
+        sorted(_titles(s, "ferry")) == ["Ferry strike", "Ferry talks"]
+    assert _titles(s, "coal") == []
+    assert len(list(search_index.segments_dir(s.warehouse).iterdir())) == 1  # merged-away segments removed
 
 
 def test_an_open_reader_keeps_its_index_while_a_rebuild_replaces_it(filled: Settings, tmp_path: Path) -> None:

@@ -80,8 +80,8 @@ def install(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings) -> lis
 
 
 def macro_sql(segments: list[str], gen: str | None = None) -> list[str]:
-    """The statements creating `search_phrase` and `search_articles(q, lang := NULL)` over the attached index."""
-    return [plan.phrase_macro(), plan.macro(segments, gen)]
+    """The statement creating `search_articles(q, lang := NULL)` over the attached index."""
+    return [plan.macro(segments, gen)]
 
 
 def script(settings: WarehouseSettings, fts: Path | None = None) -> str:
@@ -116,17 +116,13 @@ def _stepwise(conn: duckdb.DuckDBPyConnection, segments: list[str], query: Query
                  "select * from search_tokens")
     conn.execute("create or replace temp table search_groups as "
                  "select count(distinct g) as n from search_tokens where not neg")
-    conn.execute(f"create or replace temp table search_qt as {plan.QT.format(lang='$lang')}", {"lang": filters.lang})
-    pairs: dict[str, list[str]] = {}
-    for idx, term in conn.execute("select distinct idx, term from search_qt").fetchall():
-        pairs.setdefault(idx, []).append(term)
-    conn.execute("create or replace temp table search_post (seg integer, idx varchar, term varchar, "
-                 "article_id bigint, tf integer)")
-    for i, name in enumerate(segments):
-        for idx, terms in pairs.items():  # constants: the zone maps of the sorted postings skip the rest
-            marks = ", ".join("?" for _ in terms)
-            conn.execute(f"insert into search_post select {i}, idx, term, article_id, tf from search_s{i}.postings x "
-                         f"where idx = ? and term in ({marks}) and not {plan.dead(name)}", [idx, *terms])
+    conn.execute(f"create or replace temp table search_qt as {plan.qt('$lang')}", {"lang": filters.lang})
+    keys = [r[0] for r in conn.execute("select distinct h from search_qt").fetchall()]
+    # Constants (integers of our own making): the zone maps of the postings, sorted by key, skip every row group
+    # without one of the keys.
+    consts = ", ".join(f"{int(k)}::ubigint" for k in keys) or "null"
+    post = plan.union(segments, "h, article_id, tf", "postings", f"x.h in ({consts})")
+    conn.execute(f"create or replace temp table search_post as {post}")
     conn.execute(f"create or replace temp table search_df as {plan.DF}")
     if filters.ids is not None:  # after the frequencies: they count every live article
         conn.register("search_only_ids", pa.table({"article_id": pa.array(filters.ids, pa.int64())}))
@@ -136,16 +132,50 @@ def _stepwise(conn: duckdb.DuckDBPyConnection, segments: list[str], query: Query
     conn.execute("create or replace temp table search_tv as select seg, article_id, idx, g, neg from search_th "
                  "where not (phrase and neg)")
     conn.execute(f"create or replace temp table search_cand as {plan.CAND}")
+    conn.execute(f"create or replace temp table search_score as {plan.SCORE.format(lens=_lens(segments))}")
     where, params = _where(filters)
-    conn.execute(f"""create or replace temp table search_ranked as
-        select row_number() over (order by score desc, article_id) as rank, * from (
-            {plan.results(segments, f"({plan.SCORE.format(lens=_lens(segments))})", '$lang')}) r
-        where {where}""", params)
+    kept = "search_score"
+    if where != "true" or filters.lang:  # a filter on the articles' metadata: over every candidate
+        conn.execute(f"""create or replace temp table search_kept as select segment as seg, article_id, score
+            from ({plan.results(segments, 'search_score', '$lang')}) r where {where}""", params)
+        kept = "search_kept"
+    conn.execute(f"create or replace temp table search_ranked as select seg, article_id, score, "
+                 f"row_number() over (order by score desc, article_id) as rank from {kept}")
     phrases = conn.execute("select count(*) from search_th where phrase").fetchone()[0]
-    if not phrases:
-        return conn.execute("select * exclude (rank) from search_ranked where rank <= $limit order by rank",
-                            {"limit": filters.limit}).fetchall()
-    return _checked(conn, segments, filters.limit)
+    if phrases:
+        top = _checked(conn, segments, filters.limit)
+    else:
+        top = conn.execute("select seg, article_id, score from search_ranked where rank <= ? order by rank",
+                           [filters.limit]).fetchall()
+    return _final(conn, segments, top)
+
+
+def _ids(ids: list[int]) -> str:
+    """A constant list of article ids (integers of the index's own): zone maps on the sorted docs skip the rest."""
+    return ", ".join(str(int(i)) for i in ids) or "null"
+
+
+def _final(conn: duckdb.DuckDBPyConnection, segments: list[str], top: list[tuple[Any, ...]]
+           ) -> list[tuple[Any, ...]]:
+    """The result rows (article_id, score, title, url, feed, date, language, copies, tags, segment) of `top`
+    (seg, article_id, score), in its order."""
+    if not top:
+        return []
+    conn.register("search_top", pa.table({"seg": pa.array([r[0] for r in top], pa.int32()),
+                                          "article_id": pa.array([r[1] for r in top], pa.int64()),
+                                          "score": pa.array([r[2] for r in top], pa.float64()),
+                                          "rank": pa.array(range(len(top)), pa.int64())}))
+    meta = " union all ".join(
+        f"select {i} as seg, article_id, url, title, feed, language, date from search_s{i}.docs "
+        f"where article_id in ({_ids([r[1] for r in top if r[0] == i])})"
+        for i in sorted({r[0] for r in top}))
+    return conn.execute(f"""
+        select t.article_id, t.score, a.title, a.url, a.feed, a.date, a.language, coalesce(c.copies, 0), f.tags,
+               t.seg
+        from search_top t join ({meta}) a using (seg, article_id)
+        left join {HEAD}.copies c on c.article_id = t.article_id
+        left join {HEAD}.feeds f on f.feed = a.feed
+        order by t.rank""").fetchall()
 
 
 @dataclass(frozen=True)
@@ -201,29 +231,27 @@ def _lens(segments: list[str]) -> str:
 
 
 def _checked(conn: duckdb.DuckDBPyConnection, segments: list[str], limit: int) -> list[tuple[Any, ...]]:
-    """The first `limit` ranked articles whose phrases hold (and whose excluded phrases do not), checked on their
-    text a batch at a time, best first."""
+    """The first `limit` of search_ranked (seg, article_id, score) whose phrases hold (and whose excluded phrases
+    do not), checked on their text a batch at a time, best first."""
     out: list[tuple[Any, ...]] = []
     total = conn.execute("select count(*) from search_ranked").fetchone()[0]
-    for start in range(0, total, max(_BATCH, limit)):
-        batch = conn.execute("select * exclude (rank) from search_ranked where rank > ? and rank <= ? order by rank",
-                             [start, start + max(_BATCH, limit)]).fetchall()
+    size = max(_BATCH, limit)
+    for start in range(0, total, size):
+        batch = conn.execute("select seg, article_id, score from search_ranked where rank > ? and rank <= ? "
+                             "order by rank", [start, start + size]).fetchall()
         ok: set[tuple[int, int]] = set()
-        for i in range(len(segments)):
-            ids = [r[0] for r in batch if r[9] == i]
-            if not ids:
-                continue
+        for i in sorted({r[0] for r in batch}):
+            ids = _ids([r[1] for r in batch if r[0] == i])
             rows = conn.execute(f"""
-                with th as (select * from search_th where seg = {i} and article_id in (select unnest($ids))),
-                d as (select article_id, title_text, text from search_s{i}.docs
-                      where article_id in (select unnest($ids))),
+                with th as (select * from search_th where seg = {i} and article_id in ({ids})),
+                d as (select article_id, title_text, text from search_s{i}.docs where article_id in ({ids})),
                 tv as (select th.article_id, th.g, th.neg from th join d using (article_id)
-                       where not th.phrase or regexp_matches({plan.text_of('d')}, search_phrase(th.raw)))
+                       where not th.phrase or contains({plan.norm_text('d')}, {plan.norm_phrase('th.raw')}))
                 select article_id from tv where not neg group by article_id
                 having count(distinct g) = (select n from search_groups)
-                except select article_id from tv where neg""", {"ids": ids}).fetchall()
+                except select article_id from tv where neg""").fetchall()
             ok |= {(i, r[0]) for r in rows}
-        out += [r for r in batch if (r[9], r[0]) in ok]
+        out += [r for r in batch if (r[0], r[1]) in ok]
         if len(out) >= limit:
             return out[:limit]
     return out
@@ -235,7 +263,6 @@ def search(settings: WarehouseSettings, query: Query, filters: Filters) -> list[
                                             "autoload_known_extensions": False}) as conn:
         load_fts(conn)
         segments = attach(conn, settings)
-        conn.execute(plan.phrase_macro())
         rows = _stepwise(conn, segments, query, filters)
         texts = _texts(conn, rows)
         stems = _stems(conn, query, texts.values(), filters.lang)
@@ -260,7 +287,7 @@ def _texts(conn: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> dict
     for seg in sorted({r[9] for r in rows}):
         ids = [r[0] for r in rows if r[9] == seg]
         for article_id, body in conn.execute(f"select article_id, text from search_s{seg}.docs "
-                                             "where article_id in (select unnest(?))", [ids]).fetchall():
+                                             f"where article_id in ({_ids(ids)})").fetchall():
             out[(seg, article_id)] = body
     return out
 

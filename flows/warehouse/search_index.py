@@ -40,7 +40,7 @@ from flows.core.errors import WarehouseError
 from flows.core.settings import Settings, WarehouseSettings
 from flows.warehouse import database
 from flows.warehouse import search_segments as segs
-from flows.warehouse.search_segments import FORMAT, IGNORE, INDEXES, connect, load_fts  # noqa: F401
+from flows.warehouse.search_segments import FORMAT, INDEXES, connect, load_fts  # noqa: F401
 
 log = logging.getLogger("newsflow.search")
 

@@ -1,7 +1,7 @@
 """The SQL of a search over the attached index (flows/warehouse/search.py): term-driven BM25. No Prefect here.
 
-A query reads only the postings of its own words: each segment's `postings` is sorted by (idx, term), so the
-filter on the query's stemmed words reads a few row groups whatever the size of the index. From those postings:
+A query reads only the postings of its own words: each segment's `postings` is sorted by the word's key, so the
+filter on the keys of the query's stemmed words reads a few row groups whatever the size of the index. From them:
 
 - document frequency per (language group, word): the live postings counted over every segment, and the number of
   live articles and their total length per group from the head's `stats`: the BM25 statistics of one index of
@@ -12,21 +12,19 @@ filter on the query's stemmed words reads a few row groups whatever the size of 
 - BM25 (k1 = 1.2, b = 0.75, the fts extension's `match_bm25` formula) summed over the query's positive words.
 
 Relations the pieces expect: search_tokens (t, g, neg, raw, tok, phrase) and search_groups (n) of the query
-(_TERMS/_TOKENS below, or temporary tables); search_qt (t, g, neg, phrase, raw, idx, term): the tokens stemmed
-per language group; search_post (seg, idx, term, article_id, tf): their live postings.
+(_TERMS/_TOKENS below, or temporary tables); search_qt (t, g, neg, phrase, raw, idx, term, h): the tokens stemmed
+per language group, h their key; search_post (seg, h, article_id, tf): their live postings.
 """
 
 from __future__ import annotations
 
-from flows.warehouse.search_segments import IGNORE, INDEXES, lit
+from flows.warehouse.search_segments import INDEXES, SPLIT, lit, term_key
 
 HEAD = "search_head"
 K1, B = 1.2, 0.75
-NOT_WORD = IGNORE.removesuffix("+")
 _LOW = "lower(split_part(coalesce(lang, ''), '-', 1))"
 _KEYS = ", ".join(f"'{k}'" for k in INDEXES if k != "other")
 LANG_INDEX = f"(case when {_LOW} in ({_KEYS}) then {_LOW} else 'other' end)"
-IDX_VALUES = "(values " + ", ".join(f"({lit(k)}, {lit(v)})" for k, v in INDEXES.items()) + ") i(idx, stemmer)"
 
 # The query text -> search_terms (t, g, neg, quoted, raw): the syntax of flows/core/searchquery.py, read
 # leniently (the macro cannot raise a parse error; `newsflow search` validates with that parser first).
@@ -46,26 +44,35 @@ search_terms as materialized (
 TOKENS = f"""
 search_words as materialized (
     select t, g, neg, quoted, raw,
-           unnest(string_split(trim(regexp_replace(lower(strip_accents(raw)), '{IGNORE}', ' ', 'g')), ' ')) as tok
+           strip_accents(unnest(regexp_split_to_array(lower(raw), '{SPLIT}'))) as tok
     from search_terms),
 search_tokens as materialized (
     select t, g, neg, raw, tok, quoted or count(*) over (partition by t) > 1 as phrase
     from search_words where tok <> ''),
 search_groups as materialized (select count(distinct g) as n from search_tokens where not neg),"""
 
-# search_tokens -> search_qt: stemmed per language group (`lang`: a SQL value, NULL for every group).
-QT = f"""
-    select st.t, st.g, st.neg, st.phrase, st.raw, i.idx, stem(st.tok, i.stemmer) as term
-    from search_tokens st, {IDX_VALUES}
-    where {{lang}} is null or {LANG_INDEX.replace('lang', '{lang}')} = i.idx"""
+def qt(lang: str) -> str:
+    """search_tokens -> search_qt: stemmed per language group, with the key of the postings (`lang`: a SQL value,
+    NULL for every group)."""
+    groups = "(values " + ", ".join(f"({lit(k)}, {lit(v)})" for k, v in INDEXES.items()) + ") i(idx, stemmer)"
+    return f"""
+    select *, {term_key('idx', 'term')} as h from (
+        select st.t, st.g, st.neg, st.phrase, st.raw, i.idx, stem(st.tok, i.stemmer) as term
+        from search_tokens st, {groups}
+        where {lang} is null or {LANG_INDEX.replace('lang', lang)} = i.idx)"""
 
 
-def phrase_macro() -> str:
-    """`search_phrase(s)`: a phrase as a regular expression over the lower-cased, accent-stripped text: its words,
-    in order, with only non-word characters between them."""
-    return (f"create or replace temp macro search_phrase(s) as '(^|{NOT_WORD})' || array_to_string(string_split("
-            f"trim(regexp_replace(lower(strip_accents(coalesce(s, ''))), '{IGNORE}', ' ', 'g')), ' '), "
-            f"'{IGNORE}') || '($|{NOT_WORD})'")
+def norm_text(alias: str) -> str:
+    """SQL: the title and text of docs row `alias` as its words (accents stripped) between single spaces."""
+    return (f"(' ' || strip_accents(regexp_replace(lower({alias}.title_text || ' ' || {alias}.text), {lit(SPLIT)}, "
+            f"' ', 'g')) || ' ')")
+
+
+def norm_phrase(raw: str) -> str:
+    """SQL: a phrase as its words between single spaces, found in norm_text when the words stand in this order
+    (a constant search string per row, where a regular expression per row would be compiled per row)."""
+    return (f"(' ' || array_to_string(list_filter(list_transform(regexp_split_to_array(lower({raw}), "
+            f"{lit(SPLIT)}), w -> strip_accents(w)), w -> w <> ''), ' ') || ' ')")
 
 
 def dead(name: str, alias: str = "x") -> str:
@@ -89,10 +96,10 @@ def docs(segments: list[str], columns: str = "*") -> str:
 # The terms matched per article (search_th: seg, article_id, idx, t, g, neg, phrase, raw), from search_post.
 TH = """
     select tp.* exclude (c) from (
-        select p.seg, p.article_id, p.idx, q.t, any_value(q.g) as g, any_value(q.neg) as neg,
-               any_value(q.phrase) as phrase, any_value(q.raw) as raw, count(distinct q.term) as c
-        from search_post p join search_qt q using (idx, term) group by all) tp
-    join (select idx, t, count(distinct term) as n from search_qt group by all) nt using (idx, t)
+        select p.seg, p.article_id, q.idx, q.t, any_value(q.g) as g, any_value(q.neg) as neg,
+               any_value(q.phrase) as phrase, any_value(q.raw) as raw, count(distinct q.h) as c
+        from search_post p join search_qt q using (h) group by p.seg, p.article_id, q.idx, q.t) tp
+    join (select idx, t, count(distinct h) as n from search_qt group by all) nt using (idx, t)
     where tp.c = nt.n"""
 
 # The articles (seg, article_id, idx) meeting the query, from search_tv (seg, article_id, idx, g, neg): the terms
@@ -102,35 +109,30 @@ CAND = """
     having count(distinct g) = (select n from search_groups)
     except select seg, article_id, idx from search_tv where neg"""
 
-# BM25 of search_cand (seg, article_id, idx) over search_post; search_df (idx, term, df); `lens` a relation of
+# BM25 of search_cand (seg, article_id, idx) over search_post; search_df (h, df); `lens` a relation of
 # (seg, article_id, len).
 SCORE = f"""
-    select p.seg, p.article_id, p.idx,
+    select p.seg, p.article_id, c.idx,
            sum(log(((s.n - df.df + 0.5) / (df.df + 0.5)) + 1) * p.tf * ({K1} + 1)
                / (p.tf + {K1} * (1 - {B} + {B} * d.len / (s.total_len / s.n)))) as score
-    from search_post p join search_cand using (seg, article_id, idx)
-    join (select distinct idx, term from search_qt where not neg) using (idx, term)
-    join search_df df using (idx, term) join {HEAD}.stats s using (idx)
+    from search_post p join search_cand c using (seg, article_id)
+    join (select distinct idx, h from search_qt where not neg) q on q.h = p.h and q.idx = c.idx
+    join search_df df on df.h = p.h join {HEAD}.stats s on s.idx = c.idx
     join ({{lens}}) d using (seg, article_id)
     group by all"""
 
-DF = "select idx, term, count(*) as df from search_post group by all"
-
-
-def text_of(alias: str) -> str:
-    return f"lower(strip_accents({alias}.title_text || ' ' || {alias}.text))"
+DF = "select h, count(*) as df from search_post group by all"
 
 
 def macro(segments: list[str], gen: str | None = None) -> str:
     """`search_articles(q, lang := NULL)`: the whole search in one statement, every phrase checked."""
-    post = union(segments, "idx, term, article_id, tf", "postings",
-                 "x.term in (select term from search_qt) and x.idx in (select idx from search_qt)")
+    post = union(segments, "h, article_id, tf", "postings", "x.h in (select h from search_qt)")
     fresh = "true" if gen is None else (
         f"(select case when gen = {lit(gen)} then true else error('the search index changed since this SQL was "
         f"printed: print it again (newsflow search --print-sql)') end from {HEAD}.meta)")
     return f"""create or replace temp macro search_articles(q, lang := null) as table
     with {TERMS}{TOKENS}
-    search_qt as materialized ({QT.format(lang='lang')}),
+    search_qt as materialized ({qt('lang')}),
     search_post as materialized ({post}),
     search_df as materialized ({DF}),
     search_th as materialized ({TH}),
@@ -139,7 +141,7 @@ def macro(segments: list[str], gen: str | None = None) -> str:
         union all
         select th.seg, th.article_id, th.idx, th.g, th.neg from search_th th
         join ({docs(segments, 'article_id, title_text, text')}) d using (seg, article_id)
-        where th.phrase and regexp_matches({text_of('d')}, search_phrase(th.raw))),
+        where th.phrase and contains({norm_text('d')}, {norm_phrase('th.raw')})),
     search_cand as materialized ({CAND}),
     search_score as materialized ({SCORE.format(lens=docs(segments, 'article_id, len'))})
     {results(segments, 'search_score', 'lang')}

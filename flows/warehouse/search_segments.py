@@ -1,11 +1,12 @@
 """The immutable segments of the search index and its head file (flows/warehouse/search_index.py). No Prefect.
 
 A segment is a DuckDB file, written once and never changed: `docs` (the articles it indexes, with their title,
-text, language group `idx` and length in words `len`) and `postings` (idx, term, article_id, tf): one row per
-stemmed word of each article, sorted by (idx, term), so DuckDB's zone maps read only the row groups of the
-query's words. Words are what the query side makes of its text (flows/warehouse/search.py): lower case, accents
-stripped, split on anything that is not a letter or digit, stemmed with the Snowball stemmer of the article's
-language group (INDEXES) by the fts extension's `stem`; no stop words.
+text, language group `idx` and length in words `len`) and `postings` (h, article_id, tf): one row per stemmed
+word of each article, `h` the word's key (`term_key`: a hash of its language group and stem), sorted by h, so
+DuckDB's zone maps read only the row groups of the query's words. Words are what the query side makes of its text
+(flows/warehouse/search_plan.py): lower case, split on anything that is not a letter, digit or combining mark,
+accents stripped, stemmed with the Snowball stemmer of the article's language group (INDEXES) by the fts
+extension's `stem`; no stop words.
 
 The head file (`<stem>.search.duckdb`) names the segments that make the index now, the articles of those segments
 readers must skip (`tombstones`: deleted, demoted to a copy, or stored again with another text), the BM25
@@ -31,8 +32,8 @@ from flows.warehouse.staging import fsync
 FORMAT = 2
 # index name -> Snowball stemmer; a language without its own index goes to `other` (no stemming).
 INDEXES = {"en": "english", "fr": "french", "other": "none"}
-# What is not part of a word: the index and the query split on it (after lower case and accents stripped).
-IGNORE = r"[^\p{L}\p{N}]+"
+# How the index splits lower-cased text into words, whose accents it then strips (combining marks stay in a word).
+SPLIT = r"[^\p{L}\p{N}\p{M}]+"
 _EXTENSION_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 
@@ -41,9 +42,16 @@ def load_fts(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"load '{str(lake.extension_file('fts')).replace(chr(39), chr(39) * 2)}'")
 
 
+def plain(path: Path | str = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with autoload off and no progress bar (a refresh runs inside a logged run)."""
+    conn = duckdb.connect(str(path), read_only=read_only, config=dict(_EXTENSION_CONFIG))
+    conn.execute("set enable_progress_bar = false")
+    return conn
+
+
 def connect(path: Path | str = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with autoload off and fts loaded."""
-    conn = duckdb.connect(str(path), read_only=read_only, config=dict(_EXTENSION_CONFIG))
+    conn = plain(path, read_only=read_only)
     try:
         load_fts(conn)
     except BaseException:
@@ -70,8 +78,14 @@ def index_expr(column: str) -> str:
 
 
 def words_expr(text: str) -> str:
-    """SQL: the list of words of `text` as the index splits it."""
-    return f"string_split(trim(regexp_replace(lower(strip_accents({text})), {lit(IGNORE)}, ' ', 'g')), ' ')"
+    """SQL: the words of `text` as the index splits it, before their accents are stripped (a word may be '')."""
+    return f"regexp_split_to_array(lower({text}), {lit(SPLIT)})"
+
+
+def term_key(idx: str, stemmed: str) -> str:
+    """SQL: the key of a stemmed word in language group `idx` in the postings: 64 bits of its MD5 (stable across
+    DuckDB versions; two words of one group share a key with a probability of about n^2 / 2^65 for n words)."""
+    return f"md5_number_lower({idx} || ' ' || {stemmed})"
 
 
 def new_name() -> str:
@@ -95,23 +109,24 @@ def build(folder: Path, source: str, default: str) -> tuple[str, int]:
             select article_id, {index_expr(language)} as idx, url, title, feed, language, date, loaded_at, hkey,
                    coalesce(title, '') as title_text, coalesce(text, '') as text
             from {source}""")
-        # Words counted per article first, then each distinct word stemmed once (stemming every occurrence is
-        # most of the time of a naive build).
-        conn.execute(f"""create temp table tf as
-            select idx, article_id, w, count(*)::integer as tf
-            from (select idx, article_id, unnest({words_expr("title_text || ' ' || text")}) as w from d0)
-            where w <> '' group by all""")
+        words = words_expr("title_text || ' ' || text")
+        conn.execute(f"create temp table tok as select idx, article_id, unnest({words}) as w from d0")
+        # Each distinct word stemmed once (stemming every occurrence is most of the time of a naive build), and
+        # named by a 64-bit hash of (group, stem): postings sorted by an integer sort and group several times
+        # faster than by a string.
         conn.execute(f"""create temp table vocab as
-            select idx, w, stem(w, {stemmer_expr('idx')}) as term from (select distinct idx, w from tf)""")
+            select idx, w, {term_key('idx', f"stem(strip_accents(w), {stemmer_expr('idx')})")} as h
+            from (select distinct idx, w from tok where w <> '')""")
         conn.execute("""create table postings as
-            select idx, term, article_id, sum(tf)::integer as tf from tf join vocab using (idx, w)
-            group by all order by idx, term, article_id""")
+            select h, article_id, count(*)::integer as tf from tok join vocab using (idx, w)
+            group by h, article_id order by h, article_id""")
         conn.execute("""create table docs as
             select d0.article_id, d0.idx, coalesce(l.len, 0)::integer as len, d0.url, d0.title, d0.feed,
                    d0.language, d0.date, d0.loaded_at, d0.hkey, d0.title_text, d0.text
-            from d0 left join (select article_id, sum(tf) as len from tf group by all) l using (article_id)
+            from d0 left join (select article_id, count(*) as len from tok where w <> '' group by all) l
+                 using (article_id)
             order by d0.article_id""")
-        conn.execute("drop table tf; drop table vocab; drop table d0")
+        conn.execute("drop table tok; drop table vocab; drop table d0")
         n = _finish(conn, name)
     _publish(tmp, folder / f"{name}.duckdb")
     return name, n
@@ -122,7 +137,7 @@ def merge(folder: Path, sources: list[str], tombstones: pa.Table) -> tuple[str, 
     `tombstones` (seg, article_id): the articles to leave out."""
     name = new_name()
     tmp = folder / f"{name}.tmp"
-    with contextlib.closing(duckdb.connect(str(tmp), config=dict(_EXTENSION_CONFIG))) as conn:
+    with contextlib.closing(plain(tmp)) as conn:
         conn.register("merge_tombstones", tombstones)
         for i, src in enumerate(sources):
             conn.execute(f"attach {lit(str(folder / f'{src}.duckdb'))} as m{i} (read_only)")
@@ -132,7 +147,7 @@ def merge(folder: Path, sources: list[str], tombstones: pa.Table) -> tuple[str, 
         posts = " union all ".join(f"select * from m{i}.postings x where {dead.format(seg=lit(s))}"
                                    for i, s in enumerate(sources))
         conn.execute(f"create table docs as {docs}")
-        conn.execute(f"create table postings as select * from ({posts}) order by idx, term, article_id")
+        conn.execute(f"create table postings as select * from ({posts}) order by h, article_id")
         n = _finish(conn, name)
         for i in range(len(sources)):
             conn.execute(f"detach m{i}")
@@ -156,7 +171,7 @@ def live_keys(folder: Path, segments: list[str], tombstones: pa.Table) -> pa.Tab
         return pa.table({"seg": pa.array([], pa.string()), "article_id": pa.array([], pa.int64()),
                          "hkey": pa.array([], pa.string()), "idx": pa.array([], pa.string()),
                          "len": pa.array([], pa.int32())})
-    with contextlib.closing(duckdb.connect(config=dict(_EXTENSION_CONFIG))) as conn:
+    with contextlib.closing(plain()) as conn:
         conn.register("live_tombstones", tombstones)
         parts = []
         for i, seg in enumerate(segments):
@@ -172,7 +187,7 @@ def write_head(path: Path, *, gen: str, segments: list[tuple[str, int]], tombsto
     len per live article), copies and feeds."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    with contextlib.closing(duckdb.connect(str(tmp), config=dict(_EXTENSION_CONFIG))) as conn:
+    with contextlib.closing(plain(tmp)) as conn:
         conn.register("h_segments", pa.table({"pos": pa.array(range(len(segments)), pa.int32()),
                                               "name": pa.array([s for s, _ in segments], pa.string()),
                                               "articles": pa.array([n for _, n in segments], pa.int64())}))

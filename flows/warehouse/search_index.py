@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import math
 import shutil
@@ -150,10 +151,16 @@ def _no_tombstones() -> pa.Table:
 
 
 def _build(folder: Path, work: Path, rows: int, default: str) -> list[tuple[str, int]]:
-    """Segments of the originals in work/originals.parquet, SEGMENT_MAX articles at most each."""
+    """Segments of the originals in work/originals.parquet (in article order), SEGMENT_MAX articles at most each."""
     source = "read_parquet(" + segs.lit(str(work / "originals.parquet")) + ")"
-    return [segs.build(folder, f"(select * from {source} order by article_id limit {SEGMENT_MAX} offset {off})",
-                       default) for off in range(0, max(rows, 1), SEGMENT_MAX)]
+    with contextlib.closing(segs.plain()) as conn:
+        bounds = [r[0] for r in conn.execute(
+            f"select article_id from (select article_id, row_number() over (order by article_id) - 1 as n "
+            f"from {source}) where n % {SEGMENT_MAX} = 0 order by article_id").fetchall()]
+    bounds = (bounds or [0]) + [None]
+    return [segs.build(folder, f"(select * from {source} where article_id >= {int(lo)}"
+                               + (f" and article_id < {int(hi)})" if hi is not None else ")"), default)
+            for lo, hi in itertools.pairwise(bounds)]
 
 
 def _tier(articles: int) -> int:
@@ -216,7 +223,8 @@ def _extract(wh: WarehouseSettings, live: pa.Table, work: Path, *, wait: float) 
         try:
             originals = database.query("search_originals")
             target = segs.lit(str(work / "originals.parquet"))
-            conn.execute(f"copy ({originals}) to {target} (format parquet, row_group_size 20000)")
+            conn.execute(f"copy (select * from ({originals}) order by article_id) to {target} "
+                         "(format parquet, row_group_size 20000)")
             rows = conn.execute(f"select count(*) from read_parquet({target})").fetchone()[0]
             gone = [r[0] for r in conn.execute(database.query("search_gone")).fetchall()]
             copies = conn.execute(database.query("search_copies")).fetch_arrow_table()

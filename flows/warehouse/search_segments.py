@@ -105,12 +105,13 @@ def build(folder: Path, source: str, default: str) -> tuple[str, int]:
     tmp = folder / f"{name}.tmp"
     language = f"coalesce(language, {lit(default)})"
     with contextlib.closing(connect(tmp)) as conn:
+        words = words_expr("coalesce(title, '') || ' ' || coalesce(text, '')")
+        # In article order (the source's), so docs need no sort: a result's text is read by zone maps on its id.
         conn.execute(f"""create temp table d0 as
             select article_id, {index_expr(language)} as idx, url, title, feed, language, date, loaded_at, hkey,
-                   coalesce(title, '') as title_text, coalesce(text, '') as text
+                   coalesce(title, '') as title_text, coalesce(text, '') as text, {words} as words
             from {source}""")
-        words = words_expr("title_text || ' ' || text")
-        conn.execute(f"create temp table tok as select idx, article_id, unnest({words}) as w from d0")
+        conn.execute("create temp table tok as select idx, article_id, unnest(words) as w from d0")
         # Each distinct word stemmed once (stemming every occurrence is most of the time of a naive build), and
         # named by a 64-bit hash of (group, stem): postings sorted by an integer sort and group several times
         # faster than by a string.
@@ -121,11 +122,9 @@ def build(folder: Path, source: str, default: str) -> tuple[str, int]:
             select h, article_id, count(*)::integer as tf from tok join vocab using (idx, w)
             group by h, article_id order by h, article_id""")
         conn.execute("""create table docs as
-            select d0.article_id, d0.idx, coalesce(l.len, 0)::integer as len, d0.url, d0.title, d0.feed,
-                   d0.language, d0.date, d0.loaded_at, d0.hkey, d0.title_text, d0.text
-            from d0 left join (select article_id, count(*) as len from tok where w <> '' group by all) l
-                 using (article_id)
-            order by d0.article_id""")
+            select article_id, idx, len(list_filter(words, w -> w <> ''))::integer as len, url, title, feed,
+                   language, date, loaded_at, hkey, title_text, text
+            from d0""")
         conn.execute("drop table tok; drop table vocab; drop table d0")
         n = _finish(conn, name)
     _publish(tmp, folder / f"{name}.duckdb")

@@ -32,7 +32,7 @@ from flows.warehouse.search_segments import FORMAT, lit
 HEAD = plan.HEAD
 _SNIPPET_WORDS = 30
 _ATTEMPTS = 5  # a refresh may remove a segment between reading the head and attaching it: read the head again
-_BATCH = 200  # ranked articles whose phrases are checked at a time
+_BATCH = 50  # ranked articles whose phrases are checked at a time
 
 
 class SearchIndexMissing(WarehouseMissing):
@@ -150,9 +150,12 @@ def _stepwise(conn: duckdb.DuckDBPyConnection, segments: list[str], query: Query
     return _final(conn, segments, top)
 
 
-def _ids(ids: list[int]) -> str:
-    """A constant list of article ids (integers of the index's own): zone maps on the sorted docs skip the rest."""
-    return ", ".join(str(int(i)) for i in ids) or "null"
+def _docs(seg: int, columns: str, ids: list[int]) -> str:
+    """SQL: `columns` of the docs `ids` of segment `seg`, one equality per id (integers of the index's own): DuckDB
+    pushes an equality into the scan and reads the text of the matching rows only, where an IN list is checked
+    after reading every row's."""
+    return " union all ".join(f"select {columns} from search_s{seg}.docs where article_id = {int(i)}"
+                              for i in ids) or f"select {columns} from search_s{seg}.docs where false"
 
 
 def _final(conn: duckdb.DuckDBPyConnection, segments: list[str], top: list[tuple[Any, ...]]
@@ -166,8 +169,7 @@ def _final(conn: duckdb.DuckDBPyConnection, segments: list[str], top: list[tuple
                                           "score": pa.array([r[2] for r in top], pa.float64()),
                                           "rank": pa.array(range(len(top)), pa.int64())}))
     meta = " union all ".join(
-        f"select {i} as seg, article_id, url, title, feed, language, date from search_s{i}.docs "
-        f"where article_id in ({_ids([r[1] for r in top if r[0] == i])})"
+        _docs(i, f"{i} as seg, article_id, url, title, feed, language, date", [r[1] for r in top if r[0] == i])
         for i in sorted({r[0] for r in top}))
     return conn.execute(f"""
         select t.article_id, t.score, a.title, a.url, a.feed, a.date, a.language, coalesce(c.copies, 0), f.tags,
@@ -241,15 +243,15 @@ def _checked(conn: duckdb.DuckDBPyConnection, segments: list[str], limit: int) -
                              "order by rank", [start, start + size]).fetchall()
         ok: set[tuple[int, int]] = set()
         for i in sorted({r[0] for r in batch}):
-            ids = _ids([r[1] for r in batch if r[0] == i])
+            ids = [r[1] for r in batch if r[0] == i]
             rows = conn.execute(f"""
-                with th as (select * from search_th where seg = {i} and article_id in ({ids})),
-                d as (select article_id, title_text, text from search_s{i}.docs where article_id in ({ids})),
+                with th as (select * from search_th where seg = {i} and article_id in (select unnest($ids))),
+                d as ({_docs(i, 'article_id, title_text, text', ids)}),
                 tv as (select th.article_id, th.g, th.neg from th join d using (article_id)
                        where not th.phrase or contains({plan.norm_text('d')}, {plan.norm_phrase('th.raw')}))
                 select article_id from tv where not neg group by article_id
                 having count(distinct g) = (select n from search_groups)
-                except select article_id from tv where neg""").fetchall()
+                except select article_id from tv where neg""", {"ids": ids}).fetchall()
             ok |= {(i, r[0]) for r in rows}
         out += [r for r in batch if (r[0], r[1]) in ok]
         if len(out) >= limit:
@@ -286,8 +288,7 @@ def _texts(conn: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> dict
     out: dict[tuple[int, int], str] = {}
     for seg in sorted({r[9] for r in rows}):
         ids = [r[0] for r in rows if r[9] == seg]
-        for article_id, body in conn.execute(f"select article_id, text from search_s{seg}.docs "
-                                             f"where article_id in ({_ids(ids)})").fetchall():
+        for article_id, body in conn.execute(_docs(seg, "article_id, text", ids)).fetchall():
             out[(seg, article_id)] = body
     return out
 

@@ -250,6 +250,22 @@ def test_refreshes_and_merges_rank_as_a_rebuild_does(tmp_path_factory: pytest.Te
         assert incremental[0] == incremental[1][:50], text  # the macro ranks as `newsflow search` does
 
 
+def test_a_refresh_that_dies_midway_leaves_the_previous_index_and_the_next_one_cleans_up(tmp_path: Path) -> None:
+    s = load_settings(warehouse=tmp_path / "wh.duckdb")
+    _load(s, [_doc(0, *STORIES[0])], "b-1")
+    search_index.refresh(s)
+    _load(s, [_doc(3, *STORIES[3])], "b-2")
+    with pytest.MonkeyPatch.context() as mp:  # dies after writing its segment, before the new head is in place
+        mp.setattr(search_index.segs, "write_head", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+        with pytest.raises(OSError, match="disk full"):
+            search_index.refresh(s)
+    assert len(list(search_index.segments_dir(s.warehouse).glob("*.duckdb"))) == 2  # one of them an orphan
+    assert _titles(s, "harbour") == ["Marathon season"] and _titles(s, "apple") == []  # the previous state
+    assert search_index.refresh(s).segments == 2
+    assert _titles(s, "apple") == ["Orchard harvest"]
+    assert len(list(search_index.segments_dir(s.warehouse).iterdir())) == 2  # the orphan is gone
+
+
 def test_an_open_reader_keeps_its_index_while_a_rebuild_replaces_it(filled: Settings, tmp_path: Path) -> None:
     s = load_settings(warehouse=tmp_path / "wh.duckdb")
     _load(s, [_doc(0, *STORIES[0])], "b-1")

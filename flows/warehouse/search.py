@@ -306,7 +306,10 @@ def _stems(conn: duckdb.DuckDBPyConnection, query: Query, texts: Any, lang: str 
     """Folded words of the texts whose stem (in any index's stemmer, or the --lang one) is a query word's stem."""
     stemmers = [INDEXES[index_name(lang)]] if lang else sorted(set(INDEXES.values()))
     qwords = sorted({fold(w) for t in query.positive for w in t.words})
-    twords = sorted({fold(w) for body in texts for w in _TOKEN.findall(body)})
+    # Snowball stemmers (English, French) only take suffixes off: a word can share a query word's stem only if it
+    # starts with its first two letters, so only those are stemmed.
+    heads = {w[:2] for w in qwords}
+    twords = sorted({f for body in texts for w in _TOKEN.findall(body) if (f := fold(w))[:2] in heads})
     if not qwords or not twords:
         return set(qwords)
     # As Arrow tables: a Python list of thousands of strings as a parameter costs DuckDB a lookup per element.

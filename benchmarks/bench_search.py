@@ -194,13 +194,16 @@ def latency(settings: Settings, queries: list[tuple[str, str, int | None]], macr
     """ms per query of `search.search` (what `newsflow search` runs after its imports) per kind, and of the
     macro on one open connection; recall@10 of the known items."""
     by_kind: dict[str, list[float]] = {}
+    cpu: list[float] = []
     found = 0
     for kind, text, target in queries:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         hits = search.search(settings.warehouse, parse(text), search.Filters(limit=10))
         by_kind.setdefault(kind, []).append((time.perf_counter() - t) * 1000)
+        cpu.append((time.process_time() - c) * 1000)
         found += target is not None and f"bench:{target}" in [h.url for h in hits]
-    out: dict[str, object] = {"by_kind": by_kind, "known_recall": found / max(1, sum(1 for q in queries if q[2]))}
+    out: dict[str, object] = {"by_kind": by_kind, "cpu": cpu,
+                              "known_recall": found / max(1, sum(1 for q in queries if q[2] is not None))}
     if macro:
         ms = []
         with duckdb.connect() as conn:
@@ -213,9 +216,9 @@ def latency(settings: Settings, queries: list[tuple[str, str, int | None]], macr
     return out
 
 
-def refreshes(settings: Settings, n: int, rounds: int) -> list[search_index.Refresh]:
+def refreshes(settings: Settings, n: int, rounds: int) -> list[tuple[search_index.Refresh, float]]:
     """`rounds` x (1,000 new articles, 10 stored again with another text, 5 deleted), each followed by a
-    refresh."""
+    refresh; with the CPU seconds of each refresh."""
     out = []
     rng = random.Random(n)
     for r in range(rounds):
@@ -226,7 +229,9 @@ def refreshes(settings: Settings, n: int, rounds: int) -> list[search_index.Refr
                 conn.execute("update articles set text = ?, text_hash = ? where article_id = ?",
                              [text, hashlib.sha256(text.encode()).hexdigest(), i])
             conn.execute("delete from articles where article_id in (select unnest(?))", [rng.sample(range(n), 5)])
-        out.append(search_index.refresh(settings))
+        c = time.process_time()
+        done = search_index.refresh(settings)
+        out.append((done, time.process_time() - c))
         print(f"bench search: refresh {r + 1}/{rounds} at {n:,}: {out[-1]}", file=sys.stderr, flush=True)
     return out
 
@@ -238,20 +243,27 @@ def scale(root: Path, n: int, *, known: int, rounds: int, macro: bool) -> tuple[
     """(speed row, refresh row) at n stored articles."""
     settings, built = search_fill.warehouse(n, root)
     queries = query_set(settings, n, known)
+    load = os.getloadavg()[0]
     lat = latency(settings, queries, macro)
     allq = [x for xs in lat["by_kind"].values() for x in xs]  # type: ignore[union-attr]
     kinds = lat["by_kind"]  # type: ignore[assignment]
     size = _size(settings)
+    cpu = lat["cpu"]  # type: ignore[assignment]
     row = [f"{n:,}", f"{len(allq)}", f"{_pct(allq, 50):.0f}", f"{_pct(allq, 95):.0f}",
+           f"{_pct(cpu, 50):.0f} / {_pct(cpu, 95):.0f}",
            *(f"{_pct(kinds[k], 95):.0f}" for k in ("known", "common", "phrase", "or")),
            f"{_pct(lat['macro'], 50):.0f} / {_pct(lat['macro'], 95):.0f}" if macro else "-",
+           f"{load:.0f}-{os.getloadavg()[0]:.0f}",
            f"{lat['known_recall']:.2f}", f"{size:,.0f}", f"{size * 1e6 / n / 1e3:,.1f}",
            f"{built:.0f}" if built is not None else "(cached)"]
-    done = refreshes(settings, n, rounds)
+    runs = refreshes(settings, n, rounds)
+    done = [d for d, _ in runs]
     secs = [d.seconds for d in done]
+    cpus = [c for _, c in runs]
     refresh_row = [f"{n:,}", " / ".join(f"{x:.2f}" for x in secs), f"{statistics.median(secs):.2f}",
                    f"{statistics.mean(secs):.2f}", f"{max(secs):.2f}",
                    f"{100 * statistics.mean(secs) / RUN_SECONDS_PER_1000:.1f} %",
+                   " / ".join(f"{x:.2f}" for x in cpus), f"{100 * statistics.mean(cpus) / RUN_SECONDS_PER_1000:.1f} %",
                    f"{sum(d.merged for d in done):,}", f"{done[-1].segments}"]
     return row, refresh_row
 
@@ -279,15 +291,19 @@ def report() -> str:
             f"one query at a time: {known} known-item queries (2 made-up names and 1-2 words of one article), "
             "20 of 2-3 common words, 20 frequent two-word phrases, 20 `a OR b c` of common words; the macro "
             "`search_articles` on one open connection over the same queries.\n\n")
-    out += table(["articles", "queries", "p50 ms", "p95 ms", "p95 known", "p95 common", "p95 phrase", "p95 OR",
-                  "macro p50 / p95 ms", "known-item recall@10", "index MB", "KB per article", "build s"],
+    out += table(["articles", "queries", "p50 ms", "p95 ms", "CPU p50 / p95 ms", "p95 known", "p95 common",
+                  "p95 phrase", "p95 OR", "macro p50 / p95 ms", "load avg", "known-item recall@10", "index MB",
+                  "KB per article", "build s"],
                  rows) + "\n"
+    out += ("\nWall times are those of a machine shared with other jobs (`load avg`: the 1-minute load average at "
+            "the start and the end of the queries, on 2 cores); the CPU time of the process (all its threads) does not "
+            "depend on that load.\n")
     out += (f"\nRefresh: {rounds} rounds of 1,000 new articles (with 10 stored articles given another text and 5 "
             "deleted), each followed by `search_index.refresh`; the share is the mean refresh over "
             f"{RUN_SECONDS_PER_1000:.0f} s, the run that loads 1,000 articles at the pipeline's measured 11.1 "
             "articles/s (benchmarks/results/2026-12-06-benchmarks-ingest.md). Target < 5 %.\n\n")
-    out += table(["articles", "each refresh (s)", "median s", "mean s", "max s", "mean / run", "merged articles",
-                  "segments after"], refresh_rows) + "\n"
+    out += table(["articles", "each refresh (s)", "median s", "mean s", "max s", "mean / run", "CPU s each",
+                  "mean CPU / run", "merged articles", "segments after"], refresh_rows) + "\n"
     return out
 
 

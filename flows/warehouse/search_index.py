@@ -52,6 +52,7 @@ TIER = 4
 SMALL = 1_000
 MERGE_MAX = 250_000
 SEGMENT_MAX = 250_000
+_MAX_RANGES = 200  # runs of new article ids read by range; more (a rebuild, a scattered change): read everything
 _WAIT = 10.0  # seconds a refresh waits for the warehouse before leaving the index for the next run
 
 
@@ -205,6 +206,22 @@ def _sweep(folder: Path, keep: set[str], work: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def _ranges(ids: list[int]) -> str:
+    """SQL: `article_id` in one of the runs of consecutive `ids` (sorted): a filter DuckDB prunes row groups by,
+    where an IN list is checked only after reading every row. Past _MAX_RANGES runs, every row (rebuilds)."""
+    if not ids:
+        return "false"
+    runs, start = [], ids[0]
+    for prev, cur in itertools.pairwise(ids):
+        if cur != prev + 1:
+            runs.append((start, prev))
+            start = cur
+    runs.append((start, ids[-1]))
+    if len(runs) > _MAX_RANGES:
+        return "true"
+    return "(" + " or ".join(f"article_id between {int(lo)} and {int(hi)}" for lo, hi in runs) + ")"
+
+
 @dataclass
 class _Extract:
     rows: int  # originals copied into work/originals.parquet
@@ -223,7 +240,10 @@ def _extract(wh: WarehouseSettings, live: pa.Table, work: Path, *, wait: float) 
         try:
             originals = database.query("search_originals")
             target = segs.lit(str(work / "originals.parquet"))
-            conn.execute(f"copy (select * from ({originals}) order by article_id) to {target} "
+            # Their ids first (narrow columns), then their text by id ranges: a scan with the text column would
+            # read every article's text before the comparison drops all but the new ones.
+            ids = [r[0] for r in conn.execute(f"select article_id from ({originals}) order by 1").fetchall()]
+            conn.execute(f"copy (select * from ({originals}) where {_ranges(ids)} order by article_id) to {target} "
                          "(format parquet, row_group_size 20000)")
             rows = conn.execute(f"select count(*) from read_parquet({target})").fetchone()[0]
             gone = [r[0] for r in conn.execute(database.query("search_gone")).fetchall()]

@@ -15,6 +15,7 @@ not the loader) and searched through flows.warehouse.search as `newsflow search`
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import random
 import re
@@ -31,6 +32,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from benchmarks import search_fill
 from benchmarks.corpora import fundus_pages
 from benchmarks.machine import header, table
 from flows.core.searchquery import parse
@@ -144,74 +146,164 @@ def _french(settings: Settings, french: list[Item], queries: dict[str, list[str]
                                                  "MRR@10 inflected", "recall@10 inflected"], rows) + "\n")
 
 
-def _variants(data: list[Item], n: int, start: int = 0) -> list[tuple[str, str, str, str]]:
-    """n articles made from the real texts: a page's paragraphs rotated, with a paragraph of another page of its
-    language, so no two are the same text and the vocabulary stays real."""
-    by_lang: dict[str, list[Item]] = {}
-    for it in data:
-        by_lang.setdefault(it.lang, []).append(it)
-    out = []
-    for i in range(start, start + n):
-        it = data[i % len(data)]
-        paras = [p for p in it.text.split("\n") if p.strip()] or [it.text]
-        turn = (i // len(data)) % len(paras)
-        peers = by_lang[it.lang]
-        extra = peers[(i * 7 + 3) % len(peers)].text.split("\n")[0]
-        out.append((f"bench:{i}", it.lang, f"{it.title} ({i})", "\n".join(paras[turn:] + paras[:turn] + [extra])))
+def _size(settings: Settings) -> float:
+    """MB of the index: its head and segments."""
+    seg = search_index.segments_dir(settings.warehouse)
+    return (settings.warehouse.search_path.stat().st_size + sum(f.stat().st_size for f in seg.iterdir())) / 1e6
+
+
+def query_set(settings: Settings, n: int, known: int) -> list[tuple[str, str, int | None]]:
+    """(kind, query, expected article id) over the filled articles: `known` known-item queries (2 made-up names
+    and 1-2 real words of an article), and 20 each of common words (2-3 of the 40 most frequent words of a
+    language), phrases (the most frequent two-word sequences, quoted) and OR (`a OR b c`, frequent words)."""
+    pool = search_fill.pool()
+    names = set(pool.names)
+    rng = random.Random(24)
+    out: list[tuple[str, str, int | None]] = []
+    picked = rng.sample(range(n), known)
+    with database.connect(settings.warehouse, read_only=True) as conn:
+        texts = dict(conn.execute("select article_id, text from articles where article_id in (select unnest(?))",
+                                  [picked]).fetchall())
+    for i in picked:
+        words = _WORD.findall(texts[i])
+        made = sorted({w for w in words if w in names})
+        real = sorted({w for w in words if len(w) >= 6 and w not in names})
+        out.append(("known", " ".join(rng.sample(made, min(2, len(made))) + rng.sample(real, rng.randint(1, 2))), i))
+    for lang in ("en", "de"):
+        counts: Counter[str] = Counter()
+        pairs: Counter[str] = Counter()
+        for sent in pool.sentences[lang]:
+            ws = [w.lower() for w in _WORD.findall(sent)]
+            counts.update(w for w in set(ws) if len(w) >= 4)
+            pairs.update(f"{a} {b}" for a, b in itertools.pairwise(ws) if len(a) >= 4 and len(b) >= 4)
+        top = [w for w, _ in counts.most_common(40)]
+        for _ in range(10):
+            out.append(("common", " ".join(rng.sample(top, rng.randint(2, 3))), None))
+        out += [("phrase", f'"{p}"', None) for p, _ in pairs.most_common(10)]
+        for _ in range(10):
+            a, b, c = rng.sample(top, 3)
+            out.append(("or", f"{a} OR {b} {c}", None))
     return out
 
 
-def _size(settings: Settings) -> float:
-    files = [settings.warehouse.search_path, search_index.delta_path(settings.warehouse)]
-    return sum(f.stat().st_size for f in files if f.exists()) / 1e6
+def _pct(xs: list[float], p: int) -> float:
+    return statistics.quantiles(xs, n=100, method="inclusive")[p - 1] if len(xs) > 1 else xs[0]
 
 
-def scale(root: Path, articles: int) -> list[object]:
-    data = items()
-    df: Counter[str] = Counter(w for it in data for w in {search.fold(x) for x in _WORD.findall(it.text)})
-    settings = load_settings(warehouse=root / f"scale{articles}.duckdb")
-    fill(settings, _variants(data, articles))
-    base = search_index.refresh(settings)
-    fill(settings, _variants(data, 1000, start=articles), start=articles)
-    delta = search_index.refresh(settings)
-    rng = random.Random(24)
-    texts = [" ".join(distinctive_query(it, df)) for it in rng.sample(data, min(200, len(data)))]
-    with duckdb.connect() as conn:
-        search.install(conn, settings.warehouse)
-        macro = []
-        for text in texts:
-            t = time.perf_counter()
-            conn.execute("select * from search_articles(?) limit 10", [text]).fetchall()
-            macro.append((time.perf_counter() - t) * 1000)
-    full = []
-    for text in texts[:50]:
-        t = time.perf_counter()
-        search.search(settings.warehouse, parse(text), search.Filters(limit=10))
-        full.append((time.perf_counter() - t) * 1000)
+def latency(settings: Settings, queries: list[tuple[str, str, int | None]], macro: bool) -> dict[str, object]:
+    """ms per query of `search.search` (what `newsflow search` runs after its imports) per kind, and of the
+    macro on one open connection; recall@10 of the known items."""
+    by_kind: dict[str, list[float]] = {}
+    cpu: list[float] = []
+    found = 0
+    for kind, text, target in queries:
+        t, c = time.perf_counter(), time.process_time()
+        hits = search.search(settings.warehouse, parse(text), search.Filters(limit=10))
+        by_kind.setdefault(kind, []).append((time.perf_counter() - t) * 1000)
+        cpu.append((time.process_time() - c) * 1000)
+        found += target is not None and f"bench:{target}" in [h.url for h in hits]
+    out: dict[str, object] = {"by_kind": by_kind, "cpu": cpu,
+                              "known_recall": found / max(1, sum(1 for q in queries if q[2] is not None))}
+    if macro:
+        ms = []
+        with duckdb.connect() as conn:
+            search.install(conn, settings.warehouse)
+            for _, text, _ in queries:
+                t = time.perf_counter()
+                conn.execute("select * from search_articles(?) limit 10", [text]).fetchall()
+                ms.append((time.perf_counter() - t) * 1000)
+        out["macro"] = ms
+    return out
 
-    def pct(xs: list[float], p: float) -> str:
-        return f"{statistics.quantiles(xs, n=100)[int(p) - 1]:.0f}"
 
-    return [f"{articles:,}", f"{base.seconds:.1f}", f"{delta.seconds:.2f} ({delta.mode})", pct(macro, 50),
-            pct(macro, 95), pct(full, 50), pct(full, 95), f"{_size(settings):.0f}",
-            f"{(root / f'scale{articles}.duckdb').stat().st_size / 1e6:.0f}"]
+def refreshes(settings: Settings, n: int, rounds: int) -> list[tuple[search_index.Refresh, float]]:
+    """`rounds` x (1,000 new articles, 10 stored again with another text, 5 deleted), each followed by a
+    refresh; with the CPU seconds of each refresh."""
+    out = []
+    rng = random.Random(n)
+    for r in range(rounds):
+        search_fill.insert(settings, n + r * 1000, 1000)
+        with database.connect(settings.warehouse) as conn:
+            for i in rng.sample(range(n), 10):
+                text = search_fill.article(i + 7)[3]
+                conn.execute("update articles set text = ?, text_hash = ? where article_id = ?",
+                             [text, hashlib.sha256(text.encode()).hexdigest(), i])
+            conn.execute("delete from articles where article_id in (select unnest(?))", [rng.sample(range(n), 5)])
+        c = time.process_time()
+        done = search_index.refresh(settings)
+        out.append((done, time.process_time() - c))
+        print(f"bench search: refresh {r + 1}/{rounds} at {n:,}: {out[-1]}", file=sys.stderr, flush=True)
+    return out
+
+
+RUN_SECONDS_PER_1000 = 90.0  # benchmarks/results/2026-12-06-benchmarks-ingest.md: 11.1 articles/s
+
+
+def scale(root: Path, n: int, *, known: int, rounds: int, macro: bool) -> tuple[list[object], list[object]]:
+    """(speed row, refresh row) at n stored articles."""
+    settings, built = search_fill.warehouse(n, root)
+    queries = query_set(settings, n, known)
+    load = os.getloadavg()[0]
+    lat = latency(settings, queries, macro)
+    allq = [x for xs in lat["by_kind"].values() for x in xs]  # type: ignore[union-attr]
+    kinds = lat["by_kind"]  # type: ignore[assignment]
+    size = _size(settings)
+    cpu = lat["cpu"]  # type: ignore[assignment]
+    row = [f"{n:,}", f"{len(allq)}", f"{_pct(allq, 50):.0f}", f"{_pct(allq, 95):.0f}",
+           f"{_pct(cpu, 50):.0f} / {_pct(cpu, 95):.0f}",
+           *(f"{_pct(kinds[k], 95):.0f}" for k in ("known", "common", "phrase", "or")),
+           f"{_pct(lat['macro'], 50):.0f} / {_pct(lat['macro'], 95):.0f}" if macro else "-",
+           f"{load:.0f}-{os.getloadavg()[0]:.0f}",
+           f"{lat['known_recall']:.2f}", f"{size:,.0f}", f"{size * 1e6 / n / 1e3:,.1f}",
+           f"{built:.0f}" if built is not None else "(cached)"]
+    runs = refreshes(settings, n, rounds)
+    done = [d for d, _ in runs]
+    secs = [d.seconds for d in done]
+    cpus = [c for _, c in runs]
+    refresh_row = [f"{n:,}", " / ".join(f"{x:.2f}" for x in secs), f"{statistics.median(secs):.2f}",
+                   f"{statistics.mean(secs):.2f}", f"{max(secs):.2f}",
+                   f"{100 * statistics.mean(secs) / RUN_SECONDS_PER_1000:.1f} %",
+                   " / ".join(f"{x:.2f}" for x in cpus), f"{100 * statistics.mean(cpus) / RUN_SECONDS_PER_1000:.1f} %",
+                   f"{sum(d.merged for d in done):,}", f"{done[-1].segments}"]
+    return row, refresh_row
 
 
 def report() -> str:
     scales = [int(s) for s in os.environ.get("NEWSFLOW_BENCH_SEARCH_SCALES", "10000").split(",") if s.strip()]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = "## Search (issue 24)\n\n### Relevance\n\n" + relevance(Path(tmp))
-        rows = []
-        for n in scales:
-            print(f"bench search: {n:,} articles", file=sys.stderr, flush=True)
-            rows.append(scale(Path(tmp), n))
-    out += ("\n### Speed\n\nArticles made from the real texts (`_variants`), written straight into the warehouse; "
-            "the base index built by `search_index.refresh`, then 1,000 more articles and a second refresh (the "
-            "delta). Query latency over 200 known-item queries: the `search_articles` macro on an open connection, "
-            "and `search.search` (what `newsflow search` runs after its imports: attach, macro, query, snippets; "
-            "50 queries).\n\n")
-    out += table(["articles", "base build (s)", "refresh +1,000 (s)", "macro p50 (ms)", "macro p95 (ms)",
-                  "search p50 (ms)", "search p95 (ms)", "index MB", "warehouse MB"], rows) + "\n"
+    known = int(os.environ.get("NEWSFLOW_BENCH_SEARCH_KNOWN", "30"))
+    rounds = int(os.environ.get("NEWSFLOW_BENCH_SEARCH_ROUNDS", "4"))
+    macro_max = int(os.environ.get("NEWSFLOW_BENCH_SEARCH_MACRO_MAX", "100000"))  # the macro checks every phrase
+    out = f"## Search (issue 24)\n\nScales {', '.join(f'{n:,}' for n in scales)}.\n\n"
+    if os.environ.get("NEWSFLOW_BENCH_SEARCH_RELEVANCE", "1") != "0":
+        with tempfile.TemporaryDirectory() as tmp:
+            out += "### Relevance\n\n" + relevance(Path(tmp))
+    rows, refresh_rows = [], []
+    for n in scales:
+        print(f"bench search: {n:,} articles", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory(dir=os.environ.get("NEWSFLOW_BENCH_TMP")) as tmp:
+            row, refresh_row = scale(Path(tmp) / "w", n, known=known, rounds=rounds, macro=n <= macro_max)
+        rows.append(row)
+        refresh_rows.append(refresh_row)
+    out += (f"\n### Speed\n\nArticles made from the real texts (benchmarks/search_fill.py: 8-20 real sentences of "
+            "one language and 2-6 made-up names each, ~1.8 KB), stored set-wise, the index built from nothing by "
+            f"`search_index.refresh(rebuild=True)` (cached in {search_fill.cache_dir()}). Latency of "
+            "`search.search` (what `newsflow search` runs after its imports: attach, query, snippets; limit 10), "
+            f"one query at a time: {known} known-item queries (2 made-up names and 1-2 words of one article), "
+            "20 of 2-3 common words, 20 frequent two-word phrases, 20 `a OR b c` of common words; the macro "
+            "`search_articles` on one open connection over the same queries.\n\n")
+    out += table(["articles", "queries", "p50 ms", "p95 ms", "CPU p50 / p95 ms", "p95 known", "p95 common",
+                  "p95 phrase", "p95 OR", "macro p50 / p95 ms", "load avg", "known-item recall@10", "index MB",
+                  "KB per article", "build s"],
+                 rows) + "\n"
+    out += ("\nWall times are those of a machine shared with other jobs (`load avg`: the 1-minute load average at "
+            "the start and the end of the queries, on 2 cores); the CPU time of the process (all its threads) does not "
+            "depend on that load.\n")
+    out += (f"\nRefresh: {rounds} rounds of 1,000 new articles (with 10 stored articles given another text and 5 "
+            "deleted), each followed by `search_index.refresh`; the share is the mean refresh over "
+            f"{RUN_SECONDS_PER_1000:.0f} s, the run that loads 1,000 articles at the pipeline's measured 11.1 "
+            "articles/s (benchmarks/results/2026-12-06-benchmarks-ingest.md). Target < 5 %.\n\n")
+    out += table(["articles", "each refresh (s)", "median s", "mean s", "max s", "mean / run", "CPU s each",
+                  "mean CPU / run", "merged articles", "segments after"], refresh_rows) + "\n"
     return out
 
 

@@ -152,7 +152,6 @@ def test_status_says_in_one_line_when_the_index_is_behind_missing_or_unreadable(
     assert len(lines) == 2 and lines[1].startswith("  saved searches not shown: the search index cannot be read: ")
 
     s.warehouse.search_path.unlink()
-    search_index.delta_path(s.warehouse).unlink()
     lines = _status(s, capsys)
     assert lines[1:] == ["  saved searches not shown: no search index yet (each ingest that loads articles "
                          "refreshes it; `newsflow search --rebuild` builds it now)"]

@@ -42,7 +42,7 @@ class WarehousePaths(Protocol):
     @property
     def search_path(self) -> Path: ...
     @property
-    def search_delta_path(self) -> Path: ...
+    def search_segments_dir(self) -> Path: ...
 
     @property
     def raw_dir(self) -> Path: ...
@@ -112,10 +112,10 @@ def of_warehouse(wh: WarehousePaths, *, seeds_dir: Path | None = None, report_pa
     """What a warehouse's settings say it owns (paths resolved, so a link or `..` cannot hide one)."""
     families = [(_real(wh.path), f"the warehouse {wh.path.name}"),
                 (_real(wh.snapshot_path), f"the warehouse snapshot {wh.snapshot_path.name}"),
-                # The search index, its delta, and their lock and build files (<index>.*).
-                (_real(wh.search_path), "the warehouse's search index"),
-                (_real(wh.search_delta_path), "the warehouse's search index")]
+                # The search index's head, and its lock and temporary files (<index>.*).
+                (_real(wh.search_path), "the warehouse's search index")]
     trees = [(_real(wh.raw_dir), "the warehouse's raw archive folder"),
+             (_real(wh.search_segments_dir), "the warehouse's search index"),
              (_real(wh.staging_dir), "the warehouse's staging folder"),
              (_real(wh.path.parent / f"{wh.path.stem}.staging"), "the warehouse's staging folder")]
     if wh.is_lake:

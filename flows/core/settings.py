@@ -115,7 +115,8 @@ class WarehouseSettings(Section):
     @property
     def search_path(self) -> Path:
         """The full-text search index (flows/warehouse/search_index.py), a side file beside the warehouse file (a
-        lake's: beside its local catalog file): <dir>/<stem>.search.duckdb, its delta <stem>.search-delta.duckdb.
+        lake's: beside its local catalog file): its head <dir>/<stem>.search.duckdb, its segments in
+        <dir>/<stem>.search-segments/.
         Derived from the resolved paths, so a --warehouse override moves it along with the file."""
         local = self.catalog.removeprefix("sqlite:")
         anchor = Path(local) if self.is_lake and local and not local.startswith(("postgres:", "postgresql:")) \
@@ -123,10 +124,10 @@ class WarehouseSettings(Section):
         return anchor.parent / f"{anchor.stem}.search.duckdb"
 
     @property
-    def search_delta_path(self) -> Path:
-        """The search index's delta segment, beside its base (flows/warehouse/search_index.py)."""
+    def search_segments_dir(self) -> Path:
+        """The folder of the search index's segment files, beside its head (flows/warehouse/search_index.py)."""
         base = self.search_path
-        return base.with_name(base.name.removesuffix(".search.duckdb") + ".search-delta.duckdb")
+        return base.with_name(base.name.removesuffix(".search.duckdb") + ".search-segments")
 
     @property
     def is_lake(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 from flows.core.settings import Settings
 from flows.warehouse import checks, compact, database, keycache, lake, rollup, search_index, snapshot
+from flows.warehouse.search_segments import read_head
 
 
 @dataclass
@@ -120,7 +121,7 @@ def step_compact(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
 
 def step_cache(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
     """The dedup lookup cache, rebuilt when missing or stale (loads never rebuild it), brought up to date when
-    behind; the search index's base segment, built when missing."""
+    behind; the search index, built when missing."""
     wh = settings.warehouse
     parts, before, after = [], 0, 0
     if not wh.is_lake:
@@ -133,7 +134,7 @@ def step_cache(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
         did = {"missing": "rebuilt", "stale": "rebuilt", "behind": "brought up to date"}.get(state)
         parts.append(f"lookup cache {state}" + (f": {did}" if did and not dry_run else ""))
         after = size_of(folder)
-    if search_index.segment_meta(wh.search_path) is None:
+    if read_head(wh.search_path) is None:
         if dry_run:
             parts.append("search index missing")
         else:

@@ -276,9 +276,10 @@ def restore(settings: Settings, src: Path, *, force: bool = False) -> Manifest:
             assert local is not None
             _put(src / _warehouse_name(manifest), local, remove_wal=True,
                  prepare=lambda tmp: _set_data_path(tmp, manifest.catalog_kind, wh.lake_data_path))
-        for index in (wh.search_path, wh.search_delta_path):  # of the warehouse before: rebuilt on demand
-            for p in (index, index.with_name(index.name + ".wal")):
-                p.unlink(missing_ok=True)
+        # The search index of the warehouse before: rebuilt on demand (its head first, so no reader follows it).
+        for p in (wh.search_path, wh.search_path.with_name(wh.search_path.name + ".wal")):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(wh.search_segments_dir, ignore_errors=True)
         _verify(wh, manifest)
     if manifest.kind == "duckdb":
         snapshot.publish_snapshot(wh)

@@ -1,34 +1,32 @@
-"""The full-text search index: DuckDB's `fts` extension over the stored originals, in side files beside the warehouse.
+"""The full-text search index: an inverted index of the stored originals in immutable segment files beside the
+warehouse, refreshed incrementally. No Prefect here: the run calls `refresh(settings)` after its last load,
+`newsflow search --rebuild` and `reprocess` call `refresh(settings, rebuild=True)`.
 
-Why side files: a DuckLake cannot hold an index, and a reader of the DuckDB warehouse file would hold up the next
-load; the index is derived data that readers open read-only while loads go on. Layout, for `<stem>.duckdb`
-(WarehouseSettings.search_path):
+Why beside the warehouse: a DuckLake cannot hold an index, and a reader of the DuckDB warehouse file would hold up
+the next load; the index is derived data that readers open read-only while loads go on. Layout, for
+`<stem>.duckdb` (WarehouseSettings.search_path and search_segments_dir):
 
-- `<stem>.search.duckdb`, the base segment: every original (an article not recorded as a copy) when it was built.
-- `<stem>.search-delta.duckdb`, the delta segment: the originals loaded (or whose text changed) since the base,
-  the base articles readers must hide (`gone`), and the current copies count and feed tags. It names the base it
-  goes with (`meta.base_gen`); a reader that finds another base ignores it (flows/warehouse/search.py).
+- `<stem>.search.duckdb`, the head: which segments make the index, the articles of those readers must skip
+  (tombstones), BM25 statistics, copy counts and feed tags (flows/warehouse/search_segments.py). Small; rewritten
+  by each refresh into a temporary file renamed over it (os.replace): the switch to a new state is atomic.
+- `<stem>.search-segments/<name>.duckdb`, the segments: immutable; a refresh adds one of the articles loaded (or
+  whose text changed) since the last, and merges segments of the same size tier (TIER of them, up to MERGE_MAX
+  articles) by copying their postings, so an article is re-written O(log n) times and a refresh costs in proportion
+  to the run's articles, not the archive's. A merge also drops the tombstoned articles of what it merges.
 
-Each segment holds one FTS index per language group, with its Snowball stemmer (INDEXES): its own BM25 statistics,
-accents stripped, no stop words (a phrase or an AND query with "the" must still match). Results of both segments
-are merged by score.
-
-DuckDB's FTS has no incremental update, so `refresh` rewrites only the delta (articles since the base), and
-rebuilds the base when the delta passes MERGE_SHARE of it. Every segment is built in a temporary file and renamed
-over the old one (os.replace): a reader keeps the file it opened and never sees a half-built index. The delta is
-found by comparing (article_id, text hash) with the base, not by a timestamp, so a load that committed while the
-base was built, a changed seed or a copy demoted by `reprocess` are all caught by the next refresh.
-
-No Prefect here: the run calls `refresh(settings)` after its last load, `newsflow search --rebuild` calls
-`refresh(settings, rebuild=True)`.
+What is new is found by comparing (article_id, text hash) of the live articles with the warehouse's originals, not
+by a timestamp, so a load that committed during a refresh, a changed seed or a copy demoted by `reprocess` are all
+caught by the next refresh. A crash leaves the previous head and its segments untouched (files are removed only
+after the new head is in place; orphans of a crash go at the next refresh). A reader keeps the files it opened.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
-import os
+import math
 import shutil
 import time
 import uuid
@@ -36,78 +34,48 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flows.core.errors import WarehouseError
 from flows.core.settings import Settings, WarehouseSettings
-from flows.warehouse import database, lake
-from flows.warehouse.staging import fsync
+from flows.warehouse import database
+from flows.warehouse import search_segments as segs
+from flows.warehouse.search_segments import FORMAT, INDEXES, connect, load_fts  # noqa: F401
 
 log = logging.getLogger("newsflow.search")
 
-FORMAT = 1
-# index name -> Snowball stemmer; a language without its own index goes to `other` (no stemming).
-INDEXES = {"en": "english", "fr": "french", "other": "none"}
-# What is not part of a word: the index and the query split on it (after lower case and accents stripped).
-IGNORE = r"[^\p{L}\p{N}]+"
-# The base is rebuilt when the delta holds more than this share of it (and more than MERGE_MIN articles): a
-# refresh rewrites at most ~MERGE_SHARE of the index, a base rebuild happens once per that many new articles.
-MERGE_SHARE = 0.10
-MERGE_MIN = 2_000
+# Segments of one size tier (SMALL x TIER^k articles) are merged when there are TIER of them; a refresh never
+# merges into a segment of more than MERGE_MAX articles (past it segments stay: one per MERGE_MAX articles, a
+# rebuild joins them). A rebuild builds segments of at most SEGMENT_MAX articles (memory stays bounded).
+TIER = 4
+SMALL = 1_000
+MERGE_MAX = 250_000
+SEGMENT_MAX = 250_000
+_MAX_RANGES = 200  # runs of new article ids read by range; more (a rebuild, a scattered change): read everything
 _WAIT = 10.0  # seconds a refresh waits for the warehouse before leaving the index for the next run
-_EXTENSION_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-_BASE_KEYS = pa.schema([("article_id", pa.int64()), ("hkey", pa.string())])
 
 
 @dataclass(frozen=True)
 class Refresh:
-    """What one refresh did. `mode`: base (rebuilt everything), delta (rewrote the delta) or skipped."""
+    """What one refresh did. `mode`: base (built from nothing), delta (added a segment) or skipped."""
     mode: str
     articles: int  # originals searchable after it
-    indexed: int  # articles written into a segment by it
+    indexed: int  # articles written into a new segment by it (merges not counted)
     seconds: float
     reason: str = ""  # why it rebuilt, or why it skipped
+    merged: int = 0  # articles re-written by merges
+    segments: int = 0  # segments of the index after it
 
 
-def delta_path(settings: WarehouseSettings) -> Path:
-    return settings.search_delta_path
+def segments_dir(settings: WarehouseSettings) -> Path:
+    return settings.search_segments_dir
 
 
 def index_name(language: str | None) -> str:
     """The index an article in `language` goes to."""
     key = (language or "").split("-")[0].lower()
     return key if key in INDEXES else "other"
-
-
-def load_fts(conn: duckdb.DuckDBPyConnection) -> None:
-    """Load the fts extension from its PyPI wheel by path (never downloaded), as the DuckLake ones are."""
-    conn.execute(f"load '{str(lake.extension_file('fts')).replace(chr(39), chr(39) * 2)}'")
-
-
-def connect(path: Path | str = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with autoload off and fts loaded."""
-    conn = duckdb.connect(str(path), read_only=read_only, config=dict(_EXTENSION_CONFIG))
-    try:
-        load_fts(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def segment_meta(path: Path) -> dict[str, object] | None:
-    """The `meta` row of a segment file; None when there is none or it is from another format."""
-    if not path.exists():
-        return None
-    try:
-        with contextlib.closing(duckdb.connect(str(path), read_only=True)) as conn:
-            cols = [d[0] for d in conn.execute("select * from meta").description]
-            row = conn.execute("select * from meta").fetchone()
-    except duckdb.Error:
-        return None
-    meta = dict(zip(cols, row, strict=True)) if row else None
-    return meta if meta and meta.get("format") == FORMAT else None
 
 
 @contextlib.contextmanager
@@ -128,67 +96,130 @@ def _refresh_lock(settings: WarehouseSettings) -> Iterator[bool]:
 
 
 def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = None) -> Refresh:
-    """Bring the search index up to date with the warehouse: rewrite the delta segment, or rebuild the base when
-    asked, when there is none (or it is of another format), or when the delta has grown past MERGE_SHARE of it.
+    """Bring the search index up to date with the warehouse: add a segment of what is new, tombstone what is gone,
+    merge segments by size tier; or build it from nothing when asked or when there is none (or of another format).
 
     Never raises for a warehouse that cannot be read now (busy, missing, or held by this very process with
     another configuration), nor for another refresh under way: it skips and says why in `reason` (the next refresh
-    catches up, the delta being a comparison with the base). Other errors (a full disk) propagate.
+    catches up, new articles being found by comparison). Other errors (a full disk) propagate.
     """
     wh = settings.warehouse
     start = time.perf_counter()
-    # An article without a language goes to the index of the default language (as its entity tagging did).
-    default = settings.entities.default_language
 
-    def done(mode: str, articles: int = 0, indexed: int = 0, reason: str = "") -> Refresh:
-        return Refresh(mode, articles, indexed, round(time.perf_counter() - start, 3), reason)
+    def done(mode: str, reason: str = "", **counts: int) -> Refresh:
+        return Refresh(mode, seconds=round(time.perf_counter() - start, 3), reason=reason,
+                       **{"articles": 0, "indexed": 0, **counts})
 
     if not database.exists(wh):
         return done("skipped", reason="no warehouse yet")
     with _refresh_lock(wh) as free:
         if not free:
             return done("skipped", reason="another refresh of the index is under way")
-        base_meta = segment_meta(wh.search_path)
-        reason = "asked" if rebuild else "no base segment" if base_meta is None else ""
-        work = wh.search_path.with_name(wh.search_path.name + f".build{os.getpid()}")
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+        head = None if rebuild else segs.read_head(wh.search_path)
+        reason = "asked" if rebuild else "no index yet" if head is None else ""
+        folder = segments_dir(wh)
+        folder.mkdir(parents=True, exist_ok=True)
+        segments = [] if head is None else head[1]
+        tombstones = _no_tombstones() if head is None else head[2]
+        live = segs.live_keys(folder, [n for n, _ in segments], tombstones)
+        work = folder / f"build-{uuid.uuid4().hex[:8]}"
+        work.mkdir()
         try:
-            keys = _base_keys(wh.search_path) if not reason else _BASE_KEYS.empty_table()
-            wait = _WAIT if wait is None else wait
             try:
-                extract = _extract(wh, keys, work, rebuild_above=None if reason else _merge_limit(base_meta),
-                                   wait=wait)
-                if extract is None:  # the delta grew past its share: rebuild the base
-                    reason = "the delta passed its share of the base"
-                    extract = _extract(wh, _BASE_KEYS.empty_table(), work, rebuild_above=None, wait=wait)
+                extract = _extract(wh, live, work, wait=_WAIT if wait is None else wait)
             except WarehouseError as exc:  # busy, missing, or open in this process with another configuration
                 return done("skipped", reason=database.first_line(exc))
-            if reason:
-                gen = uuid.uuid4().hex
-                n = _write_segment(wh.search_path, work, {"kind": "base", "gen": gen, "base_gen": gen}, extract,
-                                   default)
-                empty = _Extract(0, extract.copies, extract.feeds, [])
-                _write_segment(delta_path(wh), None, {"kind": "delta", "gen": uuid.uuid4().hex, "base_gen": gen},
-                               empty, default)
-                return done("base", n, n, reason)
-            assert base_meta is not None
-            n = _write_segment(delta_path(wh), work, {"kind": "delta", "gen": uuid.uuid4().hex,
-                                                      "base_gen": base_meta["gen"]}, extract, default)
-            total = int(base_meta["articles"]) - len(extract.gone) + n  # type: ignore[call-overload]
-            return done("delta", total, n)
+            gone = live.filter(pc.is_in(live["article_id"], pa.array(extract.gone, pa.int64())))
+            tombstones = pa.concat_tables([tombstones, gone.select(["seg", "article_id"]).cast(tombstones.schema)])
+            live = live.filter(pc.invert(pc.is_in(live["article_id"], pa.array(extract.gone, pa.int64()))))
+            new = _build(folder, work, extract.rows, settings.entities.default_language) if extract.rows else []
+            live = pa.concat_tables([live, segs.live_keys(folder, [n for n, _ in new], _no_tombstones())])
+            segments = segments + new
+            segments, tombstones, live, merged = _merge_tiers(folder, segments, tombstones, live)
+            if not segments:  # an index of no article is one empty segment (the readers' SQL needs one)
+                segments = _build(folder, work, 0, settings.entities.default_language)
+            segs.write_head(wh.search_path, gen=uuid.uuid4().hex, segments=segments, tombstones=tombstones,
+                            live=live.select(["idx", "len"]), copies=extract.copies, feeds=extract.feeds)
+            _sweep(folder, {n for n, _ in segments}, work)
+            return done("base" if reason else "delta", reason, articles=live.num_rows, indexed=extract.rows,
+                        merged=merged, segments=len(segments))
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _merge_limit(meta: dict[str, object] | None) -> int:
-    base = int(meta["articles"]) if meta else 0  # type: ignore[call-overload]
-    return max(MERGE_MIN, int(base * MERGE_SHARE))
+def _no_tombstones() -> pa.Table:
+    return pa.table({"seg": pa.array([], pa.string()), "article_id": pa.array([], pa.int64())})
 
 
-def _base_keys(path: Path) -> pa.Table:
-    with contextlib.closing(duckdb.connect(str(path), read_only=True)) as conn:
-        return conn.execute("select article_id, hkey from articles").fetch_arrow_table().cast(_BASE_KEYS)
+def _build(folder: Path, work: Path, rows: int, default: str) -> list[tuple[str, int]]:
+    """Segments of the originals in work/originals.parquet (in article order), SEGMENT_MAX articles at most each."""
+    source = "read_parquet(" + segs.lit(str(work / "originals.parquet")) + ")"
+    with contextlib.closing(segs.plain()) as conn:
+        bounds = [r[0] for r in conn.execute(
+            f"select article_id from (select article_id, row_number() over (order by article_id) - 1 as n "
+            f"from {source}) where n % {SEGMENT_MAX} = 0 order by article_id").fetchall()]
+    bounds = (bounds or [0]) + [None]
+    return [segs.build(folder, f"(select * from {source} where article_id >= {int(lo)}"
+                               + (f" and article_id < {int(hi)})" if hi is not None else ")"), default)
+            for lo, hi in itertools.pairwise(bounds)]
+
+
+def _tier(articles: int) -> int:
+    return 0 if articles < SMALL * TIER else int(math.log(articles / SMALL, TIER))
+
+
+def _merge_tiers(folder: Path, segments: list[tuple[str, int]], tombstones: pa.Table, live: pa.Table
+                 ) -> tuple[list[tuple[str, int]], pa.Table, pa.Table, int]:
+    """Merge the segments of any size tier that has TIER of them (by live articles), as long as the result stays
+    under MERGE_MAX; segments with no live article are dropped. Returns segments, tombstones, live, re-written."""
+    merged = 0
+    while True:
+        counts = dict(zip(*pc.value_counts(live["seg"]).flatten(), strict=True)) if live.num_rows else {}
+        counts = {str(k): int(v) for k, v in counts.items()}
+        segments = [(n, a) for n, a in segments if counts.get(n)]
+        tiers: dict[int, list[str]] = {}
+        for name, _ in segments:
+            tiers.setdefault(_tier(counts[name]), []).append(name)
+        group = next((names for _, names in sorted(tiers.items()) if len(names) >= TIER
+                      and sum(counts[n] for n in names) <= MERGE_MAX), None)
+        if group is None:
+            return segments, tombstones, live, merged
+        name, n = segs.merge(folder, group, tombstones)
+        merged += n
+        gone = pa.array(group, pa.string())
+        tombstones = tombstones.filter(pc.invert(pc.is_in(tombstones["seg"], gone)))
+        moved = pc.is_in(live["seg"], gone)
+        live = live.set_column(0, "seg", pc.if_else(moved, name, live["seg"]))
+        at = min(i for i, (s, _) in enumerate(segments) if s in group)
+        rest = [(s, a) for s, a in segments if s not in group]
+        segments = [*rest[:at], (name, n), *rest[at:]]
+
+
+def _sweep(folder: Path, keep: set[str], work: Path) -> None:
+    """Remove what the head does not name: merged-away segments, a crashed refresh's files (the lock says no other
+    refresh is writing here)."""
+    for path in folder.iterdir():
+        if path.is_dir():
+            if path != work:
+                shutil.rmtree(path, ignore_errors=True)
+        elif not (path.suffix == ".duckdb" and path.stem in keep):
+            path.unlink(missing_ok=True)
+
+
+def _ranges(ids: list[int]) -> str:
+    """SQL: `article_id` in one of the runs of consecutive `ids` (sorted): a filter DuckDB prunes row groups by,
+    where an IN list is checked only after reading every row. Past _MAX_RANGES runs, every row (rebuilds)."""
+    if not ids:
+        return "false"
+    runs, start = [], ids[0]
+    for prev, cur in itertools.pairwise(ids):
+        if cur != prev + 1:
+            runs.append((start, prev))
+            start = cur
+    runs.append((start, ids[-1]))
+    if len(runs) > _MAX_RANGES:
+        return "true"
+    return "(" + " or ".join(f"article_id between {int(lo)} and {int(hi)}" for lo, hi in runs) + ")"
 
 
 @dataclass
@@ -199,83 +230,25 @@ class _Extract:
     gone: list[int]
 
 
-def _extract(wh: WarehouseSettings, keys: pa.Table, work: Path, *, rebuild_above: int | None,
-             wait: float) -> _Extract | None:
-    """Copy what the segment needs out of the warehouse, holding it (read-only) only for that copy: the originals
-    the base lacks into work/originals.parquet, the gone base ids, copies and feed tags. None when there are more
-    than `rebuild_above` originals to copy (the caller rebuilds the base instead)."""
+def _extract(wh: WarehouseSettings, live: pa.Table, work: Path, *, wait: float) -> _Extract:
+    """Copy what the refresh needs out of the warehouse, holding it (read-only) only for that copy: the originals
+    the index lacks (or holds with another text) into work/originals.parquet, the ids of the live articles that are
+    gone, copies and feed tags."""
+    keys = live.select(["article_id", "hkey"])
     with database.connect(wh, read_only=True, wait=wait) as conn:
         conn.register("search_base_keys", keys)
         try:
             originals = database.query("search_originals")
-            if rebuild_above is not None:
-                count = conn.execute(f"select count(*) from ({originals})").fetchone()[0]
-                if count > rebuild_above:
-                    return None
-            target = str(work / "originals.parquet").replace("'", "''")
-            conn.execute(f"copy ({originals}) to '{target}' (format parquet, row_group_size 20000)")
-            rows = conn.execute(f"select count(*) from read_parquet('{target}')").fetchone()[0]
+            target = segs.lit(str(work / "originals.parquet"))
+            # Their ids first (narrow columns), then their text by id ranges: a scan with the text column would
+            # read every article's text before the comparison drops all but the new ones.
+            ids = [r[0] for r in conn.execute(f"select article_id from ({originals}) order by 1").fetchall()]
+            conn.execute(f"copy (select * from ({originals}) where {_ranges(ids)} order by article_id) to {target} "
+                         "(format parquet, row_group_size 20000)")
+            rows = conn.execute(f"select count(*) from read_parquet({target})").fetchone()[0]
             gone = [r[0] for r in conn.execute(database.query("search_gone")).fetchall()]
             copies = conn.execute(database.query("search_copies")).fetch_arrow_table()
             feeds = conn.execute(database.query("search_feeds")).fetch_arrow_table()
         finally:
             conn.unregister("search_base_keys")
     return _Extract(int(rows), copies, feeds, gone)
-
-
-def _write_segment(target: Path, work: Path | None, meta: dict[str, str], extract: _Extract, default: str) -> int:
-    """Build a segment in a temporary file beside `target` and rename it over `target`; returns its articles."""
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    conn = connect(tmp)
-    try:
-        source = None if work is None else "read_parquet('" + str(work / "originals.parquet").replace("'", "''") + "')"
-        _fill(conn, source, extract, default)
-        n = conn.execute("select count(*) from articles").fetchone()[0]
-        conn.execute("create table meta as select ?::integer as format, ?::varchar as kind, ?::varchar as gen, "
-                     "?::varchar as base_gen, ?::bigint as articles, now() as built_at",
-                     [FORMAT, meta["kind"], meta["gen"], meta["base_gen"], n])
-        conn.execute("checkpoint")
-    except BaseException:
-        conn.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    conn.close()
-    fsync(tmp)
-    os.replace(tmp, target)
-    fsync(target.parent)
-    return int(n)
-
-
-def _fill(conn: duckdb.DuckDBPyConnection, source: str | None, extract: _Extract, default: str) -> None:
-    """The tables of a segment: articles (metadata), docs_<index> (title and text) with their FTS indexes,
-    copies, feeds and gone."""
-    conn.execute("create table articles (article_id bigint, url varchar, title varchar, feed varchar, "
-                 "language varchar, date timestamptz, loaded_at timestamptz, hkey varchar, idx varchar)")
-    for idx in INDEXES:
-        conn.execute(f"create table docs_{idx} (article_id bigint, title varchar, text varchar)")
-    language = f"coalesce(language, '{default}')" if default.replace("-", "").isalnum() else "language"
-    if source:
-        conn.execute(f"insert into articles select article_id, url, title, feed, language, date, loaded_at, hkey, "
-                     f"null from {source}")
-        for idx in INDEXES:
-            conn.execute(f"insert into docs_{idx} select article_id, coalesce(title, ''), text from {source} "
-                         f"where {_index_expr(language)} = ?", [idx])
-        conn.execute(f"update articles set idx = {_index_expr(language)}")
-    for idx, stemmer in INDEXES.items():
-        conn.execute(f"pragma create_fts_index('docs_{idx}', 'article_id', 'title', 'text', stemmer='{stemmer}', "
-                     f"stopwords='none', ignore='{IGNORE}', strip_accents=1, lower=1, overwrite=1)")
-    conn.register("copies_in", extract.copies)
-    conn.execute("create table copies as select article_id::bigint as article_id, copies::integer as copies "
-                 "from copies_in")
-    conn.register("feeds_in", extract.feeds)
-    conn.execute("create table feeds as select feed::varchar as feed, tags::varchar[] as tags from feeds_in")
-    conn.register("gone_in", pa.table({"article_id": pa.array(extract.gone, pa.int64())}))
-    conn.execute("create table gone as select article_id from gone_in")
-
-
-def _index_expr(column: str) -> str:
-    """SQL for index_name(column)."""
-    keys = ", ".join(f"'{k}'" for k in INDEXES if k != "other")
-    low = f"lower(split_part(coalesce({column}, ''), '-', 1))"
-    return f"(case when {low} in ({keys}) then {low} else 'other' end)"

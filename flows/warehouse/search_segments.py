@@ -1,0 +1,227 @@
+"""The immutable segments of the search index and its head file (flows/warehouse/search_index.py). No Prefect.
+
+A segment is a DuckDB file, written once and never changed: `docs` (the articles it indexes, with their title,
+text, language group `idx` and length in words `len`) and `postings` (h, article_id, tf): one row per stemmed
+word of each article, `h` the word's key (`term_key`: a hash of its language group and stem), sorted by h, so
+DuckDB's zone maps read only the row groups of the query's words. Words are what the query side makes of its text
+(flows/warehouse/search_plan.py): lower case, split on anything that is not a letter, digit or combining mark,
+accents stripped, stemmed with the Snowball stemmer of the article's language group (INDEXES) by the fts
+extension's `stem`; no stop words.
+
+The head file (`<stem>.search.duckdb`) names the segments that make the index now, the articles of those segments
+readers must skip (`tombstones`: deleted, demoted to a copy, or stored again with another text), the BM25
+statistics of the live articles per language group (`stats`: their number and total length; a word's document
+frequency is counted at query time from the live postings), and the current copy counts and feed tags. It is
+small and rewritten at each refresh (a temporary file renamed over it), so the head and the segments it names
+are always one consistent state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from flows.warehouse import lake
+from flows.warehouse.staging import fsync
+
+FORMAT = 2
+# index name -> Snowball stemmer; a language without its own index goes to `other` (no stemming).
+INDEXES = {"en": "english", "fr": "french", "other": "none"}
+# How the index splits lower-cased text into words, whose accents it then strips (combining marks stay in a word).
+SPLIT = r"[^\p{L}\p{N}\p{M}]+"
+_EXTENSION_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def load_fts(conn: duckdb.DuckDBPyConnection) -> None:
+    """Load the fts extension (for `stem`) from its PyPI wheel by path (never downloaded)."""
+    conn.execute(f"load '{str(lake.extension_file('fts')).replace(chr(39), chr(39) * 2)}'")
+
+
+def plain(path: Path | str = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with autoload off and no progress bar (a refresh runs inside a logged run)."""
+    conn = duckdb.connect(str(path), read_only=read_only, config=dict(_EXTENSION_CONFIG))
+    conn.execute("set enable_progress_bar = false")
+    return conn
+
+
+def connect(path: Path | str = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with autoload off and fts loaded."""
+    conn = plain(path, read_only=read_only)
+    try:
+        load_fts(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def stemmer_expr(idx: str) -> str:
+    """SQL: the stemmer of the language group in column `idx`."""
+    cases = " ".join(f"when {lit(k)} then {lit(v)}" for k, v in INDEXES.items() if k != "other")
+    return f"(case {idx} {cases} else {lit(INDEXES['other'])} end)"
+
+
+def index_expr(column: str) -> str:
+    """SQL: the language group of a language column (flows.warehouse.search_index.index_name)."""
+    keys = ", ".join(lit(k) for k in INDEXES if k != "other")
+    low = f"lower(split_part(coalesce({column}, ''), '-', 1))"
+    return f"(case when {low} in ({keys}) then {low} else 'other' end)"
+
+
+def words_expr(text: str) -> str:
+    """SQL: the words of `text` as the index splits it, before their accents are stripped (a word may be '')."""
+    return f"regexp_split_to_array(lower({text}), {lit(SPLIT)})"
+
+
+def term_key(idx: str, stemmed: str) -> str:
+    """SQL: the key of a stemmed word in language group `idx` in the postings: 64 bits of its MD5 (stable across
+    DuckDB versions; two words of one group share a key with a probability of about n^2 / 2^65 for n words)."""
+    return f"md5_number_lower({idx} || ' ' || {stemmed})"
+
+
+def new_name() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    fsync(tmp)
+    os.replace(tmp, target)
+    fsync(target.parent)
+
+
+def build(folder: Path, source: str, default: str) -> tuple[str, int]:
+    """A new segment in `folder` of the originals in `source` (a SQL relation with the columns of
+    warehouse/queries/search_originals.sql); returns its name and number of articles."""
+    name = new_name()
+    tmp = folder / f"{name}.tmp"
+    language = f"coalesce(language, {lit(default)})"
+    with contextlib.closing(connect(tmp)) as conn:
+        words = words_expr("coalesce(title, '') || ' ' || coalesce(text, '')")
+        # In article order (the source's), so docs need no sort: a result's text is read by zone maps on its id.
+        conn.execute(f"""create temp table d0 as
+            select article_id, {index_expr(language)} as idx, url, title, feed, language, date, loaded_at, hkey,
+                   coalesce(title, '') as title_text, coalesce(text, '') as text, {words} as words
+            from {source}""")
+        conn.execute("create temp table tok as select idx, article_id, unnest(words) as w from d0")
+        # Each distinct word stemmed once (stemming every occurrence is most of the time of a naive build), and
+        # named by a 64-bit hash of (group, stem): postings sorted by an integer sort and group several times
+        # faster than by a string.
+        conn.execute(f"""create temp table vocab as
+            select idx, w, {term_key('idx', f"stem(strip_accents(w), {stemmer_expr('idx')})")} as h
+            from (select distinct idx, w from tok where w <> '')""")
+        conn.execute("""create table postings as
+            select h, article_id, count(*)::integer as tf from tok join vocab using (idx, w)
+            group by h, article_id order by h, article_id""")
+        conn.execute("""create table docs as
+            select article_id, idx, len(list_filter(words, w -> w <> ''))::integer as len, url, title, feed,
+                   language, date, loaded_at, hkey, title_text, text
+            from d0""")
+        conn.execute("drop table tok; drop table vocab; drop table d0")
+        n = _finish(conn, name)
+    _publish(tmp, folder / f"{name}.duckdb")
+    return name, n
+
+
+def merge(folder: Path, sources: list[str], tombstones: pa.Table) -> tuple[str, int]:
+    """A new segment of the live articles of segments `sources` (their postings copied, never re-read from text);
+    `tombstones` (seg, article_id): the articles to leave out."""
+    name = new_name()
+    tmp = folder / f"{name}.tmp"
+    with contextlib.closing(plain(tmp)) as conn:
+        conn.register("merge_tombstones", tombstones)
+        for i, src in enumerate(sources):
+            conn.execute(f"attach {lit(str(folder / f'{src}.duckdb'))} as m{i} (read_only)")
+        dead = "not exists (select 1 from merge_tombstones t where t.seg = {seg} and t.article_id = x.article_id)"
+        docs = " union all ".join(f"select * from m{i}.docs x where {dead.format(seg=lit(s))}"
+                                  for i, s in enumerate(sources))
+        posts = " union all ".join(f"select * from m{i}.postings x where {dead.format(seg=lit(s))}"
+                                   for i, s in enumerate(sources))
+        conn.execute(f"create table docs as {docs}")
+        conn.execute(f"create table postings as select * from ({posts}) order by h, article_id")
+        n = _finish(conn, name)
+        for i in range(len(sources)):
+            conn.execute(f"detach m{i}")
+    _publish(tmp, folder / f"{name}.duckdb")
+    return name, n
+
+
+def _finish(conn: duckdb.DuckDBPyConnection, name: str) -> int:
+    n = conn.execute("select count(*) from docs").fetchone()[0]
+    conn.execute("create table stats as select idx, count(*)::bigint as n, sum(len)::bigint as total_len "
+                 "from docs group by idx")
+    conn.execute("create table meta as select ?::integer as format, ?::varchar as name, ?::bigint as articles",
+                 [FORMAT, name, n])
+    conn.execute("checkpoint")
+    return int(n)
+
+
+def live_keys(folder: Path, segments: list[str], tombstones: pa.Table) -> pa.Table:
+    """(seg, article_id, hkey, idx, len) of every live article of `segments`."""
+    if not segments:
+        return pa.table({"seg": pa.array([], pa.string()), "article_id": pa.array([], pa.int64()),
+                         "hkey": pa.array([], pa.string()), "idx": pa.array([], pa.string()),
+                         "len": pa.array([], pa.int32())})
+    with contextlib.closing(plain()) as conn:
+        conn.register("live_tombstones", tombstones)
+        parts = []
+        for i, seg in enumerate(segments):
+            conn.execute(f"attach {lit(str(folder / f'{seg}.duckdb'))} as k{i} (read_only)")
+            parts.append(f"select {lit(seg)} as seg, article_id, hkey, idx, len from k{i}.docs x where not exists "
+                         f"(select 1 from live_tombstones t where t.seg = {lit(seg)} and t.article_id = x.article_id)")
+        return conn.execute(" union all ".join(parts)).fetch_arrow_table()
+
+
+def write_head(path: Path, *, gen: str, segments: list[tuple[str, int]], tombstones: pa.Table, live: pa.Table,
+               copies: pa.Table, feeds: pa.Table) -> None:
+    """Write the head file (temporary file, renamed over `path`): segments, tombstones, stats of `live` (idx,
+    len per live article), copies and feeds."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    with contextlib.closing(plain(tmp)) as conn:
+        conn.register("h_segments", pa.table({"pos": pa.array(range(len(segments)), pa.int32()),
+                                              "name": pa.array([s for s, _ in segments], pa.string()),
+                                              "articles": pa.array([n for _, n in segments], pa.int64())}))
+        conn.execute("create table segments as select * from h_segments order by pos")
+        conn.register("h_tombstones", tombstones)
+        conn.execute("create table tombstones as select seg::varchar as seg, article_id::bigint as article_id "
+                     "from h_tombstones")
+        conn.register("h_live", live)
+        conn.execute("create table stats as select i.idx, count(l.idx)::bigint as n, "
+                     "coalesce(sum(l.len), 0)::bigint as total_len from (select unnest(?) as idx) i "
+                     "left join h_live l using (idx) group by i.idx", [list(INDEXES)])
+        conn.register("h_copies", copies)
+        conn.execute("create table copies as select article_id::bigint as article_id, copies::integer as copies "
+                     "from h_copies")
+        conn.register("h_feeds", feeds)
+        conn.execute("create table feeds as select feed::varchar as feed, tags::varchar[] as tags from h_feeds")
+        conn.execute("create table meta as select ?::integer as format, ?::varchar as gen, ?::bigint as articles, "
+                     "now() as built_at", [FORMAT, gen, live.num_rows])
+        conn.execute("checkpoint")
+    _publish(tmp, path)
+
+
+def read_head(path: Path) -> tuple[dict[str, object], list[tuple[str, int]], pa.Table] | None:
+    """(meta, [(segment, articles)], tombstones) of a head file; None when there is none or of another format."""
+    if not path.exists():
+        return None
+    try:
+        with contextlib.closing(duckdb.connect(str(path), read_only=True, config=dict(_EXTENSION_CONFIG))) as c:
+            cur = c.execute("select * from meta")
+            meta = dict(zip([d[0] for d in cur.description], cur.fetchone() or (), strict=False))
+            if meta.get("format") != FORMAT:
+                return None
+            rows = c.execute("select name, articles from segments order by pos").fetchall()
+            segments = [(r[0], int(r[1])) for r in rows]
+            tombstones = c.execute("select seg, article_id from tombstones").fetch_arrow_table()
+    except duckdb.Error:
+        return None
+    return meta, segments, tombstones

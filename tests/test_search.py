@@ -352,3 +352,15 @@ def test_the_printed_sql_gives_the_macro_to_another_program(filled: Settings, ca
         rows = conn.execute("select a.url, s.copies from search_articles('levy', lang := 'en') s "
                             "join articles a using (article_id) order by s.score desc").fetchall()
     assert [r[1] for r in rows] == [1, 0] and rows[0][0] == "https://outlet.example/1"
+
+
+def test_a_run_does_not_build_a_missing_index_of_a_large_warehouse(tmp_path: Path) -> None:
+    """Above the run's build limit a missing index is left to maintenance (skipped, saying how to build it);
+    at or under it, the refresh builds it (flows/warehouse/search_index.py RUN_BUILD_LIMIT)."""
+    settings = load_settings(warehouse=tmp_path / "wh.duckdb")
+    _load(settings, [_doc(n, *story) for n, story in enumerate(STORIES[:4])], "b-1")
+    skipped = search_index.refresh(settings, build_limit=3)
+    assert skipped.mode == "skipped" and "newsflow search --rebuild" in skipped.reason
+    assert not settings.warehouse.search_path.exists()
+    built = search_index.refresh(settings, build_limit=4)
+    assert (built.mode, built.articles) == ("base", 4)

@@ -29,7 +29,7 @@ from flows.run.tasks import (
     store_batch_task,
     warehouse_checks_task,
 )
-from flows.warehouse import checks, database, reportpage, snapshot, staging, store
+from flows.warehouse import checks, database, reportpage, search_index, snapshot, staging, store
 
 
 @dataclass
@@ -82,7 +82,7 @@ def refresh_search(ctx: RunContext, log: Any) -> None:
     matches of the saved searches; best effort: the run's data is loaded, and the next refresh catches up."""
     settings = ctx.settings
     try:
-        done = refresh_search_task(settings)
+        done = refresh_search_task(settings, build_limit=search_index.RUN_BUILD_LIMIT)
     except (OSError, database.WarehouseError, duckdb.Error) as exc:
         log.error("search index not refreshed: %s (the next run catches up; `newsflow search --rebuild` now)",
                   describe(exc))

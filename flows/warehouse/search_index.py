@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -95,9 +96,18 @@ def _refresh_lock(settings: WarehouseSettings) -> Iterator[bool]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = None) -> Refresh:
+# A run builds a missing index only for a warehouse this small (about a minute here); above, maintenance does.
+RUN_BUILD_LIMIT = 20_000
+
+
+def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = None,
+            build_limit: int | None = None) -> Refresh:
     """Bring the search index up to date with the warehouse: add a segment of what is new, tombstone what is gone,
     merge segments by size tier; or build it from nothing when asked or when there is none (or of another format).
+
+    `build_limit` (a run's refresh): with no index yet, build it only for at most that many articles; above, skip
+    and say so, for a first build of a large warehouse (23 minutes at a million articles) is the maintenance
+    flow's or `newsflow search --rebuild`'s work, never a run's.
 
     Never raises for a warehouse that cannot be read now (busy, missing, or held by this very process with
     another configuration), nor for another refresh under way: it skips and says why in `reason` (the next refresh
@@ -117,6 +127,11 @@ def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = N
             return done("skipped", reason="another refresh of the index is under way")
         head = None if rebuild else segs.read_head(wh.search_path)
         reason = "asked" if rebuild else "no index yet" if head is None else ""
+        if head is None and not rebuild and build_limit is not None:
+            stored = _article_count(wh, wait=_WAIT if wait is None else wait)
+            if stored is None or stored > build_limit:
+                return done("skipped", reason=f"no index yet and {stored if stored is not None else 'unknown'} "
+                            "articles: `newsflow maintain --step cache` or `newsflow search --rebuild` builds it")
         folder = segments_dir(wh)
         folder.mkdir(parents=True, exist_ok=True)
         segments = [] if head is None else head[1]
@@ -145,6 +160,15 @@ def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = N
                         merged=merged, segments=len(segments))
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _article_count(wh: WarehouseSettings, *, wait: float) -> int | None:
+    """How many articles the warehouse holds; None when it cannot be read now."""
+    try:
+        with database.connect(wh, read_only=True, wait=wait) as conn:
+            return int(conn.execute(database.query("search_article_count")).fetchone()[0])
+    except (WarehouseError, duckdb.Error):
+        return None
 
 
 def _no_tombstones() -> pa.Table:

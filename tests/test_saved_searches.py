@@ -123,7 +123,8 @@ def three_runs(tmp_path: Path) -> Settings:
 def _status(s: Settings, capsys: pytest.CaptureFixture) -> list[str]:
     assert main(["status", "--config", str(s.config_path)]) == 0
     out = capsys.readouterr().out
-    return out[out.index("Saved searches"):out.index("Staged batches")].splitlines()
+    section = out[out.index("Saved searches"):out.index("Staged batches")].splitlines()
+    return [line for line in section if not line.startswith("Snapshot:")]  # the next section, the snapshot's age
 
 
 def test_status_shows_each_saved_search_with_its_recent_matches(three_runs: Settings,

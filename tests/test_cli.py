@@ -54,7 +54,7 @@ def test_sql_is_read_only(demo_db: Path) -> None:
     assert proc.returncode != 0
     assert "read-only" in proc.stderr.lower()
     check = newsflow("sql", "--warehouse", str(demo_db), "--format", "csv", "select count(*) from articles")
-    assert check.stdout.splitlines()[1] == "14"
+    assert check.stdout.splitlines()[1] == "17"
 
 
 def test_status_shows_runs_and_failing_feeds(demo_db: Path) -> None:

@@ -96,7 +96,7 @@ def test_demo_without_a_terminal_prints_plain_progress_lines(prefect_harness: No
     assert any("feeds fetched 7/7" in ln for ln in lines), proc.stderr
     final = lines[-1]
     assert final.startswith("done: ")
-    for part in ("feeds fetched 7/7", "pages downloaded 18/18", "articles extracted 18/18", "articles loaded 18/18",
+    for part in ("feeds fetched 7/7", "pages downloaded 21/21", "articles extracted 21/21", "articles loaded 21/21",
                  "batches waiting to load 0", "articles/s"):
         assert part in final, final
     assert int(re.search(r"articles tagged (\d+)", final).group(1)) > 0
@@ -149,8 +149,8 @@ def test_demo_on_a_terminal_shows_a_live_display_that_logs_do_not_tear(prefect_h
     counters = {r.split()[0] + " " + r.split()[1]: r for r in rows
                 if r.startswith(("feeds fetched", "pages downloaded", "articles extracted", "articles loaded"))}
     assert len(counters) == 4, text  # each bar once on the final screen: no torn or repeated frames
-    assert "7/7" in counters["feeds fetched"] and "18/18" in counters["pages downloaded"], text
-    assert "18/18" in counters["articles extracted"] and "18/18" in counters["articles loaded"], text
+    assert "7/7" in counters["feeds fetched"] and "21/21" in counters["pages downloaded"], text
+    assert "21/21" in counters["articles extracted"] and "21/21" in counters["articles loaded"], text
     assert "batches waiting to load: 0" in text
     # Prefect's log lines went through the same console: whole, above the display, never inside a bar's row.
     logs = [r for r in rows if " | INFO    | " in r]

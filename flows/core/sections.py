@@ -16,6 +16,15 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def time_zone(v: str) -> str:
+    """An IANA time zone name, as Prefect's schedules accept them (its list is zoneinfo's)."""
+    import zoneinfo
+
+    if v != "UTC" and v not in zoneinfo.available_timezones():
+        raise ValueError(f"unknown time zone {v!r} (an IANA name, e.g. 'Europe/Paris' or 'UTC')")
+    return v
+
+
 def language_key(tag: str) -> str:
     lang = language_tag(tag)
     if lang is None:
@@ -280,11 +289,4 @@ class MaintenanceSettings(Section):
     # How long a maintenance run waits for an ingest to release the warehouse's run lock before giving up.
     lock_wait_seconds: float = Field(default=600.0, ge=0)
 
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, v: str) -> str:
-        import zoneinfo
-
-        if v != "UTC" and v not in zoneinfo.available_timezones():
-            raise ValueError(f"unknown time zone {v!r} (an IANA name, e.g. 'Europe/Paris' or 'UTC')")
-        return v
+    _timezone = field_validator("timezone")(time_zone)

@@ -22,6 +22,7 @@ from flows.core.sections import (
     Section,
     StoriesSettings,
     language_key,
+    time_zone,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -163,15 +164,7 @@ class ScheduleSettings(Section):
     # The cron is checked the way `serve` meets it by flows/ops/schedule.py (Prefect's own check; settings stay
     # Prefect-free), called by every command after loading the settings.
 
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, v: str) -> str:
-        import zoneinfo
-
-        # The IANA names Prefect accepts (its list is zoneinfo's).
-        if v != "UTC" and v not in zoneinfo.available_timezones():
-            raise ValueError(f"unknown time zone {v!r} (an IANA name, e.g. 'Europe/Paris' or 'UTC')")
-        return v
+    _timezone = field_validator("timezone")(time_zone)
 
 
 class ReportSettings(Section):

@@ -138,7 +138,7 @@ def _copy_file(wh: WarehouseSettings, work: Path, wait: float) -> Manifest:
         version = database.schema_version(conn)
         if version == 0:
             raise BackupError(f"{wh.path}: an empty database, not a newsflow warehouse yet: nothing to back up")
-        articles = conn.execute("select count(*) from articles").fetchone()[0]
+        articles = conn.execute(database.query("article_count")).fetchone()[0]
         pause_point("backup-copy")  # tests: a load meeting the backup here waits, then stages its batch
         shutil.copyfile(wh.path, copy)
         wal = wh.path.with_name(wh.path.name + ".wal")
@@ -183,7 +183,7 @@ def _lake_facts(wh: WarehouseSettings, catalog: Path) -> tuple[int, int]:
     prefix = "sqlite:" if wh.catalog.startswith("sqlite:") else ""
     there = wh.model_copy(update={"catalog": prefix + str(catalog), "data_path": wh.lake_data_path})
     with database.connect(there, read_only=True, wait=0) as conn:
-        return database.schema_version(conn), conn.execute("select count(*) from articles").fetchone()[0]
+        return database.schema_version(conn), conn.execute(database.query("article_count")).fetchone()[0]
 
 
 def _copy_staged(staging_dir: Path, dest: Path) -> None:
@@ -379,7 +379,7 @@ def _set_data_path(catalog: Path, kind: str | None, data_path: str) -> None:
 
 def _verify(wh: WarehouseSettings, m: Manifest) -> None:
     with database.connect(wh, read_only=True, wait=wh.waits.read) as conn:
-        got = database.schema_version(conn), conn.execute("select count(*) from articles").fetchone()[0]
+        got = database.schema_version(conn), conn.execute(database.query("article_count")).fetchone()[0]
     if got != (m.schema_version, m.articles):
         raise BackupError(f"restored, but the warehouse reads schema {got[0]} with {got[1]} articles where the "
                           f"backup says {m.schema_version} with {m.articles}")

@@ -166,7 +166,7 @@ def _article_count(wh: WarehouseSettings, *, wait: float) -> int | None:
     """How many articles the warehouse holds; None when it cannot be read now."""
     try:
         with database.connect(wh, read_only=True, wait=wait) as conn:
-            return int(conn.execute(database.query("search_article_count")).fetchone()[0])
+            return int(conn.execute(database.query("article_count")).fetchone()[0])
     except (WarehouseError, duckdb.Error):
         return None
 

@@ -71,7 +71,15 @@ def test_reprocess_records_its_runs_row_like_every_flow(wh: Path, monkeypatch: p
     monkeypatch.setenv("NEWSFLOW_DEDUP__JACCARD_THRESHOLD", "0.15")
     monkeypatch.setenv("NEWSFLOW_DEDUP__CONTAINMENT_THRESHOLD", "0.3")
     runs_before = _q(wh, "select count(*) from runs")[0][0]
+    (seq_before,) = _q(wh, "select seq from load_sequence")[0]
     result = reprocess(steps=[Step.dedup, Step.entities], only_stale=False, batch_size=4, warehouse_path=str(wh))
+    # What reprocess rewrites is numbered like a load's rows: the next incremental checks read it, and every link
+    # carries at least its article's number (aggregates_match reads links from the smallest article number on).
+    assert _q(wh, f"select count(*) filter (where load_seq <= {seq_before}), count(*) from duplicates "
+                  f"where run_id = '{result['run_id']}'")[0][0] == 0
+    assert _q(wh, f"select count(*) from article_entities where load_seq <= {seq_before}")[0][0] == 0
+    assert _q(wh, "select count(*) from article_entities e join articles a using (article_id) "
+                  "where e.load_seq < a.load_seq")[0][0] == 0
     rows = _q(wh, "select flow, status, started_at <= finished_at, parameters, duplicates_exact + duplicates_near, "
                   f"entity_mentions, articles_new, message from runs where run_id = '{result['run_id']}'")
     assert len(rows) == 1 and _q(wh, "select count(*) from runs")[0][0] == runs_before + 1

@@ -23,7 +23,7 @@ from flows.text.dedup import BatchIndex
 from flows.text.entities import entity_id
 from flows.text.stories import StorySettings
 from flows.warehouse import aggregates, candidates, database, keycache, storystore
-from flows.warehouse.writer import delete_articles, upsert
+from flows.warehouse.writer import delete_articles, next_load_seq, upsert
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -105,7 +105,8 @@ def dedup_batch(conn: Any, settings: Settings, rows: list[dict[str, Any]], rank:
     conn.execute(database.query("reprocess_sizes"))
     if demoted:
         _register(conn, "q_demoted", demoted, _DEMOTED)
-        conn.execute(database.query("reprocess_demote"), {"run_id": run_id})
+        # Numbered like a load's rows, so the next incremental check pass reads them (docs/checks.md).
+        conn.execute(database.query("reprocess_demote"), {"run_id": run_id, "load_seq": next_load_seq(conn)})
         conn.execute(database.query("reprocess_repoint"))
         aggregates.recount_copies(conn, [x for d in demoted for x in (d["article_id"], d["duplicate_of"])])
         delete_articles(conn, [d["article_id"] for d in demoted])
@@ -174,7 +175,10 @@ def retag(settings: Settings, pool: Executor, batch_size: int, only_stale: bool,
                 conn.execute("create or replace temp view q_entities as select *, now() as first_seen_at from q_rows")
                 upsert(conn, "entities", "q_entities", ["entity_id", "name", "label", "first_seen_at"], keep="ignore")
             if links:
-                conn.register("q_rows", pa.Table.from_pylist(links))
+                # A new load sequence number: the next incremental checks read these links, and a link never
+                # carries a smaller number than its article (aggregates_match reads links from there on).
+                seq = next_load_seq(conn)
+                conn.register("q_rows", pa.Table.from_pylist([{**x, "load_seq": seq} for x in links]))
                 conn.execute("insert into article_entities by name select * from q_rows")
             aggregates.add_links(conn, ids)
             _register(conn, "q_tagged", [{"article_id": a, "ner_pipeline": d.ner_pipeline,

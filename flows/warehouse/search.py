@@ -348,6 +348,9 @@ def _connect() -> duckdb.DuckDBPyConnection:
                                               "autoload_known_extensions": False,
                                               "allow_unsigned_extensions": True})
     try:
+        # One thread: a search is many small operators, where a second thread costs more in hand-overs than it
+        # saves (CPU p50 halved at 10,000 and 100,000 articles, benchmarks/results/search.md).
+        conn.execute("set threads = 1")
         load_fts(conn)
     except BaseException:
         conn.close()

@@ -3,10 +3,12 @@
 Everything rests on the index's files attached read-only to a connection (`attach`): the head as `search_head`,
 its segments as `search_s0`, `search_s1`, ... (the head names them). `install` also creates the table macro
 `search_articles(query, lang := NULL)` (flows/warehouse/search_plan.py: one statement, for `newsflow sql`, the DuckDB
-CLI and Python). `newsflow search` validates the query with flows/core/searchquery.py, then runs the same plan in
-steps (`search`): the postings of the query's words read with constants (so DuckDB's zone maps skip the rest),
-the articles ranked by BM25 before any phrase is checked, and phrases checked on the best ones only until
-`limit` results are found; then a snippet per result.
+CLI and Python). `newsflow search` validates the query with flows/core/searchquery.py, then runs the same plan
+(`Searcher.search`) in few statements: the query's words stemmed (one), the postings of their keys read with
+constants (so DuckDB's zone maps skip the rest), tombstones left out by one anti-join, the articles matched and
+ranked by BM25 (one); phrases checked on the best-ranked only, in batches growing fourfold, until `limit` results
+hold; then the results' metadata and text read from the segments' text files by offset, and a snippet per result.
+A Searcher keeps its connection (fts loaded, the index attached) for callers that search more than once.
 """
 
 from __future__ import annotations

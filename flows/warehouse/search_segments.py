@@ -1,12 +1,14 @@
 """The immutable segments of the search index and its head file (flows/warehouse/search_index.py). No Prefect.
 
-A segment is a DuckDB file, written once and never changed: `docs` (the articles it indexes, with their title,
-text, language group `idx` and length in words `len`) and `postings` (h, article_id, tf): one row per stemmed
-word of each article, `h` the word's key (`term_key`: a hash of its language group and stem), sorted by h, so
-DuckDB's zone maps read only the row groups of the query's words. Words are what the query side makes of its text
-(flows/warehouse/search_plan.py): lower case, split on anything that is not a letter, digit or combining mark,
-accents stripped, stemmed with the Snowball stemmer of the article's language group (INDEXES) by the fts
-extension's `stem`; no stop words.
+A segment is a DuckDB file, written once and never changed, with a text file beside it (`<name>.text`, written
+first): `docs` (the articles it indexes, with their title, text, language group `idx` and length in words `len`;
+the text for the SQL macro and for merges), `texts` (where each article's metadata, title and text stand in the
+text file, from which `newsflow search` reads its results and phrase candidates) and `postings` (h, article_id,
+tf): one row per stemmed word of each article, `h` the word's key (`term_key`: a hash of its language group and
+stem), sorted by h, so DuckDB's zone maps read only the row groups of the query's words. Words are what the query
+side makes of its text (flows/warehouse/search_plan.py): lower case, split on anything that is not a letter, digit
+or combining mark, accents stripped, stemmed with the Snowball stemmer of the article's language group (INDEXES) by
+the fts extension's `stem`; no stop words.
 
 The head file (`<stem>.search.duckdb`) names the segments that make the index now, the articles of those segments
 readers must skip (`tombstones`: deleted, demoted to a copy, or stored again with another text), the BM25

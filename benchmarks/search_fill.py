@@ -34,6 +34,7 @@ import pyarrow as pa
 from benchmarks.corpora import fundus_pages
 from flows.core.settings import PROJECT_ROOT, Settings, load_settings
 from flows.warehouse import database
+from flows.warehouse.search_segments import read_head
 
 VERSION = 1
 NAMES = 500_000
@@ -163,7 +164,7 @@ def warehouse_cached(n: int) -> tuple[Settings, float | None]:
     cached = cache_dir() / f"search-{n}-v{VERSION}.duckdb"
     settings = load_settings(warehouse=cached)
     built = None
-    if not settings.warehouse.search_path.exists():
+    if read_head(settings.warehouse.search_path) is None:  # none yet, or of an older format: built (again)
         cached.parent.mkdir(parents=True, exist_ok=True)
         if not cached.exists():  # filled under another name, so a fill cut short is never taken for a whole one
             part = cached.with_name(cached.stem + "-part.duckdb")

@@ -181,7 +181,15 @@ def test_delta_refresh_adds_new_articles_hides_deleted_ones_and_counts_new_copie
     assert _titles(s, "ferry") == ["Ferry strike", "Ferry talks"] or \
         sorted(_titles(s, "ferry")) == ["Ferry strike", "Ferry talks"]
     assert _titles(s, "coal") == []
-    assert len(list(search_index.segments_dir(s.warehouse).iterdir())) == 1  # merged-away segments removed
+    assert _segment_files(s) == 1  # merged-away segments removed
+
+
+def _segment_files(s: Settings) -> int:
+    """The segments in the index's folder, each with its text file and nothing else."""
+    files = sorted(search_index.segments_dir(s.warehouse).iterdir())
+    stems = {f.stem for f in files}
+    assert sorted(f.name for f in files) == sorted(f"{n}{x}" for n in stems for x in (".duckdb", ".text"))
+    return len(stems)
 
 
 _WORDS = ["harbour", "ferry", "strike", "pay", "council", "report", "minister", "coal", "levy", "apple", "harvest",
@@ -263,7 +271,7 @@ def test_a_refresh_that_dies_midway_leaves_the_previous_index_and_the_next_one_c
     assert _titles(s, "harbour") == ["Marathon season"] and _titles(s, "apple") == []  # the previous state
     assert search_index.refresh(s).segments == 2
     assert _titles(s, "apple") == ["Orchard harvest"]
-    assert len(list(search_index.segments_dir(s.warehouse).iterdir())) == 2  # the orphan is gone
+    assert _segment_files(s) == 2  # the orphan is gone
 
 
 def test_an_open_reader_keeps_its_index_while_a_rebuild_replaces_it(filled: Settings, tmp_path: Path) -> None:
@@ -277,6 +285,41 @@ def test_an_open_reader_keeps_its_index_while_a_rebuild_replaces_it(filled: Sett
         assert reader.execute("select count(*) from search_articles('apple')").fetchone()[0] == 0
     assert _titles(s, "apple") == ["Orchard harvest"]
     assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob("*.build*"))
+
+
+def test_a_searcher_keeps_its_connection_and_follows_a_refresh(tmp_path: Path) -> None:
+    """A long-lived caller's Searcher answers from one connection, and from the new index once a refresh (here a
+    rebuild, which deletes the segment files it had open) has replaced the head."""
+    s = load_settings(warehouse=tmp_path / "wh.duckdb")
+    _load(s, [_doc(0, *STORIES[0])], "b-1")
+    search_index.refresh(s)
+    with search.Searcher(s.warehouse) as searcher:
+        assert [h.title for h in searcher.search(parse("harbour"), search.Filters())] == ["Marathon season"]
+        conn = searcher.conn
+        _load(s, [_doc(3, *STORIES[3])], "b-2")
+        assert search_index.refresh(s, rebuild=True).mode == "base"
+        hits = searcher.search(parse("apple"), search.Filters())
+        assert [h.title for h in hits] == ["Orchard harvest"] and "«Apple»" in hits[0].snippet
+        assert searcher.conn is conn
+    assert _titles(s, "apple harvest") == ["Orchard harvest"]
+
+
+def test_an_index_of_the_older_format_is_rebuilt(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """An index written before the texts moved to their own files (format 2) is not read: search says how to
+    rebuild it, and the next refresh builds it anew."""
+    s = load_settings(warehouse=tmp_path / "wh.duckdb")
+    _load(s, [_doc(n, *story) for n, story in enumerate(STORIES[:4])], "b-1")
+    search_index.refresh(s)
+    with duckdb.connect(str(s.warehouse.search_path)) as head:
+        head.execute("update meta set format = 2")
+    with pytest.raises(search.SearchIndexMissing, match="older format"):
+        search.search(s.warehouse, parse("apple"), search.Filters())
+    assert main(["search", "--warehouse", str(s.warehouse.path), "apple"]) == 2
+    assert "--rebuild" in capsys.readouterr().err
+    done = search_index.refresh(s)
+    assert (done.mode, done.reason, done.articles) == ("base", "no index yet", 4)
+    assert _titles(s, "apple") == ["Orchard harvest"]
+    assert _segment_files(s) == 1
 
 
 def test_a_warehouse_without_articles_has_an_empty_index(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

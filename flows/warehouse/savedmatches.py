@@ -68,7 +68,10 @@ def recent(settings: WarehouseSettings, searches: Sequence[SavedSearch], win: Wi
     ids = sorted(win.day | win.last_run)
     try:
         missing = len(ids) - len(search.indexed(settings, ids)) if ids else 0
-        found = tuple(_recent(settings, saved, ids, win) for saved in searches) if ids else ()
+        found = ()
+        if ids:
+            with search.Searcher(settings) as searcher:  # one connection for every saved search
+                found = tuple(_recent(searcher, saved, ids, win) for saved in searches)
     except search.SearchIndexMissing:
         return Matches((), win, "saved searches not shown: no search index yet (each ingest that loads articles "
                                 "refreshes it; `newsflow search --rebuild` builds it now)")
@@ -83,9 +86,9 @@ def recent(settings: WarehouseSettings, searches: Sequence[SavedSearch], win: Wi
     return Matches(found, win, note)
 
 
-def _recent(settings: WarehouseSettings, saved: SavedSearch, ids: list[int], win: Window) -> Recent:
+def _recent(searcher: search.Searcher, saved: SavedSearch, ids: list[int], win: Window) -> Recent:
     filters = search.Filters(lang=saved.lang, feeds=saved.feeds, tags=saved.tags, limit=_LIMIT, ids=tuple(ids))
-    hits = search.search(settings, parse(saved.query), filters)
+    hits = searcher.search(parse(saved.query), filters)
     return Recent(saved, sum(h.article_id in win.day for h in hits), sum(h.article_id in win.last_run for h in hits),
                   tuple(hits[:SHOWN]), len(hits) >= _LIMIT)
 

@@ -3,14 +3,18 @@
 Everything rests on the index's files attached read-only to a connection (`attach`): the head as `search_head`,
 its segments as `search_s0`, `search_s1`, ... (the head names them). `install` also creates the table macro
 `search_articles(query, lang := NULL)` (flows/warehouse/search_plan.py: one statement, for `newsflow sql`, the DuckDB
-CLI and Python). `newsflow search` validates the query with flows/core/searchquery.py, then runs the same plan in
-steps (`search`): the postings of the query's words read with constants (so DuckDB's zone maps skip the rest),
-the articles ranked by BM25 before any phrase is checked, and phrases checked on the best ones only until
-`limit` results are found; then a snippet per result.
+CLI and Python). `newsflow search` validates the query with flows/core/searchquery.py, then runs the same plan
+(`Searcher.search`) in few statements: the query's words stemmed (one), the postings of their keys read with
+constants (so DuckDB's zone maps skip the rest), tombstones left out by one anti-join, the articles matched and
+ranked by BM25 (one); phrases checked on the best-ranked only, in batches growing fourfold, until `limit` results
+hold; then the results' metadata and text read from the segments' text files by offset, and a snippet per result.
+A Searcher keeps its connection (fts loaded, the index attached) for callers that search more than once.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -27,7 +31,7 @@ from flows.core.searchquery import Query
 from flows.core.settings import WarehouseSettings
 from flows.warehouse import search_plan as plan
 from flows.warehouse.search_index import INDEXES, index_name, load_fts, segments_dir
-from flows.warehouse.search_segments import FORMAT, lit
+from flows.warehouse.search_segments import FORMAT, TEXTS, lit, text_file
 
 HEAD = plan.HEAD
 _SNIPPET_WORDS = 30
@@ -107,77 +111,117 @@ def script(settings: WarehouseSettings, fts: Path | None = None) -> str:
     return "\n".join(lines + [s + ";" for s in macro_sql(names, str(meta["gen"]))]) + "\n"
 
 
-def _stepwise(conn: duckdb.DuckDBPyConnection, segments: list[str], query: Query, filters: Filters
+def _stepwise(conn: duckdb.DuckDBPyConnection, index: Opened, query: Query, filters: Filters
               ) -> list[tuple[Any, ...]]:
-    """The plan of search_plan in steps over temporary tables; the rows of plan.results, best first."""
-    conn.execute("create or replace temp table search_terms as select unnest($rows, recursive := true)",
-                 {"rows": query.rows()})
-    conn.execute(f"create or replace temp table search_tokens as with {plan.TOKENS.rstrip(',')} "
-                 "select * from search_tokens")
-    conn.execute("create or replace temp table search_groups as "
-                 "select count(distinct g) as n from search_tokens where not neg")
-    conn.execute(f"create or replace temp table search_qt as {plan.qt('$lang')}", {"lang": filters.lang})
-    keys = [r[0] for r in conn.execute("select distinct h from search_qt").fetchall()]
+    """The plan of search_plan in few statements; the rows of `_final`, best first."""
+    # Python values as parameters cost DuckDB an attempted `import pandas` each (about a millisecond when it is not
+    # installed): the query's terms go in as Arrow tables.
+    terms = query.rows()
+    conn.register("search_query_terms", pa.table({
+        "t": pa.array([r["t"] for r in terms], pa.int64()), "g": pa.array([r["g"] for r in terms], pa.int64()),
+        "neg": pa.array([r["neg"] for r in terms], pa.bool_()),
+        "quoted": pa.array([r["quoted"] for r in terms], pa.bool_()),
+        "raw": pa.array([r["raw"] for r in terms], pa.string())}))
+    qt = conn.execute(f"with search_terms as (select * from search_query_terms), {plan.TOKENS.rstrip(',')}, "
+                      f"search_q as ({plan.qt('$lang')}) select t, g, neg, phrase, raw, idx, term, h::varchar as h, "
+                      "(select n from search_groups) as ngroups from search_q", {"lang": filters.lang}
+                      ).to_arrow_table()
+    # The keys as text: DuckDB pushes a filter on a registered Arrow table's column into pyarrow, which cannot
+    # take an unsigned 64-bit constant.
+    conn.register("search_qt_rows", qt)
+    groups = qt["ngroups"][0].as_py() if qt.num_rows else 0
     # Constants (integers of our own making): the zone maps of the postings, sorted by key, skip every row group
     # without one of the keys.
-    consts = ", ".join(f"{int(k)}::ubigint" for k in keys) or "null"
-    post = plan.union(segments, "h, article_id, tf", "postings", f"x.h in ({consts})")
-    conn.execute(f"create or replace temp table search_post as {post}")
-    conn.execute(f"create or replace temp table search_df as {plan.DF}")
+    consts = ", ".join(f"{int(k)}::ubigint" for k in sorted(set(qt["h"].to_pylist()))) or "null"
+    phrases = any(qt["phrase"].to_pylist())
+    only = ""
     if filters.ids is not None:  # after the frequencies: they count every live article
         conn.register("search_only_ids", pa.table({"article_id": pa.array(filters.ids, pa.int64())}))
-        conn.execute("delete from search_post where article_id not in (select article_id from search_only_ids)")
-    conn.execute(f"create or replace temp table search_th as {plan.TH}")
-    # Ranked as if every phrase matched (a phrase does not change a score); checked below, best first.
-    conn.execute("create or replace temp table search_tv as select seg, article_id, idx, g, neg from search_th "
-                 "where not (phrase and neg)")
-    conn.execute(f"create or replace temp table search_cand as {plan.CAND}")
-    conn.execute(f"create or replace temp table search_score as {plan.SCORE.format(lens=_lens(segments))}")
+        only = "where article_id in (select article_id from search_only_ids)"
     where, params = _where(filters)
-    kept = "search_score"
-    if where != "true" or filters.lang:  # a filter on the articles' metadata: over every candidate
-        conn.execute(f"""create or replace temp table search_kept as select segment as seg, article_id, score
-            from ({plan.results(segments, 'search_score', '$lang')}) r where {where}""", params)
-        kept = "search_kept"
-    conn.execute(f"create or replace temp table search_ranked as select seg, article_id, score, "
-                 f"row_number() over (order by score desc, article_id) as rank from {kept}")
-    phrases = conn.execute("select count(*) from search_th where phrase").fetchone()[0]
+    # Ranked as if every phrase matched (a phrase does not change a score); checked below, best first, with the
+    # terms each candidate matched (`ths`).
+    ranked = "select seg, article_id, score from search_score"
+    if where == "true" and not filters.lang:
+        params = {}
+    else:  # a filter on the articles' metadata: over every candidate
+        kept = plan.results(index.segments, "search_score", "$lang")
+        ranked = f"select segment as seg, article_id, score from ({kept}) r where {where}"
+    tail = f"select seg, article_id, score from search_ranked order by score desc, article_id limit {filters.limit}"
     if phrases:
-        top = _checked(conn, segments, filters.limit)
+        tail = ("select r.seg, r.article_id, r.score, list({'g': th.g, 'neg': th.neg, 'phrase': th.phrase, "
+                "'raw': th.raw}) as ths from search_ranked r join search_th th using (seg, article_id) "
+                "group by all order by r.score desc, r.article_id")
+    sql = f"""with search_groups as (select {int(groups)} as n),
+        search_qt as materialized (select * exclude (h, ngroups), h::ubigint as h from search_qt_rows),
+        search_post as materialized ({_postings(index.segments, consts)}),
+        search_df as materialized ({plan.DF}),
+        search_pick as materialized (select * from search_post {only}),
+        search_th as materialized ({plan.TH.replace('search_post p', 'search_pick p')}),
+        search_tv as (select seg, article_id, idx, g, neg from search_th where not (phrase and neg)),
+        search_cand as materialized ({plan.CAND}),
+        search_score as materialized ({plan.SCORE.format(lens=_lens(index.segments))}),
+        search_ranked as materialized ({ranked})
+        {tail}"""
+    if not phrases:
+        top = conn.execute(sql, params).fetchall()
     else:
-        top = conn.execute("select seg, article_id, score from search_ranked where rank <= ? order by rank",
-                           [filters.limit]).fetchall()
-    return _final(conn, segments, top)
+        top = _checked(conn, index, conn.execute(sql, params).to_arrow_table(), groups, filters.limit)
+    return _final(conn, index, top)
 
 
-def _docs(seg: int, columns: str, ids: list[int]) -> str:
-    """SQL: `columns` of the docs `ids` of segment `seg`, one equality per id (integers of the index's own): DuckDB
-    pushes an equality into the scan and reads the text of the matching rows only, where an IN list is checked
-    after reading every row's."""
-    return " union all ".join(f"select {columns} from search_s{seg}.docs where article_id = {int(i)}"
-                              for i in ids) or f"select {columns} from search_s{seg}.docs where false"
+def _postings(segments: list[str], consts: str) -> str:
+    """SQL: (seg, h, article_id, tf) of the live postings of keys `consts`: one anti-join with the tombstones (a
+    segment's position in the head is its alias's number)."""
+    raw = " union all ".join(f"select {i}::integer as seg, h, article_id, tf from search_s{i}.postings "
+                             f"where h in ({consts})" for i in range(len(segments)))
+    return (f"select p.* from ({raw}) p anti join (select s.pos::integer as seg, t.article_id "
+            f"from {HEAD}.tombstones t join {HEAD}.segments s on s.name = t.seg) t using (seg, article_id)")
 
 
-def _final(conn: duckdb.DuckDBPyConnection, segments: list[str], top: list[tuple[Any, ...]]
-           ) -> list[tuple[Any, ...]]:
-    """The result rows (article_id, score, title, url, feed, date, language, copies, tags, segment) of `top`
+def _located(conn: duckdb.DuckDBPyConnection, index: Opened, want: list[tuple[int, int]], columns: str
+             ) -> list[tuple[Any, ...]]:
+    """(seg, article_id, pos, meta_bytes, title_bytes, text_bytes, <columns>) of the `texts` rows of `want`
+    ((seg, article_id)): a join on a narrow table of integers, one statement for every segment."""
+    segs = sorted({w[0] for w in want})
+    if not segs:
+        return []
+    conn.register("search_want", pa.table({"seg": pa.array([w[0] for w in want], pa.int32()),
+                                           "article_id": pa.array([w[1] for w in want], pa.int64())}))
+    union = " union all ".join(f"select {i}::integer as seg, * from search_s{i}.{TEXTS} "
+                               f"where article_id in (select article_id from search_want where seg = {i})"
+                               for i in segs)
+    return conn.execute(f"select x.seg, x.article_id, x.pos, x.meta_bytes, x.title_bytes, x.text_bytes{columns} "
+                        f"from ({union}) x").fetchall()
+
+
+def _read(index: Opened, seg: int, pos: int, meta: int, title: int, text: int) -> tuple[bytes, str, str]:
+    """(meta JSON, title, text) of one article from its segment's text file."""
+    data = os.pread(index.texts[seg], meta + title + text, pos)
+    return data[:meta], data[meta:meta + title].decode(), data[meta + title:].decode()
+
+
+def _final(conn: duckdb.DuckDBPyConnection, index: Opened, top: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The result rows (article_id, score, title, url, feed, date, language, copies, tags, segment, text) of `top`
     (seg, article_id, score), in its order."""
     if not top:
         return []
-    conn.register("search_top", pa.table({"seg": pa.array([r[0] for r in top], pa.int32()),
-                                          "article_id": pa.array([r[1] for r in top], pa.int64()),
-                                          "score": pa.array([r[2] for r in top], pa.float64()),
-                                          "rank": pa.array(range(len(top)), pa.int64())}))
-    meta = " union all ".join(
-        _docs(i, f"{i} as seg, article_id, url, title, feed, language, date", [r[1] for r in top if r[0] == i])
-        for i in sorted({r[0] for r in top}))
-    return conn.execute(f"""
-        select t.article_id, t.score, a.title, a.url, a.feed, a.date, a.language, coalesce(c.copies, 0), f.tags,
-               t.seg
-        from search_top t join ({meta}) a using (seg, article_id)
-        left join {HEAD}.copies c on c.article_id = t.article_id
-        left join {HEAD}.feeds f on f.feed = a.feed
-        order by t.rank""").fetchall()
+    found = {(r[0], r[1]): r for r in _located(
+        conn, index, [(r[0], r[1]) for r in top],
+        f", x.date, coalesce((select c.copies from {HEAD}.copies c where c.article_id = x.article_id), 0)")}
+    rows = []
+    for seg, article_id, score, *_ in top:
+        loc = found[(seg, article_id)]
+        meta, _, text = _read(index, loc[0], *loc[2:6])
+        m = json.loads(meta)
+        rows.append([article_id, score, m["title"], m["url"], m["feed"], loc[6], m["language"], loc[7], None, seg,
+                     text])
+    feeds = sorted({r[4] for r in rows if r[4] is not None})
+    tags = dict(conn.execute(f"select feed, tags from {HEAD}.feeds where feed in (select unnest($f))",
+                             {"f": feeds}).fetchall()) if feeds else {}
+    for r in rows:
+        r[8] = tags.get(r[4])
+    return [tuple(r) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -232,44 +276,140 @@ def _lens(segments: list[str]) -> str:
     ) or "select null::integer as seg, null::bigint as article_id, null::integer as len where false"
 
 
-def _checked(conn: duckdb.DuckDBPyConnection, segments: list[str], limit: int) -> list[tuple[Any, ...]]:
-    """The first `limit` of search_ranked (seg, article_id, score) whose phrases hold (and whose excluded phrases
-    do not), checked on their text a batch at a time, best first."""
+def _checked(conn: duckdb.DuckDBPyConnection, index: Opened, ranked: pa.Table, groups: int, limit: int
+             ) -> list[tuple[Any, ...]]:
+    """The first `limit` of `ranked` (seg, article_id, score, ths: the terms each matched, best first) whose phrases
+    hold (and whose excluded phrases do not), checked on their text a batch at a time, each batch four times the
+    last (a phrase of common words may need thousands of candidates)."""
     out: list[tuple[Any, ...]] = []
-    total = conn.execute("select count(*) from search_ranked").fetchone()[0]
-    size = max(_BATCH, limit)
-    for start in range(0, total, size):
-        batch = conn.execute("select seg, article_id, score from search_ranked where rank > ? and rank <= ? "
-                             "order by rank", [start, start + size]).fetchall()
-        ok: set[tuple[int, int]] = set()
-        for i in sorted({r[0] for r in batch}):
-            ids = [r[1] for r in batch if r[0] == i]
-            rows = conn.execute(f"""
-                with th as (select * from search_th where seg = {i} and article_id in (select unnest($ids))),
-                d as ({_docs(i, 'article_id, title_text, text', ids)}),
-                tv as (select th.article_id, th.g, th.neg from th join d using (article_id)
-                       where not th.phrase or contains({plan.norm_text('d')}, {plan.norm_phrase('th.raw')}))
-                select article_id from tv where not neg group by article_id
-                having count(distinct g) = (select n from search_groups)
-                except select article_id from tv where neg""", {"ids": ids}).fetchall()
-            ok |= {(i, r[0]) for r in rows}
-        out += [r for r in batch if (r[0], r[1]) in ok]
-        if len(out) >= limit:
-            return out[:limit]
-    return out
+    start, size = 0, max(_BATCH, limit)
+    while start < ranked.num_rows and len(out) < limit:
+        batch = ranked.slice(start, size)
+        start, size = start + size, size * 4
+        keys = list(zip(batch["seg"].to_pylist(), batch["article_id"].to_pylist(), strict=True))
+        text: dict[tuple[int, int], tuple[str, str]] = {}
+        for seg, article_id, *loc in _located(conn, index, keys, ""):
+            text[(seg, article_id)] = _read(index, seg, *loc)[1:]
+        conn.register("search_check", batch.append_column("title_text", pa.array([text[k][0] for k in keys]))
+                      .append_column("text", pa.array([text[k][1] for k in keys])))
+        rows = conn.execute(f"""
+            with tv as (
+                select seg, article_id, th.g, th.neg
+                from (select seg, article_id, title_text, text, unnest(ths) as th from search_check) x
+                where not x.th.phrase or contains({plan.norm_text('x')}, {plan.norm_phrase('x.th.raw')}))
+            select seg, article_id from tv where not neg group by all having count(distinct g) = {int(groups)}
+            except select seg, article_id from tv where neg""").fetchall()
+        conn.unregister("search_check")
+        ok = {(r[0], r[1]) for r in rows}
+        out += [(k[0], k[1], sc) for k, sc in zip(keys, batch["score"].to_pylist(), strict=True) if k in ok]
+    return out[:limit]
+
+
+@dataclass
+class Opened:
+    """The index attached to a connection: its segments (alias search_s<i> for segments[i]) and their text files,
+    open (a merge may delete a file: an open one stays readable)."""
+    segments: list[str]
+    texts: list[int]
+
+    def close(self) -> None:
+        for fd in self.texts:
+            os.close(fd)
+        self.texts = []
+
+
+def _detach_all(conn: duckdb.DuckDBPyConnection) -> None:
+    for (db,) in conn.execute("select database_name from duckdb_databases() where database_name = ? "
+                              "or database_name like 'search\\_s%' escape '\\'", [HEAD]).fetchall():
+        conn.execute(f"detach {db}")
+
+
+def open_index(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings) -> Opened:
+    """Attach the index (`attach`) and open its segments' text files."""
+    for attempt in range(_ATTEMPTS):
+        names = attach(conn, settings)
+        fds: list[int] = []
+        try:
+            for name in names:
+                fds.append(os.open(text_file(segments_dir(settings), name), os.O_RDONLY))
+            return Opened(names, fds)
+        except FileNotFoundError:  # merged away between reading the head and opening: read the head again
+            for fd in fds:
+                os.close(fd)
+            _detach_all(conn)
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    # Unsigned extensions allowed: DuckDB then loads fts (from its PyPI wheel, by path) without checking its
+    # signature, a hash of its 11 MB that cost ~90 ms of CPU per search. Only this connection, which runs only
+    # newsflow's own SQL, allows them (never the connection of `newsflow sql`).
+    conn = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                              "autoload_known_extensions": False,
+                                              "allow_unsigned_extensions": True})
+    try:
+        # One thread: a search is many small operators, where a second thread costs more in hand-overs than it
+        # saves (CPU p50 halved at 10,000 and 100,000 articles, benchmarks/results/search.md).
+        conn.execute("set threads = 1")
+        load_fts(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class Searcher:
+    """One connection with fts loaded and the index attached, for a caller that searches several times (saved
+    searches, a long-lived process): then a search costs its query only. It attaches the index again when a
+    refresh has replaced the head since (`with Searcher(settings) as s: s.search(query, filters)`)."""
+
+    def __init__(self, settings: WarehouseSettings) -> None:
+        self.settings = settings
+        self.conn = _connect()
+        self.index: Opened | None = None
+        self._stamp: tuple[int, int] | None = None
+
+    def _current(self) -> Opened:
+        try:
+            st = self.settings.search_path.stat()
+            stamp: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = None
+        if self.index is None or stamp != self._stamp:
+            if self.index is not None:
+                self.index.close()
+                self.index = None
+                _detach_all(self.conn)
+            self.index = open_index(self.conn, self.settings)
+            self._stamp = stamp
+        return self.index
+
+    def search(self, query: Query, filters: Filters) -> list[Hit]:
+        """The best `filters.limit` matches of `query`, best first, each with a snippet."""
+        index = self._current()
+        rows = _stepwise(self.conn, index, query, filters)
+        stems = _stems(self.conn, query, [r[10] for r in rows], filters.lang)
+        return [Hit(r[0], float(r[1]), r[2] or "", r[3], r[4], r[5], r[6], int(r[7]), snippet(r[10], stems))
+                for r in rows]
+
+    def close(self) -> None:
+        if self.index is not None:
+            self.index.close()
+        self.conn.close()
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def search(settings: WarehouseSettings, query: Query, filters: Filters) -> list[Hit]:
-    """The best `filters.limit` matches of `query`, best first, each with a snippet."""
-    with duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                            "autoload_known_extensions": False}) as conn:
-        load_fts(conn)
-        segments = attach(conn, settings)
-        rows = _stepwise(conn, segments, query, filters)
-        texts = _texts(conn, rows)
-        stems = _stems(conn, query, texts.values(), filters.lang)
-    return [Hit(r[0], float(r[1]), r[2] or "", r[3], r[4], r[5], r[6], int(r[7]),
-                snippet(texts.get((r[9], r[0]), ""), stems)) for r in rows]
+    """The best `filters.limit` matches of `query`, best first, each with a snippet (a Searcher of one search)."""
+    with Searcher(settings) as searcher:
+        return searcher.search(query, filters)
 
 
 def indexed(settings: WarehouseSettings, ids: list[int]) -> set[int]:
@@ -282,15 +422,6 @@ def indexed(settings: WarehouseSettings, ids: list[int]) -> set[int]:
         rows = conn.execute(f"select distinct article_id from ({plan.docs(segments, 'article_id')}) "
                             "where article_id in (select article_id from search_asked)").fetchall()
     return {r[0] for r in rows}
-
-
-def _texts(conn: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> dict[tuple[int, int], str]:
-    out: dict[tuple[int, int], str] = {}
-    for seg in sorted({r[9] for r in rows}):
-        ids = [r[0] for r in rows if r[9] == seg]
-        for article_id, body in conn.execute(_docs(seg, "article_id, text", ids)).fetchall():
-            out[(seg, article_id)] = body
-    return out
 
 
 _TOKEN = re.compile(r"[^\W_]+")

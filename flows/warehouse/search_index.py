@@ -226,7 +226,7 @@ def _sweep(folder: Path, keep: set[str], work: Path) -> None:
         if path.is_dir():
             if path != work:
                 shutil.rmtree(path, ignore_errors=True)
-        elif not (path.suffix == ".duckdb" and path.stem in keep):
+        elif not (path.suffix in (".duckdb", ".text") and path.stem in keep):
             path.unlink(missing_ok=True)
 
 

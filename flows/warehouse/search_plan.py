@@ -94,11 +94,14 @@ def docs(segments: list[str], columns: str = "*") -> str:
 
 
 # The terms matched per article (search_th: seg, article_id, idx, t, g, neg, phrase, raw), from search_post.
+# A term's rows of search_qt are made distinct first (a word twice in a phrase is one key): a posting is one row
+# per (segment, key, article), so a count of rows counts the term's distinct keys, without a count(distinct).
 TH = """
     select tp.* exclude (c) from (
         select p.seg, p.article_id, q.idx, q.t, any_value(q.g) as g, any_value(q.neg) as neg,
-               any_value(q.phrase) as phrase, any_value(q.raw) as raw, count(distinct q.h) as c
-        from search_post p join search_qt q using (h) group by p.seg, p.article_id, q.idx, q.t) tp
+               any_value(q.phrase) as phrase, any_value(q.raw) as raw, count(*) as c
+        from search_post p join (select distinct idx, t, h, g, neg, phrase, raw from search_qt) q using (h)
+        group by p.seg, p.article_id, q.idx, q.t) tp
     join (select idx, t, count(distinct h) as n from search_qt group by all) nt using (idx, t)
     where tp.c = nt.n"""
 
@@ -110,14 +113,15 @@ CAND = """
     except select seg, article_id, idx from search_tv where neg"""
 
 # BM25 of search_cand (seg, article_id, idx) over search_post; search_df (h, df); `lens` a relation of
-# (seg, article_id, len).
+# (seg, article_id, len). Each positive key's idf and its group's average length first (a few rows), so the
+# postings meet one small table, not three; the same arithmetic in the same order as the fts formula.
 SCORE = f"""
     select p.seg, p.article_id, c.idx,
-           sum(log(((s.n - df.df + 0.5) / (df.df + 0.5)) + 1) * p.tf * ({K1} + 1)
-               / (p.tf + {K1} * (1 - {B} + {B} * d.len / (s.total_len / s.n)))) as score
+           sum(w.idf * p.tf * ({K1} + 1) / (p.tf + {K1} * (1 - {B} + {B} * d.len / w.avg_len))) as score
     from search_post p join search_cand c using (seg, article_id)
-    join (select distinct idx, h from search_qt where not neg) q on q.h = p.h and q.idx = c.idx
-    join search_df df on df.h = p.h join {HEAD}.stats s on s.idx = c.idx
+    join (select q.idx, q.h, log(((s.n - df.df + 0.5) / (df.df + 0.5)) + 1) as idf, s.total_len / s.n as avg_len
+          from (select distinct idx, h from search_qt where not neg) q join search_df df on df.h = q.h
+          join {HEAD}.stats s on s.idx = q.idx) w on w.h = p.h and w.idx = c.idx
     join ({{lens}}) d using (seg, article_id)
     group by all"""
 

@@ -1,12 +1,14 @@
 """The immutable segments of the search index and its head file (flows/warehouse/search_index.py). No Prefect.
 
-A segment is a DuckDB file, written once and never changed: `docs` (the articles it indexes, with their title,
-text, language group `idx` and length in words `len`) and `postings` (h, article_id, tf): one row per stemmed
-word of each article, `h` the word's key (`term_key`: a hash of its language group and stem), sorted by h, so
-DuckDB's zone maps read only the row groups of the query's words. Words are what the query side makes of its text
-(flows/warehouse/search_plan.py): lower case, split on anything that is not a letter, digit or combining mark,
-accents stripped, stemmed with the Snowball stemmer of the article's language group (INDEXES) by the fts
-extension's `stem`; no stop words.
+A segment is a DuckDB file, written once and never changed, with a text file beside it (`<name>.text`, written
+first): `docs` (the articles it indexes, with their title, text, language group `idx` and length in words `len`;
+the text for the SQL macro and for merges), `texts` (where each article's metadata, title and text stand in the
+text file, from which `newsflow search` reads its results and phrase candidates) and `postings` (h, article_id,
+tf): one row per stemmed word of each article, `h` the word's key (`term_key`: a hash of its language group and
+stem), sorted by h, so DuckDB's zone maps read only the row groups of the query's words. Words are what the query
+side makes of its text (flows/warehouse/search_plan.py): lower case, split on anything that is not a letter, digit
+or combining mark, accents stripped, stemmed with the Snowball stemmer of the article's language group (INDEXES) by
+the fts extension's `stem`; no stop words.
 
 The head file (`<stem>.search.duckdb`) names the segments that make the index now, the articles of those segments
 readers must skip (`tombstones`: deleted, demoted to a copy, or stored again with another text), the BM25
@@ -19,6 +21,7 @@ are always one consistent state.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from pathlib import Path
@@ -29,7 +32,9 @@ import pyarrow as pa
 from flows.warehouse import lake
 from flows.warehouse.staging import fsync
 
-FORMAT = 2
+# 3: each segment has its texts in a file of their own (`<name>.text`, TEXTS), so a reader reads the texts of its
+# results and phrase candidates by offset instead of a DuckDB scan per article; an index of format 2 is rebuilt.
+FORMAT = 3
 # index name -> Snowball stemmer; a language without its own index goes to `other` (no stemming).
 INDEXES = {"en": "english", "fr": "french", "other": "none"}
 # How the index splits lower-cased text into words, whose accents it then strips (combining marks stay in a word).
@@ -92,6 +97,53 @@ def new_name() -> str:
     return uuid.uuid4().hex[:16]
 
 
+def text_file(folder: Path, name: str) -> Path:
+    """The file of a segment's texts (TEXTS): each article's title then text, UTF-8, at the offset `texts` holds."""
+    return folder / f"{name}.text"
+
+
+# A segment's `texts` table (article_id, pos, meta_bytes, title_bytes, text_bytes, date): where each article's
+# record stands in its text file: its metadata as JSON (url, title, feed, language), then its title and text, UTF-8.
+# DuckDB reads one row of a table of long strings in milliseconds (it decodes a whole vector of them); a read at an
+# offset takes microseconds, so a reader gets its results and phrase candidates from here.
+TEXTS = "texts"
+_TEXT_BATCH = 20_000
+
+
+def _write_texts(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Write the record of every row of `docs` into `path` and where each stands into the table `texts`."""
+    ids: list[int] = []
+    pos: list[int] = []
+    sizes: list[tuple[int, int, int]] = []
+    at = 0
+    with path.open("wb") as out:
+        reader = conn.execute("select article_id, url, title, feed, language, title_text, text from docs"
+                              ).fetch_record_batch(_TEXT_BATCH)
+        for batch in reader:
+            chunk = []
+            for article_id, url, title, feed, language, title_text, text in zip(
+                    *(c.to_pylist() for c in batch.columns), strict=True):
+                m = json.dumps({"url": url, "title": title, "feed": feed, "language": language},
+                               ensure_ascii=False).encode()
+                t, x = title_text.encode(), text.encode()
+                ids.append(article_id)
+                pos.append(at)
+                sizes.append((len(m), len(t), len(x)))
+                chunk += (m, t, x)
+                at += len(m) + len(t) + len(x)
+            out.write(b"".join(chunk))
+        out.flush()
+        os.fsync(out.fileno())
+    conn.register("segment_texts", pa.table({
+        "article_id": pa.array(ids, pa.int64()), "pos": pa.array(pos, pa.int64()),
+        "meta_bytes": pa.array([z[0] for z in sizes], pa.int32()),
+        "title_bytes": pa.array([z[1] for z in sizes], pa.int32()),
+        "text_bytes": pa.array([z[2] for z in sizes], pa.int32())}))
+    conn.execute(f"create table {TEXTS} as select t.*, d.date from segment_texts t join docs d using (article_id) "
+                 "order by article_id")
+    conn.unregister("segment_texts")
+
+
 def _publish(tmp: Path, target: Path) -> None:
     fsync(tmp)
     os.replace(tmp, target)
@@ -126,8 +178,9 @@ def build(folder: Path, source: str, default: str) -> tuple[str, int]:
                    language, date, loaded_at, hkey, title_text, text
             from d0""")
         conn.execute("drop table tok; drop table vocab; drop table d0")
+        _write_texts(conn, folder / f"{name}.text.tmp")
         n = _finish(conn, name)
-    _publish(tmp, folder / f"{name}.duckdb")
+    _publish_segment(folder, name, tmp)
     return name, n
 
 
@@ -147,11 +200,18 @@ def merge(folder: Path, sources: list[str], tombstones: pa.Table) -> tuple[str, 
                                    for i, s in enumerate(sources))
         conn.execute(f"create table docs as {docs}")
         conn.execute(f"create table postings as select * from ({posts}) order by h, article_id")
-        n = _finish(conn, name)
         for i in range(len(sources)):
             conn.execute(f"detach m{i}")
-    _publish(tmp, folder / f"{name}.duckdb")
+        _write_texts(conn, folder / f"{name}.text.tmp")
+        n = _finish(conn, name)
+    _publish_segment(folder, name, tmp)
     return name, n
+
+
+def _publish_segment(folder: Path, name: str, tmp: Path) -> None:
+    """Its text file first, then the segment: a segment file never stands without its texts."""
+    os.replace(folder / f"{name}.text.tmp", text_file(folder, name))
+    _publish(tmp, folder / f"{name}.duckdb")
 
 
 def _finish(conn: duckdb.DuckDBPyConnection, name: str) -> int:

@@ -41,18 +41,21 @@ class WarehouseBacking:
         finally:
             self.conn.unregister("q_story_terms")
 
-    def postings(self, terms: Sequence[str], entities: Sequence[str]) -> list[Posting]:
+    def postings(self, terms: Sequence[str], entities: Sequence[str], since: datetime | None) -> list[Posting]:
         keys = [{"key": t, "kind": "t"} for t in terms] + [{"key": e, "kind": "e"} for e in entities]
         # A registered table, not a list parameter: binding a few thousand strings costs more than the join.
         self.conn.register("q_lookup", pa.Table.from_pylist(keys, schema=_LOOKUP))
         try:
+            # One row per key (its stories as two lists): far fewer Python objects than a row per posting.
             rows = self.conn.execute("""
-                select k.kind, k.key, k.story_id::varchar, epoch_us(l.last_article)
+                select k.kind, k.key, list(k.story_id::varchar), list(epoch_us(l.last_article))
                 from story_keys k join q_lookup q using (key, kind) join story_live l using (story_id)
-                """).fetchall()
+                where l.last_article >= $since
+                group by k.kind, k.key
+                """, {"since": since or _EPOCH}).fetchall()
         finally:
             self.conn.unregister("q_lookup")
-        return [(kind, key, sid, _from_us(us)) for kind, key, sid, us in rows]
+        return [(kind, key, sid, us) for kind, key, sids, lasts in rows for sid, us in zip(sids, lasts, strict=True)]
 
     def stories(self, ids: Sequence[str]) -> list[Story]:
         select = ("select story_id, epoch_us(first_article), epoch_us(last_article), size, terms, weights, entities, "

@@ -179,8 +179,10 @@ def flush(conn: duckdb.DuckDBPyConnection, index: StoryIndex, members: list[dict
                                for s in live for kind, keys in (("t", s.terms), ("e", s.entities)) for k in keys], _KEY)
     try:
         conn.execute("insert into story_articles by name select * from q_members")
-        # An upsert on the key: a delete of thousands of keyed rows then their insert costs 20-50 times more.
-        conn.execute("insert or replace into story_df by name select * from q_df")
+        # A merge on the term (as writer.upsert, it holds on a DuckLake, which has no key constraints): a delete of
+        # thousands of keyed rows then their insert cost 20-50 times more.
+        conn.execute("merge into story_df t using q_df r on t.term = r.term "
+                     "when matched then update set df = r.df when not matched then insert by name")
         conn.execute("delete from story_live where story_id in (select story_id from q_live)")
         conn.execute("insert into story_live by name select * from q_live")
         conn.execute("delete from story_keys where story_id in (select story_id from q_live)")

@@ -31,7 +31,7 @@ from flows.core.settings import WarehouseSettings
 from flows.run import artifacts
 from flows.run.documents import signature_fields
 from flows.text import storyterms
-from flows.text.stories import StoryIndex, StoryItem, StorySettings, cluster_offline, order_key
+from flows.text.stories import StoryIndex, StoryItem, StorySettings, cluster_offline, epoch_us, order_key
 from flows.warehouse import checks, reportpage, storystore
 from flows.warehouse.database import connect, migrate
 from flows.warehouse.staging import Batch, stable_key
@@ -179,15 +179,18 @@ def test_the_backing_reads_postings_and_live_stories_by_key(tmp_path: Path) -> N
     _place_batches(path, [sorted(CORPUS, key=order_key)])
     with duckdb.connect(str(path)) as conn:
         backing = storystore.WarehouseBacking(conn)
-        found = backing.postings([], ["Person 9"])
+        found = backing.postings([], ["Person 9"], None)
         assert [(kind, key, sid) for kind, key, sid, _last in found] == [("e", "Person 9", "1027")]
         story, = backing.stories(["1027"])
         assert story.size == 3 and story.entities == {"Person 9": 3, "Place 9": 3} and story.languages == {"en": 3}
-        assert found[0][3] == story.last == T0 + timedelta(hours=24 * 9 + 6)
-        assert backing.postings(["nosuchterm"], []) == []
+        assert found[0][3] == epoch_us(story.last) and story.last == T0 + timedelta(hours=24 * 9 + 6)
+        # A story whose last article is before `since` is no article's candidate: its postings are not read.
+        assert backing.postings([], ["Person 9"], story.last) == found
+        assert backing.postings([], ["Person 9"], story.last + timedelta(microseconds=1)) == []
+        assert backing.postings(["nosuchterm"], [], None) == []
         assert backing.df(["nosuchterm", next(iter(story.terms))])[next(iter(story.terms))] >= 3
         # Only stories open for an article up to a window late stay in the live tables (days 5-11 of 0-11).
-        assert backing.postings([], ["Person 3"]) == []
+        assert backing.postings([], ["Person 3"], None) == []
         assert conn.execute("select count(*) from story_live").fetchone()[0] == 7
         assert conn.execute("select count(*) from stories").fetchone()[0] == 12
 

@@ -86,15 +86,22 @@ class Placement:
     started: bool
 
 
-Posting = tuple[str, str, str, datetime]  # (kind: t | e, key, story id, the story's last article)
+Posting = tuple[str, str, str, int]  # (kind: t | e, key, story id, the story's last article in epoch microseconds)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_us(t: datetime) -> int:
+    """Microseconds since the epoch: a time compared as an integer, exactly (times carry microseconds at most)."""
+    return (t - _EPOCH) // timedelta(microseconds=1)
 
 
 class Backing(Protocol):
     """Where stories and document frequencies live beyond memory (the warehouse); read by key, never scanned."""
     def df(self, terms: Sequence[str]) -> dict[str, int]: ...
 
-    def postings(self, terms: Sequence[str], entities: Sequence[str]) -> list[Posting]:
-        """The stored live stories that have one of these centroid terms or entities."""
+    def postings(self, terms: Sequence[str], entities: Sequence[str], since: datetime | None) -> list[Posting]:
+        """The stored live stories that have one of these centroid terms or entities (and whose last article is
+        at or after `since`, when given)."""
         ...
 
     def stories(self, ids: Sequence[str]) -> list[Story]: ...
@@ -126,7 +133,10 @@ class StoryIndex:
         self.dirty_df: set[str] = set()
         self.dirty_stories: set[str] = set()  # started or grown here: memory, not the backing, has them right
         self._counts: dict[str, Counter[str]] = {}
-        self._stored: dict[tuple[str, str], list[tuple[str, datetime]]] = {}  # the backing's postings read so far
+        self._stored: dict[tuple[str, str], list[tuple[str, int]]] = {}  # the backing's postings read so far
+        # The earliest `since` an article of the prefetched batch asks for: postings of stories closed before it are
+        # not read (no article of the batch can join them).
+        self._floor: datetime | None = None
 
     def prefetch(self, items: Sequence[StoryItem], margin: int = 8) -> None:
         """Read at once what placing `items` will likely ask the backing: the document frequencies of their terms,
@@ -135,6 +145,8 @@ class StoryIndex:
         changes the cost, never the result."""
         for item in items:
             self._counts[item.article_id] = term_counts(item.title, item.text, self.settings.body_words)
+        if items:
+            self._floor = min(item.published for item in items) - timedelta(days=self.settings.window_days)
         missing = sorted({t for c in self._counts.values() for t in c if t not in self.df})
         known = self.backing.df(missing) if self.backing and missing else {}
         for t in missing:
@@ -144,12 +156,13 @@ class StoryIndex:
         self._read_postings(sorted(terms), sorted({e for item in items for e in item.entities}))
         if self.backing is None:
             return
-        # The stories each article would score now, read in one go.
+        # The stories each article would score now, and the next ones (frequencies and stories move while the
+        # batch is placed), read in one go: a story missed here costs a lookup of its own later.
         wanted: set[str] = set()
         for item in items:
             since = item.published - timedelta(days=self.settings.window_days)
             wanted.update(self._ranked(self._query(vectors[item.article_id], self.settings.query_terms),
-                                       sorted(set(item.entities)), since))
+                                       sorted(set(item.entities)), since, 2 * self.settings.max_candidates))
         self._load(sorted(wanted))
 
     def _load(self, ids: list[str]) -> None:
@@ -165,7 +178,7 @@ class StoryIndex:
             return
         for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
             self._stored[key] = []
-        for kind, key, sid, last in self.backing.postings(terms, entities):
+        for kind, key, sid, last in self.backing.postings(terms, entities, self._floor):
             self._stored[(kind, key)].append((sid, last))
 
     @staticmethod
@@ -187,7 +200,7 @@ class StoryIndex:
         vec = {t: q for t, w in top if (q := round(w / norm * _SCALE)) > 0}
         return vec, terms
 
-    def _ranked(self, terms: list[str], entities: list[str], since: datetime) -> list[str]:
+    def _ranked(self, terms: list[str], entities: list[str], since: datetime, limit: int | None = None) -> list[str]:
         """The open stories sharing at least min_shared_keys of these keys, most first (at most max_candidates,
         ties by id as text). Stories started or grown in this index are counted from memory, the others from the
         backing's postings: the same ranking as with every story in memory."""
@@ -198,11 +211,12 @@ class StoryIndex:
                 shared.update(sid for sid in postings.get(key, ()) if sid in mine and self.stories[sid].last >= since)
         if self.backing is not None:
             self._read_postings(terms, entities)
+            since_us = epoch_us(since)
             for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
-                shared.update(sid for sid, last in self._stored[key] if last >= since and sid not in mine)
+                shared.update(sid for sid, last in self._stored[key] if last >= since_us and sid not in mine)
         ranked = sorted(((sid, n) for sid, n in shared.items() if n >= self.settings.min_shared_keys),
                         key=lambda r: (-r[1], r[0]))
-        return [sid for sid, _ in ranked[: self.settings.max_candidates]]
+        return [sid for sid, _ in ranked[: limit or self.settings.max_candidates]]
 
     def _candidates(self, terms: list[str], entities: list[str], since: datetime) -> list[str]:
         """_ranked, with every story in memory once this returns."""
@@ -244,6 +258,9 @@ class StoryIndex:
         query = self._query(vec, s.query_terms)
         entities = sorted(set(item.entities))
         since = item.published - timedelta(days=s.window_days)
+        if self._floor is not None and since < self._floor:  # not in the prefetched batch: read postings afresh
+            self._floor = None
+            self._stored.clear()
         norm = math.sqrt(sum(w * w for w in vec.values())) or 1.0
         best: tuple[float, str] | None = None
         for sid in sorted(self._candidates(query, entities, since)):

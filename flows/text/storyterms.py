@@ -50,22 +50,31 @@ def stem(word: str) -> str:
     return word
 
 
+def _term(word: str) -> str | None:
+    """A folded word's term: None for a stopword, a one-letter word or a number under 3 digits."""
+    if word in _STOP or len(word) < 2 or (word.isdigit() and len(word) < 3):
+        return None
+    return stem(word)
+
+
 def tokens(text: str) -> list[str]:
     """The stemmed content words of `text`, in order: no stopword, no one-letter word, no number under 3 digits."""
-    out = []
-    for word in _WORD.findall(fold(text)):
-        if word in _STOP or len(word) < 2 or (word.isdigit() and len(word) < 3):
-            continue
-        out.append(stem(word))
-    return out
+    return [t for word in _WORD.findall(fold(text)) if (t := _term(word)) is not None]
+
+
+def _counts(text: str, into: Counter[str]) -> None:
+    """Add the terms of `text` to `into`, each distinct word cut once (a body repeats its words)."""
+    for word, n in Counter(_WORD.findall(fold(text))).items():
+        if (term := _term(word)) is not None:
+            into[term] += n
 
 
 def term_counts(title: str, text: str, body_words: int) -> Counter[str]:
     """Term counts of an article: its title twice, its lede twice, its body (the first `body_words` words) once."""
     words = text.split()
-    body = " ".join(words[:body_words])
-    lede = " ".join(words[:_LEDE_WORDS])
-    counts = Counter(tokens(body))
-    for term in tokens(title) * 2 + tokens(lede):
+    counts: Counter[str] = Counter()
+    _counts(" ".join(words[:body_words]), counts)
+    _counts(" ".join(words[:_LEDE_WORDS]), counts)
+    for term in tokens(title) * 2:
         counts[term] += 1
     return counts

@@ -50,7 +50,7 @@ entity_expected as (
     select a.day, ae.entity_id, sum(ae.mentions)::bigint as mentions, count(*) as articles
     from article_entities ae
     join entity_articles a using (article_id)
-    where ae.load_seq >= (select min(load_seq) from entity_articles)
+    where ae.load_seq >= (select coalesce(min(load_seq), 9223372036854775807) from entity_articles)  -- not NULL: a NULL bound prunes nothing
     group by all
 ),
 entity_stored as (

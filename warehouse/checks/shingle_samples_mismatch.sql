@@ -13,7 +13,9 @@ with new as (
 indexed as (
     select s.article_id, count(*) as n
     from shingle_samples s
-    where s.seq >= (select min(index_seq) from new)
+    -- With nothing new the bound is the largest bigint, not NULL: zone maps prune on a value, never on NULL
+    -- (a NULL bound read all 48M index rows of a year, 0.77 s of every quiet run).
+    where s.seq >= (select coalesce(min(index_seq), 9223372036854775807) from new)
       and s.article_id in (select article_id from new)
     group by s.article_id
 )

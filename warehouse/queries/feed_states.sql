@@ -8,7 +8,7 @@ with last_ok as (
     select feed, arg_max(run_id, fetched_at) as run_id
     from feed_fetches
     where outcome in ('ok', 'not_modified', 'unchanged')
-      and fetched_at >= (select min(last_success_at) from feeds)
+      and fetched_at >= (select coalesce(min(last_success_at), 'infinity'::timestamptz) from feeds)
     group by feed
 ),
 died as (

@@ -11,7 +11,8 @@ links as (
     select ae.entity_id, sum(ae.mentions) as mentions, count(*) as articles
     from article_entities ae
     where ae.article_id in (select article_id from run_articles)
-      and ae.load_seq >= (select min(load_seq) from run_articles)
+      -- A run that stored nothing: the largest bigint, not NULL (zone maps prune on a value, never on NULL).
+      and ae.load_seq >= (select coalesce(min(load_seq), 9223372036854775807) from run_articles)
     group by ae.entity_id
 )
 select e.name, e.label, l.mentions, l.articles

@@ -340,7 +340,7 @@ def test_checks_are_skipped_not_failed_when_the_warehouse_is_locked_at_the_end(d
 # ---------------------------------------------------------------- incremental checks (issue 23)
 
 SCOPED = {"untagged_articles", "orphan_duplicates", "orphan_article_entities", "url_stored_and_duplicate",
-          "shingle_samples_mismatch"}
+          "shingle_samples_mismatch", "aggregates_match"}
 
 
 def load_rows(path: Path, *statements: str) -> int:
@@ -434,8 +434,9 @@ def test_incremental_passes_over_consecutive_loads_flag_what_one_full_pass_flags
     load reports are, together, those of one full pass at the end (at most 4 per check, all in the samples)."""
     rng = random.Random(seed)
     flagged: dict[str, set[object]] = {n: set() for n in ("orphan_duplicates", "orphan_article_entities",
-                                                           "untagged_articles")}
-    key = {"orphan_duplicates": "url", "orphan_article_entities": "article_id", "untagged_articles": "url"}
+                                                           "untagged_articles", "url_stored_and_duplicate")}
+    key = {"orphan_duplicates": "url", "orphan_article_entities": "article_id", "untagged_articles": "url",
+           "url_stored_and_duplicate": "url"}
     for load in range(4):
         statements = []
         for i in range(rng.randint(0, 3)):  # good rows: tagged articles with their (empty) index
@@ -448,6 +449,10 @@ def test_incremental_passes_over_consecutive_loads_flag_what_one_full_pass_flags
         if rng.random() < 0.5:
             statements.append("insert into article_entities (article_id, entity_id, mentions, load_seq) values "
                               f"({900 + load}, (select min(entity_id) from entities), 1, $seq)")
+        if rng.random() < 0.5:  # a copy recorded for a URL stored as an article by an earlier load
+            statements.append("insert into duplicates (url, duplicate_of, method, criterion, similarity, seen_at, "
+                              "run_id, load_seq) select url, article_id, 'near', 'jaccard', 0.9, now(), 'r', $seq "
+                              f"from articles where not is_seed order by url limit 1 offset {load}")
         if rng.random() < 0.5:
             statements.append("insert into articles (article_id, url, text, text_hash, body_source, n_shingles, "
                               f"n_samples, run_id, loaded_at, load_seq) values ({20_000 + load}, "
@@ -462,3 +467,72 @@ def test_incremental_passes_over_consecutive_loads_flag_what_one_full_pass_flags
     assert {n: {row[key[n]] for row in full[n].sample} for n in flagged} == flagged
     assert all(full[n].offending_rows == len(flagged[n]) for n in flagged)
     assert not any(r.failed for n, r in full.items() if n not in flagged)
+
+
+# The plain formulations of the rewritten checks (every row, one join each): what a check must return.
+REFERENCE = {
+    "orphan_article_entities": """
+        select ae.article_id, ae.entity_id,
+               not exists (select 1 from articles a where a.article_id = ae.article_id) as missing_article,
+               not exists (select 1 from entities e where e.entity_id = ae.entity_id) as missing_entity
+        from article_entities ae
+        where not exists (select 1 from articles a where a.article_id = ae.article_id)
+           or not exists (select 1 from entities e where e.entity_id = ae.entity_id)
+        order by 1, 2""",
+    "url_stored_and_duplicate": """
+        select a.url, a.article_id, d.duplicate_of, d.method
+        from articles a join duplicates d on d.url = a.url
+        order by 1""",
+    "feeds_without_state": """
+        select ff.feed, count(*) as fetches, max(ff.fetched_at) as last_fetched_at
+        from feed_fetches ff
+        where ff.outcome <> 'skipped' and not exists (select 1 from feeds f where f.feed = ff.feed)
+        group by ff.feed
+        order by ff.feed""",
+}
+
+
+def test_rewritten_checks_return_what_their_plain_formulation_returns(db: Path) -> None:
+    """The checks written for the planner (new rows sized by a range of load numbers, fetched feeds grouped
+    first) give, in a full pass, the rows of a plain join over every row, and an incremental pass after the loads
+    that wrote them finds each one."""
+    mark = check_pass(db)["orphan_article_entities"].until_seq
+    assert mark is not None
+    execute(db, "insert into feed_fetches (fetch_id, run_id, feed, url, outcome, fetched_at) values "
+                "('r1:Gone', 'r1', 'Gone', 'http://127.0.0.1/gone.xml', 'failed', now() - interval 1 day), "
+                "('r2:Gone', 'r2', 'Gone', 'http://127.0.0.1/gone.xml', 'ok', now()), "
+                "('r2:Also gone', 'r2', 'Also gone', 'http://127.0.0.1/also.xml', 'not_modified', now())")
+    load_rows(db, "insert into article_entities (article_id, entity_id, mentions, load_seq) values "
+                  "(42, (select min(entity_id) from entities), 1, $seq), "
+                  "((select min(article_id) from articles), -7, 1, $seq)")
+    load_rows(db, "insert into duplicates (url, duplicate_of, method, criterion, similarity, seen_at, run_id, "
+                  "load_seq) select url, article_id, 'near', 'jaccard', 0.9, now(), 'r', $seq "
+                  "from articles where not is_seed order by url limit 2")
+    incremental = check_pass(db)
+    full = check_pass(db, full=True)
+    with duckdb.connect(str(db), read_only=True) as conn:
+        for name, sql in REFERENCE.items():
+            cur = conn.execute(sql)
+            cols = [d[0] for d in cur.description]
+            expected = checks._sample(cols, cur.fetchall())
+            assert len(expected) in (2, 3), name
+            assert full[name].sample == expected, name
+            assert incremental[name].offending_rows == len(expected), name
+            assert incremental[name].sample == expected, name
+    assert incremental["orphan_article_entities"].since_seq == mark
+
+
+def test_aggregates_are_compared_after_a_load_and_not_again_in_a_quiet_pass(db: Path) -> None:
+    """aggregates_match is scoped as a whole: a pass with no load since it last held compares nothing (a quiet run
+    pays nothing for it); one after a load compares the last two days, and so does every full pass."""
+    assert not check_pass(db)["aggregates_match"].failed
+    broken = BREAKS["aggregates_match"][0]
+    execute(db, *broken)
+    quiet = check_pass(db)["aggregates_match"]
+    assert quiet.offending_rows == 0 and quiet.since_seq == quiet.until_seq
+    assert check_pass(db, full=True)["aggregates_match"].offending_rows == 1
+    load_rows(db, "insert into articles (article_id, url, text, text_hash, body_source, ner_pipeline, n_shingles, "
+                  "n_samples, run_id, loaded_at, load_seq, is_seed) values (77, 'http://127.0.0.1/seed/77', 't', "
+                  "'h', 'extracted', 'p', 0, 0, 'r', now(), $seq, true)")
+    after = check_pass(db)["aggregates_match"]
+    assert after.offending_rows == 1 and after.sample[0]["aggregate"] == "daily_feed_articles"

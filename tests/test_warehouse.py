@@ -279,6 +279,23 @@ def test_a_day_folder_a_pointer_still_uses_is_kept(tmp_path: Path) -> None:
     assert (settings.raw_dir / kept).exists()
 
 
+def test_expired_day_folders_are_found_without_listing_the_recent_ones(tmp_path: Path) -> None:
+    """Only folders whose every file is past the retention expire; a folder named after a day within it is not
+    listed (its files were written that day or later), one named otherwise is judged by its files."""
+    raw = tmp_path / "raw"
+    now = datetime.now(UTC)
+    _archive(raw, "b-old", now - timedelta(days=40), ["http://a/old"], 40)
+    _archive(raw, "b-mixed-old", now - timedelta(days=39), ["http://a/m1"], 39)
+    _archive(raw, "b-mixed-new", now - timedelta(days=39), ["http://a/m2"], 1)  # rewritten since: the folder stays
+    _archive(raw, "b-new", now, ["http://a/new"], 0)
+    (raw / "by-hand").mkdir()
+    stale = raw / "by-hand" / "x.parquet"
+    stale.write_bytes(b"")
+    os.utime(stale, (time.time() - 50 * 86400,) * 2)
+    assert archive.expired_days(raw, 30) == sorted([f"{now - timedelta(days=40):%Y-%m-%d}", "by-hand"])
+    assert archive.expired_days(raw, 0) == []
+
+
 def test_ensure_ready_applies_the_retention(tmp_path: Path) -> None:
     settings = _settings(tmp_path, raw_html_retention_days=7)
     assert database.ensure_ready(settings)

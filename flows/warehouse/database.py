@@ -370,6 +370,10 @@ def purge_raw_html(conn: duckdb.DuckDBPyConnection, retention_days: int, *, raw_
     for name in ("purge_raw_archive", "purge_raw_pages"):
         deleted += conn.execute(query(name), {"days": retention_days}).fetchone()[0]
     if raw_dir is not None:
-        keep = {r[0] for r in conn.execute(query("raw_archive_days")).fetchall()}
-        archive.purge_days(raw_dir, retention_days, keep)
+        # Which rows point into the folders that expired (one a day at most, usually none): not the day of every
+        # pointer, a scan of all 270k at 90 days of a year's pages (60-110 ms of every run's start at 1M).
+        expired = archive.expired_days(raw_dir, retention_days)
+        if expired:
+            keep = {r[0] for r in conn.execute(query("raw_archive_days"), {"days": expired}).fetchall()}
+            archive.purge_days(raw_dir, expired, keep)
     return deleted

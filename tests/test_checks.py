@@ -536,3 +536,16 @@ def test_aggregates_are_compared_after_a_load_and_not_again_in_a_quiet_pass(db: 
                   "'h', 'extracted', 'p', 0, 0, 'r', now(), $seq, true)")
     after = check_pass(db)["aggregates_match"]
     assert after.offending_rows == 1 and after.sample[0]["aggregate"] == "daily_feed_articles"
+
+
+def test_a_full_pass_runs_under_the_memory_cap_and_gives_the_limit_back(db: Path) -> None:
+    """A full pass reads every row: DuckDB's buffer pool is capped while it runs (the scanned blocks are evicted
+    as it goes, not kept up to 80% of RAM), and the connection has DuckDB's own limit again after it."""
+    with duckdb.connect(str(db), read_only=True) as conn:
+        before = conn.execute("select current_setting('memory_limit')").fetchone()[0]
+        with checks.candidates.memory_capped(conn, True, checks.FULL_PASS_MEMORY):
+            capped = conn.execute("select current_setting('memory_limit')").fetchone()[0]
+        results = checks.run_checks(conn, staging_dir=db.with_name("none"), full=True)
+        after = conn.execute("select current_setting('memory_limit')").fetchone()[0]
+    assert not any(r.failed for r in results)
+    assert capped != before and after == before

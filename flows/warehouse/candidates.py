@@ -119,15 +119,15 @@ _CAP_LOCK = threading.Lock()  # one process-wide limit: a pre-check and a load m
 
 
 @contextmanager
-def memory_capped(conn: duckdb.DuckDBPyConnection, capped: bool) -> Iterator[None]:
-    """Run the block with the database's memory_limit at FALLBACK_MEMORY (when `capped`), then back to DuckDB's
-    default: newsflow sets no other (and a limit read back as text, `953.6 MiB`, would drift when set again)."""
+def memory_capped(conn: duckdb.DuckDBPyConnection, capped: bool, limit: str = FALLBACK_MEMORY) -> Iterator[None]:
+    """Run the block with the database's memory_limit at `limit` (when `capped`), then back to DuckDB's default:
+    newsflow sets no other (and a limit read back as text, `953.6 MiB`, would drift when set again)."""
     if not capped:
         yield
         return
     with _CAP_LOCK:
         try:
-            conn.execute("set memory_limit = $m", {"m": FALLBACK_MEMORY})
+            conn.execute("set memory_limit = $m", {"m": limit})
         except duckdb.Error:  # more than the cap held right now, or a locked configuration: read uncapped
             yield
             return

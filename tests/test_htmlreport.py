@@ -382,3 +382,48 @@ def test_the_report_reads_the_same_figures_from_its_aggregates(demo_db: Path, tm
         assert tagged
         top = conn.execute(database.query("report_top_entities"), {"limit": 15}).fetchall()
         assert [r[2] for r in top] == sorted((r[2] for r in top), reverse=True) and len(top) == 15
+
+
+# report_surges as a RANGE window over every row of the 14 days (its form before the baseline became a join).
+_SURGES_WINDOW = """
+with bounds as (select max(day) as last_day from daily_entity_mentions),
+recent as (
+    select d.entity_id, d.day, d.day - date '1970-01-01' as n, d.mentions
+    from daily_entity_mentions d, bounds b where d.day > b.last_day - 14
+),
+baseline as (
+    select *, coalesce(sum(mentions) over (partition by entity_id order by n
+                                           range between 7 preceding and 1 preceding), 0) / 7.0 as baseline_7d
+    from recent
+),
+scored as (
+    select s.entity_id, s.day, s.mentions, round(s.baseline_7d, 3) as baseline_7d,
+           round((s.mentions + 1) / (s.baseline_7d + 1), 3) as surge_ratio
+    from baseline s, bounds b
+    where s.day > b.last_day - 7 and s.mentions >= $min_mentions
+    qualify row_number() over (partition by s.entity_id order by surge_ratio desc, s.day desc) = 1
+)
+select e.name, e.label, s.day, s.mentions, s.baseline_7d, s.surge_ratio
+from scored s join entities e using (entity_id)
+order by surge_ratio desc, mentions desc, name
+limit $limit"""
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_surges_with_the_baseline_as_a_join_equal_the_window(tmp_path: Path, seed: int) -> None:
+    """Random daily mentions over three weeks, with gaps (days an entity was not mentioned) and ties: the report's
+    surges, each baseline summed by a join on the entity, are those of a RANGE window over every row."""
+    settings = WarehouseSettings(path=tmp_path / "wh.duckdb")
+    database.ensure_ready(settings)
+    with duckdb.connect(str(settings.path)) as conn:
+        conn.execute("insert into entities (entity_id, name, label, first_seen_at) "
+                     "select i, 'E' || lpad((i % 37)::varchar, 2, '0') || '-' || i, 'ORG', now() from range(300) t(i)")
+        conn.execute("insert into daily_entity_mentions (day, entity_id, mentions, articles) "
+                     "select date '2026-11-10' + d::integer, e, (hash(e * 31 + d + $seed) % 9)::integer + 1, 1 "
+                     "from range(21) t(d), range(300) u(e) where hash(e * 7 + d * 13 + $seed) % 3 = 0",
+                     {"seed": seed})
+        for limit, least in ((12, 2), (500, 1), (500, 4)):
+            params = {"limit": limit, "min_mentions": least}
+            expected = conn.execute(_SURGES_WINDOW, params).fetchall()
+            assert len(expected) > 10
+            assert conn.execute(database.query("report_surges"), params).fetchall() == expected

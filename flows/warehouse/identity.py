@@ -223,9 +223,9 @@ def _opened(path: Path) -> Iterator[duckdb.DuckDBPyConnection | Verdict]:
         yield Verdict("foreign", cut)
         return
     try:
-        # Capped: a file judged by listing its tables' blocks (truncated) reads every segment once, and DuckDB would
-        # otherwise keep what it read, up to 80% of the machine's memory.
-        conn = duckdb.connect(str(path), read_only=True, config={"memory_limit": "256MB"})
+        # No config of its own (a memory cap): DuckDB refuses a second connection of this process to the file
+        # with another configuration, and the file would then pass unjudged as if another process held it.
+        conn = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
         text = str(exc)
         if any(m in text for m in _HELD_MARKERS) or isinstance(

@@ -16,6 +16,7 @@ article, flat with the stored articles; memory bounded (what a batch loads is th
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import resource
@@ -92,15 +93,18 @@ def fill(conn: duckdb.DuckDBPyConnection, stored: int) -> None:
     _run(conn, """
         insert into story_live
         select s.story_id, s.first_seen, s.last_seen, s.articles,
-               list(t.term order by t.term), list(1000 + hash(t.term) % 9000 order by t.term),
-               ['Person ' || s.story_id, 'Person ' || (s.story_id + 1), 'Place ' || (s.story_id % 1000)], [2, 1, 1],
-               ['en'], [s.articles]
+               string_agg(t.term, ' ' order by t.term), string_agg(1000 + hash(t.term) % 9000, ' ' order by t.term),
+               to_json(map(['Person ' || s.story_id, 'Person ' || (s.story_id + 1), 'Place ' || (s.story_id % 1000)],
+                           [2, 1, 1]))::varchar,
+               to_json(map(['en'], [s.articles]))::varchar
         from stories s join q_terms t using (story_id)
         group by all""")
     _run(conn, """
         insert into story_keys
-        select term, 't', story_id from q_terms
-        union all select unnest(entities), 'e', story_id from story_live""")
+        select md5_number_upper(kind || key), key, kind, story_id, epoch_us(last_article)
+        from (select term as key, 't' as kind, story_id from q_terms
+              union all select unnest(json_keys(entities)), 'e', story_id from story_live)
+        join story_live using (story_id)""")
     _run(conn, "drop table q_terms")
     _run(conn, "insert into story_state values ($n, $n, $end)", params)
     _run(conn, "commit")
@@ -122,10 +126,10 @@ def new_items(conn: duckdb.DuckDBPyConnection, stored: int, batch: int, start: i
         entities: tuple[str, ...] = (f"Nobody {start + k}",)
         if k % 2 == 0 and live:
             story = rng.choice(live)
-            terms, names = conn.execute("select terms[:40], entities from story_live where story_id = ?",
+            terms, names = conn.execute("select terms, entities from story_live where story_id = ?",
                                         [story]).fetchone()
-            words = terms + terms + words
-            entities = tuple(names)
+            words = terms.split()[:40] * 2 + words
+            entities = tuple(json.loads(names))
         rng.shuffle(words)
         items.append(StoryItem(str(10**12 + start + k), " ".join(words[:8]), " ".join(words),
                                END + timedelta(seconds=start + k), f"outlet{k % 50}", "en", entities))

@@ -2,7 +2,8 @@
 -- story_live: strings instead of lists, a centroid's terms and weights space-separated (terms are runs of letters
 -- and digits, flows/text/storyterms.py), entities and languages with their counts as JSON objects: a batch reads a
 -- few hundred stories, and DuckDB reads every row of the table's list columns to find them, several times the
--- time of the same data as strings.
+-- time of the same data as strings. The centroid's two strings are stored uncompressed: reading 30,000 of them
+-- compressed (FSST, DuckDB's choice) to find a few hundred costs 5-8 times as much (about 50 MB for 30,000 stories).
 -- story_keys: each posting carries the hash of its key (joined on, an integer instead of two strings) and its
 -- story's last write-up (filtered on, with no join to story_live); both are rewritten with the story's keys.
 create temp table q_story_live as
@@ -16,8 +17,8 @@ create table story_live (
     first_article timestamptz not null,
     last_article  timestamptz not null,
     size          integer not null,
-    terms         varchar not null,           -- centroid terms, space-separated ...
-    weights       varchar not null,           -- ... and their quantised weights, space-separated, in that order
+    terms         varchar using compression 'uncompressed' not null,    -- centroid terms, space-separated ...
+    weights       varchar using compression 'uncompressed' not null,    -- ... their quantised weights, in that order
     entities      varchar not null,           -- JSON object: entity -> write-ups naming it
     languages     varchar not null            -- JSON object: language -> write-ups in it
 );

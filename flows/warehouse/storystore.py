@@ -5,6 +5,7 @@ canonical order. Tables: warehouse/migrations/0013_stories.sql; docs/stories.md.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
-from flows.text.stories import Posting, Story, StoryIndex, StoryItem, StorySettings, epoch_us, order_key
+from flows.text.stories import Postings, Story, StoryIndex, StoryItem, StorySettings, epoch_us, order_key
 from flows.warehouse.staging import stable_key
 
 _TOP_ENTITIES = 5
@@ -42,23 +44,31 @@ class WarehouseBacking:
         finally:
             self.conn.unregister("q_story_terms")
 
-    def postings(self, terms: Sequence[str], entities: Sequence[str], since: datetime | None) -> list[Posting]:
+    def postings(self, terms: Sequence[str], entities: Sequence[str], since: datetime | None
+                 ) -> dict[tuple[str, str], Postings]:
         keys = [{"key": t, "kind": "t"} for t in terms] + [{"key": e, "kind": "e"} for e in entities]
         # A registered table, not a list parameter: binding a few thousand strings costs more than the join.
         self.conn.register("q_lookup", pa.Table.from_pylist(keys, schema=_LOOKUP))
         try:
             # Joined on the keys' 64-bit hashes, not on two strings: hashing the strings of every live posting cost
             # most of the lookup. Two keys that share a hash would share postings: as with article ids (64-bit
-            # keys of URLs), that is taken as never happening. Fetched as arrays: one Python object per value.
+            # keys of URLs), that is taken as never happening. Fetched as arrays (not a Python object per value)
+            # in key order, each key's postings cut out at once.
             rows = self.conn.execute("""
-                select q.kind, q.key, k.story_id, k.last_article
+                select q.kind, q.key, k.story_id, -k.last_article as negative_last
                 from story_keys k join (select md5_number_upper(kind || key) as h, kind, key from q_lookup) q using (h)
                 where k.last_article >= $since
+                order by q.h, q.kind, q.key, negative_last
                 """, {"since": epoch_us(since or _EPOCH)}).fetchnumpy()
         finally:
             self.conn.unregister("q_lookup")
-        return list(zip(rows["kind"].tolist(), rows["key"].tolist(), map(str, rows["story_id"].tolist()),
-                        rows["last_article"].tolist(), strict=True))
+        kind, key = rows["kind"], rows["key"]
+        if not len(kind):
+            return {}
+        cuts = [0, *(np.flatnonzero((kind[1:] != kind[:-1]) | (key[1:] != key[:-1])) + 1).tolist(), len(kind)]
+        sids = list(map(str, rows["story_id"].tolist()))
+        lasts = rows["negative_last"].tolist()
+        return {(kind[a], key[a]): (sids[a:b], lasts[a:b]) for a, b in itertools.pairwise(cuts)}
 
     def stories(self, ids: Sequence[str]) -> list[Story]:
         # Strings, not lists (migration 0014): DuckDB reads every row of story_live to find these, and list

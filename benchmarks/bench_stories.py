@@ -119,7 +119,9 @@ def new_items(conn: duckdb.DuckDBPyConnection, stored: int, batch: int, start: i
               ) -> list[StoryItem]:
     """A batch of new articles: half about a live story (some of its terms and its entities), half about nothing."""
     vocab = vocabulary(stored)
-    live = [r[0] for r in conn.execute("select story_id from story_live using sample 64 rows").fetchall()]
+    # Drawn by the seeded generator, not DuckDB's sample: the same batches whatever the code placing them.
+    ids = [r[0] for r in conn.execute("select story_id from story_live order by story_id").fetchall()]
+    live = rng.sample(ids, min(64, len(ids)))
     items = []
     for k in range(batch):
         words = [_zipf_word(rng, vocab) for _ in range(WORDS)]

@@ -198,14 +198,10 @@ def flush(conn: duckdb.DuckDBPyConnection, index: StoryIndex, members: list[dict
           state: tuple[int, int, datetime | None], settings: StorySettings, now: datetime) -> None:
     """Write what placing changed: members, document frequencies, the live state of changed stories, the
     counters, the `stories` rows of touched stories; then prune stories no article can join any more."""
-    dirty = [index.stories[str(s)] for s in sorted(int(s) for s in index.dirty_stories)]
-    # Stories no article can join any more (last write-up over two windows before the newest article) are pruned
-    # in the same statements that replace the changed ones: one pass over each live table, not two. A changed story
-    # pruned at once is not written; its old row, older still, goes with the pruned.
-    horizon = state[2] - timedelta(days=2 * settings.window_days) if state[2] is not None else _NO_HORIZON
-    live = [s for s in dirty if s.last >= horizon]
+    dirty = sorted(int(s) for s in index.dirty_stories)
     _register(conn, "q_members", members, _MEMBER)
     _register(conn, "q_df", [{"term": t, "df": index.df[t]} for t in sorted(index.dirty_df)], _DF)
+    live = [index.stories[str(s)] for s in dirty]
     _register(conn, "q_live", [{"story_id": int(s.story_id), "first_article": s.first, "last_article": s.last,
                                 "size": s.size, "terms": " ".join(s.terms),
                                 "weights": " ".join(map(str, s.terms.values())),
@@ -219,11 +215,9 @@ def flush(conn: duckdb.DuckDBPyConnection, index: StoryIndex, members: list[dict
         # thousands of keyed rows then their insert cost 20-50 times more.
         conn.execute("merge into story_df t using q_df r on t.term = r.term "
                      "when matched then update set df = r.df when not matched then insert by name")
-        conn.execute("delete from story_live where story_id in (select story_id from q_live) or last_article < $h",
-                     {"h": horizon})
+        conn.execute("delete from story_live where story_id in (select story_id from q_live)")
         conn.execute("insert into story_live by name select * from q_live")
-        conn.execute("delete from story_keys where story_id in (select story_id from q_live) or last_article < $h",
-                     {"h": epoch_us(horizon)})
+        conn.execute("delete from story_keys where story_id in (select story_id from q_live)")
         conn.execute("insert into story_keys by name select md5_number_upper(kind || key) as h, * from q_keys")
     finally:
         for name in ("q_members", "q_df", "q_live", "q_keys"):
@@ -231,11 +225,14 @@ def flush(conn: duckdb.DuckDBPyConnection, index: StoryIndex, members: list[dict
     conn.execute("delete from story_state")
     conn.execute("insert into story_state values (?, ?, ?)", list(state))
     tops = {int(s.story_id): [e for e, _ in sorted(s.entities.items(), key=lambda kv: (-kv[1], kv[0]))]
-            [:_TOP_ENTITIES] for s in dirty}
+            [:_TOP_ENTITIES] for s in live}
     summarise(conn, sorted({m["story_id"] for m in members}), tops, now)
-
-
-_NO_HORIZON = datetime(1, 1, 1, tzinfo=UTC)  # nothing placed yet with a time: nothing to prune
+    if state[2] is not None:
+        # Separate from the deletes above: `story_id in (...) or last_article < $h` measured twice their sum (the
+        # disjunction is no semi-join), and the time bound alone skips row groups (rows are appended in time order).
+        horizon = state[2] - timedelta(days=2 * settings.window_days)
+        conn.execute("delete from story_keys where last_article < $h", {"h": epoch_us(horizon)})
+        conn.execute("delete from story_live where last_article < $h", {"h": horizon})
 
 
 def summarise(conn: duckdb.DuckDBPyConnection, story_ids: list[int], tops: dict[int, list[str]], now: datetime

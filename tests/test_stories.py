@@ -180,17 +180,17 @@ def test_the_backing_reads_postings_and_live_stories_by_key(tmp_path: Path) -> N
     with duckdb.connect(str(path)) as conn:
         backing = storystore.WarehouseBacking(conn)
         found = backing.postings([], ["Person 9"], None)
-        assert [(kind, key, sid) for kind, key, sid, _last in found] == [("e", "Person 9", "1027")]
         story, = backing.stories(["1027"])
+        assert found == {("e", "Person 9"): (["1027"], [-epoch_us(story.last)])}
         assert story.size == 3 and story.entities == {"Person 9": 3, "Place 9": 3} and story.languages == {"en": 3}
-        assert found[0][3] == epoch_us(story.last) and story.last == T0 + timedelta(hours=24 * 9 + 6)
+        assert story.last == T0 + timedelta(hours=24 * 9 + 6) and len(story.terms) > 3
         # A story whose last article is before `since` is no article's candidate: its postings are not read.
         assert backing.postings([], ["Person 9"], story.last) == found
-        assert backing.postings([], ["Person 9"], story.last + timedelta(microseconds=1)) == []
-        assert backing.postings(["nosuchterm"], [], None) == []
+        assert backing.postings([], ["Person 9"], story.last + timedelta(microseconds=1)) == {}
+        assert backing.postings(["nosuchterm"], [], None) == {}
         assert backing.df(["nosuchterm", next(iter(story.terms))])[next(iter(story.terms))] >= 3
         # Only stories open for an article up to a window late stay in the live tables (days 5-11 of 0-11).
-        assert backing.postings([], ["Person 3"], None) == []
+        assert backing.postings([], ["Person 3"], None) == {}
         assert conn.execute("select count(*) from story_live").fetchone()[0] == 7
         assert conn.execute("select count(*) from stories").fetchone()[0] == 12
 
@@ -319,3 +319,26 @@ def test_the_report_and_the_run_artifact_show_the_stories(demo: Path) -> None:
     text = artifacts.markdown("r1", artifacts.RunStats(), [], [], 3, stories=stories)
     assert "## New and growing stories" in text and "| new |" in text
     assert "growing" in "\n".join(artifacts.stories_markdown([(1, "t", 3, 2, 1, False, ["en"])]))
+
+
+def test_migration_14_keeps_the_live_state_a_lookup_reads(tmp_path: Path) -> None:
+    """The lists of a version-13 warehouse become the strings and hashed postings the backing reads, unchanged."""
+    from flows.warehouse import database
+
+    last = T0 + timedelta(hours=5, microseconds=7)
+    with duckdb.connect(str(tmp_path / "v13.duckdb")) as conn:
+        database.migrate(conn, database.migrations()[:13])
+        conn.execute("insert into story_live values (42, $first, $last, 2, ['ceasefire', 'gaza', 'talk'], "
+                     "[9000, 700, 5], ['Gaza', 'Zoé \"Q\"'], [2, 1], ['en', 'fr'], [1, 1])",
+                     {"first": T0, "last": last})
+        conn.execute("insert into story_keys values ('ceasefire', 't', 42), ('gaza', 't', 42), ('talk', 't', 42), "
+                     "('Gaza', 'e', 42), ('Zoé \"Q\"', 'e', 42)")
+        database.migrate(conn)
+        backing = storystore.WarehouseBacking(conn)
+        story, = backing.stories(["42"])
+        found = backing.postings(["gaza", "Gaza", "nosuchterm"], ["Gaza", 'Zoé "Q"'], T0)
+    assert (story.first, story.last, story.size) == (T0, last, 2)
+    assert list(story.terms.items()) == [("ceasefire", 9000), ("gaza", 700), ("talk", 5)]
+    assert story.entities == {"Gaza": 2, 'Zoé "Q"': 1} and story.languages == {"en": 1, "fr": 1}
+    posting = (["42"], [-epoch_us(last)])
+    assert found == {("t", "gaza"): posting, ("e", "Gaza"): posting, ("e", 'Zoé "Q"'): posting}

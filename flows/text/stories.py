@@ -14,6 +14,7 @@ bit-for-bit the same stories, whether the stories live in memory (cluster_offlin
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -86,7 +87,9 @@ class Placement:
     started: bool
 
 
-Posting = tuple[str, str, str, int]  # (kind: t | e, key, story id, the story's last article in epoch microseconds)
+# A key's postings: the ids of the stories that have it, and minus their last articles' times in epoch microseconds,
+# in that (ascending) order, so the stories still open at a time are a prefix (bisect).
+Postings = tuple[list[str], list[int]]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -99,9 +102,10 @@ class Backing(Protocol):
     """Where stories and document frequencies live beyond memory (the warehouse); read by key, never scanned."""
     def df(self, terms: Sequence[str]) -> dict[str, int]: ...
 
-    def postings(self, terms: Sequence[str], entities: Sequence[str], since: datetime | None) -> list[Posting]:
-        """The stored live stories that have one of these centroid terms or entities (and whose last article is
-        at or after `since`, when given)."""
+    def postings(self, terms: Sequence[str], entities: Sequence[str], since: datetime | None
+                 ) -> dict[tuple[str, str], Postings]:
+        """(kind, key) -> the postings of the stored live stories that have this centroid term (kind t) or entity
+        (kind e) and whose last article is at or after `since`, when given; keys no story has may be left out."""
         ...
 
     def stories(self, ids: Sequence[str]) -> list[Story]: ...
@@ -133,7 +137,7 @@ class StoryIndex:
         self.dirty_df: set[str] = set()
         self.dirty_stories: set[str] = set()  # started or grown here: memory, not the backing, has them right
         self._counts: dict[str, Counter[str]] = {}
-        self._stored: dict[tuple[str, str], list[tuple[str, int]]] = {}  # the backing's postings read so far
+        self._stored: dict[tuple[str, str], Postings] = {}  # the backing's postings read so far
         # The earliest `since` an article of the prefetched batch asks for: postings of stories closed before it are
         # not read (no article of the batch can join them).
         self._floor: datetime | None = None
@@ -176,10 +180,9 @@ class StoryIndex:
         entities = [e for e in entities if ("e", e) not in self._stored]
         if self.backing is None or not (terms or entities):
             return
+        found = self.backing.postings(terms, entities, self._floor)
         for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
-            self._stored[key] = []
-        for kind, key, sid, last in self.backing.postings(terms, entities, self._floor):
-            self._stored[(kind, key)].append((sid, last))
+            self._stored[key] = found.get(key, ([], []))
 
     @staticmethod
     def _query(vec: dict[str, int], n: int) -> list[str]:
@@ -211,9 +214,13 @@ class StoryIndex:
                 shared.update(sid for sid in postings.get(key, ()) if sid in mine and self.stories[sid].last >= since)
         if self.backing is not None:
             self._read_postings(terms, entities)
-            since_us = epoch_us(since)
+            stored: Counter[str] = Counter()
             for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
-                shared.update(sid for sid, last in self._stored[key] if last >= since_us and sid not in mine)
+                sids, negative_lasts = self._stored[key]
+                stored.update(sids[: bisect_right(negative_lasts, -epoch_us(since))])
+            for sid in mine:  # counted from memory above
+                stored.pop(sid, None)
+            shared.update(stored)
         ranked = sorted(((sid, n) for sid, n in shared.items() if n >= self.settings.min_shared_keys),
                         key=lambda r: (-r[1], r[0]))
         return [sid for sid, _ in ranked[: limit or self.settings.max_candidates]]

@@ -151,16 +151,20 @@ _TABLE_KEY = re.compile(r",\s*(?:primary\s+key|unique)\s*\([^)]*\)", re.IGNORECA
 _COLUMN_KEY = re.compile(r"\s+(?:primary\s+key|unique)\b(?!\s*\()", re.IGNORECASE)
 _INDEX = re.compile(r"\bcreate\s+(?:unique\s+)?index\b[^;]*;", re.IGNORECASE)
 _COMMENT = re.compile(r"--[^\n]*")
+# A column's storage hint for DuckDB's own files; a lake's Parquet files are written by DuckLake's own choice.
+_COMPRESSION = re.compile(r"\s+using\s+compression\s+'[a-z_]+'", re.IGNORECASE)
 
 
 def lake_sql(sql: str) -> str:
-    """A migration as DuckLake takes it: comments, primary keys, unique constraints and indexes removed.
+    """A migration as DuckLake takes it: comments, primary keys, unique constraints, indexes and compression
+    hints removed.
 
     The keys stay enforced by the loader (flows/warehouse/writer.py KEYS); tests compare those with the file's
     constraints.
     """
     sql = _COMMENT.sub("", sql)
     sql = _INDEX.sub("", sql)
+    sql = _COMPRESSION.sub("", sql)
     sql = _TABLE_KEY.sub("", sql)
     return _COLUMN_KEY.sub("", sql)
 

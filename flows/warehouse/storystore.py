@@ -5,15 +5,19 @@ canonical order. Tables: warehouse/migrations/0013_stories.sql; docs/stories.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
-from flows.text.stories import Posting, Story, StoryIndex, StoryItem, StorySettings, order_key
+from flows.text.stories import Postings, Story, StoryIndex, StoryItem, StorySettings, epoch_us, order_key
 from flows.warehouse.staging import stable_key
 
 _TOP_ENTITIES = 5
@@ -40,32 +44,60 @@ class WarehouseBacking:
         finally:
             self.conn.unregister("q_story_terms")
 
-    def postings(self, terms: Sequence[str], entities: Sequence[str], since: datetime | None) -> list[Posting]:
+    def postings(self, terms: Sequence[str], entities: Sequence[str], since: datetime | None
+                 ) -> dict[tuple[str, str], Postings]:
         keys = [{"key": t, "kind": "t"} for t in terms] + [{"key": e, "kind": "e"} for e in entities]
         # A registered table, not a list parameter: binding a few thousand strings costs more than the join.
         self.conn.register("q_lookup", pa.Table.from_pylist(keys, schema=_LOOKUP))
         try:
-            # One row per key (its stories as two lists): far fewer Python objects than a row per posting.
+            # Joined on the keys' 64-bit hashes, not on two strings: hashing the strings of every live posting cost
+            # most of the lookup. Two keys that share a hash would share postings: as with article ids (64-bit
+            # keys of URLs), that is taken as never happening. Fetched as arrays (not a Python object per value)
+            # in hash order, each key's postings cut out at once.
             rows = self.conn.execute("""
-                select k.kind, k.key, list(k.story_id::varchar), list(epoch_us(l.last_article))
-                from story_keys k join q_lookup q using (key, kind) join story_live l using (story_id)
-                where l.last_article >= $since
-                group by k.kind, k.key
-                """, {"since": since or _EPOCH}).fetchall()
+                select q.h, q.kind, q.key, k.story_id, -k.last_article as negative_last
+                from story_keys k join (select md5_number_upper(kind || key) as h, kind, key from q_lookup) q using (h)
+                where k.last_article >= $since
+                order by q.h, negative_last
+                """, {"since": epoch_us(since or _EPOCH)}).fetchnumpy()
         finally:
             self.conn.unregister("q_lookup")
-        return [(kind, key, sid, us) for kind, key, sids, lasts in rows for sid, us in zip(sids, lasts, strict=True)]
+        h, kind, key = rows["h"], rows["kind"], rows["key"]
+        if not len(h):
+            return {}
+        cuts = [0, *(np.flatnonzero(h[1:] != h[:-1]) + 1).tolist(), len(h)]
+        sids = list(map(str, rows["story_id"].tolist()))
+        lasts = rows["negative_last"].tolist()
+        return {(kind[a], key[a]): (sids[a:b], lasts[a:b]) for a, b in itertools.pairwise(cuts)}
 
     def stories(self, ids: Sequence[str]) -> list[Story]:
-        select = ("select story_id, epoch_us(first_article), epoch_us(last_article), size, terms, weights, entities, "
-                  "entity_counts, languages, language_counts from story_live")
-        # One query whatever the count: DuckDB scans story_live for `story_id = ?` as well (its key's index serves
-        # uniqueness, not this lookup), so a lookup per story costs a scan per story.
-        rows = self.conn.execute(f"{select} where story_id in (select unnest($ids::bigint[]))",
-                                 {"ids": [int(i) for i in ids]}).fetchall()
-        return [Story(str(sid), _from_us(first), _from_us(last), size, dict(zip(terms, weights, strict=True)),
-                      dict(zip(entities, ecounts, strict=True)), dict(zip(langs, lcounts, strict=True)))
-                for sid, first, last, size, terms, weights, entities, ecounts, langs, lcounts in rows]
+        # Strings, not lists (migration 0014): DuckDB reads every row of story_live to find these, and list
+        # columns cost several times as much to read.
+        with _ids(self.conn, "q_story_ids", [int(i) for i in ids]):
+            rows = self.conn.execute("""
+                select story_id, epoch_us(first_article), epoch_us(last_article), size, terms, weights,
+                       entities, languages
+                from story_live semi join q_story_ids q on story_id = q.id
+                """).fetchall()
+        return [Story(str(sid), _from_us(first), _from_us(last), size, _centroid(terms, weights),
+                      json.loads(entities), json.loads(languages))
+                for sid, first, last, size, terms, weights, entities, languages in rows]
+
+
+def _centroid(terms: str, weights: str) -> dict[str, int]:
+    return dict(zip(terms.split(), map(int, weights.split()), strict=True)) if terms else {}
+
+
+@contextmanager
+def _ids(conn: duckdb.DuckDBPyConnection, name: str, ids: Sequence[int]) -> Iterator[None]:
+    """`ids` as a registered one-column table `name(id)` for the statements inside: binding a list parameter costs
+    about 0.2 ms an element (DuckDB's Python binding tries to import pandas for each), 100 ms for a batch's
+    stories, where a registered Arrow table costs a few."""
+    conn.register(name, pa.table({"id": pa.array(ids, pa.int64())}))
+    try:
+        yield
+    finally:
+        conn.unregister(name)
 
 
 def _from_us(us: int) -> datetime:
@@ -93,13 +125,12 @@ _MEMBER = pa.schema([("article_id", pa.int64()), ("story_id", pa.int64()), ("url
                      ("language", pa.string()), ("published", pa.timestamp("us", tz="UTC")),
                      ("similarity", pa.float64()), ("seq", pa.int64()), ("placed_at", pa.timestamp("us", tz="UTC")),
                      ("run_id", pa.string())])
-_KEY = pa.schema([("key", pa.string()), ("kind", pa.string()), ("story_id", pa.int64())])
+_KEY = pa.schema([("key", pa.string()), ("kind", pa.string()), ("story_id", pa.int64()), ("last_article", pa.int64())])
 _LOOKUP = pa.schema([("key", pa.string()), ("kind", pa.string())])
 _LIVE = pa.schema([("story_id", pa.int64()), ("first_article", pa.timestamp("us", tz="UTC")),
                    ("last_article", pa.timestamp("us", tz="UTC")), ("size", pa.int32()),
-                   ("terms", pa.list_(pa.string())), ("weights", pa.list_(pa.int64())),
-                   ("entities", pa.list_(pa.string())), ("entity_counts", pa.list_(pa.int32())),
-                   ("languages", pa.list_(pa.string())), ("language_counts", pa.list_(pa.int32()))])
+                   ("terms", pa.string()), ("weights", pa.string()),
+                   ("entities", pa.string()), ("languages", pa.string())])
 _DF = pa.schema([("term", pa.string()), ("df", pa.int32())])
 
 
@@ -111,9 +142,9 @@ def place(conn: duckdb.DuckDBPyConnection, items: Sequence[StoryItem], urls: dic
     ids = [int(i.article_id) for i in items]
     if not ids:
         return changes
-    placed = {r[0] for r in conn.execute(
-        "select article_id from story_articles where article_id in (select unnest($ids::bigint[]))",
-        {"ids": ids}).fetchall()}
+    with _ids(conn, "q_batch_ids", ids):
+        placed = {r[0] for r in conn.execute(
+            "select article_id from story_articles semi join q_batch_ids q on article_id = q.id").fetchall()}
     todo = [i for i in items if int(i.article_id) not in placed]
     originals = sorted((i for i in todo if i.copy_of is None), key=order_key)
     copies = sorted((i for i in todo if i.copy_of is not None), key=order_key)
@@ -157,8 +188,9 @@ def _member(item: StoryItem, urls: dict[str, str], story_id: str, similarity: fl
 def _stored_stories(conn: duckdb.DuckDBPyConnection, ids: list[int]) -> dict[str, str]:
     if not ids:
         return {}
-    rows = conn.execute("select article_id, story_id from story_articles where article_id in "
-                        "(select unnest($ids::bigint[]))", {"ids": ids}).fetchall()
+    with _ids(conn, "q_original_ids", ids):
+        rows = conn.execute("select article_id, story_id from story_articles semi join q_original_ids q "
+                            "on article_id = q.id").fetchall()
     return {str(a): str(s) for a, s in rows}
 
 
@@ -171,11 +203,11 @@ def flush(conn: duckdb.DuckDBPyConnection, index: StoryIndex, members: list[dict
     _register(conn, "q_df", [{"term": t, "df": index.df[t]} for t in sorted(index.dirty_df)], _DF)
     live = [index.stories[str(s)] for s in dirty]
     _register(conn, "q_live", [{"story_id": int(s.story_id), "first_article": s.first, "last_article": s.last,
-                                "size": s.size, "terms": list(s.terms), "weights": list(s.terms.values()),
-                                "entities": list(s.entities), "entity_counts": list(s.entities.values()),
-                                "languages": list(s.languages), "language_counts": list(s.languages.values())}
+                                "size": s.size, "terms": " ".join(s.terms),
+                                "weights": " ".join(map(str, s.terms.values())),
+                                "entities": json.dumps(s.entities), "languages": json.dumps(s.languages)}
                                for s in live], _LIVE)
-    _register(conn, "q_keys", [{"key": k, "kind": kind, "story_id": int(s.story_id)}
+    _register(conn, "q_keys", [{"key": k, "kind": kind, "story_id": int(s.story_id), "last_article": epoch_us(s.last)}
                                for s in live for kind, keys in (("t", s.terms), ("e", s.entities)) for k in keys], _KEY)
     try:
         conn.execute("insert into story_articles by name select * from q_members")
@@ -186,7 +218,7 @@ def flush(conn: duckdb.DuckDBPyConnection, index: StoryIndex, members: list[dict
         conn.execute("delete from story_live where story_id in (select story_id from q_live)")
         conn.execute("insert into story_live by name select * from q_live")
         conn.execute("delete from story_keys where story_id in (select story_id from q_live)")
-        conn.execute("insert into story_keys by name select * from q_keys")
+        conn.execute("insert into story_keys by name select md5_number_upper(kind || key) as h, * from q_keys")
     finally:
         for name in ("q_members", "q_df", "q_live", "q_keys"):
             conn.unregister(name)
@@ -196,9 +228,10 @@ def flush(conn: duckdb.DuckDBPyConnection, index: StoryIndex, members: list[dict
             [:_TOP_ENTITIES] for s in live}
     summarise(conn, sorted({m["story_id"] for m in members}), tops, now)
     if state[2] is not None:
+        # Separate from the deletes above: `story_id in (...) or last_article < $h` measured twice their sum (the
+        # disjunction is no semi-join), and the time bound alone skips row groups (rows are appended in time order).
         horizon = state[2] - timedelta(days=2 * settings.window_days)
-        conn.execute("delete from story_keys where story_id in "
-                     "(select story_id from story_live where last_article < $h)", {"h": horizon})
+        conn.execute("delete from story_keys where last_article < $h", {"h": epoch_us(horizon)})
         conn.execute("delete from story_live where last_article < $h", {"h": horizon})
 
 
@@ -208,33 +241,34 @@ def summarise(conn: duckdb.DuckDBPyConnection, story_ids: list[int], tops: dict[
     else kept."""
     if not story_ids:
         return
-    conn.execute("""
-        create or replace temp table q_stories as
-        select m.story_id,
-               any_value(m.title) filter (where m.article_id = m.story_id) as title,
-               min(m.published) as first_seen, max(m.published) as last_seen,
-               count(*)::integer as articles, count(*) filter (where m.copy_of is null)::integer as originals,
-               count(distinct m.outlet)::integer as outlets,
-               list_sort(list_distinct(list(m.language) filter (where m.language is not null))) as languages
-        from story_articles m
-        where m.story_id in (select unnest($ids::bigint[]))
-        group by m.story_id
-        """, {"ids": story_ids})
     conn.register("q_tops", pa.Table.from_pylist(
         [{"story_id": k, "top_entities": v} for k, v in tops.items()],
         schema=pa.schema([("story_id", pa.int64()), ("top_entities", pa.list_(pa.string()))])))
     try:
-        conn.execute("""
-            create or replace temp table q_stories2 as
-            select q.*, coalesce(t.top_entities, s.top_entities) as top_entities, $now::timestamptz as updated_at
-            from q_stories q left join q_tops t using (story_id) left join stories s using (story_id)
-            """, {"now": now})
+        with _ids(conn, "q_summary_ids", story_ids):
+            conn.execute("""
+                create or replace temp table q_stories as
+                with members as (
+                    select m.story_id,
+                           any_value(m.title) filter (where m.article_id = m.story_id) as title,
+                           min(m.published) as first_seen, max(m.published) as last_seen,
+                           count(*)::integer as articles,
+                           count(*) filter (where m.copy_of is null)::integer as originals,
+                           count(distinct m.outlet)::integer as outlets,
+                           list_sort(list_distinct(list(m.language) filter (where m.language is not null)))
+                               as languages
+                    from story_articles m semi join q_summary_ids q on m.story_id = q.id
+                    group by m.story_id
+                )
+                select q.*, coalesce(t.top_entities, s.top_entities) as top_entities,
+                       $now::timestamptz as updated_at
+                from members q left join q_tops t using (story_id) left join stories s using (story_id)
+                """, {"now": now})
     finally:
         conn.unregister("q_tops")
-    conn.execute("delete from stories where story_id in (select story_id from q_stories2)")
-    conn.execute("insert into stories by name select * from q_stories2")
+    conn.execute("delete from stories where story_id in (select story_id from q_stories)")
+    conn.execute("insert into stories by name select * from q_stories")
     conn.execute("drop table q_stories")
-    conn.execute("drop table q_stories2")
 
 
 Progress = Callable[[int, int], None]

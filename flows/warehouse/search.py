@@ -14,10 +14,11 @@ A Searcher keeps its connection (fts loaded, the index attached) for callers tha
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -188,11 +189,14 @@ def _allowed(conn: duckdb.DuckDBPyConnection, index: Opened, filters: Filters) -
     return out
 
 
-def _batches(ranking: rank.Ranking, scored: list[rank.Scored], limit: int) -> Iterator[list[tuple[Any, ...]]]:
-    """The candidates best first, in batches four times the last: (seg, article number, score, ths: the terms
-    each matched) per candidate."""
-    start, size = 0, max(_BATCH, limit)
-    while start < len(ranking):
+def _batches(ranking: rank.Ranking, scored: list[rank.Scored], limit: int
+             ) -> Generator[list[tuple[Any, ...]], int, None]:
+    """The candidates best first, a batch at a time: (seg, article number, score, ths: the terms each matched) per
+    candidate. The caller sends back how many of the last batch held; the next batch is what that rate says the
+    rest of `limit` needs, with a margin, at most four times the last (a phrase of common words may need
+    thousands of candidates; a batch too large reads texts for nothing, each batch costs a statement)."""
+    start, size, found = 0, max(_BATCH, limit), 0
+    while start < len(ranking) and found < limit:
         best = ranking.best(start + size)[start:]
         rows = []
         for i in best:
@@ -200,8 +204,10 @@ def _batches(ranking: rank.Ranking, scored: list[rank.Scored], limit: int) -> It
             ths = [{"g": t.g, "neg": t.neg, "phrase": t.phrase, "raw": t.raw}
                    for t, mask in scored[seg].matched.items() if mask[dn]]
             rows.append((seg, dn, float(ranking.scores[i]), ths))
-        yield rows
-        start, size = start + size, size * 4
+        found += yield rows
+        start += size
+        rate = found / start
+        size = size * 4 if not found else max(_BATCH, min(size * 4, math.ceil((limit - found) / rate * 1.5)))
 
 
 def _read(index: Opened, seg: int, dn: int) -> tuple[bytes, str, str]:
@@ -269,13 +275,18 @@ class Hit:
 MARK_OPEN, MARK_CLOSE = "«", "»"
 
 
-def _checked(conn: duckdb.DuckDBPyConnection, index: Opened, batches: Iterator[list[tuple[Any, ...]]],
+def _checked(conn: duckdb.DuckDBPyConnection, index: Opened, batches: Generator[list[tuple[Any, ...]], int, None],
              groups: int, limit: int) -> list[tuple[Any, ...]]:
     """The first `limit` candidates of `batches` ((seg, article number, score, ths: the terms each matched), best
     first) whose phrases hold (and whose excluded phrases do not), checked on their text a batch at a time (a
     phrase of common words may need thousands of candidates)."""
     out: list[tuple[Any, ...]] = []
-    for batch in batches:
+    held = None
+    while True:
+        try:
+            batch = batches.send(held)  # type: ignore[arg-type]
+        except StopIteration:
+            break
         texts = [_read(index, seg, dn)[1:] for seg, dn, _, _ in batch]
         conn.register("search_check", pa.table({
             "seg": pa.array([r[0] for r in batch], pa.int32()), "dn": pa.array([r[1] for r in batch], pa.int64()),
@@ -293,8 +304,7 @@ def _checked(conn: duckdb.DuckDBPyConnection, index: Opened, batches: Iterator[l
         conn.unregister("search_check")
         ok = {(r[0], r[1]) for r in rows}
         out += [(seg, dn, sc) for seg, dn, sc, _ in batch if (seg, dn) in ok]
-        if len(out) >= limit:
-            break
+        held = len(ok)
     return out[:limit]
 
 

@@ -175,8 +175,12 @@ def warehouse_cached(n: int) -> tuple[Settings, float | None]:
                 _recombined(load_settings(warehouse=part), n)
             os.replace(part, cached)
         from flows.warehouse import search_index
+        from flows.warehouse.search_segments import UPGRADABLE
 
-        built = search_index.refresh(settings, rebuild=True).seconds
+        # An index of the previous format only lacks its postings files: a refresh writes them (minutes at 1M,
+        # where a rebuild takes most of an hour).
+        older = read_head(settings.warehouse.search_path, (UPGRADABLE,)) is not None
+        built = search_index.refresh(settings, rebuild=not older).seconds
     return settings, built
 
 

@@ -185,10 +185,10 @@ def test_delta_refresh_adds_new_articles_hides_deleted_ones_and_counts_new_copie
 
 
 def _segment_files(s: Settings) -> int:
-    """The segments in the index's folder, each with its text file and nothing else."""
+    """The segments in the index's folder, each with its text and postings files and nothing else."""
     files = sorted(search_index.segments_dir(s.warehouse).iterdir())
     stems = {f.stem for f in files}
-    assert sorted(f.name for f in files) == sorted(f"{n}{x}" for n in stems for x in (".duckdb", ".text"))
+    assert sorted(f.name for f in files) == sorted(f"{n}{x}" for n in stems for x in (".duckdb", ".text", ".post"))
     return len(stems)
 
 

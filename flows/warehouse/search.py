@@ -14,9 +14,11 @@ A Searcher keeps its connection (fts loaded, the index attached) for callers tha
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import unicodedata
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -24,14 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from flows.core.errors import WarehouseMissing
 from flows.core.searchquery import Query
 from flows.core.settings import WarehouseSettings
 from flows.warehouse import search_plan as plan
+from flows.warehouse import search_rank as rank
 from flows.warehouse.search_index import INDEXES, index_name, load_fts, segments_dir
-from flows.warehouse.search_segments import FORMAT, TEXTS, lit, text_file
+from flows.warehouse.search_postings import NULL_DATE, open_postings, post_file
+from flows.warehouse.search_segments import FORMAT, lit, text_file
 
 HEAD = plan.HEAD
 _SNIPPET_WORDS = 30
@@ -43,8 +48,9 @@ class SearchIndexMissing(WarehouseMissing):
     """No search index beside the warehouse yet (or one of an older format)."""
 
 
-def attach(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings) -> list[str]:
-    """Attach the head and its segments read-only; the segments' names, in the order of their aliases."""
+def attach(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings, *, segments: bool = True) -> list[str]:
+    """Attach the head and (unless `segments` is False) its segments read-only; the segments' names, in the order
+    of their aliases."""
     head = settings.search_path
     for attempt in range(_ATTEMPTS):
         if not head.exists():
@@ -54,10 +60,11 @@ def attach(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings) -> list
         try:
             fmt = conn.execute(f"select max(format) from {HEAD}.meta").fetchone()[0]
             if fmt != FORMAT:
-                raise SearchIndexMissing(f"{head}: a search index of an older format (`newsflow search --rebuild` "
-                                         "rebuilds it)")
+                raise SearchIndexMissing(f"{head}: a search index of an older format (the next refresh, "
+                                         "`newsflow maintain --step cache` or `newsflow search --rebuild` "
+                                         "brings it up to date)")
             names = [r[0] for r in conn.execute(f"select name from {HEAD}.segments order by pos").fetchall()]
-            for i, name in enumerate(names):
+            for i, name in enumerate(names if segments else []):
                 conn.execute(f"attach {lit(str(segments_dir(settings) / f'{name}.duckdb'))} as search_s{i} "
                              "(read_only)")
             return names
@@ -113,7 +120,8 @@ def script(settings: WarehouseSettings, fts: Path | None = None) -> str:
 
 def _stepwise(conn: duckdb.DuckDBPyConnection, index: Opened, query: Query, filters: Filters
               ) -> list[tuple[Any, ...]]:
-    """The plan of search_plan in few statements; the rows of `_final`, best first."""
+    """The plan of search_plan: the query's words stemmed in DuckDB (one statement), then matched, scored and
+    ranked with numpy over the segments' postings files (search_rank); the rows of `_final`, best first."""
     # Python values as parameters cost DuckDB an attempted `import pandas` each (about a millisecond when it is not
     # installed): the query's terms go in as Arrow tables.
     terms = query.rows()
@@ -123,99 +131,115 @@ def _stepwise(conn: duckdb.DuckDBPyConnection, index: Opened, query: Query, filt
         "quoted": pa.array([r["quoted"] for r in terms], pa.bool_()),
         "raw": pa.array([r["raw"] for r in terms], pa.string())}))
     qt = conn.execute(f"with search_terms as (select * from search_query_terms), {plan.TOKENS.rstrip(',')}, "
-                      f"search_q as ({plan.qt('$lang')}) select t, g, neg, phrase, raw, idx, term, h::varchar as h, "
+                      f"search_q as ({plan.qt('$lang')}) select t, g, neg, phrase, raw, idx, h::varchar as h, "
                       "(select n from search_groups) as ngroups from search_q", {"lang": filters.lang}
                       ).to_arrow_table()
-    # The keys as text: DuckDB pushes a filter on a registered Arrow table's column into pyarrow, which cannot
-    # take an unsigned 64-bit constant.
-    conn.register("search_qt_rows", qt)
     groups = qt["ngroups"][0].as_py() if qt.num_rows else 0
-    # Constants (integers of our own making): the zone maps of the postings, sorted by key, skip every row group
-    # without one of the keys.
-    consts = ", ".join(f"{int(k)}::ubigint" for k in sorted(set(qt["h"].to_pylist()))) or "null"
-    phrases = any(qt["phrase"].to_pylist())
-    only = ""
-    if filters.ids is not None:  # after the frequencies: they count every live article
-        conn.register("search_only_ids", pa.table({"article_id": pa.array(filters.ids, pa.int64())}))
-        only = "where article_id in (select article_id from search_only_ids)"
-    where, params = _where(filters)
-    # Ranked as if every phrase matched (a phrase does not change a score); checked below, best first, with the
-    # terms each candidate matched (`ths`).
-    ranked = "select seg, article_id, score from search_score"
-    if where == "true" and not filters.lang:
-        params = {}
-    else:  # a filter on the articles' metadata: over every candidate
-        kept = plan.results(index.segments, "search_score", "$lang")
-        ranked = f"select segment as seg, article_id, score from ({kept}) r where {where}"
-    tail = f"select seg, article_id, score from search_ranked order by score desc, article_id limit {filters.limit}"
-    if phrases:
-        tail = ("select r.seg, r.article_id, r.score, list({'g': th.g, 'neg': th.neg, 'phrase': th.phrase, "
-                "'raw': th.raw}) as ths from search_ranked r join search_th th using (seg, article_id) "
-                "group by all order by r.score desc, r.article_id")
-    sql = f"""with search_groups as (select {int(groups)} as n),
-        search_qt as materialized (select * exclude (h, ngroups), h::ubigint as h from search_qt_rows),
-        search_post as materialized ({_postings(index.segments, consts)}),
-        search_df as materialized ({plan.DF}),
-        search_pick as materialized (select * from search_post {only}),
-        search_th as materialized ({plan.TH.replace('search_post p', 'search_pick p')}),
-        search_tv as (select seg, article_id, idx, g, neg from search_th where not (phrase and neg)),
-        search_cand as materialized ({plan.CAND}),
-        search_score as materialized ({plan.SCORE.format(lens=_lens(index.segments))}),
-        search_ranked as materialized ({ranked})
-        {tail}"""
-    if not phrases:
-        top = conn.execute(sql, params).fetchall()
-    else:
-        top = _checked(conn, index, conn.execute(sql, params).to_arrow_table(), groups, filters.limit)
+    q = rank.terms(qt.to_pylist())
+    scored = rank.score(index.parts, q, groups, index.stats, _allowed(conn, index, filters))
+    ranking = rank.Ranking(scored, index.parts)
+    if not any(t.phrase for t in q):
+        top = [(int(ranking.seg[i]), int(ranking.dn[i]), float(ranking.scores[i]))
+               for i in ranking.best(filters.limit)]
+    else:  # ranked as if every phrase held (a phrase does not change a score), then checked best first
+        top = _checked(conn, index, _batches(ranking, scored, filters.limit), groups, filters.limit)
     return _final(conn, index, top)
 
 
-def _postings(segments: list[str], consts: str) -> str:
-    """SQL: (seg, h, article_id, tf) of the live postings of keys `consts`: one anti-join with the tombstones (a
-    segment's position in the head is its alias's number)."""
-    raw = " union all ".join(f"select {i}::integer as seg, h, article_id, tf from search_s{i}.postings "
-                             f"where h in ({consts})" for i in range(len(segments)))
-    return (f"select p.* from ({raw}) p anti join (select s.pos::integer as seg, t.article_id "
-            f"from {HEAD}.tombstones t join {HEAD}.segments s on s.name = t.seg) t using (seg, article_id)")
+def _allowed(conn: duckdb.DuckDBPyConnection, index: Opened, filters: Filters) -> list[np.ndarray | None]:
+    """Per segment, the articles its filters keep (None: no filter): the conditions of search_plan.results on
+    the articles' language, date and feed (with the feeds' tags from the head), and `filters.ids`."""
+    if not (filters.ids is not None or filters.lang or filters.since or filters.until or filters.feeds
+            or filters.tags):
+        return [None] * len(index.parts)
+    since = until = None
+    if filters.since or filters.until:  # the SQL's date-to-timestamptz cast (the connection's time zone)
+        since, until = conn.execute("select epoch_us($s::timestamptz), epoch_us($u::timestamptz)", {
+            "s": filters.since, "u": filters.until + timedelta(days=1) if filters.until else None}).fetchone()
+    feeds: set[str] | None = set(filters.feeds) if filters.feeds else None
+    tagged: set[str] | None = None
+    if filters.tags:
+        tagged = {r[0] for r in conn.execute(f"select feed from {HEAD}.feeds where list_has_any(tags, $t)",
+                                             {"t": list(filters.tags)}).fetchall()}
+    want = filters.lang.lower() if filters.lang else None
+
+    def lang_ok(value: str) -> bool:
+        low = value.lower()
+        return low == want or low.split("-")[0] == want
+
+    out: list[np.ndarray | None] = []
+    for seg in index.parts:
+        p = seg.post
+        keep = np.ones(len(p.ids), bool)
+        if filters.ids is not None:
+            keep &= np.isin(p.ids, np.asarray(filters.ids, np.int64))
+        if want is not None:
+            by_lang = np.array([lang_ok(x) for x in p.languages] + [False], bool)
+            by_idx = np.array([lang_ok(x) for x in p.indexes], bool)
+            keep &= np.where(p.lang >= 0, by_lang[p.lang], by_idx[p.idx])
+        if since is not None:
+            keep &= (p.date >= since) & (p.date != NULL_DATE)
+        if until is not None:
+            keep &= (p.date < until) & (p.date != NULL_DATE)
+        for names in (feeds, tagged):
+            if names is not None:
+                codes = np.array([i for i, f in enumerate(p.feeds) if f in names], np.int32)
+                keep &= np.isin(p.feed, codes)
+        out.append(keep)
+    return out
 
 
-def _located(conn: duckdb.DuckDBPyConnection, index: Opened, want: list[tuple[int, int]], columns: str
-             ) -> list[tuple[Any, ...]]:
-    """(seg, article_id, pos, meta_bytes, title_bytes, text_bytes, <columns>) of the `texts` rows of `want`
-    ((seg, article_id)): a join on a narrow table of integers, one statement for every segment."""
-    segs = sorted({w[0] for w in want})
-    if not segs:
-        return []
-    conn.register("search_want", pa.table({"seg": pa.array([w[0] for w in want], pa.int32()),
-                                           "article_id": pa.array([w[1] for w in want], pa.int64())}))
-    union = " union all ".join(f"select {i}::integer as seg, * from search_s{i}.{TEXTS} "
-                               f"where article_id in (select article_id from search_want where seg = {i})"
-                               for i in segs)
-    return conn.execute(f"select x.seg, x.article_id, x.pos, x.meta_bytes, x.title_bytes, x.text_bytes{columns} "
-                        f"from ({union}) x").fetchall()
+def _batches(ranking: rank.Ranking, scored: list[rank.Scored], limit: int
+             ) -> Generator[list[tuple[Any, ...]], int, None]:
+    """The candidates best first, a batch at a time: (seg, article number, score, ths: the terms each matched) per
+    candidate. The caller sends back how many of the last batch held; the next batch is what that rate says the
+    rest of `limit` needs, with a margin, at most four times the last (a phrase of common words may need
+    thousands of candidates; a batch too large reads texts for nothing, each batch costs a statement)."""
+    start, size, found = 0, max(_BATCH, limit), 0
+    while start < len(ranking) and found < limit:
+        best = ranking.best(start + size)[start:]
+        rows = []
+        for i in best:
+            seg, dn = int(ranking.seg[i]), int(ranking.dn[i])
+            ths = [{"g": t.g, "neg": t.neg, "phrase": t.phrase, "raw": t.raw}
+                   for t, mask in scored[seg].matched.items() if mask[dn]]
+            rows.append((seg, dn, float(ranking.scores[i]), ths))
+        found += yield rows
+        start += size
+        rate = found / start
+        size = size * 4 if not found else max(_BATCH, min(size * 4, math.ceil((limit - found) / rate * 1.5)))
 
 
-def _read(index: Opened, seg: int, pos: int, meta: int, title: int, text: int) -> tuple[bytes, str, str]:
+def _read(index: Opened, seg: int, dn: int) -> tuple[bytes, str, str]:
     """(meta JSON, title, text) of one article from its segment's text file."""
-    data = os.pread(index.texts[seg], meta + title + text, pos)
+    p = index.parts[seg].post
+    meta, title, text = int(p.meta[dn]), int(p.title[dn]), int(p.text[dn])
+    data = os.pread(index.texts[seg], meta + title + text, int(p.pos[dn]))
     return data[:meta], data[meta:meta + title].decode(), data[meta + title:].decode()
 
 
 def _final(conn: duckdb.DuckDBPyConnection, index: Opened, top: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The result rows (article_id, score, title, url, feed, date, language, copies, tags, segment, text) of `top`
-    (seg, article_id, score), in its order."""
+    (seg, article number, score), in its order."""
     if not top:
         return []
-    found = {(r[0], r[1]): r for r in _located(
-        conn, index, [(r[0], r[1]) for r in top],
-        f", x.date, coalesce((select c.copies from {HEAD}.copies c where c.article_id = x.article_id), 0)")}
+    ids = [int(index.parts[seg].post.ids[dn]) for seg, dn, _ in top]
+    dates = [int(index.parts[seg].post.date[dn]) for seg, dn, _ in top]
+    conn.register("search_found", pa.table({"article_id": pa.array(ids, pa.int64()),
+                                            "us": pa.array(dates, pa.int64())}))
+    # The date as DuckDB gives a timestamptz (in the connection's time zone), the copies from the head.
+    extra = {r[0]: r[1:] for r in conn.execute(f"""
+        select f.article_id, case when f.us = {int(NULL_DATE)} then null
+                                  else to_timestamp(0) + to_microseconds(f.us) end,
+               coalesce(c.copies, 0)
+        from search_found f left join {HEAD}.copies c using (article_id)""").fetchall()}
     rows = []
-    for seg, article_id, score, *_ in top:
-        loc = found[(seg, article_id)]
-        meta, _, text = _read(index, loc[0], *loc[2:6])
+    for (seg, dn, score), article_id in zip(top, ids, strict=True):
+        meta, _, text = _read(index, seg, dn)
         m = json.loads(meta)
-        rows.append([article_id, score, m["title"], m["url"], m["feed"], loc[6], m["language"], loc[7], None, seg,
-                     text])
+        day, copies = extra[article_id]
+        rows.append([article_id, score, m["title"], m["url"], m["feed"], day, m["language"], copies, None,
+                     seg, text])
     feeds = sorted({r[4] for r in rows if r[4] is not None})
     tags = dict(conn.execute(f"select feed, tags from {HEAD}.feeds where feed in (select unnest($f))",
                              {"f": feeds}).fetchall()) if feeds else {}
@@ -251,71 +275,53 @@ class Hit:
 MARK_OPEN, MARK_CLOSE = "«", "»"
 
 
-def _where(filters: Filters) -> tuple[str, dict[str, Any]]:
-    where, params = ["true"], {"lang": filters.lang}
-    if filters.since:
-        where.append("date >= $since")
-        params["since"] = filters.since
-    if filters.until:
-        where.append("date < $until")
-        params["until"] = filters.until + timedelta(days=1)
-    if filters.feeds:
-        where.append("feed in (select unnest($feeds))")
-        params["feeds"] = list(filters.feeds)
-    if filters.tags:
-        where.append("list_has_any(tags, $tags)")
-        params["tags"] = list(filters.tags)
-    return " and ".join(where), params
-
-
-def _lens(segments: list[str]) -> str:
-    """(seg, article_id, len) of the candidates only (a semi-join per segment)."""
-    return " union all ".join(
-        f"select {i} as seg, article_id, len from search_s{i}.docs "
-        f"where article_id in (select article_id from search_cand where seg = {i})" for i in range(len(segments))
-    ) or "select null::integer as seg, null::bigint as article_id, null::integer as len where false"
-
-
-def _checked(conn: duckdb.DuckDBPyConnection, index: Opened, ranked: pa.Table, groups: int, limit: int
-             ) -> list[tuple[Any, ...]]:
-    """The first `limit` of `ranked` (seg, article_id, score, ths: the terms each matched, best first) whose phrases
-    hold (and whose excluded phrases do not), checked on their text a batch at a time, each batch four times the
-    last (a phrase of common words may need thousands of candidates)."""
+def _checked(conn: duckdb.DuckDBPyConnection, index: Opened, batches: Generator[list[tuple[Any, ...]], int, None],
+             groups: int, limit: int) -> list[tuple[Any, ...]]:
+    """The first `limit` candidates of `batches` ((seg, article number, score, ths: the terms each matched), best
+    first) whose phrases hold (and whose excluded phrases do not), checked on their text a batch at a time (a
+    phrase of common words may need thousands of candidates)."""
     out: list[tuple[Any, ...]] = []
-    start, size = 0, max(_BATCH, limit)
-    while start < ranked.num_rows and len(out) < limit:
-        batch = ranked.slice(start, size)
-        start, size = start + size, size * 4
-        keys = list(zip(batch["seg"].to_pylist(), batch["article_id"].to_pylist(), strict=True))
-        text: dict[tuple[int, int], tuple[str, str]] = {}
-        for seg, article_id, *loc in _located(conn, index, keys, ""):
-            text[(seg, article_id)] = _read(index, seg, *loc)[1:]
-        conn.register("search_check", batch.append_column("title_text", pa.array([text[k][0] for k in keys]))
-                      .append_column("text", pa.array([text[k][1] for k in keys])))
+    held = None
+    while True:
+        try:
+            batch = batches.send(held)  # type: ignore[arg-type]
+        except StopIteration:
+            break
+        texts = [_read(index, seg, dn)[1:] for seg, dn, _, _ in batch]
+        conn.register("search_check", pa.table({
+            "seg": pa.array([r[0] for r in batch], pa.int32()), "dn": pa.array([r[1] for r in batch], pa.int64()),
+            "ths": pa.array([r[3] for r in batch], pa.list_(pa.struct([
+                ("g", pa.int64()), ("neg", pa.bool_()), ("phrase", pa.bool_()), ("raw", pa.string())]))),
+            "title_text": pa.array([t[0] for t in texts], pa.string()),
+            "text": pa.array([t[1] for t in texts], pa.string())}))
         rows = conn.execute(f"""
             with tv as (
-                select seg, article_id, th.g, th.neg
-                from (select seg, article_id, title_text, text, unnest(ths) as th from search_check) x
+                select seg, dn, th.g, th.neg
+                from (select seg, dn, title_text, text, unnest(ths) as th from search_check) x
                 where not x.th.phrase or contains({plan.norm_text('x')}, {plan.norm_phrase('x.th.raw')}))
-            select seg, article_id from tv where not neg group by all having count(distinct g) = {int(groups)}
-            except select seg, article_id from tv where neg""").fetchall()
+            select seg, dn from tv where not neg group by all having count(distinct g) = {int(groups)}
+            except select seg, dn from tv where neg""").fetchall()
         conn.unregister("search_check")
         ok = {(r[0], r[1]) for r in rows}
-        out += [(k[0], k[1], sc) for k, sc in zip(keys, batch["score"].to_pylist(), strict=True) if k in ok]
+        out += [(seg, dn, sc) for seg, dn, sc, _ in batch if (seg, dn) in ok]
+        held = len(ok)
     return out[:limit]
 
 
 @dataclass
 class Opened:
-    """The index attached to a connection: its segments (alias search_s<i> for segments[i]) and their text files,
-    open (a merge may delete a file: an open one stays readable)."""
+    """The index open on a connection: its head attached, its segments' text files open and postings files mapped
+    (a merge may delete a file: an open one stays readable), the BM25 statistics and the tombstones."""
     segments: list[str]
     texts: list[int]
+    parts: list[rank.Segment]
+    stats: dict[str, tuple[int, int]]
 
     def close(self) -> None:
         for fd in self.texts:
             os.close(fd)
         self.texts = []
+        self.parts = []
 
 
 def _detach_all(conn: duckdb.DuckDBPyConnection) -> None:
@@ -325,20 +331,35 @@ def _detach_all(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def open_index(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings) -> Opened:
-    """Attach the index (`attach`) and open its segments' text files."""
+    """Attach the head (`attach`; the segments' DuckDB files are for the SQL macro), open its segments' text files,
+    map their postings files, read the statistics and tombstones."""
+    folder = segments_dir(settings)
     for attempt in range(_ATTEMPTS):
-        names = attach(conn, settings)
+        names = attach(conn, settings, segments=False)
         fds: list[int] = []
         try:
+            parts = []
             for name in names:
-                fds.append(os.open(text_file(segments_dir(settings), name), os.O_RDONLY))
-            return Opened(names, fds)
+                fds.append(os.open(text_file(folder, name), os.O_RDONLY))
+                parts.append(rank.Segment(open_postings(post_file(folder, name))))
         except FileNotFoundError:  # merged away between reading the head and opening: read the head again
             for fd in fds:
                 os.close(fd)
             _detach_all(conn)
             if attempt == _ATTEMPTS - 1:
                 raise
+            continue
+        stats = {r[0]: (int(r[1]), int(r[2])) for r in conn.execute(
+            f"select idx, n, total_len from {HEAD}.stats").fetchall()}
+        dead = conn.execute(f"select s.pos, t.article_id from {HEAD}.tombstones t "
+                            f"join {HEAD}.segments s on s.name = t.seg").fetch_arrow_table()
+        pos, ids = dead["pos"].to_numpy(), dead["article_id"].to_numpy()
+        for i, part in enumerate(parts):
+            gone = ids[pos == i]
+            if len(gone):
+                part.dead = np.zeros(len(part.post.ids), bool)
+                part.dead[np.searchsorted(part.post.ids, gone)] = True
+        return Opened(names, fds, parts, stats)
     raise AssertionError("unreachable")
 
 

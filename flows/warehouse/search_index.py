@@ -126,6 +126,11 @@ def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = N
         if not free:
             return done("skipped", reason="another refresh of the index is under way")
         head = None if rebuild else segs.read_head(wh.search_path)
+        upgraded = None if rebuild or head is not None else segs.read_head(wh.search_path, (segs.UPGRADABLE,))
+        if upgraded is not None:  # the previous format lacks only the postings files: written from its segments
+            for name, _ in upgraded[1]:
+                segs.upgrade(segments_dir(wh), name)
+            head = upgraded
         reason = "asked" if rebuild else "no index yet" if head is None else ""
         if head is None and not rebuild and build_limit is not None:
             stored = _article_count(wh, wait=_WAIT if wait is None else wait)
@@ -226,7 +231,7 @@ def _sweep(folder: Path, keep: set[str], work: Path) -> None:
         if path.is_dir():
             if path != work:
                 shutil.rmtree(path, ignore_errors=True)
-        elif not (path.suffix in (".duckdb", ".text") and path.stem in keep):
+        elif not (path.suffix in (".duckdb", ".text", ".post") and path.stem in keep):
             path.unlink(missing_ok=True)
 
 

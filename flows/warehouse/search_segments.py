@@ -29,12 +29,15 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from flows.warehouse import lake
+from flows.warehouse import lake, search_postings
 from flows.warehouse.staging import fsync
 
 # 3: each segment has its texts in a file of their own (`<name>.text`, TEXTS), so a reader reads the texts of its
 # results and phrase candidates by offset instead of a DuckDB scan per article; an index of format 2 is rebuilt.
-FORMAT = 3
+# 4: each segment also has its postings file (`<name>.post`, flows/warehouse/search_postings.py), which
+# `newsflow search` scores with numpy; an index of format 3 is upgraded in place by the next refresh (`upgrade`).
+FORMAT = 4
+UPGRADABLE = 3
 # index name -> Snowball stemmer; a language without its own index goes to `other` (no stemming).
 INDEXES = {"en": "english", "fr": "french", "other": "none"}
 # How the index splits lower-cased text into words, whose accents it then strips (combining marks stay in a word).
@@ -179,6 +182,7 @@ def build(folder: Path, source: str, default: str) -> tuple[str, int]:
             from d0""")
         conn.execute("drop table tok; drop table vocab; drop table d0")
         _write_texts(conn, folder / f"{name}.text.tmp")
+        search_postings.write(conn, folder / f"{name}.post.tmp", list(INDEXES))
         n = _finish(conn, name)
     _publish_segment(folder, name, tmp)
     return name, n
@@ -203,15 +207,30 @@ def merge(folder: Path, sources: list[str], tombstones: pa.Table) -> tuple[str, 
         for i in range(len(sources)):
             conn.execute(f"detach m{i}")
         _write_texts(conn, folder / f"{name}.text.tmp")
+        search_postings.write(conn, folder / f"{name}.post.tmp", list(INDEXES))
         n = _finish(conn, name)
     _publish_segment(folder, name, tmp)
     return name, n
 
 
 def _publish_segment(folder: Path, name: str, tmp: Path) -> None:
-    """Its text file first, then the segment: a segment file never stands without its texts."""
+    """Its text and postings files first, then the segment: a segment file never stands without them."""
     os.replace(folder / f"{name}.text.tmp", text_file(folder, name))
+    os.replace(folder / f"{name}.post.tmp", search_postings.post_file(folder, name))
     _publish(tmp, folder / f"{name}.duckdb")
+
+
+def upgrade(folder: Path, name: str) -> None:
+    """Write the postings file of a segment of format UPGRADABLE from its tables (a few seconds per 100,000
+    articles, where a rebuild re-reads every text); nothing when it has one already."""
+    target = search_postings.post_file(folder, name)
+    if target.exists():
+        return
+    tmp = folder / f"{name}.post.tmp"
+    with contextlib.closing(plain(folder / f"{name}.duckdb", read_only=True)) as conn:
+        search_postings.write(conn, tmp, list(INDEXES))
+    os.replace(tmp, target)
+    fsync(folder)
 
 
 def _finish(conn: duckdb.DuckDBPyConnection, name: str) -> int:
@@ -269,15 +288,17 @@ def write_head(path: Path, *, gen: str, segments: list[tuple[str, int]], tombsto
     _publish(tmp, path)
 
 
-def read_head(path: Path) -> tuple[dict[str, object], list[tuple[str, int]], pa.Table] | None:
-    """(meta, [(segment, articles)], tombstones) of a head file; None when there is none or of another format."""
+def read_head(path: Path, formats: tuple[int, ...] = (FORMAT,)
+              ) -> tuple[dict[str, object], list[tuple[str, int]], pa.Table] | None:
+    """(meta, [(segment, articles)], tombstones) of a head file; None when there is none or of another format than
+    `formats`."""
     if not path.exists():
         return None
     try:
         with contextlib.closing(duckdb.connect(str(path), read_only=True, config=dict(_EXTENSION_CONFIG))) as c:
             cur = c.execute("select * from meta")
             meta = dict(zip([d[0] for d in cur.description], cur.fetchone() or (), strict=False))
-            if meta.get("format") != FORMAT:
+            if meta.get("format") not in formats:
                 return None
             rows = c.execute("select name, articles from segments order by pos").fetchall()
             segments = [(r[0], int(r[1])) for r in rows]

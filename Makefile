@@ -31,8 +31,11 @@ test-deps:
 	@[ "$$(id -u)" != 0 ] || command -v useradd >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq passwd; }
 
+## Two pytest processes (pytest-xdist), each taking whole test files (a module's fixtures are built once): the suite
+## waits on subprocesses and servers more than it computes. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) test-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -21,6 +21,17 @@ from flows.ops.localserver import LocalServer
 DATA = Path(__file__).parent / "data"
 SEEDS = PROJECT_ROOT / "seeds"
 
+# The longest test files (minutes each, measured with `pytest --durations`), started first: `make test` hands whole
+# files to its two pytest-xdist processes in collection order, and a long file collected last kept one process
+# busy alone at the end. Only the order changes; no test depends on it.
+LONGEST_FIRST = ("test_ducklake", "test_crash", "test_backup", "test_shards", "test_cli_signals", "test_cli_contract",
+                 "test_prefect_server", "test_realworld", "test_cli", "test_maintain", "test_aggregates")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: file order kept within a rank
+
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:

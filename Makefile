@@ -32,10 +32,11 @@ test-deps:
 	  { apt-get update -qq && apt-get install -y -qq passwd; }
 
 ## Two pytest processes (pytest-xdist), each taking whole test files (a module's fixtures are built once): the suite
-## waits on subprocesses and servers more than it computes. TEST_WORKERS=0 runs it in one process.
+## waits on subprocesses and servers more than it computes. TEST_WORKERS=0 runs it in one process. The 25 slowest
+## tests are listed at the end, so a CI log shows where the 15-minute budget goes.
 TEST_WORKERS ?= 2
 test: $(STAMP) test-deps
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

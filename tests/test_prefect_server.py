@@ -58,9 +58,11 @@ class Server:
     client: httpx.Client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`prefect server start` on a free loopback port, its own PREFECT_HOME, analytics off."""
+    """`prefect server start` on a free loopback port, its own PREFECT_HOME, analytics off. One per test file, not
+    per session: its services poll all the time (8-10 % of a core measured), and a session-wide server kept that
+    up for the rest of the suite after its last test (about 100 s of CPU in a 15-minute run on 2 cores)."""
     home = tmp_path_factory.mktemp("prefect-home")
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"

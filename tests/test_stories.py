@@ -174,23 +174,30 @@ def test_the_warehouse_gives_the_stories_cluster_offline_gives_whatever_the_batc
     assert len(set(got.values())) == 12  # every event one story, none merged
 
 
+def _postings(backing: storystore.WarehouseBacking, terms: list[str], entities: list[str], since: datetime | None
+              ) -> dict[tuple[str, str], tuple[list[str], list[int]]]:
+    """The backing's postings with their arrays as lists (ids as text), to compare."""
+    return {key: (list(map(str, sids.tolist())), lasts.tolist())
+            for key, (sids, lasts) in backing.postings(terms, entities, since).items()}
+
+
 def test_the_backing_reads_postings_and_live_stories_by_key(tmp_path: Path) -> None:
     path = tmp_path / "wh.duckdb"
     _place_batches(path, [sorted(CORPUS, key=order_key)])
     with duckdb.connect(str(path)) as conn:
         backing = storystore.WarehouseBacking(conn)
-        found = backing.postings([], ["Person 9"], None)
+        found = _postings(backing, [], ["Person 9"], None)
         story, = backing.stories(["1027"])
         assert found == {("e", "Person 9"): (["1027"], [-epoch_us(story.last)])}
         assert story.size == 3 and story.entities == {"Person 9": 3, "Place 9": 3} and story.languages == {"en": 3}
         assert story.last == T0 + timedelta(hours=24 * 9 + 6) and len(story.terms) > 3
         # A story whose last article is before `since` is no article's candidate: its postings are not read.
-        assert backing.postings([], ["Person 9"], story.last) == found
-        assert backing.postings([], ["Person 9"], story.last + timedelta(microseconds=1)) == {}
-        assert backing.postings(["nosuchterm"], [], None) == {}
+        assert _postings(backing, [], ["Person 9"], story.last) == found
+        assert _postings(backing, [], ["Person 9"], story.last + timedelta(microseconds=1)) == {}
+        assert _postings(backing, ["nosuchterm"], [], None) == {}
         assert backing.df(["nosuchterm", next(iter(story.terms))])[next(iter(story.terms))] >= 3
         # Only stories open for an article up to a window late stay in the live tables (days 5-11 of 0-11).
-        assert backing.postings([], ["Person 3"], None) == {}
+        assert _postings(backing, [], ["Person 3"], None) == {}
         assert conn.execute("select count(*) from story_live").fetchone()[0] == 7
         assert conn.execute("select count(*) from stories").fetchone()[0] == 12
 
@@ -336,7 +343,7 @@ def test_migration_14_keeps_the_live_state_a_lookup_reads(tmp_path: Path) -> Non
         database.migrate(conn)
         backing = storystore.WarehouseBacking(conn)
         story, = backing.stories(["42"])
-        found = backing.postings(["gaza", "Gaza", "nosuchterm"], ["Gaza", 'Zoé "Q"'], T0)
+        found = _postings(backing, ["gaza", "Gaza", "nosuchterm"], ["Gaza", 'Zoé "Q"'], T0)
     assert (story.first, story.last, story.size) == (T0, last, 2)
     assert list(story.terms.items()) == [("ceasefire", 9000), ("gaza", 700), ("talk", 5)]
     assert story.entities == {"Gaza": 2, 'Zoé "Q"': 1} and story.languages == {"en": 1, "fr": 1}

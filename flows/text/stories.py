@@ -14,12 +14,13 @@ bit-for-bit the same stories, whether the stories live in memory (cluster_offlin
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
 
 from flows.text.storyterms import term_counts
 
@@ -69,10 +70,22 @@ class Story:
     first: datetime
     last: datetime  # the newest article's time (copies aside): the story is open until last + window
     size: int
-    terms: dict[str, int]  # centroid: sum of member vectors, top centroid_terms
+    # The centroid (sum of member vectors, top centroid_terms), or how to read it when first asked: a batch reads
+    # about twice the stored stories it scores, and reading a centroid costs more than scoring it.
+    centroid: dict[str, int] | Callable[[], dict[str, int]]
     entities: dict[str, int]  # entity -> members naming it
     languages: dict[str, int]
     _norm: float | None = field(default=None, repr=False)
+
+    @property
+    def terms(self) -> dict[str, int]:
+        if not isinstance(self.centroid, dict):
+            self.centroid = self.centroid()
+        return self.centroid
+
+    @terms.setter
+    def terms(self, value: dict[str, int]) -> None:
+        self.centroid = value
 
     def norm(self) -> float:
         if self._norm is None:
@@ -87,9 +100,11 @@ class Placement:
     started: bool
 
 
-# A key's postings: the ids of the stories that have it, and minus their last articles' times in epoch microseconds,
-# in that (ascending) order, so the stories still open at a time are a prefix (bisect).
-Postings = tuple[list[str], list[int]]
+# A key's postings: the ids of the stories that have it (int64), and minus their last articles' times in epoch
+# microseconds (int64), in that (ascending) order, so the stories still open at a time are a prefix (searchsorted).
+# Arrays, not lists: a batch reads 50,000-100,000 postings, and counting them per article is numpy's work.
+Postings = tuple[np.ndarray, np.ndarray]
+_NO_POSTINGS: Postings = (np.empty(0, np.int64), np.empty(0, np.int64))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -182,7 +197,7 @@ class StoryIndex:
             return
         found = self.backing.postings(terms, entities, self._floor)
         for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
-            self._stored[key] = found.get(key, ([], []))
+            self._stored[key] = found.get(key, _NO_POSTINGS)
 
     @staticmethod
     def _query(vec: dict[str, int], n: int) -> list[str]:
@@ -214,16 +229,33 @@ class StoryIndex:
                 shared.update(sid for sid in postings.get(key, ()) if sid in mine and self.stories[sid].last >= since)
         if self.backing is not None:
             self._read_postings(terms, entities)
-            stored: Counter[str] = Counter()
-            for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
-                sids, negative_lasts = self._stored[key]
-                stored.update(sids[: bisect_right(negative_lasts, -epoch_us(since))])
-            for sid in mine:  # counted from memory above
-                stored.pop(sid, None)
-            shared.update(stored)
+            shared.update(self._stored_shared(terms, entities, since, mine, limit or self.settings.max_candidates))
         ranked = sorted(((sid, n) for sid, n in shared.items() if n >= self.settings.min_shared_keys),
                         key=lambda r: (-r[1], r[0]))
         return [sid for sid, _ in ranked[: limit or self.settings.max_candidates]]
+
+    def _stored_shared(self, terms: list[str], entities: list[str], since: datetime, mine: Iterable[str],
+                       limit: int) -> dict[str, int]:
+        """The stored open stories not in `mine` sharing at least min_shared_keys of these keys, with how many;
+        only those that can rank in the first `limit` (whatever `mine` adds: they are disjoint)."""
+        cut = -epoch_us(since)
+        parts = []
+        for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
+            sids, negative_lasts = self._stored[key]
+            if n := int(np.searchsorted(negative_lasts, cut, side="right")):
+                parts.append(sids[:n])
+        if not parts:
+            return {}
+        ids, counts = np.unique(np.concatenate(parts), return_counts=True)
+        keep = counts >= self.settings.min_shared_keys
+        if mine:
+            keep &= ~np.isin(ids, np.fromiter((int(sid) for sid in mine), np.int64))
+        ids, counts = ids[keep], counts[keep]
+        if len(ids) > limit:
+            # Those below the limit-th most shared count cannot rank: at least `limit` stories share more.
+            floor = np.partition(counts, len(counts) - limit)[len(counts) - limit]
+            ids, counts = ids[counts >= floor], counts[counts >= floor]
+        return dict(zip(map(str, ids.tolist()), counts.tolist(), strict=True))
 
     def _candidates(self, terms: list[str], entities: list[str], since: datetime) -> list[str]:
         """_ranked, with every story in memory once this returns."""

@@ -31,6 +31,8 @@ _LEDE_WORDS = 50  # counted twice: the lede says what happened
 
 def fold(text: str) -> str:
     """Lower-cased, accents removed (so `Élysée` and `Elysee` are one word)."""
+    if text.isascii():  # nothing to decompose: the per-character pass below costs most of an article's terms
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 

@@ -176,8 +176,8 @@ def test_the_warehouse_gives_the_stories_cluster_offline_gives_whatever_the_batc
 
 def _postings(backing: storystore.WarehouseBacking, terms: list[str], entities: list[str], since: datetime | None
               ) -> dict[tuple[str, str], tuple[list[str], list[int]]]:
-    """The backing's postings with their arrays as lists (ids as text), to compare."""
-    return {key: (list(map(str, sids.tolist())), lasts.tolist())
+    """The backing's postings, ids as text."""
+    return {key: (list(map(str, sids)), lasts)
             for key, (sids, lasts) in backing.postings(terms, entities, since).items()}
 
 

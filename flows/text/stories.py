@@ -14,13 +14,12 @@ bit-for-bit the same stories, whether the stories live in memory (cluster_offlin
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
-
-import numpy as np
 
 from flows.text.storyterms import term_counts
 
@@ -100,11 +99,11 @@ class Placement:
     started: bool
 
 
-# A key's postings: the ids of the stories that have it (int64), and minus their last articles' times in epoch
-# microseconds (int64), in that (ascending) order, so the stories still open at a time are a prefix (searchsorted).
-# Arrays, not lists: a batch reads 50,000-100,000 postings, and counting them per article is numpy's work.
-Postings = tuple[np.ndarray, np.ndarray]
-_NO_POSTINGS: Postings = (np.empty(0, np.int64), np.empty(0, np.int64))
+# A key's postings: the ids of the stories that have it, and minus their last articles' times in epoch microseconds,
+# in that (ascending) order, so the stories still open at a time are a prefix (bisect). Ids as integers: a batch
+# reads 50,000-100,000 postings, and only the few that can rank are turned into the ids' text.
+Postings = tuple[list[int], list[int]]
+_NO_POSTINGS: Postings = ([], [])
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -239,23 +238,19 @@ class StoryIndex:
         """The stored open stories not in `mine` sharing at least min_shared_keys of these keys, with how many;
         only those that can rank in the first `limit` (whatever `mine` adds: they are disjoint)."""
         cut = -epoch_us(since)
-        parts = []
+        stored: Counter[int] = Counter()
         for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
             sids, negative_lasts = self._stored[key]
-            if n := int(np.searchsorted(negative_lasts, cut, side="right")):
-                parts.append(sids[:n])
-        if not parts:
-            return {}
-        ids, counts = np.unique(np.concatenate(parts), return_counts=True)
-        keep = counts >= self.settings.min_shared_keys
-        if mine:
-            keep &= ~np.isin(ids, np.fromiter((int(sid) for sid in mine), np.int64))
-        ids, counts = ids[keep], counts[keep]
-        if len(ids) > limit:
-            # Those below the limit-th most shared count cannot rank: at least `limit` stories share more.
-            floor = np.partition(counts, len(counts) - limit)[len(counts) - limit]
-            ids, counts = ids[counts >= floor], counts[counts >= floor]
-        return dict(zip(map(str, ids.tolist()), counts.tolist(), strict=True))
+            stored.update(sids[: bisect_right(negative_lasts, cut)])
+        for sid in mine:  # counted from memory
+            stored.pop(int(sid), None)
+        least = self.settings.min_shared_keys
+        shared = {sid: n for sid, n in stored.items() if n >= least}
+        if len(shared) > limit:
+            # Below the limit-th most shared count none can rank: at least `limit` stories share more. Only the
+            # rest are turned into text (the ranking's ties go by id as text).
+            least = sorted(shared.values(), reverse=True)[limit - 1]
+        return {str(sid): n for sid, n in shared.items() if n >= least}
 
     def _candidates(self, terms: list[str], entities: list[str], since: datetime) -> list[str]:
         """_ranked, with every story in memory once this returns."""

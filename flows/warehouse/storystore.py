@@ -55,8 +55,8 @@ class WarehouseBacking:
                                        ).fetchall()
             # Joined on the keys' 64-bit hashes, not on two strings: hashing the strings of every live posting cost
             # most of the lookup. Two keys that share a hash would share postings: as with article ids (64-bit
-            # keys of URLs), that is taken as never happening. Fetched as arrays of integers (not a Python object
-            # per value, nor a key's string per posting) in hash order, each key's postings cut out at once.
+            # keys of URLs), that is taken as never happening. Fetched as arrays (not a Python object per value,
+            # nor a key's string per posting) in hash order, each key's postings cut out at once.
             rows = self.conn.execute("""
                 select k.h, k.story_id, -k.last_article as negative_last
                 from story_keys k semi join (select md5_number_upper(kind || key) as h from q_lookup) q using (h)
@@ -70,8 +70,7 @@ class WarehouseBacking:
             return {}
         key_of = {hash_: (kind, key) for hash_, kind, key in hashes}
         cuts = [0, *(np.flatnonzero(h[1:] != h[:-1]) + 1).tolist(), len(h)]
-        sids = np.ascontiguousarray(rows["story_id"], np.int64)
-        lasts = np.ascontiguousarray(rows["negative_last"], np.int64)
+        sids, lasts = rows["story_id"].tolist(), rows["negative_last"].tolist()
         return {key_of[int(h[a])]: (sids[a:b], lasts[a:b]) for a, b in itertools.pairwise(cuts)}
 
     def stories(self, ids: Sequence[str]) -> list[Story]:

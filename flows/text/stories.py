@@ -161,8 +161,9 @@ class StoryIndex:
         and the postings of their entities and of the top terms each would query now (`margin` more than it
         queries, as frequencies move while the batch is placed). A key missed here is read when it is asked: this
         changes the cost, never the result."""
+        memo: dict[str, str | None] = {}  # folded word -> term, for the whole batch
         for item in items:
-            self._counts[item.article_id] = term_counts(item.title, item.text, self.settings.body_words)
+            self._counts[item.article_id] = term_counts(item.title, item.text, self.settings.body_words, memo)
         if items:
             self._floor = min(item.published for item in items) - timedelta(days=self.settings.window_days)
         missing = sorted({t for c in self._counts.values() for t in c if t not in self.df})
@@ -275,7 +276,8 @@ class StoryIndex:
 
     def score(self, item: StoryItem, vec: dict[str, int], norm: float, story: Story) -> float:
         s = self.settings
-        dot = sum(w * story.terms.get(t, 0) for t, w in vec.items())
+        centroid = story.terms
+        dot = sum(vec[t] * centroid[t] for t in vec.keys() & centroid.keys())  # integers: exact in any order
         cosine = dot / (norm * story.norm()) if dot else 0.0
         mine = set(item.entities)
         shared = len(mine & story.entities.keys())

@@ -213,15 +213,29 @@ def flush(conn: duckdb.DuckDBPyConnection, index: StoryIndex, members: list[dict
     counters, the `stories` rows of touched stories; then prune stories no article can join any more."""
     dirty = sorted(int(s) for s in index.dirty_stories)
     _register(conn, "q_members", members, _MEMBER)
-    _register(conn, "q_df", [{"term": t, "df": index.df[t]} for t in sorted(index.dirty_df)], _DF)
+    terms = sorted(index.dirty_df)
+    # Built by column, not from a dict per row: a batch writes thousands of frequencies and postings.
+    conn.register("q_df", pa.Table.from_arrays([pa.array(terms, pa.string()),
+                                                pa.array([index.df[t] for t in terms], pa.int32())], schema=_DF))
     live = [index.stories[str(s)] for s in dirty]
     _register(conn, "q_live", [{"story_id": int(s.story_id), "first_article": s.first, "last_article": s.last,
                                 "size": s.size, "terms": " ".join(s.terms),
                                 "weights": " ".join(map(str, s.terms.values())),
                                 "entities": json.dumps(s.entities), "languages": json.dumps(s.languages)}
                                for s in live], _LIVE)
-    _register(conn, "q_keys", [{"key": k, "kind": kind, "story_id": int(s.story_id), "last_article": epoch_us(s.last)}
-                               for s in live for kind, keys in (("t", s.terms), ("e", s.entities)) for k in keys], _KEY)
+    keys: list[str] = []
+    kinds: list[str] = []
+    owners: list[int] = []
+    lasts: list[int] = []
+    for s in live:
+        for kind, names in (("t", s.terms), ("e", s.entities)):
+            keys.extend(names)
+            kinds.extend([kind] * len(names))
+            owners.extend([int(s.story_id)] * len(names))
+            lasts.extend([epoch_us(s.last)] * len(names))
+    conn.register("q_keys", pa.Table.from_arrays([pa.array(keys, pa.string()), pa.array(kinds, pa.string()),
+                                                  pa.array(owners, pa.int64()), pa.array(lasts, pa.int64())],
+                                                 schema=_KEY))
     try:
         conn.execute("insert into story_articles by name select * from q_members")
         # A merge on the term (as writer.upsert, it holds on a DuckLake, which has no key constraints): a delete of

@@ -113,6 +113,24 @@ def test_the_tokenizer_folds_accents_and_drops_stopwords() -> None:
     assert counts["quak"] == 2 + 2 + 2 and counts["tsunami"] == 2  # title twice, lede twice, body once
 
 
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_text_folds_as_the_unicode_path_would(text: str) -> None:
+    """fold skips the per-character decomposition for ASCII text: the result is the one it would give."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    assert storyterms.fold(text) == "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def test_a_batch_memo_of_terms_changes_no_count() -> None:
+    memo: dict[str, str | None] = {}
+    for item in ITEMS + CORPUS:
+        assert storyterms.term_counts(item.title, item.text, 400, memo) == storyterms.term_counts(
+            item.title, item.text, 400)
+    assert memo["earthquake"] == "earthquak" and memo["the"] is None
+
+
 def test_the_config_section_and_the_clusterer_have_the_same_defaults() -> None:
     section = StoriesSettings()
     assert StorySettings.from_config(section) == StorySettings()
@@ -174,23 +192,91 @@ def test_the_warehouse_gives_the_stories_cluster_offline_gives_whatever_the_batc
     assert len(set(got.values())) == 12  # every event one story, none merged
 
 
+def _dense_corpus() -> list[StoryItem]:
+    """Fifteen events in one window, each with words of its own, all written with some of twelve common words and
+    one of two shared places: every open story shares keys with most articles, so the rankings reach the cut
+    (max_candidates) among ties, and a batch's first read misses candidates as the batch moves the frequencies."""
+    rng = random.Random(11)
+    common = [f"c{i:02d}" for i in range(12)]
+    out = []
+    for k in range(90):
+        own = [f"e{k % 15}w{i}" for i in range(10)]
+        out.append(StoryItem(str(5000 + k), " ".join(rng.sample(own, 3)),
+                             " ".join(rng.sample(own, 8) * 2 + rng.sample(common, 6)),
+                             T0 + timedelta(minutes=20 * k), f"outlet{k % 7}", "en",
+                             (f"Name {k % 15}", f"Place {k % 2}")))
+    return out
+
+
+DENSE = _dense_corpus()
+
+
+@pytest.mark.parametrize("size", [7, 30])
+def test_dense_stories_tied_at_the_cut_are_placed_as_in_memory(tmp_path: Path, size: int) -> None:
+    """Where many stored stories share as many keys with an article (the ranking cut among ties, stories read again
+    as the batch moves the frequencies), the warehouse still gives cluster_offline's stories."""
+    ordered = sorted(DENSE, key=order_key)
+    got = _place_batches(tmp_path / "wh.duckdb", [ordered[i:i + size] for i in range(0, len(ordered), size)])
+    assert got == cluster_offline(DENSE)
+    assert len(set(got.values())) == 15
+
+
+def test_the_warehouse_ranks_candidates_as_memory_does_at_every_article(tmp_path: Path) -> None:
+    """Half the dense corpus stored, the other half placed by a warehouse-backed index and an in-memory one in step:
+    before each article, both rank the same candidates in the same order, at the cut (ties) and beyond it."""
+    ordered = sorted(DENSE, key=order_key)
+    stored, batch = ordered[:45], ordered[45:]
+    path = tmp_path / "wh.duckdb"
+    _place_batches(path, [stored])
+    memory = StoryIndex(StorySettings())
+    for item in stored:
+        memory.place(item)
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("begin transaction")
+        index = StoryIndex(StorySettings(), docs=len(stored), backing=storystore.WarehouseBacking(conn))
+        index.prefetch(batch)
+        for item in batch:
+            vec, _ = index.vector(item)
+            assert vec == memory.vector(item)[0]
+            query, entities = index._query(vec, 12), sorted(set(item.entities))
+            since = item.published - timedelta(days=3)
+            for limit in (None, 3, 14, 100):
+                assert index._ranked(query, entities, since, limit) == memory._ranked(query, entities, since, limit)
+            assert index.place(item) == memory.place(item)
+        conn.execute("rollback")
+
+
+def _postings(backing: storystore.WarehouseBacking, terms: list[str], entities: list[str], since: datetime | None
+              ) -> dict[tuple[str, str], tuple[list[str], list[int]]]:
+    """The backing's postings, ids as text."""
+    return {key: (list(map(str, sids)), lasts)
+            for key, (sids, lasts) in backing.postings(terms, entities, since).items()}
+
+
 def test_the_backing_reads_postings_and_live_stories_by_key(tmp_path: Path) -> None:
     path = tmp_path / "wh.duckdb"
     _place_batches(path, [sorted(CORPUS, key=order_key)])
     with duckdb.connect(str(path)) as conn:
         backing = storystore.WarehouseBacking(conn)
-        found = backing.postings([], ["Person 9"], None)
+        found = _postings(backing, [], ["Person 9"], None)
         story, = backing.stories(["1027"])
         assert found == {("e", "Person 9"): (["1027"], [-epoch_us(story.last)])}
         assert story.size == 3 and story.entities == {"Person 9": 3, "Place 9": 3} and story.languages == {"en": 3}
         assert story.last == T0 + timedelta(hours=24 * 9 + 6) and len(story.terms) > 3
+        # A few ids are read by parameters, more through a registered table: the same stories either way.
+        many = [str(r[0]) for r in conn.execute("select story_id from story_live order by story_id").fetchall()]
+        assert len(many) > 4
+        by_table = {s.story_id: (s.size, s.terms, s.entities) for s in backing.stories(many)}
+        assert by_table == {s.story_id: (s.size, s.terms, s.entities)
+                            for i in range(0, len(many), 2) for s in backing.stories(many[i:i + 2])}
+        assert backing.stories([]) == []
         # A story whose last article is before `since` is no article's candidate: its postings are not read.
-        assert backing.postings([], ["Person 9"], story.last) == found
-        assert backing.postings([], ["Person 9"], story.last + timedelta(microseconds=1)) == {}
-        assert backing.postings(["nosuchterm"], [], None) == {}
+        assert _postings(backing, [], ["Person 9"], story.last) == found
+        assert _postings(backing, [], ["Person 9"], story.last + timedelta(microseconds=1)) == {}
+        assert _postings(backing, ["nosuchterm"], [], None) == {}
         assert backing.df(["nosuchterm", next(iter(story.terms))])[next(iter(story.terms))] >= 3
         # Only stories open for an article up to a window late stay in the live tables (days 5-11 of 0-11).
-        assert backing.postings([], ["Person 3"], None) == {}
+        assert _postings(backing, [], ["Person 3"], None) == {}
         assert conn.execute("select count(*) from story_live").fetchone()[0] == 7
         assert conn.execute("select count(*) from stories").fetchone()[0] == 12
 
@@ -336,7 +422,7 @@ def test_migration_14_keeps_the_live_state_a_lookup_reads(tmp_path: Path) -> Non
         database.migrate(conn)
         backing = storystore.WarehouseBacking(conn)
         story, = backing.stories(["42"])
-        found = backing.postings(["gaza", "Gaza", "nosuchterm"], ["Gaza", 'Zoé "Q"'], T0)
+        found = _postings(backing, ["gaza", "Gaza", "nosuchterm"], ["Gaza", 'Zoé "Q"'], T0)
     assert (story.first, story.last, story.size) == (T0, last, 2)
     assert list(story.terms.items()) == [("ceasefire", 9000), ("gaza", 700), ("talk", 5)]
     assert story.entities == {"Gaza": 2, 'Zoé "Q"': 1} and story.languages == {"en": 1, "fr": 1}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -69,10 +69,22 @@ class Story:
     first: datetime
     last: datetime  # the newest article's time (copies aside): the story is open until last + window
     size: int
-    terms: dict[str, int]  # centroid: sum of member vectors, top centroid_terms
+    # The centroid (sum of member vectors, top centroid_terms), or how to read it when first asked: a batch reads
+    # about twice the stored stories it scores, and reading a centroid costs more than scoring it.
+    centroid: dict[str, int] | Callable[[], dict[str, int]]
     entities: dict[str, int]  # entity -> members naming it
     languages: dict[str, int]
     _norm: float | None = field(default=None, repr=False)
+
+    @property
+    def terms(self) -> dict[str, int]:
+        if not isinstance(self.centroid, dict):
+            self.centroid = self.centroid()
+        return self.centroid
+
+    @terms.setter
+    def terms(self, value: dict[str, int]) -> None:
+        self.centroid = value
 
     def norm(self) -> float:
         if self._norm is None:
@@ -88,8 +100,10 @@ class Placement:
 
 
 # A key's postings: the ids of the stories that have it, and minus their last articles' times in epoch microseconds,
-# in that (ascending) order, so the stories still open at a time are a prefix (bisect).
-Postings = tuple[list[str], list[int]]
+# in that (ascending) order, so the stories still open at a time are a prefix (bisect). Ids as integers: a batch
+# reads 50,000-100,000 postings, and only the few that can rank are turned into the ids' text.
+Postings = tuple[list[int], list[int]]
+_NO_POSTINGS: Postings = ([], [])
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -147,8 +161,9 @@ class StoryIndex:
         and the postings of their entities and of the top terms each would query now (`margin` more than it
         queries, as frequencies move while the batch is placed). A key missed here is read when it is asked: this
         changes the cost, never the result."""
+        memo: dict[str, str | None] = {}  # folded word -> term, for the whole batch
         for item in items:
-            self._counts[item.article_id] = term_counts(item.title, item.text, self.settings.body_words)
+            self._counts[item.article_id] = term_counts(item.title, item.text, self.settings.body_words, memo)
         if items:
             self._floor = min(item.published for item in items) - timedelta(days=self.settings.window_days)
         missing = sorted({t for c in self._counts.values() for t in c if t not in self.df})
@@ -182,7 +197,7 @@ class StoryIndex:
             return
         found = self.backing.postings(terms, entities, self._floor)
         for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
-            self._stored[key] = found.get(key, ([], []))
+            self._stored[key] = found.get(key, _NO_POSTINGS)
 
     @staticmethod
     def _query(vec: dict[str, int], n: int) -> list[str]:
@@ -214,16 +229,29 @@ class StoryIndex:
                 shared.update(sid for sid in postings.get(key, ()) if sid in mine and self.stories[sid].last >= since)
         if self.backing is not None:
             self._read_postings(terms, entities)
-            stored: Counter[str] = Counter()
-            for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
-                sids, negative_lasts = self._stored[key]
-                stored.update(sids[: bisect_right(negative_lasts, -epoch_us(since))])
-            for sid in mine:  # counted from memory above
-                stored.pop(sid, None)
-            shared.update(stored)
+            shared.update(self._stored_shared(terms, entities, since, mine, limit or self.settings.max_candidates))
         ranked = sorted(((sid, n) for sid, n in shared.items() if n >= self.settings.min_shared_keys),
                         key=lambda r: (-r[1], r[0]))
         return [sid for sid, _ in ranked[: limit or self.settings.max_candidates]]
+
+    def _stored_shared(self, terms: list[str], entities: list[str], since: datetime, mine: Iterable[str],
+                       limit: int) -> dict[str, int]:
+        """The stored open stories not in `mine` sharing at least min_shared_keys of these keys, with how many;
+        only those that can rank in the first `limit` (whatever `mine` adds: they are disjoint)."""
+        cut = -epoch_us(since)
+        stored: Counter[int] = Counter()
+        for key in [("t", t) for t in terms] + [("e", e) for e in entities]:
+            sids, negative_lasts = self._stored[key]
+            stored.update(sids[: bisect_right(negative_lasts, cut)])
+        for sid in mine:  # counted from memory
+            stored.pop(int(sid), None)
+        least = self.settings.min_shared_keys
+        shared = {sid: n for sid, n in stored.items() if n >= least}
+        if len(shared) > limit:
+            # Below the limit-th most shared count none can rank: at least `limit` stories share more. Only the
+            # rest are turned into text (the ranking's ties go by id as text).
+            least = sorted(shared.values(), reverse=True)[limit - 1]
+        return {str(sid): n for sid, n in shared.items() if n >= least}
 
     def _candidates(self, terms: list[str], entities: list[str], since: datetime) -> list[str]:
         """_ranked, with every story in memory once this returns."""
@@ -248,7 +276,8 @@ class StoryIndex:
 
     def score(self, item: StoryItem, vec: dict[str, int], norm: float, story: Story) -> float:
         s = self.settings
-        dot = sum(w * story.terms.get(t, 0) for t, w in vec.items())
+        centroid = story.terms
+        dot = sum(vec[t] * centroid[t] for t in vec.keys() & centroid.keys())  # integers: exact in any order
         cosine = dot / (norm * story.norm()) if dot else 0.0
         mine = set(item.entities)
         shared = len(mine & story.entities.keys())

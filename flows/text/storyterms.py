@@ -31,6 +31,8 @@ _LEDE_WORDS = 50  # counted twice: the lede says what happened
 
 def fold(text: str) -> str:
     """Lower-cased, accents removed (so `Élysée` and `Elysee` are one word)."""
+    if text.isascii():  # nothing to decompose: the per-character pass below costs most of an article's terms
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
@@ -62,19 +64,23 @@ def tokens(text: str) -> list[str]:
     return [t for word in _WORD.findall(fold(text)) if (t := _term(word)) is not None]
 
 
-def _counts(text: str, into: Counter[str]) -> None:
+def _counts(text: str, into: Counter[str], memo: dict[str, str | None]) -> None:
     """Add the terms of `text` to `into`, each distinct word cut once (a body repeats its words)."""
     for word, n in Counter(_WORD.findall(fold(text))).items():
-        if (term := _term(word)) is not None:
+        term = memo[word] if word in memo else memo.setdefault(word, _term(word))
+        if term is not None:
             into[term] += n
 
 
-def term_counts(title: str, text: str, body_words: int) -> Counter[str]:
-    """Term counts of an article: its title twice, its lede twice, its body (the first `body_words` words) once."""
+def term_counts(title: str, text: str, body_words: int, memo: dict[str, str | None] | None = None
+                ) -> Counter[str]:
+    """Term counts of an article: its title twice, its lede twice, its body (the first `body_words` words) once.
+    `memo` (folded word -> term) may be shared by the calls for one batch: its articles share most words."""
+    memo = {} if memo is None else memo
     words = text.split()
     counts: Counter[str] = Counter()
-    _counts(" ".join(words[:body_words]), counts)
-    _counts(" ".join(words[:_LEDE_WORDS]), counts)
+    _counts(" ".join(words[:body_words]), counts, memo)
+    _counts(" ".join(words[:_LEDE_WORDS]), counts, memo)
     for term in tokens(title) * 2:
         counts[term] += 1
     return counts

@@ -5,6 +5,7 @@ canonical order. Tables: warehouse/migrations/0013_stories.sql; docs/stories.md.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
@@ -50,38 +51,50 @@ class WarehouseBacking:
         # A registered table, not a list parameter: binding a few thousand strings costs more than the join.
         self.conn.register("q_lookup", pa.Table.from_pylist(keys, schema=_LOOKUP))
         try:
+            hashes = self.conn.execute("select md5_number_upper(kind || key) as h, kind, key from q_lookup"
+                                       ).fetchall()
             # Joined on the keys' 64-bit hashes, not on two strings: hashing the strings of every live posting cost
             # most of the lookup. Two keys that share a hash would share postings: as with article ids (64-bit
-            # keys of URLs), that is taken as never happening. Fetched as arrays (not a Python object per value)
-            # in hash order, each key's postings cut out at once.
+            # keys of URLs), that is taken as never happening. Fetched as arrays (not a Python object per value,
+            # nor a key's string per posting) in hash order, each key's postings cut out at once.
             rows = self.conn.execute("""
-                select q.h, q.kind, q.key, k.story_id, -k.last_article as negative_last
-                from story_keys k join (select md5_number_upper(kind || key) as h, kind, key from q_lookup) q using (h)
+                select k.h, k.story_id, -k.last_article as negative_last
+                from story_keys k semi join (select md5_number_upper(kind || key) as h from q_lookup) q using (h)
                 where k.last_article >= $since
-                order by q.h, negative_last
+                order by k.h, negative_last
                 """, {"since": epoch_us(since or _EPOCH)}).fetchnumpy()
         finally:
             self.conn.unregister("q_lookup")
-        h, kind, key = rows["h"], rows["kind"], rows["key"]
+        h = rows["h"]
         if not len(h):
             return {}
+        key_of = {hash_: (kind, key) for hash_, kind, key in hashes}
         cuts = [0, *(np.flatnonzero(h[1:] != h[:-1]) + 1).tolist(), len(h)]
-        sids = list(map(str, rows["story_id"].tolist()))
-        lasts = rows["negative_last"].tolist()
-        return {(kind[a], key[a]): (sids[a:b], lasts[a:b]) for a, b in itertools.pairwise(cuts)}
+        sids, lasts = rows["story_id"].tolist(), rows["negative_last"].tolist()
+        return {key_of[int(h[a])]: (sids[a:b], lasts[a:b]) for a, b in itertools.pairwise(cuts)}
 
     def stories(self, ids: Sequence[str]) -> list[Story]:
         # Strings, not lists (migration 0014): DuckDB reads every row of story_live to find these, and list
         # columns cost several times as much to read.
-        with _ids(self.conn, "q_story_ids", [int(i) for i in ids]):
-            rows = self.conn.execute("""
-                select story_id, epoch_us(first_article), epoch_us(last_article), size, terms, weights,
-                       entities, languages
-                from story_live semi join q_story_ids q on story_id = q.id
-                """).fetchall()
-        return [Story(str(sid), _from_us(first), _from_us(last), size, _centroid(terms, weights),
+        columns = ("story_id, epoch_us(first_article), epoch_us(last_article), size, terms, weights, entities, "
+                   "languages")
+        if not ids:
+            return []
+        if len(ids) <= _FEW_IDS:
+            # A batch's later reads (a candidate its first read missed) are of one or two stories: as parameters,
+            # a read by key costs a third of a registered table's join.
+            rows = self.conn.execute(f"select {columns} from story_live where story_id in "
+                                     f"({', '.join('?' * len(ids))})", [int(i) for i in ids]).fetchall()
+        else:
+            with _ids(self.conn, "q_story_ids", [int(i) for i in ids]):
+                rows = self.conn.execute(f"select {columns} from story_live semi join q_story_ids q "
+                                         "on story_id = q.id").fetchall()
+        return [Story(str(sid), _from_us(first), _from_us(last), size, functools.partial(_centroid, terms, weights),
                       json.loads(entities), json.loads(languages))
                 for sid, first, last, size, terms, weights, entities, languages in rows]
+
+
+_FEW_IDS = 4  # up to this many ids are bound as parameters (0.2-0.4 ms each), more are a registered table
 
 
 def _centroid(terms: str, weights: str) -> dict[str, int]:
@@ -200,15 +213,29 @@ def flush(conn: duckdb.DuckDBPyConnection, index: StoryIndex, members: list[dict
     counters, the `stories` rows of touched stories; then prune stories no article can join any more."""
     dirty = sorted(int(s) for s in index.dirty_stories)
     _register(conn, "q_members", members, _MEMBER)
-    _register(conn, "q_df", [{"term": t, "df": index.df[t]} for t in sorted(index.dirty_df)], _DF)
+    terms = sorted(index.dirty_df)
+    # Built by column, not from a dict per row: a batch writes thousands of frequencies and postings.
+    conn.register("q_df", pa.Table.from_arrays([pa.array(terms, pa.string()),
+                                                pa.array([index.df[t] for t in terms], pa.int32())], schema=_DF))
     live = [index.stories[str(s)] for s in dirty]
     _register(conn, "q_live", [{"story_id": int(s.story_id), "first_article": s.first, "last_article": s.last,
                                 "size": s.size, "terms": " ".join(s.terms),
                                 "weights": " ".join(map(str, s.terms.values())),
                                 "entities": json.dumps(s.entities), "languages": json.dumps(s.languages)}
                                for s in live], _LIVE)
-    _register(conn, "q_keys", [{"key": k, "kind": kind, "story_id": int(s.story_id), "last_article": epoch_us(s.last)}
-                               for s in live for kind, keys in (("t", s.terms), ("e", s.entities)) for k in keys], _KEY)
+    keys: list[str] = []
+    kinds: list[str] = []
+    owners: list[int] = []
+    lasts: list[int] = []
+    for s in live:
+        for kind, names in (("t", s.terms), ("e", s.entities)):
+            keys.extend(names)
+            kinds.extend([kind] * len(names))
+            owners.extend([int(s.story_id)] * len(names))
+            lasts.extend([epoch_us(s.last)] * len(names))
+    conn.register("q_keys", pa.Table.from_arrays([pa.array(keys, pa.string()), pa.array(kinds, pa.string()),
+                                                  pa.array(owners, pa.int64()), pa.array(lasts, pa.int64())],
+                                                 schema=_KEY))
     try:
         conn.execute("insert into story_articles by name select * from q_members")
         # A merge on the term (as writer.upsert, it holds on a DuckLake, which has no key constraints): a delete of

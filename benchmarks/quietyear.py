@@ -1,0 +1,147 @@
+"""Quiet runs on year-sized warehouses, two checkouts interleaved (issue 23: a quiet run under 3 s at 1M, its
+memory flat with the warehouse's size).
+
+    python -m benchmarks.quietyear --copy CACHE DIR     # a working copy of a year cache (no snapshot, no search)
+    python -m benchmarks.quietyear --prep DIR           # migrate; a full check pass (every watermark set)
+    python -m benchmarks.quietyear --rounds 3 DIR[,DIR] [LABEL=CHECKOUT ...]
+
+Each round runs, for every DIR and then every checkout in turn, one `ingest` flow run in its own process
+(benchmarks/yearstep.py with that checkout first on PYTHONPATH): 100 feeds answering 304, nothing new, the
+snapshot off (a quiet run publishes none when it is current). Printed per run and as medians: the flow's wall
+time, its steps, the parent's peak resident memory (VmHWM), bytes it wrote, and the 1-minute load average.
+The copy hard-links the lookup cache and the raw archives (never changed in place) and copies the file: runs
+write bookkeeping rows into it, which a steady state has too. Delete DIR when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import site
+from benchmarks.bench_year import _FETCH, FEEDS, feeds_toml, point_feeds
+from benchmarks.yearcache import WAREHOUSE, say
+
+_LINKED = (".parquet", ".npy")
+
+
+def copy(cache: Path, work: Path) -> None:
+    """The warehouse file and the lookup cache's manifest copied, immutable files hard-linked; the snapshot and
+    the search index left out (a quiet run with the snapshot off reads neither)."""
+    shutil.rmtree(work, ignore_errors=True)
+    for path in sorted(cache.rglob("*")):
+        rel = path.relative_to(cache)
+        top = rel.parts[0]
+        if top == "snapshots" or ".search" in top or top.endswith(".toml") or top.startswith(".done"):
+            continue
+        dest = work / rel
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+        elif path.suffix in _LINKED:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, dest)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest)
+    for path in sorted(cache.rglob("*"), reverse=True):  # raw retention reads the day folders' mtimes
+        if path.is_dir() and (work / path.relative_to(cache)).exists():
+            st = path.stat()
+            os.utime(work / path.relative_to(cache), (st.st_atime, st.st_mtime))
+
+
+def config(work: Path, base: str) -> Path:
+    urls = {f"f{f:03d}": f"{base}/quiet/{f}.xml" for f in range(FEEDS)}
+    point_feeds(work, urls)
+    path = work / "quiet.toml"
+    (work / "seeds").mkdir(exist_ok=True)
+    path.write_text(f'[warehouse]\npath = "{work / WAREHOUSE}"\nstaging_dir = "{work / "staging"}"\n'
+                    f'snapshot = false\nsnapshot_path = "{work / "snapshots" / WAREHOUSE}"\n'
+                    f'[pipeline]\nseeds_dir = "{work / "seeds"}"\n' + _FETCH + feeds_toml(urls))
+    return path
+
+
+def prep(work: Path) -> None:
+    from flows.core.sections import DedupSettings
+    from flows.core.settings import WarehouseSettings
+    from flows.warehouse import checks, database
+
+    settings = WarehouseSettings(path=work / WAREHOUSE, staging_dir=work / "staging")
+    start = time.perf_counter()
+    database.ensure_ready(settings)  # a cache filled before the newest migrations
+    done = checks.run_and_store(settings, "quietyear-prep", alive_runs=[], full=True, dedup=DedupSettings(),
+                                wait=600)
+    say(f"{work}: full pass {time.perf_counter() - start:.0f} s, {len(done.failed)} failing")
+
+
+def one_run(cfg: Path, checkout: Path) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(checkout))
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        rc = subprocess.call([sys.executable, "-m", "benchmarks.yearstep", str(cfg), "--cold"], stdout=out,
+                             stderr=err, env=env, cwd=checkout)
+        out.seek(0)
+        err.seek(0)
+        if rc != 0:
+            raise RuntimeError(f"flow run failed ({rc}): {err.read()[-3000:]}")
+        result = json.loads(out.read().strip().splitlines()[-1])
+    parent = result["tree"].get("parent", {})
+    return {"wall": result["wall"], "steps": result["steps"], "peak_mib": parent.get("peak_mib_max", 0.0),
+            "written_mib": parent.get("written_mib", 0.0), "load": load}
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--copy", nargs=2, metavar=("CACHE", "DIR"))
+    ap.add_argument("--prep", metavar="DIR")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("dirs", nargs="?")
+    ap.add_argument("checkouts", nargs="*")
+    args = ap.parse_args(argv)
+    if args.copy:
+        copy(Path(args.copy[0]), Path(args.copy[1]))
+        return
+    if args.prep:
+        prep(Path(args.prep))
+        return
+    dirs = [Path(d) for d in args.dirs.split(",")]
+    checkouts = dict(c.split("=", 1) for c in args.checkouts) or {"this": str(Path(__file__).parent.parent)}
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with tempfile.TemporaryDirectory() as empty, site.Server(Path(empty), not_modified=True) as server, \
+            prefect_test_harness(server_startup_timeout=180):
+        os.environ["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
+        cfgs = {d: config(d, server.base) for d in dirs}
+        for rnd in range(args.rounds):
+            for d in dirs:
+                for label, checkout in checkouts.items():
+                    r = one_run(cfgs[d], Path(checkout))
+                    runs.setdefault((d.name, label), []).append(r)
+                    top = sorted(r["steps"].items(), key=lambda kv: -kv[1])[:5]
+                    say(f"round {rnd + 1} {d.name} {label}: flow {r['wall']:.2f} s, {r['peak_mib']:.0f} MiB, "
+                        f"wrote {r['written_mib']:.0f} MiB, load {r['load']:.1f}; "
+                        + ", ".join(f"{k} {v:.2f}" for k, v in top))
+    print("| warehouse | checkout | flow s (median) | each | peak MiB | wrote MiB | load | steps (median s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (name, label), rs in runs.items():
+        steps = {k: statistics.median(r["steps"].get(k, 0.0) for r in rs) for k in rs[0]["steps"]}
+        print(f"| {name} | {label} | {statistics.median(r['wall'] for r in rs):.2f} | "
+              f"{' / '.join(format(r['wall'], '.2f') for r in rs)} | "
+              f"{statistics.median(r['peak_mib'] for r in rs):.0f} | "
+              f"{statistics.median(r['written_mib'] for r in rs):.0f} | "
+              f"{' / '.join(format(r['load'], '.1f') for r in rs)} | "
+              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(steps.items(), key=lambda kv: -kv[1])) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -4,6 +4,7 @@ memory flat with the warehouse's size).
     python -m benchmarks.quietyear --copy CACHE DIR     # a working copy of a year cache (no snapshot, no search)
     python -m benchmarks.quietyear --prep DIR           # migrate; a full check pass (every watermark set)
     python -m benchmarks.quietyear --rounds 3 DIR[,DIR] [LABEL=CHECKOUT ...]
+    python -m benchmarks.quietyear --inserts DIR        # `insert or ignore`: key anti-joins against DuckDB's own
 
 Each round runs, for every DIR and then every checkout in turn, one `ingest` flow run in its own process
 (benchmarks/yearstep.py with that checkout first on PYTHONPATH): 100 feeds answering 304, nothing new, the
@@ -11,6 +12,11 @@ snapshot off (a quiet run publishes none when it is current). Printed per run an
 time, its steps, the parent's peak resident memory (VmHWM), bytes it wrote, and the 1-minute load average.
 The copy hard-links the lookup cache and the raw archives (never changed in place) and copies the file: runs
 write bookkeeping rows into it, which a steady state has too. Delete DIR when done.
+
+`--inserts` times what a run's loads insert "or ignore" (100 feed fetches, 128 entries, 128 articles, 2,560
+entity links), both ways, each in a transaction rolled back: flows/warehouse/writer.upsert's anti-joins (what a
+DuckLake needs) and DuckDB's own `insert or ignore` on the keys' indexes (what a file now uses for a table of one
+key).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +89,50 @@ def prep(work: Path) -> None:
     say(f"{work}: full pass {time.perf_counter() - start:.0f} s, {len(done.failed)} failing")
 
 
+def inserts(work: Path, rounds: int = 3) -> None:
+    import duckdb
+    import pyarrow as pa
+
+    from flows.warehouse import writer
+
+    now = datetime.now(UTC)
+    with duckdb.connect(str(work / WAREHOUSE)) as conn:
+        counts = {t: conn.execute(f"select count(*) from {t}").fetchall()[0][0]
+                  for t in ("feed_fetches", "entries", "articles", "article_entities")}
+        say(f"{work.name}: stored {counts}")
+        entities = [r[0] for r in conn.execute("select entity_id from entities limit 20").fetchall()]
+        for rnd in range(rounds):
+            for way in ("anti-join", "own"):
+                tag = f"qy{time.time_ns()}"
+                rows = {
+                    "feed_fetches": [{"fetch_id": f"{tag}:f{i:03d}", "run_id": tag, "feed": f"f{i:03d}", "url": "u",
+                                      "outcome": "not_modified", "fetched_at": now} for i in range(FEEDS)],
+                    "entries": [{"feed": f"f{i % FEEDS:03d}", "guid": f"{tag}-{i}", "url": f"https://qy/{tag}/{i}",
+                                 "first_seen_at": now, "first_run_id": tag} for i in range(128)],
+                    "articles": [{"article_id": -(rnd * 1000 + i) - 10, "url": f"https://qy/{tag}/{i}", "text": "t",
+                                  "text_hash": f"{tag}{i}", "body_source": "extracted", "ner_pipeline": "qy",
+                                  "n_shingles": 1, "n_samples": 1, "run_id": tag, "loaded_at": now}
+                                 for i in range(128)],
+                    "article_entities": [{"article_id": -(rnd * 1000 + i) - 10, "entity_id": e, "mentions": 1}
+                                         for i in range(128) for e in entities],
+                }
+                took = {}
+                conn.execute("begin transaction")
+                for table, batch in rows.items():
+                    conn.register("q_rows", pa.Table.from_pylist(batch))
+                    start = time.perf_counter()
+                    if way == "own":
+                        conn.execute(f"insert or ignore into {table} by name select * from q_rows")
+                    else:
+                        writer.upsert(conn, table, "q_rows", list(batch[0]), keep="ignore")
+                    took[table] = (time.perf_counter() - start) * 1000
+                    conn.unregister("q_rows")
+                conn.execute("rollback")
+                say(f"{work.name} round {rnd + 1} {way}: " + ", ".join(f"{t} {len(rows[t])} rows {ms:.0f} ms"
+                                                                   for t, ms in took.items())
+                    + f"; load {os.getloadavg()[0]:.1f}")
+
+
 def one_run(cfg: Path, checkout: Path) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(checkout))
     load = os.getloadavg()[0]
@@ -102,6 +153,7 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--copy", nargs=2, metavar=("CACHE", "DIR"))
     ap.add_argument("--prep", metavar="DIR")
+    ap.add_argument("--inserts", metavar="DIR")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("dirs", nargs="?")
     ap.add_argument("checkouts", nargs="*")
@@ -111,6 +163,9 @@ def main(argv: list[str]) -> None:
         return
     if args.prep:
         prep(Path(args.prep))
+        return
+    if args.inserts:
+        inserts(Path(args.inserts), args.rounds)
         return
     dirs = [Path(d) for d in args.dirs.split(",")]
     checkouts = dict(c.split("=", 1) for c in args.checkouts) or {"this": str(Path(__file__).parent.parent)}

@@ -158,6 +158,32 @@ def test_upsert_keeps_the_first_or_the_latest_row_of_a_key(tmp_path: Path) -> No
         assert conn.execute("select url, title from feeds").fetchall() == [("u3", None)]
 
 
+@pytest.mark.parametrize("backend", ["duckdb", "ducklake"])
+def test_insert_or_ignore_keeps_the_stored_row_on_both_backends(tmp_path: Path, backend: str) -> None:
+    """On a file, a table of one key takes DuckDB's own `or ignore` (its key's index), tables of two keys and a lake
+    the anti-joins: either way a stored key keeps its first row and a new key is added, in one transaction too."""
+    settings = _lake(tmp_path) if backend == "ducklake" else WarehouseSettings(
+        path=tmp_path / "wh.duckdb", staging_dir=tmp_path / "staging")
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def fetch(fetch_id: str, outcome: str) -> dict[str, Any]:
+        return {"fetch_id": fetch_id, "run_id": fetch_id.split(":")[0], "feed": "f", "url": "u", "outcome": outcome,
+                "fetched_at": t}
+
+    with database.connect(settings) as conn:
+        database.migrate(conn)
+        writer._insert(conn, "insert or ignore", "feed_fetches", [fetch("r1:f", "ok")])
+        with database.transaction(conn):
+            writer._insert(conn, "insert or ignore", "feed_fetches", [fetch("r1:f", "failed"), fetch("r2:f", "ok")])
+            writer._insert(conn, "insert or ignore", "entities", [
+                {"entity_id": 1, "name": "A", "label": "PERSON", "first_seen_at": t}])
+            writer._insert(conn, "insert or ignore", "entities", [  # the unique key (name, label), another id
+                {"entity_id": 2, "name": "A", "label": "PERSON", "first_seen_at": t}])
+        assert conn.execute("select fetch_id, outcome from feed_fetches order by 1").fetchall() == [
+            ("r1:f", "ok"), ("r2:f", "ok")]
+        assert conn.execute("select entity_id from entities").fetchall() == [(1,)]
+
+
 # ---------------------------------------------------------------- readers while a load runs
 
 def test_a_reader_sees_consistent_data_while_a_load_runs(tmp_path: Path) -> None:

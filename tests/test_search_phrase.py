@@ -55,7 +55,7 @@ _word = st.lists(st.sampled_from(_LETTERS), min_size=1, max_size=5).map("".join)
 _text = st.lists(st.one_of(_word, st.sampled_from(_SEPS), st.sampled_from(_ODD)), max_size=25).map("".join)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(title=_text, text=_text, pick=st.integers(0, 10**6), size=st.integers(1, 12), own=_text)
 def test_python_check_agrees_with_duckdb(conn: duckdb.DuckDBPyConnection, chars: phrase.Chars, title: str,
                                          text: str, pick: int, size: int, own: str) -> None:

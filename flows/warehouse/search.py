@@ -208,25 +208,47 @@ def _allowed(conn: duckdb.DuckDBPyConnection, index: Opened, filters: Filters) -
     return out
 
 
-def _batches(ranking: rank.Ranking, scored: list[rank.Scored], limit: int
-             ) -> Generator[list[tuple[Any, ...]], int, None]:
-    """The candidates best first, a batch at a time: (seg, article number, score, ths: the terms each matched) per
-    candidate. The caller sends back how many of the last batch held; the next batch is what that rate says the
-    rest of `limit` needs, with a margin, at most four times the last (a phrase of common words may need
-    thousands of candidates; a batch too large reads texts for nothing, each batch costs a statement)."""
+@dataclass
+class Batch:
+    """Candidates best first: their segment, article number and score, and per term of the query which of them
+    hold all its words (a phrase's order not checked yet)."""
+    seg: np.ndarray
+    dn: np.ndarray
+    scores: np.ndarray
+    matched: dict[rank.Term, np.ndarray]
+
+
+def _batches(ranking: rank.Ranking, scored: list[rank.Scored], limit: int) -> Generator[Batch, int, None]:
+    """The candidates best first, a batch at a time. The caller sends back how many of the last batch held; the
+    next batch is what that rate says the rest of `limit` needs, with a margin, at most twice the last (a phrase
+    of common words may need thousands of candidates; a batch too large reads texts for nothing)."""
     start, size, found = 0, max(_BATCH, limit), 0
     while start < len(ranking) and found < limit:
         best = ranking.best(start + size)[start:]
-        rows = []
-        for i in best:
-            seg, dn = int(ranking.seg[i]), int(ranking.dn[i])
-            ths = [{"g": t.g, "neg": t.neg, "phrase": t.phrase, "raw": t.raw}
-                   for t, mask in scored[seg].matched.items() if mask[dn]]
-            rows.append((seg, dn, float(ranking.scores[i]), ths))
-        found += yield rows
+        seg, dn = ranking.seg[best], ranking.dn[best]
+        matched = {t: np.zeros(len(best), bool) for x in scored for t in x.matched}
+        for s in np.unique(seg).tolist():
+            sel = seg == s
+            for t, mask in scored[s].matched.items():
+                matched[t][sel] = mask[dn[sel]]
+        found += yield Batch(seg, dn, ranking.scores[best], matched)
         start += size
         rate = found / start
-        size = size * 4 if not found else max(_BATCH, min(size * 4, math.ceil((limit - found) / rate * 1.5)))
+        size = size * 2 if not found else max(_BATCH, min(size * 2, math.ceil((limit - found) / rate * 1.5)))
+
+
+def _texts(index: Opened, seg: np.ndarray, dn: np.ndarray) -> list[tuple[str, str]]:
+    """(title, text) of articles from their segments' text files (the offsets gathered per segment)."""
+    cols = np.zeros((4, len(seg)), np.int64)  # pos, meta, title and text bytes
+    for s in np.unique(seg).tolist():
+        sel = seg == s
+        p, d = index.parts[s].post, dn[sel]
+        cols[:, sel] = p.pos[d], p.meta[d], p.title[d], p.text[d]
+    out = []
+    for s, pos, meta, title, text in zip(seg.tolist(), *cols.tolist(), strict=True):
+        data = os.pread(index.texts[s], meta + title + text, pos)
+        out.append((data[meta:meta + title].decode(), data[meta + title:].decode()))
+    return out
 
 
 def _read(index: Opened, seg: int, dn: int) -> tuple[bytes, str, str]:
@@ -294,12 +316,12 @@ class Hit:
 MARK_OPEN, MARK_CLOSE = "«", "»"
 
 
-def _checked(conn: duckdb.DuckDBPyConnection, index: Opened, batches: Generator[list[tuple[Any, ...]], int, None],
+def _checked(conn: duckdb.DuckDBPyConnection, index: Opened, batches: Generator[Batch, int, None],
              groups: int, limit: int) -> list[tuple[Any, ...]]:
-    """The first `limit` candidates of `batches` ((seg, article number, score, ths: the terms each matched), best
-    first) whose phrases hold (and whose excluded phrases do not), checked on their text a batch at a time (a
-    phrase of common words may need thousands of candidates): in Python where the text allows it
-    (search_phrase), the others in DuckDB as the macro does."""
+    """The first `limit` candidates of `batches` whose phrases hold (and whose excluded phrases do not), as
+    (seg, article number, score), checked on their text a batch at a time (a phrase of common words may need
+    thousands of candidates): in Python where the text allows it (search_phrase), the others in DuckDB as the
+    macro does."""
     out: list[tuple[Any, ...]] = []
     held = None
     found: dict[str, phrase.Phrase | None] = {}
@@ -309,43 +331,56 @@ def _checked(conn: duckdb.DuckDBPyConnection, index: Opened, batches: Generator[
         except StopIteration:
             break
         ch = phrase.chars()
-        texts = [_read(index, seg, dn)[1:] for seg, dn, _, _ in batch]
+        texts = _texts(index, batch.seg, batch.dn)
         bodies = [title + " " + text for title, text in texts]
         kind = phrase.kinds(ch, bodies)
-        verdicts: dict[str, list[bool | None]] = {}
-        for raw in {th["raw"] for _, _, _, ths in batch for th in ths if th["phrase"]}:
+        n = len(bodies)
+        yes: dict[str, np.ndarray] = {}  # per phrase: held (True) or not, where known
+        unknown: dict[str, np.ndarray] = {}
+        for raw in {t.raw for t in batch.matched if t.phrase}:
             if raw not in found:
                 ws = phrase.words(ch, raw)
                 found[raw] = phrase.pattern(ch, ws) if ws else None
             pat = found[raw]
-            verdicts[raw] = phrase.holds(ch, pat, bodies, kind) if pat is not None else [None] * len(batch)
-        ok: set[tuple[int, int]] = set()
-        rest = []
-        for j, ((seg, dn, _, ths), (title, text)) in enumerate(zip(batch, texts, strict=True)):
-            passing: list[dict[str, Any]] | None = []
-            for th in ths:
-                if th["phrase"]:
-                    yes = verdicts[th["raw"]][j]
-                    if yes is None:
-                        passing = None
-                        break
-                    if not yes:
-                        continue
-                passing.append(th)
-            if passing is None:
-                rest.append((seg, dn, ths, title, text))
-            elif len({th["g"] for th in passing if not th["neg"]}) == groups and not any(
-                    th["neg"] for th in passing):
-                ok.add((seg, dn))
-        if rest:
-            ok |= _checked_sql(conn, rest, groups)
-        out += [(seg, dn, sc) for seg, dn, sc, _ in batch if (seg, dn) in ok]
-        held = len(ok)
+            got = phrase.holds(ch, pat, bodies, kind) if pat is not None else [None] * n
+            yes[raw] = np.array([g is True for g in got], bool)
+            unknown[raw] = np.array([g is None for g in got], bool)
+        # The SQL's rule: every positive group has a term that holds, no excluded term holds.
+        ok = np.ones(n, bool)
+        rest = np.zeros(n, bool)
+        passing = {t: m & yes[t.raw] if t.phrase else m for t, m in batch.matched.items()}
+        for t, m in batch.matched.items():
+            if t.phrase:
+                rest |= m & unknown[t.raw]
+        for g in sorted({t.g for t in batch.matched if not t.neg}):
+            any_of = np.zeros(n, bool)
+            for t, m in passing.items():
+                if t.g == g and not t.neg:
+                    any_of |= m
+            ok &= any_of
+        if len({t.g for t in batch.matched if not t.neg}) != groups:
+            ok[:] = False
+        for t, m in passing.items():
+            if t.neg:
+                ok &= ~m
+        ok &= ~rest
+        if rest.any():
+            rows = []
+            for j in np.flatnonzero(rest).tolist():
+                ths = [{"g": t.g, "neg": t.neg, "phrase": t.phrase, "raw": t.raw}
+                       for t, m in batch.matched.items() if m[j]]
+                rows.append((j, 0, ths, *texts[j]))
+            for j, _ in _checked_sql(conn, rows, groups):
+                ok[j] = True
+        picked = np.flatnonzero(ok).tolist()
+        out += [(int(batch.seg[j]), int(batch.dn[j]), float(batch.scores[j])) for j in picked]
+        held = len(picked)
     return out[:limit]
 
 
 def _checked_sql(conn: duckdb.DuckDBPyConnection, rest: list[tuple[Any, ...]], groups: int) -> set[tuple[int, int]]:
-    """Which candidates (seg, article number, ths, title, text) hold, checked by DuckDB as search_plan does."""
+    """Which candidates (seg, dn: any two numbers naming it; ths: the terms it matched, title, text) hold, checked
+    by DuckDB as search_plan does."""
     conn.register("search_check", pa.table({
         "seg": pa.array([r[0] for r in rest], pa.int32()), "dn": pa.array([r[1] for r in rest], pa.int64()),
         "ths": pa.array([r[2] for r in rest], pa.list_(pa.struct([

@@ -541,6 +541,8 @@ _TOKEN = re.compile(r"[^\W_]+")
 @lru_cache(maxsize=65536)
 def fold(word: str) -> str:
     """A word as the index stores it before stemming: lower case, accents stripped."""
+    if word.isascii():  # nothing to decompose (a new process folds thousands of the results' words)
+        return word.lower()
     return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
 
 

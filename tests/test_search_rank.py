@@ -22,7 +22,7 @@ from test_search import _doc, _load
 from flows.core.records import Document
 from flows.core.searchquery import SearchSyntaxError, parse
 from flows.core.settings import Settings, load_settings
-from flows.warehouse import database, search, search_index, writer
+from flows.warehouse import database, search, search_index, search_rank, writer
 from flows.warehouse.search_postings import open_postings, post_file
 
 # A small vocabulary drawn with a power law: common words in most articles (long candidate lists, ties), rare ones
@@ -154,6 +154,32 @@ def test_the_best_k_are_the_first_k_of_the_whole_order(searcher: search.Searcher
         for k in (1, 3, 10, 50):
             assert [h.article_id for h in searcher.search(parse(text), search.Filters(limit=k))] \
                 == [h.article_id for h in whole[:k]], (text, k)
+
+
+def test_few_postings_are_scored_as_the_dense_arrays_score_them(searcher: search.Searcher,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query whose words have few postings is scored over the articles they name (search_rank._universe): the
+    same articles, the same scores to the last bit, as over the whole segment."""
+    queries = [("item7", {}), ("item7 OR item55 OR levy", {}), ("levy -harbour", {}), ("levy item12", {}),
+               ("apple OR item3", {"feeds": ("hill",)}), ("levy OR harvest", {"lang": "en"}),
+               ("coal levy", {"ids": tuple(range(0, 300, 2))}), ("harbour", {})]
+    sparse = []
+    real = search_rank._universe
+
+    def spy(*args: object) -> object:
+        out = real(*args)  # type: ignore[arg-type]
+        sparse.append(out is not None)
+        return out
+
+    monkeypatch.setattr(search_rank, "_universe", spy)
+    got = [[(h.article_id, h.score) for h in searcher.search(parse(q), search.Filters(limit=1000, **f))]
+           for q, f in queries]  # type: ignore[arg-type]
+    assert any(sparse) and not all(sparse)  # both ways were taken
+    monkeypatch.setattr(search_rank, "_universe", lambda *a: None)
+    dense = [[(h.article_id, h.score) for h in searcher.search(parse(q), search.Filters(limit=1000, **f))]
+             for q, f in queries]  # type: ignore[arg-type]
+    assert got == dense
+    assert any(got)
 
 
 def test_the_postings_file_holds_the_segments_postings(corpus: Settings) -> None:

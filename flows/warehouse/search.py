@@ -32,11 +32,12 @@ import pyarrow as pa
 from flows.core.errors import WarehouseMissing
 from flows.core.searchquery import Query
 from flows.core.settings import WarehouseSettings
+from flows.warehouse import search_phrase as phrase
 from flows.warehouse import search_plan as plan
 from flows.warehouse import search_rank as rank
 from flows.warehouse.search_index import INDEXES, index_name, load_fts, segments_dir
 from flows.warehouse.search_postings import NULL_DATE, open_postings, post_file
-from flows.warehouse.search_segments import FORMAT, lit, text_file
+from flows.warehouse.search_segments import FORMAT, SPLIT, lit, term_key, text_file
 
 HEAD = plan.HEAD
 _SNIPPET_WORDS = 30
@@ -122,20 +123,8 @@ def _stepwise(conn: duckdb.DuckDBPyConnection, index: Opened, query: Query, filt
               ) -> list[tuple[Any, ...]]:
     """The plan of search_plan: the query's words stemmed in DuckDB (one statement), then matched, scored and
     ranked with numpy over the segments' postings files (search_rank); the rows of `_final`, best first."""
-    # Python values as parameters cost DuckDB an attempted `import pandas` each (about a millisecond when it is not
-    # installed): the query's terms go in as Arrow tables.
-    terms = query.rows()
-    conn.register("search_query_terms", pa.table({
-        "t": pa.array([r["t"] for r in terms], pa.int64()), "g": pa.array([r["g"] for r in terms], pa.int64()),
-        "neg": pa.array([r["neg"] for r in terms], pa.bool_()),
-        "quoted": pa.array([r["quoted"] for r in terms], pa.bool_()),
-        "raw": pa.array([r["raw"] for r in terms], pa.string())}))
-    qt = conn.execute(f"with search_terms as (select * from search_query_terms), {plan.TOKENS.rstrip(',')}, "
-                      f"search_q as ({plan.qt('$lang')}) select t, g, neg, phrase, raw, idx, h::varchar as h, "
-                      "(select n from search_groups) as ngroups from search_q", {"lang": filters.lang}
-                      ).to_arrow_table()
-    groups = qt["ngroups"][0].as_py() if qt.num_rows else 0
-    q = rank.terms(qt.to_pylist())
+    rows, groups = _stemmed(conn, query, filters.lang)
+    q = rank.terms(rows)
     scored = rank.score(index.parts, q, groups, index.stats, _allowed(conn, index, filters))
     ranking = rank.Ranking(scored, index.parts)
     if not any(t.phrase for t in q):
@@ -144,6 +133,36 @@ def _stepwise(conn: duckdb.DuckDBPyConnection, index: Opened, query: Query, filt
     else:  # ranked as if every phrase held (a phrase does not change a score), then checked best first
         top = _checked(conn, index, _batches(ranking, scored, filters.limit), groups, filters.limit)
     return _final(conn, index, top)
+
+
+def _stemmed(conn: duckdb.DuckDBPyConnection, query: Query, lang: str | None
+             ) -> tuple[list[dict[str, object]], int]:
+    """The query's words as search_plan's `search_q` has them (t, g, neg, phrase, raw, idx, h: one row per word
+    and language group, in the order of the terms, their words and INDEXES) and its number of positive groups
+    (search_groups; 0 without a word). One plain statement: the plan's CTEs (windows, materialized steps) cost
+    DuckDB ~13 ms to plan; the split, accents and stems are the same functions, the rest is counted here."""
+    terms = query.rows()
+    # Python values as parameters cost DuckDB an attempted `import pandas` each (about a millisecond when it is not
+    # installed): the query's terms go in as an Arrow table.
+    conn.register("search_query_terms", pa.table({
+        "t": pa.array([r["t"] for r in terms], pa.int64()), "raw": pa.array([r["raw"] for r in terms], pa.string())}))
+    groups = "(values " + ", ".join(f"({i}, {lit(k)}, {lit(v)})" for i, (k, v) in enumerate(INDEXES.items())) \
+        + ") i(ipos, idx, stemmer)"
+    found = conn.execute(f"""
+        select w.t, w.pos, i.idx, {term_key('i.idx', 'stem(w.tok, i.stemmer)')}::varchar as h
+        from (select t, strip_accents(unnest(toks)) as tok, unnest(range(len(toks))) as pos
+              from (select t, regexp_split_to_array(lower(raw), {lit(SPLIT)}) as toks from search_query_terms)) w,
+             {groups}
+        where w.tok <> '' and ($lang is null or {plan.LANG_INDEX.replace('lang', '$lang')} = i.idx)
+        order by w.t, w.pos, i.ipos""", {"lang": lang}).fetchall()
+    conn.unregister("search_query_terms")
+    words: dict[tuple[int, str], int] = {}
+    for t, _, idx, _ in found:
+        words[(t, idx)] = words.get((t, idx), 0) + 1
+    by_t = {int(r["t"]): r for r in terms}  # type: ignore[call-overload]
+    rows = [{"t": t, "g": by_t[t]["g"], "neg": by_t[t]["neg"], "phrase": bool(by_t[t]["quoted"]) or words[(t, idx)] > 1,
+             "raw": by_t[t]["raw"], "idx": idx, "h": h} for t, _, idx, h in found]
+    return rows, len({r["g"] for r in rows if not r["neg"]})
 
 
 def _allowed(conn: duckdb.DuckDBPyConnection, index: Opened, filters: Filters) -> list[np.ndarray | None]:
@@ -189,25 +208,47 @@ def _allowed(conn: duckdb.DuckDBPyConnection, index: Opened, filters: Filters) -
     return out
 
 
-def _batches(ranking: rank.Ranking, scored: list[rank.Scored], limit: int
-             ) -> Generator[list[tuple[Any, ...]], int, None]:
-    """The candidates best first, a batch at a time: (seg, article number, score, ths: the terms each matched) per
-    candidate. The caller sends back how many of the last batch held; the next batch is what that rate says the
-    rest of `limit` needs, with a margin, at most four times the last (a phrase of common words may need
-    thousands of candidates; a batch too large reads texts for nothing, each batch costs a statement)."""
+@dataclass
+class Batch:
+    """Candidates best first: their segment, article number and score, and per term of the query which of them
+    hold all its words (a phrase's order not checked yet)."""
+    seg: np.ndarray
+    dn: np.ndarray
+    scores: np.ndarray
+    matched: dict[rank.Term, np.ndarray]
+
+
+def _batches(ranking: rank.Ranking, scored: list[rank.Scored], limit: int) -> Generator[Batch, int, None]:
+    """The candidates best first, a batch at a time. The caller sends back how many of the last batch held; the
+    next batch is what that rate says the rest of `limit` needs, with a margin, at most twice the last (a phrase
+    of common words may need thousands of candidates; a batch too large reads texts for nothing)."""
     start, size, found = 0, max(_BATCH, limit), 0
     while start < len(ranking) and found < limit:
         best = ranking.best(start + size)[start:]
-        rows = []
-        for i in best:
-            seg, dn = int(ranking.seg[i]), int(ranking.dn[i])
-            ths = [{"g": t.g, "neg": t.neg, "phrase": t.phrase, "raw": t.raw}
-                   for t, mask in scored[seg].matched.items() if mask[dn]]
-            rows.append((seg, dn, float(ranking.scores[i]), ths))
-        found += yield rows
+        seg, dn = ranking.seg[best], ranking.dn[best]
+        matched = {t: np.zeros(len(best), bool) for x in scored for t in x.matched}
+        for s in np.unique(seg).tolist():
+            sel = seg == s
+            for t, mask in scored[s].matched.items():
+                matched[t][sel] = mask[dn[sel]]
+        found += yield Batch(seg, dn, ranking.scores[best], matched)
         start += size
         rate = found / start
-        size = size * 4 if not found else max(_BATCH, min(size * 4, math.ceil((limit - found) / rate * 1.5)))
+        size = size * 2 if not found else max(_BATCH, min(size * 2, math.ceil((limit - found) / rate * 1.5)))
+
+
+def _texts(index: Opened, seg: np.ndarray, dn: np.ndarray) -> list[tuple[str, str]]:
+    """(title, text) of articles from their segments' text files (the offsets gathered per segment)."""
+    cols = np.zeros((4, len(seg)), np.int64)  # pos, meta, title and text bytes
+    for s in np.unique(seg).tolist():
+        sel = seg == s
+        p, d = index.parts[s].post, dn[sel]
+        cols[:, sel] = p.pos[d], p.meta[d], p.title[d], p.text[d]
+    out = []
+    for s, pos, meta, title, text in zip(seg.tolist(), *cols.tolist(), strict=True):
+        data = os.pread(index.texts[s], meta + title + text, pos)
+        out.append((data[meta:meta + title].decode(), data[meta + title:].decode()))
+    return out
 
 
 def _read(index: Opened, seg: int, dn: int) -> tuple[bytes, str, str]:
@@ -275,37 +316,86 @@ class Hit:
 MARK_OPEN, MARK_CLOSE = "«", "»"
 
 
-def _checked(conn: duckdb.DuckDBPyConnection, index: Opened, batches: Generator[list[tuple[Any, ...]], int, None],
+def _checked(conn: duckdb.DuckDBPyConnection, index: Opened, batches: Generator[Batch, int, None],
              groups: int, limit: int) -> list[tuple[Any, ...]]:
-    """The first `limit` candidates of `batches` ((seg, article number, score, ths: the terms each matched), best
-    first) whose phrases hold (and whose excluded phrases do not), checked on their text a batch at a time (a
-    phrase of common words may need thousands of candidates)."""
+    """The first `limit` candidates of `batches` whose phrases hold (and whose excluded phrases do not), as
+    (seg, article number, score), checked on their text a batch at a time (a phrase of common words may need
+    thousands of candidates): in Python where the text allows it (search_phrase), the others in DuckDB as the
+    macro does."""
     out: list[tuple[Any, ...]] = []
     held = None
+    found: dict[str, phrase.Phrase | None] = {}
     while True:
         try:
             batch = batches.send(held)  # type: ignore[arg-type]
         except StopIteration:
             break
-        texts = [_read(index, seg, dn)[1:] for seg, dn, _, _ in batch]
-        conn.register("search_check", pa.table({
-            "seg": pa.array([r[0] for r in batch], pa.int32()), "dn": pa.array([r[1] for r in batch], pa.int64()),
-            "ths": pa.array([r[3] for r in batch], pa.list_(pa.struct([
-                ("g", pa.int64()), ("neg", pa.bool_()), ("phrase", pa.bool_()), ("raw", pa.string())]))),
-            "title_text": pa.array([t[0] for t in texts], pa.string()),
-            "text": pa.array([t[1] for t in texts], pa.string())}))
-        rows = conn.execute(f"""
-            with tv as (
-                select seg, dn, th.g, th.neg
-                from (select seg, dn, title_text, text, unnest(ths) as th from search_check) x
-                where not x.th.phrase or contains({plan.norm_text('x')}, {plan.norm_phrase('x.th.raw')}))
-            select seg, dn from tv where not neg group by all having count(distinct g) = {int(groups)}
-            except select seg, dn from tv where neg""").fetchall()
-        conn.unregister("search_check")
-        ok = {(r[0], r[1]) for r in rows}
-        out += [(seg, dn, sc) for seg, dn, sc, _ in batch if (seg, dn) in ok]
-        held = len(ok)
+        ch = phrase.chars()
+        texts = _texts(index, batch.seg, batch.dn)
+        bodies = [title + " " + text for title, text in texts]
+        kind = phrase.kinds(ch, bodies)
+        n = len(bodies)
+        yes: dict[str, np.ndarray] = {}  # per phrase: held (True) or not, where known
+        unknown: dict[str, np.ndarray] = {}
+        for raw in {t.raw for t in batch.matched if t.phrase}:
+            if raw not in found:
+                ws = phrase.words(ch, raw)
+                found[raw] = phrase.pattern(ch, ws) if ws else None
+            pat = found[raw]
+            got = phrase.holds(ch, pat, bodies, kind) if pat is not None else [None] * n
+            yes[raw] = np.array([g is True for g in got], bool)
+            unknown[raw] = np.array([g is None for g in got], bool)
+        # The SQL's rule: every positive group has a term that holds, no excluded term holds.
+        ok = np.ones(n, bool)
+        rest = np.zeros(n, bool)
+        passing = {t: m & yes[t.raw] if t.phrase else m for t, m in batch.matched.items()}
+        for t, m in batch.matched.items():
+            if t.phrase:
+                rest |= m & unknown[t.raw]
+        for g in sorted({t.g for t in batch.matched if not t.neg}):
+            any_of = np.zeros(n, bool)
+            for t, m in passing.items():
+                if t.g == g and not t.neg:
+                    any_of |= m
+            ok &= any_of
+        if len({t.g for t in batch.matched if not t.neg}) != groups:
+            ok[:] = False
+        for t, m in passing.items():
+            if t.neg:
+                ok &= ~m
+        ok &= ~rest
+        if rest.any():
+            rows = []
+            for j in np.flatnonzero(rest).tolist():
+                ths = [{"g": t.g, "neg": t.neg, "phrase": t.phrase, "raw": t.raw}
+                       for t, m in batch.matched.items() if m[j]]
+                rows.append((j, 0, ths, *texts[j]))
+            for j, _ in _checked_sql(conn, rows, groups):
+                ok[j] = True
+        picked = np.flatnonzero(ok).tolist()
+        out += [(int(batch.seg[j]), int(batch.dn[j]), float(batch.scores[j])) for j in picked]
+        held = len(picked)
     return out[:limit]
+
+
+def _checked_sql(conn: duckdb.DuckDBPyConnection, rest: list[tuple[Any, ...]], groups: int) -> set[tuple[int, int]]:
+    """Which candidates (seg, dn: any two numbers naming it; ths: the terms it matched, title, text) hold, checked
+    by DuckDB as search_plan does."""
+    conn.register("search_check", pa.table({
+        "seg": pa.array([r[0] for r in rest], pa.int32()), "dn": pa.array([r[1] for r in rest], pa.int64()),
+        "ths": pa.array([r[2] for r in rest], pa.list_(pa.struct([
+            ("g", pa.int64()), ("neg", pa.bool_()), ("phrase", pa.bool_()), ("raw", pa.string())]))),
+        "title_text": pa.array([r[3] for r in rest], pa.string()),
+        "text": pa.array([r[4] for r in rest], pa.string())}))
+    rows = conn.execute(f"""
+        with tv as (
+            select seg, dn, th.g, th.neg
+            from (select seg, dn, title_text, text, unnest(ths) as th from search_check) x
+            where not x.th.phrase or contains({plan.norm_text('x')}, {plan.norm_phrase('x.th.raw')}))
+        select seg, dn from tv where not neg group by all having count(distinct g) = {int(groups)}
+        except select seg, dn from tv where neg""").fetchall()
+    conn.unregister("search_check")
+    return {(r[0], r[1]) for r in rows}
 
 
 @dataclass
@@ -367,13 +457,13 @@ def _connect() -> duckdb.DuckDBPyConnection:
     # Unsigned extensions allowed: DuckDB then loads fts (from its PyPI wheel, by path) without checking its
     # signature, a hash of its 11 MB that cost ~90 ms of CPU per search. Only this connection, which runs only
     # newsflow's own SQL, allows them (never the connection of `newsflow sql`).
+    # One thread, set at the start (no thread pool to start and stop): a search is many small operators, where a
+    # second thread costs more in hand-overs than it saves (CPU p50 halved at 10,000 and 100,000 articles,
+    # benchmarks/results/search.md).
     conn = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
                                               "autoload_known_extensions": False,
-                                              "allow_unsigned_extensions": True})
+                                              "allow_unsigned_extensions": True, "threads": 1})
     try:
-        # One thread: a search is many small operators, where a second thread costs more in hand-overs than it
-        # saves (CPU p50 halved at 10,000 and 100,000 articles, benchmarks/results/search.md).
-        conn.execute("set threads = 1")
         load_fts(conn)
     except BaseException:
         conn.close()
@@ -451,6 +541,8 @@ _TOKEN = re.compile(r"[^\W_]+")
 @lru_cache(maxsize=65536)
 def fold(word: str) -> str:
     """A word as the index stores it before stemming: lower case, accents stripped."""
+    if word.isascii():  # nothing to decompose (a new process folds thousands of the results' words)
+        return word.lower()
     return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
 
 

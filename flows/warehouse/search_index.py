@@ -267,15 +267,18 @@ def _extract(wh: WarehouseSettings, live: pa.Table, work: Path, *, wait: float) 
     with database.connect(wh, read_only=True, wait=wait) as conn:
         conn.register("search_base_keys", keys)
         try:
-            originals = database.query("search_originals")
+            # New, changed and gone in one comparison (one pass over the originals' keys), then the new ones' text
+            # by id ranges: a scan with the text column would read every article's text.
+            delta = conn.execute(database.query("search_delta")).fetch_arrow_table()
+            stored = delta["stored"].to_pylist()
+            ids = sorted(i for i, s in zip(delta["article_id"].to_pylist(), stored, strict=True) if s)
+            gone = [i for i, s in zip(delta["article_id"].to_pylist(), stored, strict=True) if not s]
+            conn.register("search_new_ids", pa.table({"article_id": pa.array(ids, pa.int64())}))
             target = segs.lit(str(work / "originals.parquet"))
-            # Their ids first (narrow columns), then their text by id ranges: a scan with the text column would
-            # read every article's text before the comparison drops all but the new ones.
-            ids = [r[0] for r in conn.execute(f"select article_id from ({originals}) order by 1").fetchall()]
-            conn.execute(f"copy (select * from ({originals}) where {_ranges(ids)} order by article_id) to {target} "
-                         "(format parquet, row_group_size 20000)")
-            rows = conn.execute(f"select count(*) from read_parquet({target})").fetchone()[0]
-            gone = [r[0] for r in conn.execute(database.query("search_gone")).fetchall()]
+            conn.execute(f"copy (select * from ({database.query('search_new')}) where {_ranges(ids)} "
+                         f"order by article_id) to {target} (format parquet, row_group_size 20000)")
+            conn.unregister("search_new_ids")
+            rows = len(ids)
             copies = conn.execute(database.query("search_copies")).fetch_arrow_table()
             feeds = conn.execute(database.query("search_feeds")).fetch_arrow_table()
         finally:

@@ -84,9 +84,16 @@ def score(segments: list[Segment], query: list[Term], groups: int, stats: dict[s
         for k in t.keys:
             weights[(t.idx, k)] = (float(np.log10(((n - df[k] + 0.5) / (df[k] + 0.5)) + 1)), total / n)
     positive = sorted({t.g for t in query if not t.neg})
+    phrases = any(t.phrase for t in query)
     out = []
     for s, (seg, ls) in enumerate(zip(segments, lists, strict=True)):
         size = len(seg.post.ids)
+        length, keep_s = seg.post.length, allowed[s]
+        universe = _universe(query, ls, size) if not phrases else None
+        if universe is not None:  # few postings: the same arithmetic over the articles they name only
+            ls = {k: _local(universe, d, tf) for k, (d, tf) in ls.items()}
+            size, length = len(universe), length[universe]
+            keep_s = keep_s[universe] if keep_s is not None else None
         matched: dict[Term, np.ndarray] = {}
         for t in query:
             if len(t.keys) == 1:
@@ -108,19 +115,41 @@ def score(segments: list[Segment], query: list[Term], groups: int, stats: dict[s
         for t in query:
             if t.neg and not t.phrase:
                 cand &= ~matched[t]
-        if allowed[s] is not None:
-            cand &= allowed[s]  # type: ignore[operator]
+        if keep_s is not None:
+            cand &= keep_s
         docs = np.flatnonzero(cand)
         total = np.zeros(size, np.float64)
         for (_, k), (idf, avg) in weights.items():
             d, tf = ls[k]
             keep = cand[d]
             d, tf = d[keep], tf[keep].astype(np.float64)
-            length = seg.post.length[d].astype(np.float64)
+            dl = length[d].astype(np.float64)
             # The SQL's expression, operation for operation: idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg)).
-            total[d] += idf * tf * K1_PLUS_1 / (tf + K1 * ((1 - B) + (B * length) / avg))
-        out.append(Scored(s, docs, total[docs], matched))
+            total[d] += idf * tf * K1_PLUS_1 / (tf + K1 * ((1 - B) + (B * dl) / avg))
+        if universe is not None:
+            out.append(Scored(s, universe[docs].astype(np.int64), total[docs], {}))
+        else:
+            out.append(Scored(s, docs, total[docs], matched))
     return out
+
+
+def _universe(query: list[Term], ls: dict[int, tuple[np.ndarray, np.ndarray]], size: int) -> np.ndarray | None:
+    """The articles of a segment named by the postings of the query's positive words (sorted), when they are few
+    against the segment (a rare word, a name): scoring then works on arrays of their size, not the segment's (a
+    dense mask per term and segment cost ~20 ms a query at a million articles). None: score densely."""
+    lists = [ls[k][0] for k in sorted({k for t in query if not t.neg for k in t.keys})]
+    if sum(len(d) for d in lists) * 8 >= size:
+        return None
+    return np.unique(np.concatenate(lists)) if lists else np.zeros(0, np.uint32)
+
+
+def _local(universe: np.ndarray, d: np.ndarray, tf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Postings (article numbers ascending, tf) as positions in `universe`, those of articles outside it left out
+    (an excluded word's): the order is kept, so the sums run as the dense ones do."""
+    i = np.searchsorted(universe, d)
+    inside = i < len(universe)
+    inside[inside] = universe[i[inside]] == d[inside]
+    return i[inside], tf[inside]
 
 
 class Ranking:

@@ -155,7 +155,7 @@ def _publish(tmp: Path, target: Path) -> None:
 
 def build(folder: Path, source: str, default: str) -> tuple[str, int]:
     """A new segment in `folder` of the originals in `source` (a SQL relation with the columns of
-    warehouse/queries/search_originals.sql); returns its name and number of articles."""
+    warehouse/queries/search_new.sql); returns its name and number of articles."""
     name = new_name()
     tmp = folder / f"{name}.tmp"
     language = f"coalesce(language, {lit(default)})"

@@ -256,16 +256,24 @@ def scale(root: Path, n: int, *, known: int, rounds: int, macro: bool) -> tuple[
            f"{load:.0f}-{os.getloadavg()[0]:.0f}",
            f"{lat['known_recall']:.2f}", f"{size:,.0f}", f"{size * 1e6 / n / 1e3:,.1f}",
            f"{built:.0f}" if built is not None else "(cached)"]
-    runs = refreshes(settings, n, rounds)
+    return row, refresh_row(n, refreshes(settings, n, rounds))
+
+
+REFRESH_HEADER = ["articles", "each refresh (s)", "median s", "mean s", "max s", "mean / run", "CPU s each",
+                  "mean CPU / run", "merged articles", "segments after"]
+
+
+def refresh_row(n: int, runs: list[tuple[search_index.Refresh, float]]) -> list[str]:
+    """One row of the refresh table (REFRESH_HEADER): each refresh's wall and CPU seconds, and their share of the
+    ingest run that would have loaded those articles."""
     done = [d for d, _ in runs]
     secs = [d.seconds for d in done]
     cpus = [c for _, c in runs]
-    refresh_row = [f"{n:,}", " / ".join(f"{x:.2f}" for x in secs), f"{statistics.median(secs):.2f}",
-                   f"{statistics.mean(secs):.2f}", f"{max(secs):.2f}",
-                   f"{100 * statistics.mean(secs) / RUN_SECONDS_PER_1000:.1f} %",
-                   " / ".join(f"{x:.2f}" for x in cpus), f"{100 * statistics.mean(cpus) / RUN_SECONDS_PER_1000:.1f} %",
-                   f"{sum(d.merged for d in done):,}", f"{done[-1].segments}"]
-    return row, refresh_row
+    return [f"{n:,}", " / ".join(f"{x:.2f}" for x in secs), f"{statistics.median(secs):.2f}",
+            f"{statistics.mean(secs):.2f}", f"{max(secs):.2f}",
+            f"{100 * statistics.mean(secs) / RUN_SECONDS_PER_1000:.1f} %",
+            " / ".join(f"{x:.2f}" for x in cpus), f"{100 * statistics.mean(cpus) / RUN_SECONDS_PER_1000:.1f} %",
+            f"{sum(d.merged for d in done):,}", f"{done[-1].segments}"]
 
 
 def report() -> str:
@@ -281,9 +289,9 @@ def report() -> str:
     for n in scales:
         print(f"bench search: {n:,} articles", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(dir=os.environ.get("NEWSFLOW_BENCH_TMP")) as tmp:
-            row, refresh_row = scale(Path(tmp) / "w", n, known=known, rounds=rounds, macro=n <= macro_max)
+            row, refreshed = scale(Path(tmp) / "w", n, known=known, rounds=rounds, macro=n <= macro_max)
         rows.append(row)
-        refresh_rows.append(refresh_row)
+        refresh_rows.append(refreshed)
     out += (f"\n### Speed\n\nArticles made from the real texts (benchmarks/search_fill.py: 8-20 real sentences of "
             "one language and 2-6 made-up names each, ~1.8 KB), stored set-wise, the index built from nothing by "
             f"`search_index.refresh(rebuild=True)` (cached in {search_fill.cache_dir()}). Latency of "
@@ -302,8 +310,7 @@ def report() -> str:
             "deleted), each followed by `search_index.refresh`; the share is the mean refresh over "
             f"{RUN_SECONDS_PER_1000:.0f} s, the run that loads 1,000 articles at the pipeline's measured 11.1 "
             "articles/s (benchmarks/results/2026-12-06-benchmarks-ingest.md). Target < 5 %.\n\n")
-    out += table(["articles", "each refresh (s)", "median s", "mean s", "max s", "mean / run", "CPU s each",
-                  "mean CPU / run", "merged articles", "segments after"], refresh_rows) + "\n"
+    out += table(REFRESH_HEADER, refresh_rows) + "\n"
     return out
 
 

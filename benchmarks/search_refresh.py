@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_search import RUN_SECONDS_PER_1000, refreshes
+from benchmarks.bench_search import REFRESH_HEADER, refresh_row, refreshes
 from benchmarks.machine import table
 from flows.core.settings import load_settings
 from flows.warehouse import database, search_index
@@ -58,15 +57,7 @@ def measure(path: Path, n: int, rounds: int = 4) -> str:
         c = time.process_time()
         back = search_index.refresh(settings)
         back_cpu = time.process_time() - c
-    secs = [d.seconds for d, _ in runs]
-    cpus = [c for _, c in runs]
-    row = [f"{n:,}", " / ".join(f"{x:.2f}" for x in secs), f"{statistics.median(secs):.2f}",
-           f"{statistics.mean(secs):.2f}", f"{max(secs):.2f}",
-           f"{100 * statistics.mean(secs) / RUN_SECONDS_PER_1000:.1f} %",
-           " / ".join(f"{x:.2f}" for x in cpus), f"{100 * statistics.mean(cpus) / RUN_SECONDS_PER_1000:.1f} %",
-           f"{sum(d.merged for d, _ in runs):,}", f"{runs[-1][0].segments}"]
-    return (table(["articles", "each refresh (s)", "median s", "mean s", "max s", "mean / run", "CPU s each",
-                   "mean CPU / run", "merged articles", "segments after"], [row])
+    return (table(REFRESH_HEADER, [refresh_row(n, runs)])
             + f"\n\nload average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; put back: "
               f"{left:,} articles, the refresh after it {back.seconds:.2f} s ({back_cpu:.2f} s CPU, "
               f"{back.segments} segments)\n")

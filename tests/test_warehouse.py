@@ -421,6 +421,47 @@ def test_export_streams_bounded_batches_and_loses_no_row(demo_db: Path, tmp_path
     assert done[0].rows == len(stored)
 
 
+def test_export_parquet_holds_what_duckdbs_writer_held(demo_db: Path, tmp_path: Path) -> None:
+    """Parquet is written by pyarrow, batch by batch (issue 23: the in-memory DuckDB that wrote the batches grew
+    with the table, 5 GB at 1M articles). Every table and view, empty ones included, reads back with the types
+    and rows DuckDB's writer gave them before, tables in their order, and the counted rows are the rows written."""
+    with duckdb.connect(str(demo_db), read_only=True) as conn:
+        done = export(conn, tmp_path / "out", batch_rows=7)
+        views = {r[0] for r in conn.execute("select view_name from duckdb_views() where not internal").fetchall()}
+        for item in done:
+            # The reference: what the export wrote before, DuckDB's writer on the rows as Arrow (where a JSON
+            # column is text, as it is in our files).
+            quoted = '"' + item.name.replace('"', '""') + '"'
+            with duckdb.connect() as mem:
+                ours, ref = str(item.path), str(tmp_path / "ref.parquet")
+                mem.from_arrow(conn.sql(f"select * from main.{quoted}").to_arrow_table()).write_parquet(ref)
+                assert (mem.execute("describe select * from read_parquet(?)", [ours]).fetchall()
+                        == mem.execute("describe select * from read_parquet(?)", [ref]).fetchall()), item.name
+                sums = "select count(*), sum(hash(t)) from read_parquet(?) t"
+                assert mem.execute(sums, [ours]).fetchone() == mem.execute(sums, [ref]).fetchone(), item.name
+                assert mem.execute("select count(*) from read_parquet(?)", [ours]).fetchone()[0] == item.rows
+                if item.name not in views:  # a view's order is its plan's (not defined), a table's is kept
+                    in_order = "select hash(t) from read_parquet(?) t"
+                    assert mem.execute(in_order, [ours]).fetchall() == mem.execute(in_order, [ref]).fetchall()
+    assert any(item.rows == 0 for item in done) and any(item.rows > 7 for item in done)
+
+
+def test_export_caps_memory_only_for_plain_scans_of_tables(demo_db: Path) -> None:
+    """The reading connection's cache is capped for named tables (a scan streams); views and a user's query keep
+    DuckDB's limit (a sort may need it, and this connection cannot spill)."""
+    from flows.warehouse.export import bound_scan
+
+    with duckdb.connect(str(demo_db), read_only=True) as conn:
+        limit = "select current_setting('memory_limit')"
+        before = conn.execute(limit).fetchone()[0]
+        assert not bound_scan(conn, None, None)  # every table and view
+        assert not bound_scan(conn, ["articles", "syndication"], None)  # a view among them
+        assert not bound_scan(conn, None, "select 1")
+        assert conn.execute(limit).fetchone()[0] == before
+        assert bound_scan(conn, ["articles", "feeds"], None)
+        assert conn.execute(limit).fetchone()[0] != before
+
+
 def test_export_command_writes_every_table_from_the_snapshot(demo_db: Path, tmp_path: Path) -> None:
     from flows.cli import main
 

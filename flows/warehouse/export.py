@@ -32,10 +32,11 @@ BATCH_ROWS = 10_000
 
 
 # DuckDB's memory limit on the reading connection of an export of tables only (set before the connection is
-# locked). Without it the buffer pool keeps every block the scan read (default limit: 80% of RAM): 3.0 GB at 1M
-# articles with the batches written by pyarrow, 0.85 GB with this cap. Not for views or a user's query: a sort or
-# a join may need more, and a read-only connection with file access off cannot spill.
-SCAN_MEMORY = "512MB"
+# locked). Without it the buffer pool keeps every block the scan read (default limit: 80% of RAM): 3.0 GB peak at
+# 1M articles with the batches written by pyarrow, 1.0 GB under 512 MB, 0.78 GB under 256 MB (0.66-0.68 GB at
+# 100k). Not for views or a user's query: a sort or a join may need more, and a read-only connection with file
+# access off cannot spill.
+SCAN_MEMORY = "256MB"
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def _write(rel: duckdb.DuckDBPyRelation, tmp: Path, fmt: str, batch_rows: int) -
     if fmt == "parquet":
         # pyarrow's writer, one row group per batch, each batch let go once written. An in-memory DuckDB writing
         # the same batches grew with the table (3.6 GB at 1M articles with the reader capped at 512 MB, 5.3 GB
-        # without: issue 23); this one stays under 1 GB at 1M. Types and values are the same (a DuckDB read of
+        # without: issue 23); this one 0.78 GB at 1M (with SCAN_MEMORY). Types and values are the same (a DuckDB read of
         # both exports of every table agrees).
         # zstd level 3 (DuckDB's; pyarrow's 1 wrote 5x the bytes of DuckDB's file) on pages of up to 16 MiB
         # (pyarrow's 1 MiB pages: 20% more bytes on the 100k-article benchmark's prose).

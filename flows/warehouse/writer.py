@@ -334,14 +334,16 @@ def next_load_seq(conn: duckdb.DuckDBPyConnection) -> int:
     return conn.execute("select seq from load_sequence").fetchall()[0][0]
 
 
-def _number_rows(conn: duckdb.DuckDBPyConnection, *tables: list[dict[str, Any]]) -> None:
-    """Stamp the rows the incremental checks read with this load's sequence number (warehouse/migrations/0010),
-    taken in the load's transaction only when it writes any."""
-    if any(tables):
-        load_seq = next_load_seq(conn)
-        for rows in tables:
-            for row in rows:
-                row["load_seq"] = load_seq
+def _number_rows(conn: duckdb.DuckDBPyConnection, taken: int | None, *tables: list[dict[str, Any]]) -> int | None:
+    """Stamp the rows the incremental checks read with this load's sequence number (warehouse/migrations/0010,
+    0015): `taken` earlier in the load's transaction, or taken now, only when it writes any. Returns it."""
+    if not any(tables):
+        return taken
+    load_seq = taken if taken is not None else next_load_seq(conn)
+    for rows in tables:
+        for row in rows:
+            row["load_seq"] = load_seq
+    return load_seq
 
 
 def _duplicate_row(doc: Document, verdict: Verdict, now: datetime, run_id: str) -> dict[str, Any]:
@@ -388,9 +390,11 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
     result = LoadResult()
     docs = batch.docs
     with transaction(conn):
+        fetches = [dict(r) for r in batch.rows("feed_fetches")]  # copies: numbered again if the load is retried
+        load_seq = _number_rows(conn, None, fetches)
         for table, verb in _UPSERT.items():
             if table != "page_fetches":
-                _insert(conn, verb, table, batch.rows(table))
+                _insert(conn, verb, table, fetches if table == "feed_fetches" else batch.rows(table))
         verdicts = decide(conn, docs, settings, replace_seeds=True)
         # The load sequence number of this batch's index rows (flows/warehouse/keycache.py), taken only when it adds
         # any.
@@ -432,7 +436,7 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
             if doc.raw_html:
                 raw.append({"url": doc.url, "fetched_at": doc.fetched_at or now,
                             "encoding": rawcodec.encoding_of(doc.raw_html), "html": doc.raw_html})
-        _number_rows(conn, articles, dups, links)
+        _number_rows(conn, load_seq, articles, dups, links)
         _insert(conn, "insert or ignore", "articles", articles, on_primary=on_primary)
         _insert(conn, "insert or ignore", "duplicates", dups)
         _insert(conn, "insert", "lsh_buckets", buckets)

@@ -340,7 +340,7 @@ def test_checks_are_skipped_not_failed_when_the_warehouse_is_locked_at_the_end(d
 # ---------------------------------------------------------------- incremental checks (issue 23)
 
 SCOPED = {"untagged_articles", "orphan_duplicates", "orphan_article_entities", "url_stored_and_duplicate",
-          "shingle_samples_mismatch", "aggregates_match"}
+          "shingle_samples_mismatch", "aggregates_match", "feeds_without_state"}
 
 
 def load_rows(path: Path, *statements: str) -> int:
@@ -367,7 +367,7 @@ def orphan_copy(url: str) -> str:
 def test_rows_a_load_writes_carry_its_load_sequence_number(db: Path) -> None:
     with duckdb.connect(str(db), read_only=True) as conn:
         (counter,) = conn.execute("select seq from load_sequence").fetchone()
-        for table in ("articles", "duplicates", "article_entities"):
+        for table in ("articles", "duplicates", "article_entities", "feed_fetches"):
             low, high, unstamped = conn.execute(
                 f"select min(load_seq), max(load_seq), count(*) filter (where load_seq = 0) from {table}").fetchone()
             assert unstamped == 0 and 1 <= low <= high <= counter, table
@@ -404,6 +404,24 @@ def test_an_incremental_pass_reads_what_was_loaded_since_and_a_full_pass_reads_e
         marks = dict(conn.execute("select check_name, seq from check_watermarks").fetchall())
     assert stored[-3:] == [("incremental", mark, seq), ("full", -1, seq), ("incremental", mark, seq)]
     assert marks == {**dict.fromkeys(SCOPED, seq), "orphan_duplicates": mark}
+
+
+def test_a_fetch_without_state_is_found_by_the_incremental_pass_after_its_load_and_an_older_one_by_a_full_pass(
+        db: Path) -> None:
+    """feeds_without_state reads the fetches loaded since it last held (migration 0015): one written since the
+    last pass is found by the next incremental pass; one written before it (load number 0, as every fetch stored
+    before the migration) only by a full pass."""
+    mark = check_pass(db)["feeds_without_state"].until_seq
+    assert mark is not None
+    fetch = ("insert into feed_fetches (fetch_id, run_id, feed, url, outcome, fetched_at, load_seq) values "
+             "('{run}:{feed}', '{run}', '{feed}', 'http://127.0.0.1/x.xml', 'failed', now(), {seq})")
+    execute(db, fetch.format(run="old", feed="Stateless before", seq=0))
+    seq = load_rows(db, fetch.format(run="new", feed="Stateless since", seq="$seq"))
+    incremental = check_pass(db)["feeds_without_state"]
+    assert (incremental.scope, incremental.since_seq, incremental.until_seq) == ("incremental", mark, seq)
+    assert [r["feed"] for r in incremental.sample] == ["Stateless since"]
+    full = check_pass(db, full=True)["feeds_without_state"]
+    assert [r["feed"] for r in full.sample] == ["Stateless before", "Stateless since"]
 
 
 def test_the_watermark_never_steps_over_a_rolled_back_or_uncommitted_load(db: Path) -> None:
@@ -498,10 +516,10 @@ def test_rewritten_checks_return_what_their_plain_formulation_returns(db: Path) 
     that wrote them finds each one."""
     mark = check_pass(db)["orphan_article_entities"].until_seq
     assert mark is not None
-    execute(db, "insert into feed_fetches (fetch_id, run_id, feed, url, outcome, fetched_at) values "
-                "('r1:Gone', 'r1', 'Gone', 'http://127.0.0.1/gone.xml', 'failed', now() - interval 1 day), "
-                "('r2:Gone', 'r2', 'Gone', 'http://127.0.0.1/gone.xml', 'ok', now()), "
-                "('r2:Also gone', 'r2', 'Also gone', 'http://127.0.0.1/also.xml', 'not_modified', now())")
+    load_rows(db, "insert into feed_fetches (fetch_id, run_id, feed, url, outcome, fetched_at, load_seq) values "
+                  "('r1:Gone', 'r1', 'Gone', 'http://127.0.0.1/gone.xml', 'failed', now() - interval 1 day, $seq), "
+                  "('r2:Gone', 'r2', 'Gone', 'http://127.0.0.1/gone.xml', 'ok', now(), $seq), "
+                  "('r2:Also gone', 'r2', 'Also gone', 'http://127.0.0.1/also.xml', 'not_modified', now(), $seq)")
     load_rows(db, "insert into article_entities (article_id, entity_id, mentions, load_seq) values "
                   "(42, (select min(entity_id) from entities), 1, $seq), "
                   "((select min(article_id) from articles), -7, 1, $seq)")

@@ -22,7 +22,7 @@ from flows.ops.demo import DEMO_DATA, demo_config
 from flows.ops.localserver import LocalServer
 from flows.run.documents import signature_fields
 from flows.warehouse import database, lake, writer
-from flows.warehouse.staging import Batch
+from flows.warehouse.staging import Batch, stable_key
 
 DEDUP = DedupSettings()
 DATA = Path(__file__).parent / "data" / "dedup"
@@ -182,6 +182,61 @@ def test_insert_or_ignore_keeps_the_stored_row_on_both_backends(tmp_path: Path, 
         assert conn.execute("select fetch_id, outcome from feed_fetches order by 1").fetchall() == [
             ("r1:f", "ok"), ("r2:f", "ok")]
         assert conn.execute("select entity_id from entities").fetchall() == [(1,)]
+
+
+def _article(article_id: int, url: str) -> dict[str, Any]:
+    return {**{c: None for c in writer._ARTICLE_COLUMNS}, "article_id": article_id, "url": url, "text": "t",
+            "text_hash": f"h{article_id}", "body_source": "extracted", "n_shingles": 0, "n_samples": 0,
+            "run_id": "r", "loaded_at": datetime.now(UTC), "is_seed": False}
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "ducklake"])
+def test_articles_inserted_on_their_id_alone_raise_on_a_stored_url_and_load_again_checked(
+        tmp_path: Path, backend: str) -> None:
+    """The loader's articles on a file skip on the id's index alone (`on_primary`): a stored id keeps its row; a
+    URL stored under another id, which the loader rules out first, raises _KeyClashError, and the same rows with
+    every key checked (what load_batch does next, and what a lake always does) skip it."""
+    settings = _lake(tmp_path) if backend == "ducklake" else WarehouseSettings(
+        path=tmp_path / "wh.duckdb", staging_dir=tmp_path / "staging")
+    with database.connect(settings) as conn:
+        database.migrate(conn)
+        writer._insert(conn, "insert or ignore", "articles", [_article(7, "https://x/7")])
+        with database.transaction(conn):
+            writer._insert(conn, "insert or ignore", "articles", [_article(7, "https://x/7b"),
+                                                                  _article(9, "https://x/9")], on_primary=True)
+        clash = [_article(10, "https://x/7"), _article(11, "https://x/11")]
+        if backend == "duckdb":
+            with pytest.raises(writer._KeyClashError, match="url"), database.transaction(conn):
+                writer._insert(conn, "insert or ignore", "articles", clash, on_primary=True)
+        else:  # no index on a lake: the anti-joins, whatever the caller knows
+            with database.transaction(conn):
+                writer._insert(conn, "insert or ignore", "articles", clash, on_primary=True)
+        with database.transaction(conn):
+            writer._insert(conn, "insert or ignore", "articles", clash)
+        assert conn.execute("select article_id, url from articles order by 1").fetchall() == [
+            (7, "https://x/7"), (9, "https://x/9"), (11, "https://x/11")]
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "ducklake"])
+def test_a_batch_url_stored_under_another_id_is_known_and_the_load_goes_on(tmp_path: Path, backend: str) -> None:
+    """Article ids are the URL's hash, but a row stored otherwise (by hand, by another tool) must not end a load:
+    its URL is found by the loader's lookup (`known`), and an id taken by another URL skips that article, as the
+    anti-joins always did."""
+    settings = _lake(tmp_path) if backend == "ducklake" else WarehouseSettings(
+        path=tmp_path / "wh.duckdb", staging_dir=tmp_path / "staging")
+    batch = _batch()
+    urls = [d.url for d in batch.docs]
+    taken = stable_key(urls[1])
+    database.ensure_ready(settings)
+    with database.connect(settings) as conn:
+        writer._insert(conn, "insert or ignore", "articles", [_article(12345, urls[0]),
+                                                              _article(taken, "https://elsewhere.example/")])
+        result = writer.load_batch(conn, batch, DEDUP)
+        # The last document copies the first, whose stored row has no index rows: new too.
+        assert (result.new, result.known) == (3, 1)
+        assert conn.execute("select article_id, url from articles order by url").fetchall() == sorted(
+            [(12345, urls[0]), (taken, "https://elsewhere.example/"), (stable_key(urls[2]), urls[2]),
+             (stable_key(urls[3]), urls[3])], key=lambda r: r[1])
 
 
 # ---------------------------------------------------------------- readers while a load runs

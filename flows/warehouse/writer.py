@@ -7,6 +7,7 @@ staged batch loaded a day late, still store each story once.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ _ARTICLE_COLUMNS = (
     "extractor_options", "ner_pipeline", "ner_skip_reason", "link", "access", "is_teaser", "is_consent_page",
 )
 _LATEST = datetime.max.replace(tzinfo=UTC)
+log = logging.getLogger("newsflow.writer")
 
 
 @dataclass(frozen=True)
@@ -215,10 +217,20 @@ def delete_articles(conn: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
         conn.execute(f"delete from {table} where article_id in (select unnest($ids::bigint[]))", {"ids": ids})
 
 
-def _insert(conn: duckdb.DuckDBPyConnection, verb: str, table: str, rows: list[dict[str, Any]]) -> None:
+class _KeyClashError(Exception):
+    """A row's second key was stored under another primary key, which the caller ruled out: load it again with
+    every key checked (`on_primary=False`)."""
+
+
+def _insert(conn: duckdb.DuckDBPyConnection, verb: str, table: str, rows: list[dict[str, Any]], *,
+            on_primary: bool = False) -> None:
     """Insert `rows` with the semantics of `verb` ("insert", "insert or ignore", "insert or replace") on either
     backend: the `or` verbs run as upsert() on the table's KEYS, except an `ignore` into a DuckDB file's table of one
-    key, which DuckDB's own `or ignore` does on the key's index (the file declares every key in KEYS)."""
+    key, which DuckDB's own `or ignore` does on the key's index (the file declares every key in KEYS).
+
+    `on_primary`: the caller knows no row's other keys are stored (the loader looked its articles' URLs up in the
+    same transaction), so on a file an `ignore` skips on the primary key's index alone; should another key clash
+    after all, DuckDB raises and so does this, as _KeyClashError (the transaction is then aborted: start it again)."""
     if not rows:
         return
     keep = verb.removeprefix("insert or ") if verb != "insert" else None
@@ -239,6 +251,15 @@ def _insert(conn: duckdb.DuckDBPyConnection, verb: str, table: str, rows: list[d
             # table of two keys: DuckDB's `or ignore` on articles (id and URL) took 2-2.4 s where the anti-joins
             # take 0.3 s (benchmarks/quietyear.py --inserts).
             conn.execute(f"insert or ignore into {table} by name select * from q_rows")
+        elif keep == "ignore" and on_primary and not lake.is_lake(conn):
+            # `on conflict` on the primary key alone: both keys' indexes probed per row, 32-43 ms for 128 articles
+            # at 1M stored where the anti-joins read every stored id and URL (172-336 ms); DuckDB's own `or ignore`
+            # on both keys took 2 s (benchmarks/quietyear.py --inserts).
+            try:
+                conn.execute(f"insert into {table} by name select * from q_rows "
+                             f"on conflict ({', '.join(KEYS[table][0])}) do nothing")
+            except duckdb.ConstraintException as exc:
+                raise _KeyClashError(f"{table}: {str(exc).strip().splitlines()[-1]}") from exc
         elif keep:
             upsert(conn, table, "q_rows", list(rows[0]), keep=keep)
         else:
@@ -278,10 +299,24 @@ def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
     """Load one batch in one transaction (_load_once). On a DuckLake, where writers on other machines commit
     at the same time, a commit that loses to another's is retried with backoff, deciding the batch again against
     what the other stored; still losing after `attempts`, WarehouseLocked, as for a held file (it stays staged)."""
+    stories = stories or StoriesSettings()
+    try:
+        return _load_retrying(conn, batch, settings, raw_dir=raw_dir, attempts=attempts, stories=stories,
+                              on_primary=True)
+    except _KeyClashError as exc:
+        # Rolled back. A stored article holds a batch URL under an id that is not the URL's hash, which this
+        # loader never writes: loaded again the way a lake is, where such a row is skipped, as it always was.
+        log.warning("batch %s: %s; loading it again with every key checked", batch.batch_id, exc)
+        return _load_retrying(conn, batch, settings, raw_dir=raw_dir, attempts=attempts, stories=stories,
+                              on_primary=False)
+
+
+def _load_retrying(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSettings, *, raw_dir: Path | None,
+                   attempts: int, stories: StoriesSettings, on_primary: bool) -> LoadResult:
     delay = 0.05
     for attempt in range(attempts):
         try:
-            return _load_once(conn, batch, settings, raw_dir=raw_dir, stories=stories or StoriesSettings())
+            return _load_once(conn, batch, settings, raw_dir=raw_dir, stories=stories, on_primary=on_primary)
         except duckdb.Error as exc:
             if not lake.is_conflict(exc):
                 raise
@@ -299,14 +334,16 @@ def next_load_seq(conn: duckdb.DuckDBPyConnection) -> int:
     return conn.execute("select seq from load_sequence").fetchall()[0][0]
 
 
-def _number_rows(conn: duckdb.DuckDBPyConnection, *tables: list[dict[str, Any]]) -> None:
-    """Stamp the rows the incremental checks read with this load's sequence number (warehouse/migrations/0010),
-    taken in the load's transaction only when it writes any."""
-    if any(tables):
-        load_seq = next_load_seq(conn)
-        for rows in tables:
-            for row in rows:
-                row["load_seq"] = load_seq
+def _number_rows(conn: duckdb.DuckDBPyConnection, taken: int | None, *tables: list[dict[str, Any]]) -> int | None:
+    """Stamp the rows the incremental checks read with this load's sequence number (warehouse/migrations/0010,
+    0015): `taken` earlier in the load's transaction, or taken now, only when it writes any. Returns it."""
+    if not any(tables):
+        return taken
+    load_seq = taken if taken is not None else next_load_seq(conn)
+    for rows in tables:
+        for row in rows:
+            row["load_seq"] = load_seq
+    return load_seq
 
 
 def _duplicate_row(doc: Document, verdict: Verdict, now: datetime, run_id: str) -> dict[str, Any]:
@@ -339,8 +376,12 @@ def _story_items(docs: list[Document], verdicts: list[Verdict], now: datetime
 
 
 def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSettings, *,
-               raw_dir: Path | None = None, stories: StoriesSettings | None = None) -> LoadResult:
+               raw_dir: Path | None = None, stories: StoriesSettings | None = None,
+               on_primary: bool = False) -> LoadResult:
     """Load one batch in one transaction. Loading the same batch twice changes nothing.
+
+    `on_primary`: new articles are inserted skipping on their id alone (_insert), which holds because decide()
+    found none of their URLs stored, in this transaction; a clash raises _KeyClashError.
 
     The raw HTML of new articles goes to a Parquet archive under `raw_dir` (flows/warehouse/archive.py), pointed at
     by `raw_archive` rows; without `raw_dir` it is not kept.
@@ -349,9 +390,11 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
     result = LoadResult()
     docs = batch.docs
     with transaction(conn):
+        fetches = [dict(r) for r in batch.rows("feed_fetches")]  # copies: numbered again if the load is retried
+        load_seq = _number_rows(conn, None, fetches)
         for table, verb in _UPSERT.items():
             if table != "page_fetches":
-                _insert(conn, verb, table, batch.rows(table))
+                _insert(conn, verb, table, fetches if table == "feed_fetches" else batch.rows(table))
         verdicts = decide(conn, docs, settings, replace_seeds=True)
         # The load sequence number of this batch's index rows (flows/warehouse/keycache.py), taken only when it adds
         # any.
@@ -393,8 +436,8 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
             if doc.raw_html:
                 raw.append({"url": doc.url, "fetched_at": doc.fetched_at or now,
                             "encoding": rawcodec.encoding_of(doc.raw_html), "html": doc.raw_html})
-        _number_rows(conn, articles, dups, links)
-        _insert(conn, "insert or ignore", "articles", articles)
+        _number_rows(conn, load_seq, articles, dups, links)
+        _insert(conn, "insert or ignore", "articles", articles, on_primary=on_primary)
         _insert(conn, "insert or ignore", "duplicates", dups)
         _insert(conn, "insert", "lsh_buckets", buckets)
         _insert(conn, "insert", "shingle_samples", samples)

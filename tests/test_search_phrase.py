@@ -3,7 +3,7 @@
 mixing ASCII, accented and decomposed letters, combining marks, Greek, Cyrillic, CJK, full-width forms, separators of
 every kind and code points outside the simple ranges (Hangul, emoji).
 
-Covers: flows.warehouse.search_phrase
+Covers: flows.warehouse.search_phrase, flows.warehouse.search_chars
 """
 
 from __future__ import annotations

@@ -16,13 +16,8 @@ local API with analytics off.
 
 from __future__ import annotations
 
-import os
-
-# Before Prefect is imported: no telemetry leaves the machine.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-
 import importlib.util
+import os
 import subprocess
 import sys
 import time

@@ -31,11 +31,10 @@ test-deps:
 	@[ "$$(id -u)" != 0 ] || command -v useradd >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq passwd; }
 
-## Three pytest processes (pytest-xdist), each taking whole test files (a module's fixtures are built once): the suite
-## waits on subprocesses and servers much of the time, and two processes left a third of the 2 cores idle (154 % CPU,
-## 17 min). TEST_WORKERS=0 runs it in one process. The 25 slowest
+## Two pytest processes (pytest-xdist), each taking whole test files (a module's fixtures are built once): the suite
+## waits on subprocesses and servers more than it computes. TEST_WORKERS=0 runs it in one process. The 25 slowest
 ## tests are listed at the end, so a CI log shows where the 15-minute budget goes.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 test: $(STAMP) test-deps
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25
 

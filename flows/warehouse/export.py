@@ -10,7 +10,9 @@ then cross as Arrow batches to a writer of our own (pyarrow's for Parquet, an in
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +121,10 @@ def _write(rel: duckdb.DuckDBPyRelation, tmp: Path, fmt: str, batch_rows: int) -
 
     # CSV: DuckDB's writer, as before, but on one batch at a time, each appended to the file (the header with the
     # first): given the whole stream it grew with the table (3.7 GB half-way through 1M articles).
-    part = tmp.with_name(tmp.name + ".batch")
+    # Created exclusively beside `tmp`: never a name that could already be someone's file.
+    fd, name = tempfile.mkstemp(dir=tmp.parent, prefix=f".{tmp.name}.", suffix=".batch")
+    os.close(fd)
+    part = Path(name)
     try:
         with duckdb.connect() as writer, open(tmp, "wb") as whole:
             writer.execute("set threads = 1")

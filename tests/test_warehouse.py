@@ -446,20 +446,24 @@ def test_export_parquet_holds_what_duckdbs_writer_held(demo_db: Path, tmp_path: 
     assert any(item.rows == 0 for item in done) and any(item.rows > 7 for item in done)
 
 
-def test_export_caps_memory_only_for_plain_scans_of_tables(demo_db: Path) -> None:
-    """The reading connection's cache is capped for named tables (a scan streams); views and a user's query keep
-    DuckDB's limit (a sort may need it, and this connection cannot spill)."""
-    from flows.warehouse.export import bound_scan
+def test_export_caps_memory_by_what_it_reads(demo_db: Path) -> None:
+    """The reading connection's memory is capped low for named tables (a scan streams), higher for any view (the
+    default export writes them: joins and sorts spill past the cap), and left at DuckDB's limit for a user's
+    query (a low cap made `limit` queries run out of memory)."""
+    from flows.warehouse.export import SCAN_MEMORY, VIEW_MEMORY, bound_memory
 
-    with duckdb.connect(str(demo_db), read_only=True) as conn:
-        limit = "select current_setting('memory_limit')"
-        before = conn.execute(limit).fetchone()[0]
-        assert not bound_scan(conn, None, None)  # every table and view
-        assert not bound_scan(conn, ["articles", "syndication"], None)  # a view among them
-        assert not bound_scan(conn, None, "select 1")
-        assert conn.execute(limit).fetchone()[0] == before
-        assert bound_scan(conn, ["articles", "feeds"], None)
-        assert conn.execute(limit).fetchone()[0] != before
+    limit = "select current_setting('memory_limit')"
+    seen = {}
+    for tables, query, cap in [(["articles", "feeds"], None, SCAN_MEMORY), (None, None, VIEW_MEMORY),
+                               (["articles", "syndication"], None, VIEW_MEMORY), (None, "select 1", None)]:
+        # A new instance each time (the last one closed), so no setting carries over.
+        with duckdb.connect(str(demo_db), read_only=True) as conn:
+            before = conn.execute(limit).fetchone()[0]
+            assert bound_memory(conn, tables, query) == cap
+            seen[cap] = conn.execute(limit).fetchone()[0]
+            assert (seen[cap] == before) == (cap is None), (tables, query)
+            assert conn.execute("select current_setting('enable_progress_bar')").fetchone()[0] is False
+    assert len(set(seen.values())) == 3  # three different limits
 
 
 def test_export_command_writes_every_table_from_the_snapshot(demo_db: Path, tmp_path: Path) -> None:

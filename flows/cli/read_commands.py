@@ -61,7 +61,7 @@ def _show(conn: Any, text: str, args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     settings = settings_for(args, snapshot=args.snapshot)
-    from flows.warehouse.export import bound_scan, export
+    from flows.warehouse.export import bound_memory, export
 
     query = query_text(args.query) if args.query else None
     if query and args.tables:
@@ -69,7 +69,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if query:
         queryguard.check(query)
     with database.reader(settings.warehouse, snapshot=args.snapshot) as (path, conn):
-        bound_scan(conn, args.tables or None, query)  # before restrict_files locks the configuration
+        bound_memory(conn, args.tables or None, query)  # before restrict_files locks the configuration
         database.restrict_files(conn, [settings.warehouse.raw_dir])
         try:
             with progress.using(progress.for_stream()) as shown:

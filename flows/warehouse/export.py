@@ -33,12 +33,15 @@ FORMATS = ("parquet", "csv")
 BATCH_ROWS = 10_000
 
 
-# DuckDB's memory limit on the reading connection of an export of tables only (set before the connection is
-# locked). Without it the buffer pool keeps every block the scan read (default limit: 80% of RAM): 3.0 GB peak at
-# 1M articles with the batches written by pyarrow, 1.0 GB under 512 MB, 0.78 GB under 256 MB (0.66-0.68 GB at
-# 100k). Not for views or a user's query: a sort or a join may need more, and a read-only connection with file
-# access off cannot spill.
+# DuckDB's memory limits on the reading connection of an export (set before the connection is locked). Named base
+# tables: a plain scan streams, but without a cap the buffer pool keeps every block the scan read (default limit: 80%
+# of RAM): 3.0 GB peak at 1M articles with the batches written by pyarrow, 1.0 GB under 512 MB, 0.78 GB under 256 MB
+# (0.66-0.68 GB at 100k). Views (the default export writes them too) join, group and sort: past VIEW_MEMORY they
+# spill to DuckDB's temp directory (`<database>.tmp`, which file access off does not stop), where uncapped the
+# default export peaked at 3.7 GB at 100k articles, most of it `entity_comentions`. A user's query keeps DuckDB's
+# limit, as `newsflow sql` does: a 256 MB cap made a query with `limit` run out of memory.
 SCAN_MEMORY = "256MB"
+VIEW_MEMORY = "1GB"
 
 
 @dataclass(frozen=True)
@@ -57,17 +60,26 @@ def relations(conn: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in rows]
 
 
-def bound_scan(conn: duckdb.DuckDBPyConnection, tables: list[str] | None, query: str | None) -> bool:
-    """Cap the reading connection's memory (SCAN_MEMORY) when the export reads named base tables only, each a
-    plain scan that streams; call it before the connection is locked. Returns whether it did."""
-    if query is not None or not tables:
-        return False
+def exportable(known: list[str]) -> list[str]:
+    """What `newsflow export` writes when no table is named: every table and view but the dedup index's own rows
+    (rebuilt from the articles) and the migration bookkeeping."""
+    return [t for t in known if t not in ("lsh_buckets", "shingle_samples", "schema_migrations")]
+
+
+def bound_memory(conn: duckdb.DuckDBPyConnection, tables: list[str] | None, query: str | None) -> str | None:
+    """Cap the reading connection's memory: SCAN_MEMORY when the export reads named base tables only, VIEW_MEMORY
+    when it reads any view (every table and view when none is named), nothing for a user's query. Call it before
+    the connection is locked; returns the cap it set, if any."""
+    # Our own progress line counts the files; DuckDB's bar (on by default past 2 s) tore it and filled logs.
+    conn.execute("set enable_progress_bar = false")
+    if query is not None:
+        return None
     kinds = dict(conn.execute(
         "select table_name, table_type from information_schema.tables where table_schema = 'main'").fetchall())
-    if any(kinds.get(t) != "BASE TABLE" for t in tables):
-        return False
-    conn.execute("set memory_limit = $limit", {"limit": SCAN_MEMORY})
-    return True
+    wanted = tables or exportable(list(kinds))
+    limit = SCAN_MEMORY if all(kinds.get(t) == "BASE TABLE" for t in wanted) else VIEW_MEMORY
+    conn.execute("set memory_limit = $limit", {"limit": limit})
+    return limit
 
 
 def check_name(name: str) -> str:
@@ -161,7 +173,7 @@ def export(conn: duckdb.DuckDBPyConnection, out: Path, *, tables: list[str] | No
         plan = [(name, rel, out if out.suffix else out / f"{check_name(name)}.{fmt}")]
     else:
         known = relations(conn)
-        wanted = tables or [t for t in known if t not in ("lsh_buckets", "shingle_samples")]
+        wanted = tables or exportable(known)
         unknown = sorted(set(wanted) - set(known))
         if unknown:
             raise ValueError(f"no such table or view: {', '.join(unknown)} (have: {', '.join(known)})")

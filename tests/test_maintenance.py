@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_warehouse import demo_filled
 
 from flows.core.settings import load_settings
-from flows.ops.demo import DEMO_DATA, demo_config
-from flows.ops.localserver import LocalServer
 from flows.ops.maintenance import Step, reprocess
-from flows.run.ingest import ingest
 from flows.warehouse import aggregates
 from flows.warehouse.database import connect
 from flows.warehouse.runlock import run_lock
@@ -25,12 +23,8 @@ from flows.warehouse.runlock import run_lock
 
 @pytest.fixture(scope="module")
 def ingested(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A warehouse holding one demo ingest, kept pristine: each test works on a copy."""
-    tmp = tmp_path_factory.mktemp("maint")
-    with LocalServer(DEMO_DATA) as server:
-        config = demo_config(server, tmp / "wh" / "demo.duckdb", tmp)
-        ingest(config=str(config))
-    return tmp / "wh" / "demo.duckdb"
+    """The session's demo-filled warehouse (tests/demo_warehouse.py), kept pristine: each test works on a copy."""
+    return demo_filled(tmp_path_factory)
 
 
 @pytest.fixture

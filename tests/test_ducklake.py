@@ -6,7 +6,10 @@ Covers: flows.warehouse.lake
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -451,3 +454,36 @@ def test_reading_a_lake_creates_nothing(tmp_path: Path, catalog: str, monkeypatc
     assert main(["sql", "--config", str(config), "select count(*) from articles"]) == 0, capsys.readouterr().err
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if not p.name.endswith(("-shm", "-wal"))}
     assert after == before
+
+
+_BAR_PROBE = """
+import sys, duckdb
+from flows.core.settings import WarehouseSettings
+from flows.warehouse import database
+root = sys.argv[1]
+s = (WarehouseSettings(backend="ducklake", catalog=root + "/catalog.ducklake", path=root + "/wh.duckdb",
+                       staging_dir=root + "/staging") if sys.argv[2] == "ducklake" else
+     WarehouseSettings(path=root + "/wh.duckdb", staging_dir=root + "/staging"))
+database.ensure_ready(s)
+bar = "select current_setting('enable_progress_bar')"
+seen = [duckdb.connect().execute(bar).fetchone()[0]]
+for read_only in (False, True):
+    with database.connect(s, read_only=read_only) as conn:
+        seen.append(conn.execute(bar).fetchone()[0])
+with database.reader(s) as (_path, conn):
+    seen.append(conn.execute(bar).fetchone()[0])
+print(*seen)
+"""
+
+
+@pytest.mark.parametrize("backend", ["file", "ducklake"])
+def test_no_connection_of_ours_draws_duckdbs_progress_bar(tmp_path: Path, backend: str) -> None:
+    """DuckDB's progress bar writes to stdout (past 2 s of a query): it landed inside `newsflow sql --format
+    csv|json` results. Every connection the warehouse module opens has it off, on both backends, to write or read.
+    In a process of its own, as a command runs: under pytest DuckDB starts with the bar off."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", _BAR_PROBE, str(tmp_path), backend], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # DuckDB's own default first (on: so this test can fail), then write, read-only and reader connections.
+    assert done.stdout.split() == ["True", "False", "False", "False"], done.stdout

@@ -78,7 +78,12 @@ def _connect(path: Path, settings: WarehouseSettings, read_only: bool) -> duckdb
         config["storage_compatibility_version"] = settings.storage_compatibility
     path.parent.mkdir(parents=True, exist_ok=True)
     with _OPEN_CLOSE:
-        return duckdb.connect(str(path), read_only=read_only, config=config)
+        conn = duckdb.connect(str(path), read_only=read_only, config=config)
+    # DuckDB's progress bar (on by default past 2 s) writes to stdout whatever it is: it landed inside the results
+    # of `newsflow sql --format csv|json` and in the logs. (A setting, not `config`: another connection to the same
+    # file in this process must be opened with the same config.)
+    conn.execute("set enable_progress_bar = false")
+    return conn
 
 
 @contextmanager

@@ -70,8 +70,6 @@ def bound_memory(conn: duckdb.DuckDBPyConnection, tables: list[str] | None, quer
     """Cap the reading connection's memory: SCAN_MEMORY when the export reads named base tables only, VIEW_MEMORY
     when it reads any view (every table and view when none is named), nothing for a user's query. Call it before
     the connection is locked; returns the cap it set, if any."""
-    # Our own progress line counts the files; DuckDB's bar (on by default past 2 s) tore it and filled logs.
-    conn.execute("set enable_progress_bar = false")
     if query is not None:
         return None
     kinds = dict(conn.execute(

@@ -103,7 +103,9 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False) -> duckdb.D
     data_path = settings.lake_data_path
     if "://" not in data_path and not read_only:
         Path(data_path).mkdir(parents=True, exist_ok=True)
+    # No progress bar: it writes to stdout, into `newsflow sql`'s results (flows/warehouse/database.py).
     conn = duckdb.connect(":memory:", config=dict(_EXTENSION_CONFIG))
+    conn.execute("set enable_progress_bar = false")
     try:
         conn.execute(f"load {_literal(str(extension_file('ducklake')))}")
         if kind != "duckdb":

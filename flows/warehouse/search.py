@@ -464,6 +464,7 @@ def _connect() -> duckdb.DuckDBPyConnection:
                                               "autoload_known_extensions": False,
                                               "allow_unsigned_extensions": True, "threads": 1})
     try:
+        conn.execute("set enable_progress_bar = false")  # it draws on stdout, into `--format csv|json` results
         load_fts(conn)
     except BaseException:
         conn.close()

@@ -18,6 +18,7 @@ import pytest
 from benchmarks import eval_stories, stories_corpus
 from benchmarks.eval_stories import bcubed, cross_day_merges, pairwise, pairwise_where, title_baseline
 from benchmarks.stories_corpus import CorpusMissingError, Headline
+from flows.text.stories import StoryItem
 
 DATA = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "stories"
 
@@ -134,3 +135,44 @@ def test_the_snapshot_matches_the_manifest():
     items = stories_corpus.load_items()
     assert len(items) == len(_rows("items.csv"))
     assert all(h.title and h.outlet for h in items)
+
+
+def _story_item(key: str, title: str, minutes: int, entities: tuple[str, ...] = ()) -> StoryItem:
+    return StoryItem(article_id=key, title=title, text="", published=datetime(2026, 1, 5, tzinfo=UTC)
+                     + timedelta(minutes=minutes), outlet=f"outlet-{key}", language="en", entities=entities)
+
+
+def test_the_embedding_hybrid_without_its_embedding_is_the_clusterer():
+    # benchmarks/eval_stories_embedding.py reports a = 0 as "the defaults": that must be the shipped clusterer's
+    # stories, item for item.
+    import numpy as np
+
+    from benchmarks.eval_stories_embedding import cluster
+    from flows.text.stories import StorySettings, cluster_offline
+
+    titles = ["Storm floods the river valley", "River valley floods after storm", "Council approves new budget",
+              "Budget approved by the council", "Storm warning for the coast", "Local team wins the final"]
+    items = [_story_item(str(i), t, 10 * i, ("Valley",) if "valley" in t.lower() else ())
+             for i, t in enumerate(titles)]
+    vectors = {i.article_id: np.ones(4, dtype=np.float32) / 2 for i in items}
+    want = dict(cluster_offline(items))
+    assert cluster(items, StorySettings(), vectors, 0.0, 0.8) == want
+    assert len(set(want.values())) < len(items)  # the example does group something
+
+
+def test_the_embedding_decides_between_candidates_the_blocking_found():
+    import numpy as np
+
+    from benchmarks.eval_stories_embedding import cluster
+    from flows.text.stories import StorySettings
+
+    # Two headlines that share a name (the blocking's keys) and no other word: with a = 1 only the embedding
+    # scores them.
+    items = [_story_item("a", "Minister Dupont resigns over leaked memo", 0, ("Dupont",)),
+             _story_item("b", "Dupont quits cabinet", 30, ("Dupont",))]
+    same = {"a": np.array([1.0, 0.0], dtype=np.float32), "b": np.array([1.0, 0.0], dtype=np.float32)}
+    apart = {"a": np.array([1.0, 0.0], dtype=np.float32), "b": np.array([0.0, 1.0], dtype=np.float32)}
+    joined = cluster(items, StorySettings(threshold=0.5), same, 1.0, 0.8)
+    assert joined["a"] == joined["b"]
+    split = cluster(items, StorySettings(threshold=0.5), apart, 1.0, 0.8)
+    assert split["a"] != split["b"]

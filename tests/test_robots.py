@@ -266,3 +266,23 @@ def test_no_robots_no_delay(client: httpx.Client, serve: Callable[..., LocalServ
     gate = HostGate(per_host=2, delay=0.0)
     assert gate.admit(srv.url("/a.html"), _getter(client), AGENT) is None
     assert gate.delay_for("127.0.0.1") == 0.0
+
+
+def test_a_request_that_starts_late_pushes_the_next_one_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A sleep that overruns (a busy machine) makes a request start later than planned; the host must still see
+    # its requests `delay` apart, so the next one waits from the late start, not from the planned one.
+    real_sleep = time.sleep
+    overruns = [0.15]
+
+    def late_sleep(seconds: float) -> None:
+        real_sleep(seconds + (overruns.pop() if overruns else 0.0))
+
+    monkeypatch.setattr(time, "sleep", late_sleep)
+    gate = HostGate(per_host=1, delay=0.3)
+    starts: list[float] = []
+    for _ in range(3):
+        with gate.slot("example.test"):
+            starts.append(time.monotonic())
+    assert not overruns  # the second request's wait did overrun
+    assert starts[2] - starts[1] >= 0.3 - JITTER
+    assert starts[1] - starts[0] >= 0.3 - JITTER

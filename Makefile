@@ -49,4 +49,4 @@ eval: $(STAMP)
 	$(BIN)/python -m benchmarks.evaluate
 
 clean:
-	rm -rf $(VENV) warehouse/*.duckdb warehouse/*.duckdb.keys warehouse/*.search.duckdb.lock warehouse/*.wal warehouse/staging warehouse/snapshots warehouse/demo.*
+	rm -rf $(VENV) warehouse/*.duckdb warehouse/*.duckdb.keys warehouse/*.search.duckdb.lock warehouse/*.search-segments warehouse/*.wal warehouse/staging warehouse/snapshots warehouse/demo.*

@@ -487,3 +487,47 @@ def test_no_connection_of_ours_draws_duckdbs_progress_bar(tmp_path: Path, backen
     assert done.returncode == 0, done.stderr[-2000:]
     # DuckDB's own default first (on: so this test can fail), then write, read-only and reader connections.
     assert done.stdout.split() == ["True", "False", "False", "False"], done.stdout
+
+
+_SPILL = "select count(*) from (select md5(range::varchar) as h from range(3000000) order by h)"
+
+
+def _spill_dir(conn: duckdb.DuckDBPyConnection) -> str:
+    return str(conn.execute("select current_setting('temp_directory')").fetchone()[0])
+
+
+@pytest.mark.parametrize("backend", ["file", "ducklake"])
+def test_a_reader_that_cannot_write_the_warehouse_folder_still_spills(tmp_path: Path, backend: str) -> None:
+    """A query past `memory_limit` spills to disk. DuckDB's place for it is `<file>.tmp` beside the warehouse file,
+    which a reader with read-only access to the folder cannot create (every such query failed, a default export's
+    views among them), and `.tmp` in the working directory for a lake. Those connections get a temp folder of their
+    own, removed at close; the folder is made unwritable here with the immutable flag (root ignores modes)."""
+    import shutil
+    import tempfile
+
+    if backend == "ducklake":
+        settings = _lake(tmp_path)
+        assert database.ensure_ready(settings)
+        frozen = None
+    else:
+        settings = WarehouseSettings(path=tmp_path / "wh" / "wh.duckdb", staging_dir=tmp_path / "staging")
+        assert database.ensure_ready(settings)
+        with database.connect(settings, read_only=True) as conn:  # a folder the reader can write: DuckDB's place
+            assert _spill_dir(conn) == f"{settings.path}.tmp"
+        frozen = settings.path.parent
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(frozen)]).returncode != 0:
+            pytest.skip("chattr +i is not available here (root on ext4 has it)")
+    try:
+        if frozen is not None:
+            assert not os.access(frozen, os.W_OK)
+        with database.connect(settings, read_only=True) as conn:
+            conn.execute("set memory_limit = '100MB'")
+            database.restrict_files(conn, [tmp_path])
+            assert conn.execute(_SPILL).fetchone()[0] == 3_000_000
+            private = _spill_dir(conn)
+            assert Path(private).parent == Path(tempfile.gettempdir())
+            assert Path(private).name.startswith("newsflow-spill-")
+        assert not Path(private).exists()
+    finally:
+        if frozen is not None:
+            subprocess.run(["chattr", "-i", str(frozen)], check=True)

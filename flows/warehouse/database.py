@@ -13,8 +13,11 @@ staged for the next run (see flows/warehouse/staging.py).
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -114,11 +117,29 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float
                 ) from None
             time.sleep(delay * (0.5 + random.random()))  # backoff on a lock held by another process
             delay = min(delay * 2, 2.0)
+    spill = _private_spill(conn, path, is_lake)
     try:
         yield conn
     finally:
         with _OPEN_CLOSE:
             conn.close()
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+
+
+def _private_spill(conn: duckdb.DuckDBPyConnection, path: Path, is_lake: bool) -> str | None:
+    """Give the connection a temp folder of its own where DuckDB's would not do; the folder, to remove at close.
+
+    DuckDB spills joins, sorts and groupings past `memory_limit` to `<file>.tmp` beside a database file, and to
+    `.tmp` in the working directory for a lake (its connection is an in-memory database). A reader who may read
+    the warehouse but not write its folder (a read-only account for analysts) then failed any query that spilled,
+    a default export's views among them; a lake's spill landed wherever the command was started. A file whose
+    folder can be written keeps DuckDB's choice: the warehouse's own disk."""
+    if not is_lake and os.access(path.parent, os.W_OK):
+        return None
+    folder = tempfile.mkdtemp(prefix="newsflow-spill-")
+    conn.execute("set temp_directory = $folder", {"folder": folder})
+    return folder
 
 
 def exists(settings: WarehouseSettings) -> bool:

@@ -117,8 +117,9 @@ def connect(settings: WarehouseSettings, *, read_only: bool = False, wait: float
                 ) from None
             time.sleep(delay * (0.5 + random.random()))  # backoff on a lock held by another process
             delay = min(delay * 2, 2.0)
-    spill = _private_spill(conn, path, is_lake)
+    spill = None
     try:
+        spill = _private_spill(conn, path, is_lake)
         yield conn
     finally:
         with _OPEN_CLOSE:

@@ -34,7 +34,7 @@ from flows.warehouse.runlock import run_lock
 CHECKS = {"untagged_articles", "orphan_duplicates", "orphan_article_entities", "url_stored_and_duplicate",
           "feeds_without_state", "stale_running_runs", "stale_staged_batches", "shingle_samples_mismatch",
           "dedup_index_stale", "quarantined_batches", "aggregates_match",
-          "stories_consistent"}
+          "stories_consistent", "duplicate_article_entities"}
 
 # A second process that holds the warehouse file open until its stdin closes.
 HOLDER = """
@@ -94,6 +94,12 @@ BREAKS = {
         ["insert into article_entities (article_id, entity_id, mentions) "
          "values (42, (select min(entity_id) from entities), 1)"],
         "article_id", "select 42"),
+    "duplicate_article_entities": (
+        ["insert into article_entities select * from article_entities "
+         "where article_id = (select min(article_id) from article_entities) "
+         "and entity_id = (select min(entity_id) from article_entities "
+         "where article_id = (select min(article_id) from article_entities))"],
+        "article_id", "select min(article_id) from article_entities"),
     "url_stored_and_duplicate": (
         ["insert into duplicates (url, duplicate_of, method, criterion, similarity, seen_at, run_id) "
          "select url, (select min(article_id) from articles where is_seed), 'near', 'jaccard', 0.9, now(), 'r' "
@@ -340,7 +346,7 @@ def test_checks_are_skipped_not_failed_when_the_warehouse_is_locked_at_the_end(d
 # ---------------------------------------------------------------- incremental checks (issue 23)
 
 SCOPED = {"untagged_articles", "orphan_duplicates", "orphan_article_entities", "url_stored_and_duplicate",
-          "shingle_samples_mismatch", "aggregates_match", "feeds_without_state"}
+          "shingle_samples_mismatch", "aggregates_match", "feeds_without_state", "duplicate_article_entities"}
 
 
 def load_rows(path: Path, *statements: str) -> int:
@@ -422,6 +428,26 @@ def test_a_fetch_without_state_is_found_by_the_incremental_pass_after_its_load_a
     assert [r["feed"] for r in incremental.sample] == ["Stateless since"]
     full = check_pass(db, full=True)["feeds_without_state"]
     assert [r["feed"] for r in full.sample] == ["Stateless before", "Stateless since"]
+
+
+def test_a_second_link_of_one_key_is_found_by_the_incremental_pass_after_its_load_and_an_older_one_by_a_full_pass(
+        db: Path) -> None:
+    """article_entities declares no key (migration 0016). Two rows of one article and entity written by the load
+    just checked are found by the next incremental pass; a second row of a link stored long ago (load 0) only by a
+    full pass."""
+    mark = check_pass(db)["duplicate_article_entities"].until_seq
+    assert mark is not None
+    with duckdb.connect(str(db), read_only=True) as conn:
+        old, entity = conn.execute(
+            "select article_id, entity_id from article_entities order by article_id, entity_id limit 1").fetchone()
+    execute(db, f"insert into article_entities values ({old}, {entity}, 1, 0)")
+    link = f"insert into article_entities values (777, {entity}, 1, $seq)"
+    seq = load_rows(db, link, link)
+    incremental = check_pass(db)["duplicate_article_entities"]
+    assert (incremental.scope, incremental.since_seq, incremental.until_seq) == ("incremental", mark, seq)
+    assert [(r["article_id"], r["rows"]) for r in incremental.sample] == [(777, 2)]
+    full = check_pass(db, full=True)["duplicate_article_entities"]
+    assert sorted((r["article_id"], r["rows"]) for r in full.sample) == sorted([(777, 2), (old, 2)])
 
 
 def test_the_watermark_never_steps_over_a_rolled_back_or_uncommitted_load(db: Path) -> None:

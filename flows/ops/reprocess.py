@@ -161,8 +161,9 @@ def retag(settings: Settings, pool: Executor, batch_size: int, only_stale: bool,
                                            is_consent_page=r["is_consent_page"]))
                 for r in rows]
         tag_documents(pool, [d for _, d in docs], settings)
-        links = [{"article_id": a, "entity_id": entity_id(m["name"], m["label"]), "mentions": m["mentions"]}
-                 for a, d in docs for m in d.mentions]
+        # One link per article and entity (article_entities declares no key since migration 0016).
+        links = list({(a, entity_id(m["name"], m["label"])): {"article_id": a, "entity_id": entity_id(m["name"],
+                      m["label"]), "mentions": m["mentions"]} for a, d in docs for m in d.mentions}.values())
         names = {entity_id(m["name"], m["label"]): (m["name"], m["label"]) for _, d in docs for m in d.mentions}
         with database.connect(settings.warehouse) as conn, database.transaction(conn):
             ids = [a for a, _ in docs]

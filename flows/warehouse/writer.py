@@ -70,8 +70,8 @@ KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "story_live": (("story_id",),),
     "story_df": (("term",),),
 }
-# Keys the DuckDB file does not declare either, kept by the loader alone: a key's index is rewritten block by block
-# at each checkpoint, and entity links, with random article ids, dirtied nearly all of it (migration 0016).
+# Keys the DuckDB file does not declare either, kept by the loader alone: the entity links' index cost each load a
+# probe per link and its checkpoint the index blocks those dirtied, growing with the warehouse (migration 0016).
 UNDECLARED_KEYS = frozenset({"article_entities"})
 # State rows that must never be rolled back: a run computes a feed's state from the stored one it read at its
 # start, which is the published snapshot when the live file was held then (hours old, maybe). So a state replaces

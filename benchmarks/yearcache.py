@@ -5,12 +5,15 @@ deployment has on disk: the warehouse file (benchmarks/yearfill.py), its raw arc
 full-text search index and a published snapshot. Each part is made once and marked done (`.done-<part>`), so an
 interrupted preparation resumes where it stopped. A copy for a measurement copies every file that a run may change
 in place and hard-links the files runs only ever replace whole or add beside (Parquet archives, lookup-cache
-segments), so runs start identical without copying gigabytes of immutable files each time.
+segments), so runs start identical without copying gigabytes of immutable files each time. A cache of an earlier
+schema (the same fill) is migrated in place and renamed rather than filled again, as a deployment is upgraded
+(`adopt_older`): a 1M fill with its search index takes a quarter of an hour.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -74,8 +77,31 @@ def part_seconds(root: Path) -> dict[str, float]:
     return {p.name.removeprefix(".done-"): float(p.read_text() or 0) for p in sorted(root.glob(".done-*"))}
 
 
+def adopt_older(articles: int) -> Path | None:
+    """Bring the newest cache of `articles` made under an earlier schema (same fill) to this one: its warehouse
+    migrated in place, the folder renamed, its snapshot and check watermarks marked to be made again (the
+    snapshot is of the old schema; a new check has no watermark). None when there is none or the folder exists."""
+    root = folder(articles)
+    if root.exists():
+        return None
+    pattern = re.compile(rf"year-{articles}-s(\d+)-f{yearfill.FILL_VERSION}")
+    older = sorted((int(m.group(1)), p) for p in cache_root().glob(f"year-{articles}-s*-f{yearfill.FILL_VERSION}")
+                   if (m := pattern.fullmatch(p.name)) and int(m.group(1)) < schema() and (p / ".done-fill").exists())
+    if not older:
+        return None
+    source = older[-1][1]
+    say(f"{source.name}: migrating in place to schema {schema()}")
+    with database.connect(settings_in(source).warehouse) as conn:
+        database.migrate(conn)
+    for part in ("snapshot", "watermarks"):
+        (source / f".done-{part}").unlink(missing_ok=True)
+    source.rename(root)
+    return root
+
+
 def prepare(articles: int) -> Path:
     """The cache folder of `articles`, made (or completed) first."""
+    adopt_older(articles)
     root = folder(articles)
     root.mkdir(parents=True, exist_ok=True)
     settings = settings_in(root)

@@ -71,3 +71,26 @@ def test_a_copy_of_the_cache_leaves_the_cache_unchanged(filled: Path, tmp_path: 
     copied = tmp_path / "copy" / "wh.raw" / archives[0].relative_to(filled / "wh.raw")
     assert copied.stat().st_ino == archives[0].stat().st_ino  # immutable archives are linked, not copied
     assert copied.stat().st_mtime == archives[0].stat().st_mtime  # retention reads their age
+
+
+def test_a_cache_of_an_earlier_schema_is_migrated_in_place_not_filled_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.warehouse import database
+
+    monkeypatch.setenv("NEWSFLOW_BENCH_CACHE", str(tmp_path))
+    old = tmp_path / f"year-7-s{yearcache.schema() - 1}-f{yearfill.FILL_VERSION}"
+    old.mkdir()
+    with database.connect(yearcache.settings_in(old).warehouse) as conn:
+        database.migrate(conn, known=database.migrations()[:-1])
+    for part in ("fill", "keys", "snapshot", "watermarks"):
+        (old / f".done-{part}").write_text("1\n")
+    newer = tmp_path / f"year-7-s{yearcache.schema() + 1}-f{yearfill.FILL_VERSION}"  # never taken: it cannot open
+    newer.mkdir()
+    (newer / ".done-fill").write_text("1\n")
+    root = yearcache.adopt_older(7)
+    assert root == yearcache.folder(7) and not old.exists() and newer.exists()
+    with duckdb.connect(str(root / yearcache.WAREHOUSE), read_only=True) as conn:
+        assert conn.execute("select max(version) from schema_migrations").fetchone()[0] == yearcache.schema()
+    # The snapshot (of the old schema) and the checks' watermarks (a new check has none) are made again.
+    assert {p.name for p in root.glob(".done-*")} == {".done-fill", ".done-keys"}
+    assert yearcache.adopt_older(7) is None

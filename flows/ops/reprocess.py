@@ -23,7 +23,7 @@ from flows.text.dedup import BatchIndex
 from flows.text.entities import entity_id
 from flows.text.stories import StorySettings
 from flows.warehouse import aggregates, candidates, database, keycache, storystore
-from flows.warehouse.writer import delete_articles, next_load_seq, upsert
+from flows.warehouse.writer import delete_articles, next_load_seq, one_link_per_key, upsert
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -161,9 +161,8 @@ def retag(settings: Settings, pool: Executor, batch_size: int, only_stale: bool,
                                            is_consent_page=r["is_consent_page"]))
                 for r in rows]
         tag_documents(pool, [d for _, d in docs], settings)
-        # One link per article and entity (article_entities declares no key since migration 0016).
-        links = list({(a, entity_id(m["name"], m["label"])): {"article_id": a, "entity_id": entity_id(m["name"],
-                      m["label"]), "mentions": m["mentions"]} for a, d in docs for m in d.mentions}.values())
+        links = one_link_per_key([{"article_id": a, "entity_id": entity_id(m["name"], m["label"]),
+                                   "mentions": m["mentions"]} for a, d in docs for m in d.mentions])
         names = {entity_id(m["name"], m["label"]): (m["name"], m["label"]) for _, d in docs for m in d.mentions}
         with database.connect(settings.warehouse) as conn, database.transaction(conn):
             ids = [a for a, _ in docs]

@@ -37,7 +37,7 @@ BATCH_ROWS = 10_000
 # tables: a plain scan streams, but without a cap the buffer pool keeps every block the scan read (default limit: 80%
 # of RAM): 3.0 GB peak at 1M articles with the batches written by pyarrow, 1.0 GB under 512 MB, 0.78 GB under 256 MB
 # (0.66-0.68 GB at 100k). Views (the default export writes them too) join, group and sort: past VIEW_MEMORY they
-# spill to DuckDB's temp directory (`<database>.tmp`, which file access off does not stop), where uncapped the
+# spill to the connection's temp directory (file access off does not stop it; database.connect), where uncapped the
 # default export peaked at 3.7 GB at 100k articles, most of it `entity_comentions`. A user's query keeps DuckDB's
 # limit, as `newsflow sql` does: a 256 MB cap made a query with `limit` run out of memory.
 SCAN_MEMORY = "256MB"

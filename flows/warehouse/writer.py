@@ -221,15 +221,21 @@ def delete_articles(conn: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
         conn.execute(f"delete from {table} where article_id in (select unnest($ids::bigint[]))", {"ids": ids})
 
 
-def _insert_links(conn: duckdb.DuckDBPyConnection, links: list[dict[str, Any]]) -> None:
-    """The load's entity links (stamped with its number by _number_rows), one per article and entity, for the
-    articles this load stored: the table has no key index to skip the others on (warehouse/migrations/0016)."""
-    if not links:
-        return
+def one_link_per_key(links: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first link of each article and entity: article_entities declares no key (warehouse/migrations/0016),
+    so its writers keep it."""
     first: dict[tuple[int, int], dict[str, Any]] = {}
     for row in links:
         first.setdefault((row["article_id"], row["entity_id"]), row)
-    conn.register("q_rows", pa.Table.from_pylist(list(first.values())))
+    return list(first.values())
+
+
+def _insert_links(conn: duckdb.DuckDBPyConnection, links: list[dict[str, Any]]) -> None:
+    """The load's entity links (stamped with its number by _number_rows), one per key, for the articles this load
+    stored: the table has no key index to skip the others on."""
+    if not links:
+        return
+    conn.register("q_rows", pa.Table.from_pylist(one_link_per_key(links)))
     try:
         conn.execute(query("insert_article_links"), {"seq": links[0]["load_seq"]})
     finally:

@@ -23,7 +23,7 @@ from flows.core.settings import WarehouseSettings, load_settings
 from flows.ops import upkeep
 from flows.ops.demo import DEMO_DATA, demo_config
 from flows.ops.localserver import LocalServer
-from flows.warehouse import compact, database, keycache, lake, rollup
+from flows.warehouse import compact, database, keycache, lake, rollup, search_index
 from flows.warehouse.runlock import run_lock
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -253,6 +253,15 @@ def test_a_load_without_cache_reads_the_tables_and_maintenance_rebuilds_it(tmp_p
         state = keycache.index_state(conn)
         assert state is not None and state.seq > seq
         assert keycache.status(conn) == "current"  # the next load used it and brought it up to date
+    # The search index: built by the step when missing; present, compared with every article, which finds what
+    # the runs' refreshes (reading only what loads wrote since) cannot: a row edited by hand.
+    assert "search index missing: base" in result.did
+    assert search_index.refresh(settings).compared == "new"  # the last load's articles, as a run's refresh
+    with database.connect(bare) as conn:
+        conn.execute("update articles set text_hash = 'edited by hand' "
+                     "where article_id = (select min(article_id) from articles)")
+    again = upkeep.run_step("cache", settings, "m", False)
+    assert "search index present: compared with every article (1 indexed)" in again.did
 
 
 # --- the flow and the command ------------------------------------------------------------------------------

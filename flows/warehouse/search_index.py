@@ -67,6 +67,7 @@ class Refresh:
     reason: str = ""  # why it rebuilt, or why it skipped
     merged: int = 0  # articles re-written by merges
     segments: int = 0  # segments of the index after it
+    compared: str = ""  # "new": only what loads wrote since the last refresh; "all": every stored original
 
 
 def segments_dir(settings: WarehouseSettings) -> Path:
@@ -100,10 +101,13 @@ def _refresh_lock(settings: WarehouseSettings) -> Iterator[bool]:
 RUN_BUILD_LIMIT = 20_000
 
 
-def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = None,
+def refresh(settings: Settings, *, rebuild: bool = False, full: bool = False, wait: float | None = None,
             build_limit: int | None = None) -> Refresh:
     """Bring the search index up to date with the warehouse: add a segment of what is new, tombstone what is gone,
     merge segments by size tier; or build it from nothing when asked or when there is none (or of another format).
+
+    What is new is what loads wrote since the index's mark (_Mark); with `full`, or when the mark does not fit the
+    warehouse, every stored original is compared with the index instead (the maintenance flow does so daily).
 
     `build_limit` (a run's refresh): with no index yet, build it only for at most that many articles; above, skip
     and say so, for a first build of a large warehouse (23 minutes at a million articles) is the maintenance
@@ -111,7 +115,7 @@ def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = N
 
     Never raises for a warehouse that cannot be read now (busy, missing, or held by this very process with
     another configuration), nor for another refresh under way: it skips and says why in `reason` (the next refresh
-    catches up, new articles being found by comparison). Other errors (a full disk) propagate.
+    catches up: its mark is the last one written). Other errors (a full disk) propagate.
     """
     wh = settings.warehouse
     start = time.perf_counter()
@@ -141,28 +145,29 @@ def refresh(settings: Settings, *, rebuild: bool = False, wait: float | None = N
         folder.mkdir(parents=True, exist_ok=True)
         segments = [] if head is None else head[1]
         tombstones = _no_tombstones() if head is None else head[2]
-        live = segs.live_keys(folder, [n for n, _ in segments], tombstones)
+        since = None if head is None or full else _Mark.of(head[0])
         work = folder / f"build-{uuid.uuid4().hex[:8]}"
         work.mkdir()
         try:
             try:
-                extract = _extract(wh, live, work, wait=_WAIT if wait is None else wait)
+                extract = _extract(wh, folder, segments, tombstones, work, since=since,
+                                   wait=_WAIT if wait is None else wait)
             except WarehouseError as exc:  # busy, missing, or open in this process with another configuration
                 return done("skipped", reason=database.first_line(exc))
-            gone = live.filter(pc.is_in(live["article_id"], pa.array(extract.gone, pa.int64())))
-            tombstones = pa.concat_tables([tombstones, gone.select(["seg", "article_id"]).cast(tombstones.schema)])
-            live = live.filter(pc.invert(pc.is_in(live["article_id"], pa.array(extract.gone, pa.int64()))))
+            tombstones = pa.concat_tables([tombstones, extract.gone.cast(tombstones.schema)])
             new = _build(folder, work, extract.rows, settings.entities.default_language) if extract.rows else []
-            live = pa.concat_tables([live, segs.live_keys(folder, [n for n, _ in new], _no_tombstones())])
-            segments = segments + new
-            segments, tombstones, live, merged = _merge_tiers(folder, segments, tombstones, live)
+            segments, tombstones, merged = _merge_tiers(folder, segments + new, tombstones)
             if not segments:  # an index of no article is one empty segment (the readers' SQL needs one)
                 segments = _build(folder, work, 0, settings.entities.default_language)
+            stats = segs.live_stats(folder, [n for n, _ in segments], tombstones)
+            copies = extract.copies if since is None or not extract.compared_new else _add_copies(
+                segs.read_copies(wh.search_path), extract.copies)
             segs.write_head(wh.search_path, gen=uuid.uuid4().hex, segments=segments, tombstones=tombstones,
-                            live=live.select(["idx", "len"]), copies=extract.copies, feeds=extract.feeds)
+                            stats=stats, copies=copies, feeds=extract.feeds, mark=extract.mark.row())
             _sweep(folder, {n for n, _ in segments}, work)
-            return done("base" if reason else "delta", reason, articles=live.num_rows, indexed=extract.rows,
-                        merged=merged, segments=len(segments))
+            return done("base" if reason else "delta", reason, articles=int(pc.sum(stats["n"]).as_py() or 0),
+                        indexed=extract.rows, merged=merged, segments=len(segments),
+                        compared="new" if extract.compared_new else "all")
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -197,28 +202,27 @@ def _tier(articles: int) -> int:
     return 0 if articles < SMALL * TIER else int(math.log(articles / SMALL, TIER))
 
 
-def _merge_tiers(folder: Path, segments: list[tuple[str, int]], tombstones: pa.Table, live: pa.Table
-                 ) -> tuple[list[tuple[str, int]], pa.Table, pa.Table, int]:
-    """Merge the segments of any size tier that has TIER of them (by live articles), as long as the result stays
-    under MERGE_MAX; segments with no live article are dropped. Returns segments, tombstones, live, re-written."""
+def _merge_tiers(folder: Path, segments: list[tuple[str, int]], tombstones: pa.Table
+                 ) -> tuple[list[tuple[str, int]], pa.Table, int]:
+    """Merge the segments of any size tier that has TIER of them (by live articles: a segment's articles less its
+    tombstones), as long as the result stays under MERGE_MAX; segments with no live article are dropped with
+    their tombstones. Returns segments, tombstones, articles re-written."""
     merged = 0
     while True:
-        counts = dict(zip(*pc.value_counts(live["seg"]).flatten(), strict=True)) if live.num_rows else {}
-        counts = {str(k): int(v) for k, v in counts.items()}
-        segments = [(n, a) for n, a in segments if counts.get(n)]
+        dead = dict(zip(*pc.value_counts(tombstones["seg"]).flatten(), strict=True)) if tombstones.num_rows else {}
+        counts = {n: a - int(dead.get(n, 0)) for n, a in segments}
+        segments = [(n, a) for n, a in segments if counts[n] > 0]
+        tombstones = tombstones.filter(pc.is_in(tombstones["seg"], pa.array([n for n, _ in segments], pa.string())))
         tiers: dict[int, list[str]] = {}
         for name, _ in segments:
             tiers.setdefault(_tier(counts[name]), []).append(name)
         group = next((names for _, names in sorted(tiers.items()) if len(names) >= TIER
                       and sum(counts[n] for n in names) <= MERGE_MAX), None)
         if group is None:
-            return segments, tombstones, live, merged
+            return segments, tombstones, merged
         name, n = segs.merge(folder, group, tombstones)
         merged += n
-        gone = pa.array(group, pa.string())
-        tombstones = tombstones.filter(pc.invert(pc.is_in(tombstones["seg"], gone)))
-        moved = pc.is_in(live["seg"], gone)
-        live = live.set_column(0, "seg", pc.if_else(moved, name, live["seg"]))
+        tombstones = tombstones.filter(pc.invert(pc.is_in(tombstones["seg"], pa.array(group, pa.string()))))
         at = min(i for i, (s, _) in enumerate(segments) if s in group)
         rest = [(s, a) for s, a in segments if s not in group]
         segments = [*rest[:at], (name, n), *rest[at:]]
@@ -251,36 +255,116 @@ def _ranges(ids: list[int]) -> str:
     return "(" + " or ".join(f"article_id between {int(lo)} and {int(hi)}" for lo, hi in runs) + ")"
 
 
+@dataclass(frozen=True)
+class _Mark:
+    """Where the warehouse stood when the index was last brought up to date: its load sequence number (every load
+    that writes articles or copies takes the next, warehouse/migrations/0010) and its number of articles. The next
+    refresh reads only the rows of later loads, and compares everything when the count does not add up (articles
+    deleted or added outside a load, another warehouse restored) or the sequence went back."""
+    load_seq: int | None
+    stored: int | None
+
+    @classmethod
+    def of(cls, meta: dict[str, object]) -> _Mark | None:
+        seq, stored = meta.get("load_seq"), meta.get("stored")
+        return cls(int(seq), int(stored)) if isinstance(seq, int) and isinstance(stored, int) else None
+
+    def row(self) -> dict[str, int | None]:
+        return {"load_seq": self.load_seq, "stored": self.stored}
+
+
 @dataclass
 class _Extract:
     rows: int  # originals copied into work/originals.parquet
-    copies: pa.Table
+    copies: pa.Table  # every original's copies; with compared_new, only the copies recorded since the mark
     feeds: pa.Table
-    gone: list[int]
+    gone: pa.Table  # (seg, article_id): live articles to tombstone
+    mark: _Mark
+    compared_new: bool  # only what loads wrote since the mark was compared
 
 
-def _extract(wh: WarehouseSettings, live: pa.Table, work: Path, *, wait: float) -> _Extract:
+def _extract(wh: WarehouseSettings, folder: Path, segments: list[tuple[str, int]], tombstones: pa.Table,
+             work: Path, *, since: _Mark | None, wait: float) -> _Extract:
     """Copy what the refresh needs out of the warehouse, holding it (read-only) only for that copy: the originals
-    the index lacks (or holds with another text) into work/originals.parquet, the ids of the live articles that are
-    gone, copies and feed tags."""
-    keys = live.select(["article_id", "hkey"])
-    with database.connect(wh, read_only=True, wait=wait) as conn:
-        conn.register("search_base_keys", keys)
-        try:
-            # New, changed and gone in one comparison (one pass over the originals' keys), then the new ones' text
-            # by id ranges: a scan with the text column would read every article's text.
-            delta = conn.execute(database.query("search_delta")).fetch_arrow_table()
+    the index lacks (or holds with another text) into work/originals.parquet, the live articles that are gone,
+    copies and feed tags. With `since`, only the rows loads wrote after it (when it still fits)."""
+    names = [n for n, _ in segments]
+    with database.connect(wh, read_only=True, wait=wait) as conn, database.transaction(conn):
+        # One transaction: the mark and the rows read after it are of one state, even on a lake that other writers
+        # commit to meanwhile.
+        mark = _current_mark(conn)
+        changed = _changed_since(conn, folder, names, tombstones, since, mark) if since is not None else None
+        if changed is None:  # every stored original against every live article
+            live = segs.live_keys(folder, names, tombstones)
+            conn.register("search_base_keys", live.select(["article_id", "hkey"]))
+            try:
+                delta = conn.execute(database.query("search_delta")).fetch_arrow_table()
+            finally:
+                conn.unregister("search_base_keys")
             stored = delta["stored"].to_pylist()
             ids = sorted(i for i, s in zip(delta["article_id"].to_pylist(), stored, strict=True) if s)
-            gone = [i for i, s in zip(delta["article_id"].to_pylist(), stored, strict=True) if not s]
-            conn.register("search_new_ids", pa.table({"article_id": pa.array(ids, pa.int64())}))
+            gone_ids = pa.array([i for i, s in zip(delta["article_id"].to_pylist(), stored, strict=True) if not s],
+                                pa.int64())
+            gone = live.filter(pc.is_in(live["article_id"], gone_ids)).select(["seg", "article_id"])
+            copies = conn.execute(database.query("search_copies")).fetch_arrow_table()
+        else:
+            ids, gone, copies = changed
+        conn.register("search_new_ids", pa.table({"article_id": pa.array(ids, pa.int64())}))
+        try:
+            # The new ones' text by id ranges: a scan with the text column would read every article's text.
             target = segs.lit(str(work / "originals.parquet"))
             conn.execute(f"copy (select * from ({database.query('search_new')}) where {_ranges(ids)} "
                          f"order by article_id) to {target} (format parquet, row_group_size 20000)")
-            conn.unregister("search_new_ids")
-            rows = len(ids)
-            copies = conn.execute(database.query("search_copies")).fetch_arrow_table()
-            feeds = conn.execute(database.query("search_feeds")).fetch_arrow_table()
         finally:
-            conn.unregister("search_base_keys")
-    return _Extract(int(rows), copies, feeds, gone)
+            conn.unregister("search_new_ids")
+        feeds = conn.execute(database.query("search_feeds")).fetch_arrow_table()
+    return _Extract(len(ids), copies, feeds, gone, mark, changed is not None)
+
+
+def _current_mark(conn: duckdb.DuckDBPyConnection) -> _Mark:
+    """The warehouse's mark, inside the caller's transaction; without a load sequence (a warehouse of a schema
+    before 0010, read before the next ingest migrates it), one that makes the next refresh compare everything."""
+    try:
+        seq, stored = conn.execute(database.query("search_mark")).fetchone()
+    except duckdb.CatalogException:
+        conn.execute("rollback")
+        conn.execute("begin transaction")
+        return _Mark(None, None)
+    return _Mark(None if seq is None else int(seq), int(stored))
+
+
+def _changed_since(conn: duckdb.DuckDBPyConnection, folder: Path, segments: list[str], tombstones: pa.Table,
+                   since: _Mark, now: _Mark) -> tuple[list[int], pa.Table, pa.Table] | None:
+    """(ids to index, (seg, article_id) to tombstone, copies recorded since) from the rows loads wrote after
+    `since`; None when `since` does not fit the warehouse `now` and everything must be compared."""
+    if since.load_seq is None or now.load_seq is None or now.load_seq < since.load_seq:
+        return None
+    rows = conn.execute(database.query("search_since"), {"since": since.load_seq}).fetch_arrow_table()
+    live = segs.live_keys(folder, segments, tombstones, ids=rows)
+    held = dict(zip(live["article_id"].to_pylist(), zip(live["seg"].to_pylist(), live["hkey"].to_pylist(),
+                                                        strict=True), strict=True))
+    loaded = [r for r in rows.to_pylist() if r["kind"] == "article"]
+    # Each article a load wrote is new, or stands in for one deleted in its load (a changed seed): the count adds
+    # up only then.
+    if now.stored != since.stored + sum(r["article_id"] not in held for r in loaded):
+        return None
+    ids, gone = [], []
+    for r in rows.to_pylist():
+        seg, hkey = held.get(r["article_id"], (None, None))
+        if seg is not None and (r["kind"] != "article" or not r["original"] or hkey != r["hkey"]):
+            gone.append((seg, r["article_id"]))
+        if r["kind"] == "article" and r["original"] and (seg is None or hkey != r["hkey"]):
+            ids.append(r["article_id"])
+    copies = conn.execute(database.query("search_copies_since"), {"since": since.load_seq}).fetch_arrow_table()
+    return (sorted(set(ids)),
+            pa.table({"seg": pa.array([g[0] for g in gone], pa.string()),
+                      "article_id": pa.array([g[1] for g in gone], pa.int64())}), copies)
+
+
+def _add_copies(before: pa.Table, since: pa.Table) -> pa.Table:
+    """The head's copy counts with those recorded since added."""
+    with contextlib.closing(segs.plain()) as conn:
+        conn.register("c_before", before)
+        conn.register("c_since", since)
+        return conn.execute("select article_id, sum(copies)::integer as copies from (select * from c_before "
+                            "union all select * from c_since) group by article_id").fetch_arrow_table()

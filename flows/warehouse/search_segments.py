@@ -243,26 +243,64 @@ def _finish(conn: duckdb.DuckDBPyConnection, name: str) -> int:
     return int(n)
 
 
-def live_keys(folder: Path, segments: list[str], tombstones: pa.Table) -> pa.Table:
-    """(seg, article_id, hkey, idx, len) of every live article of `segments`."""
-    if not segments:
+def _attached(conn: duckdb.DuckDBPyConnection, folder: Path, segments: list[str]) -> list[str]:
+    """Attach each segment read-only (k0, k1, ...) and return their aliases."""
+    for i, seg in enumerate(segments):
+        conn.execute(f"attach {lit(str(folder / f'{seg}.duckdb'))} as k{i} (read_only)")
+    return [f"k{i}" for i in range(len(segments))]
+
+
+def _alive(seg: str, alias: str) -> str:
+    return (f"not exists (select 1 from live_tombstones t where t.seg = {lit(seg)} "
+            f"and t.article_id = {alias}.article_id)")
+
+
+def live_keys(folder: Path, segments: list[str], tombstones: pa.Table, ids: pa.Table | None = None) -> pa.Table:
+    """(seg, article_id, hkey, idx, len) of every live article of `segments`; with `ids` (a table with an
+    `article_id` column), of those articles only."""
+    if not segments or (ids is not None and not ids.num_rows):
         return pa.table({"seg": pa.array([], pa.string()), "article_id": pa.array([], pa.int64()),
                          "hkey": pa.array([], pa.string()), "idx": pa.array([], pa.string()),
                          "len": pa.array([], pa.int32())})
+    dead = _with_tombstones(tombstones)
     with contextlib.closing(plain()) as conn:
         conn.register("live_tombstones", tombstones)
-        parts = []
-        for i, seg in enumerate(segments):
-            conn.execute(f"attach {lit(str(folder / f'{seg}.duckdb'))} as k{i} (read_only)")
-            parts.append(f"select {lit(seg)} as seg, article_id, hkey, idx, len from k{i}.docs x where not exists "
-                         f"(select 1 from live_tombstones t where t.seg = {lit(seg)} and t.article_id = x.article_id)")
+        wanted = ["true"]
+        if ids is not None:
+            conn.register("live_ids", ids.select(["article_id"]))
+            wanted = ["x.article_id in (select article_id from live_ids)"]
+        parts = [f"select {lit(seg)} as seg, article_id, hkey, idx, len from {k}.docs x "
+                 f"where {' and '.join(wanted + ([_alive(seg, 'x')] if seg in dead else []))}"
+                 for seg, k in zip(segments, _attached(conn, folder, segments), strict=True)]
         return conn.execute(" union all ".join(parts)).fetch_arrow_table()
 
 
-def write_head(path: Path, *, gen: str, segments: list[tuple[str, int]], tombstones: pa.Table, live: pa.Table,
-               copies: pa.Table, feeds: pa.Table) -> None:
-    """Write the head file (temporary file, renamed over `path`): segments, tombstones, stats of `live` (idx,
-    len per live article), copies and feeds."""
+def _with_tombstones(tombstones: pa.Table) -> set[str]:
+    return set(tombstones["seg"].unique().to_pylist()) if tombstones.num_rows else set()
+
+
+def live_stats(folder: Path, segments: list[str], tombstones: pa.Table) -> pa.Table:
+    """(idx, n, total_len) of the live articles of `segments`, for every language group: each segment's own
+    statistics less its tombstoned articles', so a refresh never reads every article's key."""
+    with contextlib.closing(plain()) as conn:
+        conn.register("live_tombstones", tombstones)
+        parts = ["select idx, 0::bigint as n, 0::bigint as total_len from (select unnest(?) as idx)"]
+        dead = _with_tombstones(tombstones)
+        for seg, k in zip(segments, _attached(conn, folder, segments), strict=True):
+            parts.append(f"select idx, n, total_len from {k}.stats")
+            if seg in dead:
+                parts.append(f"select idx, -count(*), -sum(len) from {k}.docs x where not ({_alive(seg, 'x')}) "
+                             "group by idx")
+        return conn.execute(f"select idx, sum(n)::bigint as n, sum(total_len)::bigint as total_len "
+                            f"from ({' union all '.join(parts)}) group by idx order by idx",
+                            [list(INDEXES)]).fetch_arrow_table()
+
+
+def write_head(path: Path, *, gen: str, segments: list[tuple[str, int]], tombstones: pa.Table, stats: pa.Table,
+               copies: pa.Table, feeds: pa.Table, mark: dict[str, int | None]) -> None:
+    """Write the head file (temporary file, renamed over `path`): segments, tombstones, `stats` (live_stats),
+    copies, feeds, and `mark`: the warehouse's load sequence number and article count the index is current with
+    (search_index.refresh's next comparison starts from them)."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.unlink(missing_ok=True)
     with contextlib.closing(plain(tmp)) as conn:
@@ -273,19 +311,26 @@ def write_head(path: Path, *, gen: str, segments: list[tuple[str, int]], tombsto
         conn.register("h_tombstones", tombstones)
         conn.execute("create table tombstones as select seg::varchar as seg, article_id::bigint as article_id "
                      "from h_tombstones")
-        conn.register("h_live", live)
-        conn.execute("create table stats as select i.idx, count(l.idx)::bigint as n, "
-                     "coalesce(sum(l.len), 0)::bigint as total_len from (select unnest(?) as idx) i "
-                     "left join h_live l using (idx) group by i.idx", [list(INDEXES)])
+        conn.register("h_stats", stats)
+        conn.execute("create table stats as select idx::varchar as idx, n::bigint as n, "
+                     "total_len::bigint as total_len from h_stats")
         conn.register("h_copies", copies)
         conn.execute("create table copies as select article_id::bigint as article_id, copies::integer as copies "
                      "from h_copies")
         conn.register("h_feeds", feeds)
         conn.execute("create table feeds as select feed::varchar as feed, tags::varchar[] as tags from h_feeds")
-        conn.execute("create table meta as select ?::integer as format, ?::varchar as gen, ?::bigint as articles, "
-                     "now() as built_at", [FORMAT, gen, live.num_rows])
+        conn.execute("create table meta as select ?::integer as format, ?::varchar as gen, "
+                     "(select sum(n) from stats)::bigint as articles, now() as built_at, "
+                     "?::bigint as load_seq, ?::bigint as stored",
+                     [FORMAT, gen, mark.get("load_seq"), mark.get("stored")])
         conn.execute("checkpoint")
     _publish(tmp, path)
+
+
+def read_copies(path: Path) -> pa.Table:
+    """The copy counts of the head file at `path`."""
+    with contextlib.closing(plain(path, read_only=True)) as conn:
+        return conn.execute("select article_id, copies from copies").fetch_arrow_table()
 
 
 def read_head(path: Path, formats: tuple[int, ...] = (FORMAT,)

@@ -216,6 +216,20 @@ def test_a_refresh_reads_what_loads_wrote_since_its_mark_and_compares_all_when_t
     assert _titles(s, "coal") == []
 
 
+def test_an_index_written_before_the_mark_compares_everything_once(tmp_path: Path) -> None:
+    s = load_settings(warehouse=tmp_path / "wh.duckdb")
+    _load(s, [_doc(n, *story) for n, story in enumerate(STORIES[:2])], "b-1")
+    search_index.refresh(s)
+    with duckdb.connect(str(s.warehouse.search_path)) as head:  # as the previous version wrote it
+        head.execute("alter table meta drop column load_seq; alter table meta drop column stored")
+    _load(s, [_doc(3, *STORIES[3])], "b-2")
+    first = search_index.refresh(s)
+    assert (first.compared, first.indexed, first.articles) == ("all", 1, 3)
+    _load(s, [_doc(9, "en", "Ferry strike", "Ferry crews walked out over pay at the harbour.")], "b-3")
+    assert search_index.refresh(s).compared == "new"
+    assert _titles(s, "apple") == ["Orchard harvest"] and _titles(s, "ferry") == ["Ferry strike"]
+
+
 def test_a_seed_stored_again_with_a_new_text_is_found_by_the_next_refresh(tmp_path: Path) -> None:
     """A changed seed file is deleted and stored again under its id in one load: the refresh that reads only that
     load's rows replaces its text in the index."""
@@ -403,6 +417,10 @@ def test_ducklake_warehouse(tmp_path: Path) -> None:
     assert s.warehouse.search_path == tmp_path / "cat.search.duckdb"
     assert search_index.refresh(s).articles == len(STORIES)
     assert _titles(s, "coal") == ["Carbon levy"]
+    _load(s, [_doc(9, "en", "Ferry strike", "Ferry crews walked out over pay at the harbour.")], "b-2")
+    done = search_index.refresh(s)  # on a lake too, only what loads wrote since the mark
+    assert (done.compared, done.indexed, done.articles) == ("new", 1, len(STORIES) + 1)
+    assert _titles(s, "ferry") == ["Ferry strike"]
 
 
 # ---------------------------------------------------------------- the CLI contract and the SQL macro

@@ -14,10 +14,14 @@ the next load; the index is derived data that readers open read-only while loads
   articles) by copying their postings, so an article is re-written O(log n) times and a refresh costs in proportion
   to the run's articles, not the archive's. A merge also drops the tombstoned articles of what it merges.
 
-What is new is found by comparing (article_id, text hash) of the live articles with the warehouse's originals, not
-by a timestamp, so a load that committed during a refresh, a changed seed or a copy demoted by `reprocess` are all
-caught by the next refresh. A crash leaves the previous head and its segments untouched (files are removed only
-after the new head is in place; orphans of a crash go at the next refresh). A reader keeps the files it opened.
+What is new is read from the rows loads wrote since the head's mark (the load sequence number and article count
+the index is current with, _Mark): each load takes the next number in its transaction, so a load that committed
+during a refresh is read by the next one, and a changed seed (deleted and stored again in one load) too. When the
+mark does not fit the warehouse (rows deleted or added outside a load, another warehouse restored), or when asked
+(`full=True`: the maintenance flow, daily), the live articles' (article_id, text hash) are compared with every
+stored original instead; `reprocess`, which demotes copies and rewrites texts, rebuilds. A crash leaves the
+previous head and its segments untouched (files are removed only after the new head is in place; orphans of a
+crash go at the next refresh). A reader keeps the files it opened.
 """
 
 from __future__ import annotations

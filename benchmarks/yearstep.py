@@ -100,6 +100,9 @@ class TreeSampler:
     def __init__(self, every: float = 0.2) -> None:
         self.every = every
         self.peak_kib: dict[int, int] = {}
+        # Of the resident memory, what is not file pages mapped in (the lookup cache's memory-mapped arrays are
+        # clean page cache the kernel reclaims under pressure): sampled, so a spike shorter than `every` is missed.
+        self.anon_kib: dict[int, int] = {}
         self.written: dict[int, list[int]] = {}  # pid -> [write_bytes first seen, latest]
         self.roles: dict[int, str] = {}
         self._stop = threading.Event()
@@ -110,6 +113,7 @@ class TreeSampler:
             if pid not in self.roles:
                 self.roles[pid] = "parent" if pid == me else _role(pid)
             self.peak_kib[pid] = max(self.peak_kib.get(pid, 0), _status_kib(pid, "VmHWM"))
+            self.anon_kib[pid] = max(self.anon_kib.get(pid, 0), _status_kib(pid, "RssAnon"))
             wb = _write_bytes(pid)
             seen = self.written.setdefault(pid, [wb, wb])
             seen[1] = max(seen[1], wb)
@@ -132,9 +136,11 @@ class TreeSampler:
     def by_role(self) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}
         for pid, role in self.roles.items():
-            r = out.setdefault(role, {"peak_mib_max": 0.0, "peak_mib_sum": 0.0, "written_mib": 0.0, "processes": 0})
+            r = out.setdefault(role, {"peak_mib_max": 0.0, "peak_mib_sum": 0.0, "anon_mib_max": 0.0, "written_mib": 0.0,
+                                      "processes": 0})
             peak = self.peak_kib.get(pid, 0) / 1024
             r["peak_mib_max"] = max(r["peak_mib_max"], peak)
+            r["anon_mib_max"] = max(r["anon_mib_max"], self.anon_kib.get(pid, 0) / 1024)
             r["peak_mib_sum"] += peak
             first, last = self.written.get(pid, [0, 0])
             r["written_mib"] += (last - first) / 2**20

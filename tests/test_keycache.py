@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flows.core.records import Document
 from flows.core.sections import DedupSettings
@@ -244,6 +246,28 @@ def test_segment_lookup_finds_every_row_of_a_repeated_key(tmp_path: Path) -> Non
     probe, found = segment.lookup(probes)
     got = sorted(zip(probes[probe].tolist(), found.tolist(), strict=True))
     expected = sorted((int(k), int(i)) for k, i in zip(keys, ids, strict=True) if k in set(probes.tolist()))
+    assert got == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=300), st.lists(st.integers(-1, 31), max_size=40),
+       st.sampled_from([2, 4, 8, 512]))
+def test_segment_lookup_is_a_brute_force_search_whatever_the_runs_and_blocks(
+        tmp_path_factory: pytest.TempPathFactory, keys: list[int], probes: list[int], fence: int) -> None:
+    """Runs of equal keys shorter and longer than a fence block, ending on a block's edge or past it: the lookup
+    (its run ends searched within the block, the whole array only past it) finds exactly the rows a scan does."""
+    folder = tmp_path_factory.mktemp("seg")
+    stored = np.array(keys, dtype=np.int64)
+    ids = np.arange(stored.size, dtype=np.int64) * 7 + 1
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(keycache, "_FENCE", fence)
+        keycache._write_segment(folder, "lsh-00000001", stored, ids)
+        segment = keycache._Segment(folder, "lsh-00000001")
+        wanted = np.sort(np.array(probes, dtype=np.int64))
+        probe, found = segment.lookup(wanted)
+    got = sorted(zip(wanted[probe].tolist(), found.tolist(), strict=True))
+    expected = sorted((int(p), int(i)) for p in wanted.tolist() for k, i in zip(stored.tolist(), ids.tolist(),
+                                                                                strict=True) if k == p)
     assert got == expected
 
 

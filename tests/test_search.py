@@ -230,6 +230,25 @@ def test_an_index_written_before_the_mark_compares_everything_once(tmp_path: Pat
     assert _titles(s, "apple") == ["Orchard harvest"] and _titles(s, "ferry") == ["Ferry strike"]
 
 
+def test_a_stored_article_a_later_load_records_as_a_copy_leaves_the_index(tmp_path: Path) -> None:
+    """An original that a load after the mark records as a copy (as `reprocess` demotes one, in a load of its own
+    number) is tombstoned by the refresh that reads only that load's rows; its copy counts move to the original."""
+    s = load_settings(warehouse=tmp_path / "wh.duckdb")
+    _load(s, [_doc(n, *story) for n, story in enumerate(STORIES[:4])], "b-1")
+    search_index.refresh(s)
+    with database.connect(s.warehouse) as conn, database.transaction(conn):
+        seq = writer.next_load_seq(conn)
+        keep, demoted = conn.execute("select article_id, url from articles where title in ('Carbon levy', "
+                                     "'Tax reform') order by title").fetchall()
+        conn.execute("insert into duplicates (url, feed, title, duplicate_of, method, criterion, similarity, "
+                     "text_hash, seen_at, run_id, load_seq) values (?, 'harbour', 'Tax reform', ?, 'near', "
+                     "'jaccard', 0.9, 'x', now(), 'run-2', ?)", [demoted[1], keep[0], seq])
+    done = search_index.refresh(s)
+    assert (done.compared, done.indexed, done.articles) == ("new", 0, 3)
+    assert _titles(s, "parliament") == []
+    assert [h.copies for h in search.search(s.warehouse, parse("coal"), search.Filters())] == [1]
+
+
 def test_a_seed_stored_again_with_a_new_text_is_found_by_the_next_refresh(tmp_path: Path) -> None:
     """A changed seed file is deleted and stored again under its id in one load: the refresh that reads only that
     load's rows replaces its text in the index."""

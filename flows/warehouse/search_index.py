@@ -164,8 +164,8 @@ def refresh(settings: Settings, *, rebuild: bool = False, full: bool = False, wa
             if not segments:  # an index of no article is one empty segment (the readers' SQL needs one)
                 segments = _build(folder, work, 0, settings.entities.default_language)
             stats = segs.live_stats(folder, [n for n, _ in segments], tombstones)
-            copies = extract.copies if since is None or not extract.compared_new else _add_copies(
-                segs.read_copies(wh.search_path), extract.copies)
+            copies = _add_copies(segs.read_copies(wh.search_path), extract.copies) if extract.compared_new \
+                else extract.copies
             segs.write_head(wh.search_path, gen=uuid.uuid4().hex, segments=segments, tombstones=tombstones,
                             stats=stats, copies=copies, feeds=extract.feeds, mark=extract.mark.row())
             _sweep(folder, {n for n, _ in segments}, work)
@@ -352,17 +352,18 @@ def _changed_since(conn: duckdb.DuckDBPyConnection, folder: Path, segments: list
     # up only then.
     if now.stored != since.stored + sum(r["article_id"] not in held for r in loaded):
         return None
-    ids, gone = [], []
+    ids: set[int] = set()
+    gone: set[tuple[str, int]] = set()  # a set: an article stored and recorded as a copy since is two rows
     for r in rows.to_pylist():
         seg, hkey = held.get(r["article_id"], (None, None))
         if seg is not None and (r["kind"] != "article" or not r["original"] or hkey != r["hkey"]):
-            gone.append((seg, r["article_id"]))
+            gone.add((seg, r["article_id"]))
         if r["kind"] == "article" and r["original"] and (seg is None or hkey != r["hkey"]):
-            ids.append(r["article_id"])
+            ids.add(r["article_id"])
     copies = conn.execute(database.query("search_copies_since"), {"since": since.load_seq}).fetch_arrow_table()
-    return (sorted(set(ids)),
-            pa.table({"seg": pa.array([g[0] for g in gone], pa.string()),
-                      "article_id": pa.array([g[1] for g in gone], pa.int64())}), copies)
+    ordered = sorted(gone)
+    return (sorted(ids), pa.table({"seg": pa.array([g[0] for g in ordered], pa.string()),
+                                   "article_id": pa.array([g[1] for g in ordered], pa.int64())}), copies)
 
 
 def _add_copies(before: pa.Table, since: pa.Table) -> pa.Table:

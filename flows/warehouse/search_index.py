@@ -343,18 +343,18 @@ def _changed_since(conn: duckdb.DuckDBPyConnection, folder: Path, segments: list
     `since`; None when `since` does not fit the warehouse `now` and everything must be compared."""
     if since.load_seq is None or now.load_seq is None or now.load_seq < since.load_seq:
         return None
-    rows = conn.execute(database.query("search_since"), {"since": since.load_seq}).fetch_arrow_table()
-    live = segs.live_keys(folder, segments, tombstones, ids=rows)
+    found = conn.execute(database.query("search_since"), {"since": since.load_seq}).fetch_arrow_table()
+    live = segs.live_keys(folder, segments, tombstones, ids=found)
     held = dict(zip(live["article_id"].to_pylist(), zip(live["seg"].to_pylist(), live["hkey"].to_pylist(),
                                                         strict=True), strict=True))
-    loaded = [r for r in rows.to_pylist() if r["kind"] == "article"]
+    rows = found.to_pylist()
     # Each article a load wrote is new, or stands in for one deleted in its load (a changed seed): the count adds
     # up only then.
-    if now.stored != since.stored + sum(r["article_id"] not in held for r in loaded):
+    if now.stored != since.stored + sum(r["kind"] == "article" and r["article_id"] not in held for r in rows):
         return None
     ids: set[int] = set()
     gone: set[tuple[str, int]] = set()  # a set: an article stored and recorded as a copy since is two rows
-    for r in rows.to_pylist():
+    for r in rows:
         seg, hkey = held.get(r["article_id"], (None, None))
         if seg is not None and (r["kind"] != "article" or not r["original"] or hkey != r["hkey"]):
             gone.add((seg, r["article_id"]))

@@ -1,7 +1,8 @@
 """`newsflow search` scores with numpy over the segments' postings files (flows/warehouse/search_rank.py): on a
 generated corpus of several segments with tombstones, any query (words, OR, exclusions, phrases) with any filter
 (language, dates, feeds, tags) gives exactly the ranking of the SQL plan (the `search_articles` macro, which scores
-from the segments' DuckDB postings); and an index of format 3 gets its postings files from a refresh, not a rebuild.
+from the segments' DuckDB postings); an index of format 3 gets its postings files from a refresh, not a rebuild;
+and segments written before packing (search_segments.PACKED_STORAGE) are read as they are and packed by a merge.
 
 Covers: flows.warehouse.search_rank, flows.warehouse.search_postings, flows.warehouse.search
 """
@@ -12,6 +13,7 @@ import dataclasses
 import random
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -22,7 +24,7 @@ from test_search import _doc, _load
 from flows.core.records import Document
 from flows.core.searchquery import SearchSyntaxError, parse
 from flows.core.settings import Settings, load_settings
-from flows.warehouse import database, search, search_index, search_rank, writer
+from flows.warehouse import database, search, search_index, search_postings, search_rank, search_segments, writer
 from flows.warehouse.search_postings import open_postings, post_file
 
 # A small vocabulary drawn with a power law: common words in most articles (long candidate lists, ties), rare ones
@@ -214,3 +216,68 @@ def test_an_index_of_format_3_gets_its_postings_files_from_a_refresh(tmp_path_fa
     assert len(list(folder.glob("*.post"))) == len(list(folder.glob("*.duckdb"))) == 1
     assert [(h.article_id, h.score) for h in search.search(s.warehouse, parse("harbour"), search.Filters())] \
         == before
+
+
+def _unpack(folder: Path, name: str) -> None:
+    """Rewrite a segment as newsflow wrote it before packing: DuckDB's default storage (texts stored plainly), a
+    `postings` table by 64-bit id, a text file of plain texts and a postings file saying so."""
+    seg, old = folder / f"{name}.duckdb", folder / f"{name}.old"
+    with duckdb.connect(str(old)) as conn:
+        conn.execute(f"attach '{seg}' as src (read_only)")
+        conn.execute(f"create table docs as select {search_segments.DOC_COLUMNS} from src.docs order by article_id")
+        conn.execute("create table postings as select h, article_id, tf from src.postings order by h, article_id")
+        conn.execute("create table stats as select * from src.stats; create table meta as select * from src.meta")
+        conn.execute("detach src")
+        search_segments._write_texts(conn, folder / f"{name}.text", None)
+        search_postings.write(conn, folder / f"{name}.post", list(search_segments.INDEXES))
+        conn.execute("checkpoint")
+    old.replace(seg)
+
+
+def _both(s: Settings, query: str) -> tuple[list[tuple[int, float, str]], list[tuple[int, float]]]:
+    """The ranking of `newsflow search` (with each result's snippet, from its text as read back) and of the SQL
+    macro."""
+    hits = search.search(s.warehouse, parse(query), search.Filters(limit=200))
+    with duckdb.connect() as conn:
+        search.install(conn, s.warehouse)
+        sql = conn.execute("select article_id, score from search_articles(?) order by score desc, article_id",
+                           [query]).fetchall()
+    return [(h.article_id, round(h.score, 9), h.snippet) for h in hits], [(a, round(x, 9)) for a, x in sql]
+
+
+def test_segments_written_before_packing_are_read_then_packed_by_a_merge(tmp_path_factory: pytest.TempPathFactory
+                                                                       ) -> None:
+    s = load_settings(warehouse=tmp_path_factory.mktemp("packing") / "wh.duckdb")
+    rng = random.Random(7)
+    folder = search_index.segments_dir(s.warehouse)
+    queries = ["harbour", "ferry OR coal -strike", '"harbour ferry"', '"strike pay"', "élection"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(search_index, "TIER", 3)
+        mp.setattr(search_index, "SMALL", 30)
+        for step in range(2):
+            _load(s, [_corpus_doc(step * 25 + i, rng) for i in range(25)], f"b-{step}")
+            search_index.refresh(s)
+        packed = {q: _both(s, q) for q in queries}
+        names = sorted(p.stem for p in folder.glob("*.duckdb"))
+        assert len(names) == 2 and all(open_postings(post_file(folder, n)).text_codec == "zstd" for n in names)
+        sizes = {n: (folder / f"{n}.text").stat().st_size for n in names}
+        for n in names:
+            _unpack(folder, n)
+            assert open_postings(post_file(folder, n)).text_codec is None
+            assert (folder / f"{n}.text").stat().st_size > sizes[n]  # plain texts: larger than packed ones
+        # Read as they are: the same results, texts and scores, from numpy and from SQL.
+        assert {q: _both(s, q) for q in queries} == packed
+        # A third segment merges the tier: the merged segment is packed and ranks the same.
+        _load(s, [_corpus_doc(100 + i, rng) for i in range(25)], "b-2")
+        assert search_index.refresh(s).merged
+    (merged,) = [p.stem for p in folder.glob("*.duckdb")]
+    assert open_postings(post_file(folder, merged)).text_codec == "zstd"
+    with duckdb.connect(str(folder / f"{merged}.duckdb"), read_only=True) as conn:
+        assert conn.execute("select count(*) from post").fetchone()[0] \
+            == conn.execute("select count(*) from postings").fetchone()[0] > 0
+    for q in queries:  # the first two loads' articles, with the same texts, and both rankings agree
+        hits, sql = _both(s, q)
+        assert [r[:2] for r in hits] == sql
+        snippets = {a: snip for a, _, snip in hits}
+        assert all(snippets[a] == snip for a, _, snip in packed[q][0])
+    assert all(packed[q][0] for q in queries)

@@ -37,7 +37,7 @@ from flows.warehouse import search_plan as plan
 from flows.warehouse import search_rank as rank
 from flows.warehouse.search_index import INDEXES, index_name, load_fts, segments_dir
 from flows.warehouse.search_postings import NULL_DATE, open_postings, post_file
-from flows.warehouse.search_segments import FORMAT, SPLIT, lit, term_key, text_file
+from flows.warehouse.search_segments import FORMAT, SPLIT, lit, term_key, text_file, unpack_text
 
 HEAD = plan.HEAD
 _SNIPPET_WORDS = 30
@@ -245,9 +245,10 @@ def _texts(index: Opened, seg: np.ndarray, dn: np.ndarray) -> list[tuple[str, st
         p, d = index.parts[s].post, dn[sel]
         cols[:, sel] = p.pos[d], p.meta[d], p.title[d], p.text[d]
     out = []
+    codecs = [part.post.text_codec for part in index.parts]
     for s, pos, meta, title, text in zip(seg.tolist(), *cols.tolist(), strict=True):
         data = os.pread(index.texts[s], meta + title + text, pos)
-        out.append((data[meta:meta + title].decode(), data[meta + title:].decode()))
+        out.append((data[meta:meta + title].decode(), unpack_text(codecs[s], data[meta + title:])))
     return out
 
 
@@ -256,7 +257,7 @@ def _read(index: Opened, seg: int, dn: int) -> tuple[bytes, str, str]:
     p = index.parts[seg].post
     meta, title, text = int(p.meta[dn]), int(p.title[dn]), int(p.text[dn])
     data = os.pread(index.texts[seg], meta + title + text, int(p.pos[dn]))
-    return data[:meta], data[meta:meta + title].decode(), data[meta + title:].decode()
+    return data[:meta], data[meta:meta + title].decode(), unpack_text(p.text_codec, data[meta + title:])
 
 
 def _final(conn: duckdb.DuckDBPyConnection, index: Opened, top: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

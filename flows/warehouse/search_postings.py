@@ -10,12 +10,16 @@ every matching article as before: exhaustive BM25, no cut-off.
 Layout, little-endian, every array 8-byte aligned: a header of HEADER bytes (JSON, space-padded) naming each array's
 offset, dtype and length, then the arrays:
 
-- `doc_id` (int64, ascending): the articles of the segment; an article's number `dn` is its position here;
+- `doc_id` (int64, ascending): the articles of the segment; an article's number `dn` is its position here (the
+  `dn` of a packed segment's `docs` and `post`);
 - `doc_len`, `doc_idx` (its language group, a position in INDEXES), `doc_date` (publication else fetch date, UTC
   microseconds; NULL_DATE when none), `doc_feed` and `doc_lang` (positions in the header's `feeds` and `languages`,
   -1 for NULL), `doc_pos`, `doc_meta`, `doc_title`, `doc_text` (where its record stands in the text file);
 - `key` (uint64, ascending): the distinct word keys (search_segments.term_key); `key_start` (int64, one more):
   the postings of key[i] are `post_doc[key_start[i]:key_start[i + 1]]` (article numbers, ascending) and `post_tf`.
+
+The header's `text_codec` (absent or null in older files) says how the text file holds each text: plainly, or
+packed (search_segments.pack_text: its length, then the text compressed with that codec).
 """
 
 from __future__ import annotations
@@ -43,9 +47,17 @@ def _aligned(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-def write(conn: duckdb.DuckDBPyConnection, path: Path, indexes: list[str]) -> None:
+def is_packed(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the segment open in `conn` is packed (search_segments.PACKED_STORAGE): postings by number in `post`."""
+    return bool(conn.execute("select count(*) from duckdb_tables() where database_name = current_database() "
+                             "and table_name = 'post'").fetchone()[0])
+
+
+def write(conn: duckdb.DuckDBPyConnection, path: Path, indexes: list[str], *, text_codec: str | None = None
+          ) -> None:
     """Write the postings file of the segment open in `conn` (its tables `docs`, `texts` and `postings`, the
-    postings stored in (h, article_id) order) to `path`, fsynced."""
+    postings stored in (h, article_id) order; or, packed, `post` in (h, dn) order) to `path`, fsynced.
+    `text_codec`: how the segment's text file holds each text (None: plainly; else search_segments.pack_text)."""
     docs = conn.execute("""
         select d.article_id, d.len, d.idx, coalesce(epoch_us(d.date), $null) as date, d.feed, d.language,
                t.pos, t.meta_bytes, t.title_bytes, t.text_bytes
@@ -68,6 +80,7 @@ def write(conn: duckdb.DuckDBPyConnection, path: Path, indexes: list[str]) -> No
         "doc_title": np.asarray(docs["title_bytes"], np.int32),
         "doc_text": np.asarray(docs["text_bytes"], np.int32),
     }
+    packed = is_packed(conn)
     total, top = conn.execute("select count(*), coalesce(max(tf), 0) from postings").fetchone()
     tf_type = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
     layout: dict[str, list[object]] = {}
@@ -82,11 +95,13 @@ def write(conn: duckdb.DuckDBPyConnection, path: Path, indexes: list[str]) -> No
         fd = out.fileno()
         done = 0
         last: int | None = None
-        # The stored order of `postings` (h, article_id), read as it stands: no sort; numbers by binary search.
-        reader = conn.execute("select h, article_id, tf from postings").fetch_record_batch(_BATCH)
+        # The stored order (h, article_id), read as it stands: no sort; numbers as stored, or by binary search.
+        reader = conn.execute("select h, dn, tf from post" if packed else "select h, article_id, tf from postings"
+                              ).fetch_record_batch(_BATCH)
         for batch in reader:
             h = batch.column(0).to_numpy()
-            dn = np.searchsorted(ids, batch.column(1).to_numpy()).astype(np.uint32)
+            dn = (batch.column(1).to_numpy() if packed else np.searchsorted(ids, batch.column(1).to_numpy())
+                  ).astype(np.uint32)
             tf = batch.column(2).to_numpy().astype(tf_type)
             os.pwrite(fd, dn.tobytes(), layout["post_doc"][0] + 4 * done)  # type: ignore[operator]
             os.pwrite(fd, tf.tobytes(), layout["post_tf"][0] + tf.itemsize * done)  # type: ignore[operator]
@@ -106,7 +121,7 @@ def write(conn: duckdb.DuckDBPyConnection, path: Path, indexes: list[str]) -> No
             os.pwrite(fd, np.ascontiguousarray(arr).tobytes(), at)
             at = _aligned(at + arr.nbytes)
         head = json.dumps({"magic": MAGIC, "arrays": layout, "feeds": feeds, "languages": languages,
-                           "indexes": indexes}, ensure_ascii=False).encode()
+                           "indexes": indexes, "text_codec": text_codec}, ensure_ascii=False).encode()
         extra = b""
         if len(head) > HEADER:  # many feeds or languages: the dictionaries go after the arrays
             extra = head
@@ -138,6 +153,7 @@ class Postings:
     feeds: list[str]
     languages: list[str]
     indexes: list[str]
+    text_codec: str | None = None  # how the text file holds each text (search_segments.pack_text); None: plainly
 
     def postings(self, key: int) -> tuple[np.ndarray, np.ndarray]:
         """(article numbers, tf) of one key; empty when the segment lacks it."""
@@ -167,4 +183,4 @@ def open_postings(path: Path) -> Postings:
     return Postings(arr("doc_id"), arr("doc_len"), arr("doc_idx"), arr("doc_date"), arr("doc_feed"),
                     arr("doc_lang"), arr("doc_pos"), arr("doc_meta"), arr("doc_title"), arr("doc_text"),
                     arr("key"), arr("key_start"), arr("post_doc"), arr("post_tf"), head["feeds"],
-                    head["languages"], head["indexes"])
+                    head["languages"], head["indexes"], head.get("text_codec"))

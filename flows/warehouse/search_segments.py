@@ -21,6 +21,7 @@ are always one consistent state.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import uuid
@@ -36,6 +37,8 @@ from flows.warehouse.staging import fsync
 # results and phrase candidates by offset instead of a DuckDB scan per article; an index of format 2 is rebuilt.
 # 4: each segment also has its postings file (`<name>.post`, flows/warehouse/search_postings.py), which
 # `newsflow search` scores with numpy; an index of format 3 is upgraded in place by the next refresh (`upgrade`).
+# Segments written since 2026-12-07 are packed (PACKED); older ones of format 4 are read as they are, and are packed
+# when a merge or a rebuild rewrites them, so an upgrade rebuilds nothing.
 FORMAT = 4
 UPGRADABLE = 3
 # index name -> Snowball stemmer; a language without its own index goes to `other` (no stemming).
@@ -50,9 +53,25 @@ def load_fts(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"load '{str(lake.extension_file('fts')).replace(chr(39), chr(39) * 2)}'")
 
 
+# A packed segment (the half of the index's disk that was text stored plainly and 64-bit ids repeated per posting):
+# - its DuckDB file is written in a storage version that compresses long strings with zstd (DuckDB picks it for
+#   `docs.text` by itself; about 3x on news text), which DuckDB 1.2 and later read;
+# - its postings are stored by the article's number in the segment (`post`: h, dn, tf; `docs.dn`, the article's
+#   rank by id, as in the postings file) instead of its 64-bit id, about a third of the bytes; the view `postings`
+#   (h, article_id, tf) gives readers the columns an unpacked segment's table has;
+# - its text file holds each text zstd-compressed (TEXT_CODEC, flows/warehouse/search_postings.py), about 2x.
+PACKED_STORAGE = "v1.2.0"
+TEXT_CODEC = "zstd"
+_TEXT_LEVEL = 3
+# The columns of `docs` in every segment, packed or not (a packed one also has `dn`).
+DOC_COLUMNS = "article_id, idx, len, url, title, feed, language, date, loaded_at, hkey, title_text, text"
+
+
 def plain(path: Path | str = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with autoload off and no progress bar (a refresh runs inside a logged run)."""
-    conn = duckdb.connect(str(path), read_only=read_only, config=dict(_EXTENSION_CONFIG))
+    """A DuckDB connection with autoload off and no progress bar (a refresh runs inside a logged run); a file it
+    creates is written in PACKED_STORAGE."""
+    config: dict[str, object] = {**_EXTENSION_CONFIG, "storage_compatibility_version": PACKED_STORAGE}
+    conn = duckdb.connect(str(path), read_only=read_only, config=config)
     conn.execute("set enable_progress_bar = false")
     return conn
 
@@ -113,12 +132,33 @@ TEXTS = "texts"
 _TEXT_BATCH = 20_000
 
 
-def _write_texts(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Write the record of every row of `docs` into `path` and where each stands into the table `texts`."""
+def pack_text(codec: pa.Codec, text: str) -> bytes:
+    """A text as a packed text file holds it: its length in bytes (4, little-endian), then the compressed bytes."""
+    raw = text.encode()
+    return len(raw).to_bytes(4, "little") + (codec.compress(raw, asbytes=True) if raw else b"")
+
+
+@functools.cache
+def _codec(name: str) -> pa.Codec:
+    return pa.Codec(name)
+
+
+def unpack_text(codec: str | None, data: bytes) -> str:
+    """The text of a text file's record as `pack_text` wrote it with `codec` (None: as it stands)."""
+    if codec is None:
+        return data.decode()
+    size = int.from_bytes(data[:4], "little")
+    return _codec(codec).decompress(data[4:], decompressed_size=size, asbytes=True).decode() if size else ""
+
+
+def _write_texts(conn: duckdb.DuckDBPyConnection, path: Path, codec_name: str | None = TEXT_CODEC) -> None:
+    """Write the record of every row of `docs` into `path` (its text packed with `codec_name`: pack_text; None:
+    plainly, as before packing) and where each stands into the table `texts`."""
     ids: list[int] = []
     pos: list[int] = []
     sizes: list[tuple[int, int, int]] = []
     at = 0
+    codec = pa.Codec(codec_name, compression_level=_TEXT_LEVEL) if codec_name else None
     with path.open("wb") as out:
         reader = conn.execute("select article_id, url, title, feed, language, title_text, text from docs"
                               ).fetch_record_batch(_TEXT_BATCH)
@@ -128,7 +168,7 @@ def _write_texts(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
                     *(c.to_pylist() for c in batch.columns), strict=True):
                 m = json.dumps({"url": url, "title": title, "feed": feed, "language": language},
                                ensure_ascii=False).encode()
-                t, x = title_text.encode(), text.encode()
+                t, x = title_text.encode(), pack_text(codec, text) if codec else text.encode()
                 ids.append(article_id)
                 pos.append(at)
                 sizes.append((len(m), len(t), len(x)))
@@ -173,16 +213,13 @@ def build(folder: Path, source: str, default: str) -> tuple[str, int]:
         conn.execute(f"""create temp table vocab as
             select idx, w, {term_key('idx', f"stem(strip_accents(w), {stemmer_expr('idx')})")} as h
             from (select distinct idx, w from tok where w <> '')""")
-        conn.execute("""create table postings as
-            select h, article_id, count(*)::integer as tf from tok join vocab using (idx, w)
-            group by h, article_id order by h, article_id""")
-        conn.execute("""create table docs as
-            select article_id, idx, len(list_filter(words, w -> w <> ''))::integer as len, url, title, feed,
-                   language, date, loaded_at, hkey, title_text, text
-            from d0""")
+        _create_docs(conn, """select article_id, idx, len(list_filter(words, w -> w <> ''))::integer as len,
+            url, title, feed, language, date, loaded_at, hkey, title_text, text from d0""")
+        _create_postings(conn, """select h, article_id, count(*)::integer as tf from tok join vocab using (idx, w)
+            group by h, article_id""")
         conn.execute("drop table tok; drop table vocab; drop table d0")
         _write_texts(conn, folder / f"{name}.text.tmp")
-        search_postings.write(conn, folder / f"{name}.post.tmp", list(INDEXES))
+        search_postings.write(conn, folder / f"{name}.post.tmp", list(INDEXES), text_codec=TEXT_CODEC)
         n = _finish(conn, name)
     _publish_segment(folder, name, tmp)
     return name, n
@@ -198,19 +235,35 @@ def merge(folder: Path, sources: list[str], tombstones: pa.Table) -> tuple[str, 
         for i, src in enumerate(sources):
             conn.execute(f"attach {lit(str(folder / f'{src}.duckdb'))} as m{i} (read_only)")
         dead = "not exists (select 1 from merge_tombstones t where t.seg = {seg} and t.article_id = x.article_id)"
-        docs = " union all ".join(f"select * from m{i}.docs x where {dead.format(seg=lit(s))}"
+        docs = " union all ".join(f"select {DOC_COLUMNS} from m{i}.docs x where {dead.format(seg=lit(s))}"
                                   for i, s in enumerate(sources))
-        posts = " union all ".join(f"select * from m{i}.postings x where {dead.format(seg=lit(s))}"
+        posts = " union all ".join(f"select h, article_id, tf from m{i}.postings x where {dead.format(seg=lit(s))}"
                                    for i, s in enumerate(sources))
-        conn.execute(f"create table docs as {docs}")
-        conn.execute(f"create table postings as select * from ({posts}) order by h, article_id")
+        _create_docs(conn, docs)
+        _create_postings(conn, posts)
         for i in range(len(sources)):
             conn.execute(f"detach m{i}")
         _write_texts(conn, folder / f"{name}.text.tmp")
-        search_postings.write(conn, folder / f"{name}.post.tmp", list(INDEXES))
+        search_postings.write(conn, folder / f"{name}.post.tmp", list(INDEXES), text_codec=TEXT_CODEC)
         n = _finish(conn, name)
     _publish_segment(folder, name, tmp)
     return name, n
+
+
+def _create_docs(conn: duckdb.DuckDBPyConnection, rows: str) -> None:
+    """`docs` of a packed segment from `rows` (DOC_COLUMNS), in id order, each article numbered by it (`dn`)."""
+    conn.execute(f"""create table docs as
+        select {DOC_COLUMNS}, (row_number() over (order by article_id) - 1)::integer as dn
+        from ({rows}) order by article_id""")
+
+
+def _create_postings(conn: duckdb.DuckDBPyConnection, rows: str) -> None:
+    """`post` (h, dn, tf) of a packed segment from `rows` (h, article_id, tf), sorted by h so a query's zone maps
+    read only its words' row groups, and the view `postings` (h, article_id, tf) over it."""
+    conn.execute(f"""create table post as
+        select p.h, d.dn, p.tf from ({rows}) p join docs d using (article_id) order by p.h, d.dn""")
+    # Unqualified names in a view bind in the view's own database, so the view works in an attached segment.
+    conn.execute("create view postings as select p.h, d.article_id, p.tf from post p join docs d using (dn)")
 
 
 def _publish_segment(folder: Path, name: str, tmp: Path) -> None:
@@ -228,7 +281,8 @@ def upgrade(folder: Path, name: str) -> None:
         return
     tmp = folder / f"{name}.post.tmp"
     with contextlib.closing(plain(folder / f"{name}.duckdb", read_only=True)) as conn:
-        search_postings.write(conn, tmp, list(INDEXES))
+        search_postings.write(conn, tmp, list(INDEXES),
+                              text_codec=TEXT_CODEC if search_postings.is_packed(conn) else None)
     os.replace(tmp, target)
     fsync(folder)
 

@@ -12,7 +12,13 @@ disagreements and the split by day). Scored beside each other, each split cluste
 
 Reported: B-cubed and pairwise precision/recall/F1 per split and per language pair, and the cross-day merges of
 unrelated events (item pairs in one predicted story whose gold stories differ and whose days differ).
-`python -m benchmarks.eval_stories` runs this section alone.
+
+A second set, "Stories on real headlines with summaries" (`evaluate_rss`): 745 news items with title and summary
+from 24 outlets' RSS feeds over four days of December 2023 (benchmarks/stories_rss_corpus.py reads them by
+reference; benchmarks/data/stories_rss/ holds labels, rules, disagreements, split and selection rule), scored the
+same way with a title-only and a title+summary TF-IDF baseline, the clusterer with its defaults (the summary as its
+text) and, as an extra row, with the threshold/entity weight that scored best on that set's tune days.
+`python -m benchmarks.eval_stories` runs both sets into the same results file.
 """
 
 from __future__ import annotations
@@ -132,11 +138,13 @@ def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
     return sum(v * b.get(w, 0.0) for w, v in a.items())
 
 
-def title_baseline(items: Sequence[Headline], threshold: float) -> dict[str, str]:
-    """Online single link over title TF-IDF: in arrival order, an item joins the story of its most similar
-    earlier item within BASELINE_WINDOW when the cosine is >= threshold, else starts a story."""
+def title_baseline(items: Sequence[Any], threshold: float, text: Callable[[Any], str] = lambda h: h.title
+                   ) -> dict[str, str]:
+    """Online single link over TF-IDF of each item's `text` (its title unless told): in arrival order, an item
+    joins the story of its most similar earlier item within BASELINE_WINDOW when the cosine is >= threshold, else
+    starts a story."""
     ordered = sorted(items, key=lambda h: (h.first_seen, h.key))
-    vecs = _tfidf([h.title for h in ordered])
+    vecs = _tfidf([text(h) for h in ordered])
     story: dict[str, str] = {}
     for i, item in enumerate(ordered):
         best, best_sim = None, threshold
@@ -150,30 +158,32 @@ def title_baseline(items: Sequence[Headline], threshold: float) -> dict[str, str
     return story
 
 
-def read_labels() -> tuple[dict[str, str], dict[str, str], dict[str, list[str]]]:
-    """(key -> gold story, key -> day, split name -> days) from labels.csv and split.json."""
-    with (DATA / "labels.csv").open(newline="") as fh:
+def read_labels(data: Path = DATA) -> tuple[dict[str, str], dict[str, str], dict[str, list[str]]]:
+    """(key -> gold story, key -> day, split name -> days) from a set's labels.csv and split.json."""
+    with (data / "labels.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    split = json.loads((DATA / "split.json").read_text())
+    split = json.loads((data / "split.json").read_text())
     return ({r["key"]: r["story"] for r in rows}, {r["key"]: r["day"] for r in rows},
             {"tune": split["tune"], "report": split["report"]})
 
 
-def tune_baseline(items: Sequence[Headline], gold: Mapping[str, str]) -> tuple[float, list[list[object]]]:
+def tune_baseline(items: Sequence[Any], gold: Mapping[str, str], text: Callable[[Any], str] = lambda h: h.title
+                  ) -> tuple[float, list[list[object]]]:
     """The threshold with the best pairwise F1 on these (tune) items (ties go to the higher threshold), and the
     curve: [threshold, B-cubed F1, pairwise P, R, F1] per threshold tried."""
     curve = []
     for t in THRESHOLDS:
-        pred = title_baseline(items, t)
+        pred = title_baseline(items, t, text)
         p = pairwise(gold, pred)
         curve.append([t, round(bcubed(gold, pred).f1, 3), round(p.precision, 3), round(p.recall, 3), round(p.f1, 3)])
     best = max(curve, key=lambda row: (row[4], row[0]))
     return float(best[0]), curve
 
 
-def story_item_maker() -> Callable[[Sequence[Headline]], list[Any]]:
-    """A function that turns headlines into the clusterer's items, with the English tagger loaded once. The source
-    saved titles only, so the title is also the text the tagger and the clusterer read."""
+def story_item_maker(with_summary: bool = False) -> Callable[[Sequence[Any]], list[Any]]:
+    """A function that turns headlines into the clusterer's items, with the English tagger loaded once. The first
+    source saved titles only, so the title is also the text the tagger and the clusterer read; with_summary (items
+    with a `summary`, the RSS set) makes the summary the clusterer's text and tags entities on title + summary."""
     from flows.core.sections import EntitySettings
     from flows.text import entities
     from flows.text.stories import StoryItem
@@ -181,10 +191,11 @@ def story_item_maker() -> Callable[[Sequence[Headline]], list[Any]]:
     settings = EntitySettings()
     nlp = entities.load_pipeline(settings.pipelines[LANGUAGE])
 
-    def make(items: Sequence[Headline]) -> list[Any]:
-        tagged = entities.tag(nlp, [h.title for h in items], settings.labels, settings.max_chars,
-                              settings.label_map)
-        return [StoryItem(article_id=h.key, title=h.title, text="", published=h.first_seen, outlet=h.outlet,
+    def make(items: Sequence[Any]) -> list[Any]:
+        texts = [f"{h.title}. {h.summary}" if with_summary else h.title for h in items]
+        tagged = entities.tag(nlp, texts, settings.labels, settings.max_chars, settings.label_map)
+        return [StoryItem(article_id=h.key, title=h.title, text=h.summary if with_summary else "",
+                          published=h.first_seen, outlet=h.outlet,
                           language=LANGUAGE, entities=tuple(m.name for m in mentions))
                 for h, mentions in zip(items, tagged, strict=True)]
 
@@ -213,7 +224,7 @@ def _scores_rows(name: str, split: str, gold: Mapping[str, str], pred: Mapping[s
             round(p.precision, 3), round(p.recall, 3), round(p.f1, 3), f"{merges} ({merged_stories} stories)"]
 
 
-def _describe(items: Sequence[Headline], gold: Mapping[str, str], days: Mapping[str, list[str]],
+def _describe(items: Sequence[Any], gold: Mapping[str, str], days: Mapping[str, list[str]],
               day: Mapping[str, str]) -> str:
     outlets = {h.key: h.outlet for h in items}
     rows = []
@@ -275,11 +286,96 @@ def evaluate() -> str:
     return out
 
 
+# The grid over the clusterer's settings tried on the RSS set's tune days only (defaults: 0.15 and 0.25).
+GRID_THRESHOLDS = (0.10, 0.15, 0.20, 0.30)
+GRID_ENTITY_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
+RSS_TITLE = "Stories on real headlines with summaries"
+
+
+def _summary_text(item: Any) -> str:
+    return f"{item.title} {item.summary}"
+
+
+def evaluate_rss() -> str:
+    """The second set: news items with title and summary from 24 outlets' RSS feeds (benchmarks/data/stories_rss/).
+    Same protocol and scorer; a title-only and a title+summary baseline, the clusterer with its defaults and, as an
+    extra row, with the settings that score best on this set's tune days."""
+    from benchmarks import stories_rss_corpus as rss
+
+    items = rss.load_items()
+    gold, day, days = read_labels(rss.DATA)
+    if set(gold) != {h.key for h in items}:
+        raise rss.CorpusMissingError("stories_rss labels.csv and items.csv name different items")
+    split_items = {name: [h for h in items if day[h.key] in ds] for name, ds in days.items()}
+    split_gold = {name: {h.key: gold[h.key] for h in its} for name, its in split_items.items()}
+    t_title, curve_title = tune_baseline(split_items["tune"], split_gold["tune"])
+    t_text, curve_text = tune_baseline(split_items["tune"], split_gold["tune"], _summary_text)
+    grid_rows, chosen, note = [], None, "not run (`flows.text.stories` is not importable here)"
+    made: dict[str, list[Any]] = {}
+    try:
+        from flows.text.stories import StorySettings, cluster_offline
+    except ImportError as exc:
+        note = f"`flows.text.stories` is not importable here ({exc}); only the baselines are reported"
+    else:
+        make = story_item_maker(with_summary=True)
+        made = {name: make(its) for name, its in split_items.items()}
+        best = None
+        for t in GRID_THRESHOLDS:
+            for w in GRID_ENTITY_WEIGHTS:
+                pred = dict(cluster_offline(made["tune"], StorySettings(threshold=t, entity_weight=w)))
+                p, b = pairwise(split_gold["tune"], pred), bcubed(split_gold["tune"], pred)
+                grid_rows.append([t, w, round(b.f1, 3), round(p.precision, 3), round(p.recall, 3), round(p.f1, 3)])
+                if best is None or p.f1 > best[0]:
+                    best = (p.f1, t, w)
+        assert best is not None
+        chosen = StorySettings(threshold=best[1], entity_weight=best[2])
+        note = ("`flows.text.stories.cluster_offline`; StoryItem.text = the summary, entities tagged on title + "
+                "summary with the English pipeline")
+    rows = []
+    for name, its in split_items.items():
+        preds = {"every item alone (reference)": {h.key: h.key for h in its},
+                 f"title-only baseline (t={t_title})": title_baseline(its, t_title),
+                 f"title+summary baseline (t={t_text})": title_baseline(its, t_text, _summary_text)}
+        if made:
+            preds["story clusterer, default settings"] = dict(cluster_offline(made[name]))
+            if chosen is not None:
+                preds[f"clusterer, settings chosen on this set's tune days: threshold={chosen.threshold}, "
+                      f"entity_weight={chosen.entity_weight}"] = dict(cluster_offline(made[name], chosen))
+        for label, pred in preds.items():
+            rows.append(_scores_rows(label, name, split_gold[name], pred, day))
+    outlets = len({h.outlet for h in items})
+    out = f"## {RSS_TITLE}\n\n"
+    out += (f"Items: {len(items)} news items (title and the feed's summary) from {outlets} outlets' RSS feeds, "
+            f"published {min(day.values())} to {max(day.values())} UTC, read by reference from `{rss.REPO}` at "
+            f"`{rss.COMMIT[:12]}` (selection rule in benchmarks/data/stories_rss/README.md); labelled by hand into "
+            "stories (RULES.md there, second pass in DISAGREEMENTS.md). Each split is clustered on its own; the "
+            "baselines' thresholds and the extra clusterer row's settings were chosen on the tune days only "
+            "(pairwise F1).\n\n")
+    out += _describe(items, gold, days, day) + "\n"
+    out += table(["method", "split", "predicted stories", "B3 P", "B3 R", "B3 F1", "pair P", "pair R", "pair F1",
+                  "cross-day merges of unrelated events (pairs)"], rows) + "\n"
+    out += f"Clusterer: {note}. Every item is English (`en-en` only).\n\n"
+    if grid_rows:
+        out += ("Clusterer settings tried on the tune days (StorySettings.threshold x entity_weight, the rest at "
+                "their defaults; the best pairwise F1 is the extra row above):\n\n")
+        out += table(["threshold", "entity_weight", "B3 F1", "pair P", "pair R", "pair F1"], grid_rows) + "\n"
+    out += "Title-only baseline's threshold on the tune days:\n\n" + table(
+        ["threshold", "B3 F1", "pair P", "pair R", "pair F1"], curve_title) + "\n"
+    out += "Title+summary baseline's threshold on the tune days:\n\n" + table(
+        ["threshold", "B3 F1", "pair P", "pair R", "pair F1"], curve_text)
+    return out
+
+
 def section() -> str:
     try:
         text = evaluate()
     except CorpusMissingError as exc:
         text = f"## Stories on real headlines\n\nNot run: {exc}\n"
+    from benchmarks.stories_rss_corpus import CorpusMissingError as RssMissing
+    try:
+        text += "\n" + evaluate_rss()
+    except RssMissing as exc:
+        text += f"\n## {RSS_TITLE}\n\nNot run: {exc}\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "stories_eval.md").write_text(f"{header('stories evaluation')}\n{text}")
     return text

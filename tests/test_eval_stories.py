@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import eval_stories, stories_corpus
+from benchmarks import eval_stories, stories_corpus, stories_rss_corpus
 from benchmarks.eval_stories import bcubed, cross_day_merges, pairwise, pairwise_where, title_baseline
 from benchmarks.stories_corpus import CorpusMissingError, Headline
 from flows.text.stories import StoryItem
@@ -176,3 +176,60 @@ def test_the_embedding_decides_between_candidates_the_blocking_found():
     assert joined["a"] == joined["b"]
     split = cluster(items, StorySettings(threshold=0.5), apart, 1.0, 0.8)
     assert split["a"] != split["b"]
+
+
+# The second set: news items with summaries from RSS feeds (benchmarks/data/stories_rss/, stories_rss_corpus.py).
+
+def _rss_rows(name: str) -> list[dict[str, str]]:
+    with (stories_rss_corpus.DATA / name).open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_rss_labels_are_well_formed_and_cover_the_manifest():
+    items, labels = _rss_rows("items.csv"), _rss_rows("labels.csv")
+    keys = [r["key"] for r in labels]
+    assert 650 <= len(keys) == len(set(keys)) <= 900
+    assert keys == [r["key"] for r in items]
+    assert all(r["story"].strip() and r["pass"] in ("1=2", "1", "2", "r") for r in labels)
+    assert len({r["outlet"] for r in labels}) >= 15
+    days = {r["day"] for r in labels}
+    assert days == set(stories_rss_corpus.DAYS)
+    assert all(sum(r["day"] == d for r in labels) >= 150 for d in days)
+    assert all(len(r["link_sha256"]) == len(r["text_sha256"]) == 64 and r["key"] == r["link_sha256"][:16]
+               and r["commit"] == stories_rss_corpus.COMMIT for r in items)
+    assert all(r["first_seen"][:10] == lab["day"] and r["outlet"] == lab["outlet"]
+               for r, lab in zip(items, labels, strict=True))
+    split = json.loads((stories_rss_corpus.DATA / "split.json").read_text())
+    assert not set(split["tune"]) & set(split["report"])
+    assert set(split["tune"]) | set(split["report"]) == days
+    for doc in ("RULES.md", "DISAGREEMENTS.md", "README.md"):
+        assert (stories_rss_corpus.DATA / doc).stat().st_size > 500
+
+
+def test_rss_a_missing_corpus_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEWSFLOW_STORIES_RSS_REPO", str(tmp_path / "absent"))
+    with pytest.raises(stories_rss_corpus.CorpusMissingError,
+                       match=re.escape("git clone --bare https://github.com/rumca-js/RSS-Link-Database-2023")):
+        stories_rss_corpus.load_items()
+
+
+def test_rss_a_different_snapshot_is_detected(tmp_path, monkeypatch):
+    empty = tmp_path / "repo"
+    empty.mkdir()
+    subprocess.run(["git", "init", "-q", "--bare", str(empty)], check=True)
+    monkeypatch.setenv("NEWSFLOW_STORIES_RSS_REPO", str(empty))
+    with pytest.raises(stories_rss_corpus.CorpusMissingError, match="lacks commit"):
+        stories_rss_corpus.load_items()
+
+
+def test_rss_summaries_are_cleaned():
+    assert stories_rss_corpus.clean("<p>Tusk&nbsp;sworn <b>in</b>\n as PM</p>") == "Tusk sworn in as PM"
+
+
+@pytest.mark.skipif(not stories_rss_corpus.mirror().exists(), reason="the RSS story snapshot is not on this machine")
+def test_rss_snapshot_matches_the_manifest_and_the_selection_rule():
+    items = stories_rss_corpus.load_items()
+    assert [i.key for i in items] == [r["key"] for r in _rss_rows("items.csv")]
+    assert all(i.title and len(i.summary) >= stories_rss_corpus.MIN_SUMMARY for i in items)
+    selected = stories_rss_corpus.select(stories_rss_corpus.candidates())
+    assert [i.key for i in selected] == [i.key for i in items]

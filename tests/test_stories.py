@@ -99,6 +99,20 @@ def test_french_and_english_join_through_their_entities_only() -> None:
     assert scores[1] > scores[0] + 0.1
 
 
+def test_shared_names_weigh_more_for_a_title_alone_than_for_an_article_with_its_text() -> None:
+    """A title alone has too few words to match without its names (title_entity_weight); with a text the names
+    are among its terms already, so shared names alone do not make one story of two texts about other things."""
+    t0 = datetime(2024, 3, 1, 9, tzinfo=UTC)
+    names = ("Geneva", "United Nations", "Iran")
+    a = StoryItem("1", "Talks resume by the lake", "", t0, "Outlet A", "en", names)
+    b = StoryItem("2", "Envoys gather once more", "", t0 + timedelta(hours=2), "Outlet B", "en", names)
+    assert len(set(cluster_offline([a, b]).values())) == 1
+    a_text = replace(a, text="Delegates discussed the nuclear programme and sanctions relief for hours.")
+    b_text = replace(b, text="A concert for refugee children raised funds at the lakeside hall.")
+    assert len(set(cluster_offline([a_text, b_text]).values())) == 2
+    assert len(set(cluster_offline([a_text, b_text], replace(StorySettings(), entity_weight=0.25)).values())) == 1
+
+
 def test_a_story_closes_after_its_window() -> None:
     first, second = ITEMS[0], ITEMS[1]
     late = replace(second, published=first.published + timedelta(days=StorySettings().window_days, hours=1))

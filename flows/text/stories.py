@@ -46,7 +46,11 @@ class StorySettings:
     window_days: float = 3.0  # a story takes articles until this long after its last one
     decay: float = 1.5  # half-life (days) of a match's score with the time since the story's last article
     threshold: float = 0.15  # the least score that joins a story
-    entity_weight: float = 0.25  # share of the score from shared entities, same language
+    # Share of the score from shared entities, same language. With a text, the names are among the article's
+    # terms already: counting them again chained unrelated events through frequent names (Biden, Putin) on the
+    # labelled set with summaries; a title alone has too few words to match without them (docs/stories.md).
+    entity_weight: float = 0.05  # ... an article with a text
+    title_entity_weight: float = 0.25  # ... an article with a title only
     cross_entity_weight: float = 0.75  # ... when the article's language is not the story's
     entity_floor: int = 3  # shared entities are counted out of at least this many
     max_terms: int = 60  # terms kept in an article's vector
@@ -283,7 +287,7 @@ class StoryIndex:
         shared = len(mine & story.entities.keys())
         overlap = min(1.0, shared / max(s.entity_floor, min(len(mine), len(story.entities)))) if shared else 0.0
         cross = bool(item.language and story.languages and item.language not in story.languages)
-        weight = s.cross_entity_weight if cross else s.entity_weight
+        weight = s.cross_entity_weight if cross else s.entity_weight if item.text.strip() else s.title_entity_weight
         days = max(0.0, (item.published - story.last) / timedelta(days=1))
         return ((1 - weight) * cosine + weight * overlap) * 0.5 ** (days / s.decay)
 

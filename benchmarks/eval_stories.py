@@ -305,7 +305,7 @@ def evaluate_rss() -> str:
     items = rss.load_items()
     gold, day, days = read_labels(rss.DATA)
     if set(gold) != {h.key for h in items}:
-        raise rss.CorpusMissingError("stories_rss labels.csv and items.csv name different items")
+        raise CorpusMissingError("stories_rss labels.csv and items.csv name different items")
     split_items = {name: [h for h in items if day[h.key] in ds] for name, ds in days.items()}
     split_gold = {name: {h.key: gold[h.key] for h in its} for name, its in split_items.items()}
     t_title, curve_title = tune_baseline(split_items["tune"], split_gold["tune"])
@@ -371,10 +371,9 @@ def section() -> str:
         text = evaluate()
     except CorpusMissingError as exc:
         text = f"## Stories on real headlines\n\nNot run: {exc}\n"
-    from benchmarks.stories_rss_corpus import CorpusMissingError as RssMissing
     try:
         text += "\n" + evaluate_rss()
-    except RssMissing as exc:
+    except CorpusMissingError as exc:
         text += f"\n## {RSS_TITLE}\n\nNot run: {exc}\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "stories_eval.md").write_text(f"{header('stories evaluation')}\n{text}")

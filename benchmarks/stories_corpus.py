@@ -16,11 +16,14 @@ import csv
 import hashlib
 import os
 import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 DATA = Path(__file__).parent / "data" / "stories"
+T = TypeVar("T")
 REPO = "saswatpatra/gnews"
 COMMIT = "364aafa31d3e5c579648c417b62657d7b2f6131d"
 DEFAULT_MIRROR = "/work/.mirror/saswatpatra+gnews/repo"
@@ -44,15 +47,20 @@ def mirror() -> Path:
     return Path(os.environ.get("NEWSFLOW_STORIES_REPO", DEFAULT_MIRROR))
 
 
-def _git(*args: str) -> str:
-    where = mirror()
+def git_output(where: Path, repo: str, commit: str, env: str, *args: str) -> str:
+    """The output of `git --git-dir where args`; one clear CorpusMissingError (saying how to get the mirror, or
+    which commit it lacks) when the bare mirror of `repo` is missing or lacks `commit`."""
     if not where.exists():
         raise CorpusMissingError(f"story corpus not found at {where}: clone it with `git clone --bare "
-                            f"https://github.com/{REPO} {where}` (or set NEWSFLOW_STORIES_REPO)")
+                                 f"https://github.com/{repo} {where}` (or set {env})")
     done = subprocess.run(["git", "--git-dir", str(where), *args], capture_output=True, text=True)
     if done.returncode != 0:
-        raise CorpusMissingError(f"story corpus at {where} lacks commit {COMMIT[:12]} ({done.stderr.strip()[:120]})")
+        raise CorpusMissingError(f"story corpus at {where} lacks commit {commit[:12]} ({done.stderr.strip()[:120]})")
     return done.stdout
+
+
+def _git(*args: str) -> str:
+    return git_output(mirror(), REPO, COMMIT, "NEWSFLOW_STORIES_REPO", *args)
 
 
 def _top_lines(markdown: str) -> list[str]:
@@ -100,14 +108,22 @@ def load_items() -> list[Headline]:
     first = min(r["first_seen"][:10] for r in rows)
     last = max(r["first_seen"][:10] for r in rows)
     found = {h.key: h for h in scan(first, last)}
+    return checked(rows, found, lambda h, row: h.line_sha256 == row["line_sha256"] and h.path == row["path"],
+                   REPO, COMMIT)
+
+
+def checked(rows: list[dict[str, str]], found: Mapping[str, T], same: Callable[[T, dict[str, str]], bool],
+            repo: str, commit: str) -> list[T]:
+    """The items of items.csv's `rows` (by key) in `found`, in the rows' order; one CorpusMissingError naming the
+    first when any is missing or not `same` as its row (the mirror is not the commit that was labelled)."""
     out, drift = [], []
     for row in rows:
         item = found.get(row["key"])
-        if item is None or item.line_sha256 != row["line_sha256"] or item.path != row["path"]:
+        if item is None or not same(item, row):
             drift.append(row["key"])
             continue
         out.append(item)
     if drift:
         raise CorpusMissingError(f"{len(drift)} story items differ from items.csv (first: {drift[0]}); "
-                            f"the snapshot is not commit {COMMIT[:12]} of {REPO}")
+                                 f"the snapshot is not commit {commit[:12]} of {repo}")
     return out

@@ -21,11 +21,12 @@ import html
 import json
 import os
 import re
-import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from benchmarks.stories_corpus import checked, git_output
 
 DATA = Path(__file__).parent / "data" / "stories_rss"
 REPO = "rumca-js/RSS-Link-Database-2023"
@@ -74,10 +75,6 @@ _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 
 
-class CorpusMissingError(RuntimeError):
-    """The snapshot the labels refer to is not on this machine (or differs from the one labelled)."""
-
-
 @dataclass(frozen=True)
 class NewsItem:
     key: str           # sha256 of the item's link, first 16 hex digits
@@ -95,14 +92,7 @@ def mirror() -> Path:
 
 
 def _git(*args: str) -> str:
-    where = mirror()
-    if not where.exists():
-        raise CorpusMissingError(f"story corpus (RSS) not found at {where}: clone it with `git clone --bare "
-                                 f"https://github.com/{REPO} {where}` (or set NEWSFLOW_STORIES_RSS_REPO)")
-    done = subprocess.run(["git", "--git-dir", str(where), *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise CorpusMissingError(f"story corpus at {where} lacks commit {COMMIT[:12]} ({done.stderr.strip()[:120]})")
-    return done.stdout
+    return git_output(mirror(), REPO, COMMIT, "NEWSFLOW_STORIES_RSS_REPO", *args)
 
 
 def clean(text: str | None) -> str:
@@ -166,14 +156,5 @@ def load_items() -> list[NewsItem]:
     for path in sorted({r["path"] for r in rows}):
         for item in _items_of(path):
             found.setdefault(item.key, item)
-    out, drift = [], []
-    for row in rows:
-        item = found.get(row["key"])
-        if item is None or item.link_sha256 != row["link_sha256"] or item.text_sha256 != row["text_sha256"]:
-            drift.append(row["key"])
-            continue
-        out.append(item)
-    if drift:
-        raise CorpusMissingError(f"{len(drift)} RSS story items differ from items.csv (first: {drift[0]}); "
-                                 f"the snapshot is not commit {COMMIT[:12]} of {REPO}")
-    return out
+    return checked(rows, found, lambda item, row: item.link_sha256 == row["link_sha256"]
+                   and item.text_sha256 == row["text_sha256"], REPO, COMMIT)

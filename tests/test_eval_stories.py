@@ -115,19 +115,24 @@ def test_labels_are_well_formed_and_cover_the_manifest():
         assert (DATA / doc).stat().st_size > 1000
 
 
-def test_a_missing_corpus_is_one_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("NEWSFLOW_STORIES_REPO", str(tmp_path / "absent"))
-    with pytest.raises(CorpusMissingError, match=re.escape("git clone --bare https://github.com/saswatpatra/gnews")):
-        stories_corpus.load_items()
+_CORPORA = [(stories_corpus, "NEWSFLOW_STORIES_REPO"), (stories_rss_corpus, "NEWSFLOW_STORIES_RSS_REPO")]
 
 
-def test_a_different_snapshot_is_detected(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("corpus", "env"), _CORPORA)
+def test_a_missing_corpus_is_one_clear_error(tmp_path, monkeypatch, corpus, env):
+    monkeypatch.setenv(env, str(tmp_path / "absent"))
+    with pytest.raises(CorpusMissingError, match=re.escape(f"git clone --bare https://github.com/{corpus.REPO}")):
+        corpus.load_items()
+
+
+@pytest.mark.parametrize(("corpus", "env"), _CORPORA)
+def test_a_different_snapshot_is_detected(tmp_path, monkeypatch, corpus, env):
     empty = tmp_path / "repo"
     empty.mkdir()
     subprocess.run(["git", "init", "-q", "--bare", str(empty)], check=True)
-    monkeypatch.setenv("NEWSFLOW_STORIES_REPO", str(empty))
+    monkeypatch.setenv(env, str(empty))
     with pytest.raises(CorpusMissingError, match="lacks commit"):
-        stories_corpus.load_items()
+        corpus.load_items()
 
 
 @pytest.mark.skipif(not stories_corpus.mirror().exists(), reason="the story corpus snapshot is not on this machine")
@@ -204,22 +209,6 @@ def test_rss_labels_are_well_formed_and_cover_the_manifest():
     assert set(split["tune"]) | set(split["report"]) == days
     for doc in ("RULES.md", "DISAGREEMENTS.md", "README.md"):
         assert (stories_rss_corpus.DATA / doc).stat().st_size > 500
-
-
-def test_rss_a_missing_corpus_is_one_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("NEWSFLOW_STORIES_RSS_REPO", str(tmp_path / "absent"))
-    with pytest.raises(stories_rss_corpus.CorpusMissingError,
-                       match=re.escape("git clone --bare https://github.com/rumca-js/RSS-Link-Database-2023")):
-        stories_rss_corpus.load_items()
-
-
-def test_rss_a_different_snapshot_is_detected(tmp_path, monkeypatch):
-    empty = tmp_path / "repo"
-    empty.mkdir()
-    subprocess.run(["git", "init", "-q", "--bare", str(empty)], check=True)
-    monkeypatch.setenv("NEWSFLOW_STORIES_RSS_REPO", str(empty))
-    with pytest.raises(stories_rss_corpus.CorpusMissingError, match="lacks commit"):
-        stories_rss_corpus.load_items()
 
 
 def test_rss_summaries_are_cleaned():

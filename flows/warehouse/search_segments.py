@@ -394,7 +394,7 @@ def read_head(path: Path, formats: tuple[int, ...] = (FORMAT,)
     if not path.exists():
         return None
     try:
-        with contextlib.closing(duckdb.connect(str(path), read_only=True, config=dict(_EXTENSION_CONFIG))) as c:
+        with contextlib.closing(plain(path, read_only=True)) as c:  # one configuration per file in a process
             cur = c.execute("select * from meta")
             meta = dict(zip([d[0] for d in cur.description], cur.fetchone() or (), strict=False))
             if meta.get("format") not in formats:

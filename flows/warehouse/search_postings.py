@@ -81,7 +81,9 @@ def write(conn: duckdb.DuckDBPyConnection, path: Path, indexes: list[str], *, te
         "doc_text": np.asarray(docs["text_bytes"], np.int32),
     }
     packed = is_packed(conn)
-    total, top = conn.execute("select count(*), coalesce(max(tf), 0) from postings").fetchone()
+    # Of `post` itself when packed: the view `postings` would join every posting with `docs` to count them.
+    total, top = conn.execute(f"select count(*), coalesce(max(tf), 0) from {'post' if packed else 'postings'}"
+                              ).fetchone()
     tf_type = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
     layout: dict[str, list[object]] = {}
     at = HEADER

@@ -5,10 +5,12 @@ first): `docs` (the articles it indexes, with their title, text, language group 
 the text for the SQL macro and for merges), `texts` (where each article's metadata, title and text stand in the
 text file, from which `newsflow search` reads its results and phrase candidates) and `postings` (h, article_id,
 tf): one row per stemmed word of each article, `h` the word's key (`term_key`: a hash of its language group and
-stem), sorted by h, so DuckDB's zone maps read only the row groups of the query's words. Words are what the query
-side makes of its text (flows/warehouse/search_plan.py): lower case, split on anything that is not a letter, digit
-or combining mark, accents stripped, stemmed with the Snowball stemmer of the article's language group (INDEXES) by
-the fts extension's `stem`; no stop words.
+stem), sorted by h, so DuckDB's zone maps read only the row groups of the query's words. In a packed segment
+(PACKED_STORAGE) the postings are stored as `post` (h, dn, tf: the article's number in the segment) and
+`postings` is a view over it; its texts are compressed, in the DuckDB file and in the text file. Words are what
+the query side makes of its text (flows/warehouse/search_plan.py): lower case, split on anything that is not a
+letter, digit or combining mark, accents stripped, stemmed with the Snowball stemmer of the article's language group
+(INDEXES) by the fts extension's `stem`; no stop words.
 
 The head file (`<stem>.search.duckdb`) names the segments that make the index now, the articles of those segments
 readers must skip (`tombstones`: deleted, demoted to a copy, or stored again with another text), the BM25
@@ -37,8 +39,8 @@ from flows.warehouse.staging import fsync
 # results and phrase candidates by offset instead of a DuckDB scan per article; an index of format 2 is rebuilt.
 # 4: each segment also has its postings file (`<name>.post`, flows/warehouse/search_postings.py), which
 # `newsflow search` scores with numpy; an index of format 3 is upgraded in place by the next refresh (`upgrade`).
-# Segments written since 2026-12-07 are packed (PACKED); older ones of format 4 are read as they are, and are packed
-# when a merge or a rebuild rewrites them, so an upgrade rebuilds nothing.
+# Segments written since 2026-12-07 are packed (PACKED_STORAGE below); older ones of format 4 are read as they
+# are, and are packed when a merge or a rebuild rewrites them, so an upgrade rebuilds nothing.
 FORMAT = 4
 UPGRADABLE = 3
 # index name -> Snowball stemmer; a language without its own index goes to `other` (no stemming).
@@ -55,7 +57,7 @@ def load_fts(conn: duckdb.DuckDBPyConnection) -> None:
 
 # A packed segment (the half of the index's disk that was text stored plainly and 64-bit ids repeated per posting):
 # - its DuckDB file is written in a storage version that compresses long strings with zstd (DuckDB picks it for
-#   `docs.text` by itself; about 3x on news text), which DuckDB 1.2 and later read;
+#   `docs.text` by itself; about 2.2x on real news text), which DuckDB 1.2 and later read;
 # - its postings are stored by the article's number in the segment (`post`: h, dn, tf; `docs.dn`, the article's
 #   rank by id, as in the postings file) instead of its 64-bit id, about a third of the bytes; the view `postings`
 #   (h, article_id, tf) gives readers the columns an unpacked segment's table has;

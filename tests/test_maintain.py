@@ -335,6 +335,49 @@ def test_the_lookup_without_cache_runs_under_a_memory_cap_and_restores_the_limit
         with candidates.memory_capped(conn, True):
             capped = conn.execute("select current_setting('memory_limit')").fetchall()[0][0]
         assert capped != limit and conn.execute("select current_setting('memory_limit')").fetchall()[0][0] == limit
+        # The pool itself is given back, not only the setting (DuckDB's RESET left it at the cap), and five caps
+        # in a row leave the limit where it was (read back as rounded text, it must not shrink by each).
+        needs_memory = "select count(distinct md5(range::varchar)) from range(400000)"
+        for _ in range(5):
+            with candidates.memory_capped(conn, True, "8MB"), pytest.raises(duckdb.OutOfMemoryException):
+                conn.execute(needs_memory).fetchall()
+        assert conn.execute(needs_memory).fetchall() == [(400000,)]
+        assert conn.execute("select current_setting('memory_limit')").fetchall()[0][0] == limit
+
+
+def test_a_load_whose_capped_lookup_runs_out_of_memory_is_loaded_again_uncapped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_keycache import _doc, _probes
+
+    from flows.warehouse import candidates
+    from flows.warehouse.staging import Batch
+    from flows.warehouse.writer import load_batch
+
+    wh = WarehouseSettings(path=tmp_path / "w.duckdb")
+    batches = _batches(seed=1, n_batches=4, per_batch=12)
+    _load(wh, batches[:3])
+    shutil.rmtree(tmp_path / "w.duckdb.keys")
+    # A cap below the ~20 MB DuckDB needs to run the lookup at all: every capped lookup runs out of memory.
+    monkeypatch.setattr(candidates, "FALLBACK_MB", 8)
+    monkeypatch.setattr(candidates, "FALLBACK_MB_PER_THREAD", 4)
+    with database.connect(wh) as conn:
+        limit = conn.execute("select current_setting('memory_limit')").fetchall()[0][0]
+        with pytest.raises(duckdb.OutOfMemoryException):
+            candidates.stored_candidates(conn, _probes(seed=7), SETTINGS)
+    copy = _doc("https://again.test/copy", batches[1][0].text)  # a copy of a stored story, under a new URL
+    batch = Batch("b0003", "run")
+    batch.add("docs", *batches[3], copy)
+    with database.connect(wh) as conn:
+        result = load_batch(conn, batch, SETTINGS)
+        assert conn.execute("select current_setting('memory_limit')").fetchall()[0][0] == limit
+        stored = {u for (u,) in conn.execute("select url from articles").fetchall()}
+        copies = {u for (u,) in conn.execute("select url from duplicates").fetchall()}
+        dup = conn.execute("select duplicate_of from duplicates where url = 'https://again.test/copy'").fetchall()
+        original = conn.execute("select article_id from articles where url = $u",
+                                {"u": batches[1][0].url}).fetchall()
+    assert {d.url for d in batches[3] if "//s1." in d.url} <= stored
+    assert {d.url for d in batches[3]} | {copy.url} <= stored | copies
+    assert dup == original and result is not None
 
 
 def test_newsflow_serve_schedules_maintain_from_the_config(tmp_path: Path) -> None:

@@ -10,7 +10,10 @@ without `newsflow reprocess --step dedup` shows as a failing check rather than s
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -102,7 +105,7 @@ def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature
     }, schema=_SAMPLES))
     cached_seq = _register_cached(conn, sigs, n_buckets, q_buckets, n_samples, q_samples, settings)
     found: dict[int, set[int]] = {}
-    with memory_capped(conn, cached_seq < 0):
+    with memory_capped(conn, cached_seq < 0 and not _UNCAPPED.get()):
         rows = conn.execute(query("dedup_candidates"),
                             {"sample_share": dedup.sample_share(settings), "cached_seq": cached_seq}).fetchall()
     for k, article_id in rows:
@@ -113,28 +116,93 @@ def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature
 # Without a usable lookup cache (a lake, or until the maintenance flow rebuilds a lost one) the lookup reads every
 # index row, and DuckDB keeps the blocks it scanned in its buffer pool up to its memory_limit (80% of RAM): gigabytes
 # at a million articles, held by the loading process. Capped while that query runs, the pool evicts as it scans; the
-# query itself needs little (its hash tables are built on the batch's few thousand probes).
-FALLBACK_MEMORY = "512MB"
+# query itself needs little (its hash tables are built on the batch's few thousand probes), though DuckDB wants
+# ~20 MB of working memory at 2 threads whatever the data, and more with more threads. 128 MB took the lookup's peak
+# at 1M from 664 MiB (a 512 MB cap) to 282, in the same time (docs/benchmarks.md); a batch whose lookup needs more
+# raises DuckDB's OutOfMemoryException, and the load is retried once with the cap lifted (writer.load_batch).
+FALLBACK_MB = 128
+FALLBACK_MB_PER_THREAD = 32  # the cap is the larger of the two: 128 MB up to 4 threads, 512 MB at 16
 _CAP_LOCK = threading.Lock()  # one process-wide limit: a pre-check and a load must not reset it under each other
+_UNCAPPED: contextvars.ContextVar[bool] = contextvars.ContextVar("newsflow_lookup_uncapped", default=False)
 
 
 @contextmanager
-def memory_capped(conn: duckdb.DuckDBPyConnection, capped: bool, limit: str = FALLBACK_MEMORY) -> Iterator[None]:
-    """Run the block with the database's memory_limit at `limit` (when `capped`), then back to DuckDB's default:
-    newsflow sets no other (and a limit read back as text, `953.6 MiB`, would drift when set again)."""
+def uncapped() -> Iterator[None]:
+    """Inside, the lookup without a cache runs under DuckDB's own limit (a load retried after running out of
+    memory under the cap)."""
+    token = _UNCAPPED.set(True)
+    try:
+        yield
+    finally:
+        _UNCAPPED.reset(token)
+
+
+@contextmanager
+def memory_capped(conn: duckdb.DuckDBPyConnection, capped: bool, limit: str | None = None) -> Iterator[None]:
+    """Run the block with the database's memory_limit at `limit` (by default the lookup's cap, FALLBACK_MB; when
+    `capped`), then set back to what it was (_restore_value). Not by RESET: in DuckDB 1.5 that puts the setting
+    back but leaves the buffer pool at the cap (duckdb#22203), so the rest of the process would run capped."""
     if not capped:
         yield
         return
-    with _CAP_LOCK:
+    # Set and restored on a cursor of its own: memory_limit is the database's, and a query that ran out of memory
+    # aborts `conn`'s transaction, which then refuses every statement, this one too, until its rollback.
+    with _CAP_LOCK, conn.cursor() as own:
         try:
-            conn.execute("set memory_limit = $m", {"m": limit})
+            before = _restore_value(_memory_limit(own))
+            if limit is None:
+                threads = int(own.execute("select current_setting('threads')").fetchall()[0][0])
+                limit = f"{max(FALLBACK_MB, FALLBACK_MB_PER_THREAD * threads)}MB"
+            own.execute("set memory_limit = $m", {"m": limit})
         except duckdb.Error:  # more than the cap held right now, or a locked configuration: read uncapped
             yield
             return
         try:
             yield
         finally:
-            conn.execute("reset memory_limit")
+            own.execute("set memory_limit = $m", {"m": before})
+            _RESTORED[_memory_limit(own)] = before
+
+
+# A limit reads back as rounded text (`18.8 GiB`), and that text set again is a little less (`18.7 GiB`): restored
+# from what it reads, a limit would shrink with every cap of a long-lived process. So DuckDB's default is restored
+# in bytes, and any other limit as the value first restored for what it now reads.
+_RESTORED: dict[str, str] = {}
+
+
+def _memory_limit(conn: duckdb.DuckDBPyConnection) -> str:
+    return str(conn.execute("select current_setting('memory_limit')").fetchall()[0][0])
+
+
+def _restore_value(shown: str) -> str:
+    default_shown, default_exact = _default_limit()
+    if shown == default_shown and default_exact:
+        return default_exact
+    return _RESTORED.get(shown, shown)
+
+
+@functools.cache
+def _default_limit() -> tuple[str, str]:
+    """DuckDB's default memory_limit as it reads, and in bytes (80% of the memory it sees) when that reads the
+    same ("" when it does not: a rule of DuckDB's that this does not know)."""
+    with duckdb.connect() as mem:
+        shown = _memory_limit(mem)
+        exact = f"{int(0.8 * _memory_seen())}B"
+        mem.execute("set memory_limit = $m", {"m": exact})
+        return shown, exact if _memory_limit(mem) == shown else ""
+
+
+def _memory_seen() -> int:
+    """The machine's memory, or its cgroup's limit when lower (what DuckDB bases its default on)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            value = open(path, encoding="ascii").read().strip()
+        except OSError:
+            continue
+        if value.isdigit():
+            total = min(total, int(value))
+    return total
 
 
 def _register_cached(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature], n_buckets: np.ndarray,

@@ -326,6 +326,20 @@ def load_batch(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
     what the other stored; still losing after `attempts`, WarehouseLocked, as for a held file (it stays staged)."""
     stories = stories or StoriesSettings()
     try:
+        return _load_keyed(conn, batch, settings, raw_dir=raw_dir, attempts=attempts, stories=stories)
+    except duckdb.OutOfMemoryException as exc:
+        # Rolled back (DuckDB aborts a transaction that ran out of memory). Without a lookup cache the candidate
+        # lookup runs under a small memory cap (flows/warehouse/candidates.py FALLBACK_MB), which a batch with
+        # unusually many candidates can exceed: once more, under DuckDB's own limit.
+        log.warning("batch %s: %s; loading it again with the candidate lookup uncapped", batch.batch_id,
+                    str(exc).strip().splitlines()[0])
+        with candidates.uncapped():
+            return _load_keyed(conn, batch, settings, raw_dir=raw_dir, attempts=attempts, stories=stories)
+
+
+def _load_keyed(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSettings, *, raw_dir: Path | None,
+                attempts: int, stories: StoriesSettings) -> LoadResult:
+    try:
         return _load_retrying(conn, batch, settings, raw_dir=raw_dir, attempts=attempts, stories=stories,
                               on_primary=True)
     except _KeyClashError as exc:

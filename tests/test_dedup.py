@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -384,3 +385,36 @@ def test_candidate_texts_are_read_by_index_however_many_candidates(tmp_path: Pat
         old = "select article_id, text from articles where article_id in (select unnest($ids::bigint[]))"
         old_plan = conn.execute("explain analyze " + old, {"ids": ids}).fetchall()[0][1]
         assert ("Sequential Scan" in old_plan) == (len(ids) >= 50), old_plan
+
+
+@pytest.mark.parametrize("count", [10, 60, 500])
+def test_a_batch_s_urls_are_looked_up_by_index_however_large_the_batch(tmp_path: Path, count: int) -> None:
+    """Issue 23: dedup_known joined the batch's URLs with `articles`, which DuckDB answers from the URL index only
+    for up to 50 of them (dynamic_or_filter_threshold) and past that by reading every stored URL. Raised to the
+    batch's size around that query, the plan is an index scan at every size; the verdicts are the same, and the
+    connection has DuckDB's threshold again after."""
+    from flows.warehouse import candidates
+    from flows.warehouse.database import query
+
+    wh = _articles_with_text(tmp_path, 3000)
+    rng = random.Random(count)
+    stored = rng.sample(range(3000), count // 2)
+    urls = [f"http://x/{i}" for i in stored] + [f"http://new/{i}" for i in range(count - len(stored))]
+    rng.shuffle(urls)
+    docs = [_doc(u, f"story {n} " + " ".join(f"w{rng.randrange(10**6)}" for _ in range(80))) for n, u in
+            enumerate(urls)]
+    with connect(wh) as conn:
+        ids = dict(conn.execute("select url, article_id from articles").fetchall())
+        verdicts = decide(conn, docs, SETTINGS)
+        assert [(v.status, v.duplicate_of) for v in verdicts] == [
+            ("known", ids[u]) if u in ids else ("new", None) for u in urls]
+        assert conn.execute("select current_setting('dynamic_or_filter_threshold')").fetchall() == [(50,)]
+        conn.register("q_docs", pa.table({"doc": list(range(count)), "url": urls,
+                                          "seed_file_hash": pa.nulls(count, pa.string())}))
+        plan = "explain analyze " + query("dedup_known")
+        with candidates.keys_pushed(conn, count):
+            pushed = conn.execute(plan).fetchall()[0][1]
+        plain = conn.execute(plan).fetchall()[0][1]
+    # One index scan, of `articles` (`duplicates` is empty here); without the raised threshold, none past 50 URLs.
+    assert pushed.count("Index Scan") == 1, pushed
+    assert plain.count("Index Scan") == (1 if count <= 50 else 0), plain

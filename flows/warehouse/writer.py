@@ -159,7 +159,9 @@ def decide(conn: duckdb.DuckDBPyConnection, docs: list[Document], settings: Dedu
     ])
     verdicts: dict[int, Verdict] = {}
     stale_seeds: list[int] = []
-    for i, article_id, _is_seed, same_seed, kind in conn.execute(query("dedup_known")).fetchall():
+    with candidates.keys_pushed(conn, len(docs)):
+        known = conn.execute(query("dedup_known")).fetchall()
+    for i, article_id, _is_seed, same_seed, kind in known:
         # Only a stored seed is replaced: a seed recorded as a copy points at another article, never deleted here.
         if docs[i].is_seed and same_seed is False and kind == "article":
             stale_seeds.append(article_id)

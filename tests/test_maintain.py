@@ -108,6 +108,42 @@ def test_rollup_keeps_feed_health_and_status_and_is_idempotent(backend: str, tmp
         assert conn.execute("select sum(fetches) from feed_fetch_days").fetchall()[0][0] == 358
 
 
+def test_a_rollup_that_builds_its_tables_again_leaves_what_deleting_rows_leaves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deleting many rows of a keyed table is slow in DuckDB (one index removal a row), so a large roll-up builds
+    the table again from its catalog statement: the same rows, summaries, answers, columns, defaults and keys."""
+    tables = ("feed_fetches", "check_results", "runs", "feed_fetch_days", "check_result_days", "run_days")
+
+    def state(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+        return {**_answers(conn), **{t: sorted(conn.execute(f"select * from {t}").fetchall(), key=repr)
+                                     for t in tables},
+                "columns": conn.execute("select table_name, column_name, data_type, column_default, is_nullable "
+                                        "from duckdb_columns() where table_name in ('feed_fetches', "
+                                        "'check_results', 'runs') order by all").fetchall(),
+                "keys": conn.execute("select table_name, constraint_type, constraint_text from duckdb_constraints() "
+                                     "where table_name in ('feed_fetches', 'check_results', 'runs') "
+                                     "order by all").fetchall()}
+
+    results = {}
+    for ratio in (0, 10**9):  # 0: always delete; 10**9: always build again
+        monkeypatch.setattr(rollup, "REBUILD_RATIO", ratio)
+        with duckdb.connect(str(tmp_path / f"w{ratio}.duckdb")) as conn:
+            database.migrate(conn)
+            _bookkeeping(conn)
+            before = _answers(conn)
+            done = rollup.roll_up(conn, 30, now=NOW)
+            assert done.rows == {"feed_fetches": 278, "check_results": 139, "runs": 139}
+            assert _answers(conn) == before
+            results[ratio] = state(conn)
+            # The key holds in the table built again, and a dry run after it still writes nothing.
+            with pytest.raises(duckdb.ConstraintException):
+                conn.execute("insert into runs (run_id, flow, started_at, status) "
+                             "select run_id, flow, started_at, status from runs limit 1")
+            assert rollup.roll_up(conn, 10, now=NOW, dry_run=True).rows["feed_fetches"] == 80
+            assert state(conn) == results[ratio]
+    assert results[0] == results[10**9]
+
+
 def test_rollup_never_takes_a_running_run_nor_the_latest_success(tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
         database.migrate(conn)

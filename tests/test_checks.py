@@ -590,7 +590,7 @@ def test_a_check_that_runs_out_of_memory_under_the_cap_runs_again_with_more(
         plain = checks.run_checks(conn, staging_dir=db.with_name("none"), full=True)
         starved = []
         for path in checks.check_files():
-            with checks.candidates.memory_capped(conn, True, "8MB"):
+            with checks.memorylimit.capped(conn, "8MB"):
                 one = checks.run_one(conn, path.stem, path.read_text(), {"since": -1, "until": 0})
             starved += [path.stem] if (one.error or "").startswith("OutOfMemoryException") else []
         monkeypatch.setattr(checks, "FULL_PASS_MEMORY", "8MB")
@@ -607,7 +607,7 @@ def test_a_full_pass_runs_under_the_memory_cap_and_gives_the_limit_back(db: Path
     as it goes, not kept up to 80% of RAM), and the connection has DuckDB's own limit again after it."""
     with duckdb.connect(str(db), read_only=True) as conn:
         before = conn.execute("select current_setting('memory_limit')").fetchone()[0]
-        with checks.candidates.memory_capped(conn, True, checks.FULL_PASS_MEMORY):
+        with checks.memorylimit.capped(conn, checks.FULL_PASS_MEMORY):
             capped = conn.execute("select current_setting('memory_limit')").fetchone()[0]
         results = checks.run_checks(conn, staging_dir=db.with_name("none"), full=True)
         after = conn.execute("select current_setting('memory_limit')").fetchone()[0]

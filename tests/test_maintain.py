@@ -1,8 +1,10 @@
 """The maintenance flow and its steps on real DuckDB files and a real DuckLake: roll-up that keeps feed health and
 status, compaction under a concurrent reader, DuckLake expiry, the lookup cache rebuilt off the hot path, the flow
-with its `runs` row under the Prefect harness, and `newsflow maintain`.
+with its `runs` row under the Prefect harness, and `newsflow maintain`; DuckDB's memory limit lowered for the
+scans of big tables and set back by value.
 
 Covers: flows.ops.maintain, flows.ops.upkeep, flows.warehouse.rollup, flows.warehouse.compact
+Covers: flows.warehouse.memorylimit
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from flows.core.settings import WarehouseSettings, load_settings
 from flows.ops import upkeep
 from flows.ops.demo import DEMO_DATA, demo_config
 from flows.ops.localserver import LocalServer
-from flows.warehouse import compact, database, keycache, lake, rollup, search_index
+from flows.warehouse import compact, database, keycache, lake, memorylimit, rollup, search_index
 from flows.warehouse.runlock import run_lock
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -375,10 +377,40 @@ def test_the_lookup_without_cache_runs_under_a_memory_cap_and_restores_the_limit
         # in a row leave the limit where it was (read back as rounded text, it must not shrink by each).
         needs_memory = "select count(distinct md5(range::varchar)) from range(400000)"
         for _ in range(5):
-            with candidates.memory_capped(conn, True, "8MB"), pytest.raises(duckdb.OutOfMemoryException):
+            with memorylimit.capped(conn, "8MB"), pytest.raises(duckdb.OutOfMemoryException):
                 conn.execute(needs_memory).fetchall()
         assert conn.execute(needs_memory).fetchall() == [(400000,)]
         assert conn.execute("select current_setting('memory_limit')").fetchall()[0][0] == limit
+
+
+def test_a_lookup_cache_rebuild_reads_under_its_cap_and_gives_the_limit_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wh = WarehouseSettings(path=tmp_path / "w.duckdb")
+    _load(wh, _batches(seed=1, n_batches=3, per_batch=12))
+    built = keycache.KeyCache.open(tmp_path / "w.duckdb.keys")
+    assert built is not None
+    shutil.rmtree(tmp_path / "w.duckdb.keys")
+    with database.connect(wh) as conn:
+        limit = conn.execute("select current_setting('memory_limit')").fetchall()[0][0]
+        seen: list[str] = []
+        append = keycache._append_rows
+
+        def reading(c: duckdb.DuckDBPyConnection, *args: Any) -> None:  # the limit each kind's rows are read under
+            seen.append(c.cursor().execute("select current_setting('memory_limit')").fetchall()[0][0])
+            append(c, *args)
+
+        monkeypatch.setattr(keycache, "_append_rows", reading)
+        rebuilt = keycache.refresh(conn, tmp_path / "w.duckdb.keys")
+        with duckdb.connect() as mem:  # how DuckDB shows REBUILD_MEMORY
+            mem.execute("set memory_limit = $m", {"m": keycache.REBUILD_MEMORY})
+            cap = mem.execute("select current_setting('memory_limit')").fetchall()[0][0]
+        assert cap != limit and seen and all(v == cap for v in seen), seen
+        assert conn.execute("select current_setting('memory_limit')").fetchall()[0][0] == limit
+        assert conn.execute("select count(distinct md5(range::varchar)) from range(400000)").fetchall() == [(400000,)]
+    assert rebuilt is not None and rebuilt.seq == built.seq
+    seen.clear()  # a load's refresh reads its own few rows: not capped
+    _load(wh, _batches(seed=2, n_batches=1, per_batch=3), start=10)
+    assert seen and all(v == limit for v in seen), seen
 
 
 def test_a_load_whose_capped_lookup_runs_out_of_memory_is_loaded_again_uncapped(

@@ -11,14 +11,11 @@ without `newsflow reprocess --step dedup` shows as a failing check rather than s
 from __future__ import annotations
 
 import contextvars
-import functools
 import json
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -28,7 +25,7 @@ import pyarrow as pa
 from flows.core.sections import DedupSettings
 from flows.text import dedup
 from flows.text.dedup import Match, Signature
-from flows.warehouse import keycache
+from flows.warehouse import keycache, memorylimit
 from flows.warehouse.database import query
 
 _BUCKETS = pa.schema([("doc", pa.int64()), ("key", pa.int64())])
@@ -123,7 +120,6 @@ def stored_candidates(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature
 # raises DuckDB's OutOfMemoryException, and the load is retried once with the cap lifted (writer.load_batch).
 FALLBACK_MB = 128
 FALLBACK_MB_PER_THREAD = 32  # the cap is the larger of the two: 128 MB up to 4 threads, 512 MB at 16
-_CAP_LOCK = threading.Lock()  # one process-wide limit: a pre-check and a load must not reset it under each other
 _UNCAPPED: contextvars.ContextVar[bool] = contextvars.ContextVar("newsflow_lookup_uncapped", default=False)
 
 
@@ -139,71 +135,14 @@ def uncapped() -> Iterator[None]:
 
 
 @contextmanager
-def memory_capped(conn: duckdb.DuckDBPyConnection, capped: bool, limit: str | None = None) -> Iterator[None]:
-    """Run the block with the database's memory_limit at `limit` (by default the lookup's cap, FALLBACK_MB; when
-    `capped`), then set back to what it was (_restore_value). Not by RESET: in DuckDB 1.5 that puts the setting
-    back but leaves the buffer pool at the cap (duckdb#22203), so the rest of the process would run capped."""
+def memory_capped(conn: duckdb.DuckDBPyConnection, capped: bool) -> Iterator[None]:
+    """Run the block under the lookup's cap (when `capped`): FALLBACK_MB, or FALLBACK_MB_PER_THREAD a thread."""
     if not capped:
         yield
         return
-    # Set and restored on a cursor of its own: memory_limit is the database's, and a query that ran out of memory
-    # aborts `conn`'s transaction, which then refuses every statement, this one too, until its rollback.
-    with _CAP_LOCK, conn.cursor() as own:
-        try:
-            before = _restore_value(_memory_limit(own))
-            if limit is None:
-                threads = int(own.execute("select current_setting('threads')").fetchall()[0][0])
-                limit = f"{max(FALLBACK_MB, FALLBACK_MB_PER_THREAD * threads)}MB"
-            own.execute("set memory_limit = $m", {"m": limit})
-        except duckdb.Error:  # more than the cap held right now, or a locked configuration: read uncapped
-            yield
-            return
-        try:
-            yield
-        finally:
-            own.execute("set memory_limit = $m", {"m": before})
-            _RESTORED[_memory_limit(own)] = before
-
-
-# A limit reads back as rounded text (`18.8 GiB`), and that text set again is a little less (`18.7 GiB`): restored
-# from what it reads, a limit would shrink with every cap of a long-lived process. So DuckDB's default is restored
-# in bytes, and any other limit as the value first restored for what it now reads.
-_RESTORED: dict[str, str] = {}
-
-
-def _memory_limit(conn: duckdb.DuckDBPyConnection) -> str:
-    return str(conn.execute("select current_setting('memory_limit')").fetchall()[0][0])
-
-
-def _restore_value(shown: str) -> str:
-    default_shown, default_exact = _default_limit()
-    if shown == default_shown and default_exact:
-        return default_exact
-    return _RESTORED.get(shown, shown)
-
-
-@functools.cache
-def _default_limit() -> tuple[str, str]:
-    """DuckDB's default memory_limit as it reads, and in bytes (80% of the memory it sees) when that reads the
-    same ("" when it does not: a rule of DuckDB's that this does not know)."""
-    with duckdb.connect() as mem:
-        shown = _memory_limit(mem)
-        exact = f"{int(0.8 * _memory_seen())}B"
-        mem.execute("set memory_limit = $m", {"m": exact})
-        return shown, exact if _memory_limit(mem) == shown else ""
-
-
-def _memory_seen() -> int:
-    """The machine's memory, or its cgroup's limit when lower (what DuckDB bases its default on)."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            value = Path(path).read_text(encoding="ascii").strip()
-        except OSError:
-            continue
-        if value.isdigit():
-            total = min(total, int(value))
-    return total
+    threads = int(conn.execute("select current_setting('threads')").fetchall()[0][0])
+    with memorylimit.capped(conn, f"{max(FALLBACK_MB, FALLBACK_MB_PER_THREAD * threads)}MB"):
+        yield
 
 
 def _register_cached(conn: duckdb.DuckDBPyConnection, sigs: dict[int, Signature], n_buckets: np.ndarray,

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from flows.core.sections import DedupSettings
 from flows.core.settings import WarehouseSettings
-from flows.warehouse import candidates, database, staging
+from flows.warehouse import candidates, database, memorylimit, staging
 from flows.warehouse.runlock import run_lock, shards_alive
 
 CHECKS_DIR = database.SQL_DIR / "checks"
@@ -148,7 +148,7 @@ def _run_capped(conn: duckdb.DuckDBPyConnection, name: str, sql: str, params: Ma
     it: a larger warehouse than measured) runs again under RETRY_MEMORY, then under DuckDB's own limit: a cap must
     never fail a check."""
     for limit in (FULL_PASS_MEMORY, RETRY_MEMORY, None) if capped else (None,):
-        with candidates.memory_capped(conn, limit is not None, limit):
+        with memorylimit.capped(conn, limit) if limit is not None else contextlib.nullcontext():
             result = run_one(conn, name, sql, params)
         if result.error is None or not result.error.startswith(duckdb.OutOfMemoryException.__name__):
             break

@@ -39,6 +39,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from flows.warehouse import memorylimit
 from flows.warehouse.database import query, transaction
 
 log = logging.getLogger("newsflow.keycache")
@@ -54,6 +55,7 @@ _MAX_SEGMENTS = 12  # per kind; past it the newest are merged whatever their siz
 # the tables in chunks of _CHUNK rows, so memory stays bounded at any warehouse size.
 _MAX_ROWS = 1 << 28
 _CHUNK = 1 << 24
+REBUILD_MEMORY = "256MB"  # DuckDB's memory_limit while a rebuild reads the index tables
 _FENCE = 512  # one key in _FENCE is kept in memory-sized `fences`: a probe searches one block of the big array
 _PROBES = 1000  # probes looked up between two releases of the pages they mapped (_Segment.release)
 
@@ -383,8 +385,11 @@ def refresh(conn: duckdb.DuckDBPyConnection, folder: Path | None = None, *, min_
                 manifest = {"format": FORMAT, "fence": _FENCE, "index": state.record, "seq": -1, "counter": counter,
                             "segments": {kind: [] for kind in KINDS}}
             published = {n for names in manifest["segments"].values() for n in names}
-            for kind in KINDS:
-                _append_rows(conn, folder, kind, manifest["seq"], state.seq, manifest, published)
+            # A rebuild scans every index row: capped, DuckDB's buffer pool evicts as it goes (2.56 -> 1.73 GB
+            # at 1M, the rest the chunks' arrays; docs/pipeline.md). A refresh reads a few thousand rows.
+            with memorylimit.capped(conn, REBUILD_MEMORY) if manifest["seq"] < 0 else contextlib.nullcontext():
+                for kind in KINDS:
+                    _append_rows(conn, folder, kind, manifest["seq"], state.seq, manifest, published)
             manifest["seq"] = state.seq
         tmp = folder / "manifest.json.tmp"
         tmp.write_text(json.dumps(manifest))

@@ -146,6 +146,21 @@ def test_a_rollup_that_builds_its_tables_again_leaves_what_deleting_rows_leaves(
     assert results[0] == results[10**9]
 
 
+def test_a_rollup_that_runs_out_of_memory_under_its_cap_runs_again_uncapped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        database.migrate(conn)
+        _bookkeeping(conn)
+        before = _answers(conn)
+        with memorylimit.capped(conn, "8MB"), pytest.raises(duckdb.OutOfMemoryException):  # the cap bites
+            rollup._roll_up(conn, rollup.Rollup(rollup.cutoff_for(30, NOW)), dry_run=True)
+        monkeypatch.setattr(rollup, "MEMORY", "8MB")
+        done = rollup.roll_up(conn, 30, now=NOW)
+        assert done.rows == {"feed_fetches": 278, "check_results": 139, "runs": 139}
+        assert _answers(conn) == before
+        assert conn.execute("select sum(fetches) from feed_fetch_days").fetchall()[0][0] == 278
+
+
 def test_rollup_never_takes_a_running_run_nor_the_latest_success(tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
         database.migrate(conn)
@@ -228,6 +243,21 @@ def test_compaction_under_a_concurrent_reader_keeps_every_row(tmp_path: Path) ->
     with database.connect(wh) as conn:  # and it takes writes again
         conn.execute("insert into entries (feed, guid, url, first_seen_at, first_run_id) "
                      "values ('f', 'new', 'u', now(), 'r')")
+
+
+def test_a_compaction_that_runs_out_of_memory_under_its_cap_copies_again_uncapped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wh = _filled(tmp_path / "w.duckdb")
+    with database.connect(wh, read_only=True) as conn:
+        before = _checksums(conn)
+    with pytest.raises(duckdb.OutOfMemoryException):  # the cap bites: DuckDB cannot copy the file under 8 MB
+        compact._compact_once(wh, 0.01, 0, False, 0.0, "8MB")
+    assert not compact.temp_path(wh.path).exists()  # nothing left of the attempt
+    monkeypatch.setattr(compact, "MEMORY", "8MB")
+    done = compact.compact(wh, min_free_ratio=0.01)
+    assert done.done and done.bytes_after < done.bytes_before
+    with database.connect(wh, read_only=True) as conn:
+        assert _checksums(conn) == before
 
 
 # --- DuckLake ---------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """DuckDB's memory_limit lowered for one stretch of work, then set back as it was.
 
-Scans of big tables (a lookup without its cache, a full check pass, a lookup cache rebuild) leave every block they
-read in DuckDB's buffer pool, up to its memory_limit (80% of RAM by default): gigabytes at a million articles, held
-by the process. Under a lower limit the pool evicts as it scans. The limit is the database's, for every connection
-to it, so one lock serialises the stretches of a process.
+Scans of big tables (a lookup without its cache, a full check pass, a lookup cache rebuild, the roll-up) leave
+every block they read in DuckDB's buffer pool, up to its memory_limit (80% of RAM by default): gigabytes at a
+million articles, held by the process. Under a lower limit the pool evicts as it scans. The limit is the
+database's, for every connection to it, so one lock serialises the stretches of a process. (The compaction copies
+through a DuckDB of its own, whose limit it sets once: flows/warehouse/compact.py.)
 
 It is set back by value, not by `RESET`: in DuckDB 1.5 `RESET memory_limit` restores the setting but leaves the
 buffer pool at the cap (duckdb#22203), so the rest of the process would run capped without saying so. A limit

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
-from flows.warehouse import lake
+from flows.warehouse import lake, memorylimit
 from flows.warehouse.database import query
 
 # table -> its key columns; in this order, so a run is rolled up only once no kept fetch or check refers to it.
@@ -41,6 +41,9 @@ class Rollup:
 # again instead, in the same transaction: the rows kept set aside, the table dropped and created again from its own
 # statement in the catalog, the rows put back (~2 us a row with its key): 2 s for that roll-up.
 REBUILD_RATIO = 50  # rebuilt when the rows rolled up are more than 1/50 of the rows kept
+# DuckDB's memory_limit during a roll-up (flows/warehouse/memorylimit.py): the first one at 1M held 1.12 GB
+# uncapped (the rows set aside, the blocks scanned), 0.50 GB under 256 MB, 5.3 -> 4.3 s (a dry run on a copy).
+MEMORY = "256MB"
 
 
 def _remove_old(conn: duckdb.DuckDBPyConnection, table: str, keys: tuple[str, ...], old: int) -> None:
@@ -69,6 +72,16 @@ def roll_up(conn: duckdb.DuckDBPyConnection, days: int, *, now: datetime | None 
     result = Rollup(cutoff_for(days, now))
     if days <= 0:
         return result
+    try:
+        with memorylimit.capped(conn, MEMORY):
+            _roll_up(conn, result, dry_run)
+    except duckdb.OutOfMemoryException:  # rolled back: once more under DuckDB's own limit; a cap never fails it
+        result.rows.clear()
+        _roll_up(conn, result, dry_run)
+    return result
+
+
+def _roll_up(conn: duckdb.DuckDBPyConnection, result: Rollup, dry_run: bool) -> None:
     conn.execute("begin transaction")
     try:
         for table, keys in TABLES.items():
@@ -85,4 +98,3 @@ def roll_up(conn: duckdb.DuckDBPyConnection, days: int, *, now: datetime | None 
         raise
     # A dry run did it all, to count what a real one would (the runs freed by the fetches rolled up), and undoes it.
     conn.execute("rollback" if dry_run else "commit")
-    return result

@@ -245,21 +245,6 @@ def test_compaction_under_a_concurrent_reader_keeps_every_row(tmp_path: Path) ->
                      "values ('f', 'new', 'u', now(), 'r')")
 
 
-def test_a_compaction_that_runs_out_of_memory_under_its_cap_copies_again_uncapped(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    wh = _filled(tmp_path / "w.duckdb")
-    with database.connect(wh, read_only=True) as conn:
-        before = _checksums(conn)
-    with pytest.raises(duckdb.OutOfMemoryException):  # the cap bites: DuckDB cannot copy the file under 8 MB
-        compact._compact_once(wh, 0.01, 0, False, 0.0, "8MB")
-    assert not compact.temp_path(wh.path).exists()  # nothing left of the attempt
-    monkeypatch.setattr(compact, "MEMORY", "8MB")
-    done = compact.compact(wh, min_free_ratio=0.01)
-    assert done.done and done.bytes_after < done.bytes_before
-    with database.connect(wh, read_only=True) as conn:
-        assert _checksums(conn) == before
-
-
 # --- DuckLake ---------------------------------------------------------------------------------------------
 
 

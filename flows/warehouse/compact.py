@@ -29,10 +29,6 @@ from flows.core.files import fsync
 from flows.core.settings import WarehouseSettings
 from flows.warehouse import database
 
-# DuckDB's memory_limit for the copy. Uncapped, its buffer pool keeps what it scanned and wrote: a copy of the
-# 100k year cache peaked at 1.70 GB, 0.41 GB under 256 MB (21.5 -> 23.2 s; a throwaway timing, docs/operations.md).
-MEMORY = "256MB"
-
 
 @dataclass(frozen=True)
 class Space:
@@ -136,20 +132,9 @@ def compact(settings: WarehouseSettings, *, min_free_ratio: float, min_free_byte
         return Compaction(False, "no warehouse yet", 0, 0, 0.0)
     if not dry_run:
         _checkpoint_wal(settings)
-    try:
-        return _compact_once(settings, min_free_ratio, min_free_bytes, dry_run, start, MEMORY)
-    except duckdb.OutOfMemoryException:  # cleaned up: once more under DuckDB's own limit; a cap never fails it
-        return _compact_once(settings, min_free_ratio, min_free_bytes, dry_run, start, None)
-
-
-def _compact_once(settings: WarehouseSettings, min_free_ratio: float, min_free_bytes: int, dry_run: bool,
-                  start: float, limit: str | None) -> Compaction:
-    path = settings.path
     tmp = temp_path(path)
     conn = duckdb.connect(":memory:")
     try:
-        if limit is not None:  # this connection's own database: nothing to set back
-            conn.execute("set memory_limit = $m", {"m": limit})
         _attach_old(conn, path, settings.waits.load)
         before = space(conn, "old", path)
 

@@ -245,6 +245,30 @@ def test_compaction_under_a_concurrent_reader_keeps_every_row(tmp_path: Path) ->
                      "values ('f', 'new', 'u', now(), 'r')")
 
 
+def test_the_dead_space_estimate_reads_storage_info_only_for_tables_with_deleted_rows(tmp_path: Path) -> None:
+    """space() weighs the blocks deleted rows still fill; a table whose row numbers show no deletion is skipped
+    (reading its storage info cost 2.6 GB at 1M), and the estimate is the one that reads every table's."""
+    wh = _filled(tmp_path / "w.duckdb")  # rows deleted across lsh_buckets, shingle_samples and entries
+
+    def reference(conn: duckdb.DuckDBPyConnection) -> float:
+        dead = 0.0
+        for table in compact._tables(conn, "old"):
+            live = conn.execute(f'select count(*) from old."{table}"').fetchall()[0][0]
+            stored, blocks = conn.execute(
+                "select coalesce(sum(count) filter (where column_id = 0 and segment_type <> 'VALIDITY'), 0), "
+                f"count(distinct block_id) from pragma_storage_info('old.main.{table}')").fetchall()[0]
+            dead += blocks * (stored - live) / stored if stored > live else 0.0
+        return dead
+
+    conn = duckdb.connect(":memory:")
+    try:
+        compact._attach_old(conn, wh.path, 0)
+        got = compact.space(conn, "old", wh.path)
+        assert got.dead_blocks > 0 and got.dead_blocks == pytest.approx(reference(conn))
+    finally:
+        conn.close()
+
+
 # --- DuckLake ---------------------------------------------------------------------------------------------
 
 

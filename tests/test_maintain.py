@@ -246,9 +246,14 @@ def test_compaction_under_a_concurrent_reader_keeps_every_row(tmp_path: Path) ->
 
 
 def test_the_dead_space_estimate_reads_storage_info_only_for_tables_with_deleted_rows(tmp_path: Path) -> None:
-    """space() weighs the blocks deleted rows still fill; a table whose row numbers show no deletion is skipped
-    (reading its storage info cost 2.6 GB at 1M), and the estimate is the one that reads every table's."""
+    """space() weighs the blocks deleted rows still fill; a table whose catalog row count shows no deletion is
+    skipped (reading its storage info cost 2.6 GB at 1M), and the estimate is the one that reads every table's,
+    rows deleted at a table's end included."""
     wh = _filled(tmp_path / "w.duckdb")  # rows deleted across lsh_buckets, shingle_samples and entries
+    with database.connect(wh) as conn:  # and a table whose newest rows were deleted: no row number shows it
+        conn.execute("create table tail_deleted as select range as id, repeat('x', 80) as s from range(100000)")
+        conn.execute("delete from tail_deleted where id >= 90000")
+        conn.execute("checkpoint")
 
     def reference(conn: duckdb.DuckDBPyConnection) -> float:
         dead = 0.0
@@ -265,6 +270,11 @@ def test_the_dead_space_estimate_reads_storage_info_only_for_tables_with_deleted
         compact._attach_old(conn, wh.path, 0)
         got = compact.space(conn, "old", wh.path)
         assert got.dead_blocks > 0 and got.dead_blocks == pytest.approx(reference(conn))
+        conn.execute("detach old")
+        with database.connect(wh) as plain:  # without the tail-deleted table, less dead space is found
+            plain.execute("drop table tail_deleted")
+        compact._attach_old(conn, wh.path, 0)
+        assert compact.space(conn, "old", wh.path).dead_blocks < got.dead_blocks
     finally:
         conn.close()
 

@@ -237,10 +237,11 @@ def year_section() -> str:
 
 
 def others() -> str:
-    """Benchmarks other modules contribute (benchmarks/feeds_corpus.py, benchmarks/warehouse_scale.py), each in its
-    own process: they exit and size memory as they like, and write their own results files."""
+    """Benchmarks other modules contribute (benchmarks/feeds_corpus.py, benchmarks/warehouse_scale.py,
+    benchmarks/raw_codec.py), each in its own process: they exit and size memory as they like, and write their own
+    results files."""
     out = ""
-    for name in ("feeds_corpus", "warehouse_scale"):
+    for name in ("feeds_corpus", "warehouse_scale", "raw_codec"):
         if importlib.util.find_spec(f"benchmarks.{name}") is None:
             continue
         print(f"bench: {name} ...", file=sys.stderr, flush=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pyarrow as pa
 import pytest
 from conftest import write_config
 from corpus import feed_files, missing
@@ -398,5 +399,7 @@ def test_raw_pages_come_back_byte_for_byte(body: bytes) -> None:
     """Any body the archive is handed, text or not, decodes to itself under the codec its bytes announce."""
     blob = rawcodec.compress(body)
     assert rawcodec.encoding_of(blob) == "zstd" and rawcodec.decode("zstd", blob) == body
+    level_one = pa.compress(body, "zstd", asbytes=True)  # how pages were archived before rawcodec.LEVEL
+    assert rawcodec.encoding_of(level_one) == "zstd" and rawcodec.decode("zstd", level_one) == body
     legacy = zlib.compress(body, 1)
     assert rawcodec.encoding_of(legacy) == "zlib" and rawcodec.decode("zlib", legacy) == body

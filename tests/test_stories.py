@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -384,6 +385,12 @@ def test_the_demo_groups_the_seed_event_and_keeps_other_stories_apart(
     assert main(["stories", "--warehouse", str(demo), "--min-outlets", "2", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("story_id,title") and len(lines) == 2
+    # The table: counts in words that agree with them, and the article that started a story marked as such.
+    assert main(["stories", "--warehouse", str(demo), "--limit", "100"]) == 0
+    table = capsys.readouterr().out
+    assert "10 articles (5 write-ups, 5 copies) · 6 outlets · en, fr" in table
+    assert "1 article (1 write-up, 0 copies) · 1 outlet · en" in table and "1 articles" not in table
+    assert re.search(r"^ +\d\d-\d\d \d\d:\d\d  seed +first  ", table, re.M)
 
 
 def test_bad_input_is_one_line_and_exit_2(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:

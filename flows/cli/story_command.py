@@ -95,14 +95,20 @@ def _print(stories: list[dict[str, Any]], timeline: dict[int, list[dict[str, Any
         print("no stories")
     for n, s in enumerate(stories, 1):
         days = f"{s['first_seen']:%Y-%m-%d %H:%M} → {s['last_seen']:%Y-%m-%d %H:%M}"
-        print(f"{n:>3}. {s['title'] or '(no title)'}\n     {s['articles']} articles ({s['originals']} write-ups, "
-              f"{s['articles'] - s['originals']} copies) · {s['outlets']} outlets · "
-              f"{', '.join(s['languages'] or []) or '-'} · {days} · story {s['story_id']}")
+        print(f"{n:>3}. {s['title'] or '(no title)'}\n     {_count(s['articles'], 'article')} "
+              f"({_count(s['originals'], 'write-up')}, {_count(s['articles'] - s['originals'], 'copy', 'copies')}) · "
+              f"{_count(s['outlets'], 'outlet')} · {', '.join(s['languages'] or []) or '-'} · {days} · "
+              f"story {s['story_id']}")
         if s["top_entities"]:
             print(f"     entities: {', '.join(s['top_entities'])}")
         members = timeline.get(s["story_id"], [])
         for m in members[:_SHOWN_MEMBERS]:
-            kind = "copy" if m["is_copy"] else f"{m['similarity']:.2f}"
+            # The article that started the story was placed with similarity 0 (any join scores at least the threshold).
+            kind = "copy" if m["is_copy"] else "first" if not m["similarity"] else f"{m['similarity']:.2f}"
             print(f"       {m['published']:%m-%d %H:%M}  {m['outlet'] or '-':<16} {kind:>5}  {m['title'] or m['url']}")
         if len(members) > _SHOWN_MEMBERS:
             print(f"       ... and {len(members) - _SHOWN_MEMBERS} more")
+
+
+def _count(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"

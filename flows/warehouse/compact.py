@@ -150,8 +150,9 @@ def compact(settings: WarehouseSettings, *, min_free_ratio: float, min_free_byte
                               round(time.perf_counter() - start, 3), before.free_ratio)
 
         if before.free_ratio < min_free_ratio or before.free_bytes < min_free_bytes:
+            # Both must be passed: a share alone would copy a small file for a few megabytes.
             return skip(f"{before.free_ratio:.0%} free ({before.free_bytes} bytes): below the threshold "
-                        f"({min_free_ratio:.0%}, {min_free_bytes} bytes)")
+                        f"(at least {min_free_ratio:.0%} and {min_free_bytes} bytes free)")
         if dry_run:
             return skip(f"dry run: would compact ({before.free_ratio:.0%} free, {before.free_bytes} bytes)")
         for stale in (tmp, Path(f"{tmp}.wal")):

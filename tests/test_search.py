@@ -471,7 +471,7 @@ def test_cli_without_an_index_says_how_to_build_it(tmp_path: Path, capsys: pytes
 def test_cli_table_and_sql_macro(filled: Settings, capsys: pytest.CaptureFixture) -> None:
     assert main(["search", "--warehouse", str(filled.warehouse.path), "coal"]) == 0
     out = capsys.readouterr().out
-    assert "Carbon levy" in out and "1 copies" in out and "«coal»" in out
+    assert "Carbon levy" in out and "1 copy ·" in out and "«coal»" in out
     sql = ("select s.title, s.copies, count(d.url) as dups from search_articles('\"prime minister\" OR apple') s "
            "left join duplicates d on d.duplicate_of = s.article_id group by all order by s.title")
     assert main(["sql", "--warehouse", str(filled.warehouse.path), "--format", "csv", sql]) == 0
@@ -499,3 +499,71 @@ def test_a_run_does_not_build_a_missing_index_of_a_large_warehouse(tmp_path: Pat
     assert not settings.warehouse.search_path.exists()
     built = search_index.refresh(settings, build_limit=4)
     assert (built.mode, built.articles) == ("base", 4)
+
+
+# ---------------------------------------------------------------- a damaged index
+
+def _indexed(tmp_path: Path) -> Settings:
+    s = load_settings(warehouse=tmp_path / "wh.duckdb")
+    _load(s, _stories()[:-1], "b-1")
+    assert search_index.refresh(s).mode == "base"
+    return s
+
+
+def _segment(s: Settings, suffix: str) -> Path:
+    found = sorted(s.warehouse.search_segments_dir.glob(f"*{suffix}"))
+    assert len(found) == 1
+    return found[0]
+
+
+@pytest.mark.parametrize("suffix", [".post", ".text"])
+def test_a_segment_file_cut_short_is_one_line_naming_it_and_the_cache_step_rebuilds_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture, suffix: str) -> None:
+    from flows.ops import upkeep
+
+    s = _indexed(tmp_path)
+    damaged = _segment(s, suffix)
+    with damaged.open("r+b") as f:  # what a disk error or a copy cut short leaves
+        f.truncate(damaged.stat().st_size // 2)
+    assert main(["search", "--warehouse", str(s.warehouse.path), "harbour"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("newsflow: search index damaged: ")
+    assert str(damaged) in err and "--rebuild" in err
+    did = upkeep.run_step("cache", s, "m", False).did
+    assert f"search index damaged ({damaged}: " in did and "): base" in did, did
+    assert main(["search", "--warehouse", str(s.warehouse.path), "harbour", "--format", "csv"]) == 0
+    assert "Marathon season" in capsys.readouterr().out
+    # Whole again: the next cache step compares, it does not rebuild.
+    assert "search index present: compared with every article" in upkeep.run_step("cache", s, "m", False).did
+
+
+@pytest.fixture(scope="module")
+def postings_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return _segment(_indexed(tmp_path_factory.mktemp("post")), ".post").read_bytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_postings_file_cut_anywhere_or_with_a_garbled_header_is_refused_as_damaged(
+        postings_bytes: bytes, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    """Never an IndexError or a wrong answer later: any cut, or bytes overwritten in the header, is refused at
+    open as DamagedPostingsError (the search then says which file and how to mend it)."""
+    from flows.warehouse.search_postings import HEADER, DamagedPostingsError, open_postings
+
+    whole = postings_bytes
+    if data.draw(st.booleans(), label="cut"):
+        damaged = whole[:data.draw(st.integers(0, len(whole) - 1), label="length")]
+    else:
+        at = data.draw(st.integers(0, HEADER - 1), label="at")
+        junk = data.draw(st.binary(min_size=1, max_size=64), label="junk")
+        damaged = whole[:at] + junk + whole[at + len(junk):]
+        if damaged[:HEADER] == whole[:HEADER]:
+            return
+    path = tmp_path_factory.mktemp("cut") / "s.post"
+    path.write_bytes(damaged)
+    try:
+        post = open_postings(path)
+    except DamagedPostingsError:
+        return
+    # Only a garbled header that still parses to the same layout may open (a space for a space, say).
+    assert len(damaged) == len(whole) and len(post.ids) == len(STORIES)

@@ -78,3 +78,8 @@ def print_summary(summary: dict[str, Any], *, stage_only: bool = False) -> None:
         print(f"  snapshot {summary['snapshot_error']}")
     if summary.get("checks_failed"):
         print(f"  {summary['checks_failed']} warehouse checks failed: see `newsflow status` or `newsflow check`")
+
+
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """`n` and its noun, singular for one: "1 copy", "2 copies"."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"

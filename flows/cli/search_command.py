@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from flows.cli.common import CliError, settings_for
+from flows.cli.common import CliError, counted, settings_for
 from flows.cli.story_command import story_members
 from flows.core.settings import Settings, load_settings
 from flows.warehouse import database
@@ -87,7 +87,7 @@ def _print_hits(hits: list[Any], fmt: str) -> None:
         for n, h in enumerate(hits, 1):
             day = h.date.date().isoformat() if h.date else "-"
             print(f"{n:>3}. {h.title or '(no title)'}\n     {h.feed or 'seed'} · {day} · {h.language or '-'} · "
-                  f"{h.copies} copies · score {h.score:.2f} · {h.url}\n     {h.snippet}")
+                  f"{counted(h.copies, 'copy', 'copies')} · score {h.score:.2f} · {h.url}\n     {h.snippet}")
     elif fmt == "csv":
         import csv
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from flows.cli.common import CliError, settings_for
+from flows.cli.common import CliError, counted, settings_for
 from flows.core.settings import Settings
 from flows.warehouse import database
 
@@ -95,9 +95,9 @@ def _print(stories: list[dict[str, Any]], timeline: dict[int, list[dict[str, Any
         print("no stories")
     for n, s in enumerate(stories, 1):
         days = f"{s['first_seen']:%Y-%m-%d %H:%M} → {s['last_seen']:%Y-%m-%d %H:%M}"
-        print(f"{n:>3}. {s['title'] or '(no title)'}\n     {_count(s['articles'], 'article')} "
-              f"({_count(s['originals'], 'write-up')}, {_count(s['articles'] - s['originals'], 'copy', 'copies')}) · "
-              f"{_count(s['outlets'], 'outlet')} · {', '.join(s['languages'] or []) or '-'} · {days} · "
+        print(f"{n:>3}. {s['title'] or '(no title)'}\n     {counted(s['articles'], 'article')} "
+              f"({counted(s['originals'], 'write-up')}, {counted(s['articles'] - s['originals'], 'copy', 'copies')}) · "
+              f"{counted(s['outlets'], 'outlet')} · {', '.join(s['languages'] or []) or '-'} · {days} · "
               f"story {s['story_id']}")
         if s["top_entities"]:
             print(f"     entities: {', '.join(s['top_entities'])}")
@@ -108,7 +108,3 @@ def _print(stories: list[dict[str, Any]], timeline: dict[int, list[dict[str, Any
             print(f"       {m['published']:%m-%d %H:%M}  {m['outlet'] or '-':<16} {kind:>5}  {m['title'] or m['url']}")
         if len(members) > _SHOWN_MEMBERS:
             print(f"       ... and {len(members) - _SHOWN_MEMBERS} more")
-
-
-def _count(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else plural or word + 's'}"

@@ -48,6 +48,11 @@ class WarehouseMissing(WarehouseError):  # noqa: N818 - like WarehouseLocked
     """No warehouse there yet: a read found no file, or a lake catalog that no load has initialised."""
 
 
+class SearchIndexDamaged(WarehouseError):  # noqa: N818 - like WarehouseLocked
+    """A file of the search index that cannot be read whole (cut short, overwritten): rebuilt from the warehouse by
+    `newsflow search --rebuild`, or by the maintenance flow's `cache` step, which checks every segment."""
+
+
 class QueryError(WarehouseError):
     """A user's query that does not parse, fails, or would change something (only reading statements run)."""
 

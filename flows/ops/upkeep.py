@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flows.core.settings import Settings
-from flows.warehouse import checks, compact, database, keycache, lake, rollup, search_index, snapshot
+from flows.core.settings import Settings, WarehouseSettings
+from flows.warehouse import checks, compact, database, keycache, lake, rollup, search_index, search_segments, snapshot
 from flows.warehouse.search_segments import read_head
 
 
@@ -134,12 +134,15 @@ def step_cache(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
         did = {"missing": "rebuilt", "stale": "rebuilt", "behind": "brought up to date"}.get(state)
         parts.append(f"lookup cache {state}" + (f": {did}" if did and not dry_run else ""))
         after = size_of(folder)
-    if read_head(wh.search_path) is None:
+    head, damaged = _search_index_state(wh)
+    if head is None or damaged:
+        # A segment cut short or overwritten on disk would fail every search until rebuilt: rebuilt here, nightly.
+        state = f"search index damaged ({damaged})" if damaged else "search index missing"
         if dry_run:
-            parts.append("search index missing")
+            parts.append(state)
         else:
             done = search_index.refresh(settings, rebuild=True, wait=wh.waits.load)
-            parts.append(f"search index missing: {done.mode}" + (f" ({done.reason})" if done.reason else ""))
+            parts.append(f"{state}: {done.mode}" + (f" ({done.reason})" if done.reason else ""))
     elif dry_run:
         parts.append("search index present: would compare every article with it")
     else:
@@ -149,6 +152,23 @@ def step_cache(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
         parts.append("search index present: compared with every article" + (
             f" ({done.indexed} indexed)" if done.mode != "skipped" else f", skipped ({done.reason})"))
     return StepResult("cache", "; ".join(parts), before, after)
+
+
+def _search_index_state(wh: WarehouseSettings) -> tuple[object | None, str | None]:
+    """(the index's head or None, why one of its segments cannot be read whole or None). A run's refresh may merge a
+    segment away between reading the head and checking its files: a problem counts only if the head read again
+    still names that segment and the check finds it again (a false alarm would cost a whole rebuild)."""
+    folder = search_index.segments_dir(wh)
+    head = read_head(wh.search_path)
+    for name, _ in head[1] if head else ():
+        if search_segments.problem(folder, name, tables=True) is None:
+            continue
+        head = read_head(wh.search_path)
+        if head is not None and name in {n for n, _ in head[1]}:
+            found = search_segments.problem(folder, name, tables=True)
+            if found is not None:
+                return head, found
+    return head, None
 
 
 def step_snapshot(settings: Settings, run_id: str, dry_run: bool) -> StepResult:

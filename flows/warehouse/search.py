@@ -29,14 +29,14 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows.core.errors import WarehouseMissing
+from flows.core.errors import SearchIndexDamaged, WarehouseMissing
 from flows.core.searchquery import Query
 from flows.core.settings import WarehouseSettings
 from flows.warehouse import search_phrase as phrase
 from flows.warehouse import search_plan as plan
 from flows.warehouse import search_rank as rank
 from flows.warehouse.search_index import INDEXES, index_name, load_fts, segments_dir
-from flows.warehouse.search_postings import NULL_DATE, open_postings, post_file
+from flows.warehouse.search_postings import NULL_DATE, DamagedPostingsError, open_postings, post_file, text_end
 from flows.warehouse.search_segments import FORMAT, SPLIT, lit, term_key, text_file, unpack_text
 
 HEAD = plan.HEAD
@@ -432,7 +432,10 @@ def open_index(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings) -> 
             parts = []
             for name in names:
                 fds.append(os.open(text_file(folder, name), os.O_RDONLY))
-                parts.append(rank.Segment(open_postings(post_file(folder, name))))
+                post = open_postings(post_file(folder, name))
+                if (size := os.fstat(fds[-1]).st_size) < (end := text_end(post)):
+                    raise DamagedPostingsError(f"{text_file(folder, name)}: {size} bytes where its records need {end}")
+                parts.append(rank.Segment(post))
         except FileNotFoundError:  # merged away between reading the head and opening: read the head again
             for fd in fds:
                 os.close(fd)
@@ -440,6 +443,12 @@ def open_index(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings) -> 
             if attempt == _ATTEMPTS - 1:
                 raise
             continue
+        except DamagedPostingsError as exc:  # a file cut short or overwritten: say which, and how to mend it
+            for fd in fds:
+                os.close(fd)
+            _detach_all(conn)
+            raise SearchIndexDamaged(f"search index damaged: {exc}; `newsflow search --rebuild` builds it again "
+                                     "from the warehouse (so does `newsflow maintain --step cache`)") from exc
         stats = {r[0]: (int(r[1]), int(r[2])) for r in conn.execute(
             f"select idx, n, total_len from {HEAD}.stats").fetchall()}
         dead = conn.execute(f"select s.pos, t.article_id from {HEAD}.tombstones t "

@@ -166,23 +166,49 @@ class Postings:
         return self.docs[:0], self.tfs[:0]
 
 
+class DamagedPostingsError(ValueError):
+    """A postings file that is not whole: its header unreadable, or an array past the end of the file."""
+
+
+_DOC_ARRAYS = ("doc_id", "doc_len", "doc_idx", "doc_date", "doc_feed", "doc_lang", "doc_pos", "doc_meta",
+               "doc_title", "doc_text")
+
+
 def open_postings(path: Path) -> Postings:
-    """Map a postings file (FileNotFoundError when a merge removed it)."""
+    """Map a postings file (FileNotFoundError when a merge removed it; DamagedPostingsError when it is not whole)."""
     # A plain ndarray over the mapping (it keeps the mapping alive): indexing a np.memmap costs ~3 µs a call in
     # its Python __getitem__, which a phrase check makes tens of thousands of times.
     data = np.asarray(np.memmap(path, dtype=np.uint8, mode="r")) if path.stat().st_size else np.zeros(0, np.uint8)
-    head = json.loads(bytes(data[:HEADER]).decode())
-    if "at" in head:
-        head = json.loads(bytes(data[head["at"]:head["at"] + head["bytes"]]).decode())
-    if head.get("magic") != MAGIC:
-        raise ValueError(f"{path}: not a postings file")
+    try:
+        head = json.loads(bytes(data[:HEADER]).decode())
+        if "at" in head:
+            head = json.loads(bytes(data[head["at"]:head["at"] + head["bytes"]]).decode())
+        if head.get("magic") != MAGIC:
+            raise DamagedPostingsError("not a postings file")
+        arrays = {name: _array(data, *head["arrays"][name])
+                  for name in (*_DOC_ARRAYS, "key", "key_start", "post_doc", "post_tf")}
+        postings = Postings(*arrays.values(), head["feeds"], head["languages"], head["indexes"],
+                            head.get("text_codec"))
+    except (ValueError, KeyError, TypeError) as exc:  # a file cut short or overwritten: JSON, bounds, layout
+        raise DamagedPostingsError(f"{path}: {exc}") from exc
+    # Sizes that must agree, so a search never indexes past an array (cheap: lengths only).
+    docs = {len(arrays[name]) for name in _DOC_ARRAYS}
+    n_post = len(arrays["post_doc"])
+    if len(docs) != 1 or len(arrays["key_start"]) != len(arrays["key"]) + 1 or len(arrays["post_tf"]) != n_post \
+            or int(arrays["key_start"][-1]) != n_post:
+        raise DamagedPostingsError(f"{path}: its arrays' lengths disagree")
+    return postings
 
-    def arr(name: str) -> np.ndarray:
-        at, dtype, n = head["arrays"][name]
-        size = np.dtype(dtype).itemsize * n
-        return data[at:at + size].view(dtype)
 
-    return Postings(arr("doc_id"), arr("doc_len"), arr("doc_idx"), arr("doc_date"), arr("doc_feed"),
-                    arr("doc_lang"), arr("doc_pos"), arr("doc_meta"), arr("doc_title"), arr("doc_text"),
-                    arr("key"), arr("key_start"), arr("post_doc"), arr("post_tf"), head["feeds"],
-                    head["languages"], head["indexes"], head.get("text_codec"))
+def text_end(post: Postings) -> int:
+    """Where the last record the postings point at ends in the segment's text file: the least size it can have."""
+    if not len(post.pos):
+        return 0
+    return int((post.pos + post.meta.astype(np.int64) + post.title + post.text).max())
+
+
+def _array(data: np.ndarray, at: int, dtype: str, n: int) -> np.ndarray:
+    size = np.dtype(dtype).itemsize * n
+    if at < HEADER or n < 0 or at + size > len(data):
+        raise DamagedPostingsError(f"an array of {size} bytes at {at} does not fit in {len(data)} bytes")
+    return data[at:at + size].view(dtype)

@@ -389,6 +389,32 @@ def read_copies(path: Path) -> pa.Table:
         return conn.execute("select article_id, copies from copies").fetch_arrow_table()
 
 
+def problem(folder: Path, name: str, *, tables: bool = False) -> str | None:
+    """Why the segment `name` cannot be read whole, or None: its postings file not whole, its text file shorter
+    than its records, or (`tables`: the maintenance flow's check) its DuckDB file unreadable or not holding the
+    same articles as its postings file. A file cut short or overwritten on disk is what this finds."""
+    post_path, text_path = search_postings.post_file(folder, name), text_file(folder, name)
+    try:
+        post = search_postings.open_postings(post_path)
+        size = text_path.stat().st_size
+    except FileNotFoundError as exc:
+        return f"{exc.filename} is missing"
+    except search_postings.DamagedPostingsError as exc:
+        return str(exc)
+    if size < (end := search_postings.text_end(post)):
+        return f"{text_path}: {size} bytes where its records need {end}"
+    if tables:
+        path = folder / f"{name}.duckdb"
+        try:
+            with contextlib.closing(plain(path, read_only=True)) as c:
+                docs = c.execute("select count(*) from docs").fetchone()[0]
+        except duckdb.Error as exc:
+            return f"{path}: {str(exc).strip().splitlines()[0]}"
+        if docs != len(post.ids):
+            return f"{path}: {docs} articles where its postings file has {len(post.ids)}"
+    return None
+
+
 def read_head(path: Path, formats: tuple[int, ...] = (FORMAT,)
               ) -> tuple[dict[str, object], list[tuple[str, int]], pa.Table] | None:
     """(meta, [(segment, articles)], tombstones) of a head file; None when there is none or of another format than

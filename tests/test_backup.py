@@ -120,6 +120,32 @@ def test_newsflow_snapshot_publishes_now_and_status_shows_its_age(
     assert code == 0 and "a lake needs no snapshot" in out
 
 
+@pytest.mark.parametrize("damage", ["cut", "overwritten"])
+def test_a_damaged_snapshot_is_named_as_such_and_due_again(
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str],
+        damage: str) -> None:
+    """A snapshot cut short or overwritten: status says so, reading it says how to publish it again (not to restore
+    a backup), and the next run's end publishes it whatever its interval."""
+    db = copy_demo(tmp_path_factory, tmp_path / "wh.duckdb")
+    config = _config(tmp_path, db)
+    wh = load_settings(config, env={}).warehouse
+    assert snapshot.publish_snapshot(wh) is not None and not snapshot.due(wh, quiet=True)
+    snap, size = wh.snapshot_path, wh.snapshot_path.stat().st_size
+    with snap.open("r+b") as f:
+        if damage == "cut":
+            f.truncate(size // 2 + 1000)  # inside a block, as a copy cut short leaves it
+        else:
+            f.write(b"\x00" * 64)
+    assert snapshot.due(wh, quiet=True)  # well inside its 24 h: published again at the next run's end
+    code, out, _err = _main(capsys, "status", "--config", str(config))
+    assert code == 0 and "DAMAGED (" in out and "`newsflow snapshot` publishes it again" in out
+    code, _out, err = _main(capsys, "sql", "--config", str(config), "--snapshot", "select 1")
+    assert code == 2 and err.count("\n") == 1 and "the snapshot is damaged" in err
+    assert "`newsflow snapshot`" in err and "backup" not in err
+    assert _main(capsys, "snapshot", "--config", str(config))[0] == 0
+    assert not snapshot.damaged(wh) and _ids(snap) == _ids(db)
+
+
 # ---------------------------------------------------------------- backup while runs go on
 
 def test_a_backup_waits_for_a_run_inside_its_load_and_copies_what_it_committed(

@@ -395,6 +395,29 @@ def test_the_flow_runs_every_step_and_records_its_run(demo_wh: Path, tmp_path: P
            {t: v for t, v in before.items() if t not in ("runs", "check_results")}
 
 
+def test_a_failing_step_is_recorded_and_the_others_still_run(demo_wh: Path, tmp_path: Path) -> None:
+    """One step's fault (here the lookup cache's manifest replaced by a folder) fails that step alone: the steps
+    after it run (the snapshot is published), the run is recorded as failed naming the step, the command exits 1."""
+    db = tmp_path / "demo.duckdb"
+    shutil.copyfile(demo_wh, db)
+    keys = tmp_path / "demo.duckdb.keys"
+    (keys / "manifest.json").mkdir(parents=True)
+    settings = load_settings(warehouse=db, env={})
+    assert not settings.warehouse.snapshot_path.exists()
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "maintain", "--warehouse", str(db)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT)},
+                          timeout=600, check=False)
+    out, err = done.stdout, done.stderr
+    assert done.returncode == 1, err
+    assert "cache: failed: " in out and "manifest.json" in out
+    assert "snapshot: published" in out and settings.warehouse.snapshot_path.exists()
+    assert "newsflow: maintenance step cache failed (above); the other steps ran\n" in err
+    with database.connect(settings.warehouse, read_only=True) as conn:
+        status, message = conn.execute("select status, message from runs where flow = 'maintain'").fetchall()[0]
+    assert status == "failed" and message.startswith("MaintenanceFailed: maintenance step cache failed (")
+    assert "Is a directory" in message and "the others ran: rollup, raw, checks, lake, compact, snapshot" in message
+
+
 def test_maintain_refuses_while_a_run_holds_the_warehouse(demo_wh: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
     with run_lock(demo_wh):

@@ -28,9 +28,8 @@ def settings_for(args: argparse.Namespace, *, create: bool = False, write: bool 
     if settings.warehouse.is_lake:  # a lake has no snapshot file: it is always read live
         database.check_lake(settings.warehouse, create=create, write=write)
         return settings
-    path = settings.warehouse.snapshot_path if snapshot else settings.warehouse.path
-    if not (snapshot and not path.exists()):  # a missing snapshot: database.reader says how one is made
-        database.check_file(path, create=create, write=write)
+    if not snapshot:  # the snapshot is judged by database.reader, which says how to publish a missing or damaged one
+        database.check_file(settings.warehouse.path, create=create, write=write)
     return settings
 
 

@@ -148,19 +148,29 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
 
 def cmd_maintain(args: argparse.Namespace) -> int:
     settings = settings_for(args, write=not args.dry_run)
-    from flows.ops.maintain import MaintainStep, maintain
+    from flows.ops.maintain import MaintainStep, MaintenanceFailed, maintain
     from flows.warehouse.runlock import run_lock
 
     with run_lock(settings.warehouse.path) as free:  # the flow waits for it; a person is told at once
         if not free:
             raise CliError(f"an ingest or maintenance run holds {settings.warehouse.path}; try again when it ends")
     shutdown.start_temporary_server()
-    result = maintain(steps=[MaintainStep(s) for s in args.steps or ()], dry_run=args.dry_run,
-                      config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
-    for row in result["steps"]:
+    try:
+        result = maintain(steps=[MaintainStep(s) for s in args.steps or ()], dry_run=args.dry_run,
+                          config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
+    except MaintenanceFailed as exc:  # the other steps ran: show them all, then the failure in one line
+        _print_steps(exc.rows)
+        print(f"newsflow: maintenance step {', '.join(r['step'] for r in exc.rows if r['did'].startswith('failed: '))}"
+              " failed (above); the other steps ran", file=sys.stderr)
+        return 1
+    _print_steps(result["steps"])
+    return 0
+
+
+def _print_steps(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
         sizes = f", {row['bytes_before']} -> {row['bytes_after']} bytes" if row["bytes_before"] else ""
         print(f"{row['step']}: {row['did']} ({row['seconds']:.1f} s{sizes})")
-    return 0
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

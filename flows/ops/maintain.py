@@ -18,6 +18,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from flows.core.errors import NewsflowError, describe
 from flows.core.settings import Settings, load_settings
 from flows.core.stats import RunStats
 from flows.ops import upkeep
@@ -73,16 +74,37 @@ def maintain(
             if not dry_run:
                 upkeep.migrate(settings)
                 _record(ctx, "running")
-            rows = []
+            rows, failed = [], []
             for name in chosen:
-                result = run_step(name, settings, run_id, dry_run)
-                log.info("%s: %s (%.1f s)", name, result.did, result.seconds)
+                try:
+                    result = run_step(name, settings, run_id, dry_run)
+                except Exception as exc:  # one step's fault (a damaged file, say) never keeps the others from running
+                    result = upkeep.StepResult(name, f"failed: {describe(exc)}")
+                    failed.append(name)
+                    log.error("%s failed: %s", name, describe(exc))
+                else:
+                    log.info("%s: %s (%.1f s)", name, result.did, result.seconds)
                 rows.append(result.row())
+            summary = "; ".join(f"{r['step']}: {r['did']}" for r in rows)
+            create_table_artifact(key="maintain-summary", table=rows,
+                                  description=f"newsflow maintain run {run_id}" + (" (dry run)" if dry_run else ""))
+            if failed:  # after every step ran: the run is recorded as failed, with what each step did
+                # The failure first: the runs row keeps a few hundred characters of it (the artifact has them all).
+                errors = "; ".join(r["did"].removeprefix("failed: ") for r in rows if r["step"] in failed)
+                others = ", ".join(r["step"] for r in rows if r["step"] not in failed) or "none"
+                raise MaintenanceFailed(f"maintenance step {', '.join(failed)} failed ({errors}); the others ran: "
+                                        f"{others}", rows)
             if not dry_run:
-                _record(ctx, "completed", "; ".join(f"{r['step']}: {r['did']}" for r in rows)[:2000])
-    create_table_artifact(key="maintain-summary", table=rows,
-                          description=f"newsflow maintain run {run_id}" + (" (dry run)" if dry_run else ""))
+                _record(ctx, "completed", summary[:2000])
     return {"run_id": run_id, "dry_run": dry_run, "steps": rows}
+
+
+class MaintenanceFailed(NewsflowError):  # noqa: N818 - like LockBusy
+    """A maintenance step failed; the others ran. `rows`: what each step did (a failed one: its error)."""
+
+    def __init__(self, message: str, rows: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.rows = rows
 
 
 @contextmanager

@@ -164,7 +164,7 @@ def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float |
         if not settings.snapshot_path.exists():
             raise WarehouseError(f"{settings.snapshot_path}: no snapshot yet (the next run that loads publishes "
                                  "it, or `newsflow snapshot` now; `[warehouse] snapshot = true`)")
-        with connect(settings, read_only=True, wait=wait, path=settings.snapshot_path) as conn:
+        with _snapshot(settings, wait) as conn:
             yield settings.snapshot_path, conn
         return
     try:
@@ -174,11 +174,32 @@ def reader(settings: WarehouseSettings, *, snapshot: bool = False, wait: float |
         if not settings.snapshot_path.exists():
             raise WarehouseLocked(f"{settings.path} is busy (a run is loading it) and there is no snapshot yet; "
                                   "try again in a moment") from None
-        with connect(settings, read_only=True, wait=wait, path=settings.snapshot_path) as conn:
+        with _snapshot(settings, wait) as conn:
             yield settings.snapshot_path, conn
         return
     try:
         yield settings.path, conn
+    finally:
+        cm.__exit__(None, None, None)
+
+
+@contextmanager
+def _snapshot(settings: WarehouseSettings, wait: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to the snapshot; a damaged one is refused with the way to publish it again (the
+    warehouse's own remedy, a backup, would be the wrong advice for a copy)."""
+    remedy = "`newsflow snapshot` copies the warehouse to it again"
+    if problem := identity.damaged_copy(settings.snapshot_path):
+        raise WarehouseError(f"{settings.snapshot_path}: the snapshot is damaged ({problem}); {remedy}")
+    try:
+        cm = connect(settings, read_only=True, wait=wait, path=settings.snapshot_path)
+        conn = cm.__enter__()
+    except (WarehouseLocked, WarehouseMissing):
+        raise
+    except WarehouseError as exc:  # a catalog that does not read: the warehouse's own advice does not apply here
+        why = first_line(exc).removeprefix(f"{settings.snapshot_path}: ").split("; ")[0]
+        raise WarehouseError(f"{settings.snapshot_path}: the snapshot is damaged ({why}); {remedy}") from exc
+    try:
+        yield conn
     finally:
         cm.__exit__(None, None, None)
 

@@ -194,6 +194,22 @@ def truncated(path: Path, conn: duckdb.DuckDBPyConnection | None = None) -> str 
     return None
 
 
+def damaged_copy(path: Path) -> str | None:
+    """Why a copy of a warehouse (the snapshot) cannot be read whole: cut short, or not a DuckDB file at its start
+    (overwritten); else None, also when it is missing. Only its headers are read and its size compared with them:
+    microseconds, so a run can ask at its end."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return str(exc)
+    if head[8:12] != b"DUCK":
+        return "not a DuckDB file"
+    return truncated(path)
+
+
 class BusyError(Exception):
     """Another process holds the file open: it cannot be looked into now."""
 

@@ -263,7 +263,10 @@ def _texts(index: Opened, seg: np.ndarray, dn: np.ndarray) -> list[tuple[str, st
     codecs = [part.post.text_codec for part in index.parts]
     for s, pos, meta, title, text in zip(seg.tolist(), *cols.tolist(), strict=True):
         data = _pread(index, s, meta + title + text, pos)
-        out.append((data[meta:meta + title].decode(), unpack_text(codecs[s], data[meta + title:])))
+        try:
+            out.append((data[meta:meta + title].decode(), unpack_text(codecs[s], data[meta + title:])))
+        except (ValueError, OSError) as exc:  # a record overwritten on disk: UTF-8 or zstd refuses it
+            raise damaged(f"{text_file(index.folder, index.segments[s])}: the record at {pos}: {exc}") from exc
     return out
 
 
@@ -272,7 +275,11 @@ def _read(index: Opened, seg: int, dn: int) -> tuple[bytes, str, str]:
     p = index.parts[seg].post
     meta, title, text = int(p.meta[dn]), int(p.title[dn]), int(p.text[dn])
     data = _pread(index, seg, meta + title + text, int(p.pos[dn]))
-    return data[:meta], data[meta:meta + title].decode(), unpack_text(p.text_codec, data[meta + title:])
+    try:
+        return data[:meta], data[meta:meta + title].decode(), unpack_text(p.text_codec, data[meta + title:])
+    except (ValueError, OSError) as exc:  # a record overwritten on disk: UTF-8 or zstd refuses it
+        raise damaged(f"{text_file(index.folder, index.segments[seg])}: the record at {int(p.pos[dn])}: {exc}"
+                      ) from exc
 
 
 def _final(conn: duckdb.DuckDBPyConnection, index: Opened, top: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -39,7 +39,7 @@ from pathlib import Path
 from flows.core.errors import pause_point
 from flows.core.files import fsync
 from flows.core.settings import WarehouseSettings
-from flows.warehouse import database
+from flows.warehouse import database, identity
 
 
 def last_change(path: Path) -> float | None:
@@ -58,6 +58,13 @@ def published_at(settings: WarehouseSettings) -> float | None:
         return None
 
 
+def damaged(settings: WarehouseSettings) -> str | None:
+    """Why the published snapshot cannot be read whole (cut short, or overwritten at its start), else None: a run
+    asks at its end (identity.damaged_copy reads only the headers), so that a damaged copy is replaced then rather
+    than when `snapshot_every_hours` next comes round."""
+    return identity.damaged_copy(settings.snapshot_path)
+
+
 def age_line(settings: WarehouseSettings, now: float | None = None) -> str:
     """One line about the snapshot for `status`: where it is, how old, and when the next one is due."""
     if settings.is_lake:
@@ -69,7 +76,10 @@ def age_line(settings: WarehouseSettings, now: float | None = None) -> str:
         return f"Snapshot: none yet at {settings.snapshot_path} (the next run that loads publishes it)"
     every = settings.snapshot_every_hours
     rule = f"refreshed every {every:g} h" if every else "refreshed after each run that brings something new"
-    return f"Snapshot: {settings.snapshot_path}, published {ago((now or time.time()) - at)} ({rule})"
+    line = f"Snapshot: {settings.snapshot_path}, published {ago((now or time.time()) - at)} ({rule})"
+    if problem := damaged(settings):
+        line += f"; DAMAGED ({problem}): the next run or `newsflow snapshot` publishes it again"
+    return line
 
 
 def ago(seconds: float) -> str:
@@ -84,15 +94,15 @@ def ago(seconds: float) -> str:
 def due(settings: WarehouseSettings, *, quiet: bool, now: float | None = None) -> bool:
     """Whether a run that ends now, having loaded everything, publishes the snapshot.
 
-    Missing: yes. With `snapshot_every_hours` > 0: when it is at least that old and the warehouse was written
-    after it, whatever the run brought (so a quiet run never copies for its own bookkeeping rows more than once an
-    interval). With 0: when the run brought something new (`quiet` False): a quiet run's rows alone never make a
-    copy, which had quiet runs copy every other time.
+    Missing or damaged (cut short, overwritten): yes. With `snapshot_every_hours` > 0: when it is at least that old
+    and the warehouse was written after it, whatever the run brought (so a quiet run never copies for its own
+    bookkeeping rows more than once an interval). With 0: when the run brought something new (`quiet` False): a
+    quiet run's rows alone never make a copy, which had quiet runs copy every other time.
     """
     if settings.is_lake or not settings.snapshot or not settings.path.exists():
         return False
     at = published_at(settings)
-    if at is None:
+    if at is None or damaged(settings):
         return True
     every = settings.snapshot_every_hours * 3600
     if every > 0:

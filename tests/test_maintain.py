@@ -418,6 +418,40 @@ def test_a_failing_step_is_recorded_and_the_others_still_run(demo_wh: Path, tmp_
     assert "Is a directory" in message and "the others ran: rollup, raw, checks, lake, compact, snapshot" in message
 
 
+def test_an_unreadable_raw_archive_file_is_set_aside_and_its_pointers_dropped(demo_wh: Path, tmp_path: Path) -> None:
+    """A raw-HTML archive file cut short on disk: the raw step moves it out of every `*.parquet` glob and drops its
+    pointers (so `has_raw_html` tells the truth), the articles keep their text, and every other file still reads."""
+    db = tmp_path / "demo.duckdb"
+    shutil.copyfile(demo_wh, db)
+    settings = load_settings(warehouse=db, env={})
+    raw = settings.warehouse.raw_dir
+    shutil.copytree(demo_wh.with_name(f"{demo_wh.stem}.raw"), raw)
+    victim = sorted(raw.rglob("*.parquet"))[0]
+    rel = victim.relative_to(raw).as_posix()
+    with database.connect(settings.warehouse, read_only=True) as conn:
+        total, = conn.execute("select count(*) from raw_archive").fetchone()
+        n, = conn.execute("select count(*) from raw_archive where archive_file = ?", [rel]).fetchone()
+        articles, = conn.execute("select count(*) from articles").fetchone()
+    assert n > 0
+    with victim.open("r+b") as f:
+        f.truncate(victim.stat().st_size // 2)
+    assert f"1 archive file unreadable ({rel}: " in upkeep.run_step("raw", settings, "m", True).did
+    assert victim.exists()  # a dry run moves nothing
+    did = upkeep.run_step("raw", settings, "m", False).did
+    assert f"1 archive file unreadable ({rel}: " in did and f"its {n} pages' pointers dropped" in did
+    assert not victim.exists() and (raw / "damaged" / f"{rel}.damaged").exists()
+    with database.connect(settings.warehouse, read_only=True) as conn:
+        assert conn.execute("select count(*) from raw_archive").fetchone()[0] == total - n
+        assert conn.execute("select count(*) from articles").fetchone()[0] == articles
+        assert conn.execute("select count(*) from article_provenance where not has_raw_html").fetchone()[0] >= n
+    left = sorted(raw.rglob("*.parquet"))  # every file a glob finds reads again (the demo's one file is gone)
+    assert len(left) == len({p.relative_to(raw).as_posix() for p in left} - {rel})
+    if left:
+        with duckdb.connect() as conn:
+            assert conn.execute(f"select count(*) from read_parquet('{raw}/**/*.parquet')").fetchone()[0] == total - n
+    assert "unreadable" not in upkeep.run_step("raw", settings, "m", False).did
+
+
 def test_maintain_refuses_while_a_run_holds_the_warehouse(demo_wh: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
     with run_lock(demo_wh):

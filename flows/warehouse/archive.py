@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 
 from flows.core.files import fsync
 
+DAMAGED = "damaged"  # the folder under the `.raw` folder that archive files which cannot be read are moved to
 SCHEMA = pa.schema([
     ("url", pa.string()),
     ("fetched_at", pa.timestamp("us", tz="UTC")),
@@ -65,6 +67,41 @@ def expired_days(raw_dir: Path, retention_days: int) -> list[str]:
         if all(f.stat().st_mtime < cutoff for f in folder.iterdir()):
             expired.append(folder.name)
     return sorted(expired)
+
+
+def unreadable(raw_dir: Path, files: Iterable[str]) -> dict[str, str]:
+    """{file: why} of the archive files (relative to `raw_dir`) that are not whole archives: missing, not Parquet at
+    their start or end (cut short, overwritten), or of other columns. Reads each file's first bytes and its footer
+    only (well under a millisecond a file), not its pages."""
+    bad = {}
+    for rel in files:
+        path = raw_dir / rel
+        try:
+            with path.open("rb") as f:
+                if f.read(4) != b"PAR1":
+                    raise ValueError("not a Parquet file at its start")
+            names = pq.read_metadata(path).schema.to_arrow_schema().names
+            if names != SCHEMA.names:
+                raise ValueError(f"columns {names}, not the archive's")
+        except FileNotFoundError:
+            bad[rel] = "missing"
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            bad[rel] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return bad
+
+
+def set_aside(raw_dir: Path, rel: str) -> Path | None:
+    """Move a damaged archive file to `<raw_dir>/damaged/<rel>.damaged`, out of every `*.parquet` glob a reader's SQL
+    uses, kept for a look (retention removes the folder in time, as any other); None when it is gone already."""
+    source = raw_dir / rel
+    target = raw_dir / DAMAGED / f"{rel}.damaged"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:
+        return None
+    fsync(target.parent)
+    return target
 
 
 def purge_days(raw_dir: Path, days: list[str], keep: set[str]) -> int:

@@ -72,7 +72,7 @@ def expired_days(raw_dir: Path, retention_days: int) -> list[str]:
 def unreadable(raw_dir: Path, files: Iterable[str]) -> dict[str, str]:
     """{file: why} of the archive files (relative to `raw_dir`) that are not whole archives: missing, not Parquet at
     their start or end (cut short, overwritten), or of other columns. Reads each file's first bytes and its footer
-    only (well under a millisecond a file), not its pages."""
+    only (about a millisecond a file: 7.6 s for the 8,640 files of 90 days at a year's cadence), not its pages."""
     bad = {}
     for rel in files:
         path = raw_dir / rel

@@ -420,7 +420,8 @@ def test_a_failing_step_is_recorded_and_the_others_still_run(demo_wh: Path, tmp_
 
 def test_an_unreadable_raw_archive_file_is_set_aside_and_its_pointers_dropped(demo_wh: Path, tmp_path: Path) -> None:
     """A raw-HTML archive file cut short on disk: the raw step moves it out of every `*.parquet` glob and drops its
-    pointers (so `has_raw_html` tells the truth), the articles keep their text, and every other file still reads."""
+    pointers (so `has_raw_html` tells the truth), the articles keep their text, and every other file still reads.
+    A missing one is only reported: its pages may be on a folder not mounted."""
     db = tmp_path / "demo.duckdb"
     shutil.copyfile(demo_wh, db)
     settings = load_settings(warehouse=db, env={})
@@ -433,7 +434,14 @@ def test_an_unreadable_raw_archive_file_is_set_aside_and_its_pointers_dropped(de
         n, = conn.execute("select count(*) from raw_archive where archive_file = ?", [rel]).fetchone()
         articles, = conn.execute("select count(*) from articles").fetchone()
     assert n > 0
-    with victim.open("r+b") as f:
+    # Missing (a folder not mounted, a copy of the warehouse without its archive): reported, nothing dropped.
+    victim.rename(tmp_path / "away.parquet")
+    did = upkeep.run_step("raw", settings, "m", False).did
+    assert f"1 archive file not reachable ({rel}: missing): left as they are, pointers kept" in did
+    with database.connect(settings.warehouse, read_only=True) as conn:
+        assert conn.execute("select count(*) from raw_archive").fetchone()[0] == total
+    (tmp_path / "away.parquet").rename(victim)
+    with victim.open("r+b") as f:  # back, but cut short on disk: its pages are lost
         f.truncate(victim.stat().st_size // 2)
     assert f"1 archive file unreadable ({rel}: " in upkeep.run_step("raw", settings, "m", True).did
     assert victim.exists()  # a dry run moves nothing

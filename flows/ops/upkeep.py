@@ -90,27 +90,34 @@ def step_raw(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
         if dry_run:
             n = conn.execute("select count(*) from raw_archive where fetched_at < now() - to_days($days::integer)",
                              {"days": days}).fetchall()[0][0]
-            bad = archive.unreadable(wh.raw_dir, [r[0] for r in conn.execute(query("raw_archive_files")).fetchall()])
+            bad, away = archive.unreadable(wh.raw_dir,
+                                           [r[0] for r in conn.execute(query("raw_archive_files")).fetchall()])
             return StepResult("raw", f"would drop {n} raw-HTML pointers older than {days} days"
-                              + (f"; {_unreadable(bad)}: would set aside" if bad else ""), before, before)
+                              + (f"; {_files(bad, 'unreadable')}: would set aside" if bad else "")
+                              + (f"; {_files(away, 'not reachable')}: left as they are" if away else ""),
+                              before, before)
         n = database.purge_raw_html(conn, days, raw_dir=wh.raw_dir)
         did = f"dropped {n} raw-HTML rows older than {days} days and the day folders no row uses"
         # An archive file cut short or overwritten on disk: its pages are lost, and its pointers would keep saying
-        # otherwise (article_provenance.has_raw_html) while every read of the archive fails on it.
-        bad = archive.unreadable(wh.raw_dir, [r[0] for r in conn.execute(query("raw_archive_files")).fetchall()])
+        # otherwise (article_provenance.has_raw_html) while every read of the archive fails on it. A file missing or
+        # failing with an I/O error is only reported: a folder not mounted, or a copy of the warehouse without its
+        # archive, must not cost the pointers of pages that are still there.
+        bad, away = archive.unreadable(wh.raw_dir, [r[0] for r in conn.execute(query("raw_archive_files")).fetchall()])
         if bad:
             lost = conn.execute(query("raw_archive_forget"), {"files": sorted(bad)}).fetchone()[0]
             for rel in bad:
                 archive.set_aside(wh.raw_dir, rel)
-            did += (f"; {_unreadable(bad)}: set aside in {wh.raw_dir / archive.DAMAGED}, its {lost} pages' "
+            did += (f"; {_files(bad, 'unreadable')}: set aside in {wh.raw_dir / archive.DAMAGED}, its {lost} pages' "
                     "pointers dropped (the articles keep their text)")
+        if away:
+            did += f"; {_files(away, 'not reachable')}: left as they are, pointers kept"
     return StepResult("raw", did, before, size_of(wh.raw_dir))
 
 
-def _unreadable(bad: dict[str, str]) -> str:
-    first, why = next(iter(sorted(bad.items())))
-    more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-    return f"{len(bad)} archive file{'s' if len(bad) > 1 else ''} unreadable ({first}: {why}{more})"
+def _files(found: dict[str, str], what: str) -> str:
+    first, why = next(iter(sorted(found.items())))
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    return f"{len(found)} archive file{'s' if len(found) > 1 else ''} {what} ({first}: {why}{more})"
 
 
 def step_checks(settings: Settings, run_id: str, dry_run: bool) -> StepResult:

@@ -69,11 +69,14 @@ def expired_days(raw_dir: Path, retention_days: int) -> list[str]:
     return sorted(expired)
 
 
-def unreadable(raw_dir: Path, files: Iterable[str]) -> dict[str, str]:
-    """{file: why} of the archive files (relative to `raw_dir`) that are not whole archives: missing, not Parquet at
-    their start or end (cut short, overwritten), or of other columns. Reads each file's first bytes and its footer
-    only (about a millisecond a file: 7.6 s for the 8,640 files of 90 days at a year's cadence), not its pages."""
-    bad = {}
+def unreadable(raw_dir: Path, files: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """({file: why} damaged, {file: why} not reachable) of the archive files named (relative to `raw_dir`).
+    Damaged: read, but not a whole archive (not Parquet at its start or end: cut short, overwritten; or of other
+    columns). Not reachable: missing, or an I/O error: maybe a folder not mounted or a warehouse copied without its
+    archive, so only reported, never acted upon. Reads each file's first bytes and its footer only (about a
+    millisecond a file: 7.6 s for the 8,640 files of 90 days at a year's cadence), not its pages."""
+    damaged: dict[str, str] = {}
+    unreachable: dict[str, str] = {}
     for rel in files:
         path = raw_dir / rel
         try:
@@ -84,10 +87,12 @@ def unreadable(raw_dir: Path, files: Iterable[str]) -> dict[str, str]:
             if names != SCHEMA.names:
                 raise ValueError(f"columns {names}, not the archive's")
         except FileNotFoundError:
-            bad[rel] = "missing"
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            bad[rel] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return bad
+            unreachable[rel] = "missing"
+        except ValueError as exc:  # pyarrow's ArrowInvalid is one: a footer that does not parse
+            damaged[rel] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        except OSError as exc:
+            unreachable[rel] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return damaged, unreachable
 
 
 def set_aside(raw_dir: Path, rel: str) -> Path | None:

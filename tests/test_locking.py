@@ -235,3 +235,19 @@ def test_status_tells_a_running_row_whose_process_is_gone(tmp_path: Path, capsys
     assert lock_path(db, "shard-2-of-4").exists()
     with run_lock(db, "shard-1-of-4"):  # another shard's lock says nothing about shard 2
         assert shown()["aaaaaaaa"] == "dead (process gone)"
+
+
+def test_a_folder_where_the_run_lock_belongs_is_one_error_saying_what_to_do(tmp_path: Path) -> None:
+    """Every run and maintenance takes the lock first: a folder in its place (found by a damage sweep) stopped them
+    all with a bare `[Errno 21] Is a directory`; now one error names the path and the remedy."""
+    from flows.warehouse.runlock import lock_path, run_lock
+
+    db = tmp_path / "wh.duckdb"
+    lock_path(db).mkdir(parents=True)
+    with pytest.raises(database.WarehouseError, match="a folder where newsflow keeps its run lock") as caught:
+        with run_lock(db):
+            pass
+    assert str(lock_path(db)) in str(caught.value) and "remove it" in str(caught.value)
+    lock_path(db).rmdir()
+    with run_lock(db) as mine:  # removed: the next run makes the lock again
+        assert mine

@@ -12,13 +12,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from flows.core.errors import WarehouseError
+
 
 @contextmanager
 def run_lock(db_path: Path, name: str | None = None) -> Iterator[bool]:
     """Yields True when this process holds the lock, False when another run does (nothing is waited for)."""
     path = lock_path(db_path, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except IsADirectoryError:  # every run and maintenance would stop here: say what to do, once
+        raise WarehouseError(f"{path}: a folder where newsflow keeps its run lock (a file); move it away or remove "
+                             "it, and the next run makes the lock again") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

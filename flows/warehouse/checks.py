@@ -229,7 +229,8 @@ def run_and_store(settings: WarehouseSettings, run_id: str, *, alive_runs: Seque
         try:
             with run_lock(settings.path) as mine:
                 held = not mine
-        except OSError as exc:  # e.g. a read-only folder: which runs are alive cannot be told
+        except (OSError, database.WarehouseError) as exc:
+            # A read-only folder, or a folder where the lock file belongs: which runs are alive cannot be told.
             skip["stale_running_runs"] = f"the run lock could not be tested ({exc})"
     alive = shards_alive(settings.path)
     if alive:  # stage-only shard runs are staging: their `running` rows (loaded from staging) are alive

@@ -240,7 +240,9 @@ class KeyCache:
                 return None
             return cls(folder, manifest)
         except (OSError, ValueError, KeyError) as exc:
-            log.warning("dedup lookup cache %s unreadable, not used (%s: %s)", folder, type(exc).__name__, exc)
+            log.warning("dedup lookup cache %s unreadable, not used (%s: %s): the tables are read instead until "
+                        "`newsflow maintain --step cache` (nightly under `serve`) rebuilds it", folder,
+                        type(exc).__name__, exc)
             return None
 
     def usable_for(self, state: IndexState | None) -> bool:

@@ -458,6 +458,15 @@ def test_an_unreadable_raw_archive_file_is_set_aside_and_its_pointers_dropped(de
         with duckdb.connect() as conn:
             assert conn.execute(f"select count(*) from read_parquet('{raw}/**/*.parquet')").fetchone()[0] == total - n
     assert "unreadable" not in upkeep.run_step("raw", settings, "m", False).did
+    # A pointer edited to name a file outside the archive folder: reported, the file never moved or read as ours.
+    stranger = tmp_path / "someone-elses.parquet"
+    stranger.write_bytes(b"not ours")
+    with database.connect(settings.warehouse) as conn:
+        conn.execute("insert into raw_archive (url, fetched_at, archive_file, bytes) "
+                     "values ('https://edited.example/1', now(), '../someone-elses.parquet', 8)")
+    did = upkeep.run_step("raw", settings, "m", False).did
+    assert "not reachable (../someone-elses.parquet: outside the archive folder)" in did, did
+    assert stranger.read_bytes() == b"not ours"
 
 
 def test_maintain_refuses_while_a_run_holds_the_warehouse(demo_wh: Path) -> None:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from flows.core.settings import Settings, WarehouseSettings
 from flows.warehouse import (
     archive,
@@ -90,8 +92,7 @@ def step_raw(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
         if dry_run:
             n = conn.execute("select count(*) from raw_archive where fetched_at < now() - to_days($days::integer)",
                              {"days": days}).fetchall()[0][0]
-            bad, away = archive.unreadable(wh.raw_dir,
-                                           [r[0] for r in conn.execute(query("raw_archive_files")).fetchall()])
+            bad, away = _check_archive(conn, wh)
             return StepResult("raw", f"would drop {n} raw-HTML pointers older than {days} days"
                               + (f"; {_files(bad, 'unreadable')}: would set aside" if bad else "")
                               + (f"; {_files(away, 'not reachable')}: left as they are" if away else ""),
@@ -102,7 +103,7 @@ def step_raw(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
         # otherwise (article_provenance.has_raw_html) while every read of the archive fails on it. A file missing or
         # failing with an I/O error is only reported: a folder not mounted, or a copy of the warehouse without its
         # archive, must not cost the pointers of pages that are still there.
-        bad, away = archive.unreadable(wh.raw_dir, [r[0] for r in conn.execute(query("raw_archive_files")).fetchall()])
+        bad, away = _check_archive(conn, wh)
         if bad:
             lost = conn.execute(query("raw_archive_forget"), {"files": sorted(bad)}).fetchone()[0]
             for rel in bad:
@@ -112,6 +113,12 @@ def step_raw(settings: Settings, run_id: str, dry_run: bool) -> StepResult:
         if away:
             did += f"; {_files(away, 'not reachable')}: left as they are, pointers kept"
     return StepResult("raw", did, before, size_of(wh.raw_dir))
+
+
+def _check_archive(conn: duckdb.DuckDBPyConnection, wh: WarehouseSettings
+                   ) -> tuple[dict[str, str], dict[str, str]]:
+    """archive.unreadable of every archive file a pointer names (after the retention's purge, in a real run)."""
+    return archive.unreadable(wh.raw_dir, [r[0] for r in conn.execute(query("raw_archive_files")).fetchall()])
 
 
 def _files(found: dict[str, str], what: str) -> str:

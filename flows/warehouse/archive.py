@@ -77,8 +77,12 @@ def unreadable(raw_dir: Path, files: Iterable[str]) -> tuple[dict[str, str], dic
     millisecond a file: 7.6 s for the 8,640 files of 90 days at a year's cadence), not its pages."""
     damaged: dict[str, str] = {}
     unreachable: dict[str, str] = {}
+    root = raw_dir.resolve()
     for rel in files:
         path = raw_dir / rel
+        if not path.resolve().is_relative_to(root):  # a pointer edited to name another file: never touched
+            unreachable[rel] = "outside the archive folder"
+            continue
         try:
             with path.open("rb") as f:
                 if f.read(4) != b"PAR1":

@@ -190,6 +190,14 @@ def test_the_check_finds_a_wrong_figure_and_a_missing_one(tmp_path: Path) -> Non
         with transaction(conn):
             aggregates.rebuild_aggregates(conn)
         assert mismatches(conn) == []
+        # A baseline (migration 0017) that no longer sums the 7 days before its row.
+        day, entity = conn.execute("select day, entity_id from daily_entity_mentions where day = $d "
+                                   "order by entity_id limit 1", {"d": tagged}).fetchone()
+        with transaction(conn):
+            conn.execute("update daily_entity_mentions set prior_7d = prior_7d + 2 where day = $d and entity_id = $e",
+                         {"d": day, "e": entity})
+        assert [(r[0], r[1], r[2]) for r in mismatches(conn)] == [("daily_entity_mentions.prior_7d", day,
+                                                                    str(entity))]
 
 
 def test_the_check_finds_a_link_a_later_load_added_to_a_recent_article(tmp_path: Path) -> None:

@@ -88,8 +88,33 @@ def _merge(conn: duckdb.DuckDBPyConnection, agg: Aggregate, sign: int) -> None:
 
 
 def _apply(conn: duckdb.DuckDBPyConnection, aggs: Sequence[Aggregate], sign: int) -> None:
+    if any(agg.table == "daily_entity_mentions" for agg in aggs):
+        # The keys the views' rows change, taken before the merges: a removal's rows go when nothing is left.
+        conn.execute("create or replace temp table agg_touched as select distinct day, entity_id "
+                     f"from ({query('aggregate_daily_entity_mentions')})")
     for agg in aggs:
         _merge(conn, agg, sign)
+        if agg.table == "daily_entity_mentions":
+            _recount_moved_baselines(conn)
+
+
+def _recount_moved_baselines(conn: duckdb.DuckDBPyConnection) -> None:
+    """Set prior_7d again where the change in `agg_touched` moved it: each touched entity on its touched day and
+    the 7 days after (a few thousand rows a load, whatever the warehouse holds)."""
+    if conn.execute("select count(*) from agg_touched").fetchone()[0]:
+        _set_baselines(conn, "aggregate_entity_baselines")
+
+
+def _set_baselines(conn: duckdb.DuckDBPyConnection, name: str) -> None:
+    conn.execute(f"merge into daily_entity_mentions t using ({query(name)}) r "
+                 "on t.day = r.day and t.entity_id = r.entity_id "
+                 "when matched and t.prior_7d is distinct from r.prior_7d then update set prior_7d = r.prior_7d")
+
+
+def recount_baselines(conn: duckdb.DuckDBPyConnection) -> None:
+    """Set every daily_entity_mentions row's prior_7d from the table's own mentions (after a rebuild, or rows
+    written without the loader). Inside the caller's transaction, if any."""
+    _set_baselines(conn, "aggregate_entity_baselines_all")
 
 
 def _first(rows: Iterable[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -160,3 +185,4 @@ def rebuild_aggregates(conn: duckdb.DuckDBPyConnection) -> None:
     for table in TABLES:
         conn.execute(f"delete from {table}")
         conn.execute(f"insert into {table} by name {query('aggregate_' + table)}")
+    recount_baselines(conn)

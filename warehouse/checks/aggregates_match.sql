@@ -1,5 +1,6 @@
 -- Invariant: the report's aggregates (migration 0011, flows/warehouse/aggregates.py) hold what the articles and
--- entity links they sum give, on each one's last 2 days (where loads add; older days are compared by
+-- entity links they sum give, and each entity-day's baseline (`prior_7d`, 0017) the table's own mentions of the 7
+-- days before, on each one's last 2 days (where loads add; older days are compared by
 -- `aggregates.rebuild_aggregates` and tests/test_aggregates.py). Why: each load updates them in its own
 -- transaction; a path that stored or removed articles without them would show wrong figures in every report.
 -- Cheap at any size: the articles of those days are found by plain range filters on their own date columns (the
@@ -58,9 +59,20 @@ entity_expected as (
     group by all
 ),
 entity_stored as (
-    select d.day, d.entity_id, d.mentions, d.articles
+    select d.day, d.entity_id, d.mentions, d.articles, d.prior_7d
     from daily_entity_mentions d, starts s
     where d.day >= s.entity_since
+),
+entity_prior_days as (  -- the rows the baselines of those days sum: the table's own, from 7 days before
+    select d.day, d.entity_id, d.mentions
+    from daily_entity_mentions d, starts s
+    where d.day >= s.entity_since - 7
+),
+entity_prior as (
+    select s.day, s.entity_id, s.prior_7d, coalesce(sum(p.mentions), 0) as expected
+    from entity_stored s
+    left join entity_prior_days p on p.entity_id = s.entity_id and p.day between s.day - 7 and s.day - 1
+    group by all
 ),
 final as (
     select 'daily_feed_articles' as aggregate, coalesce(s.day, x.day) as day, coalesce(s.feed, x.feed) as key,
@@ -74,6 +86,10 @@ final as (
     from entity_stored s
     full join entity_expected x on x.day = s.day and x.entity_id = s.entity_id
     where s.articles is distinct from x.articles or s.mentions is distinct from x.mentions
+    union all
+    select 'daily_entity_mentions.prior_7d', day, cast(entity_id as varchar), prior_7d, expected
+    from entity_prior
+    where prior_7d is distinct from expected
 )
 select * from final
 where $until > $since  -- a pass with no load since the last that held: nothing to compare

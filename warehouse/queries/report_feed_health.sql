@@ -23,10 +23,12 @@ older as (  -- the join's own bounds skip what precedes the quiet feeds' last at
     from feed_fetches x
     join quiet q on q.feed = x.feed and x.fetched_at >= q.since
 ),
-latest as (
-    select feed, outcome, error, fetched_at
-    from (select * from week union all select * from older)
-    qualify row_number() over (partition by feed order by fetched_at desc, fetch_id desc) = 1
+latest as (  -- each feed's newest fetch: an aggregate per feed rather than a window sorting the week's rows
+    select feed, l.outcome, l.error, l.fetched_at
+    from (select feed, arg_max({'outcome': outcome, 'error': error, 'fetched_at': fetched_at},
+                               (fetched_at, fetch_id)) as l
+          from (select * from week union all select * from older)
+          group by feed)
 ),
 final as (
     select f.feed,

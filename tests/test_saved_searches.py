@@ -150,7 +150,10 @@ def test_status_says_in_one_line_when_the_index_is_behind_missing_or_unreadable(
 
     s.warehouse.search_path.write_bytes(b"not a duckdb file" * 100)
     lines = _status(s, capsys)
-    assert len(lines) == 2 and lines[1].startswith("  saved searches not shown: the search index cannot be read: ")
+    assert len(lines) == 2 and lines[1].startswith(
+        f"  saved searches not shown: search index damaged: {s.warehouse.search_path} cannot be read (")
+    assert lines[1].endswith("`newsflow search --rebuild` builds it again from the warehouse (so does "
+                             "`newsflow maintain --step cache`)")
 
     s.warehouse.search_path.unlink()
     lines = _status(s, capsys)

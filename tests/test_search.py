@@ -547,6 +547,41 @@ def test_a_damaged_segment_file_is_one_line_naming_it_and_the_cache_step_rebuild
     assert "search index present: compared with every article" in upkeep.run_step("cache", s, "m", False).did
 
 
+@pytest.mark.parametrize("damage", ["cut", "garbage", "folder"])
+def test_a_damaged_head_is_one_line_naming_it_and_what_mends_it(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                  damage: str) -> None:
+    """The head (the index's DuckDB file, replaced whole by each refresh) cut short, overwritten or replaced by a
+    folder: `newsflow search` says so in one line (it ended as an unexpected IOException), and what mends it does."""
+    from flows.ops import upkeep
+
+    s = _indexed(tmp_path)
+    head = s.warehouse.search_path
+    size = head.stat().st_size
+    if damage == "folder":
+        head.unlink()
+        head.mkdir()
+    else:
+        with head.open("r+b") as f:
+            if damage == "cut":
+                f.truncate(size // 3)
+            else:
+                f.write(bytes(range(256)) * (size // 256))
+    code = main(["search", "--warehouse", str(s.warehouse.path), "harbour"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"newsflow: {head}: a folder where" if damage == "folder"
+                          else f"newsflow: search index damaged: {head} cannot be read"), err
+    assert "`newsflow search --rebuild`" in err
+    if damage == "folder":
+        head.rmdir()  # what the line says: moved away, then rebuilt
+        assert main(["search", "--warehouse", str(s.warehouse.path), "--rebuild"]) == 0
+    else:
+        assert "search index missing: base" in upkeep.run_step("cache", s, "m", False).did
+    capsys.readouterr()
+    assert main(["search", "--warehouse", str(s.warehouse.path), "harbour", "--format", "csv"]) == 0
+    assert "Marathon season" in capsys.readouterr().out
+
+
 @pytest.fixture(scope="module")
 def postings_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return _segment(_indexed(tmp_path_factory.mktemp("post")), ".post").read_bytes()

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
+from flows.core.errors import SearchIndexDamaged
 from flows.core.searchquery import parse
 from flows.core.sections import SavedSearch
 from flows.core.settings import WarehouseSettings
@@ -75,6 +76,8 @@ def recent(settings: WarehouseSettings, searches: Sequence[SavedSearch], win: Wi
     except search.SearchIndexMissing:
         return Matches((), win, "saved searches not shown: no search index yet (each ingest that loads articles "
                                 "refreshes it; `newsflow search --rebuild` builds it now)")
+    except SearchIndexDamaged as exc:  # names the file and the remedy already
+        return Matches((), win, f"saved searches not shown: {database.first_line(exc)}")
     except (duckdb.Error, OSError) as exc:
         return Matches((), win, f"saved searches not shown: the search index cannot be read: "
                                 f"{database.first_line(exc)} (`newsflow search --rebuild` rebuilds it)")

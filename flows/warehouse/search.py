@@ -35,6 +35,7 @@ from flows.core.settings import WarehouseSettings
 from flows.warehouse import search_phrase as phrase
 from flows.warehouse import search_plan as plan
 from flows.warehouse import search_rank as rank
+from flows.warehouse.database import first_line
 from flows.warehouse.search_index import INDEXES, index_name, load_fts, segments_dir
 from flows.warehouse.search_postings import NULL_DATE, DamagedPostingsError, open_postings, post_file
 from flows.warehouse.search_segments import FORMAT, SPLIT, lit, term_key, text_file, unpack_text
@@ -57,7 +58,7 @@ def attach(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings, *, segm
         if not head.exists():
             raise SearchIndexMissing(f"{head}: no search index yet (`newsflow search --rebuild` builds it; "
                                      "each ingest that loads articles refreshes it)")
-        conn.execute(f"attach {lit(str(head))} as {HEAD} (read_only)")
+        _attach_head(conn, head)
         try:
             fmt = conn.execute(f"select max(format) from {HEAD}.meta").fetchone()[0]
             if fmt != FORMAT:
@@ -235,6 +236,21 @@ def _batches(ranking: rank.Ranking, scored: list[rank.Scored], limit: int) -> Ge
         start += size
         rate = found / start
         size = size * 2 if not found else max(_BATCH, min(size * 2, math.ceil((limit - found) / rate * 1.5)))
+
+
+def _attach_head(conn: duckdb.DuckDBPyConnection, head: Path) -> None:
+    """Attach the head read-only. A refresh replaces it whole (os.replace) and only ever reads it, so a head that
+    DuckDB cannot open is damaged on disk (cut short, overwritten, a folder in its place), never half-written: one
+    line naming the file and what mends it, where DuckDB's own error ended `newsflow search` as unexpected."""
+    try:
+        conn.execute(f"attach {lit(str(head))} as {HEAD} (read_only)")
+    except duckdb.Error as exc:
+        if "lock" in str(exc).lower():  # another process's lock, not damage: as DuckDB says it
+            raise
+        if head.is_dir():
+            raise SearchIndexDamaged(f"{head}: a folder where the search index's head file belongs; move it away, "
+                                     "then `newsflow search --rebuild` builds the index again") from exc
+        raise damaged(f"{head} cannot be read ({first_line(exc)})") from exc
 
 
 def damaged(problem: object) -> SearchIndexDamaged:
@@ -529,8 +545,15 @@ class Searcher:
 
     def search(self, query: Query, filters: Filters) -> list[Hit]:
         """The best `filters.limit` matches of `query`, best first, each with a snippet."""
-        index = self._current()
-        rows = _stepwise(self.conn, index, query, filters)
+        try:
+            index = self._current()
+            rows = _stepwise(self.conn, index, query, filters)
+        except duckdb.IOException as exc:
+            # A head cut short past its catalog attaches, then fails where a query reads a missing block.
+            head = self.settings.search_path
+            if str(head) not in str(exc):
+                raise
+            raise damaged(f"{head} cannot be read ({first_line(exc)})") from exc
         stems = _stems(self.conn, query, [r[10] for r in rows], filters.lang)
         return [Hit(r[0], float(r[1]), r[2] or "", r[3], r[4], r[5], r[6], int(r[7]), snippet(r[10], stems))
                 for r in rows]

@@ -5,6 +5,8 @@ Covers: flows.run.ingest, flows.run.modes, flows.run.finish, flows.run.tasks
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,3 +152,27 @@ def test_second_run_did_not_refetch_pages(demo_run: Any) -> None:
     server = demo_run[1]
     pages = {p: n for p, n in server.hits.items() if p.startswith("/pages/")}
     assert pages and all(n == 1 for n in pages.values()), pages
+
+
+def test_a_file_where_the_raw_archive_belongs_stops_no_run(prefect_harness: None, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A file stands where the raw-HTML archive's folder belongs (a stray copy, a mount gone wrong): the run's
+    retention step and each load could not list or write it, and every run failed at its start. Now the run
+    completes, its articles are stored without their raw HTML (provenance says so), and an ERROR names the path."""
+    from flows.core.settings import load_settings
+    from flows.ops.demo import DEMO_DATA, demo_config
+
+    with LocalServer(DEMO_DATA) as server:
+        config = demo_config(server, tmp_path / "wh" / "demo.duckdb", tmp_path)
+        settings = load_settings(config, env={})
+        settings.warehouse.raw_dir.parent.mkdir(parents=True, exist_ok=True)
+        settings.warehouse.raw_dir.write_text("not a folder")
+        with caplog.at_level(logging.ERROR, logger="newsflow"):
+            summary = ingest(config=str(config))
+    assert summary["status"] == "completed" and summary["articles_new"] == 17
+    assert _q(settings, "select count(*) from raw_archive")[0][0] == 0
+    assert _q(settings, "select count(*) from article_provenance where has_raw_html") == [(0,)]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(m.startswith("raw-HTML retention skipped: NotADirectoryError") for m in errors), errors
+    assert any(m.startswith("raw HTML of ") and str(settings.warehouse.raw_dir) in m for m in errors), errors
+    assert settings.warehouse.raw_dir.read_text() == "not a folder"  # never removed or overwritten

@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows.core.errors import WarehouseLocked, pause_point
+from flows.core.errors import WarehouseLocked, describe, pause_point
 from flows.core.records import Document
 from flows.core.sections import DedupSettings, StoriesSettings
 from flows.text.dedup import EXACT, BatchIndex, Match, Signature
@@ -114,6 +114,7 @@ class LoadResult:
     near: int = 0
     known: int = 0
     mentions: int = 0
+    raw_not_archived: int = 0  # new pages whose raw HTML could not be written to the archive (logged)
     verdicts: list[Verdict] | None = None
     stories: storystore.StoryChanges | None = None
 
@@ -488,11 +489,21 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
         if raw and raw_dir is not None:
             # Only now is it known which pages are new. The file is durable before the rows pointing at it
             # are inserted and committed: a crash leaves at worst an orphan file, never a dangling row.
-            archive_file = archive.write_archive(raw_dir, batch.batch_id, now.date(), raw)
-            _insert(conn, "insert or replace", "raw_archive", [
-                {"url": r["url"], "fetched_at": r["fetched_at"], "archive_file": archive_file, "bytes": len(r["html"])}
-                for r in raw
-            ])
+            try:
+                archive_file = archive.write_archive(raw_dir, batch.batch_id, now.date(), raw)
+            except OSError as exc:
+                # A copy for re-extraction that cannot be written (a file where its folder belongs, a permission)
+                # must not stop every load: the articles are stored, these pages' HTML is not kept
+                # (article_provenance.has_raw_html says so), and each batch says it until the folder is mended.
+                result.raw_not_archived += len(raw)
+                log.error("raw HTML of %d new pages not archived: %s; their articles are loaded without it. Move "
+                          "away what stands at %s (or free space) and later pages are kept again", len(raw),
+                          describe(exc), raw_dir)
+            else:
+                _insert(conn, "insert or replace", "raw_archive", [
+                    {"url": r["url"], "fetched_at": r["fetched_at"], "archive_file": archive_file,
+                     "bytes": len(r["html"])} for r in raw
+                ])
         if stories is not None and stories.enabled:
             # After dedup, in the same transaction: a crash loses no placement, and copies know their original.
             items, urls = _story_items(docs, verdicts, now)

@@ -2,6 +2,7 @@
 
     python -m benchmarks.report_scale fill DB ARTICLES   # a warehouse in a year's shape, filled set-wise
     python -m benchmarks.report_scale time DB            # render once, then each query once; peak RSS
+    python -m benchmarks.report_scale pages DB [N]       # the page as a run writes it (open, render, close), N times
 
 The fill writes what the report reads, in the proportions of 100 feeds polled every 15 minutes (issue 23): about
 2,740 articles a day (1M fill a year, 100k the last 37 days, 3,000 the last day), 20 entity links each (a few
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import importlib
 import resource
+import statistics
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,7 +66,8 @@ select 'run' || r, 'check' || c, case when r % 500 = 0 and c = 0 then 1 else 0 e
 from range($n // 30 + 1) t(r), range(10) u(c);
 """
 QUERIES = {"report_surges": {"limit": 15, "min_mentions": 2}, "report_top_entities": {"limit": 15},
-           "report_feed_days": {"days": 30}, "report_syndication": {"limit": 15}, "report_quality": {"limit": 30},
+           "report_feed_days": {"days": 30}, "report_syndication": {"limit": 15, "ranked": 60},
+           "report_quality": {"limit": 30},
            "report_totals": None, "report_runs": {"limit": 20}, "report_checks": {"limit": 20},
            "report_feed_health": None}
 
@@ -100,11 +104,25 @@ def timed(db: Path) -> None:
     print(f"render {render_s:.2f} s, peak RSS {peak} MiB; each query once after it: {each}")
 
 
+def pages(db: Path, times: int) -> None:
+    """`reportpage.write` as a run's end calls it, each a new read-only connection (the first is cold)."""
+    settings = WarehouseSettings(path=db, snapshot=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        walls = []
+        for _ in range(times):
+            started = time.perf_counter()
+            reportpage.write(settings, Path(tmp) / "report.html")
+            walls.append(round((time.perf_counter() - started) * 1000))
+    print(f"report page written {times} times, ms each: {walls} (median {statistics.median(walls):.0f})")
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "fill":
         fill(Path(sys.argv[2]), int(sys.argv[3]))
     elif len(sys.argv) == 3 and sys.argv[1] == "time":
         timed(Path(sys.argv[2]))
+    elif len(sys.argv) in (3, 4) and sys.argv[1] == "pages":
+        pages(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) == 4 else 5)
     else:
         sys.exit(__doc__)
 

@@ -93,6 +93,8 @@ _ARTICLE_COLUMNS = (
 )
 _LATEST = datetime.max.replace(tzinfo=UTC)
 log = logging.getLogger("newsflow.writer")
+# What a path blocked for good raises, as opposed to a full disk or an I/O error, which may pass.
+_PATH_IN_THE_WAY = (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)
 
 
 @dataclass(frozen=True)
@@ -491,14 +493,14 @@ def _load_once(conn: duckdb.DuckDBPyConnection, batch: Batch, settings: DedupSet
             # are inserted and committed: a crash leaves at worst an orphan file, never a dangling row.
             try:
                 archive_file = archive.write_archive(raw_dir, batch.batch_id, now.date(), raw)
-            except OSError as exc:
-                # A copy for re-extraction that cannot be written (a file where its folder belongs, a permission)
-                # must not stop every load: the articles are stored, these pages' HTML is not kept
-                # (article_provenance.has_raw_html says so), and each batch says it until the folder is mended.
+            except _PATH_IN_THE_WAY as exc:
+                # A copy for re-extraction whose path is blocked (a file where its folder belongs, a permission) must
+                # not stop every load: the articles are stored, these pages' HTML is not kept
+                # (article_provenance.has_raw_html says so), and each batch says it until the path is mended. Other
+                # errors (a full disk, an I/O error) fail the load as before: the batch stays staged, nothing lost.
                 result.raw_not_archived += len(raw)
                 log.error("raw HTML of %d new pages not archived: %s; their articles are loaded without it. Move "
-                          "away what stands at %s (or free space) and later pages are kept again", len(raw),
-                          describe(exc), raw_dir)
+                          "away what stands at %s and later pages are kept again", len(raw), describe(exc), raw_dir)
             else:
                 _insert(conn, "insert or replace", "raw_archive", [
                     {"url": r["url"], "fetched_at": r["fetched_at"], "archive_file": archive_file,

@@ -117,3 +117,31 @@ def test_corpus_sample_never_crashes() -> None:
     for path in files:
         parsed = parse_feed(path.read_bytes(), "http://127.0.0.1/", "f")
         assert parsed.error is None or parsed.error.startswith("not a feed: "), path
+
+
+@pytest.mark.parametrize(("published", "kept"), [("Mon, 01 Jan 2099 10:00:00 GMT", False),
+                                                 ("Sat, 31 Dec 9999 23:59:59 GMT", False),
+                                                 ("Sun, 06 Dec 2026 08:00:00 GMT", True),
+                                                 (None, False)])
+def test_a_feed_date_far_past_the_fetch_is_not_the_articles_publication_day(published: str | None,
+                                                                           kept: bool) -> None:
+    """A feed that dates an entry years ahead (a wrong year, say) would, as the article's day, end every report
+    window on that day. More than a day after the fetch it is ignored: the article is dated by its fetch (or by its
+    page, which trafilatura never dates past today). A date within the day ahead (time zones) is kept."""
+    from datetime import UTC, datetime, timedelta
+
+    from flows.core.settings import Settings
+    from flows.run.documents import build_doc, plausible_date
+
+    date_tag = f"<pubDate>{published}</pubDate>" if published else ""
+    parsed = parse_feed(_rss(f"<item><title>A</title><link>/a</link><description>Some words of a summary."
+                             f"</description>{date_tag}</item>").encode(), BASE, "f")
+    [entry] = parsed.entries
+    assert (entry.published_at is not None) == (published is not None)  # the parser keeps what the feed says
+    doc, _row = build_doc(entry, None, Settings())  # no page fetched: the feed's summary is the text
+    assert doc is not None
+    assert (doc.published_at == entry.published_at and doc.published_source == "feed") if kept else (
+        doc.published_at is None and doc.published_source is None)
+    fetched = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    assert plausible_date(fetched + timedelta(hours=23), fetched) == fetched + timedelta(hours=23)
+    assert plausible_date(fetched + timedelta(hours=25), fetched) is None

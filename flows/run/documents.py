@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from concurrent.futures import Executor
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flows.core.errors import INTERNAL_ERROR, describe, failpoint
@@ -30,6 +30,8 @@ _HTML_TYPES = ("", "text/html", "application/xhtml+xml", "text/plain", "applicat
 # Texts per tagging call: small, so no worker idles at the end of a run; spaCy tags 2, 4, 8 or 16 texts per call
 # at the same cost per text (126-139 ms each, alternating, on the benchmark pages).
 NER_CHUNK = 4
+# How far after its fetch a feed's date for an entry is still taken (time zones, clocks a little ahead).
+FUTURE_SLACK = timedelta(days=1)
 logger = logging.getLogger("newsflow.documents")
 
 
@@ -88,12 +90,26 @@ def _extract(entry: FeedEntry, result: FetchResult | None, settings: Settings
     return found, None
 
 
+def plausible_date(published: datetime | None, fetched_at: datetime) -> datetime | None:
+    """A feed's date for an entry, or None when it lies more than FUTURE_SLACK after the page was fetched.
+
+    A feed may date an entry in the future: a wrong year, a local time labelled UTC, a post scheduled and listed
+    early. Kept, it would be the article's publication day, and the report's windows (the week of surges, the
+    last 30 days per feed) end on the latest day stored: one such entry would move them all to its day. The page's
+    own date is used instead when it has one (trafilatura takes none past today), else the fetch day."""
+    if published is not None and published > fetched_at + FUTURE_SLACK:
+        return None
+    return published
+
+
 def _document(entry: FeedEntry, result: FetchResult | None, found: extract.Extracted | None, reason: str | None,
               settings: Settings) -> Document | None:
     text = found.text if found else (entry.summary or "")
     if not text:
         return None
-    published_at, published_source = entry.published_at, "feed" if entry.published_at else None
+    fetched_at = result.fetched_at if result else datetime.now(UTC)
+    published_at = plausible_date(entry.published_at, fetched_at)
+    published_source = "feed" if published_at else None
     if published_at is None and found and found.published:
         try:
             published_at = datetime.combine(date.fromisoformat(found.published[:10]), datetime.min.time(), UTC)
@@ -110,7 +126,7 @@ def _document(entry: FeedEntry, result: FetchResult | None, found: extract.Extra
         title=(found.title if found else None) or entry.title,
         author=(found.author if found else None) or entry.author,
         published_at=published_at, published_source=published_source,
-        fetched_at=result.fetched_at if result else datetime.now(UTC),
+        fetched_at=fetched_at,
         # The page's language, else the feed's, else identified from the text here in the worker, so that
         # routing to an NER pipeline (flows/text/entities.py `route`) needs no detection in the parent.
         language=language_tag(found.language if found else None)

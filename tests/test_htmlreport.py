@@ -416,6 +416,29 @@ def test_the_most_syndicated_stories_skip_originals_no_longer_stored(demo_db: Pa
         assert conn.execute(database.query("report_syndication"), {"limit": 1, "ranked": 4}).fetchall() == []
 
 
+def test_a_day_far_ahead_stored_earlier_ends_no_window(demo_db: Path, tmp_path: Path) -> None:
+    """Rows of a day years ahead (stored before feeds' dates were checked against the fetch, or by hand) neither end
+    the report's windows nor show in them: the week of surges and the days per feed are those without them."""
+    db = tmp_path / "demo.duckdb"
+    shutil.copyfile(demo_db, db)
+    params = {"limit": 15, "min_mentions": 1, "days": 30}
+    with duckdb.connect(str(db)) as conn:
+        before = {name: conn.execute(database.query(name), {k: v for k, v in params.items() if f"${k}" in
+                                                            database.query(name)}).fetchall()
+                  for name in ("report_surges", "report_feed_days")}
+        assert before["report_surges"] and before["report_feed_days"]
+        conn.execute("insert into daily_feed_articles values (date '2099-01-01', 'Future Feed', 3, 0)")
+        conn.execute("insert into daily_entity_mentions (day, entity_id, mentions, articles) "
+                     "select date '2099-01-01', entity_id, 50, 3 from entities limit 5")
+        after = {name: conn.execute(database.query(name), {k: v for k, v in params.items() if f"${k}" in
+                                                           database.query(name)}).fetchall()
+                 for name in ("report_surges", "report_feed_days")}
+    assert after == before
+    with duckdb.connect(str(db), read_only=True) as conn:
+        page = reportpage.render(conn)
+    assert "2099" not in page and "Future Feed" not in page
+
+
 # report_surges as a RANGE window over every row of the 14 days (its form before the baseline became a join).
 _SURGES_WINDOW = """
 with bounds as (select max(day) as last_day from daily_entity_mentions),

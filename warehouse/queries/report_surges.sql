@@ -4,13 +4,13 @@
 -- days before; migration 0017, kept by each load): no join and no window over the 14 days' rows at each render.
 -- An entity has at most 7 days in the week, so the 7 x $limit best days (with any ties of the last one) hold
 -- every entity that can make the list; only those are rounded, ranked per entity and named.
-with bounds as (
-    select max(day) as last_day from daily_entity_mentions
+with bounds as (  -- a day later than tomorrow (UTC) ends no window (report_feed_days.sql says why)
+    select max(day) as last_day from daily_entity_mentions where day <= (now() at time zone 'UTC')::date + 1
 ),
 week as (  -- `rank_key` is the ratio (m + 1) / (prior / 7 + 1) as 7 (m + 1) / (prior + 7): one division a row
     select d.entity_id, d.day, d.mentions, d.prior_7d, (7 * (d.mentions + 1))::double / (d.prior_7d + 7) as rank_key
     from daily_entity_mentions d, bounds b
-    where d.day > b.last_day - 7 and d.mentions >= $min_mentions
+    where d.day > b.last_day - 7 and d.day <= b.last_day and d.mentions >= $min_mentions
 ),
 floor as (
     select min(rank_key) as rank_key

@@ -205,6 +205,23 @@ def test_the_check_finds_a_wrong_figure_and_a_missing_one(tmp_path: Path) -> Non
         assert incremental == []
 
 
+def test_a_far_future_day_does_not_hide_a_wrong_figure_on_the_last_days(tmp_path: Path) -> None:
+    """An article stored with a day years ahead (before feeds' dates were checked against the fetch): the check still
+    compares the last 2 days up to tomorrow, and finds a wrong figure there."""
+    text = " ".join(f"futureword{k % 89} clause{k % 17}" for k in range(300))  # like no other document
+    future = dataclasses.replace(DOCS[1], url="https://outlet9.example/future", text=text,
+                                 published_at=datetime(2099, 1, 1, tzinfo=UTC), **signature_fields(text, DEDUP))
+    with connect(WarehouseSettings(path=tmp_path / "wh.duckdb")) as conn:
+        migrate(conn)
+        _load(conn, [*DOCS, future], 32)
+        assert conn.execute("select max(day) from daily_feed_articles").fetchone()[0].year == 2099
+        assert mismatches(conn) == []
+        last = conn.execute("select max(day) from daily_feed_articles where day < date '2099-01-01'").fetchone()[0]
+        with transaction(conn):
+            conn.execute("update daily_feed_articles set articles = articles + 1 where day = $d", {"d": last})
+        assert {(r[0], r[1]) for r in mismatches(conn)} == {("daily_feed_articles", last)}
+
+
 def test_the_check_finds_a_link_a_later_load_added_to_a_recent_article(tmp_path: Path) -> None:
     """Links are read from the smallest load number of the recent articles on (zone maps skip older ones): a link
     that a later load gave a recent article without its aggregate row is still found, an older article's is not

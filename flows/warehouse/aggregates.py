@@ -75,11 +75,12 @@ def _stored(conn: duckdb.DuckDBPyConnection, ids: Iterable[int]) -> None:
            _STORED_LINKS.format(where=_ONLY_IDS))
 
 
-def _merge(conn: duckdb.DuckDBPyConnection, agg: Aggregate, sign: int) -> None:
-    """Add (sign 1) or take away (sign -1) the figures of the views' rows to `agg`'s table."""
+def _merge(conn: duckdb.DuckDBPyConnection, agg: Aggregate, sign: int, figures: str) -> None:
+    """Add (sign 1) or take away (sign -1) `figures` (a relation: the views' rows summed as `agg`'s table holds
+    them) to `agg`'s table."""
     on = " and ".join(f"t.{k} = r.{k}" for k in agg.keys)
     update = ", ".join(f"{c} = t.{c} + $sign * r.{c}" for c in agg.counts)
-    conn.execute(f"merge into {agg.table} t using ({query('aggregate_' + agg.table)}) r on {on} "
+    conn.execute(f"merge into {agg.table} t using {figures} r on {on} "
                  f"when matched then update set {update} when not matched and $sign > 0 then insert by name",
                  {"sign": sign})
     if sign < 0:
@@ -88,14 +89,15 @@ def _merge(conn: duckdb.DuckDBPyConnection, agg: Aggregate, sign: int) -> None:
 
 
 def _apply(conn: duckdb.DuckDBPyConnection, aggs: Sequence[Aggregate], sign: int) -> None:
-    if any(agg.table == "daily_entity_mentions" for agg in aggs):
-        # The keys the views' rows change, taken before the merges: a removal's rows go when nothing is left.
-        conn.execute("create or replace temp table agg_touched as select distinct day, entity_id "
-                     f"from ({query('aggregate_daily_entity_mentions')})")
     for agg in aggs:
-        _merge(conn, agg, sign)
-        if agg.table == "daily_entity_mentions":
-            _recount_moved_baselines(conn)
+        figures = f"({query('aggregate_' + agg.table)})"
+        if agg.table != "daily_entity_mentions":
+            _merge(conn, agg, sign, figures)
+            continue
+        # Kept as a table: its keys are those whose baselines the merge moves (a removal's rows may be gone after).
+        conn.execute(f"create or replace temp table agg_touched as select * from {figures}")
+        _merge(conn, agg, sign, "agg_touched")
+        _recount_moved_baselines(conn)
 
 
 def _recount_moved_baselines(conn: duckdb.DuckDBPyConnection) -> None:

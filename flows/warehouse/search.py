@@ -38,7 +38,7 @@ from flows.warehouse import search_rank as rank
 from flows.warehouse.database import first_line
 from flows.warehouse.search_index import INDEXES, index_name, load_fts, segments_dir
 from flows.warehouse.search_postings import NULL_DATE, DamagedPostingsError, open_postings, post_file
-from flows.warehouse.search_segments import FORMAT, SPLIT, lit, term_key, text_file, unpack_text
+from flows.warehouse.search_segments import FORMAT, SPLIT, lit, term_key, text_file, unpack_record
 
 HEAD = plan.HEAD
 _SNIPPET_WORDS = 30
@@ -258,14 +258,19 @@ def damaged(problem: object) -> SearchIndexDamaged:
                               "the warehouse (so does `newsflow maintain --step cache`)")
 
 
-def _pread(index: Opened, seg: int, size: int, pos: int) -> bytes:
-    """A record of a segment's text file; a file shorter than its postings say (cut short on disk) is refused here,
-    where it is read, rather than by measuring every record at each open (3-34 ms at a million articles)."""
+def _record(index: Opened, seg: int, pos: int, meta: int, title: int, text: int) -> tuple[bytes, str, str]:
+    """(meta JSON, title, text) of one record of a segment's text file. A file shorter than its postings say (cut
+    short on disk), or a record whose bytes no longer decode (overwritten), is refused here, where it is read,
+    rather than by measuring every record at each open (3-34 ms at a million articles)."""
+    size = meta + title + text
     data = os.pread(index.texts[seg], size, pos)
+    where = text_file(index.folder, index.segments[seg])
     if len(data) < size:
-        raise damaged(f"{text_file(index.folder, index.segments[seg])}: cut short at "
-                      f"{os.fstat(index.texts[seg]).st_size} bytes, a record needs {pos + size}")
-    return data
+        raise damaged(f"{where}: cut short at {os.fstat(index.texts[seg]).st_size} bytes, a record needs {pos + size}")
+    try:
+        return unpack_record(index.parts[seg].post.text_codec, data, meta, title)
+    except (ValueError, OSError) as exc:  # UTF-8 or zstd refuses it
+        raise damaged(f"{where}: the record at {pos}: {exc}") from exc
 
 
 def _texts(index: Opened, seg: np.ndarray, dn: np.ndarray) -> list[tuple[str, str]]:
@@ -275,27 +280,14 @@ def _texts(index: Opened, seg: np.ndarray, dn: np.ndarray) -> list[tuple[str, st
         sel = seg == s
         p, d = index.parts[s].post, dn[sel]
         cols[:, sel] = p.pos[d], p.meta[d], p.title[d], p.text[d]
-    out = []
-    codecs = [part.post.text_codec for part in index.parts]
-    for s, pos, meta, title, text in zip(seg.tolist(), *cols.tolist(), strict=True):
-        data = _pread(index, s, meta + title + text, pos)
-        try:
-            out.append((data[meta:meta + title].decode(), unpack_text(codecs[s], data[meta + title:])))
-        except (ValueError, OSError) as exc:  # a record overwritten on disk: UTF-8 or zstd refuses it
-            raise damaged(f"{text_file(index.folder, index.segments[s])}: the record at {pos}: {exc}") from exc
-    return out
+    return [_record(index, s, pos, meta, title, text)[1:]
+            for s, pos, meta, title, text in zip(seg.tolist(), *cols.tolist(), strict=True)]
 
 
 def _read(index: Opened, seg: int, dn: int) -> tuple[bytes, str, str]:
     """(meta JSON, title, text) of one article from its segment's text file."""
     p = index.parts[seg].post
-    meta, title, text = int(p.meta[dn]), int(p.title[dn]), int(p.text[dn])
-    data = _pread(index, seg, meta + title + text, int(p.pos[dn]))
-    try:
-        return data[:meta], data[meta:meta + title].decode(), unpack_text(p.text_codec, data[meta + title:])
-    except (ValueError, OSError) as exc:  # a record overwritten on disk: UTF-8 or zstd refuses it
-        raise damaged(f"{text_file(index.folder, index.segments[seg])}: the record at {int(p.pos[dn])}: {exc}"
-                      ) from exc
+    return _record(index, seg, int(p.pos[dn]), int(p.meta[dn]), int(p.title[dn]), int(p.text[dn]))
 
 
 def _final(conn: duckdb.DuckDBPyConnection, index: Opened, top: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -154,6 +154,12 @@ def unpack_text(codec: str | None, data: bytes) -> str:
     return _codec(codec).decompress(data[4:], decompressed_size=size, asbytes=True).decode() if size else ""
 
 
+def unpack_record(codec: str | None, data: bytes, meta: int, title: int) -> tuple[bytes, str, str]:
+    """(meta JSON bytes, title, text) of one text-file record; ValueError or OSError (UTF-8 or the codec refusing
+    it) when its bytes were overwritten."""
+    return data[:meta], data[meta:meta + title].decode(), unpack_text(codec, data[meta + title:])
+
+
 def _write_texts(conn: duckdb.DuckDBPyConnection, path: Path, codec_name: str | None = TEXT_CODEC) -> None:
     """Write the record of every row of `docs` into `path` (its text packed with `codec_name`: pack_text; None:
     plainly, as before packing) and where each stands into the table `texts`."""
@@ -436,9 +442,7 @@ def _read_every_text(path: Path, post: search_postings.Postings) -> None:
             end = pos + meta + title + text
             if end > size:
                 raise ValueError(f"cut short at {size} bytes, a record needs {end}")
-            json.loads(whole[pos:pos + meta])
-            whole[pos + meta:pos + meta + title].decode()
-            unpack_text(codec, whole[pos + meta + title:end])
+            json.loads(unpack_record(codec, whole[pos:end], meta, title)[0])
 
 
 def read_head(path: Path, formats: tuple[int, ...] = (FORMAT,)

@@ -7,11 +7,12 @@
 
 Warehouses are filled once (benchmarks/yearfill.py) and cached outside the repository (benchmarks/yearcache.py,
 NEWSFLOW_BENCH_CACHE, default /work/benchcache); each round copies the cache afresh for every size, sizes
-interleaved, so every size meets the same machine load. In each copy, in order: two quiet runs (100 feeds
-answering 304; the second after the first one's own bookkeeping rows), a run that loads 128 new articles (with
-`[report] html_path` set), a second such run after the lookup cache is deleted; in the first round only, the
-commands `status`, `check`, `report`, `export <table> --format parquet` for every table, and `maintain` when the
-command exists. Each flow run is its own process (benchmarks/yearstep.py: step times, peak memory, bytes written).
+interleaved, so every size meets the same machine load; the copy is synced to disk before its runs. In each
+copy, in order: two quiet runs (100 feeds answering 304; the second after the first one's own bookkeeping rows), a
+run that loads 128 new articles (with `[report] html_path` set), a second such run after the lookup cache is
+deleted; in the first round only, the commands `status`, `check`, `report`, `export <table> --format parquet` for
+every table, and `maintain` when the command exists. Each flow run is its own process (benchmarks/yearstep.py:
+step times, peak memory, bytes written).
 Results: benchmarks/results/year.md (benchmarks/yearreport.py).
 """
 
@@ -162,6 +163,12 @@ def one_round(articles: int, rnd: int, sites: Path, bases: dict[str, str], first
     """Every measurement of one round at one size, on a fresh copy of its cache."""
     work = yearcache.cache_root() / "work" / f"year-{articles}"
     out: dict[str, Any] = {"copy_s": yearcache.copy(yearcache.prepare(articles), work)}
+    # The copy leaves up to 15 GB of dirty pages (1M) that the kernel writes back over the next minute, under the
+    # rounds' runs: the first round at 1M was slow in every step (load 5.5 s against 1.4 s). A warehouse that runs
+    # every 15 minutes is not a fresh copy, so the writeback is finished, and timed, before any run is measured.
+    start = time.perf_counter()
+    os.sync()
+    out["sync_s"] = time.perf_counter() - start
     quiet_urls = {f"f{f:03d}": f"{bases['quiet']}/quiet/{f}.xml" for f in range(FEEDS)}
     point_feeds(work, quiet_urls)
     quiet = yearcache.write_config(work, _FETCH + feeds_toml(quiet_urls), name="quiet.toml")

@@ -151,7 +151,9 @@ def report(sizes: list[int], rounds: dict[int, list[dict[str, Any]]], fills: dic
     parts = sorted({p for n in sizes for p in fills[n]})
     out += table(["part", *cols], [[p, *[round(fills[n].get(p, 0.0)) for n in sizes]] for p in parts]
                  + [["copy of the cache (median per round)",
-                     *[round(_median(rounds[n], lambda r: r["copy_s"]) or 0) for n in sizes]]])
+                     *[round(_median(rounds[n], lambda r: r["copy_s"]) or 0) for n in sizes]],
+                    ["its writeback to disk before the runs (`sync`, median per round)",
+                     *[round(_median(rounds[n], lambda r: r.get("sync_s", 0.0)) or 0) for n in sizes]]])
     absent = sorted({a for n in sizes for r in rounds[n] for a in r["load"].get("absent", [])})
     if absent:
         out += f"\nSteps this version does not have (not timed): {', '.join(absent)}.\n"

@@ -249,14 +249,19 @@ def test_segment_lookup_finds_every_row_of_a_repeated_key(tmp_path: Path) -> Non
     assert got == expected
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(0, 30), min_size=1, max_size=300), st.lists(st.integers(-1, 31), max_size=40),
-       st.sampled_from([2, 4, 8, 512]), st.sampled_from([1, 3, 1000]))
+_EXTREMES = [int(np.iinfo(np.int64).max), int(np.iinfo(np.int64).max) - 1, int(np.iinfo(np.int64).min)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 30) | st.sampled_from(_EXTREMES), min_size=1, max_size=300),
+       st.lists(st.integers(-1, 31) | st.sampled_from(_EXTREMES), max_size=40),
+       st.sampled_from([2, 3, 4, 8, 512]), st.sampled_from([1, 3, 1000]))
 def test_segment_lookup_is_a_brute_force_search_whatever_the_runs_and_blocks(
         tmp_path_factory: pytest.TempPathFactory, keys: list[int], probes: list[int], fence: int, chunk: int) -> None:
-    """Runs of equal keys shorter and longer than a fence block, ending on a block's edge or past it, probes
-    looked up a few at a time (their mapped pages released between: equal probes split across two lookups): the
-    lookup finds exactly the rows a scan does."""
+    """Runs of equal keys shorter and longer than a fence block, ending on a block's edge or past it, a short
+    last block (whose read is filled with the largest key), the largest and smallest keys themselves, probes
+    looked up a few at a time (equal probes split across two lookups): the lookup finds exactly the rows a scan
+    does."""
     folder = tmp_path_factory.mktemp("seg")
     stored = np.array(keys, dtype=np.int64)
     ids = np.arange(stored.size, dtype=np.int64) * 7 + 1

@@ -2,8 +2,9 @@
 
 DuckDB answers the candidate lookup with a hash join that reads every row of `lsh_buckets` and `shingle_samples`:
 a batch probes ~100,000 random keys, so zone maps cannot skip a row group, and the lookup grows with the
-warehouse (docs/benchmarks.md). Sorted arrays memory-mapped from disk answer the same probes by binary search,
-touching only the pages the probes land on.
+warehouse (docs/benchmarks.md). Sorted arrays on disk answer the same probes: a fence every 512 keys, held in
+memory, says which 4 KB block of the keys holds a probe's place, one read of that block finds it, and only the
+probes that hit touch the memory-mapped article ids.
 
 The warehouse stays the one source of truth; the cache is derived from it and may be deleted at any time:
 
@@ -112,6 +113,14 @@ def index_state(conn: duckdb.DuckDBPyConnection) -> IndexState | None:
     return IndexState(str(method), str(params), str(built_at), int(seq or 0))
 
 
+def _data_offset(path: Path) -> int:
+    """Where a .npy file's data starts (after its header)."""
+    with path.open("rb") as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        (np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0)(fh)
+        return fh.tell()
+
+
 def _mapped(path: Path) -> tuple[mmap.mmap | None, np.ndarray]:
     """A .npy file's array over a read-only mapping of the file, and the mapping (None for an empty array), so
     its pages can be released (np.load's memmap does not expose its mapping)."""
@@ -135,12 +144,15 @@ class _Segment:
         self._maps = [m for m, _ in mapped if m is not None]
         self.keys, self.refs, self.ids = (a for _, a in mapped)
         self.fences = np.load(folder / f"{name}.fences.npy")
+        self._keys_path = folder / f"{name}.keys.npy"
+        self._keys_at = _data_offset(self._keys_path)
 
     def release(self) -> None:
         """Unmap the pages lookups touched (they stay in the page cache: the next touch is a minor fault). Each
-        page a probe touches maps its neighbours too (fault-around): a batch's ~10,000 probes mapped ~0.8 GB of
-        a million articles' cache into the loading process, where lookups of _PROBES at a time, released
-        between, keep it under ~0.1 GB for ~0.03 s more a batch (docs/pipeline.md)."""
+        page touched maps its neighbours too (fault-around): when probes searched the mapped keys, a batch's
+        ~10,000 probes mapped ~0.8 GB of a million articles' cache into the loading process, where lookups of
+        _PROBES at a time, released between, kept it under ~0.1 GB (docs/pipeline.md). The keys are read now
+        (_blocks); the hits' rows of `refs` and `ids` are still mapped."""
         for mapping in self._maps:
             mapping.madvise(mmap.MADV_DONTNEED)
 
@@ -148,39 +160,57 @@ class _Segment:
     def rows(self) -> int:
         return int(self.keys.shape[0])
 
-    def _left(self, sorted_keys: np.ndarray) -> np.ndarray:
-        """np.searchsorted(keys, sorted_keys, "left"), reading one block of _FENCE keys per probe: the fences
-        say which block, a few vectorised halvings find the place in it (pages touched: about one per probe).
-        The block is the last whose fence is below the key: a run of equal keys may start before a fence equal to
-        it (the last block whose fence is at or below the key missed the run's rows before that fence)."""
+    def _blocks(self, sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The keys of the blocks of _FENCE rows the probes fall in, read with one `pread` each and laid end to
+        end (still sorted, as the array is: the blocks come in order), each probe's block's row in them, and the
+        shift from a position in them to one in the array. A probe's block is the last whose fence is below its
+        key: a run of equal keys may start before a fence equal to it, and the key's place is then in the block
+        or at its end. Reading rather than touching the mapping: each first touch of a mapped page is a fault
+        (with its neighbours mapped too), ~5 us on this machine against ~2.5 us a read, so a batch's ~10,000
+        probes at a million articles took 45-75 ms (docs/benchmarks.md, "dedup decision")."""
         block = np.maximum(np.searchsorted(self.fences, sorted_keys, "left") - 1, 0)
-        lo = block * _FENCE
-        return self._halve(sorted_keys, lo, np.minimum(lo + _FENCE, self.rows), right=False)
+        blocks, row = np.unique(block, return_inverse=True)
+        size = _FENCE * self.keys.itemsize
+        # The last block may be short: its tail is filled with the largest key, which keeps the blocks sorted
+        # and only ever lands past the array's end (positions are capped at `rows`).
+        flat = np.full(blocks.size * _FENCE, np.iinfo(self.keys.dtype).max, dtype=self.keys.dtype)
+        view = memoryview(flat).cast("B")
+        fd = os.open(self._keys_path, os.O_RDONLY)
+        try:
+            for i, b in enumerate(blocks.tolist()):
+                os.preadv(fd, [view[i * size:(i + 1) * size]], self._keys_at + b * size)
+        finally:
+            os.close(fd)
+        return flat, row, (blocks[row] - row) * _FENCE
 
-    def _halve(self, sorted_keys: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, right: bool) -> np.ndarray:
-        """np.searchsorted within [lo, hi) of each probe, vectorised."""
-        while True:
-            open_ = lo < hi
-            if not open_.any():
-                return lo
-            mid = (lo + hi) // 2
-            below = np.zeros(sorted_keys.size, dtype=bool)
-            at = self.keys[mid[open_]]
-            below[open_] = (at <= sorted_keys[open_]) if right else (at < sorted_keys[open_])
-            lo = np.where(open_ & below, mid + 1, lo)
-            hi = np.where(open_ & ~below, mid, hi)
-
-    def _right(self, sorted_keys: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        """np.searchsorted(keys, sorted_keys, "right") for probes found at `lo`: within the block after `lo` (a run
-        of equal keys is short), and over the whole array only for a run that reaches the block's end. A search of
-        the whole memory-mapped array touched a dozen pages per probe, each faulting in its neighbours: at a
-        million articles the lookups of one batch mapped ~0.9 GB of the cache into the loading process."""
-        end = np.minimum(lo + _FENCE, self.rows)
-        hi = self._halve(sorted_keys, lo.copy(), end, right=True)
-        long = (hi == end) & (end < self.rows)
+    def _lookup(self, sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.rows == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        flat, row, shift = self._blocks(sorted_keys)
+        pos = np.searchsorted(flat, sorted_keys, "left")
+        lo = np.minimum(pos + shift, self.rows)
+        # The key at `lo`: from the block read, or, for a key above every key of its block (its place the next
+        # block's first row, ~1 probe in _FENCE), from the mapping.
+        at = np.zeros_like(sorted_keys)
+        in_block = pos < (row + 1) * _FENCE
+        at[in_block] = flat[pos[in_block]]
+        edge = ~in_block & (lo < self.rows)
+        at[edge] = self.keys[lo[edge]]
+        probes = np.flatnonzero((lo < self.rows) & (at == sorted_keys))
+        if probes.size == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        # Only probes that hit need the end of their run of equal keys (a common shingle's, several articles):
+        # in the block read, unless the run reaches its end, and then over the whole mapped array.
+        ends = np.searchsorted(flat, sorted_keys[probes], "right")
+        hi = np.minimum(ends + shift[probes], self.rows)
+        long = (ends >= (row[probes] + 1) * _FENCE) & (hi < self.rows)
         if long.any():
-            hi[long] = np.searchsorted(self.keys, sorted_keys[long], "right")
-        return hi
+            hi[long] = np.searchsorted(self.keys, sorted_keys[probes][long], "right")
+        count = hi - lo[probes]
+        total = int(count.sum())
+        starts = np.repeat(lo[probes], count)
+        offsets = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+        return np.repeat(probes, count), self.ids[self.refs[starts + offsets]]
 
     def lookup(self, sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probe position, article id) for every stored row whose key equals a probe's: _PROBES probes at a
@@ -196,24 +226,6 @@ class _Segment:
             probes.append(p + start)
             ids.append(a)
         return np.concatenate(probes), np.concatenate(ids)
-
-    def _lookup(self, sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.rows == 0:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        lo = self._left(sorted_keys)
-        inside = lo < self.rows
-        hit = np.zeros(sorted_keys.size, dtype=bool)
-        hit[inside] = self.keys[lo[inside]] == sorted_keys[inside]
-        probes = np.flatnonzero(hit)
-        if probes.size == 0:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        # Only probes that hit need the end of their run of equal keys (a common shingle's, several articles).
-        hi = self._right(sorted_keys[probes], lo[probes])
-        count = hi - lo[probes]
-        total = int(count.sum())
-        starts = np.repeat(lo[probes], count)
-        offsets = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-        return np.repeat(probes, count), self.ids[self.refs[starts + offsets]]
 
 
 class KeyCache:

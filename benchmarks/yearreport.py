@@ -153,7 +153,9 @@ def report(sizes: list[int], rounds: dict[int, list[dict[str, Any]]], fills: dic
                  + [["copy of the cache (median per round)",
                      *[round(_median(rounds[n], lambda r: r["copy_s"]) or 0) for n in sizes]],
                     ["its writeback to disk before the runs (`sync`, median per round)",
-                     *[round(_median(rounds[n], lambda r: r.get("sync_s", 0.0)) or 0) for n in sizes]]])
+                     *[round(_median(rounds[n], lambda r: r.get("sync_s", 0.0)) or 0) for n in sizes]],
+                    ["its lookup cache read into memory (median per round)",
+                     *[round(_median(rounds[n], lambda r: r.get("warm_s", 0.0)) or 0) for n in sizes]]])
     absent = sorted({a for n in sizes for r in rounds[n] for a in r["load"].get("absent", [])})
     if absent:
         out += f"\nSteps this version does not have (not timed): {', '.join(absent)}.\n"

@@ -249,6 +249,23 @@ def test_segment_lookup_finds_every_row_of_a_repeated_key(tmp_path: Path) -> Non
     assert got == expected
 
 
+def test_a_segment_opened_before_a_merge_deleted_its_files_still_answers(tmp_path: Path) -> None:
+    """A refresh in another process merges segments and deletes the old files while a run still looks up in the
+    cache it opened: the lookups read the files opened with the segment, not the paths."""
+    rng = np.random.default_rng(5)
+    keys = rng.integers(-2**62, 2**62, 5000)
+    ids = np.arange(keys.size, dtype=np.int64) + 100
+    keycache._write_segment(tmp_path, "lsh-00000001", keys, ids)
+    segment = keycache._Segment(tmp_path, "lsh-00000001")
+    probes = np.sort(np.concatenate([keys[:300], keys[:50] + 1]))
+    before = segment.lookup(probes)
+    for path in tmp_path.glob("lsh-00000001.*"):
+        path.unlink()
+    after = segment.lookup(probes)
+    assert before[0].size == 300
+    assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+
+
 _EXTREMES = [int(np.iinfo(np.int64).max), int(np.iinfo(np.int64).max) - 1, int(np.iinfo(np.int64).min)]
 
 

@@ -32,6 +32,7 @@ import json
 import logging
 import mmap
 import os
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,8 +145,12 @@ class _Segment:
         self._maps = [m for m, _ in mapped if m is not None]
         self.keys, self.refs, self.ids = (a for _, a in mapped)
         self.fences = np.load(folder / f"{name}.fences.npy")
-        self._keys_path = folder / f"{name}.keys.npy"
-        self._keys_at = _data_offset(self._keys_path)
+        # Opened now, like the mappings, and kept: a refresh in another process may merge this segment and
+        # delete its files while a run still looks up in the cache it opened; the open descriptor keeps them.
+        keys_path = folder / f"{name}.keys.npy"
+        self._keys_at = _data_offset(keys_path)
+        self._keys_fd = os.open(keys_path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._keys_fd)
 
     def release(self) -> None:
         """Unmap the pages lookups touched (they stay in the page cache: the next touch is a minor fault). Each
@@ -175,12 +180,8 @@ class _Segment:
         # and only ever lands past the array's end (positions are capped at `rows`).
         flat = np.full(blocks.size * _FENCE, np.iinfo(self.keys.dtype).max, dtype=self.keys.dtype)
         view = memoryview(flat).cast("B")
-        fd = os.open(self._keys_path, os.O_RDONLY)
-        try:
-            for i, b in enumerate(blocks.tolist()):
-                os.preadv(fd, [view[i * size:(i + 1) * size]], self._keys_at + b * size)
-        finally:
-            os.close(fd)
+        for i, b in enumerate(blocks.tolist()):
+            os.preadv(self._keys_fd, [view[i * size:(i + 1) * size]], self._keys_at + b * size)
         return flat, row, (blocks[row] - row) * _FENCE
 
     def _lookup(self, sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

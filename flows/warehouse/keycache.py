@@ -114,17 +114,9 @@ def index_state(conn: duckdb.DuckDBPyConnection) -> IndexState | None:
     return IndexState(str(method), str(params), str(built_at), int(seq or 0))
 
 
-def _data_offset(path: Path) -> int:
-    """Where a .npy file's data starts (after its header)."""
-    with path.open("rb") as fh:
-        major, _ = np.lib.format.read_magic(fh)
-        (np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0)(fh)
-        return fh.tell()
-
-
-def _mapped(path: Path) -> tuple[mmap.mmap | None, np.ndarray]:
-    """A .npy file's array over a read-only mapping of the file, and the mapping (None for an empty array), so
-    its pages can be released (np.load's memmap does not expose its mapping)."""
+def _mapped(path: Path) -> tuple[mmap.mmap | None, np.ndarray, int]:
+    """A .npy file's array over a read-only mapping of the file, the mapping (None for an empty array), so its
+    pages can be released (np.load's memmap does not expose its mapping), and where the data starts in the file."""
     with path.open("rb") as fh:
         major, _ = np.lib.format.read_magic(fh)
         read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
@@ -133,24 +125,24 @@ def _mapped(path: Path) -> tuple[mmap.mmap | None, np.ndarray]:
         if fortran or len(shape) != 1:
             raise ValueError(f"{path}: not a flat array")
         if count == 0:
-            return None, np.empty(0, dtype)
+            return None, np.empty(0, dtype), offset
         mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    return mapping, np.frombuffer(mapping, dtype=dtype, count=count, offset=offset)
+    return mapping, np.frombuffer(mapping, dtype=dtype, count=count, offset=offset), offset
 
 
 class _Segment:
     def __init__(self, folder: Path, name: str) -> None:
         self.name = name
-        mapped = [_mapped(folder / f"{name}.{part}.npy") for part in ("keys", "refs", "ids")]
-        self._maps = [m for m, _ in mapped if m is not None]
-        self.keys, self.refs, self.ids = (a for _, a in mapped)
-        self.fences = np.load(folder / f"{name}.fences.npy")
-        # Opened now, like the mappings, and kept: a refresh in another process may merge this segment and
-        # delete its files while a run still looks up in the cache it opened; the open descriptor keeps them.
-        keys_path = folder / f"{name}.keys.npy"
-        self._keys_at = _data_offset(keys_path)
-        self._keys_fd = os.open(keys_path, os.O_RDONLY)
+        # The keys are read through a descriptor opened with the mappings and kept, as the mappings keep their
+        # pages: a refresh in another process may merge this segment and delete its files while a run still looks
+        # up in the cache it opened. Opened first, so both are the file the manifest named.
+        self._keys_fd = os.open(folder / f"{name}.keys.npy", os.O_RDONLY)
         weakref.finalize(self, os.close, self._keys_fd)
+        mapped = [_mapped(folder / f"{name}.{part}.npy") for part in ("keys", "refs", "ids")]
+        self._maps = [m for m, _, _ in mapped if m is not None]
+        self.keys, self.refs, self.ids = (a for _, a, _ in mapped)
+        self._keys_at = mapped[0][2]
+        self.fences = np.load(folder / f"{name}.fences.npy")
 
     def release(self) -> None:
         """Unmap the pages lookups touched (they stay in the page cache: the next touch is a minor fault). Each

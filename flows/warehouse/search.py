@@ -264,13 +264,13 @@ def _record(index: Opened, seg: int, pos: int, meta: int, title: int, text: int)
     rather than by measuring every record at each open (3-34 ms at a million articles)."""
     size = meta + title + text
     data = os.pread(index.texts[seg], size, pos)
-    where = text_file(index.folder, index.segments[seg])
     if len(data) < size:
-        raise damaged(f"{where}: cut short at {os.fstat(index.texts[seg]).st_size} bytes, a record needs {pos + size}")
+        raise damaged(f"{text_file(index.folder, index.segments[seg])}: cut short at "
+                      f"{os.fstat(index.texts[seg]).st_size} bytes, a record needs {pos + size}")
     try:
         return unpack_record(index.parts[seg].post.text_codec, data, meta, title)
     except (ValueError, OSError) as exc:  # UTF-8 or zstd refuses it
-        raise damaged(f"{where}: the record at {pos}: {exc}") from exc
+        raise damaged(f"{text_file(index.folder, index.segments[seg])}: the record at {pos}: {exc}") from exc
 
 
 def _texts(index: Opened, seg: np.ndarray, dn: np.ndarray) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ import json
 import os
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,15 +128,15 @@ def _items_of(path: str) -> list[NewsItem]:
     return out
 
 
-def candidates() -> list[NewsItem]:
-    """Every kept item of the DAYS' folders at its first sighting (folders by day, files by name), dated DAYS."""
+def candidates(days: Sequence[str] = DAYS) -> list[NewsItem]:
+    """Every kept item of the `days`' folders at its first sighting (folders by day, files by name), dated `days`."""
     seen: dict[str, NewsItem] = {}
-    for day in DAYS:
+    for day in days:
         for path in sorted(_git("ls-tree", "-r", "--name-only", COMMIT, f"2023/{day[5:7]}/{day}/").split()):
             if path.endswith("_entries.json"):
                 for item in _items_of(path):
                     seen.setdefault(item.link_sha256, item)
-    return [i for i in seen.values() if i.first_seen.date().isoformat() in DAYS]
+    return [i for i in seen.values() if i.first_seen.date().isoformat() in days]
 
 
 def select(items: list[NewsItem]) -> list[NewsItem]:

@@ -222,3 +222,13 @@ def test_rss_snapshot_matches_the_manifest_and_the_selection_rule():
     assert all(i.title and len(i.summary) >= stories_rss_corpus.MIN_SUMMARY for i in items)
     selected = stories_rss_corpus.select(stories_rss_corpus.candidates())
     assert [i.key for i in selected] == [i.key for i in items]
+
+
+def test_a_split_warms_up_on_as_many_days_before_it() -> None:
+    """The warm start's days: as many as the split holds, ending the day before its first (so the report days warm
+    up on the tune days and never on themselves)."""
+    assert eval_stories.days_before(["2023-12-13", "2023-12-14"]) == ["2023-12-11", "2023-12-12"]
+    assert eval_stories.days_before(["2026-01-06", "2026-01-04", "2026-01-05"]) == [
+        "2026-01-01", "2026-01-02", "2026-01-03"]
+    split = json.loads((DATA / "split.json").read_text())
+    assert eval_stories.days_before(split["report"]) == split["tune"]

@@ -121,6 +121,28 @@ def test_a_story_closes_after_its_window() -> None:
     assert len(set(cluster_offline([first, second]).values())) == 1
 
 
+def test_background_articles_count_in_the_frequencies_and_are_never_placed() -> None:
+    """cluster_offline's `background`: earlier articles, whose terms a warehouse that ran before has counted. Two
+    write-ups of different events that share only words every earlier article used are apart then, and one story
+    on an empty index, where every word is as rare as any other."""
+    common = "minister parliament budget vote government"
+    a = _item("1", "Minister faces parliament vote on budget",
+              f"The {common} debate turned to fisheries quotas and trawler licences off the northern coast.", 0, "a")
+    b = _item("2", "Government budget vote in parliament",
+              f"The {common} session ended with a row over rail electrification and tram depots in the capital.", 2,
+              "b")
+    earlier = [_item(f"b{i}", f"Parliament minister vote {i}", f"The {common} item {i} about topic{i}.", i - 48, "z")
+               for i in range(40)]
+    assert cluster_offline([a, b]) == {"1": "1", "2": "1"}
+    assert cluster_offline([a, b], background=earlier) == {"1": "1", "2": "2"}
+    # Counted as placing them would count them (placing also makes their stories).
+    counted, placed = StoryIndex(StorySettings()), StoryIndex(StorySettings())
+    counted.count(earlier)
+    for item in earlier:
+        placed.place(item)
+    assert (counted.df, counted.docs, counted.stories) == (placed.df, placed.docs, {})
+
+
 def test_the_tokenizer_folds_accents_and_drops_stopwords() -> None:
     assert storyterms.tokens("L'Élysée a reçu les ministres") == ["elyse", "recu", "ministr"]
     assert storyterms.tokens("The earthquakes were striking") == ["earthquak", "strik"]

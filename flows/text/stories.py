@@ -188,6 +188,14 @@ class StoryIndex:
                                        sorted(set(item.entities)), since, 2 * self.settings.max_candidates))
         self._load(sorted(wanted))
 
+    def count(self, items: Iterable[StoryItem]) -> None:
+        """Add `items`' terms to the document frequencies without placing them: the earlier articles a deployed
+        warehouse's `story_df` has counted, for an index started on a slice of the news (cluster_offline)."""
+        for item in items:
+            for t in term_counts(item.title, item.text, self.settings.body_words):
+                self.df[t] = self.df.get(t, 0) + 1
+            self.docs += 1
+
     def _load(self, ids: list[str]) -> None:
         missing = [sid for sid in ids if sid not in self.stories]
         if missing and self.backing is not None:
@@ -349,11 +357,14 @@ def split_copies(items: Iterable[StoryItem]) -> tuple[list[StoryItem], list[Stor
     return sorted(originals, key=order_key), sorted(copies, key=order_key)
 
 
-def cluster_offline(items: Sequence[StoryItem], settings: StorySettings = StorySettings()) -> dict[str, str]:
+def cluster_offline(items: Sequence[StoryItem], settings: StorySettings = StorySettings(),
+                    background: Iterable[StoryItem] = ()) -> dict[str, str]:
     """article_id -> story_id, running the same online algorithm the pipeline runs, in canonical order,
-    with an in-memory candidate index."""
+    with an in-memory candidate index. `background`: earlier articles, counted in the document frequencies and
+    never placed, as a warehouse that ran before counts what it stored (a term common last week is common now)."""
     originals, copies = split_copies(items)
     index = StoryIndex(settings)
+    index.count(background)
     out = {item.article_id: index.place(item).story_id for item in originals}
     for copy in copies:
         out[copy.article_id] = out[copy.copy_of]  # type: ignore[index]

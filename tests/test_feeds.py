@@ -122,12 +122,16 @@ def test_corpus_sample_never_crashes() -> None:
 @pytest.mark.parametrize(("published", "kept"), [("Mon, 01 Jan 2099 10:00:00 GMT", False),
                                                  ("Sat, 31 Dec 9999 23:59:59 GMT", False),
                                                  ("Sun, 06 Dec 2026 08:00:00 GMT", True),
+                                                 ("Mon, 01 Jan 0001 00:00:00 GMT", False),
+                                                 ("Sun, 31 Dec 1899 12:00:00 GMT", False),
+                                                 ("Mon, 01 Jan 1900 00:00:00 GMT", True),
                                                  (None, False)])
 def test_a_feed_date_far_past_the_fetch_is_not_the_articles_publication_day(published: str | None,
                                                                            kept: bool) -> None:
     """A feed that dates an entry years ahead (a wrong year, say) would, as the article's day, end every report
     window on that day. More than a day after the fetch it is ignored: the article is dated by its fetch (or by its
-    page, which trafilatura never dates past today). A date within the day ahead (time zones) is kept."""
+    page, which trafilatura never dates past today). A date within the day ahead (time zones) is kept; one before
+    1900 is not (a placeholder: "0001-01-01" made the stories' window reach below year 1 and stopped every load)."""
     from datetime import UTC, datetime, timedelta
 
     from flows.core.settings import Settings

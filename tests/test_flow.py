@@ -176,3 +176,29 @@ def test_a_file_where_the_raw_archive_belongs_stops_no_run(prefect_harness: None
     assert any(m.startswith("raw-HTML retention skipped: NotADirectoryError") for m in errors), errors
     assert any(m.startswith("raw HTML of ") and str(settings.warehouse.raw_dir) in m for m in errors), errors
     assert settings.warehouse.raw_dir.read_text() == "not a folder"  # never removed or overwritten
+
+
+def test_the_commands_keep_the_config_s_staging_folder_and_snapshot(
+        prefect_harness: None, demo_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`newsflow ingest --config` without --warehouse stages and publishes where the config says, as `status`,
+    `check` and `backup` read: it used to hand the flow the warehouse's path, which puts both beside the file
+    (what a --warehouse gets), so `status` showed neither staged batches nor the snapshot (the shipped config
+    keeps its snapshot in warehouse/snapshots/)."""
+    from flows.cli import main
+    from flows.ops.demo import demo_config
+
+    monkeypatch.setenv("NEWSFLOW_PIPELINE__WORKERS", "1")
+    db = tmp_path / "wh" / "demo.duckdb"
+    config = demo_config(demo_server, db, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    config.write_text(config.read_text()
+                      .replace(str(db.with_name("demo.staging")), str(elsewhere / "staging"))
+                      .replace(str(db.with_name("demo.snapshot.duckdb")), str(elsewhere / "snap.duckdb")))
+    assert main(["ingest", "--config", str(config), "--max-articles", "1"]) == 0
+    assert (elsewhere / "snap.duckdb").is_file() and (elsewhere / "staging").is_dir()
+    assert not db.with_name("demo.snapshot.duckdb").exists() and not db.with_name("demo.staging").exists()
+    capsys.readouterr()
+    assert main(["status", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "Snapshot: none yet" not in out and str(elsewhere / "snap.duckdb") in out, out

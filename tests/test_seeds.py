@@ -44,6 +44,36 @@ def test_a_bad_file_does_not_stop_the_others(tmp_path: Path) -> None:
     assert len(errors) == 2 and str(errors[0]).startswith("b.txt")
 
 
+@pytest.mark.parametrize("day", ["0001-01-01", "1899-12-31", "2026-03-03", "9999-12-31"])
+def test_an_implausible_date_is_the_file_s_error(day: str) -> None:
+    """A seed dated before 1900 or after tomorrow is a typo; kept, "0001-01-01" stopped every load (the stories'
+    window reached below year 1) and "9999-12-31" became the report's top story."""
+    with pytest.raises(SeedFormatError, match=rf"x\.txt: {day} is not a plausible publication date"):
+        parse_seed("x.txt", f"date {day} Some text.", today=date(2026, 3, 1))
+    assert parse_seed("x.txt", "date 2026-03-02 Some text.", today=date(2026, 3, 1)).published == date(2026, 3, 2)
+    assert parse_seed("x.txt", "date 1900-01-01 Some text.").published == date(1900, 1, 1)
+
+
+def test_a_pipe_a_device_a_huge_file_and_a_name_not_utf8_are_their_files_errors(tmp_path: Path) -> None:
+    """Each is one error row and the others load. A FIFO named like a seed made the read wait for a writer forever
+    (every run hung), a name that is not UTF-8 could not be staged (every run failed), and a symlink to /dev/zero
+    would have been read until memory ran out."""
+    import os
+
+    (tmp_path / "a.txt").write_text("date 2024-01-01 Fine text.")
+    os.mkfifo(tmp_path / "fifo.txt")
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")
+    (tmp_path / "folder.txt").mkdir()
+    (tmp_path / "big.txt").write_text("date 2024-01-01 " + "word " * 30)
+    (tmp_path / os.fsdecode(b"bad-\xff-name.txt")).write_text("date 2024-01-01 Fine text too.")
+    seeds, errors = read_seeds(tmp_path, max_bytes=100)
+    assert [s.name for s in seeds] == ["a.txt"]
+    found = {e.name: e.code for e in errors}
+    assert found == {"fifo.txt": "not_a_file", "zero.txt": "not_a_file", "folder.txt": "not_a_file",
+                     "big.txt": "too_large", "bad-\ufffd-name.txt": "bad_name"}
+    assert all(e.url.encode("utf-8") for e in errors)  # each can be stored as its page_fetches row
+
+
 def _load(settings: Settings) -> int:
     """What the reload-seeds flow does, without Prefect: returns how many seed files were (re)loaded."""
     seeds, _ = runstate.seeds_to_load(settings)

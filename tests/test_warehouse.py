@@ -680,6 +680,34 @@ def test_an_unreadable_staged_batch_is_quarantined_and_the_rest_load(tmp_path: P
         assert result.offending_rows == 0
 
 
+def test_a_batch_that_fails_on_its_own_data_is_quarantined_and_the_rest_load(tmp_path: Path) -> None:
+    """A staged batch the loader cannot take (here a run's count past the column's range, as a tampered or
+    older-version file may hold; before, a feed dated 0001-01-01 did it) failed every load, and every later run
+    loaded it first: now it is rolled back, moved aside with its reason and the batches after it load. A fault that
+    may pass (the warehouse held, a full disk) still leaves it staged (test_locking.py)."""
+    settings = _full_settings(tmp_path)
+    wh = settings.warehouse
+    assert database.ensure_ready(wh)
+    first = _stage(wh.staging_dir, 1)
+    bad = staging.Batch("20261201T000000-run-1-0002", "run-1")
+    bad.add("entries", {"feed": "f", "guid": "g2", "url": "http://127.0.0.1/2", "first_run_id": "run-1",
+                        "first_seen_at": datetime(2026, 12, 1, tzinfo=UTC)})
+    bad.add("runs", {"run_id": "run-1", "flow": "ingest", "started_at": datetime(2026, 12, 1, tzinfo=UTC),
+                     "status": "completed", "feeds_total": 2**40})
+    bad_path = staging.write(bad, wh.staging_dir, durable=False)
+    later = _stage(wh.staging_dir, 3)
+    assert store.load_pending(settings, run_id="load-1") == (3, 0)
+    with duckdb.connect(str(wh.path), read_only=True) as conn:
+        assert sorted(r[0] for r in conn.execute("select url from entries").fetchall()) == [
+            "http://127.0.0.1/1", "http://127.0.0.1/3"]  # nothing of the bad batch: its transaction rolled back
+        assert conn.execute("select count(*) from runs").fetchone() == (0,)
+        [(batch_id, reason)] = conn.execute("select batch_id, reason from staged_quarantine").fetchall()
+    assert batch_id == bad_path.name, batch_id
+    assert reason.startswith("load failed: ConversionException: ") and "feeds_total" in reason, reason
+    assert [p.name for p in staging.quarantined(wh.staging_dir)] == [bad_path.name]
+    assert not first.exists() and not later.exists()
+
+
 def test_the_load_flow_quarantines_and_status_shows_a_run_that_failed_before_loading(
         tmp_path: Path, prefect_harness: None, capsys: pytest.CaptureFixture[str]) -> None:
     """Through the real flows: `load` moves an unreadable batch aside, loads the good one and fails the check;

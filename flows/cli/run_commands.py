@@ -12,8 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from flows.cli.common import CliError, print_summary, settings_for
-from flows.core.settings import load_settings
+from flows.core.settings import Settings, load_settings
 from flows.run import progress, shutdown
+
+
+def given_warehouse(args: argparse.Namespace, settings: Settings) -> str | None:
+    """The flow's `warehouse_path`: the --warehouse the command was given, else None, so that the flow reads the
+    config's places as this command did. Passed always, a config's own `staging_dir` and `snapshot_path` were
+    replaced by the folder beside the file (what a --warehouse gets), and `status`, `check` and `backup`, which read
+    the config's, saw neither the staged batches nor the snapshot."""
+    return str(settings.warehouse.path) if getattr(args, "warehouse", None) else None
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -26,7 +34,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     with progress.using(progress.for_stream()):
         summary = ingest(feeds=args.feeds, tags=args.tags, max_articles_per_feed=args.max_articles,
                          since=args.since, dry_run=args.dry_run, config=str(settings.config_path),
-                         warehouse_path=str(settings.warehouse.path), shard=args.shard,
+                         warehouse_path=given_warehouse(args, settings), shard=args.shard,
                          stage_only=args.stage_only)
     print_summary(summary, stage_only=args.stage_only)
     return 0
@@ -37,7 +45,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from flows.run.loader import load
 
     shutdown.start_temporary_server()
-    summary = load(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
+    summary = load(config=str(settings.config_path), warehouse_path=given_warehouse(args, settings))
     print_summary(summary)
     print(f"  {summary.get('batches_loaded', 0)} staged batches loaded")
     return 0
@@ -51,7 +59,7 @@ def cmd_fanout(args: argparse.Namespace) -> int:
     if problem:
         raise CliError(problem)
     summary = fanout(shards=args.shards, max_articles_per_feed=args.max_articles,
-                     config=str(settings.config_path), warehouse_path=str(settings.warehouse.path),
+                     config=str(settings.config_path), warehouse_path=given_warehouse(args, settings),
                      timeout_seconds=float(args.timeout))
     return fanout_report(summary)
 
@@ -77,7 +85,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
     shutdown.start_temporary_server()
     with progress.using(progress.for_stream()):
-        result = reload_seeds(config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
+        result = reload_seeds(config=str(settings.config_path), warehouse_path=given_warehouse(args, settings))
     print(f"{result['seeds_loaded']} seed files loaded, {len(result['errors'])} skipped")
     for err in result["errors"]:
         print(f"  skipped: {err}")
@@ -139,7 +147,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     with progress.using(progress.for_stream()):
         result = reprocess(steps=[Step(s) for s in args.steps or ("dedup", "entities")], only_stale=not args.all,
                            batch_size=args.batch_size, config=str(settings.config_path),
-                           warehouse_path=str(settings.warehouse.path))
+                           warehouse_path=given_warehouse(args, settings))
     for step in ("dedup", "entities", "stories"):
         if step in result:
             print(f"{step}: " + ", ".join(f"{k}={v}" for k, v in result[step].items()))
@@ -157,7 +165,7 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     shutdown.start_temporary_server()
     try:
         result = maintain(steps=[MaintainStep(s) for s in args.steps or ()], dry_run=args.dry_run,
-                          config=str(settings.config_path), warehouse_path=str(settings.warehouse.path))
+                          config=str(settings.config_path), warehouse_path=given_warehouse(args, settings))
     except MaintenanceFailed as exc:  # the other steps ran: show them all, then the failure in one line
         _print_steps(exc.rows)
         print(f"newsflow: maintenance step {', '.join(r['step'] for r in exc.rows if r['did'].startswith('failed: '))}"

@@ -13,12 +13,15 @@ load: `documents_from_table` fills what they lack with nulls. Version 3 (issue 2
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 
 SCHEMA_VERSION = 3
+# The earliest publication date taken from a feed or a seed file: older ones are a source's placeholder ("0001-01-01",
+# "1899-12-30"), not news, and the stories' window arithmetic has no room below year 1.
+EARLIEST_PUBLISHED = datetime(1900, 1, 1, tzinfo=UTC)
 
 _TS = pa.timestamp("us", tz="UTC")
 _MENTION = pa.struct([("name", pa.string()), ("label", pa.string()), ("mentions", pa.int64())])

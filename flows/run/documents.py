@@ -16,7 +16,7 @@ from typing import Any
 
 from flows.core.errors import INTERNAL_ERROR, describe, failpoint
 from flows.core.languages import language_tag
-from flows.core.records import Document
+from flows.core.records import EARLIEST_PUBLISHED, Document
 from flows.core.sections import DedupSettings
 from flows.core.settings import Settings
 from flows.core.urls import redact
@@ -91,13 +91,14 @@ def _extract(entry: FeedEntry, result: FetchResult | None, settings: Settings
 
 
 def plausible_date(published: datetime | None, fetched_at: datetime) -> datetime | None:
-    """A feed's date for an entry, or None when it lies more than FUTURE_SLACK after the page was fetched.
+    """A feed's date for an entry, or None when it lies more than FUTURE_SLACK after the page was fetched or
+    before EARLIEST_PUBLISHED (a placeholder such as "0001-01-01").
 
     A feed may date an entry in the future: a wrong year, a local time labelled UTC, a post scheduled and listed
     early. Kept, it would be the article's publication day, and the report's windows (the week of surges, the
     last 30 days per feed) end on the latest day stored: one such entry would move them all to its day. The page's
     own date is used instead when it has one (trafilatura takes none past today), else the fetch day."""
-    if published is not None and published > fetched_at + FUTURE_SLACK:
+    if published is not None and not EARLIEST_PUBLISHED <= published <= fetched_at + FUTURE_SLACK:
         return None
     return published
 

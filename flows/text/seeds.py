@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from flows.core.errors import INTERNAL_ERROR, SeedFormatError, describe
+from flows.core.records import EARLIEST_PUBLISHED
+
+MAX_SEED_BYTES = 5_000_000  # [fetch] max_page_bytes by default (flows/warehouse/runstate.py): a seed is one article
 
 _HEADER = re.compile(r"\A\s*date\s+(\d{4}-\d{2}-\d{2})\s+", re.I)
 
@@ -26,7 +31,9 @@ class Seed:
         return f"seed:{self.name}"
 
 
-def parse_seed(name: str, raw: str) -> Seed:
+def parse_seed(name: str, raw: str, today: date | None = None) -> Seed:
+    """A seed file's date and text; SeedFormatError when its header or date is wrong (a date before 1900 or after
+    `today` (UTC) + 1 day is a typo, and would become the story of the day or the report's latest day)."""
     body = raw.removeprefix("\ufeff")  # editors on Windows save UTF-8 with a byte-order mark
     m = _HEADER.match(body)
     if not m:
@@ -35,6 +42,10 @@ def parse_seed(name: str, raw: str) -> Seed:
         published = date.fromisoformat(m.group(1))
     except ValueError:
         raise SeedFormatError(f"{name}: {m.group(1)!r} is not a valid date") from None
+    latest = (today or datetime.now(UTC).date()) + timedelta(days=1)
+    if not EARLIEST_PUBLISHED.date() <= published <= latest:
+        raise SeedFormatError(f"{name}: {published} is not a plausible publication date "
+                              f"({EARLIEST_PUBLISHED.date()} to {latest})")
     text = body[m.end():].strip()
     if not text:
         raise SeedFormatError(f"{name}: no text after the date")
@@ -46,7 +57,7 @@ class SeedError:
     """A seed file that could not be loaded, recorded as its `page_fetches` row (url `seed:<file>`)."""
 
     name: str
-    code: str  # seed_format | not_utf8 | internal_error
+    code: str  # seed_format | not_utf8 | bad_name | not_a_file | too_large | internal_error
     detail: str
 
     @property
@@ -57,7 +68,35 @@ class SeedError:
         return f"{self.name}: {self.detail}"
 
 
-def read_seeds(folder: Path) -> tuple[list[Seed], list[SeedError]]:
+class _RefusedError(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+def _read(path: Path, max_bytes: int) -> str:
+    """The file's text. Opened without blocking and checked on the open file, so that a FIFO (which would wait for
+    a writer forever) or a device (/dev/zero behind a symlink) is refused, as is a file over `max_bytes`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _RefusedError("not_a_file", "not a regular file (a folder, a pipe or a device)")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise _RefusedError("too_large", f"over {max_bytes:,} bytes")
+    return data.decode("utf-8")
+
+
+def _printable(name: str) -> str:
+    """A file name as UTF-8 text: bytes that are not UTF-8 (kept by Python as surrogates) as U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def read_seeds(folder: Path, max_bytes: int = MAX_SEED_BYTES) -> tuple[list[Seed], list[SeedError]]:
     """All `*.txt` seeds in the folder, sorted by name, and one error per file that could not be read.
 
     One file's problem, expected or not, is that file's error; the others still load.
@@ -65,12 +104,17 @@ def read_seeds(folder: Path) -> tuple[list[Seed], list[SeedError]]:
     seeds: list[Seed] = []
     errors: list[SeedError] = []
     for path in sorted(folder.glob("*.txt")):
+        name = _printable(path.name)
         try:
-            seeds.append(parse_seed(path.name, path.read_text(encoding="utf-8")))
+            if name != path.name:  # it could be neither stored nor named again: refused, not renamed
+                raise _RefusedError("bad_name", "the file name is not UTF-8: rename the file")
+            seeds.append(parse_seed(name, _read(path, max_bytes)))
+        except _RefusedError as exc:
+            errors.append(SeedError(name, exc.code, str(exc)))
         except SeedFormatError as exc:
-            errors.append(SeedError(path.name, "seed_format", str(exc).removeprefix(f"{path.name}: ")))
+            errors.append(SeedError(name, "seed_format", str(exc).removeprefix(f"{name}: ")))
         except UnicodeDecodeError:
-            errors.append(SeedError(path.name, "not_utf8", "not UTF-8 text"))
+            errors.append(SeedError(name, "not_utf8", "not UTF-8 text"))
         except Exception as exc:
-            errors.append(SeedError(path.name, INTERNAL_ERROR, describe(exc)))
+            errors.append(SeedError(name, INTERNAL_ERROR, describe(exc)))
     return seeds, errors

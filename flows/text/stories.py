@@ -111,6 +111,14 @@ _NO_POSTINGS: Postings = ([], [])
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def days_before(t: datetime, days: float) -> datetime:
+    """`t` less `days`, or the earliest time there is when that falls before year 1 (a feed's "0001-01-01")."""
+    try:
+        return t - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 def epoch_us(t: datetime) -> int:
     """Microseconds since the epoch: a time compared as an integer, exactly (times carry microseconds at most)."""
     return (t - _EPOCH) // timedelta(microseconds=1)
@@ -169,7 +177,7 @@ class StoryIndex:
         for item in items:
             self._counts[item.article_id] = term_counts(item.title, item.text, self.settings.body_words, memo)
         if items:
-            self._floor = min(item.published for item in items) - timedelta(days=self.settings.window_days)
+            self._floor = days_before(min(item.published for item in items), self.settings.window_days)
         missing = sorted({t for c in self._counts.values() for t in c if t not in self.df})
         known = self.backing.df(missing) if self.backing and missing else {}
         for t in missing:
@@ -183,7 +191,7 @@ class StoryIndex:
         # batch is placed), read in one go: a story missed here costs a lookup of its own later.
         wanted: set[str] = set()
         for item in items:
-            since = item.published - timedelta(days=self.settings.window_days)
+            since = days_before(item.published, self.settings.window_days)
             wanted.update(self._ranked(self._query(vectors[item.article_id], self.settings.query_terms),
                                        sorted(set(item.entities)), since, 2 * self.settings.max_candidates))
         self._load(sorted(wanted))
@@ -305,7 +313,7 @@ class StoryIndex:
         vec, terms = self.vector(item)
         query = self._query(vec, s.query_terms)
         entities = sorted(set(item.entities))
-        since = item.published - timedelta(days=s.window_days)
+        since = days_before(item.published, s.window_days)
         if self._floor is not None and since < self._floor:  # not in the prefetched batch: read postings afresh
             self._floor = None
             self._stored.clear()

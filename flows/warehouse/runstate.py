@@ -96,7 +96,7 @@ def mark_abandoned(settings: Settings, run_id: str) -> None:
 def seeds_to_load(settings: Settings, stored: dict[str, str] | None = None) -> tuple[list[Seed], list[SeedError]]:
     """Seed files that are new or changed since they were loaded (`stored`: name -> hash of those loaded, read
     from the warehouse when not given), and errors for unreadable ones."""
-    seeds, errors = read_seeds(settings.pipeline.seeds_dir)
+    seeds, errors = read_seeds(settings.pipeline.seeds_dir, settings.fetch.max_page_bytes)
     if stored is None:
         stored = stored_seed_hashes(settings) or {}
     return [s for s in seeds if stored.get(s.name) != s.file_hash], errors

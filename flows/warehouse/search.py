@@ -20,7 +20,7 @@ import re
 import unicodedata
 from collections.abc import Generator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -174,8 +174,9 @@ def _allowed(conn: duckdb.DuckDBPyConnection, index: Opened, filters: Filters) -
         return [None] * len(index.parts)
     since = until = None
     if filters.since or filters.until:  # the SQL's date-to-timestamptz cast (the connection's time zone)
-        since, until = conn.execute("select epoch_us($s::timestamptz), epoch_us($u::timestamptz)", {
-            "s": filters.since, "u": filters.until + timedelta(days=1) if filters.until else None}).fetchone()
+        # The day after `until` in SQL, whose dates go past 9999-12-31 (Python's do not).
+        since, until = conn.execute("select epoch_us($s::timestamptz), epoch_us(($u::date + 1)::timestamptz)", {
+            "s": filters.since, "u": filters.until}).fetchone()
     feeds: set[str] | None = set(filters.feeds) if filters.feeds else None
     tagged: set[str] | None = None
     if filters.tags:

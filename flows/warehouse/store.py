@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from flows.core.errors import StagingError, WarehouseError, WarehouseLocked, pause_point
+from flows.core.errors import StagingError, WarehouseError, WarehouseLocked, describe, pause_point
 from flows.core.records import Document
 from flows.core.settings import Settings
 from flows.core.stats import RunStats
@@ -19,6 +19,12 @@ from flows.warehouse.staging import stable_key
 from flows.warehouse.writer import LoadResult, decide, load_batch, signature_of
 
 log = logging.getLogger("newsflow.store")
+# What a load fails with when the batch's own data is what it cannot take (a date out of range, a value no column
+# holds): it fails the same way at every try, so the batch is quarantined and the batches after it, and every later
+# run, load. Anything else (the warehouse held, a full disk, memory, an interrupt, a damaged database) may pass: the
+# batch stays staged and the error ends the load, as it always did.
+_BAD_DATA = (ValueError, ArithmeticError, TypeError, LookupError, duckdb.DataError, duckdb.IntegrityError,
+             duckdb.InvalidInputException)
 COPY_REASON = "copy: the pre-check found it an exact copy or a copy of a stored article, so it was not tagged"
 
 
@@ -87,8 +93,8 @@ def store(settings: Settings, batch: staging.Batch, *, checkpoint: bool = True) 
 def _load_in_order(settings: Settings, paths: list[Path], total: LoadResult, *, wait: float | None = None,
                    checkpoint: bool = True, run_id: str | None = None) -> bool:
     """Load the staged batches oldest first over one connection, each in its own transaction, removing each
-    once committed; one that cannot be read is quarantined (`run_id` moved it) and the rest load. False when
-    the warehouse stayed locked (nothing was loaded)."""
+    once committed; one that cannot be read, or that fails on its own data (_BAD_DATA), is quarantined (`run_id`
+    moved it) and the rest load. False when the warehouse stayed locked (nothing was loaded)."""
     if not paths:
         return True
     try:
@@ -102,8 +108,13 @@ def _load_in_order(settings: Settings, paths: list[Path], total: LoadResult, *, 
                 except StagingError as exc:
                     quarantine(conn, path, str(exc), run_id)
                     continue
-                result = load_batch(conn, batch, settings.dedup, raw_dir=settings.warehouse.raw_dir,
-                                    stories=settings.stories)
+                try:
+                    result = load_batch(conn, batch, settings.dedup, raw_dir=settings.warehouse.raw_dir,
+                                        stories=settings.stories)
+                except _BAD_DATA as exc:  # rolled back: its transaction wrote nothing
+                    log.exception("staged batch %s failed to load", path.name)
+                    quarantine(conn, path, f"load failed: {describe(exc)}", run_id)
+                    continue
                 # Killed between the commit and this removal, the batch is loaded again: a no-op.
                 staging.remove(path)
                 for name in ("new", "exact", "near", "known", "mentions"):
@@ -114,7 +125,7 @@ def _load_in_order(settings: Settings, paths: list[Path], total: LoadResult, *, 
 
 
 def quarantine(conn: duckdb.DuckDBPyConnection, path: Path, reason: str, run_id: str | None) -> Path:
-    """Move an unreadable staged batch aside, record it in `staged_quarantine` and log it at ERROR: one bad
+    """Move a staged batch that cannot be loaded aside, record it in `staged_quarantine` and log it at ERROR: one bad
     file must not stop the batches after it, nor every later run (the check `quarantined_batches` fails until
     someone deals with it: docs/operations.md)."""
     # Moved first: a crash before the row leaves it in quarantine, where the check still finds it.

@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows.text.stories import Postings, Story, StoryIndex, StoryItem, StorySettings, epoch_us, order_key
+from flows.text.stories import Postings, Story, StoryIndex, StoryItem, StorySettings, days_before, epoch_us, order_key
 from flows.warehouse.staging import stable_key
 
 _TOP_ENTITIES = 5
@@ -257,7 +257,7 @@ def flush(conn: duckdb.DuckDBPyConnection, index: StoryIndex, members: list[dict
     if state[2] is not None:
         # Separate from the deletes above: `story_id in (...) or last_article < $h` measured twice their sum (the
         # disjunction is no semi-join), and the time bound alone skips row groups (rows are appended in time order).
-        horizon = state[2] - timedelta(days=2 * settings.window_days)
+        horizon = days_before(state[2], 2 * settings.window_days)
         conn.execute("delete from story_keys where last_article < $h", {"h": epoch_us(horizon)})
         conn.execute("delete from story_live where last_article < $h", {"h": horizon})
 

@@ -12,10 +12,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from flows.core.settings import FeedConfig, Settings
+from flows.core.settings import FeedConfig, Settings, WarehouseSettings
 from flows.core.stats import RunStats
 from flows.run.collect import fetch_feeds
 
@@ -204,3 +205,69 @@ def test_a_feed_url_python_cannot_parse_is_that_feeds_row(recorder: _Recorder) -
     assert rows["section-0"]["outcome"] == "ok"
     assert rows["broken"]["outcome"] == "failed" and rows["broken"]["error"], rows["broken"]
     assert (stats.feeds_ok, stats.feeds_failed) == (1, 1)
+
+
+class _AlwaysNotModified(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(304)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_304_to_a_request_without_validators_is_a_failure(recorder: _Recorder) -> None:
+    """A server that answers 304 to a request that sent no ETag or Last-Modified (a first fetch, a feed whose URL
+    changed) has said nothing about the feed: taken as "not modified", the feed showed `ok` for ever without ever
+    having been read. With the validators it sent, a 304 is "not modified" as before."""
+    recorder.RequestHandlerClass = _AlwaysNotModified
+    port = recorder.server_address[1]
+    feeds = [FeedConfig(name=n, url=f"http://127.0.0.1:{port}/{n}.xml") for n in ("new", "moved", "known")]
+    states = {"moved": {"configured_url": "http://127.0.0.1:1/old.xml", "url": "http://127.0.0.1:1/old.xml",
+                        "etag": '"v1"'},
+              "known": {"configured_url": feeds[2].url, "url": feeds[2].url, "last_modified": "Mon, 01 Jan 2026"}}
+    out = fetch_feeds(_settings(per_host=1, delay=0, concurrency=1), feeds, states, "run-1", RunStats())
+    rows = {r["feed"]: r for r in out.fetch_rows}
+    assert [rows[n]["outcome"] for n in ("new", "moved", "known")] == ["failed", "failed", "not_modified"]
+    assert rows["new"]["error"] == "http_304" and "without an ETag or Last-Modified" in rows["new"]["error_detail"]
+    states_after = {r["feed"]: r for r in out.state_rows}
+    assert states_after["new"]["consecutive_failures"] == 1 and states_after["known"]["consecutive_failures"] == 0
+
+
+def test_a_feed_with_more_new_entries_than_a_run_takes_is_read_again_unchanged(recorder: _Recorder,
+                                                                               tmp_path: Path) -> None:
+    """Entries past max_articles_per_feed wait for the next run; the feed keeps no body hash, so that run parses
+    it even if it has not changed (with the hash it was `unchanged`, not parsed, and they waited for the feed to
+    change, for ever on a feed that never does). A feed whose every new entry was taken keeps its hash."""
+    from flows.run.collect import select_new
+
+    recorder.RequestHandlerClass = _ManyHandler
+    port = recorder.server_address[1]
+    feeds = [FeedConfig(name="many", url=f"http://127.0.0.1:{port}/many.xml"),
+             FeedConfig(name="one", url=f"http://127.0.0.1:{port}/one.xml")]
+    settings = _settings(per_host=1, delay=0, concurrency=1).model_copy(
+        update={"warehouse": WarehouseSettings(path=tmp_path / "none.duckdb")})  # no warehouse: nothing known
+    out = fetch_feeds(settings, feeds, {}, "run-1", RunStats())
+    new = select_new(settings, out.entries, out.fetch_rows, 2, state_rows=out.state_rows)
+    assert [e.feed for e in new] == ["many", "many", "one"]
+    states = {r["feed"]: r for r in out.state_rows}
+    assert states["many"]["body_hash"] is None and states["one"]["body_hash"]
+    again = fetch_feeds(settings, feeds, states, "run-2", RunStats())
+    assert [r["outcome"] for r in again.fetch_rows] == ["ok", "unchanged"]
+    assert len([e for e in again.entries if e.feed == "many"]) == 5
+
+
+class _ManyHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        n = 5 if self.path == "/many.xml" else 1
+        items = "".join(f"<item><title>T{i}</title><link>http://127.0.0.1/{self.path[1:5]}/{i}</link>"
+                        f"<guid>{self.path}-{i}</guid></item>" for i in range(n))
+        body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>F</title>{items}</channel></rss>'.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass

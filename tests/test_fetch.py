@@ -100,6 +100,10 @@ def test_bad_urls_are_recorded(client: httpx.Client) -> None:
     assert fetch(client, "ftp://x.test/feed", SETTINGS, max_bytes=10).error == "bad_scheme"
     assert fetch(client, "file:///etc/passwd", SETTINGS, max_bytes=10).error == "bad_scheme"
     assert fetch(client, "http://[::1/feed", SETTINGS, max_bytes=10).error == "bad_url"
+    # httpx refuses a URL over 64 KiB with an exception of its own (not a ValueError): that page's internal_error,
+    # with a traceback and the whole URL in the log, before.
+    long = fetch(client, "http://127.0.0.1:9/" + "a" * 200_000, SETTINGS, max_bytes=10)
+    assert (long.error, long.detail) == ("bad_url", "unusable URL: InvalidURL: URL too long")
 
 
 def test_inflater_bounds_every_piece() -> None:

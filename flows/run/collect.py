@@ -127,7 +127,11 @@ def _outcome(settings: Settings, feed: FeedConfig, prev: dict[str, Any] | None, 
     parsed: ParsedFeed | None = None
     error, detail, outcome = result.error, result.detail, "ok"
     body_hash = None
-    if result.not_modified:
+    if result.not_modified and not _validated(prev, feed):
+        # A 304 to a request that asked for no comparison is a server's error: taken as "not modified", the feed
+        # would show `ok` for ever without having been read once.
+        error, detail = "http_304", "304 Not Modified to a request without an ETag or Last-Modified to compare"
+    elif result.not_modified:
         outcome = "not_modified"
     elif result.ok and result.body is not None:
         body_hash = hashlib.sha256(result.body).hexdigest()
@@ -147,6 +151,12 @@ def _outcome(settings: Settings, feed: FeedConfig, prev: dict[str, Any] | None, 
            "error_detail": detail if error else (scrub(parsed.warning) if parsed and parsed.warning else None)}
     state = health.next_state(prev, feed, result, parsed, error, detail, body_hash, now, settings.health)
     return row, state, found
+
+
+def _validated(prev: dict[str, Any] | None, feed: FeedConfig) -> bool:
+    """Whether _fetch_one sent the stored validators (it does only for the URL they were stored for)."""
+    return bool(prev) and prev.get("configured_url") == redact(feed.url) and bool(
+        prev.get("etag") or prev.get("last_modified"))
 
 
 def _base_row(feed: FeedConfig, result: FetchResult | None, run_id: str, now: datetime) -> dict[str, Any]:
@@ -185,22 +195,32 @@ def _retryable(result: FetchResult) -> bool:
 
 
 def select_new(settings: Settings, entries: list[FeedEntry], fetch_rows: list[dict[str, Any]],
-               max_per_feed: int, *, read_only: bool = False) -> list[FeedEntry]:
+               max_per_feed: int, *, read_only: bool = False,
+               state_rows: list[dict[str, Any]] | None = None) -> list[FeedEntry]:
     """Entries whose article is not stored yet, one per URL, at most `max_per_feed` per feed (`read_only`: the
-    warehouse is read as a stage-only run reads it, runstate.known_urls)."""
+    warehouse is read as a stage-only run reads it, runstate.known_urls). A feed that had more keeps no body hash
+    in its `state_rows` row: its next fetch is parsed again even if the feed has not changed, and takes the next
+    ones (with the hash, an unchanged feed is not parsed, and those entries waited for the feed to change)."""
     unique: dict[str, FeedEntry] = {}
     for e in entries:
         unique.setdefault(entry_url(e), e)
     known = known_urls(settings, list(unique), read_only=read_only) or set()
     per_feed: dict[str, int] = {}
+    capped: set[str] = set()
     out = []
     for url, e in unique.items():
-        if url in known or per_feed.get(e.feed, 0) >= max_per_feed:
+        if url in known:
+            continue
+        if per_feed.get(e.feed, 0) >= max_per_feed:
+            capped.add(e.feed)
             continue
         per_feed[e.feed] = per_feed.get(e.feed, 0) + 1
         out.append(e)
     for row in fetch_rows:
         row["new_entries"] = per_feed.get(row["feed"], 0)
+    for row in state_rows or ():
+        if row["feed"] in capped:
+            row["body_hash"] = None
     return out
 
 

@@ -160,7 +160,7 @@ def new_entries(ctx: RunContext, out: FeedsOutcome, choice: FeedChoice, mode: Ru
     settings, stats = ctx.settings, ctx.stats
     most = settings.fetch.max_articles_per_feed if choice.max_per_feed is None else choice.max_per_feed
     new = collect.select_new(settings, _since(out.entries, choice.since), out.fetch_rows, most,
-                             read_only=mode.read_only)
+                             read_only=mode.read_only, state_rows=out.state_rows)
     stats.entries_new = len(new)
     get_run_logger().info("%d feeds: %d ok, %d not modified, %d failed, %d skipped; %d entries, %d new",
                           stats.feeds_total, stats.feeds_ok, stats.feeds_not_modified, stats.feeds_failed,

@@ -191,7 +191,7 @@ def fetch(client: httpx.Client, url: str, settings: FetchSettings, *, max_bytes:
     with deadline(settings.total_timeout) as until:
         try:
             return _fetch(client, url, settings, start, until, max_bytes, etag, last_modified, accept, accept_type)
-        except (ValueError, UnicodeError) as exc:  # a URL httpx or idna cannot even represent
+        except (ValueError, UnicodeError, httpx.InvalidURL) as exc:  # a URL httpx or idna cannot even represent
             return _failure(url, url, start, [], "bad_url", f"unusable URL: {type(exc).__name__}: {exc}")
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -305,6 +306,46 @@ def test_a_damaged_backup_is_refused_and_nothing_is_written(
 
     code, _out, err = _main(capsys, "restore", "--config", str(fresh), "--from", str(tmp_path / "src"))
     assert code == 2 and "not a newsflow backup (no manifest.json)" in err
+
+
+def _swap_warehouse_file(backup_dir: Path, make: Callable[[Path], None]) -> None:
+    """Replace the backup's warehouse file by what `make` writes, and its manifest entry with the new size and
+    hash, as whoever rewrites a backup can."""
+    copy = backup_dir / "warehouse.duckdb"
+    copy.unlink()
+    make(copy)
+    manifest = json.loads((backup_dir / "manifest.json").read_text())
+    for item in manifest["files"]:
+        if item["path"] == "warehouse.duckdb":
+            item["size"], item["sha256"] = copy.stat().st_size, backup.sha256(copy)
+    (backup_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _cut(src: Path) -> Callable[[Path], None]:
+    return lambda dst: dst.write_bytes(src.read_bytes()[:1_000_000])
+
+
+def _foreign(dst: Path) -> None:
+    with duckdb.connect(str(dst)) as conn:
+        conn.execute("create table mine (x integer)")
+
+
+@pytest.mark.parametrize("make", ["cut", "foreign"])
+def test_restore_force_refuses_a_warehouse_file_its_manifest_was_rewritten_for(
+        make: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A backup whose warehouse file is cut short or another DuckDB file, with a manifest rewritten to match: the
+    checksums pass, and `--force` replaced the live warehouse with it (deleting its lookup cache and search index)
+    before failing. The file is judged first now: refused, the live warehouse untouched."""
+    db = copy_demo(tmp_path_factory, tmp_path / "wh.duckdb")
+    config = _config(tmp_path, db)
+    assert _main(capsys, "backup", "--config", str(config), "--out", str(tmp_path / "b"))[0] == 0
+    _swap_warehouse_file(tmp_path / "b", _cut(db) if make == "cut" else _foreign)
+    before = _ids(db)
+    code, _out, err = _main(capsys, "restore", "--config", str(config), "--from", str(tmp_path / "b"), "--force")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "is not a newsflow warehouse" in err and "nothing restored" in err
+    assert _ids(db) == before
 
 
 # ---------------------------------------------------------------- DuckLake

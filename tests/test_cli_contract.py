@@ -283,6 +283,20 @@ def test_demo_fresh_removes_a_demo_warehouse_and_what_it_wrote(built_warehouse: 
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_demo_fresh_beside_a_missing_warehouse_deletes_nothing(tmp_path: Path) -> None:
+    """With no warehouse (and so no marker) there is nothing the demo made: `photos.raw/`, `photos.staging/` and
+    `photos.snapshot.duckdb` beside a missing `photos.duckdb` are someone's, and `--fresh` deleted them."""
+    db = tmp_path / "photos.duckdb"
+    (tmp_path / "photos.raw").mkdir()
+    (tmp_path / "photos.raw" / "holiday.jpg").write_bytes(b"\xff\xd8 a photo")
+    (tmp_path / "photos.staging").mkdir()
+    (tmp_path / "photos.snapshot.duckdb").write_text("notes")
+    demo.check_target(db, fresh=True)
+    demo.remove(db)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos.raw", "photos.snapshot.duckdb", "photos.staging"]
+    assert (tmp_path / "photos.raw" / "holiday.jpg").read_bytes() == b"\xff\xd8 a photo"
+
+
 def test_a_seed_file_with_a_byte_order_mark_loads(tmp_path: Path, prefect_harness: None) -> None:
     """Windows editors save UTF-8 with a BOM; `newsflow seeds` must not call such a file headerless. A subprocess
     (on the session's Prefect API): Prefect's log handler keeps the stderr of whichever test imported it first."""

@@ -59,6 +59,22 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, text: str, expect
     assert "\n" not in str(err.value)
 
 
+def test_a_config_that_is_no_regular_file_or_too_large_is_one_line(tmp_path: Path) -> None:
+    """`--config /dev/zero` was read until the machine ran out of memory (22 GB), a FIFO waited for a writer for
+    ever: only a regular file of at most 1 MiB is read."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo.toml")
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (1 << 20) + "\n")
+    cases = {Path("/dev/zero"): "not a regular file", tmp_path / "fifo.toml": "not a regular file",
+             tmp_path: "is a folder", big: "larger than 1,048,576 bytes", tmp_path / "none.toml": "not found"}
+    for path, why in cases.items():
+        with pytest.raises(ConfigError, match=why) as caught:
+            load_settings(path, env={})
+        assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+
+
 def test_environment_and_flags_override(tmp_path: Path) -> None:
     cfg = _write(tmp_path, "[fetch]\nread_timeout = 3\n")
     s = load_settings(env={"NEWSFLOW_CONFIG": str(cfg), "NEWSFLOW_FETCH__READ_TIMEOUT": "7",

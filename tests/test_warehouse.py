@@ -350,6 +350,35 @@ def test_snapshot_is_replaced_atomically_while_a_reader_keeps_the_old_one(tmp_pa
     assert not list(settings.snapshot_path.parent.glob("*.tmp"))
 
 
+def test_the_snapshot_replaces_only_an_earlier_snapshot(tmp_path: Path) -> None:
+    """`snapshot_path` naming a user's file, the config, a folder, a device, the search index or the warehouse
+    itself: the copy was renamed over it (as root, /dev/null became a 19 MB file). Now each is refused with one
+    line and left as it was; a new path, an earlier snapshot and one cut short are written."""
+    settings = _settings(tmp_path)
+    database.ensure_ready(settings)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious")
+    index = tmp_path / "other.duckdb"
+    duckdb.connect(str(index)).close()  # a DuckDB file that is no warehouse copy (as the search index is)
+    with duckdb.connect(str(index)) as conn:
+        conn.execute("create table meta (k varchar)")
+    (tmp_path / "folder").mkdir()
+    for target, why in ((notes, "is not a DuckDB file"), (tmp_path / "folder", "is not a regular file"),
+                        (Path("/dev/null"), "is not a regular file"), (index, "not a copy of a newsflow warehouse"),
+                        (settings.path, "is the warehouse")):
+        aimed = settings.model_copy(update={"snapshot_path": target})
+        with pytest.raises(snapshot.SnapshotRefused, match=why):
+            snapshot.publish_snapshot(aimed)
+    assert notes.read_text() == "precious" and Path("/dev/null").is_char_device()
+    assert index.stat().st_size < 1 << 20 and (tmp_path / "folder").is_dir()
+    assert snapshot.publish_snapshot(settings) == settings.snapshot_path  # new
+    assert snapshot.publish_snapshot(settings) == settings.snapshot_path  # over an earlier one
+    with settings.snapshot_path.open("r+b") as f:
+        f.truncate(20000)  # cut short
+    assert snapshot.publish_snapshot(settings) == settings.snapshot_path
+    assert snapshot.damaged(settings) is None
+
+
 HOLD = """
 import sys, duckdb
 conn = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
+from flows.core.files import FileTooLargeError, NotRegularFileError, read_bounded
 from flows.core.settings import Settings, load_settings
 from flows.ops.schedule import check_cron
 from flows.warehouse import database
@@ -42,22 +41,13 @@ def query_text(arg: str) -> str:
         return arg
     path = Path(arg[1:])
     try:
-        # O_NONBLOCK: opening a FIFO with no writer must not hang; the checks below then refuse it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        data = read_bounded(path, QUERY_FILE_LIMIT)
+    except NotRegularFileError as exc:
+        raise CliError(f"{path}: cannot read the query file (it is {exc.kind})") from None
+    except FileTooLargeError:
+        raise CliError(f"{path}: cannot read the query file (larger than {QUERY_FILE_LIMIT >> 20} MiB)") from None
     except OSError as exc:
         raise CliError(f"{path}: cannot read the query file ({exc.strerror})") from None
-    try:
-        mode = os.fstat(fd).st_mode  # of what was opened, so a path swapped meanwhile cannot slip past
-        if not stat.S_ISREG(mode):
-            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
-            raise CliError(f"{path}: cannot read the query file (it is {kind})")
-        data = b""
-        while len(data) <= QUERY_FILE_LIMIT and (chunk := os.read(fd, QUERY_FILE_LIMIT + 1 - len(data))):
-            data += chunk
-    finally:
-        os.close(fd)
-    if len(data) > QUERY_FILE_LIMIT:
-        raise CliError(f"{path}: cannot read the query file (larger than {QUERY_FILE_LIMIT >> 20} MiB)")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

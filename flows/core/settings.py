@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from flows.core.errors import ConfigError
+from flows.core.files import FileTooLargeError, NotRegularFileError, read_bounded
 from flows.core.sections import (
     DedupSettings,
     EntitySettings,
@@ -264,11 +265,20 @@ def _lake_paths(wh: WarehouseSettings) -> dict[str, str]:
     return out
 
 
+CONFIG_LIMIT = 1 << 20  # bytes: a config is settings and a feed list, never data
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
-    """The config file's TOML; every way it cannot be read is a ConfigError naming the file."""
+    """The config file's TOML; every way it cannot be read is a ConfigError naming the file (a FIFO waited for a
+    writer for ever and /dev/zero was read until memory ran out: only a regular file of at most 1 MiB is read)."""
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(read_bounded(path, CONFIG_LIMIT).decode("utf-8"))
+    except NotRegularFileError as exc:
+        if exc.kind == "a folder":
+            raise ConfigError(f"{path}: is a folder, not a config file") from None
+        raise ConfigError(f"{path}: {exc.kind}; a config is a TOML file") from None
+    except FileTooLargeError as exc:
+        raise ConfigError(f"{path}: {exc}; a config is settings and a feed list") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:

@@ -100,9 +100,13 @@ def mark(warehouse: Path) -> bool:
 
 
 def remove(warehouse: Path) -> None:
-    """Delete a demo warehouse and everything its runs wrote beside it (call `check_target` first)."""
+    """Delete a demo warehouse and everything its runs wrote beside it (call `check_target` first). Only with its
+    marker: beside a warehouse that is not there, `<stem>.raw/`, `<stem>.staging/` or `<stem>.snapshot.duckdb` are
+    someone's (`--fresh` on a new path deleted a user's `photos.raw/` beside a missing `photos.duckdb`)."""
     import shutil
 
+    if not marker(warehouse).exists():
+        return
     for path in [warehouse, *_derived(warehouse), marker(warehouse)]:
         if path.is_dir():
             shutil.rmtree(path)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import stat
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from flows.core.errors import INTERNAL_ERROR, SeedFormatError, describe
+from flows.core.files import FileTooLargeError, NotRegularFileError, read_bounded
 from flows.core.records import EARLIEST_PUBLISHED
 
 MAX_SEED_BYTES = 5_000_000  # [fetch] max_page_bytes by default (flows/warehouse/runstate.py): a seed is one article
@@ -75,20 +74,14 @@ class _RefusedError(Exception):
 
 
 def _read(path: Path, max_bytes: int) -> str:
-    """The file's text. Opened without blocking and checked on the open file, so that a FIFO (which would wait for
-    a writer forever) or a device (/dev/zero behind a symlink) is refused, as is a file over `max_bytes`."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    """The file's text; a FIFO (which would wait for a writer for ever), a device (/dev/zero behind a link) or a
+    folder is refused, as is a file over `max_bytes`."""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _RefusedError("not_a_file", "not a regular file (a folder, a pipe or a device)")
-    except BaseException:
-        os.close(fd)
-        raise
-    with os.fdopen(fd, "rb") as fh:
-        data = fh.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise _RefusedError("too_large", f"over {max_bytes:,} bytes")
-    return data.decode("utf-8")
+        return read_bounded(path, max_bytes).decode("utf-8")
+    except NotRegularFileError:
+        raise _RefusedError("not_a_file", "not a regular file (a folder, a pipe or a device)") from None
+    except FileTooLargeError:
+        raise _RefusedError("too_large", f"over {max_bytes:,} bytes") from None
 
 
 def _printable(name: str) -> str:

@@ -263,6 +263,8 @@ def restore(settings: Settings, src: Path, *, force: bool = False) -> Manifest:
     if runlock.held(wh.path):
         raise BackupError(busy)
     _check_target(wh, force)  # refused before the run lock's file is made: a refusal writes nothing
+    if manifest.kind == "duckdb":
+        _check_source(src / "warehouse.duckdb", manifest)
     with runlock.run_lock(wh.path) as free:
         if not free:
             raise BackupError(busy)
@@ -375,6 +377,23 @@ def _set_data_path(catalog: Path, kind: str | None, data_path: str) -> None:
     with contextlib.closing(duckdb.connect(str(catalog))) as conn:
         conn.execute(sql, [data_path])
         conn.execute("checkpoint")
+
+
+def _check_source(path: Path, m: Manifest) -> None:
+    """Refuse a backup's warehouse file that is not the warehouse its manifest describes, before anything is put in
+    place: the manifest's sizes and hashes can be rewritten with the file (a copy cut short, another DuckDB file),
+    and `--force` then replaced the live warehouse with it and failed only after."""
+    try:
+        verdict = identity.classify(path)
+    except identity.BusyError as exc:
+        raise BackupError(f"{path} is held by another process: {exc}") from None
+    if verdict.kind != "newsflow":
+        raise BackupError(f"{path} is not a newsflow warehouse ({verdict.reason or verdict.kind}); nothing restored")
+    with duckdb.connect(str(path), read_only=True) as conn:
+        got = database.schema_version(conn), conn.execute(database.query("article_count")).fetchone()[0]
+    if got != (m.schema_version, m.articles):
+        raise BackupError(f"{path} holds schema {got[0]} with {got[1]} articles where the manifest says "
+                          f"{m.schema_version} with {m.articles}; nothing restored")
 
 
 def _verify(wh: WarehouseSettings, m: Manifest) -> None:

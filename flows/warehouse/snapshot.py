@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 from contextlib import suppress
 from pathlib import Path
 
-from flows.core.errors import pause_point
+from flows.core.errors import WarehouseError, pause_point
 from flows.core.files import fsync
 from flows.core.settings import WarehouseSettings
 from flows.warehouse import database, identity
@@ -111,6 +112,37 @@ def due(settings: WarehouseSettings, *, quiet: bool, now: float | None = None) -
     return not quiet
 
 
+class SnapshotRefused(WarehouseError):  # noqa: N818 - like WarehouseLocked
+    """`snapshot_path` names something that is not a snapshot newsflow published: it is never replaced."""
+
+
+def refusal(settings: WarehouseSettings) -> str | None:
+    """Why the snapshot may not be written at `snapshot_path`, else None. The copy is renamed over whatever is there:
+    only nothing, or an earlier snapshot (a DuckDB copy of a newsflow warehouse, or a copy cut short), may be. A
+    setting that named the config, a seed, the search index or /dev/null had them replaced by a copy."""
+    target = settings.snapshot_path
+    if target.absolute() in {settings.path.absolute(), settings.search_path.absolute()}:
+        return f"{target} is the warehouse or its search index, not a place for the snapshot"
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(mode):
+        return f"{target} exists and is not a regular file (a folder, a link, a device)"
+    if identity.damaged_copy(target) is not None:  # not a DuckDB file, or a copy cut short
+        with target.open("rb") as f:
+            if f.read(12)[8:12] != b"DUCK":
+                return f"{target} exists and is not a DuckDB file"
+        return None  # an earlier snapshot cut short: replaced, as it should be
+    try:
+        kind = identity.classify(target)
+    except identity.BusyError:
+        return f"{target} is held open for writing by another process: not a snapshot"
+    if kind.kind != "newsflow":
+        return f"{target} is a DuckDB file but not a copy of a newsflow warehouse ({kind.reason or kind.kind})"
+    return None
+
+
 def publish_snapshot(settings: WarehouseSettings, *, wait: float | None = None) -> Path | None:
     """Copy the warehouse to the snapshot path atomically, for readers who keep a session open.
 
@@ -122,6 +154,8 @@ def publish_snapshot(settings: WarehouseSettings, *, wait: float | None = None) 
     if settings.is_lake or not settings.snapshot or not settings.path.exists():
         return None
     target = settings.snapshot_path
+    if problem := refusal(settings):
+        raise SnapshotRefused(f"snapshot not published: {problem}; set [warehouse] snapshot_path to a new file")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     try:

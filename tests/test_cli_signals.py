@@ -28,7 +28,7 @@ import pytest
 
 from flows.core.settings import PROJECT_ROOT, WarehouseSettings
 from flows.ops.localserver import LocalServer
-from flows.run.shutdown import EXIT_SIGTERM, GRACE_SECONDS
+from flows.run.shutdown import EXIT_SIGINT, EXIT_SIGTERM, GRACE_SECONDS
 from flows.warehouse import database
 
 NEWSFLOW = [sys.executable, "-m", "flows.cli"]
@@ -69,6 +69,46 @@ def _group(pgid: int) -> list[str]:
     return out
 
 
+def _servers(pid: int) -> list[int]:
+    """The temporary Prefect servers newsflow `pid` started: its children running uvicorn (in a session of their
+    own, so not in `_group(pid)`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"uvicorn" in cmd and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pids: list[int]) -> list[int]:
+    """Those of `pids` still running (not gone, not a zombie)."""
+    out = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.append(pid)
+    return out
+
+
+def _held_config(tmp_path: Path, held: HeldFeed) -> Path:
+    config = tmp_path / "newsflow.toml"
+    config.write_text(f'[warehouse]\npath = "{tmp_path / "wh.duckdb"}"\nstaging_dir = "{tmp_path / "staging"}"\n'
+                      f'snapshot_path = "{tmp_path / "snap.duckdb"}"\n[fetch]\nallow_private_networks = true\n'
+                      f'respect_robots = false\nread_timeout = 120\ntotal_timeout = 120\n'
+                      f'[pipeline]\nseeds_dir = "{tmp_path / "seeds"}"\n'
+                      f'[[feeds]]\nname = "held"\nurl = "{held.base}/held.xml"\n')
+    return config
+
+
 class HeldFeed(LocalServer):
     """A loopback server whose one feed never answers: a run waits in its fetch stage until stopped."""
 
@@ -93,35 +133,42 @@ def held_feed(tmp_path: Path) -> Iterator[HeldFeed]:
         server.release.set()
 
 
-def test_sigterm_ends_ingest_with_one_line_and_nothing_left_running(held_feed: HeldFeed, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_a_stop_ends_ingest_with_one_line_and_nothing_left_running(held_feed: HeldFeed, tmp_path: Path,
+                                                                   how: str) -> None:
     """No PREFECT_API_URL: the run uses Prefect's temporary server, which must end with it and never hold the
-    caller's pipes."""
-    config = tmp_path / "newsflow.toml"
-    config.write_text(f'[warehouse]\npath = "{tmp_path / "wh.duckdb"}"\nstaging_dir = "{tmp_path / "staging"}"\n'
-                      f'snapshot_path = "{tmp_path / "snap.duckdb"}"\n[fetch]\nallow_private_networks = true\n'
-                      f'respect_robots = false\nread_timeout = 120\ntotal_timeout = 120\n'
-                      f'[pipeline]\nseeds_dir = "{tmp_path / "seeds"}"\n'
-                      f'[[feeds]]\nname = "held"\nurl = "{held_feed.base}/held.xml"\n')
+    caller's pipes. `ctrl-c`: SIGINT to the whole process group, as a terminal sends it; the server, in that
+    group then, died with newsflow, whose client retried the gone API for minutes instead of exiting 130."""
+    config = _held_config(tmp_path, held_feed)
     proc = subprocess.Popen([*NEWSFLOW, "ingest", "--config", str(config)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=_env(PREFECT_HOME=str(tmp_path / "prefect")),
                             cwd=tmp_path, start_new_session=True)
+    servers: list[int] = []
     try:
         _until(held_feed.requested.is_set, "the feed request", proc)
-        assert any("uvicorn" in p for p in _group(proc.pid)), "no temporary Prefect server to check"
+        servers = _servers(proc.pid)
+        assert servers, "no temporary Prefect server to check"
         started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        if how == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
         _out, err = proc.communicate(timeout=60)  # returns at EOF of both pipes: no child holds them
         took = time.monotonic() - started
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        for pid in _alive(servers) if proc.returncode is None else ():
+            os.kill(pid, signal.SIGKILL)
     lines = [line for line in err.decode().splitlines() if line.startswith("newsflow: ")]
-    print(f"\n[figure] SIGTERM to exit and EOF: {took:.1f} s")
-    assert proc.returncode == EXIT_SIGTERM, err.decode()[-3000:]
-    assert lines == ["newsflow: terminated (SIGTERM)"], err.decode()[-3000:]
+    print(f"\n[figure] {how} to exit and EOF: {took:.1f} s")
+    code, line = (EXIT_SIGTERM, "newsflow: terminated (SIGTERM)") if how == "sigterm" else (
+        EXIT_SIGINT, "newsflow: interrupted")
+    assert proc.returncode == code, err.decode()[-3000:]
+    assert lines == [line], err.decode()[-3000:]
     assert took < GRACE_SECONDS + 5
-    _until(lambda: not _group(proc.pid), "the run's processes to end", deadline_s=10)
+    _until(lambda: not _group(proc.pid) and not _alive(servers), "the run's processes to end", deadline_s=10)
     log = (tmp_path / "prefect" / "newsflow-temporary-server.log")
     assert log.exists(), "the temporary server's output did not go to its log"
 
@@ -129,29 +176,24 @@ def test_sigterm_ends_ingest_with_one_line_and_nothing_left_running(held_feed: H
 def test_the_temporary_server_ends_when_newsflow_is_killed(held_feed: HeldFeed, tmp_path: Path) -> None:
     """SIGKILL to `newsflow ingest` leaves it no time to stop the temporary Prefect server: the server's own
     watching thread (shutdown._WATCH_PARENT) must end it."""
-    config = tmp_path / "newsflow.toml"
-    config.write_text(f'[warehouse]\npath = "{tmp_path / "wh.duckdb"}"\nstaging_dir = "{tmp_path / "staging"}"\n'
-                      f'snapshot_path = "{tmp_path / "snap.duckdb"}"\n[fetch]\nallow_private_networks = true\n'
-                      f'respect_robots = false\nread_timeout = 120\ntotal_timeout = 120\n'
-                      f'[pipeline]\nseeds_dir = "{tmp_path / "seeds"}"\n'
-                      f'[[feeds]]\nname = "held"\nurl = "{held_feed.base}/held.xml"\n')
+    config = _held_config(tmp_path, held_feed)
     proc = subprocess.Popen([*NEWSFLOW, "ingest", "--config", str(config)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=_env(PREFECT_HOME=str(tmp_path / "prefect")),
                             cwd=tmp_path, start_new_session=True)
+    servers: list[int] = []
     try:
         _until(held_feed.requested.is_set, "the feed request", proc)  # the run is under way on the server
-        servers = [p for p in _group(proc.pid) if "uvicorn" in p]
+        servers = _servers(proc.pid)
         assert len(servers) == 1, f"no temporary Prefect server to check: {_group(proc.pid)}"
         proc.kill()
         proc.wait()
         killed = time.monotonic()
-        _until(lambda: not [p for p in _group(proc.pid) if "uvicorn" in p],
-               "the temporary server to end after newsflow's SIGKILL", deadline_s=20)
+        _until(lambda: not _alive(servers), "the temporary server to end after newsflow's SIGKILL", deadline_s=20)
         print(f"\n[figure] temporary server gone {time.monotonic() - killed:.1f} s after newsflow's SIGKILL")
     finally:
-        for pid in _group(proc.pid):
+        for pid in [*(int(p.split()[0]) for p in _group(proc.pid)), *_alive(servers)]:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid.split()[0]), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
         if proc.stderr:
             proc.stderr.close()
 

@@ -165,7 +165,10 @@ def _watched_server() -> type:
                 [sys.executable, "-c", _WATCH_PARENT, str(os.getpid()),
                  "--app-dir", str(prefect.__module_path__.parent), "--factory", "prefect.server.api.server:create_app",
                  "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
-                env=env)
+                # Its own session: Ctrl-C in a terminal (SIGINT to the whole foreground group) killed it with
+                # newsflow, whose Prefect client then retried the gone API for minutes instead of exiting 130.
+                # newsflow stops it (`finish`), and it ends with newsflow anyway (`_WATCH_PARENT`).
+                env=env, start_new_session=True)
 
     return WatchedServer
 

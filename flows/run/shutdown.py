@@ -8,9 +8,10 @@ started outlives it.
   If unwinding itself takes longer than GRACE_SECONDS, a watchdog thread does the same.
 - The temporary Prefect server (Prefect's ephemeral mode, used when PREFECT_API_URL is unset) is started here
   with its stdout and stderr on a log file, not the caller's: a wrapper reading our output to its end is never
-  held open by it. It also ends on its own when this process is gone, even by SIGKILL (which leaves no time to
-  stop it): a thread in the server's process watches its parent pid (`_WATCH_PARENT`), as pool workers do
-  (flows/run/workers.py exit_with_parent).
+  held open by it, and in a session of its own, so Ctrl-C in a terminal (SIGINT to the whole foreground group)
+  reaches newsflow and not the server its run still reports to. It also ends on its own when this process is
+  gone, even by SIGKILL (which leaves no time to stop it): a thread in the server's process watches its parent pid
+  (`_WATCH_PARENT`), as pool workers do (flows/run/workers.py exit_with_parent).
 
 Why a watching thread and not PR_SET_PDEATHSIG: that signal fires when the *thread* that forked the child ends,
 not the process, and it has to be set by `preexec_fn`, which runs between fork and exec in a process that already

@@ -550,11 +550,12 @@ def test_a_damaged_segment_file_is_one_line_naming_it_and_the_cache_step_rebuild
     assert "search index present: compared with every article" in upkeep.run_step("cache", s, "m", False).did
 
 
-@pytest.mark.parametrize("damage", ["cut", "garbage", "folder"])
+@pytest.mark.parametrize("damage", ["cut", "garbage", "folder", "foreign"])
 def test_a_damaged_head_is_one_line_naming_it_and_what_mends_it(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                                   damage: str) -> None:
-    """The head (the index's DuckDB file, replaced whole by each refresh) cut short, overwritten or replaced by a
-    folder: `newsflow search` says so in one line (it ended as an unexpected IOException), and what mends it does."""
+    """The head (the index's DuckDB file, replaced whole by each refresh) cut short, overwritten, replaced by a
+    folder or by another DuckDB file: `newsflow search` says so in one line (it ended as an unexpected IOException,
+    or CatalogException), and what mends it does."""
     from flows.ops import upkeep
 
     s = _indexed(tmp_path)
@@ -563,6 +564,9 @@ def test_a_damaged_head_is_one_line_naming_it_and_what_mends_it(tmp_path: Path, 
     if damage == "folder":
         head.unlink()
         head.mkdir()
+    elif damage == "foreign":
+        head.unlink()
+        duckdb.connect(str(head)).close()
     else:
         with head.open("r+b") as f:
             if damage == "cut":
@@ -572,11 +576,15 @@ def test_a_damaged_head_is_one_line_naming_it_and_what_mends_it(tmp_path: Path, 
     code = main(["search", "--warehouse", str(s.warehouse.path), "harbour"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
-    assert err.startswith(f"newsflow: {head}: a folder where" if damage == "folder"
-                          else f"newsflow: search index damaged: {head} cannot be read"), err
+    assert err.startswith({"folder": f"newsflow: {head}: a folder where",
+                           "foreign": f"newsflow: search index damaged: {head} is a DuckDB file without the index's "
+                                      "tables"}.get(damage, f"newsflow: search index damaged: {head} cannot be read")
+                          ), err
     assert "`newsflow search --rebuild`" in err
     if damage == "folder":
         head.rmdir()  # what the line says: moved away, then rebuilt
+        assert main(["search", "--warehouse", str(s.warehouse.path), "--rebuild"]) == 0
+    elif damage == "foreign":
         assert main(["search", "--warehouse", str(s.warehouse.path), "--rebuild"]) == 0
     else:
         assert "search index missing: base" in upkeep.run_step("cache", s, "m", False).did

@@ -252,6 +252,11 @@ def _attach_head(conn: duckdb.DuckDBPyConnection, head: Path) -> None:
             raise SearchIndexDamaged(f"{head}: a folder where the search index's head file belongs; move it away, "
                                      "then `newsflow search --rebuild` builds the index again") from exc
         raise damaged(f"{head} cannot be read ({first_line(exc)})") from exc
+    try:  # a DuckDB file, but is it a head? (another file in its place ended `search` as unexpected)
+        conn.execute(f"select format from {HEAD}.meta limit 0")
+    except duckdb.CatalogException as exc:
+        conn.execute(f"detach {HEAD}")
+        raise damaged(f"{head} is a DuckDB file without the index's tables") from exc
 
 
 def damaged(problem: object) -> SearchIndexDamaged:

@@ -134,3 +134,11 @@ def test_reload_seeds_records_its_run(prefect_harness: None, tmp_path: Path) -> 
                             "order by started_at").fetchall()
     assert rows == [(first["run_id"], "reload_seeds", "completed", n, True),
                     (again["run_id"], "reload_seeds", "completed", 0, True)]
+
+
+def test_a_missing_seeds_folder_is_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A seeds folder moved or mistyped read as "0 seed files loaded", nothing more: now a warning names it."""
+    settings = load_settings(write_config(tmp_path, ""), env={"NEWSFLOW_PIPELINE__SEEDS_DIR": str(tmp_path / "no")})
+    with caplog.at_level("WARNING", logger="newsflow.runstate"):
+        assert runstate.seeds_to_load(settings, stored={}) == ([], [])
+    assert f"the seeds folder {tmp_path / 'no'} is missing" in caplog.text

@@ -188,12 +188,15 @@ def _lake_facts(wh: WarehouseSettings, catalog: Path) -> tuple[int, int]:
 
 def _copy_staged(staging_dir: Path, dest: Path) -> None:
     """Complete staged batches; one loaded (and removed) while it is copied is dropped: the warehouse copy made
-    after it holds its rows."""
-    for batch in staging.pending(staging_dir):
+    after it holds its rows. The quarantined ones too (`quarantine/<batch>`): rows no warehouse holds yet, waiting
+    for someone to mend and move them back (docs/operations.md)."""
+    batches = [(b, dest / b.name) for b in staging.pending(staging_dir)]
+    batches += [(b, dest / staging.QUARANTINE / b.name) for b in staging.quarantined(staging_dir)]
+    for batch, target in batches:
         try:
-            shutil.copytree(batch, dest / batch.name)
+            shutil.copytree(batch, target)
         except (FileNotFoundError, shutil.Error):
-            shutil.rmtree(dest / batch.name, ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)
 
 
 def _copy_tree(src: Path, dest: Path, keep: object) -> None:

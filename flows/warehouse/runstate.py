@@ -6,6 +6,7 @@ the run goes on without them. The loader decides for real, inside its transactio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from flows.core.errors import WarehouseError, WarehouseLocked
 from flows.core.settings import Settings
 from flows.text.seeds import Seed, SeedError, read_seeds
 from flows.warehouse import database
+
+log = logging.getLogger("newsflow.runstate")
 
 
 def _read(settings: Settings, read: Callable[[Any], Any], read_only: bool = False) -> Any:
@@ -96,7 +99,11 @@ def mark_abandoned(settings: Settings, run_id: str) -> None:
 def seeds_to_load(settings: Settings, stored: dict[str, str] | None = None) -> tuple[list[Seed], list[SeedError]]:
     """Seed files that are new or changed since they were loaded (`stored`: name -> hash of those loaded, read
     from the warehouse when not given), and errors for unreadable ones."""
-    seeds, errors = read_seeds(settings.pipeline.seeds_dir, settings.fetch.max_page_bytes)
+    folder = settings.pipeline.seeds_dir
+    if not folder.is_dir():  # "0 seed files loaded" said nothing of a folder moved or mistyped
+        log.warning("the seeds folder %s is %s: no seed file is read", folder,
+                    "a file, not a folder" if folder.exists() else "missing")
+    seeds, errors = read_seeds(folder, settings.fetch.max_page_bytes)
     if stored is None:
         stored = stored_seed_hashes(settings) or {}
     return [s for s in seeds if stored.get(s.name) != s.file_hash], errors

@@ -51,6 +51,10 @@ def _write(tmp_path: Path, text: str) -> Path:
     ('[[feeds]]\nname = "a"\n', "feeds[0].url: Field required"),
     ('[[feeds]]\nname = "a"\nurl = "x"\n[[feeds]]\nname = "a"\nurl = "y"\n', "duplicate feed name 'a'"),
     ("[fetch\n", "invalid TOML"),
+    # Passed the config, then failed the first run with a traceback: asked of DuckDB now.
+    ('[warehouse]\nstorage_compatibility = "v0.0.1"\n',
+     "warehouse.storage_compatibility: Value error, Invalid Input Error: The version string 'v0.0.1' is not a known"),
+    ('[warehouse]\nstorage_compatibility = "v1\' x"\n', "is not a DuckDB storage version"),
 ])
 def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as err:

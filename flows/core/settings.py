@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,22 @@ class WarehouseSettings(Section):
     snapshot_every_hours: float = Field(default=24.0, ge=0)
     keep_raw_html: bool = True
     raw_html_retention_days: int = Field(default=90, ge=0)
+
+    @field_validator("storage_compatibility")
+    @classmethod
+    def _known_storage(cls, value: str) -> str:
+        """A storage version this DuckDB writes: an unknown one passed the config and failed the first run with a
+        traceback. Asked of DuckDB itself (an in-memory attach), so it stays right as DuckDB adds versions."""
+        import duckdb
+
+        if not re.fullmatch(r"latest|v\d+\.\d+\.\d+", value):
+            raise ValueError(f"{value!r} is not a DuckDB storage version (like 'v1.4.0', or 'latest')")
+        try:
+            duckdb.connect().execute(f"attach ':memory:' as probe (storage_version '{value}')")
+        except duckdb.Error as exc:
+            raise ValueError(str(exc).split("valid options are:")[0].strip().rstrip(",") +
+                             " (see DuckDB's storage versions)") from None
+        return value
 
     @property
     def raw_dir(self) -> Path:

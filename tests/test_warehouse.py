@@ -751,6 +751,7 @@ def test_the_load_flow_quarantines_and_status_shows_a_run_that_failed_before_loa
     bad = _bad_batches(wh.staging_dir)
     summary = load(config=str(settings.config_path))
     assert summary["status"] == "completed" and summary["checks_failed"] == 1, summary
+    assert (summary["batches_loaded"], summary["batches_quarantined"]) == (1, len(bad)), summary
     assert sorted(p.name for p in staging.quarantined(wh.staging_dir)) == sorted(bad)
     with pytest.raises(ValueError, match="unknown feed name"):
         ingest(config=str(settings.config_path), feeds=["nosuchfeed"])

@@ -47,7 +47,9 @@ def cmd_load(args: argparse.Namespace) -> int:
     shutdown.start_temporary_server()
     summary = load(config=str(settings.config_path), warehouse_path=given_warehouse(args, settings))
     print_summary(summary)
-    print(f"  {summary.get('batches_loaded', 0)} staged batches loaded")
+    print(f"  {summary.get('batches_loaded', 0)} staged batches loaded"
+          + (f", {n} moved to quarantine (`newsflow status` says why)" if (n := summary.get("batches_quarantined"))
+             else ""))
     return 0
 
 

@@ -123,8 +123,12 @@ def run_loader(ctx: RunContext) -> dict[str, Any]:
     # New seed files first: a seed is the original of the shards' staged copies of it, not one of them.
     seeds, errors = runstate.seeds_to_load(settings)
     store_seeds(ctx, seeds, errors, ahead=True)
-    loaded, left = load_backlog_task(settings, stats, ctx.run_id)
-    log.info("loaded %d staged batches; %d still staged", loaded, left)
+    aside = len(staging.quarantined(settings.warehouse.staging_dir))
+    taken, left = load_backlog_task(settings, stats, ctx.run_id)
+    # What went to quarantine is not loaded: "2 loaded" when both were moved aside said otherwise.
+    quarantined = len(staging.quarantined(settings.warehouse.staging_dir)) - aside
+    loaded = taken - quarantined
+    log.info("loaded %d staged batches; %d moved to quarantine; %d still staged", loaded, quarantined, left)
     alive = shards_alive(settings.warehouse.path)
     if alive:  # their `running` rows are alive: the next load, once they are done, marks only the dead ones
         log.info("shard runs still staging (%s): dead runs are marked by a later load", ", ".join(alive))
@@ -139,6 +143,7 @@ def run_loader(ctx: RunContext) -> dict[str, Any]:
     end = finish_run(ctx, ctx.batch(), status, message)
     if end.message:
         log.warning(end.message)
-    return {"run_id": ctx.run_id, "status": end.status, "batches_loaded": loaded, **stats.counts(),
+    return {"run_id": ctx.run_id, "status": end.status, "batches_loaded": loaded,
+            "batches_quarantined": quarantined, **stats.counts(),
             "checks_failed": None if end.checked is None else len(end.checked.failed),
             "snapshot_error": end.snapshot_error}

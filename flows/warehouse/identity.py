@@ -113,6 +113,27 @@ def _shortfall(path: Path) -> tuple[int, int, int, int, int] | None:
     return size, block_size, (size - 3 * _DUCKDB_HEADER) // block_size, blocks, free_list
 
 
+def duckdb_layout(path: Path) -> bool:
+    """Whether the file is laid out as a DuckDB file: its magic, or (overwritten at its start) one of its two
+    database headers reading as DuckDB writes them (a block size that is a power of two, a sane block count), which
+    the bytes of a text or media file essentially never do at those offsets."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(3 * _DUCKDB_HEADER)
+    except OSError:
+        return False
+    if head[8:12] == b"DUCK":
+        return True
+    if len(head) < 3 * _DUCKDB_HEADER:
+        return False
+    for off in (_DUCKDB_HEADER, 2 * _DUCKDB_HEADER):
+        _, iteration, _, _, blocks, block_size = struct.unpack_from("<6Q", head, off)
+        if 0 < iteration < 1 << 40 and blocks < 1 << 40 and 4096 <= block_size <= 1 << 30 and (
+                block_size & (block_size - 1) == 0):
+            return True
+    return False
+
+
 _NO_POINTER = (1 << 64) - 1  # an empty free list
 _METADATA_PER_BLOCK = 64  # DuckDB splits a metadata block into this many pieces, each led by the next one's pointer
 _BLOCK_CHECKSUM = 8

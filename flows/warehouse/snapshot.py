@@ -129,11 +129,10 @@ def refusal(settings: WarehouseSettings) -> str | None:
         return None
     if not stat.S_ISREG(mode):
         return f"{target} exists and is not a regular file (a folder, a link, a device)"
-    if identity.damaged_copy(target) is not None:  # not a DuckDB file, or a copy cut short
-        with target.open("rb") as f:
-            if f.read(12)[8:12] != b"DUCK":
-                return f"{target} exists and is not a DuckDB file"
-        return None  # an earlier snapshot cut short: replaced, as it should be
+    if identity.damaged_copy(target) is not None:  # not a DuckDB file, or a copy cut short or overwritten
+        if not identity.duckdb_layout(target):
+            return f"{target} exists and is not a DuckDB file"
+        return None  # an earlier snapshot cut short or overwritten at its start: replaced, as it should be
     try:
         kind = identity.classify(target)
     except identity.BusyError:

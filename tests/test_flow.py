@@ -202,3 +202,25 @@ def test_the_commands_keep_the_config_s_staging_folder_and_snapshot(
     assert main(["status", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "Snapshot: none yet" not in out and str(elsewhere / "snap.duckdb") in out, out
+
+
+def test_a_refresh_that_did_not_finish_is_made_by_the_next_run_even_a_quiet_one(
+        prefect_harness: None, demo_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs refresh the search index after they load something. One whose refresh was killed (or met a full disk)
+    left the index behind what it loaded, with no error, until a later run loaded: the mark it leaves
+    (search_index.behind_mark) makes the next run refresh, quiet or not, and a refresh that ends removes it."""
+    from flows.core.settings import load_settings
+    from flows.ops.demo import demo_config
+    from flows.warehouse import search_index
+
+    monkeypatch.setenv("NEWSFLOW_PIPELINE__WORKERS", "1")
+    config = demo_config(demo_server, tmp_path / "wh" / "demo.duckdb", tmp_path)
+    wh = load_settings(config, env={}).warehouse
+    assert ingest(config=str(config))["articles_new"] > 0
+    mark = search_index.behind_mark(wh)
+    assert wh.search_path.exists() and not mark.exists()
+    wh.search_path.unlink()  # as a refresh killed before its head was written leaves it, with its mark
+    mark.touch()
+    quiet = ingest(config=str(config))
+    assert quiet["articles_new"] == 0 and quiet["duplicates_exact"] + quiet["duplicates_near"] == 0, quiet
+    assert wh.search_path.exists() and not mark.exists()

@@ -680,10 +680,14 @@ def test_an_unreadable_staged_batch_is_quarantined_and_the_rest_load(tmp_path: P
     assert all(f"unreadable: {name}: " in out for name in bad), out
     assert "not a staged batch, left alone" in out and "old-notes" in out
 
+    with duckdb.connect(str(wh.path)) as conn:
+        conn.execute("insert into feeds (feed, url, configured_url, etag, body_hash) values ('f', 'u', 'u', 'e', 'h')")
     assert store.load_pending(settings, run_id="load-1") == (5, 0)
     with duckdb.connect(str(wh.path), read_only=True) as conn:
         assert sorted(r[0] for r in conn.execute("select url from entries").fetchall()) == [
             "http://127.0.0.1/1", "http://127.0.0.1/5"]
+        # Read in full by the next run, which fetches again the pages the lost batches held.
+        assert conn.execute("select etag, last_modified, body_hash from feeds").fetchall() == [(None, None, None)]
         rows = conn.execute("select batch_id, path, reason, run_id from staged_quarantine order by batch_id").fetchall()
     assert [r[0] for r in rows] == sorted(bad)
     for batch_id, path, reason, run_id in rows:

@@ -9,7 +9,7 @@ is rewritten. An ingest then publishes its artifacts and alerts (`publish_report
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,8 @@ def finish_run(ctx: RunContext, tail: staging.Batch, status: str, message: str |
             unpublished = publish_or_log(settings, log)
         elif settings.warehouse.snapshot and not settings.warehouse.is_lake:
             log.info("snapshot not republished: %s", snapshot.age_line(settings.warehouse))
-        if ctx.stats.articles_new or ctx.stats.duplicates_exact or ctx.stats.duplicates_near:
+        if ctx.stats.articles_new or ctx.stats.duplicates_exact or ctx.stats.duplicates_near or \
+                search_index.behind_mark(settings.warehouse).exists():
             refresh_search(ctx, log)
     page = write_html_report(settings, log)
     return RunEnd(status, message, checked, reads, page, wrote=True, snapshot_error=unpublished)
@@ -84,12 +85,17 @@ def refresh_search(ctx: RunContext, log: Any) -> None:
     """Bring the full-text index beside the warehouse up to date with what this run loaded, then publish the new
     matches of the saved searches; best effort: the run's data is loaded, and the next refresh catches up."""
     settings = ctx.settings
+    behind = search_index.behind_mark(settings.warehouse)
+    with suppress(OSError):  # best effort: without it, a failed refresh waits for the next run that loads
+        behind.touch()
     try:
         done = refresh_search_task(settings, build_limit=search_index.RUN_BUILD_LIMIT)
     except (OSError, database.WarehouseError, duckdb.Error) as exc:
         log.error("search index not refreshed: %s (the next run catches up; `newsflow search --rebuild` now)",
                   describe(exc))
         return
+    if done.mode == "skipped" and not settings.warehouse.search_path.exists():  # none to be behind: maintain builds
+        behind.unlink(missing_ok=True)
     if done.mode == "skipped":
         log.warning("search index not refreshed: %s", done.reason)
         return

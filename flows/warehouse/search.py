@@ -470,12 +470,12 @@ def open_index(conn: duckdb.DuckDBPyConnection, settings: WarehouseSettings) -> 
             for name in names:
                 fds.append(os.open(text_file(folder, name), os.O_RDONLY))
                 parts.append(rank.Segment(open_postings(post_file(folder, name))))
-        except FileNotFoundError:  # merged away between reading the head and opening: read the head again
+        except FileNotFoundError as exc:  # merged away between reading the head and opening: read the head again
             for fd in fds:
                 os.close(fd)
             _detach_all(conn)
-            if attempt == _ATTEMPTS - 1:
-                raise
+            if attempt == _ATTEMPTS - 1:  # gone for good (the segments' folder deleted): a bare errno before
+                raise damaged(f"{exc.filename} is missing") from exc
             continue
         except DamagedPostingsError as exc:  # a file cut short or overwritten: say which, and how to mend it
             for fd in fds:

@@ -105,6 +105,14 @@ def _refresh_lock(settings: WarehouseSettings) -> Iterator[bool]:
 RUN_BUILD_LIMIT = 20_000
 
 
+def behind_mark(settings: WarehouseSettings) -> Path:
+    """A file that says a run's refresh did not finish (killed, a full disk, skipped while busy): made before a
+    run refreshes, removed once it has. Runs refresh only after they load something, so without it the index stayed
+    behind after such a refresh, with no error, until a later run loaded (or `maintain` ran); with it, the next run
+    refreshes, quiet or not, for the price of a stat."""
+    return settings.search_path.with_name(settings.search_path.name + ".behind")
+
+
 def refresh(settings: Settings, *, rebuild: bool = False, full: bool = False, wait: float | None = None,
             build_limit: int | None = None) -> Refresh:
     """Bring the search index up to date with the warehouse: add a segment of what is new, tombstone what is gone,
@@ -139,6 +147,11 @@ def refresh(settings: Settings, *, rebuild: bool = False, full: bool = False, wa
             for name, _ in upgraded[1]:
                 segs.upgrade(segments_dir(wh), name)
             head = upgraded
+        if head is not None and (lost := _missing_files(segments_dir(wh), [n for n, _ in head[1]])):
+            # The segments' files gone (their folder deleted by hand): every refresh failed on them, naming a
+            # file, until someone rebuilt; built again here, as for no index (within build_limit).
+            log.warning("search index: %s missing; building it again", lost)
+            head = None
         reason = "asked" if rebuild else "no index yet" if head is None else ""
         if head is None and not rebuild and build_limit is not None:
             stored = _article_count(wh, wait=_WAIT if wait is None else wait)
@@ -169,11 +182,23 @@ def refresh(settings: Settings, *, rebuild: bool = False, full: bool = False, wa
             segs.write_head(wh.search_path, gen=uuid.uuid4().hex, segments=segments, tombstones=tombstones,
                             stats=stats, copies=copies, feeds=extract.feeds, mark=extract.mark.row())
             _sweep(folder, {n for n, _ in segments}, work)
+            behind_mark(wh).unlink(missing_ok=True)  # whoever refreshed (a run, `load`, `maintain`, --rebuild)
             return done("base" if reason else "delta", reason, articles=int(pc.sum(stats["n"]).as_py() or 0),
                         indexed=extract.rows, merged=merged, segments=len(segments),
                         compared="new" if extract.compared_new else "all")
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _missing_files(folder: Path, names: list[str]) -> str:
+    """The first file of the segments `names` that is not in `folder`, else ""."""
+    from flows.warehouse.search_postings import post_file
+
+    for name in names:
+        for path in (segs.text_file(folder, name), post_file(folder, name)):
+            if not path.exists():
+                return str(path)
+    return ""
 
 
 def _article_count(wh: WarehouseSettings, *, wait: float) -> int | None:

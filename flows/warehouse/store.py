@@ -107,6 +107,9 @@ def _load_in_order(settings: Settings, paths: list[Path], total: LoadResult, *, 
                     batch = staging.read(path)
                 except StagingError as exc:
                     quarantine(conn, path, str(exc), run_id)
+                    # Its pages are fetched again only if the feeds are read again: an unchanged feed (the same
+                    # body, or a 304) was not, and its entries waited for the feed to change.
+                    conn.execute(database.query("feeds_read_again"))
                     continue
                 try:
                     result = load_batch(conn, batch, settings.dedup, raw_dir=settings.warehouse.raw_dir,

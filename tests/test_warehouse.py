@@ -764,3 +764,17 @@ def test_the_load_flow_quarantines_and_status_shows_a_run_that_failed_before_loa
     out = capsys.readouterr().out
     assert "│ failed" in out and "ValueError: unknown feed name(s): nosuchfee" in out, out
     assert "quarantined_batches" in out and all(name in out for name in bad)
+
+
+def test_a_batch_staged_beside_the_file_loads_with_a_config_that_stages_elsewhere(tmp_path: Path) -> None:
+    """Until the commands' runs kept the config's staging folder they staged beside the file (`<stem>.staging/`),
+    as a --warehouse run still does: such a batch is the same warehouse's and loads by the next run."""
+    settings = _full_settings(tmp_path)  # staging_dir = <tmp>/staging, the file <tmp>/wh.duckdb
+    wh = settings.warehouse
+    assert database.ensure_ready(wh)
+    beside = tmp_path / "wh.staging"
+    left = _stage(beside, 7)
+    assert store.load_pending(settings, run_id="load-1") == (1, 0)
+    with duckdb.connect(str(wh.path), read_only=True) as conn:
+        assert conn.execute("select url from entries").fetchall() == [("http://127.0.0.1/7",)]
+    assert not left.exists() and not staging.pending(beside) and not staging.pending(wh.staging_dir)

@@ -6,13 +6,14 @@ Also the pre-check that spares NER for documents the warehouse already has a cop
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import duckdb
 
 from flows.core.errors import StagingError, WarehouseError, WarehouseLocked, describe, pause_point
 from flows.core.records import Document
-from flows.core.settings import Settings
+from flows.core.settings import Settings, WarehouseSettings
 from flows.core.stats import RunStats
 from flows.warehouse import candidates, database, staging
 from flows.warehouse.staging import stable_key
@@ -140,6 +141,27 @@ def quarantine(conn: duckdb.DuckDBPyConnection, path: Path, reason: str, run_id:
     return target
 
 
+def adopt_beside(wh: WarehouseSettings) -> list[Path]:
+    """Move batches staged beside the file (`<stem>.staging/`) into the configured staging folder when they differ.
+    Until 2026-12-08 the commands' runs staged there whatever the config said (flows/cli/run_commands.py
+    `given_warehouse`), as a run given --warehouse still does: a batch left there by a locked run before an upgrade,
+    or by a --warehouse run, is the same warehouse's and must load."""
+    beside = wh.path.with_name(f"{wh.path.stem}.staging")
+    if wh.is_lake or beside.absolute() == wh.staging_dir.absolute():
+        return []
+    moved = []
+    for batch in staging.pending(beside):
+        target = wh.staging_dir / batch.name
+        if target.exists():
+            continue  # staged in both places: the configured one loads, this one is left for a person
+        wh.staging_dir.mkdir(parents=True, exist_ok=True)
+        shutil.move(batch, target)
+        log.warning("staged batch %s was beside the warehouse in %s: moved to %s to load", batch.name, beside,
+                    wh.staging_dir)
+        moved.append(target)
+    return moved
+
+
 def report_strays(staging_dir: Path) -> list[Path]:
     """Log what lies in the staging folder and is not a batch (left alone: it is not newsflow's)."""
     found = staging.strays(staging_dir)
@@ -178,6 +200,7 @@ def load_pending(settings: Settings, stats: RunStats | None = None, run_id: str 
     """
     staging.remove_partial(settings.warehouse.staging_dir)
     report_strays(settings.warehouse.staging_dir)
+    adopt_beside(settings.warehouse)
     paths = staging.pending(settings.warehouse.staging_dir)
     total = LoadResult()
     if not _load_in_order(settings, paths, total, run_id=run_id):

@@ -297,6 +297,28 @@ def test_demo_fresh_beside_a_missing_warehouse_deletes_nothing(tmp_path: Path) -
     assert (tmp_path / "photos.raw" / "holiday.jpg").read_bytes() == b"\xff\xd8 a photo"
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_run_that_fails_is_one_line_without_prefect_s_traceback(tmp_path: Path, prefect_harness: None,
+                                                                  debug: bool) -> None:
+    """Prefect's engine logs a failed task and flow run with their tracebacks on the console; the README promises
+    one line unless --debug. Here the staging folder's parent is a file: every batch fails to stage."""
+    from prefect.settings import get_current_settings
+
+    (tmp_path / "afile").write_text("x")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[warehouse]\npath = "{tmp_path / "w.duckdb"}"\nstaging_dir = "{tmp_path / "afile" / "st"}"\n'
+                      f'[pipeline]\nworkers = 1\nseeds_dir = "{PROJECT_ROOT / "seeds"}"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", *(["--debug"] if debug else []), "seeds", "--config", str(config)],
+        capture_output=True, text=True, timeout=240, cwd=PROJECT_ROOT,
+        env={**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url)})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.rstrip().endswith("Not a directory: '" + str(tmp_path / "afile" / "st")) or \
+        "newsflow: [Errno 20] Not a directory" in proc.stderr, proc.stderr[-3000:]
+    assert ("Traceback" in proc.stderr) == debug, proc.stderr[-3000:]
+    assert "Encountered exception during execution" in proc.stderr  # Prefect's line stays, its traceback does not
+
+
 def test_a_seed_file_with_a_byte_order_mark_loads(tmp_path: Path, prefect_harness: None) -> None:
     """Windows editors save UTF-8 with a BOM; `newsflow seeds` must not call such a file headerless. A subprocess
     (on the session's Prefect API): Prefect's log handler keeps the stderr of whichever test imported it first."""

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import traceback
@@ -31,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     debug = getattr(args, "debug", False) or os.environ.get("NEWSFLOW_DEBUG", "") not in ("", "0")
     if not debug and args.command in run_commands.COMMANDS:
-        _console_without_tracebacks()
+        shutdown.console_without_tracebacks()
     try:
         with shutdown.sigterm_as_interrupt():
             return COMMANDS[args.command](args)
@@ -52,26 +51,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `yes | head -1`'s yes
-
-
-def _no_traceback(record: logging.LogRecord) -> bool:
-    record.exc_info = record.exc_text = record.stack_info = None
-    return True
-
-
-def _console_without_tracebacks() -> None:
-    """Prefect's engine logs a failed task or flow run with its traceback on the console, where the command then
-    says what failed in one line: the traceback stays in the run's log in Prefect (its API handler formats the
-    record before the console's, on the run's own logger) and is printed with --debug."""
-    import prefect.logging.configuration as prefect_logging
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    if not prefect_logging.PROCESS_LOGGING_CONFIG:  # set up now rather than at the first run: its console handler
-        prefect_logging.setup_logging()
-
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler) and _no_traceback not in handler.filters:
-            handler.addFilter(_no_traceback)
 
 
 def _stdout_gone() -> bool:

@@ -13,6 +13,9 @@ started outlives it.
   gone, even by SIGKILL (which leaves no time to stop it): a thread in the server's process watches its parent pid
   (`_WATCH_PARENT`), as pool workers do (flows/run/workers.py exit_with_parent).
 
+- A run that fails ends the same way, in one line: Prefect's console handler prints its lines for the failed task
+  and flow run without their tracebacks (`console_without_tracebacks`, unless --debug).
+
 Why a watching thread and not PR_SET_PDEATHSIG: that signal fires when the *thread* that forked the child ends,
 not the process, and it has to be set by `preexec_fn`, which runs between fork and exec in a process that already
 has threads (Prefect's, ours): the subprocess docs warn it can deadlock there. A wrapper process between newsflow
@@ -23,6 +26,7 @@ code 3); the thread runs in the server's own process, so Prefect's terminate, ki
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -184,3 +188,24 @@ def stop_temporary_server() -> None:
             server.stop()
         except Exception:  # ending anyway; stop() itself terminates, then kills, the server
             pass
+
+
+def _no_traceback(record: logging.LogRecord) -> bool:
+    record.exc_info = record.exc_text = record.stack_info = None
+    return True
+
+
+def console_without_tracebacks() -> None:
+    """Prefect's engine logs a failed task or flow run with its traceback on the console, where the command then
+    says what failed in one line: the traceback stays in the run's log in Prefect (its API handler formats the
+    record before the console's, on the run's own logger) and is printed with --debug."""
+    import prefect.logging.configuration as prefect_logging
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    if not prefect_logging.PROCESS_LOGGING_CONFIG:  # set up now rather than at the first run: its console handler
+        prefect_logging.setup_logging()
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and _no_traceback not in handler.filters:
+            handler.addFilter(_no_traceback)
+

@@ -112,7 +112,8 @@ class WarehouseSettings(Section):
         if not re.fullmatch(r"latest|v\d+\.\d+\.\d+", value):
             raise ValueError(f"{value!r} is not a DuckDB storage version (like 'v1.4.0', or 'latest')")
         try:
-            duckdb.connect().execute(f"attach ':memory:' as probe (storage_version '{value}')")
+            with duckdb.connect() as probe:  # `value` matched the pattern above: no quote can reach the SQL
+                probe.execute(f"attach ':memory:' as probe (storage_version '{value}')")
         except duckdb.Error as exc:
             raise ValueError(str(exc).split("valid options are:")[0].strip().rstrip(",") +
                              " (see DuckDB's storage versions)") from None
@@ -291,15 +292,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(read_bounded(path, CONFIG_LIMIT).decode("utf-8"))
     except NotRegularFileError as exc:
-        if exc.kind == "a folder":
-            raise ConfigError(f"{path}: is a folder, not a config file") from None
-        raise ConfigError(f"{path}: {exc.kind}; a config is a TOML file") from None
+        raise ConfigError(f"{path}: is a folder, not a config file" if exc.kind == "a folder" else
+                          f"{path}: {exc.kind}; a config is a TOML file") from None
     except FileTooLargeError as exc:
         raise ConfigError(f"{path}: {exc}; a config is settings and a feed list") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:

@@ -98,7 +98,7 @@ def _fetch_one(settings: Settings, client: httpx.Client, gate: HostGate, feed: F
     ok, why = health.due(prev, now, feed)
     if not ok:
         return feed, None, why
-    same = bool(prev) and prev.get("configured_url") == redact(feed.url)
+    same = _same_url(prev, feed)
     url = prev["url"] if same and prev and prev.get("url") else feed.url
     # The stored URL is redacted; credentials only ever come from the config.
     if "***@" in url:
@@ -135,7 +135,7 @@ def _outcome(settings: Settings, feed: FeedConfig, prev: dict[str, Any] | None, 
         outcome = "not_modified"
     elif result.ok and result.body is not None:
         body_hash = hashlib.sha256(result.body).hexdigest()
-        if prev and prev.get("body_hash") == body_hash and prev.get("configured_url") == redact(feed.url):
+        if prev and prev.get("body_hash") == body_hash and _same_url(prev, feed):
             outcome = "unchanged"
         else:
             failpoint("parse_feed", feed.name)
@@ -153,10 +153,14 @@ def _outcome(settings: Settings, feed: FeedConfig, prev: dict[str, Any] | None, 
     return row, state, found
 
 
+def _same_url(prev: dict[str, Any] | None, feed: FeedConfig) -> bool:
+    """Whether the stored state is of the feed's configured URL: its moved URL and validators are used only then."""
+    return bool(prev) and prev.get("configured_url") == redact(feed.url)
+
+
 def _validated(prev: dict[str, Any] | None, feed: FeedConfig) -> bool:
     """Whether _fetch_one sent the stored validators (it does only for the URL they were stored for)."""
-    return bool(prev) and prev.get("configured_url") == redact(feed.url) and bool(
-        prev.get("etag") or prev.get("last_modified"))
+    return _same_url(prev, feed) and bool(prev and (prev.get("etag") or prev.get("last_modified")))
 
 
 def _base_row(feed: FeedConfig, result: FetchResult | None, run_id: str, now: datetime) -> dict[str, Any]:

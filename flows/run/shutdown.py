@@ -208,4 +208,3 @@ def console_without_tracebacks() -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler) and _no_traceback not in handler.filters:
             handler.addFilter(_no_traceback)
-

@@ -363,13 +363,14 @@ def test_the_snapshot_replaces_only_an_earlier_snapshot(tmp_path: Path) -> None:
     with duckdb.connect(str(index)) as conn:
         conn.execute("create table meta (k varchar)")
     (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "pipe")  # a special file of the test's own: a regression must not replace /dev/null
     for target, why in ((notes, "is not a DuckDB file"), (tmp_path / "folder", "is not a regular file"),
-                        (Path("/dev/null"), "is not a regular file"), (index, "not a copy of a newsflow warehouse"),
+                        (tmp_path / "pipe", "is not a regular file"), (index, "not a copy of a newsflow warehouse"),
                         (settings.path, "is the warehouse")):
         aimed = settings.model_copy(update={"snapshot_path": target})
         with pytest.raises(snapshot.SnapshotRefused, match=why):
             snapshot.publish_snapshot(aimed)
-    assert notes.read_text() == "precious" and Path("/dev/null").is_char_device()
+    assert notes.read_text() == "precious" and (tmp_path / "pipe").is_fifo()
     assert index.stat().st_size < 1 << 20 and (tmp_path / "folder").is_dir()
     assert snapshot.publish_snapshot(settings) == settings.snapshot_path  # new
     assert snapshot.publish_snapshot(settings) == settings.snapshot_path  # over an earlier one
